@@ -1,0 +1,172 @@
+//! Engine benchmarks (a bench binary, not a test): build throughput on real
+//! code no one here wrote (tokio from the cargo registry), query latency per
+//! mode on a ≥100k-chunk corpus next to a raw tantivy query on the same index,
+//! index size per MB of source, and MiniLM embedding throughput.
+//!
+//!     cargo bench --profile dev --bench engine            # results on stdout
+//!
+//! Conditions are printed with the results; docs/BENCHMARKS.md records them.
+
+#[path = "common.rs"]
+mod common;
+
+use common::*;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use trusty_search::IndexId;
+use trusty_search::api::SearchMode;
+use trusty_search::index::build::{BuildOptions, build_bundle};
+use trusty_search::index::embed::{Embedder, EmbedderConfig, embedding_text, load_embedder};
+use trusty_search::search::engine::Engine;
+use trusty_search::search::query::ParsedQuery;
+
+#[tokio::main]
+async fn main() {
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    println!("machine: {} cores, profile: {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), if cfg!(debug_assertions) { "dev (deps opt-level 2, crate opt-level 0)" } else { "release" });
+    if only.is_empty() || only == "build" {
+        build_throughput().await;
+    }
+    if only.is_empty() || only == "embed" {
+        embed_throughput();
+    }
+    if only.is_empty() || only == "query" {
+        query_latency().await;
+    }
+}
+
+async fn build_throughput() {
+    let tokio_src = registry_crates(&["tokio-1."]).pop().expect("tokio sources in the cargo registry");
+    let id = IndexId::new("bench").unwrap();
+    let mut runs = Vec::new();
+    for run in 0..3 {
+        let work = tempfile::tempdir().unwrap();
+        let t = Instant::now();
+        let report = build_bundle(&tokio_src, &id, &work.path().join("b"), BuildOptions::default()).await.unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        let m = &report.manifest;
+        let mb = m.counts.source_bytes as f64 / 1e6;
+        println!(
+            "build lexical+graph [{}] run {run}: {} files, {:.2} MB, {} chunks in {:.2} s → {:.2} MB/s, {:.0} chunks/s; stages {:?}; index {:.2} MB on disk ({:.2}× source)",
+            tokio_src.file_name().unwrap().to_string_lossy(),
+            m.counts.files,
+            mb,
+            m.counts.chunks,
+            secs,
+            mb / secs,
+            m.counts.chunks as f64 / secs,
+            report.timings,
+            m.total_bytes() as f64 / 1e6,
+            m.total_bytes() as f64 / m.counts.source_bytes.max(1) as f64,
+        );
+        runs.push(mb / secs);
+    }
+    runs.sort_by(f64::total_cmp);
+    println!("build lexical+graph median: {:.2} MB/s", runs[runs.len() / 2]);
+    // Lower bound in the same run: just reading the same files.
+    let t = Instant::now();
+    let mut bytes = 0usize;
+    for e in ignore::WalkBuilder::new(&tokio_src).build().flatten() {
+        if e.file_type().is_some_and(|t| t.is_file()) {
+            bytes += std::fs::read(e.path()).map(|b| b.len()).unwrap_or(0);
+        }
+    }
+    println!("lower bound: walking + reading the same tree: {:.1} MB/s ({:.1} MB)", bytes as f64 / 1e6 / t.elapsed().as_secs_f64(), bytes as f64 / 1e6);
+}
+
+fn embed_throughput() {
+    let Ok(Some(minilm)) = load_embedder(&EmbedderConfig::MiniLm { model_dir: None }) else {
+        println!("embed: MiniLM weights not found (scripts/fetch-minilm.sh); skipped");
+        return;
+    };
+    let tantivy = registry_crates(&["tantivy-0.27"]).pop().unwrap();
+    let rt = tokio::runtime::Handle::current();
+    let chunks = std::thread::spawn(move || {
+        let work = tempfile::tempdir().unwrap();
+        let id = IndexId::new("bench").unwrap();
+        let report = rt.block_on(build_bundle(&tantivy, &id, &work.path().join("b"), BuildOptions::default())).unwrap();
+        trusty_search::search::engine::load_chunks(&report.dir.join("chunks.jsonl")).unwrap()
+    })
+    .join()
+    .unwrap();
+    let sample: Vec<String> = chunks.iter().take(1024).map(embedding_text).collect();
+    let t = Instant::now();
+    for batch in sample.chunks(minilm.max_batch()) {
+        let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+        minilm.embed(&refs).unwrap();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!("embed MiniLM: {} tantivy chunks in {:.1} s → {:.1} chunks/s", sample.len(), secs, sample.len() as f64 / secs);
+    let mut q = Vec::new();
+    for query in QUERIES.iter().cycle().take(200) {
+        let t = Instant::now();
+        minilm.embed(&[query]).unwrap();
+        q.push(t.elapsed());
+    }
+    let s = stats(&mut q);
+    println!("embed MiniLM single query: p50 {:.2} ms, p99 {:.2} ms", s.p50, s.p99);
+}
+
+async fn query_latency() {
+    let crates = registry_crates(&[
+        "tokio-1.", "tantivy", "datafusion", "arrow", "lance", "kube", "hyper", "tower", "axum", "reqwest",
+        "object_store", "serde", "tracing", "candle", "rmcp", "prost", "regex", "h2", "rustls", "petgraph",
+    ]);
+    let work = tempfile::tempdir().unwrap();
+    gather(&crates, &work.path().join("src"));
+    let id = IndexId::new("bench-large").unwrap();
+    let embedder: Arc<dyn Embedder> = Arc::new(HashEmbedder);
+    let t = Instant::now();
+    let report = build_bundle(&work.path().join("src"), &id, &work.path().join("bundle"), BuildOptions {
+        embedder: Some(embedder.clone()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let m = &report.manifest;
+    println!(
+        "query corpus: {} crates, {} files, {:.1} MB source, {} chunks (built in {:.1} s with hash vectors; index {:.1} MB, {:.2}× source)",
+        crates.len(),
+        m.counts.files,
+        m.counts.source_bytes as f64 / 1e6,
+        m.counts.chunks,
+        t.elapsed().as_secs_f64(),
+        m.total_bytes() as f64 / 1e6,
+        m.total_bytes() as f64 / m.counts.source_bytes.max(1) as f64
+    );
+    let engine = Engine::open(&report.dir, report.manifest.clone(), Some(embedder.clone())).await.unwrap();
+    let rounds = 5;
+    let parsed: Vec<ParsedQuery> = QUERIES.iter().map(|q| ParsedQuery::parse(q, None).unwrap()).collect();
+    let vecs: Vec<Vec<f32>> = QUERIES.iter().map(|q| embedder.embed(&[q]).unwrap().remove(0)).collect();
+    // Warm caches once.
+    for (p, v) in parsed.iter().zip(&vecs) {
+        engine.search_parsed(SearchMode::Hybrid, 10, p, Some(v)).await.unwrap();
+    }
+    let mut raw = Vec::new();
+    let mut ours = Vec::new();
+    for _ in 0..rounds {
+        for q in QUERIES {
+            let t = Instant::now();
+            engine.bm25().raw_tantivy_search(q, 10).unwrap();
+            raw.push(t.elapsed());
+            let t = Instant::now();
+            engine.bm25().search(q, 10, &[], None).unwrap();
+            ours.push(t.elapsed());
+        }
+    }
+    let (r, o) = (stats(&mut raw), stats(&mut ours));
+    println!("raw tantivy (QueryParser over content, TopDocs 10): p50 {:.2} ms p99 {:.2} ms", r.p50, r.p99);
+    println!("our bm25 arm (code tokenizer, 3 boosted fields, top 10): p50 {:.2} ms p99 {:.2} ms ({:.2}× raw at p50)", o.p50, o.p99, o.p50 / r.p50);
+    for mode in [SearchMode::Bm25, SearchMode::Vector, SearchMode::Graph, SearchMode::Hybrid] {
+        let mut samples: Vec<Duration> = Vec::new();
+        for _ in 0..rounds {
+            for (p, v) in parsed.iter().zip(&vecs) {
+                let t = Instant::now();
+                engine.search_parsed(mode, 10, p, Some(v)).await.unwrap();
+                samples.push(t.elapsed());
+            }
+        }
+        let s = stats(&mut samples);
+        println!("engine {:<6} top 10 (arm depth 100, excl. query embedding): p50 {:.2} ms p99 {:.2} ms mean {:.2} ms (n={})", mode.as_str(), s.p50, s.p99, s.mean, s.n);
+    }
+}

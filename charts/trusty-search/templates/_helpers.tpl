@@ -1,0 +1,220 @@
+{{/* Chart name, truncated to a DNS label. */}}
+{{- define "trusty-search.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name prefix for every object. Kept short enough that "-operator" and the
+StatefulSet pod-name / controller-revision suffixes still fit in 63 characters.
+*/}}
+{{- define "trusty-search.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "trusty-search.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels common to every object. */}}
+{{- define "trusty-search.labels" -}}
+helm.sh/chart: {{ include "trusty-search.chart" . }}
+app.kubernetes.io/name: {{ include "trusty-search.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: trusty-search
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels for one component: (dict "ctx" $ "component" "router") */}}
+{{- define "trusty-search.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "trusty-search.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "trusty-search.componentLabels" -}}
+{{ include "trusty-search.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "trusty-search.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "trusty-search.adminSecretName" -}}
+{{- default (printf "%s-admin" (include "trusty-search.fullname" .)) .Values.adminToken.existingSecret }}
+{{- end }}
+
+{{- define "trusty-search.routerHost" -}}
+{{- printf "%s-router.%s.svc.%s" (include "trusty-search.fullname" .) .Release.Namespace .Values.clusterDomain }}
+{{- end }}
+
+{{- define "trusty-search.shardService" -}}
+{{- printf "%s-shard" (include "trusty-search.fullname" .) }}
+{{- end }}
+
+{{- define "trusty-search.storeUrl" -}}
+{{- $url := required "store.url is required: s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or file:///path" .Values.store.url }}
+{{- if not (regexMatch "^(s3|gs|az|file)://." $url) }}
+{{- fail (printf "store.url %q must start with s3://, gs://, az:// or file://" $url) }}
+{{- end }}
+{{- $url }}
+{{- end }}
+
+{{/* ConfigMap data, one set per role; also hashed into checksum/config. */}}
+{{- define "trusty-search.config.shard" -}}
+TRUSTY_LISTEN: {{ printf "0.0.0.0:%d" (int .Values.containerPort) | quote }}
+TRUSTY_LOG_FORMAT: {{ .Values.logFormat | quote }}
+TRUSTY_STORE: {{ include "trusty-search.storeUrl" . | quote }}
+TRUSTY_CACHE_DIR: {{ .Values.shard.cache.mountPath | quote }}
+TRUSTY_MEMORY_BUDGET: {{ .Values.shard.memoryBudget | quote }}
+TRUSTY_DISK_BUDGET: {{ .Values.shard.diskBudget | quote }}
+TRUSTY_LOAD_TIMEOUT: {{ .Values.shard.loadTimeout | quote }}
+TRUSTY_EMBEDDER: {{ .Values.embedder.kind | quote }}
+{{- if eq .Values.embedder.kind "minilm" }}
+TRUSTY_MODEL_DIR: {{ .Values.embedder.modelDir | quote }}
+{{- end }}
+{{- if eq .Values.embedder.kind "http" }}
+TRUSTY_EMBEDDER_URL: {{ required "embedder.url is required when embedder.kind=http" .Values.embedder.url | quote }}
+{{- with .Values.embedder.model }}
+TRUSTY_EMBEDDER_MODEL: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{ include "trusty-search.config.store" . }}
+{{- end }}
+
+{{- define "trusty-search.config.store" -}}
+{{- with .Values.store.s3.region }}
+AWS_REGION: {{ . | quote }}
+{{- end }}
+{{- with .Values.store.s3.endpoint }}
+AWS_ENDPOINT_URL: {{ . | quote }}
+{{- end }}
+{{- if .Values.store.s3.allowHttp }}
+AWS_ALLOW_HTTP: "true"
+{{- end }}
+{{- with .Values.store.azure.accountName }}
+AZURE_STORAGE_ACCOUNT_NAME: {{ . | quote }}
+{{- end }}
+{{- if .Values.store.gcs.credentialsSecret }}
+GOOGLE_SERVICE_ACCOUNT_PATH: /var/run/secrets/trusty-search/gcs/{{ .Values.store.gcs.credentialsSecretKey }}
+GOOGLE_APPLICATION_CREDENTIALS: /var/run/secrets/trusty-search/gcs/{{ .Values.store.gcs.credentialsSecretKey }}
+{{- end }}
+{{- end }}
+
+{{- define "trusty-search.config.router" -}}
+TRUSTY_LISTEN: {{ printf "0.0.0.0:%d" (int .Values.containerPort) | quote }}
+TRUSTY_LOG_FORMAT: {{ .Values.logFormat | quote }}
+TRUSTY_REPLICAS: {{ .Values.router.indexReplicas | quote }}
+{{- if eq .Values.router.discovery "kubernetes" }}
+TRUSTY_SHARDS_K8S: {{ printf "%s/%s" .Release.Namespace (include "trusty-search.shardService" .) | quote }}
+{{- else }}
+TRUSTY_SHARDS_DNS: {{ printf "%s.%s.svc.%s:%d" (include "trusty-search.shardService" .) .Release.Namespace .Values.clusterDomain (int .Values.containerPort) | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "trusty-search.config.operator" -}}
+TRUSTY_LISTEN: {{ printf "0.0.0.0:%d" (int .Values.containerPort) | quote }}
+TRUSTY_LOG_FORMAT: {{ .Values.logFormat | quote }}
+TRUSTY_ROUTER_URL: {{ printf "http://%s:%d" (include "trusty-search.routerHost" .) (int .Values.router.service.port) | quote }}
+TRUSTY_IMAGE: {{ include "trusty-search.image" . | quote }}
+TRUSTY_STORE: {{ include "trusty-search.storeUrl" . | quote }}
+{{- with .Values.store.existingSecret }}
+TRUSTY_STORE_SECRET: {{ . | quote }}
+{{- end }}
+TRUSTY_LEASE_NAME: {{ printf "%s-operator" (include "trusty-search.fullname" .) | quote }}
+{{- with .Values.operator.watchNamespace }}
+TRUSTY_NAMESPACE: {{ . | quote }}
+{{- end }}
+{{ include "trusty-search.config.store" . }}
+{{- end }}
+
+{{/* Env shared by every container: admin token. */}}
+{{- define "trusty-search.adminTokenEnv" -}}
+- name: TRUSTY_ADMIN_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "trusty-search.adminSecretName" . }}
+      key: {{ .Values.adminToken.secretKey }}
+{{- end }}
+
+{{/* envFrom for pods that talk to the object store. */}}
+{{- define "trusty-search.storeEnvFrom" -}}
+{{- with .Values.store.existingSecret }}
+- secretRef:
+    name: {{ . }}
+{{- end }}
+{{- end }}
+
+{{- define "trusty-search.gcsVolumeMount" -}}
+{{- if .Values.store.gcs.credentialsSecret }}
+- name: gcs-credentials
+  mountPath: /var/run/secrets/trusty-search/gcs
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "trusty-search.gcsVolume" -}}
+{{- if .Values.store.gcs.credentialsSecret }}
+- name: gcs-credentials
+  secret:
+    secretName: {{ .Values.store.gcs.credentialsSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.store.gcs.credentialsSecretKey }}
+        path: {{ .Values.store.gcs.credentialsSecretKey }}
+{{- end }}
+{{- end }}
+
+{{- define "trusty-search.probes" -}}
+startupProbe:
+  httpGet:
+    path: /healthz
+    port: http
+  periodSeconds: 2
+  failureThreshold: 60
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: http
+  periodSeconds: 10
+  timeoutSeconds: 3
+  failureThreshold: 3
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: http
+  periodSeconds: 5
+  timeoutSeconds: 3
+  failureThreshold: 2
+{{- end }}
+
+{{/* Soft spread across nodes unless the user supplies constraints. */}}
+{{- define "trusty-search.spread" -}}
+{{- if .constraints }}
+{{- toYaml .constraints }}
+{{- else }}
+- maxSkew: 1
+  topologyKey: kubernetes.io/hostname
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- include "trusty-search.selectorLabels" (dict "ctx" .ctx "component" .component) | nindent 6 }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,631 @@
+//! The Index reconciler.
+//!
+//! One pass turns the Index's intent into the cluster's state and reports back:
+//! 1. validate `metadata.name` as an index id (reported as a condition, never a crash);
+//! 2. build: follow or create the build Job for the current source hash;
+//! 3. register the built (or pre-published) index with the router, reload after
+//!    a new build, reset owners when `resetGeneration` is bumped;
+//! 4. copy the router's per-owner view into status;
+//! 5. on deletion (finalizer) unregister and, with `deletionPolicy: Delete`,
+//!    remove the index's objects.
+//!
+//! Every step is idempotent and keyed on what is recorded in status, so the
+//! reconciler can be interrupted and re-run at any point.
+
+use crate::crd::{DeletionPolicy, FINALIZER, Index, IndexStatus, Phase, condition};
+use crate::jobs::{self, BuildConfig, JobOutcome};
+use crate::metrics::Metrics;
+use crate::router_client::{RouterClient, RouterError};
+use crate::status::{self, set_condition};
+use crate::storage::{self, StorageError};
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::{
+    Client, Resource, ResourceExt,
+    api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    runtime::{
+        Controller,
+        controller::Action,
+        events::{Event, EventType, Recorder, Reporter},
+        finalizer::{self, Event as Finalizer, finalizer},
+        watcher,
+    },
+};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use trusty_search::IndexId;
+
+/// Field manager of every status write.
+pub const FIELD_MANAGER: &str = "trusty-operator";
+/// Requeue while something is still converging (build running, owners loading).
+pub const REQUEUE_CONVERGING: Duration = Duration::from_secs(15);
+/// Requeue when stable, so status keeps tracking the data plane.
+pub const REQUEUE_STABLE: Duration = Duration::from_secs(60);
+const BACKOFF_BASE: Duration = Duration::from_secs(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Router(#[from] RouterError),
+    #[error("deleting index data: {0}")]
+    Storage(#[from] StorageError),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<finalizer::Error<Error>>),
+    #[error("Index {0} has no namespace")]
+    MissingNamespace(String),
+    #[error(
+        "the Index CRD (indexes.search.trusty.dev) is not installed: \
+         kubectl apply -f manifests/crds/index.yaml (or `crdgen | kubectl apply -f -`)"
+    )]
+    CrdNotInstalled,
+}
+
+impl Error {
+    /// Bounded label value for `trusty_operator_reconcile_failures_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Router(_) => "router",
+            Error::Storage(_) => "storage",
+            Error::Finalizer(inner) => match inner.as_ref() {
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.reason(),
+                _ => "finalizer",
+            },
+            Error::MissingNamespace(_) => "invalid",
+            Error::CrdNotInstalled => "crd",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a reconcile needs, shared by all reconciles.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub router: RouterClient,
+    pub build: BuildConfig,
+    pub metrics: Arc<Metrics>,
+    /// Consecutive failures per Index, for exponential requeue backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        router: RouterClient,
+        build: BuildConfig,
+        metrics: Arc<Metrics>,
+        instance: Option<String>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance,
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            router,
+            build,
+            metrics,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn event(&self, index: &Index, type_: EventType, reason: &str, action: &str, note: String) {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(status::truncate(note, 1000)),
+            action: action.into(),
+            secondary: None,
+        };
+        // An event that cannot be recorded must not fail the reconcile that produced it.
+        if let Err(e) = self.recorder.publish(&ev, &index.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not record event");
+        }
+    }
+
+    /// Next requeue delay after a failure of `key`: 5 s doubling up to 5 min.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let mut f = self.failures.lock().expect("failure map lock");
+        let n = f
+            .entry(key.to_string())
+            .and_modify(|n| *n = n.saturating_add(1))
+            .or_insert(1);
+        let exp = (*n - 1).min(10);
+        (BACKOFF_BASE * 2u32.pow(exp)).min(BACKOFF_MAX)
+    }
+
+    fn reset_backoff(&self, key: &str) {
+        self.failures.lock().expect("failure map lock").remove(key);
+    }
+}
+
+fn key(index: &Index) -> String {
+    format!("{}/{}", index.namespace().unwrap_or_default(), index.name_any())
+}
+
+/// Controller entry point: measures, counts and delegates to [`reconcile_index`].
+pub async fn reconcile(index: Arc<Index>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let k = key(&index);
+    let result = reconcile_index(index, ctx.clone()).await;
+    ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
+    match &result {
+        Ok(_) => {
+            ctx.metrics.reconciles.with_label_values(&["success"]).inc();
+            ctx.reset_backoff(&k);
+        }
+        Err(e) => {
+            ctx.metrics.reconciles.with_label_values(&["error"]).inc();
+            ctx.metrics.failures.with_label_values(&[e.reason()]).inc();
+        }
+    }
+    result
+}
+
+/// Requeue with exponential backoff per Index.
+pub fn error_policy(index: Arc<Index>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff(&key(&index));
+    tracing::warn!(index = %key(&index), error = %error, delay_s = delay.as_secs(), "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn reconcile_index(index: Arc<Index>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = index
+        .namespace()
+        .ok_or_else(|| Error::MissingNamespace(index.name_any()))?;
+    let api: Api<Index> = Api::namespaced(ctx.client.clone(), &ns);
+    let id = match IndexId::new(index.name_any()) {
+        Ok(id) => id,
+        Err(e) => return invalid_name(&index, &api, &ctx, e).await,
+    };
+    let (id, api_ref, ctx) = (&id, &api, &ctx);
+    finalizer(&api, FINALIZER, index, |event| async move {
+        match event {
+            Finalizer::Apply(index) => apply(&index, id, api_ref, ctx).await,
+            Finalizer::Cleanup(index) => cleanup(&index, id, ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// Writes `status` with server-side apply unless nothing changed.
+async fn write_status(api: &Api<Index>, index: &Index, status: &IndexStatus) -> Result<()> {
+    if index.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let patch = Patch::Apply(json!({
+        "apiVersion": Index::api_version(&()),
+        "kind": Index::kind(&()),
+        "status": status,
+    }));
+    api.patch_status(&index.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &patch)
+        .await?;
+    Ok(())
+}
+
+/// The name is the index id; an invalid one can never be built or served, so
+/// say why once and wait for the user to delete the Index.
+async fn invalid_name(
+    index: &Index,
+    api: &Api<Index>,
+    ctx: &Context,
+    err: trusty_search::index_id::InvalidIndexId,
+) -> Result<Action> {
+    if index.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let now = Timestamp::now();
+    let generation = index.metadata.generation;
+    let old = index.status.clone().unwrap_or_default();
+    let mut st = old.clone();
+    let message = format!(
+        "metadata.name is the index id and {err}; ids match [a-z0-9][a-z0-9._-]{{0,62}} without '..'. \
+         Recreate the Index under a valid name."
+    );
+    st.phase = Phase::Failed;
+    st.observed_generation = generation;
+    st.last_error = Some(message.clone());
+    set_condition(
+        &mut st.conditions,
+        condition::BUILT,
+        false,
+        "InvalidName",
+        message.clone(),
+        generation,
+        now,
+    );
+    set_condition(
+        &mut st.conditions,
+        condition::AVAILABLE,
+        false,
+        "InvalidName",
+        message.clone(),
+        generation,
+        now,
+    );
+    if status::condition(&old, condition::BUILT).is_none_or(|c| c.reason != "InvalidName") {
+        ctx.event(index, EventType::Warning, "InvalidName", "Validate", message)
+            .await;
+    }
+    write_status(api, index, &st).await?;
+    Ok(Action::await_change())
+}
+
+/// What the build step found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Build {
+    /// Nothing to build: the recorded source hash is current (or objectStore).
+    UpToDate,
+    /// A build Job is running.
+    Running,
+    /// The build for the current inputs failed; waits for a spec change or reset.
+    Failed,
+}
+
+async fn apply(index: &Index, id: &IndexId, api: &Api<Index>, ctx: &Context) -> Result<Action> {
+    let now = Timestamp::now();
+    let generation = index.metadata.generation;
+    let spec = &index.spec;
+    let mut st = index.status.clone().unwrap_or_default();
+    st.observed_generation = generation;
+    let desired = jobs::source_hash(spec);
+    let previous_hash = st.source_hash.clone();
+
+    let build = if let Some(os) = &spec.source.object_store {
+        st.source_hash = Some(desired.clone());
+        st.source_revision = Some(jobs::source_revision(spec));
+        set_condition(
+            &mut st.conditions,
+            condition::BUILT,
+            true,
+            "Prebuilt",
+            format!("objectStore source {} is registered as published", os.prefix),
+            generation,
+            now,
+        );
+        Build::UpToDate
+    } else {
+        build_step(index, id, &desired, &mut st, ctx, now).await?
+    };
+    // A new build (or a new objectStore prefix) must be picked up by owners
+    // already serving the previous version.
+    let new_version = match &previous_hash {
+        Some(_) => st.source_hash != previous_hash,
+        None => st.source_hash.is_some() && spec.source.object_store.is_none(),
+    };
+
+    // Nothing published yet: nothing to register.
+    if st.source_hash.is_none() {
+        st.phase = match build {
+            Build::Failed => Phase::Failed,
+            Build::Running => Phase::Building,
+            Build::UpToDate => Phase::Pending,
+        };
+        write_status(api, index, &st).await?;
+        return Ok(match build {
+            Build::Running => Action::requeue(REQUEUE_CONVERGING),
+            _ => Action::await_change(),
+        });
+    }
+
+    if let Err(e) = serve_step(index, id, &mut st, ctx, new_version, now).await {
+        let message = e.to_string();
+        st.last_error = Some(status::truncate(message.clone(), 1024));
+        set_condition(
+            &mut st.conditions,
+            condition::AVAILABLE,
+            false,
+            "RouterUnavailable",
+            message,
+            generation,
+            now,
+        );
+        write_status(api, index, &st).await?;
+        return Err(e.into());
+    }
+
+    match build {
+        Build::Running => st.phase = Phase::Building,
+        Build::Failed => st.phase = Phase::Failed,
+        Build::UpToDate => {}
+    }
+    write_status(api, index, &st).await?;
+
+    let mut next = match (build, st.phase) {
+        (Build::Running, _) => REQUEUE_CONVERGING,
+        (_, Phase::Available) => REQUEUE_STABLE,
+        _ => REQUEUE_CONVERGING,
+    };
+    if build == Build::UpToDate
+        && let Some(until_refresh) = refresh_due_in(index, &st, now)
+    {
+        next = next.min(until_refresh.max(Duration::from_secs(1)));
+    }
+    Ok(Action::requeue(next))
+}
+
+/// Follows the last build Job and starts a new one when the inputs changed, a
+/// refresh is due, or `resetGeneration` retries a failed build.
+async fn build_step(
+    index: &Index,
+    id: &IndexId,
+    desired: &str,
+    st: &mut IndexStatus,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<Build> {
+    let generation = index.metadata.generation;
+    let ns = index.namespace().unwrap_or_default();
+    let job_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut running = false;
+    let mut failed: Option<String> = None;
+
+    if let Some(last) = st.last_build_job.clone()
+        && let Some(job) = job_api.get_opt(&last).await?
+    {
+        let job_hash = jobs::job_source_hash(&job).map(str::to_string);
+        match jobs::job_outcome(&job) {
+            JobOutcome::Running if job_hash.as_deref() == Some(desired) => running = true,
+            JobOutcome::Running => {
+                match job_api.delete(&last, &DeleteParams::background()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+                ctx.event(
+                    index,
+                    EventType::Normal,
+                    "BuildSuperseded",
+                    "Build",
+                    format!("source changed; deleted Job {last}"),
+                )
+                .await;
+            }
+            JobOutcome::Succeeded { completion_time } => {
+                let done = completion_time
+                    .or_else(|| job.metadata.creation_timestamp.as_ref().map(|t| t.0))
+                    .unwrap_or(now);
+                let consumed = st.last_build_time.as_ref().is_some_and(|t| t.0 >= done);
+                if !consumed {
+                    st.source_hash = job_hash;
+                    st.last_build_time = Some(Time(done));
+                    st.source_revision = Some(jobs::source_revision(&index.spec));
+                    st.last_error = None;
+                    set_condition(
+                        &mut st.conditions,
+                        condition::BUILT,
+                        true,
+                        "BuildSucceeded",
+                        format!("Job {last} built the index"),
+                        generation,
+                        now,
+                    );
+                    ctx.event(
+                        index,
+                        EventType::Normal,
+                        "BuildSucceeded",
+                        "Build",
+                        format!("Job {last} succeeded"),
+                    )
+                    .await;
+                }
+            }
+            JobOutcome::Failed { message } if job_hash.as_deref() == Some(desired) => failed = Some(message),
+            JobOutcome::Failed { .. } => {}
+        }
+    }
+
+    let refresh = refresh_token(index, st, desired, now);
+    let needs_build = st.source_hash.as_deref() != Some(desired) || refresh.is_some();
+    if running {
+        set_building(st, generation, now, st.last_build_job.clone().unwrap_or_default());
+        return Ok(Build::Running);
+    }
+    if !needs_build {
+        return Ok(Build::UpToDate);
+    }
+
+    let wanted = jobs::job_name(
+        id.as_str(),
+        desired,
+        index.spec.reset_generation,
+        refresh.as_deref().unwrap_or(""),
+    );
+    let wanted_failed_before = st.last_build_job.as_deref() == Some(wanted.as_str())
+        && (failed.is_some()
+            || status::condition(st, condition::BUILT)
+                .is_some_and(|c| c.status == "False" && c.reason == "BuildFailed"));
+    if wanted_failed_before {
+        let already_reported = status::condition(st, condition::BUILT).is_some_and(|c| c.reason == "BuildFailed");
+        let message = failed.unwrap_or_else(|| st.last_error.clone().unwrap_or_else(|| "build Job failed".into()));
+        let text = format!("Job {wanted} failed: {message}. Change the source or bump spec.resetGeneration to retry.");
+        set_condition(
+            &mut st.conditions,
+            condition::BUILT,
+            false,
+            "BuildFailed",
+            text.clone(),
+            generation,
+            now,
+        );
+        st.last_error = Some(status::truncate(text.clone(), 1024));
+        if !already_reported {
+            ctx.event(index, EventType::Warning, "BuildFailed", "Build", text).await;
+        }
+        return Ok(Build::Failed);
+    }
+
+    let job = jobs::build_job(index, id.as_str(), &wanted, desired, &ctx.build);
+    match job_api.create(&PostParams::default(), &job).await {
+        Ok(_) => {
+            ctx.event(
+                index,
+                EventType::Normal,
+                "BuildStarted",
+                "Build",
+                format!("created Job {wanted}"),
+            )
+            .await;
+        }
+        // Created by an earlier pass whose status write was lost: follow it.
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    st.last_build_job = Some(wanted.clone());
+    set_building(st, generation, now, wanted);
+    Ok(Build::Running)
+}
+
+fn set_building(st: &mut IndexStatus, generation: Option<i64>, now: Timestamp, job: String) {
+    // A refresh keeps serving the previous build: Built stays True until the new one lands.
+    let previous = st.source_hash.is_some() && status::condition_is(st, condition::BUILT, true);
+    if !previous {
+        set_condition(
+            &mut st.conditions,
+            condition::BUILT,
+            false,
+            "Building",
+            format!("Job {job} is running"),
+            generation,
+            now,
+        );
+    }
+}
+
+/// Registers the index, reloads after a new build, resets on request, and
+/// copies the router's view of the owners into status.
+async fn serve_step(
+    index: &Index,
+    id: &IndexId,
+    st: &mut IndexStatus,
+    ctx: &Context,
+    new_version: bool,
+    now: Timestamp,
+) -> Result<(), RouterError> {
+    let generation = index.metadata.generation;
+    let spec = &index.spec;
+    ctx.router.register(id, spec.replicas).await?;
+    if !status::condition_is(st, condition::PUBLISHED, true) {
+        ctx.event(
+            index,
+            EventType::Normal,
+            "Registered",
+            "Register",
+            format!("registered with {} replica(s)", spec.replicas),
+        )
+        .await;
+    }
+    set_condition(
+        &mut st.conditions,
+        condition::PUBLISHED,
+        true,
+        "Registered",
+        format!("registered with the router ({} replica(s))", spec.replicas),
+        generation,
+        now,
+    );
+    if new_version {
+        match ctx.router.reload(id).await {
+            Ok(()) | Err(RouterError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if spec.reset_generation > st.last_reset_generation.unwrap_or(0) {
+        ctx.router.reset(id).await?;
+        st.last_reset_generation = Some(spec.reset_generation);
+        ctx.event(
+            index,
+            EventType::Normal,
+            "Reset",
+            "Reset",
+            format!("reset failed owners (resetGeneration {})", spec.reset_generation),
+        )
+        .await;
+    }
+    let cluster = ctx.router.status(id).await?;
+    status::apply_cluster_status(st, &cluster, spec.replicas, generation, now);
+    Ok(())
+}
+
+/// When a git refresh is due, the token that makes its Job name unique (the
+/// previous build time); `None` when no refresh is due.
+fn refresh_token(index: &Index, st: &IndexStatus, desired: &str, now: Timestamp) -> Option<String> {
+    index.spec.source.git.as_ref()?;
+    if st.source_hash.as_deref() != Some(desired) {
+        return None;
+    }
+    let interval = jobs::parse_interval(index.spec.refresh_interval.as_deref()?)?;
+    let last = st.last_build_time.as_ref()?.0;
+    let due = last + SignedDuration::try_from(interval).ok()?;
+    (due <= now).then(|| last.to_string())
+}
+
+fn refresh_due_in(index: &Index, st: &IndexStatus, now: Timestamp) -> Option<Duration> {
+    index.spec.source.git.as_ref()?;
+    let interval = jobs::parse_interval(index.spec.refresh_interval.as_deref()?)?;
+    let due = st.last_build_time.as_ref()?.0 + SignedDuration::try_from(interval).ok()?;
+    Some(Duration::try_from(due.duration_since(now)).unwrap_or(Duration::ZERO))
+}
+
+/// Finalizer cleanup: unregister, then (with `Delete`) remove the data.
+async fn cleanup(index: &Index, id: &IndexId, ctx: &Context) -> Result<Action> {
+    ctx.router.unregister(id).await?;
+    let mut note = format!("unregistered {id}");
+    if index.spec.deletion_policy == DeletionPolicy::Delete {
+        let url = index
+            .spec
+            .source
+            .object_store
+            .as_ref()
+            .map(|o| o.prefix.as_str())
+            .unwrap_or(&ctx.build.store);
+        let n = storage::delete_index(url, id).await?;
+        note.push_str(&format!(" and deleted {n} object(s) under {url}/indexes/{id}/"));
+    }
+    ctx.event(index, EventType::Normal, "Deleted", "Delete", note).await;
+    Ok(Action::await_change())
+}
+
+/// Fails with [`Error::CrdNotInstalled`] when the API server does not serve Indexes.
+pub async fn check_crd_installed(client: Client, namespace: Option<&str>) -> Result<()> {
+    let api: Api<Index> = match namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
+    match api.list(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(Error::CrdNotInstalled),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs the controller on Indexes (and the Jobs they own) until the stream ends.
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
+    let client = ctx.client.clone();
+    let (indexes, job_api): (Api<Index>, Api<Job>) = match &namespace {
+        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client, ns)),
+        None => (Api::all(client.clone()), Api::all(client)),
+    };
+    let managed = format!("{}={}", jobs::MANAGED_BY.0, jobs::MANAGED_BY.1);
+    Controller::new(indexes, watcher::Config::default().any_semantic())
+        .owns(job_api, watcher::Config::default().labels(&managed))
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => tracing::debug!(index = %obj, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile error"),
+            }
+        })
+        .await;
+}

@@ -1,0 +1,470 @@
+//! Build Jobs: one `batch/v1` Job per (source, settings, retry) combination.
+//!
+//! The Job name is derived deterministically from what it builds, so a
+//! reconcile that runs twice (or after an operator restart) finds the Job it
+//! already created instead of starting a second build, and a failed build is
+//! not retried until its inputs change or `resetGeneration` is bumped.
+
+use crate::crd::{Index, IndexSpec};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, PersistentVolumeClaimVolumeSource, PodSpec,
+    PodTemplateSpec, SecretEnvSource, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// Label selecting every Job this operator creates.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "trusty-operator");
+pub const INDEX_LABEL: &str = "search.trusty.dev/index";
+/// Annotation carrying the source hash a Job builds.
+pub const SOURCE_HASH_ANNOTATION: &str = "search.trusty.dev/source-hash";
+
+const BACKOFF_LIMIT: i32 = 2;
+const TTL_AFTER_FINISHED: i32 = 24 * 3600;
+const ACTIVE_DEADLINE: i64 = 6 * 3600;
+const GIT_WORKDIR: &str = "/work/src";
+const VOLUME_MOUNT: &str = "/source";
+
+/// Cluster-wide settings every build Job shares.
+#[derive(Clone, Debug)]
+pub struct BuildConfig {
+    pub image: String,
+    pub store: String,
+    pub store_secret: Option<String>,
+}
+
+/// Hash of everything that changes the built index: source and indexing
+/// settings, but not replicas, refresh interval, reset generation or deletion
+/// policy (those change how the index is served or managed, not its content).
+pub fn source_hash(spec: &IndexSpec) -> String {
+    let material = json!({
+        "source": spec.source,
+        "include": spec.include,
+        "exclude": spec.exclude,
+        "languages": spec.languages,
+        "embedder": spec.embedder,
+        "lexicalOnly": spec.lexical_only,
+    });
+    // serde_json maps are sorted (no preserve_order feature), so this is canonical.
+    hex::encode(Sha256::digest(material.to_string().as_bytes()))[..16].to_string()
+}
+
+/// Deterministic Job name: `<index>-<10 hex>` where the hash covers the source
+/// hash, the reset generation (a bump retries a failed build) and a refresh
+/// token (the previous build time when a git refresh is due).
+///
+/// Job names become a pod label value, so the whole name stays within 63 characters.
+pub fn job_name(index_name: &str, source_hash: &str, reset_generation: i64, refresh_token: &str) -> String {
+    let key = format!("{source_hash}/{reset_generation}/{refresh_token}");
+    let digest = hex::encode(Sha256::digest(key.as_bytes()));
+    // A DNS label: index ids may also contain '.' and '_'.
+    let mut base: String = index_name
+        .chars()
+        .take(63 - 11)
+        .map(|c| if c == '.' || c == '_' { '-' } else { c })
+        .collect();
+    while base.ends_with('-') {
+        base.pop();
+    }
+    format!("{base}-{}", &digest[..10])
+}
+
+/// Human-readable description of what a build reads.
+pub fn source_revision(spec: &IndexSpec) -> String {
+    let s = &spec.source;
+    if let Some(git) = &s.git {
+        format!("git {}@{}", git.url, git.git_ref.as_deref().unwrap_or("HEAD"))
+    } else if let Some(v) = &s.volume {
+        format!("volume {}:/{}", v.claim_name, v.path.as_deref().unwrap_or(""))
+    } else if let Some(o) = &s.object_store {
+        format!("objectStore {}", o.prefix)
+    } else {
+        "none".into()
+    }
+}
+
+/// Arguments of `trusty-search index build` for this Index.
+pub fn build_args(index: &Index, id: &str, store: &str) -> Vec<String> {
+    let spec = &index.spec;
+    let mut args = vec!["index".to_string(), "build".to_string()];
+    if let Some(git) = &spec.source.git {
+        args.push(GIT_WORKDIR.into());
+        args.extend(["--id".into(), id.into(), "--store".into(), store.into()]);
+        args.extend(["--git-url".into(), git.url.clone()]);
+        if let Some(r) = &git.git_ref {
+            args.extend(["--git-ref".into(), r.clone()]);
+        }
+    } else {
+        let path = spec
+            .source
+            .volume
+            .as_ref()
+            .and_then(|v| v.path.as_deref())
+            .unwrap_or("");
+        let path = path.trim_matches('/');
+        args.push(if path.is_empty() {
+            VOLUME_MOUNT.to_string()
+        } else {
+            format!("{VOLUME_MOUNT}/{path}")
+        });
+        args.extend(["--id".into(), id.into(), "--store".into(), store.into()]);
+    }
+    for g in &spec.include {
+        args.extend(["--include".into(), g.clone()]);
+    }
+    for g in &spec.exclude {
+        args.extend(["--exclude".into(), g.clone()]);
+    }
+    for l in &spec.languages {
+        args.extend(["--lang".into(), l.clone()]);
+    }
+    if spec.lexical_only {
+        args.extend(["--embedder".into(), "none".into()]);
+    } else if let Some(e) = &spec.embedder {
+        args.extend(["--embedder".into(), e.kind.as_str().into()]);
+        if let Some(u) = &e.url {
+            args.extend(["--embedder-url".into(), u.clone()]);
+        }
+        if let Some(m) = &e.model {
+            args.extend(["--embedder-model".into(), m.clone()]);
+        }
+    }
+    args
+}
+
+/// The build Job for `index`, owned by it (deleted with it, and its changes
+/// trigger a reconcile of the Index).
+pub fn build_job(index: &Index, id: &str, name: &str, source_hash: &str, cfg: &BuildConfig) -> Job {
+    let mut labels = BTreeMap::new();
+    labels.insert(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string());
+    labels.insert("app.kubernetes.io/name".into(), "trusty-search".into());
+    labels.insert("app.kubernetes.io/component".into(), "index-build".into());
+    labels.insert(INDEX_LABEL.into(), id.to_string());
+    let annotations = BTreeMap::from([(SOURCE_HASH_ANNOTATION.to_string(), source_hash.to_string())]);
+
+    let mut volumes = vec![Volume {
+        name: "work".into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    }];
+    let mut mounts = vec![VolumeMount {
+        name: "work".into(),
+        mount_path: "/work".into(),
+        ..Default::default()
+    }];
+    if let Some(v) = &index.spec.source.volume {
+        volumes.push(Volume {
+            name: "source".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: v.claim_name.clone(),
+                read_only: Some(true),
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: "source".into(),
+            mount_path: VOLUME_MOUNT.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    let env_from = cfg.store_secret.as_ref().map(|s| {
+        vec![EnvFromSource {
+            secret_ref: Some(SecretEnvSource {
+                name: s.clone(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }]
+    });
+
+    let container = Container {
+        name: "build".into(),
+        image: Some(cfg.image.clone()),
+        args: Some(build_args(index, id, &cfg.store)),
+        env_from,
+        env: Some(vec![k8s_openapi::api::core::v1::EnvVar {
+            name: "HOME".into(),
+            value: Some("/work".into()),
+            ..Default::default()
+        }]),
+        volume_mounts: Some(mounts),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    Job {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: index.namespace(),
+            labels: Some(labels.clone()),
+            annotations: Some(annotations),
+            owner_references: index.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(BACKOFF_LIMIT),
+            ttl_seconds_after_finished: Some(TTL_AFTER_FINISHED),
+            active_deadline_seconds: Some(ACTIVE_DEADLINE),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// Where a build Job stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    Running,
+    Succeeded {
+        completion_time: Option<k8s_openapi::jiff::Timestamp>,
+    },
+    Failed {
+        message: String,
+    },
+}
+
+/// Reads the Job's terminal conditions (`Complete` / `Failed`), falling back to
+/// the counters for API servers that do not set conditions.
+pub fn job_outcome(job: &Job) -> JobOutcome {
+    let Some(status) = &job.status else {
+        return JobOutcome::Running;
+    };
+    let conditions = status.conditions.as_deref().unwrap_or_default();
+    let cond = |t: &str| conditions.iter().find(|c| c.type_ == t && c.status == "True");
+    if let Some(c) = cond("Failed") {
+        let message = match (&c.reason, &c.message) {
+            (Some(r), Some(m)) => format!("{r}: {m}"),
+            (Some(r), None) => r.clone(),
+            (None, Some(m)) => m.clone(),
+            (None, None) => "build Job failed".into(),
+        };
+        return JobOutcome::Failed { message };
+    }
+    if cond("Complete").is_some() || status.succeeded.unwrap_or(0) > 0 {
+        return JobOutcome::Succeeded {
+            completion_time: status.completion_time.as_ref().map(|t| t.0),
+        };
+    }
+    let backoff = job.spec.as_ref().and_then(|s| s.backoff_limit).unwrap_or(BACKOFF_LIMIT);
+    if status.failed.unwrap_or(0) > backoff {
+        return JobOutcome::Failed {
+            message: format!("{} build pods failed", status.failed.unwrap_or(0)),
+        };
+    }
+    JobOutcome::Running
+}
+
+/// The source hash a Job was created for.
+pub fn job_source_hash(job: &Job) -> Option<&str> {
+    job.annotations().get(SOURCE_HASH_ANNOTATION).map(String::as_str)
+}
+
+/// Parses a refresh interval such as "90m" or "1h30m".
+pub fn parse_interval(s: &str) -> Option<std::time::Duration> {
+    let mut total: u64 = 0;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().ok()?;
+        num.clear();
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(unit)?)?;
+    }
+    if !num.is_empty() || total == 0 {
+        return None;
+    }
+    Some(std::time::Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{Embedder, EmbedderKind, GitSource, Source, VolumeSource};
+
+    fn git_index(name: &str) -> Index {
+        let spec: IndexSpec = serde_json::from_value(json!({
+            "source": {"git": {"url": "https://github.com/tokio-rs/tokio", "ref": "v1.40.0"}},
+            "include": ["src/**"], "exclude": ["**/tests/**"], "languages": ["rust"],
+            "embedder": {"kind": "http", "url": "http://embed:8080", "model": "bge-small"},
+        }))
+        .unwrap();
+        let mut i = Index::new(name, spec);
+        i.metadata.namespace = Some("search".into());
+        i.metadata.uid = Some("uid-1".into());
+        i
+    }
+
+    #[test]
+    fn hash_changes_with_content_settings_only() {
+        let a = git_index("tokio");
+        let h = source_hash(&a.spec);
+        let mut b = a.spec.clone();
+        b.replicas = 3;
+        b.reset_generation = 7;
+        b.refresh_interval = Some("1h".into());
+        assert_eq!(source_hash(&b), h, "serving settings must not trigger a rebuild");
+        b.source.git = Some(GitSource {
+            url: "https://github.com/tokio-rs/tokio".into(),
+            git_ref: Some("v1.41.0".into()),
+        });
+        assert_ne!(source_hash(&b), h);
+        let mut c = a.spec.clone();
+        c.exclude.push("benches/**".into());
+        assert_ne!(source_hash(&c), h);
+    }
+
+    #[test]
+    fn job_name_is_deterministic_short_and_varies_with_retry() {
+        let n1 = job_name("tokio", "abc", 0, "");
+        assert_eq!(n1, job_name("tokio", "abc", 0, ""));
+        assert_ne!(n1, job_name("tokio", "abc", 1, ""));
+        assert_ne!(n1, job_name("tokio", "abc", 0, "2024-01-01T00:00:00Z"));
+        assert!(n1.starts_with("tokio-"));
+        let long = job_name(&"a".repeat(63), "abc", 0, "");
+        assert!(long.len() <= 63, "{}", long.len());
+        let dotted = job_name(&format!("{}.x", "b".repeat(51)), "abc", 0, "");
+        assert!(!dotted.contains('.') && !dotted.contains("--"), "{dotted}");
+    }
+
+    #[test]
+    fn git_job_runs_the_build_command() {
+        let idx = git_index("tokio");
+        let cfg = BuildConfig {
+            image: "ghcr.io/trusty/trusty-search:1".into(),
+            store: "s3://bucket/trusty".into(),
+            store_secret: Some("store-creds".into()),
+        };
+        let job = build_job(&idx, "tokio", "tokio-0123456789", "hash", &cfg);
+        assert_eq!(job.metadata.namespace.as_deref(), Some("search"));
+        let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+            ("Index", "tokio", Some(true))
+        );
+        assert_eq!(job.annotations().get(SOURCE_HASH_ANNOTATION).unwrap(), "hash");
+        let spec = job.spec.as_ref().unwrap();
+        assert_eq!(spec.backoff_limit, Some(2));
+        assert!(spec.ttl_seconds_after_finished.is_some());
+        let c = &spec.template.spec.as_ref().unwrap().containers[0];
+        assert_eq!(c.image.as_deref(), Some("ghcr.io/trusty/trusty-search:1"));
+        assert_eq!(
+            c.args.as_ref().unwrap().join(" "),
+            "index build /work/src --id tokio --store s3://bucket/trusty --git-url https://github.com/tokio-rs/tokio \
+             --git-ref v1.40.0 --include src/** --exclude **/tests/** --lang rust --embedder http \
+             --embedder-url http://embed:8080 --embedder-model bge-small"
+        );
+        let env_from = c.env_from.as_ref().unwrap();
+        assert_eq!(env_from[0].secret_ref.as_ref().unwrap().name, "store-creds");
+    }
+
+    #[test]
+    fn volume_job_mounts_the_claim_and_builds_the_path() {
+        let spec = IndexSpec {
+            source: Source {
+                volume: Some(VolumeSource {
+                    claim_name: "code".into(),
+                    path: Some("repos/app/".into()),
+                }),
+                ..Default::default()
+            },
+            include: vec![],
+            exclude: vec![],
+            languages: vec![],
+            embedder: Some(Embedder {
+                kind: EmbedderKind::Minilm,
+                url: None,
+                model: None,
+            }),
+            lexical_only: true,
+            replicas: 1,
+            refresh_interval: None,
+            reset_generation: 0,
+            deletion_policy: Default::default(),
+        };
+        let idx = Index::new("app", spec);
+        let cfg = BuildConfig {
+            image: "img".into(),
+            store: "file:///data".into(),
+            store_secret: None,
+        };
+        let job = build_job(&idx, "app", "app-1", "h", &cfg);
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        let c = &pod.containers[0];
+        assert_eq!(
+            c.args.as_ref().unwrap().join(" "),
+            "index build /source/repos/app --id app --store file:///data --embedder none"
+        );
+        assert!(c.env_from.is_none());
+        let vol = pod.volumes.unwrap().into_iter().find(|v| v.name == "source").unwrap();
+        let pvc = vol.persistent_volume_claim.unwrap();
+        assert_eq!((pvc.claim_name.as_str(), pvc.read_only), ("code", Some(true)));
+    }
+
+    #[test]
+    fn outcome_from_conditions_and_counters() {
+        let mut job: Job = serde_json::from_value(json!({"metadata": {"name": "j"}, "status": {"active": 1}})).unwrap();
+        assert_eq!(job_outcome(&job), JobOutcome::Running);
+        job = serde_json::from_value(json!({"metadata": {"name": "j"}, "status": {
+            "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                            "message": "Job has reached the specified backoff limit"}]}}))
+        .unwrap();
+        assert_eq!(
+            job_outcome(&job),
+            JobOutcome::Failed {
+                message: "BackoffLimitExceeded: Job has reached the specified backoff limit".into()
+            }
+        );
+        job = serde_json::from_value(json!({"metadata": {"name": "j"}, "status": {
+            "succeeded": 1, "completionTime": "2024-05-01T10:00:00Z"}}))
+        .unwrap();
+        assert!(matches!(
+            job_outcome(&job),
+            JobOutcome::Succeeded {
+                completion_time: Some(_)
+            }
+        ));
+    }
+
+    #[test]
+    fn intervals() {
+        assert_eq!(parse_interval("1h"), Some(std::time::Duration::from_secs(3600)));
+        assert_eq!(parse_interval("1h30m"), Some(std::time::Duration::from_secs(5400)));
+        assert_eq!(parse_interval("2d"), Some(std::time::Duration::from_secs(172800)));
+        for bad in ["", "h", "10", "0s", "5w", "1h 2m"] {
+            assert_eq!(parse_interval(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! `trusty-operator`: runs the Index controller under Lease leader election
+//! and serves `/metrics` and `/healthz`.
+
+use clap::{Parser, ValueEnum};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use trusty_operator::{
+    Context, Error, controller,
+    jobs::BuildConfig,
+    leader::LeaderElector,
+    metrics::{self, Metrics},
+    router_client::RouterClient,
+};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Reconciles trusty-search Index resources: builds, registers, reports.
+#[derive(Debug, Parser)]
+#[command(name = "trusty-operator", version)]
+struct Args {
+    /// Base URL of the trusty-search router (admin and status API).
+    #[arg(long, env = "TRUSTY_ROUTER_URL")]
+    router_url: String,
+    /// Bearer token of the router admin API.
+    #[arg(long, env = "TRUSTY_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Image of the build Jobs (the trusty-search image).
+    #[arg(long, env = "TRUSTY_IMAGE")]
+    image: String,
+    /// Object store URL the cluster serves from, e.g. s3://bucket/trusty or file:///data.
+    #[arg(long, env = "TRUSTY_STORE")]
+    store: String,
+    /// Secret whose keys become the build Jobs' environment (store credentials).
+    #[arg(long, env = "TRUSTY_STORE_SECRET")]
+    store_secret: Option<String>,
+    /// Watch only this namespace (all namespaces when absent).
+    #[arg(long, env = "TRUSTY_NAMESPACE")]
+    namespace: Option<String>,
+    /// Address of /metrics and /healthz.
+    #[arg(long, env = "TRUSTY_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Log output format.
+    #[arg(long, env = "TRUSTY_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Namespace of the leader-election Lease (the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "TRUSTY_LEASE_NAME", default_value = "trusty-operator")]
+    lease_name: String,
+    /// Identity in the Lease (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Lease duration in seconds; a dead leader is replaced after this long.
+    #[arg(long, default_value_t = 15)]
+    lease_seconds: u64,
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    init_tracing(args.log_format);
+    // kube's rustls client needs a process-wide crypto provider.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+
+    let client = match Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("trusty-operator: cannot create a Kubernetes client (no kubeconfig or in-cluster config): {e}");
+            return ExitCode::from(3);
+        }
+    };
+    match controller::check_crd_installed(client.clone(), args.namespace.as_deref()).await {
+        Ok(()) => {}
+        Err(e @ Error::CrdNotInstalled) => {
+            eprintln!("trusty-operator: {e}");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("trusty-operator: cannot list Indexes: {e}");
+            return ExitCode::from(3);
+        }
+    }
+    let router = match RouterClient::new(&args.router_url, args.admin_token.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("trusty-operator: invalid router client settings: {e}");
+            return ExitCode::from(3);
+        }
+    };
+
+    let metrics = Arc::new(Metrics::new());
+    let metrics_srv = tokio::spawn(metrics::serve(args.listen, metrics.clone()));
+
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "trusty-operator".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let build = BuildConfig {
+        image: args.image.clone(),
+        store: args.store.clone(),
+        store_secret: args.store_secret.clone(),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        router,
+        build,
+        metrics.clone(),
+        Some(identity.clone()),
+    ));
+    let elector = LeaderElector::new(
+        Api::<Lease>::namespaced(client, &args.lease_namespace),
+        &args.lease_name,
+        &identity,
+        Duration::from_secs(args.lease_seconds.max(3)),
+    );
+    tracing::info!(%identity, router = %args.router_url, namespace = ?args.namespace, "starting");
+    let namespace = args.namespace.clone();
+    elector
+        .run(metrics, shutdown_signal(), move || {
+            controller::run(ctx.clone(), namespace.clone())
+        })
+        .await;
+    metrics_srv.abort();
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,133 @@
+//! Prometheus metrics and the `/metrics` + `/healthz` endpoint.
+//!
+//! Labels are bounded (outcome, failure reason): index names never become
+//! label values, so cardinality does not grow with the number of Indexes.
+
+use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub reconciles: IntCounterVec,
+    pub reconcile_duration: Histogram,
+    pub failures: IntCounterVec,
+    pub leader: IntGauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let reconciles = IntCounterVec::new(
+            Opts::new(
+                "trusty_operator_reconciles_total",
+                "Reconciles of Index resources by outcome",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let reconcile_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "trusty_operator_reconcile_duration_seconds",
+                "Duration of one Index reconcile",
+            )
+            .buckets(vec![0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+        )
+        .expect("valid metric");
+        let failures = IntCounterVec::new(
+            Opts::new(
+                "trusty_operator_reconcile_failures_total",
+                "Failed reconciles by reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let leader = IntGauge::new("trusty_operator_leader", "1 while this replica holds the leader lease")
+            .expect("valid metric");
+        for c in [
+            Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reconcile_duration.clone()),
+            Box::new(failures.clone()),
+            Box::new(leader.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_duration,
+            failures,
+            leader,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("prometheus text is utf-8")
+    }
+}
+
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(serve_metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(metrics)
+}
+
+async fn serve_metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [("content-type", "text/plain; version=0.0.4")],
+        m.render(),
+    )
+}
+
+/// Serves `/metrics` and `/healthz` until the process exits.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "serving /metrics and /healthz");
+    axum::serve(listener, router(metrics)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn metrics_endpoint_exposes_the_operator_series() {
+        let m = Arc::new(Metrics::new());
+        m.reconciles.with_label_values(&["success"]).inc();
+        m.failures.with_label_values(&["router"]).inc();
+        m.reconcile_duration.observe(0.2);
+        m.leader.set(1);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router(m)).await });
+        let body = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            body.contains("trusty_operator_reconciles_total{outcome=\"success\"} 1"),
+            "{body}"
+        );
+        assert!(body.contains("trusty_operator_reconcile_failures_total{reason=\"router\"} 1"));
+        assert!(body.contains("trusty_operator_reconcile_duration_seconds_count 1"));
+        assert!(body.contains("trusty_operator_leader 1"));
+        let health = reqwest::get(format!("http://{addr}/healthz")).await.unwrap();
+        assert_eq!(health.status(), 200);
+    }
+}

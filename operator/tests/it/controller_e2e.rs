@@ -1,0 +1,321 @@
+//! The real operator (leader election + Controller + watches + finalizer)
+//! against the in-process fake API server and fake router: apply an Index,
+//! play the kubelet, watch status converge, delete it.
+
+use crate::fake_apiserver::{EVENT, FakeApiServer, INDEX, JOB, LEASE};
+use crate::fake_router::FakeRouter;
+use crate::harness::{LEASE_NAME, LEASE_NAMESPACE, Operator, eventually, install_crypto};
+use crate::kubelet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use serde_json::json;
+use std::time::Duration;
+use trusty_operator::{
+    Index, controller,
+    crd::Phase,
+    leader::{LeaderElector, LeaseState},
+};
+use trusty_search::api::types::ResidencyState;
+
+const NS: &str = "search";
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn first_job(jobs: &Api<Job>) -> Job {
+    eventually("a build Job", WAIT, || async {
+        jobs.list(&ListParams::default())
+            .await
+            .ok()
+            .and_then(|l| l.items.into_iter().next())
+    })
+    .await
+}
+
+async fn phase_is(indexes: &Api<Index>, name: &str, phase: Phase) -> Index {
+    eventually(&format!("{name} to reach {phase:?}"), WAIT, || async {
+        indexes
+            .get(name)
+            .await
+            .ok()
+            .filter(|i| i.status.as_ref().is_some_and(|s| s.phase == phase))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_goes_from_apply_to_available_and_is_cleaned_up() {
+    install_crypto();
+    let api = FakeApiServer::start().await;
+    let router = FakeRouter::start().await;
+    let store = tempfile::tempdir().unwrap();
+    let data = store.path().join("indexes/tokio/CURRENT");
+    std::fs::create_dir_all(data.parent().unwrap()).unwrap();
+    std::fs::write(&data, b"{\"version\":\"v1\"}").unwrap();
+    let client = api.client();
+    let op = Operator::start(
+        client.clone(),
+        &router.url(),
+        &format!("file://{}", store.path().display()),
+        "op-a",
+        None,
+    );
+
+    let indexes: Api<Index> = Api::namespaced(client.clone(), NS);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
+    let manifest = json!({
+        "apiVersion": "search.trusty.dev/v1alpha1", "kind": "Index",
+        "metadata": {"name": "tokio", "namespace": NS},
+        "spec": {"source": {"git": {"url": "https://github.com/tokio-rs/tokio", "ref": "master"}},
+                 "replicas": 2, "deletionPolicy": "Delete"},
+    });
+    indexes
+        .patch("tokio", &PatchParams::apply("e2e-test"), &Patch::Apply(&manifest))
+        .await
+        .unwrap();
+
+    // The operator adds its finalizer and starts a build.
+    let job = first_job(&jobs).await;
+    let job_name = job.metadata.name.clone().unwrap();
+    let building = phase_is(&indexes, "tokio", Phase::Building).await;
+    assert!(
+        building
+            .metadata
+            .finalizers
+            .as_ref()
+            .unwrap()
+            .contains(&"search.trusty.dev/cleanup".to_string())
+    );
+    assert_eq!(
+        building.status.as_ref().unwrap().last_build_job.as_deref(),
+        Some(job_name.as_str())
+    );
+    let args = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert_eq!(&args[..5], ["index", "build", "/work/src", "--id", "tokio"]);
+    assert!(router.calls().is_empty(), "nothing registered while building");
+
+    // Kubelet: the build succeeds; the owned Job's change triggers a reconcile.
+    kubelet::succeed(&jobs, &job_name).await;
+    let available = phase_is(&indexes, "tokio", Phase::Available).await;
+    let st = available.status.unwrap();
+    assert_eq!(st.ready_owners.as_deref(), Some("2/2"));
+    assert_eq!(st.owners.len(), 2);
+    assert_eq!(st.counts.unwrap().chunks, 345);
+    assert_eq!(st.observed_generation, available.metadata.generation);
+    assert!(router.is_registered("tokio"));
+    assert_eq!(
+        jobs.list(&ListParams::default()).await.unwrap().items.len(),
+        1,
+        "exactly one build"
+    );
+
+    // The data plane degrades: the periodic requeue is 15-60 s, so nudge a
+    // reconcile with a spec change that does not rebuild (replicas).
+    router.set_owners(
+        "tokio",
+        vec![(ResidencyState::Hot, None), (ResidencyState::Failed, Some("disk full"))],
+    );
+    indexes
+        .patch(
+            "tokio",
+            &PatchParams::apply("e2e-test"),
+            &Patch::Apply(json!({
+                "apiVersion": "search.trusty.dev/v1alpha1", "kind": "Index",
+                "metadata": {"name": "tokio", "namespace": NS},
+                "spec": {"source": {"git": {"url": "https://github.com/tokio-rs/tokio", "ref": "master"}},
+                         "replicas": 2, "deletionPolicy": "Delete", "resetGeneration": 1},
+            })),
+        )
+        .await
+        .unwrap();
+    let degraded = phase_is(&indexes, "tokio", Phase::Degraded).await;
+    assert_eq!(degraded.status.as_ref().unwrap().last_reset_generation, Some(1));
+    assert!(
+        router
+            .call_lines()
+            .contains(&"POST /v1/admin/indexes/tokio/reset".to_string())
+    );
+    assert_eq!(
+        jobs.list(&ListParams::default()).await.unwrap().items.len(),
+        1,
+        "a reset of a good build does not rebuild"
+    );
+
+    // Events were recorded on the Index.
+    let reasons: Vec<String> = api
+        .objects(EVENT)
+        .iter()
+        .filter_map(|e| e["reason"].as_str().map(String::from))
+        .collect();
+    for r in ["BuildStarted", "BuildSucceeded", "Registered", "Reset"] {
+        assert!(reasons.iter().any(|x| x == r), "missing event {r} in {reasons:?}");
+    }
+
+    // Leadership: the Lease names this replica and the gauge says so.
+    let lease: Lease = Api::namespaced(client.clone(), LEASE_NAMESPACE)
+        .get(LEASE_NAME)
+        .await
+        .unwrap();
+    assert_eq!(
+        lease.spec.unwrap().holder_identity.as_deref(),
+        Some(op.identity.as_str())
+    );
+    assert!(op.metrics.render().contains("trusty_operator_leader 1"));
+
+    // Deletion: unregister, remove data, drop the finalizer; the Job goes with its owner.
+    indexes.delete("tokio", &DeleteParams::default()).await.unwrap();
+    eventually("the Index to be gone", WAIT, || async {
+        indexes.get_opt("tokio").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(!router.is_registered("tokio"));
+    assert!(!data.exists(), "deletionPolicy Delete removes the index's objects");
+    assert!(api.objects(JOB).is_empty(), "owned Jobs are garbage collected");
+    assert!(api.objects(INDEX).is_empty());
+
+    op.stop().await;
+    let lease: Lease = Api::namespaced(client, LEASE_NAMESPACE).get(LEASE_NAME).await.unwrap();
+    assert_eq!(
+        lease.spec.unwrap().holder_identity,
+        None,
+        "a stopping leader releases the Lease"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_build_reports_failed_and_reset_retries() {
+    install_crypto();
+    let api = FakeApiServer::start().await;
+    let router = FakeRouter::start().await;
+    let client = api.client();
+    let op = Operator::start(
+        client.clone(),
+        &router.url(),
+        "file:///tmp/unused-store",
+        "op-a",
+        Some(NS.into()),
+    );
+    let indexes: Api<Index> = Api::namespaced(client.clone(), NS);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
+    let mut manifest = json!({
+        "apiVersion": "search.trusty.dev/v1alpha1", "kind": "Index",
+        "metadata": {"name": "app", "namespace": NS},
+        "spec": {"source": {"volume": {"claimName": "code", "path": "app"}}, "lexicalOnly": true},
+    });
+    indexes
+        .patch("app", &PatchParams::apply("e2e-test"), &Patch::Apply(&manifest))
+        .await
+        .unwrap();
+    let job = first_job(&jobs).await;
+    kubelet::fail(
+        &jobs,
+        job.metadata.name.as_deref().unwrap(),
+        "BackoffLimitExceeded",
+        "clone failed",
+    )
+    .await;
+    let failed = phase_is(&indexes, "app", Phase::Failed).await;
+    assert!(failed.status.unwrap().last_error.unwrap().contains("clone failed"));
+
+    manifest["spec"]["resetGeneration"] = json!(1);
+    indexes
+        .patch("app", &PatchParams::apply("e2e-test"), &Patch::Apply(&manifest))
+        .await
+        .unwrap();
+    let second = eventually("a retry Job", WAIT, || async {
+        let items = jobs.list(&ListParams::default()).await.ok()?.items;
+        items.into_iter().find(|j| j.metadata.name != job.metadata.name)
+    })
+    .await;
+    kubelet::succeed(&jobs, second.metadata.name.as_deref().unwrap()).await;
+    let ok = phase_is(&indexes, "app", Phase::Available).await;
+    assert_eq!(ok.status.unwrap().ready_owners.as_deref(), Some("1/1"));
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_name_is_reported_by_the_running_controller() {
+    install_crypto();
+    let api = FakeApiServer::start().await;
+    let router = FakeRouter::start().await;
+    let client = api.client();
+    let op = Operator::start(client.clone(), &router.url(), "file:///tmp/unused-store", "op-a", None);
+    let indexes: Api<Index> = Api::namespaced(client.clone(), NS);
+    let name = "a".repeat(70);
+    let manifest = json!({
+        "apiVersion": "search.trusty.dev/v1alpha1", "kind": "Index",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"source": {"objectStore": {"prefix": "s3://b/p"}}},
+    });
+    indexes
+        .patch(&name, &PatchParams::apply("e2e-test"), &Patch::Apply(&manifest))
+        .await
+        .unwrap();
+    let failed = phase_is(&indexes, &name, Phase::Failed).await;
+    let st = failed.status.unwrap();
+    let built = st.conditions.iter().find(|c| c.type_ == "Built").unwrap();
+    assert_eq!(built.reason, "InvalidName");
+    assert!(
+        failed.metadata.finalizers.unwrap_or_default().is_empty(),
+        "no finalizer on an Index that is never served"
+    );
+    assert!(router.calls().is_empty());
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn missing_crd_is_detected_at_start() {
+    install_crypto();
+    let api = FakeApiServer::start_with(vec![JOB, LEASE, EVENT]).await;
+    let err = controller::check_crd_installed(api.client(), None).await.unwrap_err();
+    assert!(matches!(err, trusty_operator::Error::CrdNotInstalled), "{err}");
+    assert!(err.to_string().contains("kubectl apply -f manifests/crds/index.yaml"));
+    let with_crd = FakeApiServer::start().await;
+    controller::check_crd_installed(with_crd.client(), Some(NS))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn only_one_replica_leads() {
+    install_crypto();
+    let api = FakeApiServer::start().await;
+    let leases: Api<Lease> = Api::namespaced(api.client(), LEASE_NAMESPACE);
+    let a = LeaderElector::new(leases.clone(), LEASE_NAME, "a", Duration::from_secs(1));
+    let b = LeaderElector::new(leases.clone(), LEASE_NAME, "b", Duration::from_secs(1));
+    assert_eq!(a.try_acquire_or_renew().await.unwrap(), LeaseState::Leading);
+    assert_eq!(
+        b.try_acquire_or_renew().await.unwrap(),
+        LeaseState::Following { holder: "a".into() }
+    );
+    assert_eq!(a.try_acquire_or_renew().await.unwrap(), LeaseState::Leading, "renewal");
+
+    // a stops renewing: after the lease duration b takes over, and a sees it.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(b.try_acquire_or_renew().await.unwrap(), LeaseState::Leading);
+    assert_eq!(
+        a.try_acquire_or_renew().await.unwrap(),
+        LeaseState::Following { holder: "b".into() }
+    );
+    let lease = leases.get(LEASE_NAME).await.unwrap().spec.unwrap();
+    assert_eq!(lease.lease_transitions, Some(1));
+
+    // b releases on shutdown: a acquires immediately.
+    b.release().await.unwrap();
+    assert_eq!(a.try_acquire_or_renew().await.unwrap(), LeaseState::Leading);
+    // Releasing a lease held by someone else is a no-op.
+    b.release().await.unwrap();
+    assert_eq!(
+        leases
+            .get(LEASE_NAME)
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .holder_identity
+            .as_deref(),
+        Some("a")
+    );
+}

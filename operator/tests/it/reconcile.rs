@@ -1,0 +1,613 @@
+//! One reconcile per scenario against the mocked API server (tower-test) and
+//! the fake router: each test lists the exact Kubernetes requests the
+//! reconciler must make and checks what it wrote.
+
+use crate::fake_router::{FakeRouter, TOKEN};
+use crate::verifier::{ApiServerVerifier, status_404};
+use http::{Method, Request, Response};
+use kube::{Client, client::Body, runtime::controller::Action};
+use serde_json::{Value, json};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use trusty_operator::{
+    Context, Error, Index,
+    controller::{REQUEUE_CONVERGING, REQUEUE_STABLE, error_policy, reconcile},
+    jobs::{self, BuildConfig},
+    metrics::Metrics,
+    router_client::RouterClient,
+};
+use trusty_search::api::types::ResidencyState;
+
+const NS: &str = "default";
+const INDEXES: &str = "/apis/search.trusty.dev/v1alpha1/namespaces/default/indexes";
+const JOBS: &str = "/apis/batch/v1/namespaces/default/jobs";
+
+fn context(router_url: &str, store: &str) -> (Arc<Context>, ApiServerVerifier) {
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(svc, NS);
+    let router = RouterClient::new(router_url, Some(TOKEN.into())).unwrap();
+    let build = BuildConfig {
+        image: "registry.example/trusty-search:test".into(),
+        store: store.into(),
+        store_secret: Some("store-creds".into()),
+    };
+    let ctx = Context::new(client, router, build, Arc::new(Metrics::new()), Some("test".into()));
+    (Arc::new(ctx), ApiServerVerifier(handle))
+}
+
+fn index_obj(name: &str, spec: Value, status: Option<Value>) -> Value {
+    let mut obj = json!({
+        "apiVersion": "search.trusty.dev/v1alpha1",
+        "kind": "Index",
+        "metadata": {
+            "name": name, "namespace": NS, "uid": "6f1c7c3e-uid", "generation": 2,
+            "resourceVersion": "10", "finalizers": ["search.trusty.dev/cleanup"],
+        },
+        "spec": spec,
+    });
+    if let Some(s) = status {
+        obj["status"] = s;
+    }
+    obj
+}
+
+fn git_spec() -> Value {
+    json!({"source": {"git": {"url": "https://github.com/tokio-rs/tokio", "ref": "v1.40.0"}}, "replicas": 2,
+           "languages": ["rust"]})
+}
+
+fn object_store_spec() -> Value {
+    json!({"source": {"objectStore": {"prefix": "s3://bucket/trusty"}}, "replicas": 1})
+}
+
+/// Runs one reconcile while `script` plays the API server; returns the
+/// reconcile result after checking the script saw every request and no more.
+async fn run<F, Fut>(ctx: Arc<Context>, verifier: ApiServerVerifier, obj: &Value, script: F) -> Result<Action, Error>
+where
+    F: FnOnce(ApiServerVerifier) -> Fut,
+    Fut: Future<Output = ApiServerVerifier> + Send + 'static,
+{
+    let index: Index = serde_json::from_value(obj.clone()).expect("test object is a valid Index");
+    let server = tokio::spawn(script(verifier));
+    let result = tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(index), ctx))
+        .await
+        .expect("reconcile hung: it made a request the scenario does not answer");
+    let verifier = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("scenario did not finish")
+        .expect("scenario assertions");
+    verifier.expect_silence().await;
+    result
+}
+
+fn cond<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .unwrap_or_else(|| panic!("no {type_} condition in {status:#}"))
+}
+
+fn spec_of(obj: &Value) -> trusty_operator::IndexSpec {
+    serde_json::from_value(obj["spec"].clone()).unwrap()
+}
+
+#[tokio::test]
+async fn index_without_finalizer_gets_it_first() {
+    let router = FakeRouter::start().await;
+    let (ctx, verifier) = context(&router.url(), "file:///unused");
+    let mut obj = index_obj("tokio", git_spec(), None);
+    obj["metadata"].as_object_mut().unwrap().remove("finalizers");
+    let o = obj.clone();
+    let action = run(ctx, verifier, &obj, move |mut api| async move {
+        let seen = api
+            .expect(Method::PATCH, &format!("{INDEXES}/tokio"), |_| (200, o.clone()))
+            .await;
+        assert_eq!(seen.content_type, "application/json-patch+json");
+        assert_eq!(
+            seen.body[1],
+            json!({"op": "add", "path": "/metadata/finalizers", "value": ["search.trusty.dev/cleanup"]})
+        );
+        api
+    })
+    .await
+    .unwrap();
+    assert_eq!(action, Action::await_change());
+    assert!(router.calls().is_empty());
+}
+
+#[tokio::test]
+async fn new_index_creates_build_job_and_reports_building() {
+    let router = FakeRouter::start().await;
+    let (ctx, verifier) = context(&router.url(), "s3://bucket/trusty");
+    let obj = index_obj("tokio", git_spec(), None);
+    let hash = jobs::source_hash(&spec_of(&obj));
+    let job_name = jobs::job_name("tokio", &hash, 0, "");
+    let (o, jn) = (obj.clone(), job_name.clone());
+    let action = run(ctx, verifier, &obj, move |mut api| async move {
+        let job = api.expect(Method::POST, JOBS, |s| (201, s.body.clone())).await.body;
+        assert_eq!(job["metadata"]["name"], jn.as_str());
+        assert_eq!(job["metadata"]["ownerReferences"][0]["name"], "tokio");
+        assert_eq!(job["metadata"]["ownerReferences"][0]["controller"], true);
+        assert_eq!(
+            job["metadata"]["annotations"]["search.trusty.dev/source-hash"],
+            hash.as_str()
+        );
+        assert_eq!(
+            job["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "trusty-operator"
+        );
+        let container = &job["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(container["image"], "registry.example/trusty-search:test");
+        assert_eq!(
+            container["args"],
+            json!([
+                "index",
+                "build",
+                "/work/src",
+                "--id",
+                "tokio",
+                "--store",
+                "s3://bucket/trusty",
+                "--git-url",
+                "https://github.com/tokio-rs/tokio",
+                "--git-ref",
+                "v1.40.0",
+                "--lang",
+                "rust"
+            ])
+        );
+        assert_eq!(container["envFrom"][0]["secretRef"]["name"], "store-creds");
+        api.expect_event(NS, "BuildStarted").await;
+        let status = api.expect_status_apply(NS, "tokio", &o).await;
+        assert_eq!(status["phase"], "Building");
+        assert_eq!(status["lastBuildJob"], jn.as_str());
+        assert_eq!(status["observedGeneration"], 2);
+        assert_eq!(cond(&status, "Built")["status"], "False");
+        assert_eq!(cond(&status, "Built")["reason"], "Building");
+        api
+    })
+    .await
+    .unwrap();
+    assert_eq!(action, Action::requeue(REQUEUE_CONVERGING));
+    assert!(
+        router.calls().is_empty(),
+        "nothing to register before the build: {:?}",
+        router.call_lines()
+    );
+}
+
+async fn job_succeeded_scenario(owners: Option<Vec<(ResidencyState, Option<&str>)>>) -> (Value, Action, FakeRouter) {
+    let router = FakeRouter::start().await;
+    if let Some(o) = owners {
+        router.set_owners("tokio", o);
+    }
+    let (ctx, verifier) = context(&router.url(), "s3://bucket/trusty");
+    let spec = git_spec();
+    let hash = jobs::source_hash(&serde_json::from_value(spec.clone()).unwrap());
+    let job_name = jobs::job_name("tokio", &hash, 0, "");
+    let obj = index_obj(
+        "tokio",
+        spec,
+        Some(json!({"phase": "Building", "lastBuildJob": job_name,
+                    "conditions": [{"type": "Built", "status": "False", "reason": "Building", "message": "running",
+                                    "lastTransitionTime": "2025-01-01T00:00:00Z"}]})),
+    );
+    let job = json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": job_name, "namespace": NS,
+                     "annotations": {"search.trusty.dev/source-hash": hash}},
+        "status": {"succeeded": 1, "completionTime": "2025-01-02T03:04:05Z",
+                   "conditions": [{"type": "Complete", "status": "True"}]},
+    });
+    let (o, jn) = (obj.clone(), job_name.clone());
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let w = written.clone();
+    let action = run(ctx, verifier, &obj, move |mut api| async move {
+        api.expect(Method::GET, &format!("{JOBS}/{jn}"), |_| (200, job)).await;
+        api.expect_event(NS, "BuildSucceeded").await;
+        api.expect_event(NS, "Registered").await;
+        *w.lock().unwrap() = api.expect_status_apply(NS, "tokio", &o).await;
+        api
+    })
+    .await
+    .unwrap();
+    let status = written.lock().unwrap().clone();
+    (status, action, router)
+}
+
+#[tokio::test]
+async fn job_succeeded_registers_and_reports_available() {
+    let (status, action, router) = job_succeeded_scenario(None).await;
+    assert_eq!(
+        router.call_lines(),
+        vec![
+            "POST /v1/admin/indexes/tokio",
+            "POST /v1/admin/indexes/tokio/reload",
+            "GET /v1/indexes/tokio"
+        ]
+    );
+    let calls = router.calls();
+    assert_eq!(calls[0].body, Some(json!({"replicas": 2})));
+    assert!(
+        calls[0].authorized && calls[1].authorized,
+        "admin calls carry the bearer token"
+    );
+    assert_eq!(status["phase"], "Available");
+    assert_eq!(status["readyOwners"], "2/2");
+    assert_eq!(status["currentVersion"], "v20250101-abc");
+    assert_eq!(status["counts"], json!({"files": 12, "chunks": 345}));
+    assert_eq!(status["lastBuildTime"], "2025-01-02T03:04:05Z");
+    assert!(status["sourceHash"].is_string());
+    assert_eq!(
+        status["sourceRevision"],
+        "git https://github.com/tokio-rs/tokio@v1.40.0"
+    );
+    assert_eq!(cond(&status, "Built")["status"], "True");
+    assert_eq!(cond(&status, "Published")["status"], "True");
+    assert_eq!(cond(&status, "Available")["status"], "True");
+    assert_eq!(cond(&status, "Degraded")["status"], "False");
+    assert_eq!(
+        status["owners"][1],
+        json!({"shard": "trusty-shard-1", "state": "hot", "version": "v20250101-abc",
+                                           "lastLoadTime": "2025-01-01T00:00:00Z"})
+    );
+    assert_eq!(action, Action::requeue(REQUEUE_STABLE));
+}
+
+#[tokio::test]
+async fn job_succeeded_with_a_failed_owner_is_degraded() {
+    let owners = vec![
+        (ResidencyState::Hot, None),
+        (ResidencyState::Failed, Some("checksum mismatch in bm25/meta.json")),
+    ];
+    let (status, action, _router) = job_succeeded_scenario(Some(owners)).await;
+    assert_eq!(status["phase"], "Degraded");
+    assert_eq!(status["readyOwners"], "1/2");
+    assert_eq!(cond(&status, "Available")["status"], "True");
+    assert_eq!(cond(&status, "Degraded")["status"], "True");
+    let msg = cond(&status, "Degraded")["message"].as_str().unwrap();
+    assert!(msg.contains("trusty-shard-1: checksum mismatch"), "{msg}");
+    assert_eq!(status["owners"][1]["lastError"], "checksum mismatch in bm25/meta.json");
+    assert_eq!(action, Action::requeue(REQUEUE_CONVERGING));
+}
+
+#[tokio::test]
+async fn failed_build_is_reported_and_not_retried_until_reset() {
+    let router = FakeRouter::start().await;
+    let (ctx, verifier) = context(&router.url(), "s3://bucket/trusty");
+    let spec = git_spec();
+    let hash = jobs::source_hash(&serde_json::from_value(spec.clone()).unwrap());
+    let job_name = jobs::job_name("tokio", &hash, 0, "");
+    let obj = index_obj(
+        "tokio",
+        spec.clone(),
+        Some(json!({"phase": "Building", "lastBuildJob": job_name})),
+    );
+    let failed_job = json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": job_name, "namespace": NS, "annotations": {"search.trusty.dev/source-hash": hash}},
+        "status": {"failed": 3, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                                "message": "Job has reached the specified backoff limit"}]},
+    });
+    let (o, jn, fj) = (obj.clone(), job_name.clone(), failed_job.clone());
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let w = written.clone();
+    let action = run(ctx.clone(), verifier, &obj, move |mut api| async move {
+        api.expect(Method::GET, &format!("{JOBS}/{jn}"), |_| (200, fj)).await;
+        let ev = api.expect_event(NS, "BuildFailed").await;
+        assert_eq!(ev.body["type"], "Warning");
+        *w.lock().unwrap() = api.expect_status_apply(NS, "tokio", &o).await;
+        api
+    })
+    .await
+    .unwrap();
+    let status = written.lock().unwrap().clone();
+    assert_eq!(status["phase"], "Failed");
+    assert_eq!(cond(&status, "Built")["reason"], "BuildFailed");
+    let msg = cond(&status, "Built")["message"].as_str().unwrap();
+    assert!(
+        msg.contains("BackoffLimitExceeded: Job has reached the specified backoff limit"),
+        "{msg}"
+    );
+    assert!(msg.contains("resetGeneration"), "tells the user how to retry: {msg}");
+    assert_eq!(action, Action::await_change());
+    assert!(router.calls().is_empty());
+
+    // Same inputs again: the failed Job is seen, nothing new is created, status unchanged (no write).
+    let mut again = obj.clone();
+    again["status"] = status.clone();
+    let (ctx2, verifier2) = context(&router.url(), "s3://bucket/trusty");
+    let (jn, fj) = (job_name.clone(), failed_job.clone());
+    run(ctx2, verifier2, &again, move |mut api| async move {
+        api.expect(Method::GET, &format!("{JOBS}/{jn}"), |_| (200, fj)).await;
+        api
+    })
+    .await
+    .unwrap();
+
+    // resetGeneration bumped: a new Job (new name) is created.
+    let mut reset = again.clone();
+    reset["spec"]["resetGeneration"] = json!(1);
+    let new_name = jobs::job_name("tokio", &hash, 1, "");
+    assert_ne!(new_name, job_name);
+    let (ctx3, verifier3) = context(&router.url(), "s3://bucket/trusty");
+    let (jn, nn, o) = (job_name.clone(), new_name.clone(), reset.clone());
+    run(ctx3, verifier3, &reset, move |mut api| async move {
+        api.expect(Method::GET, &format!("{JOBS}/{jn}"), |_| (200, failed_job))
+            .await;
+        let job = api.expect(Method::POST, JOBS, |s| (201, s.body.clone())).await;
+        assert_eq!(job.body["metadata"]["name"], nn.as_str());
+        api.expect_event(NS, "BuildStarted").await;
+        let st = api.expect_status_apply(NS, "tokio", &o).await;
+        assert_eq!(st["phase"], "Building");
+        assert_eq!(st["lastBuildJob"], nn.as_str());
+        api
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn source_change_while_building_replaces_the_job() {
+    let router = FakeRouter::start().await;
+    let (ctx, verifier) = context(&router.url(), "s3://bucket/trusty");
+    let obj = index_obj(
+        "tokio",
+        git_spec(),
+        Some(json!({"phase": "Building", "lastBuildJob": "tokio-old0000000"})),
+    );
+    let running_old = json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "tokio-old0000000", "namespace": NS, "annotations": {"search.trusty.dev/source-hash": "0123"}},
+        "status": {"active": 1}});
+    let o = obj.clone();
+    run(ctx, verifier, &obj, move |mut api| async move {
+        api.expect(Method::GET, &format!("{JOBS}/tokio-old0000000"), |_| {
+            (200, running_old.clone())
+        })
+        .await;
+        let del = api
+            .expect(Method::DELETE, &format!("{JOBS}/tokio-old0000000"), |_| {
+                (200, running_old)
+            })
+            .await;
+        assert_eq!(del.body["propagationPolicy"], "Background");
+        api.expect_event(NS, "BuildSuperseded").await;
+        api.expect(Method::POST, JOBS, |s| (201, s.body.clone())).await;
+        api.expect_event(NS, "BuildStarted").await;
+        api.expect_status_apply(NS, "tokio", &o).await;
+        api
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn reset_generation_bump_calls_reset_and_records_it() {
+    let router = FakeRouter::start().await;
+    let (ctx, verifier) = context(&router.url(), "s3://bucket/trusty");
+    let mut spec = object_store_spec();
+    spec["resetGeneration"] = json!(3);
+    let hash = jobs::source_hash(&serde_json::from_value(spec.clone()).unwrap());
+    let obj = index_obj(
+        "platform",
+        spec,
+        Some(
+            json!({"phase": "Degraded", "sourceHash": hash, "lastResetGeneration": 2,
+                    "conditions": [{"type": "Published", "status": "True", "reason": "Registered", "message": "",
+                                    "lastTransitionTime": "2025-01-01T00:00:00Z"}]}),
+        ),
+    );
+    let o = obj.clone();
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let w = written.clone();
+    run(ctx, verifier, &obj, move |mut api| async move {
+        api.expect_event(NS, "Reset").await;
+        *w.lock().unwrap() = api.expect_status_apply(NS, "platform", &o).await;
+        api
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        router.call_lines(),
+        vec![
+            "POST /v1/admin/indexes/platform",
+            "POST /v1/admin/indexes/platform/reset",
+            "GET /v1/indexes/platform"
+        ]
+    );
+    assert!(router.calls()[1].authorized);
+    let status = written.lock().unwrap().clone();
+    assert_eq!(status["lastResetGeneration"], 3);
+    assert_eq!(status["phase"], "Available");
+    assert_eq!(cond(&status, "Built")["reason"], "Prebuilt");
+}
+
+#[tokio::test]
+async fn deletion_unregisters_removes_objects_and_the_finalizer() {
+    let router = FakeRouter::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    for rel in [
+        "indexes/tokio/CURRENT",
+        "indexes/tokio/versions/v1/manifest.json",
+        "indexes/tokio-util/CURRENT",
+    ] {
+        let p = dir.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"{}").unwrap();
+    }
+    let store = format!("file://{}", dir.path().display());
+    let (ctx, verifier) = context(&router.url(), &store);
+    let mut spec = git_spec();
+    spec["deletionPolicy"] = json!("Delete");
+    let mut obj = index_obj("tokio", spec, Some(json!({"phase": "Available"})));
+    obj["metadata"]["deletionTimestamp"] = json!("2025-02-01T00:00:00Z");
+    let o = obj.clone();
+    run(ctx, verifier, &obj, move |mut api| async move {
+        let ev = api.expect_event(NS, "Deleted").await;
+        assert!(
+            ev.body["note"].as_str().unwrap().contains("deleted 2 object(s)"),
+            "{:#}",
+            ev.body
+        );
+        let seen = api
+            .expect(Method::PATCH, &format!("{INDEXES}/tokio"), |_| (200, o))
+            .await;
+        assert_eq!(
+            seen.body,
+            json!([{"op": "test", "path": "/metadata/finalizers/0", "value": "search.trusty.dev/cleanup"},
+                   {"op": "remove", "path": "/metadata/finalizers/0"}])
+        );
+        api
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        router.call_lines(),
+        vec!["DELETE /v1/admin/indexes/tokio"],
+        "404 from an unknown index is fine"
+    );
+    assert!(!dir.path().join("indexes/tokio/CURRENT").exists());
+    assert!(!dir.path().join("indexes/tokio/versions/v1/manifest.json").exists());
+    assert!(
+        dir.path().join("indexes/tokio-util/CURRENT").exists(),
+        "other indexes are untouched"
+    );
+}
+
+#[tokio::test]
+async fn deletion_with_retain_keeps_objects() {
+    let router = FakeRouter::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("indexes/tokio/CURRENT");
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, b"{}").unwrap();
+    let (ctx, verifier) = context(&router.url(), &format!("file://{}", dir.path().display()));
+    let mut obj = index_obj("tokio", git_spec(), None);
+    obj["metadata"]["deletionTimestamp"] = json!("2025-02-01T00:00:00Z");
+    let o = obj.clone();
+    run(ctx, verifier, &obj, move |mut api| async move {
+        api.expect_event(NS, "Deleted").await;
+        api.expect(Method::PATCH, &format!("{INDEXES}/tokio"), |_| (200, o))
+            .await;
+        api
+    })
+    .await
+    .unwrap();
+    assert!(p.exists());
+}
+
+#[tokio::test]
+async fn invalid_name_is_a_condition_not_a_crash() {
+    let router = FakeRouter::start().await;
+    let (ctx, verifier) = context(&router.url(), "s3://bucket/trusty");
+    let name = format!("{}-too-long-for-an-index-id", "x".repeat(50));
+    let mut obj = index_obj(&name, git_spec(), None);
+    obj["metadata"].as_object_mut().unwrap().remove("finalizers");
+    let (o, n) = (obj.clone(), name.clone());
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let w = written.clone();
+    let action = run(ctx, verifier, &obj, move |mut api| async move {
+        let ev = api.expect_event(NS, "InvalidName").await;
+        assert_eq!(ev.body["type"], "Warning");
+        *w.lock().unwrap() = api.expect_status_apply(NS, &n, &o).await;
+        api
+    })
+    .await
+    .unwrap();
+    assert_eq!(action, Action::await_change());
+    let status = written.lock().unwrap().clone();
+    assert_eq!(status["phase"], "Failed");
+    let built = cond(&status, "Built");
+    assert_eq!(built["reason"], "InvalidName");
+    let msg = built["message"].as_str().unwrap();
+    assert!(msg.contains("must be at most 63 characters"), "{msg}");
+    assert!(msg.contains("index id"), "{msg}");
+    assert!(router.calls().is_empty(), "an invalid id never reaches the router");
+
+    // Reconciling the reported state again writes nothing and records no new event.
+    let mut again = obj.clone();
+    again["status"] = status;
+    let (ctx2, verifier2) = context(&router.url(), "s3://bucket/trusty");
+    run(ctx2, verifier2, &again, |api| async move { api }).await.unwrap();
+}
+
+#[tokio::test]
+async fn router_unreachable_sets_an_error_condition_and_backs_off() {
+    // A port that was just free: nothing listens there.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (ctx, verifier) = context(&format!("http://127.0.0.1:{port}"), "s3://bucket/trusty");
+    let obj = index_obj("platform", object_store_spec(), None);
+    let o = obj.clone();
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let w = written.clone();
+    let err = run(ctx.clone(), verifier, &obj, move |mut api| async move {
+        *w.lock().unwrap() = api.expect_status_apply(NS, "platform", &o).await;
+        api
+    })
+    .await
+    .expect_err("router errors fail the reconcile so it is retried");
+    assert_eq!(err.reason(), "router");
+    let status = written.lock().unwrap().clone();
+    let available = cond(&status, "Available");
+    assert_eq!(available["status"], "False");
+    assert_eq!(available["reason"], "RouterUnavailable");
+    assert!(
+        status["lastError"].as_str().unwrap().contains("router unreachable"),
+        "{status:#}"
+    );
+
+    let index: Arc<Index> = Arc::new(serde_json::from_value(obj).unwrap());
+    assert_eq!(
+        error_policy(index.clone(), &err, ctx.clone()),
+        Action::requeue(Duration::from_secs(5))
+    );
+    assert_eq!(
+        error_policy(index.clone(), &err, ctx.clone()),
+        Action::requeue(Duration::from_secs(10))
+    );
+    assert_eq!(
+        error_policy(index, &err, ctx.clone()),
+        Action::requeue(Duration::from_secs(20))
+    );
+    let m = ctx.metrics.render();
+    assert!(
+        m.contains("trusty_operator_reconcile_failures_total{reason=\"router\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("trusty_operator_reconciles_total{outcome=\"error\"} 1"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn missing_job_for_a_running_build_is_recreated() {
+    let router = FakeRouter::start().await;
+    let (ctx, verifier) = context(&router.url(), "s3://bucket/trusty");
+    let spec = git_spec();
+    let hash = jobs::source_hash(&serde_json::from_value(spec.clone()).unwrap());
+    let job_name = jobs::job_name("tokio", &hash, 0, "");
+    let obj = index_obj(
+        "tokio",
+        spec,
+        Some(json!({"phase": "Building", "lastBuildJob": job_name})),
+    );
+    let (jn, o) = (job_name.clone(), obj.clone());
+    run(ctx, verifier, &obj, move |mut api| async move {
+        api.expect(Method::GET, &format!("{JOBS}/{jn}"), |_| status_404("jobs"))
+            .await;
+        let job = api.expect(Method::POST, JOBS, |s| (201, s.body.clone())).await;
+        assert_eq!(job.body["metadata"]["name"], jn.as_str());
+        api.expect_event(NS, "BuildStarted").await;
+        let st = api.expect_status_apply(NS, "tokio", &o).await;
+        assert_eq!(st["phase"], "Building");
+        assert_eq!(st["lastBuildJob"], jn.as_str());
+        api
+    })
+    .await
+    .unwrap();
+}

@@ -1,0 +1,515 @@
+#!/usr/bin/env python3
+"""Render, lint and validate the trusty-search Helm chart without a helm binary.
+
+Used by scripts/check-chart.sh and scripts/render-manifests.sh. Helm itself comes
+from the PyPI package `helm-python-sdk` (module `helm_python`), which binds Helm
+v4's Go SDK through ctypes (libhelm_c.so ships inside the wheel):
+
+  * `helm lint`     -> helm_python.lint(chart_dir, values, strict=True, kube_version=..)
+  * `helm template` -> the native `helm_render` call. The SDK's Python wrapper
+    (Chart.render) does not expose `kube_version` / `api_versions` (the
+    equivalents of `helm template --kube-version --api-versions`), but the
+    native render options accept them, so we pass them through
+    helm_python._native.call_string. Without that the ServiceMonitor and
+    PrometheusRule (gated on .Capabilities.APIVersions) could not be rendered
+    offline.
+  * CRDs (`--include-crds`) come from Chart.crds.
+
+Subcommands:
+  render    VALUES... [--out FILE] [--api-versions ..] [--kube-version ..] [--include-crds] [--namespace-object]
+  lint      VALUES...                       (strict; one run per kube version)
+  validate  FILE... --kube-versions 1.31,1.33   kubernetes-validate --strict per object + chart policy checks
+  rules     FILE --out RULES.yaml             extract the PrometheusRule spec as a plain Prometheus rules file
+  metrics   --rules RULES.yaml --dashboards DIR --out FILE   metric names used (checked against the contract)
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+import sys
+from typing import Any
+
+import yaml
+
+CHART_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "charts", "trusty-search")
+CHART_DIR = os.path.normpath(CHART_DIR)
+
+# Helm's install order (pkg/release/util/kind_sorter.go), used for the rendered install manifest.
+INSTALL_ORDER = [
+    "PriorityClass", "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange", "PodSecurityPolicy",
+    "PodDisruptionBudget", "ServiceAccount", "Secret", "SecretList", "ConfigMap", "StorageClass",
+    "PersistentVolume", "PersistentVolumeClaim", "CustomResourceDefinition", "ClusterRole",
+    "ClusterRoleList", "ClusterRoleBinding", "ClusterRoleBindingList", "Role", "RoleList", "RoleBinding",
+    "RoleBindingList", "Service", "DaemonSet", "Pod", "ReplicationController", "ReplicaSet", "Deployment",
+    "HorizontalPodAutoscaler", "StatefulSet", "Job", "CronJob", "IngressClass", "Ingress", "APIService",
+]
+
+# Kinds served by CRDs: kubernetes-validate has no schema for them. PrometheusRule
+# content is checked with promtool instead; ServiceMonitor structurally below.
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "Index"}
+
+# The metric contract (DESIGN.md / the packaging brief). Dashboards and alerts may
+# only use these (plus histogram suffixes) and Prometheus' own `up`.
+CONTRACT_METRICS = {
+    "trusty_http_requests_total": "counter",
+    "trusty_http_request_duration_seconds": "histogram",
+    "trusty_indexes": "gauge",
+    "trusty_index_load_duration_seconds": "histogram",
+    "trusty_index_load_failures_total": "counter",
+    "trusty_object_store_requests_total": "counter",
+    "trusty_object_store_bytes_total": "counter",
+    "trusty_cache_bytes": "gauge",
+    "trusty_cache_budget_bytes": "gauge",
+    "trusty_cache_evictions_total": "counter",
+    "trusty_index_swaps_total": "counter",
+    "trusty_router_shards": "gauge",
+    "trusty_router_retries_total": "counter",
+    "trusty_router_ejections_total": "counter",
+    "trusty_router_affinity_rank_total": "counter",
+    "trusty_fanout_indexes": "histogram",
+    "trusty_fanout_partial_total": "counter",
+    "trusty_operator_reconciles_total": "counter",
+    "trusty_operator_reconcile_duration_seconds": "histogram",
+    "trusty_operator_reconcile_failures_total": "counter",
+    "trusty_operator_leader": "gauge",
+    "trusty_build_info": "gauge",
+}
+
+
+def die(msg: str) -> None:
+    print(f"chart_tool: ERROR: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def kube_semver(v: str) -> str:
+    """1.31 -> v1.31.0"""
+    v = v.strip().lstrip("v")
+    return "v" + (v + ".0" if v.count(".") == 1 else v)
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_values(files: list[str], sets: list[str]) -> dict:
+    import helm_python as helm
+
+    values: dict = {}
+    for f in files:
+        with open(f) as fh:
+            values = deep_merge(values, yaml.safe_load(fh) or {})
+    for s in sets or []:
+        values = deep_merge(values, helm.parse_set_string(s))
+    return values
+
+
+def helm_render(values: dict, *, name: str, namespace: str, kube_version: str | None,
+                api_versions: list[str], include_crds: bool) -> list[tuple[str, dict]]:
+    """`helm template NAME CHART -n NS -f .. --kube-version .. --api-versions .. [--include-crds]`."""
+    import helm_python as helm
+    from helm_python import _native
+
+    docs: list[tuple[str, dict]] = []
+    with helm.Chart.load(CHART_DIR) as chart:
+        opts: dict[str, Any] = {"name": name, "namespace": namespace, "is_install": True}
+        if kube_version:
+            opts["kube_version"] = kube_version
+        if api_versions:
+            opts["api_versions"] = api_versions
+        rendered = json.loads(_native.call_string("helm_render", chart._raw(), json.dumps(values), json.dumps(opts)))
+        if include_crds:
+            for crd in sorted(chart.crds, key=lambda c: c["filename"]):
+                for d in yaml.safe_load_all(crd["data"]):
+                    if d:
+                        docs.append((f"{chart.name}/{crd['filename']}", d))
+    for path in sorted(rendered):
+        if path.endswith("NOTES.txt") or os.path.basename(path).startswith("_"):
+            continue
+        for d in yaml.safe_load_all(rendered[path]):
+            if d:
+                docs.append((path, d))
+    return docs
+
+
+def install_sort(docs: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    def key(item: tuple[str, dict]):
+        kind = item[1].get("kind", "")
+        rank = INSTALL_ORDER.index(kind) if kind in INSTALL_ORDER else len(INSTALL_ORDER)
+        return (rank, kind, item[1].get("metadata", {}).get("name", ""))
+    return sorted(docs, key=key)
+
+
+def dump_docs(docs: list[tuple[str, dict]]) -> str:
+    parts = []
+    for source, d in docs:
+        body = yaml.safe_dump(d, sort_keys=False, default_flow_style=False, width=1000)
+        parts.append(f"---\n# Source: {source}\n{body}")
+    return "".join(parts)
+
+
+def cmd_render(a: argparse.Namespace) -> None:
+    values = load_values(a.values, a.set)
+    docs = helm_render(values, name=a.name, namespace=a.namespace, kube_version=a.kube_version,
+                       api_versions=a.api_versions.split(",") if a.api_versions else [],
+                       include_crds=a.include_crds)
+    if a.namespace_object:
+        docs.insert(0, ("namespace", {"apiVersion": "v1", "kind": "Namespace",
+                                      "metadata": {"name": a.namespace,
+                                                   "labels": {"kubernetes.io/metadata.name": a.namespace}}}))
+    text = dump_docs(install_sort(docs))
+    if a.header:
+        text = a.header.rstrip("\n") + "\n" + text
+    if a.out:
+        with open(a.out, "w") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_lint(a: argparse.Namespace) -> None:
+    import helm_python as helm
+
+    values = load_values(a.values, a.set)
+    failed = False
+    for kv in a.kube_versions.split(","):
+        report = helm.lint(CHART_DIR, values, strict=True, namespace=a.namespace, kube_version=kube_semver(kv))
+        for m in report.get("messages", []):
+            sev = m.get("severity", 0)
+            tag = {0: "UNKNOWN", 1: "INFO", 2: "WARNING", 3: "ERROR"}.get(sev, str(sev))
+            if sev >= 2:
+                failed = True
+                print(f"  lint {tag} [{kv}] {m.get('path')}: {m.get('error')}")
+        for e in report.get("errors", []):
+            failed = True
+            print(f"  lint ERROR [{kv}] {e}")
+    if failed:
+        die(f"helm lint failed for values {a.values} {a.set}")
+
+
+# --- validation -------------------------------------------------------------
+
+def pod_spec(d: dict) -> dict | None:
+    kind = d.get("kind")
+    if kind in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+        return d["spec"]["template"]["spec"]
+    return None
+
+
+def policy_errors(docs: list[dict]) -> list[str]:
+    """Secure-default and wiring checks the schemas cannot express."""
+    errs: list[str] = []
+    by_kind: dict[str, dict[str, dict]] = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
+    configmaps = by_kind.get("ConfigMap", {})
+    for d in docs:
+        name = f"{d['kind']}/{d['metadata']['name']}"
+        ps = pod_spec(d)
+        if ps is None:
+            continue
+        tmpl = d["spec"]["template"]
+        psc = ps.get("securityContext", {})
+        if not psc.get("runAsNonRoot"):
+            errs.append(f"{name}: pod securityContext.runAsNonRoot is not true")
+        if psc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+            errs.append(f"{name}: pod seccompProfile is not RuntimeDefault")
+        if "checksum/config" not in tmpl.get("metadata", {}).get("annotations", {}):
+            errs.append(f"{name}: pod template lacks the checksum/config annotation")
+        mounts_tmp = False
+        for c in ps.get("containers", []):
+            cn = f"{name} container {c['name']}"
+            sc = c.get("securityContext", {})
+            if sc.get("allowPrivilegeEscalation") is not False:
+                errs.append(f"{cn}: allowPrivilegeEscalation is not false")
+            if sc.get("readOnlyRootFilesystem") is not True:
+                errs.append(f"{cn}: readOnlyRootFilesystem is not true")
+            if "ALL" not in sc.get("capabilities", {}).get("drop", []):
+                errs.append(f"{cn}: capabilities do not drop ALL")
+            res = c.get("resources", {})
+            for part in ("requests", "limits"):
+                for r in ("cpu", "memory"):
+                    if r not in res.get(part, {}):
+                        errs.append(f"{cn}: resources.{part}.{r} missing")
+            mounts_tmp |= any(m["mountPath"] == "/tmp" for m in c.get("volumeMounts", []))
+            for ef in c.get("envFrom", []):
+                ref = ef.get("configMapRef", {}).get("name")
+                if ref and ref not in configmaps:
+                    errs.append(f"{cn}: envFrom ConfigMap {ref} is not rendered")
+            probes = {p for p in ("livenessProbe", "readinessProbe") if p in c}
+            if probes != {"livenessProbe", "readinessProbe"}:
+                errs.append(f"{cn}: liveness/readiness probes missing")
+        if not mounts_tmp:
+            errs.append(f"{name}: no writable /tmp mount (root filesystem is read-only)")
+        sa = ps.get("serviceAccountName")
+        if sa and sa not in by_kind.get("ServiceAccount", {}):
+            errs.append(f"{name}: ServiceAccount {sa} is not rendered")
+    for d in by_kind.get("StatefulSet", {}).values():
+        spec = d["spec"]
+        if spec.get("podManagementPolicy") != "Parallel":
+            errs.append(f"StatefulSet/{d['metadata']['name']}: podManagementPolicy is not Parallel")
+        svc = by_kind.get("Service", {}).get(spec["serviceName"])
+        if not svc:
+            errs.append(f"StatefulSet/{d['metadata']['name']}: governing Service {spec['serviceName']} missing")
+        elif svc["spec"].get("clusterIP") != "None" or not svc["spec"].get("publishNotReadyAddresses"):
+            errs.append(f"Service/{spec['serviceName']}: must be headless with publishNotReadyAddresses")
+        env = {e["name"]: e for c in spec["template"]["spec"]["containers"] for e in c.get("env", [])}
+        sid = env.get("TRUSTY_SHARD_ID", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+        if sid != "metadata.name":
+            errs.append(f"StatefulSet/{d['metadata']['name']}: TRUSTY_SHARD_ID is not the pod name")
+    for hpa in by_kind.get("HorizontalPodAutoscaler", {}).values():
+        tgt = hpa["spec"]["scaleTargetRef"]
+        dep = by_kind.get(tgt["kind"], {}).get(tgt["name"])
+        if not dep:
+            errs.append(f"HPA/{hpa['metadata']['name']}: target {tgt['kind']}/{tgt['name']} missing")
+        elif "replicas" in dep["spec"]:
+            errs.append(f"{tgt['kind']}/{tgt['name']}: sets replicas although an HPA manages it")
+    for kind in ("PodDisruptionBudget", "NetworkPolicy", "Service"):
+        for d in by_kind.get(kind, {}).values():
+            sel = (d["spec"].get("selector", {}).get("matchLabels") if kind == "PodDisruptionBudget"
+                   else d["spec"].get("podSelector", {}).get("matchLabels") if kind == "NetworkPolicy"
+                   else d["spec"].get("selector"))
+            if not sel or sel.get("app.kubernetes.io/component") == "index-build":
+                continue  # build Job pods are created by the operator, not the chart
+            if not any(all(w["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in sel.items())
+                       for k2 in ("Deployment", "StatefulSet") for w in by_kind.get(k2, {}).values()):
+                errs.append(f"{kind}/{d['metadata']['name']}: selector {sel} matches no workload")
+    for sm in by_kind.get("ServiceMonitor", {}).values():
+        for ep in sm["spec"].get("endpoints", []):
+            if ep.get("port") != "http" or ep.get("path") != "/metrics":
+                errs.append(f"ServiceMonitor/{sm['metadata']['name']}: endpoint must scrape port http /metrics")
+    return errs
+
+
+def cmd_validate(a: argparse.Namespace) -> None:
+    import kubernetes_validate as kv
+    from kubernetes_validate import utils as kvu
+
+    failures = 0
+    for f in a.files:
+        with open(f) as fh:
+            docs = [d for d in yaml.safe_load_all(fh) if d]
+        skipped = set()
+        for version in a.kube_versions.split(","):
+            version = kube_semver(version)[1:]
+            for d in docs:
+                ident = f"{d.get('kind')}/{d.get('metadata', {}).get('name')}"
+                try:
+                    kv.validate(d, version, strict=True)
+                except kvu.SchemaNotFoundError:
+                    if d.get("kind") in CRD_KINDS:
+                        skipped.add(d["kind"])
+                        continue
+                    failures += 1
+                    print(f"  FAIL {f} [{version}] {ident}: no schema for {d.get('apiVersion')} {d.get('kind')}")
+                except kvu.ValidationError as e:
+                    failures += 1
+                    path = ".".join(str(p) for p in e.path)
+                    print(f"  FAIL {f} [{version}] {ident}: {path}: {e.message}")
+        for err in policy_errors(docs):
+            failures += 1
+            print(f"  FAIL {f} policy: {err}")
+        note = f" (CRD kinds not schema-validated: {', '.join(sorted(skipped))})" if skipped else ""
+        print(f"  ok   {f}: {len(docs)} objects x {a.kube_versions}{note}" if not failures else
+              f"  ...  {f}: {len(docs)} objects checked")
+    if failures:
+        die(f"{failures} validation failure(s)")
+
+
+def cmd_rules(a: argparse.Namespace) -> None:
+    with open(a.file) as fh:
+        rules = [d for d in yaml.safe_load_all(fh) if d and d.get("kind") == "PrometheusRule"]
+    if len(rules) != 1:
+        die(f"expected exactly one PrometheusRule in {a.file}, found {len(rules)}")
+    with open(a.out, "w") as fh:
+        fh.write("# Extracted from the rendered PrometheusRule by scripts/chart_tool.py rules\n")
+        yaml.safe_dump({"groups": rules[0]["spec"]["groups"]}, fh, sort_keys=False, width=1000)
+
+
+def exprs_in_dashboard(path: str) -> list[str]:
+    with open(path) as fh:
+        dash = json.load(fh)
+    out = []
+
+    def walk(o):
+        if isinstance(o, dict):
+            if isinstance(o.get("expr"), str):
+                out.append(o["expr"])
+            q = o.get("query")
+            if isinstance(q, dict) and isinstance(q.get("query"), str):
+                out.append(q["query"])
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+    walk(dash)
+    return out
+
+
+def cmd_metrics(a: argparse.Namespace) -> None:
+    exprs: list[tuple[str, str]] = []
+    with open(a.rules) as fh:
+        for g in yaml.safe_load(fh)["groups"]:
+            for r in g["rules"]:
+                exprs.append((f"alert {r.get('alert') or r.get('record')}", r["expr"]))
+    for path in sorted(glob.glob(os.path.join(a.dashboards, "*.json"))):
+        exprs += [(f"dashboard {os.path.basename(path)}", e) for e in exprs_in_dashboard(path)]
+    used: set[str] = set()
+    errors = []
+    for where, e in exprs:
+        # Strip string literals (label values such as route regexes) before matching.
+        bare = re.sub(r'"(?:[^"\\]|\\.)*"', '""', e)
+        names = set(re.findall(r"\b(trusty_[a-z0-9_]+)\b", bare))
+        if re.search(r"\bup\s*\{", bare):
+            names.add("up")
+        for n in names:
+            if n == "up":
+                used.add(n)
+                continue
+            base = re.sub(r"_(bucket|sum|count)$", "", n)
+            kind = CONTRACT_METRICS.get(n) or (CONTRACT_METRICS.get(base) if base != n else None)
+            if kind is None or (base != n and kind != "histogram"):
+                errors.append(f"{where}: {n} is not in the metric contract")
+            used.add(n)
+    if errors:
+        for e in errors:
+            print("  FAIL " + e)
+        die("dashboards/alerts use metrics outside the contract")
+    with open(a.out, "w") as fh:
+        fh.write("\n".join(sorted(used)) + "\n")
+    print(f"  ok   {len(used)} metric series names used by {len(exprs)} expressions -> {a.out}")
+
+
+def values_table() -> str:
+    """Markdown table of every leaf value in values.yaml with its `# --` comment."""
+    path_file = os.path.join(CHART_DIR, "values.yaml")
+    with open(path_file) as fh:
+        lines = fh.read().splitlines()
+    with open(path_file) as fh:
+        data = yaml.safe_load(fh)
+    rows = []
+    stack: list[tuple[int, str]] = []
+    comment: list[str] = []
+    leaf_indent: int | None = None
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            text = stripped.lstrip("#").strip()
+            if text.startswith("--"):
+                comment = [text[2:].strip()]
+            elif comment:
+                comment.append(text)
+            continue
+        m = re.match(r"^(\s*)([A-Za-z0-9_./-]+):(.*)$", line)
+        if not m or stripped.startswith("-"):
+            comment = [] if not stripped else comment
+            continue
+        indent, key = len(m.group(1)), m.group(2)
+        if leaf_indent is not None and indent > leaf_indent:
+            continue  # inside a list/map default already shown as one value
+        leaf_indent = None
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        stack.append((indent, key))
+        keys = [k for _, k in stack]
+        node = data
+        for k in keys:
+            node = node[k]
+        atomic = keys[-1] in ("resources", "podSecurityContext", "containerSecurityContext", "labels")
+        if isinstance(node, dict) and node and not atomic:
+            comment = []
+            continue
+        default = json.dumps(node, separators=(",", ":"))
+        desc = " ".join(comment).replace("|", "\\|")
+        rows.append(f"| `{'.'.join(keys)}` | `{default}` | {desc} |")
+        comment = []
+        leaf_indent = indent
+    return "| Key | Default | Description |\n|---|---|---|\n" + "\n".join(rows) + "\n"
+
+
+def cmd_docs(a: argparse.Namespace) -> None:
+    readme = os.path.join(CHART_DIR, "README.md")
+    start, end = "<!-- values:start -->", "<!-- values:end -->"
+    with open(readme) as fh:
+        text = fh.read()
+    if start not in text or end not in text:
+        die(f"{readme} lacks the {start} / {end} markers")
+    table = values_table()
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    new = f"{head}{start}\n{table}{end}{tail}"
+    undocumented = [r.split("`")[1] for r in table.splitlines()[2:] if r.rstrip().endswith("|  |")]
+    if undocumented:
+        die("values without a `# --` description in values.yaml: " + ", ".join(undocumented))
+    if a.check:
+        if new != text:
+            die("README.md values table is stale; run: python3 scripts/chart_tool.py docs")
+        print(f"  ok   README.md documents all {len(table.splitlines()) - 2} values")
+    else:
+        with open(readme, "w") as fh:
+            fh.write(new)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("render")
+    r.add_argument("values", nargs="*")
+    r.add_argument("--set", action="append", default=[])
+    r.add_argument("--name", default="trusty-search")
+    r.add_argument("--namespace", default="trusty-search")
+    r.add_argument("--kube-version")
+    r.add_argument("--api-versions", default="")
+    r.add_argument("--include-crds", action="store_true")
+    r.add_argument("--namespace-object", action="store_true")
+    r.add_argument("--header", default="")
+    r.add_argument("--out")
+    r.set_defaults(fn=cmd_render)
+    l = sub.add_parser("lint")
+    l.add_argument("values", nargs="*")
+    l.add_argument("--set", action="append", default=[])
+    l.add_argument("--namespace", default="trusty-search")
+    l.add_argument("--kube-versions", default="1.31,1.33")
+    l.set_defaults(fn=cmd_lint)
+    v = sub.add_parser("validate")
+    v.add_argument("files", nargs="+")
+    v.add_argument("--kube-versions", default="1.31,1.33")
+    v.set_defaults(fn=cmd_validate)
+    ru = sub.add_parser("rules")
+    ru.add_argument("file")
+    ru.add_argument("--out", required=True)
+    ru.set_defaults(fn=cmd_rules)
+    m = sub.add_parser("metrics")
+    m.add_argument("--rules", required=True)
+    m.add_argument("--dashboards", default=os.path.join(CHART_DIR, "dashboards"))
+    m.add_argument("--out", required=True)
+    m.set_defaults(fn=cmd_metrics)
+    dc = sub.add_parser("docs")
+    dc.add_argument("--check", action="store_true")
+    dc.set_defaults(fn=cmd_docs)
+    a = p.parse_args()
+    try:
+        import helm_python as helm
+
+        helm.disable_logging()  # lint/render chatter from the Go SDK; real problems are returned as data
+    except ImportError:
+        die("helm-python-sdk is not installed (pip install helm-python-sdk)")
+    try:
+        a.fn(a)
+    except Exception as e:  # helm errors carry the template position; show them plainly
+        if type(e).__module__.startswith("helm_python"):
+            die(f"{type(e).__name__}: {e}")
+        raise
+
+
+if __name__ == "__main__":
+    main()

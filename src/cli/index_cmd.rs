@@ -1,0 +1,214 @@
+//! `trusty-search index …`: build and publish versions, list, roll back, delete.
+
+use super::embedder_args::EmbedderArgs;
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use trusty_search::IndexId;
+use trusty_search::index::build::{BuildOptions, build_bundle, git_commit};
+use trusty_search::index::walk::WalkConfig;
+use trusty_search::model::Language;
+use trusty_search::storage::manifest::SourceInfo;
+use trusty_search::storage::open::read_current;
+use trusty_search::storage::publish::{self, PublishOptions};
+use trusty_search::storage::store::Store;
+
+#[derive(clap::Subcommand)]
+pub enum IndexCommand {
+    /// Index a source tree (or a git repository) and publish it as the new current version.
+    Build(BuildArgs),
+    /// List indexes in a store with their current version.
+    List {
+        #[arg(long, env = "TRUSTY_STORE")]
+        store: String,
+    },
+    /// Point an index back at an older version still in storage.
+    Rollback {
+        #[arg(long, env = "TRUSTY_STORE")]
+        store: String,
+        #[arg(long)]
+        id: IndexId,
+        #[arg(long)]
+        version: String,
+    },
+    /// Delete an index and all its versions from storage.
+    Delete {
+        #[arg(long, env = "TRUSTY_STORE")]
+        store: String,
+        #[arg(long)]
+        id: IndexId,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct BuildArgs {
+    /// Source directory (with --git-url: where to clone; a temporary directory when omitted).
+    pub dir: Option<PathBuf>,
+    #[arg(long)]
+    pub id: IndexId,
+    /// Object store URL: file:///path, s3://bucket/prefix, gs://…, az://…, memory://name.
+    #[arg(long, env = "TRUSTY_STORE")]
+    pub store: String,
+    /// Clone this git repository first.
+    #[arg(long)]
+    pub git_url: Option<String>,
+    /// Branch, tag or commit to check out (with --git-url).
+    #[arg(long)]
+    pub git_ref: Option<String>,
+    /// Only index paths matching these globs.
+    #[arg(long = "include")]
+    pub include: Vec<String>,
+    /// Skip paths matching these globs.
+    #[arg(long = "exclude")]
+    pub exclude: Vec<String>,
+    /// Only index these languages.
+    #[arg(long = "lang")]
+    pub languages: Vec<String>,
+    /// Skip files larger than this many bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_file_bytes: u64,
+    /// Versions to keep in storage for rollback.
+    #[arg(long, default_value_t = 5)]
+    pub keep_versions: usize,
+    /// Where to assemble the bundle before upload (a temporary directory when omitted).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Print the manifest as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub embedder: EmbedderArgs,
+}
+
+pub async fn run(cmd: IndexCommand) -> Result<()> {
+    match cmd {
+        IndexCommand::Build(args) => build(args).await,
+        IndexCommand::List { store } => {
+            let store = Store::open(&store)?;
+            for name in store.list_dirs(trusty_search::storage::layout::INDEXES_DIR).await? {
+                let Ok(id) = IndexId::new(name.clone()) else { continue };
+                match read_current(&store, &id, None).await {
+                    Ok(Some((p, _))) => println!("{id}\t{}", p.version),
+                    Ok(None) => println!("{id}\t-"),
+                    Err(e) => println!("{id}\terror: {e}"),
+                }
+            }
+            Ok(())
+        }
+        IndexCommand::Rollback { store, id, version } => {
+            let store = Store::open(&store)?;
+            let p = publish::rollback(&store, &id, &version).await?;
+            println!("{id} now at {}", p.version);
+            Ok(())
+        }
+        IndexCommand::Delete { store, id } => {
+            let store = Store::open(&store)?;
+            let n = publish::delete_index(&store, &id).await?;
+            println!("deleted {n} objects of {id}");
+            Ok(())
+        }
+    }
+}
+
+async fn build(args: BuildArgs) -> Result<()> {
+    let store = Store::open(&args.store)?;
+    let mut languages = Vec::new();
+    for l in &args.languages {
+        languages.push(Language::parse(l).with_context(|| format!("unknown language {l:?}"))?);
+    }
+    let tmp = tempfile::tempdir().context("creating a temporary directory")?;
+    let (root, source) = match &args.git_url {
+        Some(url) => {
+            let dest = args.dir.clone().unwrap_or_else(|| tmp.path().join("src"));
+            clone(url, args.git_ref.as_deref(), &dest)?;
+            let commit = git_commit(&dest);
+            let source = SourceInfo {
+                path: dest.display().to_string(),
+                repo: Some(url.clone()),
+                git_ref: args.git_ref.clone(),
+                git_commit: commit,
+            };
+            (dest, source)
+        }
+        None => {
+            let Some(dir) = args.dir.clone() else { bail!("give a source directory or --git-url") };
+            let dir = dir.canonicalize().with_context(|| format!("source directory {}", dir.display()))?;
+            let source = SourceInfo { path: dir.display().to_string(), git_commit: git_commit(&dir), ..Default::default() };
+            (dir, source)
+        }
+    };
+    let embedder = args.embedder.load_for_build()?;
+    let out = args.work_dir.clone().unwrap_or_else(|| tmp.path().join("bundle"));
+    let opts = BuildOptions {
+        walk: WalkConfig {
+            max_file_bytes: args.max_file_bytes,
+            include: args.include.clone(),
+            exclude: args.exclude.clone(),
+            languages: (!languages.is_empty()).then_some(languages),
+        },
+        embedder,
+        progress: true,
+        source,
+        ..Default::default()
+    };
+    let report = build_bundle(&root, &args.id, &out, opts).await?;
+    let published = publish::publish(&store, &args.id, &report.dir, &PublishOptions {
+        keep_versions: args.keep_versions,
+        ..Default::default()
+    })
+    .await?;
+    let m = &report.manifest;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(m)?);
+    } else {
+        println!(
+            "published {} version {} to {}: {} files, {} chunks, {} skipped, {} graph nodes / {} edges, {} ({})",
+            m.index_id,
+            m.version,
+            store.url(),
+            m.counts.files,
+            m.counts.chunks,
+            m.counts.skipped_files,
+            m.counts.graph_nodes,
+            m.counts.graph_edges,
+            m.embedder.as_ref().map(|e| format!("vectors: {} d={}", e.id, e.dimension)).unwrap_or("lexical + graph".into()),
+            human_bytes(published.bytes),
+        );
+        tracing::info!(timings = ?report.timings, pruned = ?published.pruned, "build finished");
+    }
+    Ok(())
+}
+
+/// Shallow clone of one ref; falls back to a full clone for commit ids, which
+/// `--branch` cannot name.
+fn clone(url: &str, git_ref: Option<&str>, dest: &Path) -> Result<()> {
+    let run = |args: &[&str]| -> Result<()> {
+        let out = std::process::Command::new("git").args(args).output().context("running git (is it installed?)")?;
+        if !out.status.success() {
+            bail!("git {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(())
+    };
+    let dest_s = dest.to_string_lossy().to_string();
+    let shallow = match git_ref {
+        Some(r) => run(&["clone", "--depth", "1", "--branch", r, url, &dest_s]),
+        None => run(&["clone", "--depth", "1", url, &dest_s]),
+    };
+    if shallow.is_ok() {
+        return Ok(());
+    }
+    let Some(r) = git_ref else { return shallow };
+    let _ = std::fs::remove_dir_all(dest);
+    run(&["clone", url, &dest_s])?;
+    run(&["-C", &dest_s, "checkout", "--detach", r])
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}

@@ -1,0 +1,272 @@
+//! Building one index version: walk → chunk (parallel) → BM25, graph and
+//! vectors → a sealed bundle directory with its manifest, ready to publish.
+
+use crate::IndexId;
+use crate::api::IndexCounts;
+use crate::index::chunk::{CHUNKER_VERSION, ChunkConfig, chunk_file};
+use crate::index::embed::{Embedder, embedding_text};
+use crate::index::graph::CodeGraph;
+use crate::index::walk::{SkipCounts, WalkConfig, read_source, walk};
+use crate::model::Chunk;
+use crate::search::engine::write_chunks;
+use crate::storage::layout::{self, bundle};
+use crate::storage::manifest::{EmbedderInfo, Manifest, SCHEMA_VERSION, SourceInfo};
+use crate::storage::publish::seal_bundle;
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot read source tree {root}: {reason}")]
+    Source { root: String, reason: String },
+    #[error("writing {what} into {dir}: {reason}")]
+    Write { what: &'static str, dir: String, reason: String },
+    #[error("embedding chunks failed: {0}")]
+    Embed(String),
+}
+
+pub struct BuildOptions {
+    pub walk: WalkConfig,
+    pub chunk: ChunkConfig,
+    pub embedder: Option<Arc<dyn Embedder>>,
+    /// Memory for the BM25 writer.
+    pub bm25_memory_bytes: usize,
+    /// Show progress bars (only when stderr is a terminal).
+    pub progress: bool,
+    pub source: SourceInfo,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            walk: WalkConfig::default(),
+            chunk: ChunkConfig::default(),
+            embedder: None,
+            bm25_memory_bytes: 256 * 1024 * 1024,
+            progress: false,
+            source: SourceInfo::default(),
+        }
+    }
+}
+
+/// Wall time of each build stage, for benchmarks and logs.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StageTimings {
+    pub walk_ms: f64,
+    pub chunk_ms: f64,
+    pub bm25_ms: f64,
+    pub graph_ms: f64,
+    pub embed_ms: f64,
+    pub vectors_ms: f64,
+    pub seal_ms: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    pub manifest: Manifest,
+    pub dir: PathBuf,
+    pub skipped: SkipCounts,
+    pub timings: StageTimings,
+}
+
+/// Builds a sealed bundle for `root` into `out_dir` (created; must be empty or absent).
+pub async fn build_bundle(
+    root: &Path,
+    id: &IndexId,
+    out_dir: &Path,
+    opts: BuildOptions,
+) -> Result<BuildReport, BuildError> {
+    let write_err = |what: &'static str, reason: String| BuildError::Write {
+        what,
+        dir: out_dir.display().to_string(),
+        reason,
+    };
+    std::fs::create_dir_all(out_dir).map_err(|e| write_err("bundle", e.to_string()))?;
+    let mut timings = StageTimings::default();
+
+    let t = Instant::now();
+    let root_buf = root.to_path_buf();
+    let walk_cfg = opts.walk.clone();
+    let walked = tokio::task::spawn_blocking(move || walk(&root_buf, &walk_cfg))
+        .await
+        .map_err(|e| BuildError::Source { root: root.display().to_string(), reason: e.to_string() })?
+        .map_err(|e| BuildError::Source { root: root.display().to_string(), reason: e.to_string() })?;
+    timings.walk_ms = ms(t.elapsed());
+
+    let t = Instant::now();
+    let chunk_cfg = opts.chunk.clone();
+    let progress = opts.progress;
+    let (chunks, skipped, files, source_bytes) = tokio::task::spawn_blocking(move || {
+        let bar = progress_bar(progress, walked.files.len() as u64, "chunking");
+        let results: Vec<_> = walked
+            .files
+            .par_iter()
+            .map(|file| {
+                let r = read_source(file).map(|text| {
+                    let chunks = chunk_file(&file.rel_path, file.language, &text, &chunk_cfg);
+                    (chunks, text.len() as u64)
+                });
+                bar.inc(1);
+                r
+            })
+            .collect();
+        bar.finish_and_clear();
+        let mut skipped = walked.skipped;
+        let mut chunks = Vec::new();
+        let mut files = 0u64;
+        let mut bytes = 0u64;
+        for r in results {
+            match r {
+                Ok((mut c, len)) => {
+                    files += 1;
+                    bytes += len;
+                    chunks.append(&mut c);
+                }
+                Err(reason) => reason.count(&mut skipped),
+            }
+        }
+        for (i, c) in chunks.iter_mut().enumerate() {
+            c.id = i as u32;
+        }
+        (chunks, skipped, files, bytes)
+    })
+    .await
+    .map_err(|e| BuildError::Source { root: root.display().to_string(), reason: e.to_string() })?;
+    timings.chunk_ms = ms(t.elapsed());
+    let chunks = Arc::new(chunks);
+
+    let chunks_path = out_dir.join(bundle::CHUNKS_FILE);
+    write_chunks(&chunks_path, &chunks).map_err(|e| write_err("chunks", e.to_string()))?;
+
+    // BM25 and the graph are independent: build them side by side.
+    let t = Instant::now();
+    let bm25_dir = out_dir.join(bundle::BM25_DIR);
+    let graph_path = out_dir.join(bundle::GRAPH_FILE);
+    let (c1, c2) = (chunks.clone(), chunks.clone());
+    let budget = opts.bm25_memory_bytes;
+    let bm25_task = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        crate::index::bm25::write_bm25(&bm25_dir, &c1, budget).map(|_| ms(t.elapsed()))
+    });
+    let graph_task = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        let graph = CodeGraph::build(&c2);
+        graph.write(&graph_path).map(|_| (graph.node_count() as u64, graph.edge_count() as u64, ms(t.elapsed())))
+    });
+    let bm25_ms = bm25_task.await.map_err(|e| write_err("bm25", e.to_string()))?.map_err(|e| write_err("bm25", e.to_string()))?;
+    let (graph_nodes, graph_edges, graph_ms) =
+        graph_task.await.map_err(|e| write_err("graph", e.to_string()))?.map_err(|e| write_err("graph", e.to_string()))?;
+    timings.bm25_ms = bm25_ms;
+    timings.graph_ms = graph_ms;
+    tracing::debug!(total_ms = ms(t.elapsed()), "bm25 and graph written");
+
+    let embedder_info = match &opts.embedder {
+        Some(embedder) => {
+            let t = Instant::now();
+            let vectors = embed_chunks(embedder.clone(), chunks.clone(), opts.progress).await?;
+            timings.embed_ms = ms(t.elapsed());
+            let t = Instant::now();
+            let ids: Vec<u32> = chunks.iter().map(|c| c.id).collect();
+            crate::search::vector::write_vectors(&out_dir.join(bundle::VECTORS_DIR), &ids, &vectors)
+                .await
+                .map_err(|e| write_err("vectors", e.to_string()))?;
+            timings.vectors_ms = ms(t.elapsed());
+            Some(EmbedderInfo { id: embedder.id().to_string(), dimension: embedder.dimension() })
+        }
+        None => None,
+    };
+
+    let t = Instant::now();
+    let manifest = Manifest {
+        schema_version: SCHEMA_VERSION,
+        index_id: id.to_string(),
+        version: layout::new_version(),
+        created_at: now_rfc3339(),
+        chunker_version: CHUNKER_VERSION,
+        embedder: embedder_info,
+        source: opts.source.clone(),
+        counts: IndexCounts {
+            files,
+            chunks: chunks.len() as u64,
+            skipped_files: skipped.total(),
+            source_bytes,
+            graph_nodes,
+            graph_edges,
+        },
+        files: Vec::new(),
+        settings: serde_json::json!({
+            "include": opts.walk.include,
+            "exclude": opts.walk.exclude,
+            "languages": opts.walk.languages,
+            "max_file_bytes": opts.walk.max_file_bytes,
+            "skipped": skipped,
+        }),
+    };
+    let dir = out_dir.to_path_buf();
+    let manifest = tokio::task::spawn_blocking(move || seal_bundle(&dir, manifest))
+        .await
+        .map_err(|e| write_err("manifest", e.to_string()))?
+        .map_err(|e| write_err("manifest", e.to_string()))?;
+    timings.seal_ms = ms(t.elapsed());
+    Ok(BuildReport { manifest, dir: out_dir.to_path_buf(), skipped, timings })
+}
+
+/// Embeds every chunk in batches on the blocking pool, with progress.
+async fn embed_chunks(
+    embedder: Arc<dyn Embedder>,
+    chunks: Arc<Vec<Chunk>>,
+    progress: bool,
+) -> Result<Vec<Vec<f32>>, BuildError> {
+    tokio::task::spawn_blocking(move || {
+        let bar = progress_bar(progress, chunks.len() as u64, "embedding");
+        let texts: Vec<String> = chunks.iter().map(embedding_text).collect();
+        let mut out = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(embedder.max_batch().max(1)) {
+            let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+            let mut v = embedder.embed(&refs).map_err(|e| BuildError::Embed(e.to_string()))?;
+            if v.len() != refs.len() {
+                return Err(BuildError::Embed(format!("embedder returned {} vectors for {} texts", v.len(), refs.len())));
+            }
+            out.append(&mut v);
+            bar.inc(refs.len() as u64);
+        }
+        bar.finish_and_clear();
+        Ok(out)
+    })
+    .await
+    .map_err(|e| BuildError::Embed(e.to_string()))?
+}
+
+fn progress_bar(enabled: bool, len: u64, what: &'static str) -> ProgressBar {
+    use std::io::IsTerminal;
+    if !enabled || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what);
+    bar
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// The commit checked out at `root`, when it is a git work tree.
+pub fn git_commit(root: &Path) -> Option<String> {
+    let out = std::process::Command::new("git").arg("-C").arg(root).args(["rev-parse", "HEAD"]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
+}

@@ -1,0 +1,636 @@
+//! Finding the files of a source tree worth indexing.
+//!
+//! The walk decides from names and metadata only (ignore rules, globs, vendored
+//! directories, extension, size), so it stays a cheap single-threaded pass; reading
+//! the contents is [`read_source`]'s job, called by the builder from rayon workers,
+//! and is where binary, non-UTF-8 and generated files are discovered. Every file
+//! left out is counted by reason so an index's status can say why a file is missing.
+//!
+//! Rules:
+//! * `.gitignore`, `.ignore` and `.git/info/exclude` are honoured even when the
+//!   tree is not a git checkout (sources may be tarballs or object-store copies);
+//!   the user's global gitignore is not, so the same tree indexes the same on every
+//!   machine. Hidden files and directories are skipped; symlinks are not followed.
+//! * Vendored and build-output directories are pruned: `vendor`, `node_modules`,
+//!   `third_party`, `dist`, … always; `target` and `build` only when they look like
+//!   output (a `CACHEDIR.TAG` inside, or a build manifest such as `Cargo.toml`,
+//!   `pom.xml`, `package.json`, `CMakeLists.txt` beside them), because in some
+//!   repositories `build/` holds hand-written scripts. A pruned directory counts
+//!   once in `vendored_or_generated`, not once per file inside.
+//! * Generated files are recognised by name (`*.min.js`, `*.pb.go`, `*_pb2.py`,
+//!   lock files, …) during the walk and by a marker (`@generated`, `DO NOT EDIT`,
+//!   `Code generated`, …) in a comment on their first lines, or by being minified
+//!   (very long average lines), when read.
+//! * Include globs (empty = everything) and exclude globs match the `/`-separated
+//!   path relative to the root; `*` also crosses directories, so `*.rs` matches
+//!   `src/a.rs`. An exclude glob matching a directory prunes it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use ignore::{DirEntry, WalkBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::model::Language;
+
+/// Which files a walk keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalkConfig {
+    /// Files larger than this are skipped (`too_large`).
+    pub max_file_bytes: u64,
+    /// Globs a file must match to be kept; empty keeps everything.
+    pub include: Vec<String>,
+    /// Globs that drop a file (or prune a directory).
+    pub exclude: Vec<String>,
+    /// Only these languages, when set.
+    pub languages: Option<Vec<Language>>,
+}
+
+impl Default for WalkConfig {
+    fn default() -> Self {
+        WalkConfig {
+            max_file_bytes: 1024 * 1024,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            languages: None,
+        }
+    }
+}
+
+/// A file the walk kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    /// Path relative to the walk root, `/`-separated.
+    pub rel_path: String,
+    pub abs_path: PathBuf,
+    pub language: Language,
+    /// Size in bytes when walked.
+    pub size: u64,
+}
+
+/// Files left out, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkipCounts {
+    pub binary: u64,
+    pub too_large: u64,
+    pub non_utf8: u64,
+    pub unreadable: u64,
+    pub vendored_or_generated: u64,
+    pub excluded: u64,
+    pub unknown_language: u64,
+}
+
+impl SkipCounts {
+    pub fn total(&self) -> u64 {
+        self.binary
+            + self.too_large
+            + self.non_utf8
+            + self.unreadable
+            + self.vendored_or_generated
+            + self.excluded
+            + self.unknown_language
+    }
+
+    /// Adds another set of counts, e.g. those gathered by a reading worker.
+    pub fn add(&mut self, other: &SkipCounts) {
+        self.binary += other.binary;
+        self.too_large += other.too_large;
+        self.non_utf8 += other.non_utf8;
+        self.unreadable += other.unreadable;
+        self.vendored_or_generated += other.vendored_or_generated;
+        self.excluded += other.excluded;
+        self.unknown_language += other.unknown_language;
+    }
+}
+
+/// The kept files, sorted by `rel_path` so that builds are deterministic.
+#[derive(Debug, Clone, Default)]
+pub struct Walk {
+    pub files: Vec<SourceFile>,
+    pub skipped: SkipCounts,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalkError {
+    #[error("source root {path} cannot be read: {source}")]
+    Root {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("source root {0} is not a directory")]
+    NotADirectory(PathBuf),
+    #[error("invalid glob {pattern:?}: {source}")]
+    Glob {
+        pattern: String,
+        #[source]
+        source: globset::Error,
+    },
+}
+
+/// Why [`read_source`] left a file out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SkipReason {
+    #[error("binary file")]
+    Binary,
+    #[error("not valid UTF-8")]
+    NonUtf8,
+    #[error("cannot be read")]
+    Unreadable,
+    #[error("generated or minified")]
+    Generated,
+}
+
+impl SkipReason {
+    /// Counts this reason in `counts`.
+    pub fn count(self, counts: &mut SkipCounts) {
+        match self {
+            SkipReason::Binary => counts.binary += 1,
+            SkipReason::NonUtf8 => counts.non_utf8 += 1,
+            SkipReason::Unreadable => counts.unreadable += 1,
+            SkipReason::Generated => counts.vendored_or_generated += 1,
+        }
+    }
+}
+
+/// Directory names that hold someone else's code or build output, always pruned.
+const VENDORED_DIRS: &[&str] = &[
+    "vendor",
+    "node_modules",
+    "bower_components",
+    "jspm_packages",
+    "third_party",
+    "third-party",
+    "thirdparty",
+    "dist",
+    "__pycache__",
+    "site-packages",
+];
+
+/// Files beside a `target/` directory that make it a build output.
+const TARGET_OWNERS: &[&str] = &["Cargo.toml", "pom.xml", "build.sbt"];
+
+/// Files beside a `build/` directory that make it a build output.
+const BUILD_OWNERS: &[&str] = &[
+    "CMakeLists.txt",
+    "build.gradle",
+    "build.gradle.kts",
+    "settings.gradle",
+    "setup.py",
+    "pyproject.toml",
+    "package.json",
+    "meson.build",
+];
+
+/// File name endings of generated or bundled code.
+const GENERATED_SUFFIXES: &[&str] = &[
+    ".min.js",
+    ".min.mjs",
+    ".min.cjs",
+    ".bundle.js",
+    ".pb.go",
+    ".pb.gw.go",
+    "_pb2.py",
+    "_pb2_grpc.py",
+    "_pb2.pyi",
+    ".pb.h",
+    ".pb.cc",
+    "_generated.go",
+    ".generated.ts",
+    ".generated.js",
+];
+
+/// Whole file names of lock files and other machine-written files.
+const GENERATED_NAMES: &[&str] = &[
+    "package-lock.json",
+    "npm-shrinkwrap.json",
+    "pnpm-lock.yaml",
+    "yarn.lock",
+];
+
+/// Phrases that, in a comment on one of the first lines, mark a generated file.
+const GENERATED_MARKERS: &[&str] = &[
+    "@generated",
+    "do not edit",
+    "code generated",
+    "auto-generated",
+    "autogenerated",
+    "automatically generated",
+    "generated by",
+    "this file is generated",
+    "this file was generated",
+];
+
+/// How many leading lines are searched for a generated marker.
+const MARKER_LINES: usize = 5;
+
+/// Bytes searched for a NUL to call a file binary.
+const BINARY_PROBE: usize = 8 * 1024;
+
+/// A file at least this long whose lines average more than [`MINIFIED_LINE`] bytes is minified.
+const MINIFIED_MIN_BYTES: usize = 4 * 1024;
+const MINIFIED_LINE: usize = 1000;
+
+/// Walks `root` and returns the files to index. Fails only if the root cannot be
+/// used (missing, not a directory, unreadable) or a glob is invalid; problems with
+/// individual entries are counted in [`Walk::skipped`].
+pub fn walk(root: &Path, cfg: &WalkConfig) -> Result<Walk, WalkError> {
+    let meta = std::fs::metadata(root).map_err(|source| WalkError::Root {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Err(WalkError::NotADirectory(root.to_path_buf()));
+    }
+    std::fs::read_dir(root).map_err(|source| WalkError::Root {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    let include = glob_set(&cfg.include)?;
+    let exclude = glob_set(&cfg.exclude)?;
+
+    // Directories pruned by the filter are counted from inside it.
+    let pruned_vendored = Arc::new(AtomicU64::new(0));
+    let pruned_excluded = Arc::new(AtomicU64::new(0));
+    let mut builder = WalkBuilder::new(root);
+    builder
+        .hidden(true)
+        .ignore(true)
+        .git_ignore(true)
+        .git_exclude(true)
+        .git_global(false)
+        .parents(true)
+        .require_git(false)
+        .follow_links(false);
+    {
+        let root = root.to_path_buf();
+        let exclude = exclude.clone();
+        let (vendored, excluded) = (Arc::clone(&pruned_vendored), Arc::clone(&pruned_excluded));
+        builder.filter_entry(move |entry| {
+            if entry.depth() == 0 || !entry.file_type().is_some_and(|t| t.is_dir()) {
+                return true;
+            }
+            if is_vendored_dir(entry) {
+                vendored.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            if let Some(exclude) = &exclude
+                && let Some(rel) = rel_path(&root, entry.path())
+                && exclude.is_match(&rel)
+            {
+                excluded.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            true
+        });
+    }
+
+    let mut files = Vec::new();
+    let mut skipped = SkipCounts::default();
+    for entry in builder.build() {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(err) => {
+                tracing::debug!(error = %err, "walk entry unreadable");
+                skipped.unreadable += 1;
+                continue;
+            }
+        };
+        // Symlinks are not followed, and sockets, fifos and devices are not source.
+        if !entry.file_type().is_some_and(|t| t.is_file()) {
+            continue;
+        }
+        let Some(rel) = rel_path(root, entry.path()) else {
+            skipped.non_utf8 += 1;
+            continue;
+        };
+        if exclude.as_ref().is_some_and(|g| g.is_match(&rel)) || include.as_ref().is_some_and(|g| !g.is_match(&rel)) {
+            skipped.excluded += 1;
+            continue;
+        }
+        if is_generated_name(&rel) {
+            skipped.vendored_or_generated += 1;
+            continue;
+        }
+        let Some(language) = Language::from_path(&rel) else {
+            skipped.unknown_language += 1;
+            continue;
+        };
+        if cfg.languages.as_ref().is_some_and(|langs| !langs.contains(&language)) {
+            skipped.excluded += 1;
+            continue;
+        }
+        let size = match entry.metadata() {
+            Ok(meta) => meta.len(),
+            Err(_) => {
+                skipped.unreadable += 1;
+                continue;
+            }
+        };
+        if size > cfg.max_file_bytes {
+            skipped.too_large += 1;
+            continue;
+        }
+        files.push(SourceFile {
+            rel_path: rel,
+            abs_path: entry.into_path(),
+            language,
+            size,
+        });
+    }
+    skipped.vendored_or_generated += pruned_vendored.load(Ordering::Relaxed);
+    skipped.excluded += pruned_excluded.load(Ordering::Relaxed);
+    files.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
+    Ok(Walk { files, skipped })
+}
+
+/// Reads a walked file as text, or says why it should be skipped. Never panics.
+pub fn read_source(file: &SourceFile) -> Result<String, SkipReason> {
+    let bytes = std::fs::read(&file.abs_path).map_err(|_| SkipReason::Unreadable)?;
+    if bytes[..bytes.len().min(BINARY_PROBE)].contains(&0) {
+        return Err(SkipReason::Binary);
+    }
+    let text = String::from_utf8(bytes).map_err(|_| SkipReason::NonUtf8)?;
+    if has_generated_marker(&text) || is_minified(&text) {
+        return Err(SkipReason::Generated);
+    }
+    Ok(text)
+}
+
+fn glob_set(patterns: &[String]) -> Result<Option<GlobSet>, WalkError> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut builder = GlobSetBuilder::new();
+    for pattern in patterns {
+        let glob = Glob::new(pattern).map_err(|source| WalkError::Glob {
+            pattern: pattern.clone(),
+            source,
+        })?;
+        builder.add(glob);
+    }
+    builder.build().map(Some).map_err(|source| WalkError::Glob {
+        pattern: patterns.join(", "),
+        source,
+    })
+}
+
+/// `path` relative to `root`, `/`-separated; `None` if a component is not UTF-8.
+fn rel_path(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?;
+    let mut out = String::new();
+    for component in rel.components() {
+        if !out.is_empty() {
+            out.push('/');
+        }
+        out.push_str(component.as_os_str().to_str()?);
+    }
+    Some(out)
+}
+
+fn is_vendored_dir(entry: &DirEntry) -> bool {
+    let Some(name) = entry.file_name().to_str() else {
+        return false;
+    };
+    if VENDORED_DIRS.contains(&name) {
+        return true;
+    }
+    let owners = match name {
+        "target" => TARGET_OWNERS,
+        "build" => BUILD_OWNERS,
+        _ => return false,
+    };
+    let dir = entry.path();
+    if dir.join("CACHEDIR.TAG").exists() || dir.join("CMakeCache.txt").exists() {
+        return true;
+    }
+    dir.parent()
+        .is_some_and(|parent| owners.iter().any(|f| parent.join(f).exists()))
+}
+
+fn is_generated_name(rel: &str) -> bool {
+    let name = rel.rsplit('/').next().unwrap_or(rel).to_ascii_lowercase();
+    GENERATED_NAMES.contains(&name.as_str())
+        || name.starts_with("zz_generated")
+        || GENERATED_SUFFIXES.iter().any(|s| name.ends_with(s))
+}
+
+/// A generated-code marker inside a comment on one of the first lines. Only
+/// comment lines count, so prose that mentions "generated by" is not skipped.
+fn has_generated_marker(text: &str) -> bool {
+    text.lines().take(MARKER_LINES).any(|line| {
+        let t = line.trim_start();
+        let is_comment = ["//", "#", "/*", "*", "<!--", "--", ";", "%", "\"\"\"", "'''"]
+            .iter()
+            .any(|p| t.starts_with(p));
+        if !is_comment || t.len() > 500 {
+            return false;
+        }
+        let lower = t.to_ascii_lowercase();
+        GENERATED_MARKERS.iter().any(|m| lower.contains(m))
+    })
+}
+
+/// Minified bundles and one-line data dumps: long files made of very long lines.
+fn is_minified(text: &str) -> bool {
+    text.len() >= MINIFIED_MIN_BYTES && text.len() / (text.bytes().filter(|&b| b == b'\n').count() + 1) > MINIFIED_LINE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(root: &Path, rel: &str, bytes: &[u8]) {
+        let path = root.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(path, bytes).expect("write");
+    }
+
+    fn paths(walk: &Walk) -> Vec<&str> {
+        walk.files.iter().map(|f| f.rel_path.as_str()).collect()
+    }
+
+    /// Walks and reads like the builder does, counting read-time skips.
+    fn walk_and_read(root: &Path, cfg: &WalkConfig) -> (Vec<String>, SkipCounts) {
+        let walk = walk(root, cfg).expect("walk");
+        let mut skipped = walk.skipped;
+        let mut kept = Vec::new();
+        for file in &walk.files {
+            match read_source(file) {
+                Ok(_) => kept.push(file.rel_path.clone()),
+                Err(reason) => reason.count(&mut skipped),
+            }
+        }
+        (kept, skipped)
+    }
+
+    #[test]
+    fn keeps_source_sorted_with_languages_and_sizes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "src/main.rs", b"fn main() {}\n");
+        write(dir.path(), "README.md", b"# Hi\n");
+        write(dir.path(), "src/a/lib.py", b"x = 1\n");
+        let walk = walk(dir.path(), &WalkConfig::default()).expect("walk");
+        assert_eq!(paths(&walk), vec!["README.md", "src/a/lib.py", "src/main.rs"]);
+        assert_eq!(walk.files[2].language, Language::Rust);
+        assert_eq!(walk.files[2].size, 13);
+        assert_eq!(walk.files[2].abs_path, dir.path().join("src/main.rs"));
+        assert_eq!(walk.skipped.total(), 0);
+    }
+
+    #[test]
+    fn gitignore_and_hidden_files_are_respected_without_a_git_repo() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), ".gitignore", b"secret.rs\nout/\n");
+        write(dir.path(), ".ignore", b"local.go\n");
+        write(dir.path(), "secret.rs", b"fn s() {}\n");
+        write(dir.path(), "local.go", b"package x\n");
+        write(dir.path(), "out/gen.rs", b"fn g() {}\n");
+        write(dir.path(), ".hidden/x.rs", b"fn h() {}\n");
+        write(dir.path(), ".config.yaml", b"a: 1\n");
+        write(dir.path(), "kept.rs", b"fn k() {}\n");
+        let walk = walk(dir.path(), &WalkConfig::default()).expect("walk");
+        assert_eq!(paths(&walk), vec!["kept.rs"]);
+    }
+
+    #[test]
+    fn binary_non_utf8_and_oversize_are_skipped_and_counted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "ok.rs", b"fn ok() {}\n");
+        write(dir.path(), "blob.rs", b"fn x() {}\0\0\x01binary");
+        write(dir.path(), "latin1.py", b"name = 'caf\xe9'\n");
+        write(dir.path(), "huge.rs", &vec![b'a'; 300]);
+        write(dir.path(), "image.png", b"\x89PNG\r\n");
+        let cfg = WalkConfig {
+            max_file_bytes: 200,
+            ..WalkConfig::default()
+        };
+        let (kept, skipped) = walk_and_read(dir.path(), &cfg);
+        assert_eq!(kept, vec!["ok.rs"]);
+        assert_eq!(
+            skipped,
+            SkipCounts {
+                binary: 1,
+                too_large: 1,
+                non_utf8: 1,
+                unknown_language: 1,
+                ..SkipCounts::default()
+            }
+        );
+        assert_eq!(skipped.total(), 4);
+    }
+
+    #[test]
+    fn include_exclude_and_language_filters() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "src/a.rs", b"fn a() {}\n");
+        write(dir.path(), "src/b.py", b"b = 1\n");
+        write(dir.path(), "src/gen/c.rs", b"fn c() {}\n");
+        write(dir.path(), "docs/guide.md", b"# G\n");
+        write(dir.path(), "tests/t.rs", b"fn t() {}\n");
+        let cfg = WalkConfig {
+            include: vec!["src/**".into(), "*.md".into()],
+            exclude: vec!["src/gen".into(), "**/*.py".into()],
+            ..WalkConfig::default()
+        };
+        let walk1 = walk(dir.path(), &cfg).expect("walk");
+        assert_eq!(paths(&walk1), vec!["docs/guide.md", "src/a.rs"]);
+        // tests/t.rs not included, b.py excluded, src/gen pruned once.
+        assert_eq!(walk1.skipped.excluded, 3);
+
+        let only_rust = WalkConfig {
+            languages: Some(vec![Language::Rust]),
+            ..WalkConfig::default()
+        };
+        let walk2 = walk(dir.path(), &only_rust).expect("walk");
+        assert_eq!(paths(&walk2), vec!["src/a.rs", "src/gen/c.rs", "tests/t.rs"]);
+        assert_eq!(walk2.skipped.excluded, 2);
+
+        let bad = WalkConfig {
+            include: vec!["src/[".into()],
+            ..WalkConfig::default()
+        };
+        assert!(matches!(walk(dir.path(), &bad), Err(WalkError::Glob { .. })));
+    }
+
+    #[test]
+    fn vendored_and_build_output_dirs_are_pruned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "Cargo.toml", b"[package]\n");
+        write(dir.path(), "target/debug/build.rs", b"fn b() {}\n");
+        write(dir.path(), "vendor/lib/x.go", b"package x\n");
+        write(dir.path(), "web/node_modules/react/index.js", b"x()\n");
+        write(dir.path(), "web/dist/app.js", b"x()\n");
+        write(dir.path(), "web/app.min.js", b"x()\n");
+        write(dir.path(), "api/service.pb.go", b"package api\n");
+        // A `build/` directory without a build manifest beside it is source.
+        write(dir.path(), "tools/build/release.sh", b"echo hi\n");
+        write(dir.path(), "src/lib.rs", b"fn l() {}\n");
+        let walk = walk(dir.path(), &WalkConfig::default()).expect("walk");
+        assert_eq!(paths(&walk), vec!["Cargo.toml", "src/lib.rs", "tools/build/release.sh"]);
+        // target, vendor, node_modules, dist (pruned dirs) + app.min.js + service.pb.go
+        assert_eq!(walk.skipped.vendored_or_generated, 6);
+    }
+
+    #[test]
+    fn generated_markers_and_minified_files_are_skipped_at_read_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(
+            dir.path(),
+            "api.go",
+            b"// Code generated by protoc-gen-go. DO NOT EDIT.\npackage api\n",
+        );
+        write(dir.path(), "schema.rs", b"// @generated by build.rs\nfn x() {}\n");
+        write(
+            dir.path(),
+            "mig.py",
+            b"# Generated by Django 4.2 on 2024-01-01\nx = 1\n",
+        );
+        write(dir.path(), "prose.md", b"# Ids\n\nIds are generated by the server.\n");
+        let mut long_line = b"var a=1;".repeat(1000);
+        long_line.push(b'\n');
+        write(dir.path(), "bundle.js", &long_line);
+        write(dir.path(), "ok.rs", b"// Handwritten.\nfn ok() {}\n");
+        let (kept, skipped) = walk_and_read(dir.path(), &WalkConfig::default());
+        assert_eq!(kept, vec!["ok.rs", "prose.md"]);
+        assert_eq!(skipped.vendored_or_generated, 4);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_are_not_followed() {
+        let outside = tempfile::tempdir().expect("tempdir");
+        write(outside.path(), "elsewhere.rs", b"fn e() {}\n");
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "real.rs", b"fn r() {}\n");
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("linked")).expect("symlink");
+        std::os::unix::fs::symlink(dir.path().join("real.rs"), dir.path().join("alias.rs")).expect("symlink");
+        let walk = walk(dir.path(), &WalkConfig::default()).expect("walk");
+        assert_eq!(paths(&walk), vec!["real.rs"]);
+    }
+
+    #[test]
+    fn unusable_root_is_an_error_and_unreadable_files_are_counted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(matches!(
+            walk(&dir.path().join("missing"), &WalkConfig::default()),
+            Err(WalkError::Root { .. })
+        ));
+        write(dir.path(), "file.rs", b"fn f() {}\n");
+        assert!(matches!(
+            walk(&dir.path().join("file.rs"), &WalkConfig::default()),
+            Err(WalkError::NotADirectory(_))
+        ));
+        let gone = SourceFile {
+            rel_path: "gone.rs".into(),
+            abs_path: dir.path().join("gone.rs"),
+            language: Language::Rust,
+            size: 1,
+        };
+        assert_eq!(read_source(&gone), Err(SkipReason::Unreadable));
+    }
+}

@@ -1,0 +1,350 @@
+//! The router's public API: the same routes and bodies as a shard, answered
+//! by forwarding to owners, aggregating status across them, and fanning out.
+
+use super::forward::{RouterState, Upstream, no_shards};
+use super::membership::ShardEndpoint;
+use crate::api::{
+    ApiError, IndexList, IndexStatus, MultiSearchRequest, MultiSearchResponse, ResidencyState, SearchRequest,
+    ShardIndexStatus,
+};
+use crate::search::fanout::{DEFAULT_DEADLINE, MAX_DEADLINE, fan_out};
+use crate::server::auth::require_admin;
+use crate::shard::http::{SymbolParams, parse_id};
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub type AppState = Arc<RouterState>;
+
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/indexes", get(list))
+        .route("/v1/indexes/{id}", get(status))
+        .route("/v1/indexes/{id}/search", post(search))
+        .route("/v1/indexes/{id}/symbols/{name}", get(symbols))
+        .route("/v1/search", post(search_many))
+        .route("/v1/admin/indexes/{id}", post(register).delete(unregister))
+        .route("/v1/admin/indexes/{id}/reset", post(reset))
+        .route("/v1/admin/indexes/{id}/reload", post(reload))
+        .route("/v1/admin/indexes/{id}/evict", post(evict))
+        .with_state(state)
+}
+
+async fn search(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<SearchRequest>, JsonRejection>,
+) -> Result<Upstream, ApiError> {
+    let id = parse_id(&id)?;
+    // Validate here so bad requests never cost a shard round trip.
+    let Json(req) = body?;
+    req.validate().map_err(|m| ApiError::bad_request(m).with_index(id.as_str()))?;
+    let bytes = Bytes::from(serde_json::to_vec(&req).expect("request serialises"));
+    s.forward(id.as_str(), Method::POST, &format!("/v1/indexes/{id}/search"), Some(bytes), false).await
+}
+
+async fn symbols(
+    State(s): State<AppState>,
+    Path((id, name)): Path<(String, String)>,
+    params: Result<Query<SymbolParams>, axum::extract::rejection::QueryRejection>,
+    RawQuery(raw): RawQuery,
+) -> Result<Upstream, ApiError> {
+    let id = parse_id(&id)?;
+    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    params.parse()?;
+    let name_enc = urlencode(&name);
+    let q = raw.map(|q| format!("?{q}")).unwrap_or_default();
+    s.forward(id.as_str(), Method::GET, &format!("/v1/indexes/{id}/symbols/{name_enc}{q}"), None, false).await
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
+}
+
+/// Asks one shard directly (no retry), for status aggregation.
+async fn ask(s: &RouterState, shard: &ShardEndpoint, path: &str) -> Result<Upstream, String> {
+    let resp = s
+        .client
+        .get(format!("{}{path}", shard.url))
+        .timeout(s.cfg.shard_timeout.min(Duration::from_secs(5)))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|e| e.to_string())?;
+    Ok(Upstream { status, content_type: None, retry_after: None, body, shard: shard.name.clone() })
+}
+
+/// Status of an index on each of its owners (an unreachable owner is reported, not hidden).
+async fn status(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<IndexStatus>, ApiError> {
+    let id = parse_id(&id)?;
+    Ok(Json(owner_status(&s, id.as_str()).await?))
+}
+
+pub async fn owner_status(s: &RouterState, id: &str) -> Result<IndexStatus, ApiError> {
+    let owners = s.owners(id);
+    if owners.is_empty() {
+        return Err(no_shards());
+    }
+    let path = format!("/v1/indexes/{id}");
+    let answers = futures::future::join_all(owners.iter().map(|o| ask(s, o, &path))).await;
+    let mut out = IndexStatus { index_id: id.to_string(), version: None, counts: None, owners: Vec::new() };
+    let mut not_found = 0;
+    for (owner, answer) in owners.iter().zip(answers) {
+        match answer {
+            Ok(up) if up.status.is_success() => match up.json::<IndexStatus>() {
+                Some(st) => out.owners.extend(st.owners),
+                None => out.owners.push(unknown(id, owner, "unreadable status".into())),
+            },
+            Ok(up) if up.status == StatusCode::NOT_FOUND => not_found += 1,
+            Ok(up) => out.owners.push(unknown(id, owner, format!("HTTP {}", up.status))),
+            Err(e) => out.owners.push(unknown(id, owner, format!("unreachable: {e}"))),
+        }
+    }
+    if not_found == owners.len() {
+        return Err(ApiError::not_found(id));
+    }
+    let hot = out.owners.iter().filter(|o| o.state == ResidencyState::Hot);
+    if let Some(best) = hot.max_by(|a, b| a.version.cmp(&b.version)) {
+        out.version = best.version.clone();
+        out.counts = best.counts.clone();
+    } else if let Some(any) = out.owners.iter().find(|o| o.version.is_some()) {
+        out.version = any.version.clone();
+    }
+    Ok(out)
+}
+
+fn unknown(id: &str, owner: &ShardEndpoint, error: String) -> ShardIndexStatus {
+    ShardIndexStatus {
+        index_id: id.to_string(),
+        shard: owner.name.clone(),
+        state: ResidencyState::Unknown,
+        version: None,
+        counts: None,
+        bytes: None,
+        last_error: Some(error),
+        failed_attempts: None,
+        last_loaded_at: None,
+        next_retry_at: None,
+    }
+}
+
+/// Every index, with the state on each of its owners.
+async fn list(State(s): State<AppState>) -> Result<Json<IndexList>, ApiError> {
+    Ok(Json(IndexList { indexes: all_statuses(&s).await? }))
+}
+
+/// Each shard lists every index in storage; keep the entries from owners.
+async fn all_statuses(s: &RouterState) -> Result<Vec<ShardIndexStatus>, ApiError> {
+    let members = s.members();
+    let healthy: Vec<ShardEndpoint> = s.health.healthy(&members).into_iter().cloned().collect();
+    if healthy.is_empty() {
+        return Err(no_shards());
+    }
+    let answers = futures::future::join_all(healthy.iter().map(|m| ask(s, m, "/v1/indexes"))).await;
+    let mut by_index: BTreeMap<String, Vec<ShardIndexStatus>> = BTreeMap::new();
+    for up in answers.into_iter().flatten() {
+        if let Some(list) = up.json::<IndexList>() {
+            for st in list.indexes {
+                by_index.entry(st.index_id.clone()).or_default().push(st);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (id, entries) in by_index {
+        let owners: Vec<String> = s.owners(&id).into_iter().map(|o| o.name).collect();
+        let (mine, others): (Vec<_>, Vec<_>) = entries.into_iter().partition(|e| owners.contains(&e.shard));
+        if mine.is_empty() {
+            out.extend(others.into_iter().take(1));
+        } else {
+            out.extend(mine);
+        }
+    }
+    Ok(out)
+}
+
+async fn search_many(
+    State(s): State<AppState>,
+    body: Result<Json<MultiSearchRequest>, JsonRejection>,
+) -> Result<Json<MultiSearchResponse>, ApiError> {
+    let Json(req) = body?;
+    let single = SearchRequest { query: req.query.clone(), mode: req.mode, top_k: req.top_k, filters: req.filters.clone() };
+    single.validate().map_err(ApiError::bad_request)?;
+    let ids: Vec<String> = match &req.indexes {
+        Some(ids) => {
+            for id in ids {
+                parse_id(id)?;
+            }
+            let mut ids = ids.clone();
+            ids.sort();
+            ids.dedup();
+            ids
+        }
+        None => {
+            let mut ids: Vec<String> = all_statuses(&s).await?.into_iter().map(|st| st.index_id).collect();
+            ids.dedup();
+            ids
+        }
+    };
+    let deadline = req.deadline_ms.map(Duration::from_millis).unwrap_or(DEFAULT_DEADLINE).min(MAX_DEADLINE);
+    let body = Bytes::from(serde_json::to_vec(&single).expect("request serialises"));
+    let resp = fan_out(ids, s.cfg.fanout_concurrency, deadline, single.top_k(), |id| {
+        let (s, body) = (s.clone(), body.clone());
+        async move {
+            let up = s.forward(&id, Method::POST, &format!("/v1/indexes/{id}/search"), Some(body), false).await?;
+            if up.status.is_success() {
+                up.json().ok_or_else(|| ApiError::internal(format!("unreadable answer from {}", up.shard)))
+            } else {
+                let mut err = ApiError::new(up.status, "upstream_error", format!("HTTP {}", up.status));
+                if let Some(b) = up.json::<crate::api::ErrorBody>() {
+                    err.body = b;
+                }
+                Err(err)
+            }
+        }
+    })
+    .await;
+    Ok(Json(resp))
+}
+
+/// Sends an admin call to `targets` and returns each owner's status.
+async fn admin_each(
+    s: &RouterState,
+    targets: &[ShardEndpoint],
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Vec<(ShardEndpoint, Result<Upstream, String>)> {
+    let calls = targets.iter().map(|t| {
+        let mut req = s.client.request(method.clone(), format!("{}{path}", t.url)).timeout(s.cfg.shard_timeout);
+        if let Some(token) = &s.cfg.admin_token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(b) = &body {
+            req = req.json(b);
+        }
+        async move {
+            let r = async {
+                let resp = req.send().await.map_err(|e| e.to_string())?;
+                let status = resp.status();
+                let body = resp.bytes().await.map_err(|e| e.to_string())?;
+                Ok(Upstream { status, content_type: None, retry_after: None, body, shard: t.name.clone() })
+            }
+            .await;
+            (t.clone(), r)
+        }
+    });
+    futures::future::join_all(calls).await
+}
+
+async fn admin_on_owners(
+    s: &RouterState,
+    headers: &HeaderMap,
+    id: &str,
+    method: Method,
+    suffix: &str,
+    body: Option<serde_json::Value>,
+) -> Result<(StatusCode, Json<IndexStatus>), ApiError> {
+    require_admin(headers, s.cfg.admin_token.as_deref())?;
+    let id = parse_id(id)?;
+    let owners = s.owners(id.as_str());
+    if owners.is_empty() {
+        return Err(no_shards());
+    }
+    let results = admin_each(s, &owners, method, &format!("/v1/admin/indexes/{id}{suffix}"), body).await;
+    let mut st = IndexStatus { index_id: id.to_string(), version: None, counts: None, owners: Vec::new() };
+    let (mut ok, mut not_found, mut created) = (0, 0, false);
+    let mut first_error: Option<ApiError> = None;
+    for (owner, r) in results {
+        match r {
+            Ok(up) if up.status.is_success() => {
+                ok += 1;
+                created |= up.status == StatusCode::CREATED;
+                match up.json::<IndexStatus>() {
+                    Some(s2) => st.owners.extend(s2.owners),
+                    None => st.owners.push(unknown(id.as_str(), &owner, "no status returned".into())),
+                }
+            }
+            Ok(up) if up.status == StatusCode::NOT_FOUND => not_found += 1,
+            Ok(up) => {
+                let mut e = ApiError::new(up.status, "upstream_error", format!("{}: HTTP {}", owner.name, up.status));
+                if let Some(b) = up.json::<crate::api::ErrorBody>() {
+                    e.body = b;
+                }
+                first_error.get_or_insert(e);
+                st.owners.push(unknown(id.as_str(), &owner, format!("HTTP {}", up.status)));
+            }
+            Err(e) => st.owners.push(unknown(id.as_str(), &owner, format!("unreachable: {e}"))),
+        }
+    }
+    if ok == 0 {
+        if not_found > 0 {
+            return Err(ApiError::not_found(id.as_str()));
+        }
+        return Err(first_error.unwrap_or_else(|| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shard_unavailable", "no owner answered").retry_after(1)
+        }));
+    }
+    st.version = st.owners.iter().find_map(|o| o.version.clone());
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(st)))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterBody {
+    #[serde(default)]
+    replicas: Option<u32>,
+    #[serde(default)]
+    preload: Option<bool>,
+}
+
+async fn register(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Option<Json<RegisterBody>>,
+) -> Result<(StatusCode, Json<IndexStatus>), ApiError> {
+    let body = body.map(|b| b.0).unwrap_or_default();
+    if let Some(r) = body.replicas {
+        if r as usize > s.cfg.replicas {
+            tracing::info!(index_id = %id, requested = r, configured = s.cfg.replicas, "replicas above the router's replication factor are capped");
+        }
+    }
+    let preload = serde_json::json!({ "preload": body.preload.unwrap_or(true) });
+    admin_on_owners(&s, &headers, &id, Method::POST, "", Some(preload)).await
+}
+
+async fn reset(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<(StatusCode, Json<IndexStatus>), ApiError> {
+    admin_on_owners(&s, &headers, &id, Method::POST, "/reset", None).await
+}
+
+async fn reload(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<(StatusCode, Json<IndexStatus>), ApiError> {
+    admin_on_owners(&s, &headers, &id, Method::POST, "/reload", None).await
+}
+
+async fn evict(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    require_admin(&headers, s.cfg.admin_token.as_deref())?;
+    let id = parse_id(&id)?;
+    let members = s.members();
+    admin_each(&s, &members, Method::POST, &format!("/v1/admin/indexes/{id}/evict"), None).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Unregisters everywhere (not only on current owners: placement may have moved).
+async fn unregister(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    require_admin(&headers, s.cfg.admin_token.as_deref())?;
+    let id = parse_id(&id)?;
+    let members = s.members();
+    if members.is_empty() {
+        return Err(no_shards());
+    }
+    let results = admin_each(&s, &members, Method::DELETE, &format!("/v1/admin/indexes/{id}"), None).await;
+    let removed = results.iter().any(|(_, r)| matches!(r, Ok(up) if up.status.is_success()));
+    if removed { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found(id.as_str())) }
+}

@@ -1,0 +1,15 @@
+//! The router: stateless placement of index ids on shards.
+//!
+//! [`ring`] ranks shards per index with rendezvous hashing over stable shard
+//! names; [`membership`] keeps the shard set current (static list, DNS, or a
+//! Kubernetes EndpointSlice watch); [`health`] ejects and re-admits shards;
+//! [`forward`] sends a request to the first healthy owner and retries once on
+//! the next; [`http`] is the public API, the same one a shard serves.
+
+pub mod config;
+pub mod forward;
+pub mod health;
+pub mod http;
+pub mod membership;
+pub mod ring;
+pub mod server;

@@ -1,0 +1,110 @@
+//! Starting a router: membership source, health probes, the API, `/mcp`.
+
+use super::config::RouterConfig;
+use super::forward::RouterState;
+use super::health::{Health, probe_loop};
+use super::http::routes;
+use super::membership;
+use crate::server::serve;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub struct RouterHandle {
+    pub addr: std::net::SocketAddr,
+    pub state: Arc<RouterState>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RouterHandle {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn stop(mut self) {
+        for b in &self.background {
+            b.abort();
+        }
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.task.await;
+    }
+
+    pub async fn wait(self) -> std::io::Result<()> {
+        let r = self.task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        for b in &self.background {
+            b.abort();
+        }
+        r
+    }
+}
+
+pub async fn start(cfg: RouterConfig) -> anyhow::Result<RouterHandle> {
+    crate::telemetry::metrics::touch_all();
+    crate::telemetry::metrics::set_build_info("router");
+    let (tx, members) = membership::fixed(Vec::new());
+    let mut background = Vec::new();
+    match (&cfg.shards, &cfg.shards_dns, &cfg.shards_k8s) {
+        (Some(list), _, _) => {
+            tx.send_replace(membership::parse_static(list)?);
+        }
+        (None, Some(dns), _) => {
+            let (dns, tx) = (dns.clone(), tx.clone());
+            background.push(tokio::spawn(async move {
+                if let Err(e) = membership::run_dns(dns, std::time::Duration::from_secs(5), tx).await {
+                    tracing::error!(error = %e, "DNS membership stopped");
+                }
+            }));
+        }
+        (None, None, Some(spec)) => {
+            let (ns, svc) = membership::parse_k8s(spec)?;
+            let client = kube::Client::try_default().await?;
+            let tx = tx.clone();
+            background.push(tokio::spawn(async move {
+                if let Err(e) = membership::run_k8s(client, ns, svc, tx).await {
+                    tracing::error!(error = %e, "EndpointSlice membership stopped");
+                }
+            }));
+        }
+        (None, None, None) => anyhow::bail!("give one of --shards, --shards-dns or --shards-k8s"),
+    }
+    start_with_members(cfg, tx, members, background).await
+}
+
+/// Starts with an externally fed membership channel (tests, the local cluster).
+pub async fn start_with_members(
+    cfg: RouterConfig,
+    tx: tokio::sync::watch::Sender<Vec<membership::ShardEndpoint>>,
+    members: membership::Members,
+    mut background: Vec<tokio::task::JoinHandle<()>>,
+) -> anyhow::Result<RouterHandle> {
+    let client = reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .build()?;
+    let health = Arc::new(Health::new(&cfg));
+    let state = Arc::new(RouterState { cfg: cfg.clone(), members: members.clone(), health: health.clone(), client: client.clone() });
+    background.push(tokio::spawn(probe_loop(health, members, client, cfg.clone())));
+    // Keep the sender alive for as long as the router runs.
+    background.push(tokio::spawn(async move {
+        tx.closed().await;
+    }));
+
+    let listener = serve::bind(&cfg.listen).await?;
+    let addr = listener.local_addr()?;
+    let ready = Arc::new(AtomicBool::new(true));
+    let app = app(state.clone(), ready.clone(), format!("http://{addr}"));
+    let (stx, srx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve::serve(listener, app, async move {
+        let _ = srx.await;
+    }));
+    ready.store(true, Ordering::Release);
+    Ok(RouterHandle { addr, state, shutdown: Some(stx), task, background })
+}
+
+fn app(state: Arc<RouterState>, ready: Arc<AtomicBool>, _self_url: String) -> axum::Router {
+    let cfg = state.cfg.clone();
+    serve::harden(routes(state).merge(serve::ops_routes(ready)), "router", cfg.max_concurrency, cfg.request_timeout, crate::shard::http::BODY_LIMIT)
+}

@@ -1,0 +1,372 @@
+//! One opened index version and the search pipeline over it.
+//!
+//! Hybrid search runs BM25 and vector retrieval over the same filter, fuses
+//! them with weighted RRF, then lets the code graph pull in the definitions
+//! and callers of the top hits. Every hit keeps its per-arm ranks so users
+//! (and evaluations) can see why it ranked where it did.
+
+use crate::api::{
+    ArmScore, Arms, GraphReason, Hit, SearchMode, SearchRequest, SearchResponse, SymbolRelation, SymbolResponse,
+};
+use crate::index::embed::Embedder;
+use crate::index::graph::CodeGraph;
+use crate::model::Chunk;
+use crate::search::bm25::Bm25Index;
+use crate::search::fusion::{FusionWeights, weighted_rrf};
+use crate::search::query::{ParsedQuery, QueryError};
+use crate::search::vector::VectorIndex;
+use crate::storage::layout::bundle;
+use crate::storage::manifest::Manifest;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{what} in {dir} cannot be opened: {reason}")]
+    Corrupt { dir: String, what: &'static str, reason: String },
+    #[error("the index was built with embedder {index}, but this process has {configured}")]
+    EmbedderMismatch { index: String, configured: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("{arm} search failed: {reason}")]
+    Arm { arm: &'static str, reason: String },
+}
+
+/// How many candidates each arm contributes before fusion.
+const ARM_DEPTH: usize = 100;
+/// How many fused hits seed graph expansion.
+const GRAPH_SEEDS: usize = 10;
+/// Lines of a chunk shown as its snippet.
+const SNIPPET_LINES: usize = 12;
+const SNIPPET_BYTES: usize = 1200;
+
+pub struct Engine {
+    pub manifest: Manifest,
+    dir: PathBuf,
+    chunks: Vec<Chunk>,
+    bm25: Bm25Index,
+    vectors: Option<VectorIndex>,
+    graph: CodeGraph,
+    embedder: Option<Arc<dyn Embedder>>,
+    weights: FusionWeights,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("index_id", &self.manifest.index_id)
+            .field("version", &self.manifest.version)
+            .field("chunks", &self.chunks.len())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Opens a verified bundle directory. `embedder` embeds queries; it is used
+    /// only when its id matches the one the index was built with, otherwise the
+    /// vector arm is reported unavailable rather than returning garbage.
+    pub async fn open(
+        dir: &Path,
+        manifest: Manifest,
+        embedder: Option<Arc<dyn Embedder>>,
+    ) -> Result<Engine, EngineError> {
+        let corrupt = |what: &'static str, reason: String| EngineError::Corrupt {
+            dir: dir.display().to_string(),
+            what,
+            reason,
+        };
+        let chunks_path = dir.join(bundle::CHUNKS_FILE);
+        let chunks = tokio::task::spawn_blocking(move || load_chunks(&chunks_path))
+            .await
+            .map_err(|e| corrupt("chunks", e.to_string()))?
+            .map_err(|e| corrupt("chunks", e))?;
+        let bm25_dir = dir.join(bundle::BM25_DIR);
+        let bm25 = tokio::task::spawn_blocking(move || Bm25Index::open(&bm25_dir))
+            .await
+            .map_err(|e| corrupt("bm25 index", e.to_string()))?
+            .map_err(|e| corrupt("bm25 index", e.to_string()))?;
+        let graph_path = dir.join(bundle::GRAPH_FILE);
+        let graph = tokio::task::spawn_blocking(move || CodeGraph::read(&graph_path))
+            .await
+            .map_err(|e| corrupt("graph", e.to_string()))?
+            .map_err(|e| corrupt("graph", e.to_string()))?;
+        let vectors = match &manifest.embedder {
+            Some(_) => Some(
+                VectorIndex::open(&dir.join(bundle::VECTORS_DIR))
+                    .await
+                    .map_err(|e| corrupt("vector dataset", e.to_string()))?,
+            ),
+            None => None,
+        };
+        let embedder = match (&manifest.embedder, embedder) {
+            (Some(info), Some(e)) if e.id() == info.id && e.dimension() == info.dimension => Some(e),
+            (Some(info), Some(e)) => {
+                tracing::warn!(
+                    index_id = %manifest.index_id, index_embedder = %info.id, configured = %e.id(),
+                    "embedder mismatch: vector search disabled for this index"
+                );
+                None
+            }
+            _ => None,
+        };
+        if chunks.len() as u64 != manifest.counts.chunks {
+            return Err(corrupt(
+                "chunks",
+                format!("{} chunks on disk, manifest says {}", chunks.len(), manifest.counts.chunks),
+            ));
+        }
+        Ok(Engine { manifest, dir: dir.to_path_buf(), chunks, bm25, vectors, graph, embedder, weights: FusionWeights::default() })
+    }
+
+    pub fn with_weights(mut self, weights: FusionWeights) -> Self {
+        self.weights = weights;
+        self
+    }
+
+    pub fn set_weights(&mut self, weights: FusionWeights) {
+        self.weights = weights;
+    }
+
+    pub fn weights(&self) -> FusionWeights {
+        self.weights
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn chunks(&self) -> &[Chunk] {
+        &self.chunks
+    }
+
+    pub fn bm25(&self) -> &Bm25Index {
+        &self.bm25
+    }
+
+    pub fn graph(&self) -> &CodeGraph {
+        &self.graph
+    }
+
+    /// Can this engine serve vector search (vectors present and a matching query embedder)?
+    pub fn has_vectors(&self) -> bool {
+        self.vectors.is_some() && self.embedder.is_some()
+    }
+
+    /// Approximate resident bytes: chunk text plus vectors held in memory.
+    pub fn memory_bytes(&self) -> u64 {
+        let chunk_bytes: usize = self.chunks.iter().map(|c| c.content.len() + c.path.len() + 128).sum();
+        let vector_bytes = self.vectors.as_ref().map(|v| v.len() * v.dimension() * 4).unwrap_or(0);
+        (chunk_bytes + vector_bytes) as u64
+    }
+
+    /// Embeds a query with the index's embedder (CPU-bound: runs on the blocking pool).
+    pub async fn embed_query(&self, text: &str) -> Result<Option<Vec<f32>>, SearchError> {
+        let Some(embedder) = self.embedder.clone() else { return Ok(None) };
+        let text = text.to_string();
+        let v = tokio::task::spawn_blocking(move || embedder.embed(&[text.as_str()]))
+            .await
+            .map_err(|e| SearchError::Arm { arm: "vector", reason: e.to_string() })?
+            .map_err(|e| SearchError::Arm { arm: "vector", reason: e.to_string() })?;
+        Ok(v.into_iter().next())
+    }
+
+    pub async fn search(&self, req: &SearchRequest) -> Result<SearchResponse, SearchError> {
+        let started = Instant::now();
+        req.validate().map_err(SearchError::Invalid)?;
+        let parsed = ParsedQuery::parse(&req.query, req.filters.as_ref())?;
+        let wants_vector = matches!(req.mode, SearchMode::Hybrid | SearchMode::Vector) && !parsed.text.trim().is_empty();
+        let query_vec = if wants_vector { self.embed_query(&parsed.text).await? } else { None };
+        let mut resp = self.search_parsed(req.mode, req.top_k(), &parsed, query_vec.as_deref()).await?;
+        resp.took_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Ok(resp)
+    }
+
+    /// The search pipeline with the query embedding supplied by the caller
+    /// (benchmarks time embedding separately through this).
+    pub async fn search_parsed(
+        &self,
+        mode: SearchMode,
+        top_k: usize,
+        parsed: &ParsedQuery,
+        query_vec: Option<&[f32]>,
+    ) -> Result<SearchResponse, SearchError> {
+        let started = Instant::now();
+        let mut unavailable = Vec::new();
+        let filter = &parsed.filter;
+        let allow_fn = |id: u32| self.chunks.get(id as usize).is_some_and(|c| filter.matches(c));
+        let allow: Option<&(dyn Fn(u32) -> bool + Sync)> = if filter.is_empty() { None } else { Some(&allow_fn) };
+        let text = parsed.text.trim();
+
+        let mut bm25_hits = Vec::new();
+        let mut vec_hits = Vec::new();
+        let mut fused: Vec<(u32, f32)>;
+        let mut reasons: HashMap<u32, GraphReason> = HashMap::new();
+
+        if text.is_empty() {
+            // Only a sym: filter: list that symbol's chunks.
+            fused = (0..self.chunks.len() as u32).filter(|&id| allow_fn(id)).map(|id| (id, 1.0)).collect();
+        } else {
+            let depth = ARM_DEPTH.max(top_k * 2);
+            if matches!(mode, SearchMode::Hybrid | SearchMode::Bm25) {
+                bm25_hits = self
+                    .bm25
+                    .search(text, depth, &filter.languages, allow)
+                    .map_err(|e| SearchError::Arm { arm: "bm25", reason: e.to_string() })?;
+            }
+            if matches!(mode, SearchMode::Hybrid | SearchMode::Vector) {
+                match (&self.vectors, query_vec) {
+                    (Some(v), Some(q)) => {
+                        vec_hits = v
+                            .search(q, depth, allow)
+                            .await
+                            .map_err(|e| SearchError::Arm { arm: "vector", reason: e.to_string() })?;
+                    }
+                    _ => unavailable.push("vector".to_string()),
+                }
+            }
+            fused = match mode {
+                SearchMode::Bm25 => bm25_hits.clone(),
+                SearchMode::Vector => vec_hits.clone(),
+                SearchMode::Hybrid => {
+                    let lists: [(&[(u32, f32)], f32); 2] =
+                        [(&bm25_hits, self.weights.bm25), (&vec_hits, self.weights.vector)];
+                    // With one arm missing, fusion degenerates to that arm's ranking.
+                    weighted_rrf(&lists, self.weights.k)
+                }
+                SearchMode::Graph => {
+                    let mut hits = self.graph.graph_search(&self.chunks, text, depth);
+                    hits.retain(|(id, _)| allow.is_none_or(|f| f(*id)));
+                    hits
+                }
+            };
+            if mode == SearchMode::Hybrid && self.weights.graph > 0.0 {
+                self.expand_with_graph(&mut fused, &mut reasons, top_k, allow);
+            }
+        }
+
+        fused.truncate(top_k);
+        let bm25_rank = rank_map(&bm25_hits);
+        let vec_rank = rank_map(&vec_hits);
+        let hits = fused
+            .iter()
+            .filter_map(|&(id, score)| {
+                let chunk = self.chunks.get(id as usize)?;
+                Some(Hit {
+                    path: chunk.path.clone(),
+                    start_line: chunk.start_line,
+                    end_line: chunk.end_line,
+                    symbol: chunk.symbol.clone(),
+                    kind: chunk.kind.as_str().to_string(),
+                    language: chunk.language.as_str().to_string(),
+                    snippet: snippet(&chunk.content),
+                    score,
+                    arms: Arms {
+                        bm25: bm25_rank.get(&id).copied(),
+                        vector: vec_rank.get(&id).copied(),
+                        graph: reasons.remove(&id),
+                    },
+                    index_id: None,
+                })
+            })
+            .collect();
+        Ok(SearchResponse {
+            index_id: self.manifest.index_id.clone(),
+            version: self.manifest.version.clone(),
+            took_ms: started.elapsed().as_secs_f64() * 1000.0,
+            mode,
+            hits,
+            unavailable_arms: unavailable,
+        })
+    }
+
+    /// Adds the graph neighbours of the top hits: a neighbour already in the
+    /// list is boosted, a new one enters just below the hit it was reached from.
+    fn expand_with_graph(
+        &self,
+        fused: &mut Vec<(u32, f32)>,
+        reasons: &mut HashMap<u32, GraphReason>,
+        top_k: usize,
+        allow: Option<&(dyn Fn(u32) -> bool + Sync)>,
+    ) {
+        let seeds: Vec<(u32, f32)> = fused.iter().take(GRAPH_SEEDS).copied().collect();
+        if seeds.is_empty() {
+            return;
+        }
+        let mut position: HashMap<u32, usize> = fused.iter().enumerate().map(|(i, (id, _))| (*id, i)).collect();
+        for (id, reason) in self.graph.expand(&seeds, top_k) {
+            if allow.is_some_and(|f| !f(id)) {
+                continue;
+            }
+            // The graph scales boosts by the seed's fused score, so they are on the fused scale.
+            let bonus = reason.boost * self.weights.graph;
+            match position.get(&id) {
+                Some(&i) => fused[i].1 += bonus,
+                None => {
+                    position.insert(id, fused.len());
+                    fused.push((id, bonus));
+                }
+            }
+            reasons.entry(id).or_insert(reason);
+        }
+        fused.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    }
+
+    pub fn symbols(&self, name: &str, rel: SymbolRelation, depth: u32, limit: usize) -> SymbolResponse {
+        SymbolResponse {
+            index_id: self.manifest.index_id.clone(),
+            version: self.manifest.version.clone(),
+            symbol: name.to_string(),
+            rel,
+            results: self.graph.navigate(&self.chunks, name, rel, depth.clamp(1, 5), limit.clamp(1, 500)),
+        }
+    }
+}
+
+fn rank_map(hits: &[(u32, f32)]) -> HashMap<u32, ArmScore> {
+    hits.iter().enumerate().map(|(i, (id, s))| (*id, ArmScore { rank: i + 1, score: *s })).collect()
+}
+
+fn snippet(content: &str) -> String {
+    let mut out = String::new();
+    for line in content.lines().take(SNIPPET_LINES) {
+        if out.len() + line.len() > SNIPPET_BYTES {
+            break;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+pub fn load_chunks(path: &Path) -> Result<Vec<Chunk>, String> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut chunks = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
+        let chunk: Chunk = serde_json::from_str(&line).map_err(|e| format!("line {}: {e}", i + 1))?;
+        if chunk.id as usize != chunks.len() {
+            return Err(format!("line {}: chunk id {} out of order", i + 1, chunk.id));
+        }
+        chunks.push(chunk);
+    }
+    Ok(chunks)
+}
+
+pub fn write_chunks(path: &Path, chunks: &[Chunk]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for c in chunks {
+        serde_json::to_writer(&mut w, c)?;
+        w.write_all(b"\n")?;
+    }
+    w.flush()
+}

@@ -1,0 +1,82 @@
+//! Weighted reciprocal rank fusion.
+//!
+//! RRF needs no score calibration between arms (BM25 scores and cosine
+//! similarities live on different scales), but equal weights are wrong for
+//! natural-language queries over code: on CoSQA equal-weight RRF scores below
+//! dense retrieval alone. The default weights come from `trusty-search eval`
+//! (see docs/EVAL.md); they are parameters, not constants baked into ranking.
+
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FusionWeights {
+    pub bm25: f32,
+    pub vector: f32,
+    /// The RRF constant: larger flattens the contribution of top ranks.
+    pub k: f32,
+    /// Multiplier on graph-expansion boosts (which are already proportional to
+    /// their seed's fused score); 0 turns expansion off.
+    pub graph: f32,
+}
+
+impl Default for FusionWeights {
+    fn default() -> Self {
+        FusionWeights { bm25: 0.35, vector: 1.0, k: 60.0, graph: 1.0 }
+    }
+}
+
+/// Fuses ranked lists (best first) into one: `score(d) = Σ w_arm / (k + rank_arm(d))`
+/// with 1-based ranks. Ties break by chunk id so results are deterministic.
+pub fn weighted_rrf(lists: &[(&[(u32, f32)], f32)], k: f32) -> Vec<(u32, f32)> {
+    let mut scores: HashMap<u32, f32> = HashMap::new();
+    for (list, weight) in lists {
+        if *weight <= 0.0 {
+            continue;
+        }
+        for (rank, (id, _)) in list.iter().enumerate() {
+            *scores.entry(*id).or_default() += weight / (k + rank as f32 + 1.0);
+        }
+    }
+    let mut fused: Vec<(u32, f32)> = scores.into_iter().collect();
+    fused.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    fused
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agreement_beats_a_single_arm() {
+        let bm25 = [(1, 9.0), (2, 8.0), (3, 7.0)];
+        let vec = [(2, 0.9), (4, 0.8), (1, 0.7)];
+        let fused = weighted_rrf(&[(&bm25, 1.0), (&vec, 1.0)], 60.0);
+        assert_eq!(fused[0].0, 2, "ranked 2nd and 1st beats 1st and 3rd");
+        assert_eq!(fused[1].0, 1);
+        assert_eq!(fused.len(), 4);
+    }
+
+    #[test]
+    fn weights_shift_the_ranking() {
+        let bm25 = [(1, 9.0), (2, 8.0)];
+        let vec = [(2, 0.9), (1, 0.8)];
+        assert_eq!(weighted_rrf(&[(&bm25, 1.0), (&vec, 0.2)], 60.0)[0].0, 1);
+        assert_eq!(weighted_rrf(&[(&bm25, 0.2), (&vec, 1.0)], 60.0)[0].0, 2);
+    }
+
+    #[test]
+    fn exact_scores_and_zero_weights() {
+        let a = [(7, 1.0)];
+        let b = [(8, 1.0)];
+        let fused = weighted_rrf(&[(&a, 2.0), (&b, 0.0)], 10.0);
+        assert_eq!(fused, vec![(7, 2.0 / 11.0)]);
+    }
+
+    #[test]
+    fn ties_break_by_id() {
+        let a = [(5, 1.0)];
+        let b = [(3, 1.0)];
+        let fused = weighted_rrf(&[(&a, 1.0), (&b, 1.0)], 60.0);
+        assert_eq!(fused.iter().map(|x| x.0).collect::<Vec<_>>(), vec![3, 5]);
+    }
+}

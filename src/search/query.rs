@@ -1,0 +1,232 @@
+//! Query parsing: free text plus inline filters `lang:`, `path:` (glob) and
+//! `sym:`, merged with the structured `filters` of a request into one
+//! [`ChunkFilter`] that every arm applies.
+
+use crate::api::Filters;
+use crate::model::{Chunk, Language};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    #[error("unknown language {0:?} in filter")]
+    UnknownLanguage(String),
+    #[error("invalid path pattern {pattern:?}: {reason}")]
+    InvalidGlob { pattern: String, reason: String },
+    #[error("query has no search text and no sym: filter")]
+    Empty,
+}
+
+/// A query split into the text the arms rank and the filter they must honour.
+#[derive(Debug, Clone, Default)]
+pub struct ParsedQuery {
+    pub text: String,
+    pub filter: ChunkFilter,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ChunkFilter {
+    pub languages: Vec<Language>,
+    paths: Option<PathMatcher>,
+    /// Lowercased symbol names.
+    pub symbols: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct PathMatcher {
+    globs: GlobSet,
+    /// Patterns without glob syntax match as a path prefix or a path segment run.
+    literals: Vec<String>,
+}
+
+impl ChunkFilter {
+    pub fn is_empty(&self) -> bool {
+        self.languages.is_empty() && self.paths.is_none() && self.symbols.is_empty()
+    }
+
+    pub fn matches(&self, chunk: &Chunk) -> bool {
+        if !self.languages.is_empty() && !self.languages.contains(&chunk.language) {
+            return false;
+        }
+        if !self.symbols.is_empty() {
+            let Some(sym) = &chunk.symbol else { return false };
+            if !self.symbols.iter().any(|s| s.eq_ignore_ascii_case(sym)) {
+                return false;
+            }
+        }
+        match &self.paths {
+            None => true,
+            Some(m) => m.globs.is_match(&chunk.path) || m.literals.iter().any(|l| literal_path_match(l, &chunk.path)),
+        }
+    }
+}
+
+fn literal_path_match(pattern: &str, path: &str) -> bool {
+    let p = pattern.trim_matches('/');
+    path.starts_with(p) || path.contains(&format!("/{p}"))
+}
+
+impl ParsedQuery {
+    /// Parses inline filters out of `query` and merges the structured ones.
+    pub fn parse(query: &str, filters: Option<&Filters>) -> Result<ParsedQuery, QueryError> {
+        let mut text = Vec::new();
+        let mut langs: Vec<String> = Vec::new();
+        let mut paths: Vec<String> = Vec::new();
+        let mut syms: Vec<String> = Vec::new();
+        for token in split_respecting_quotes(query) {
+            let (key, value) = match token.split_once(':') {
+                Some((k, v)) if !v.is_empty() && matches!(k, "lang" | "path" | "sym") => (k, v),
+                _ => {
+                    text.push(token);
+                    continue;
+                }
+            };
+            let value = value.trim_matches('"').to_string();
+            match key {
+                "lang" => langs.extend(value.split(',').map(str::to_string)),
+                "path" => paths.push(value),
+                _ => syms.push(value),
+            }
+        }
+        if let Some(f) = filters {
+            langs.extend(f.languages.iter().cloned());
+            paths.extend(f.paths.iter().cloned());
+            syms.extend(f.symbols.iter().cloned());
+        }
+        let mut languages = Vec::new();
+        for l in langs.iter().filter(|l| !l.is_empty()) {
+            let lang = Language::parse(l).ok_or_else(|| QueryError::UnknownLanguage(l.clone()))?;
+            if !languages.contains(&lang) {
+                languages.push(lang);
+                // `typescript` should also find .tsx files.
+                if lang == Language::TypeScript && !languages.contains(&Language::Tsx) {
+                    languages.push(Language::Tsx);
+                }
+            }
+        }
+        let paths = build_path_matcher(&paths)?;
+        let symbols = syms.into_iter().filter(|s| !s.is_empty()).map(|s| s.to_lowercase()).collect();
+        let text = text.join(" ");
+        let parsed = ParsedQuery { text, filter: ChunkFilter { languages, paths, symbols } };
+        if parsed.text.trim().is_empty() && parsed.filter.symbols.is_empty() {
+            return Err(QueryError::Empty);
+        }
+        Ok(parsed)
+    }
+}
+
+fn build_path_matcher(patterns: &[String]) -> Result<Option<PathMatcher>, QueryError> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut builder = GlobSetBuilder::new();
+    let mut literals = Vec::new();
+    for p in patterns {
+        if p.contains(['*', '?', '[', '{']) {
+            let glob = Glob::new(p)
+                .map_err(|e| QueryError::InvalidGlob { pattern: p.clone(), reason: e.kind().to_string() })?;
+            builder.add(glob);
+        } else {
+            literals.push(p.clone());
+        }
+    }
+    let globs = builder
+        .build()
+        .map_err(|e| QueryError::InvalidGlob { pattern: patterns.join(" "), reason: e.to_string() })?;
+    Ok(Some(PathMatcher { globs, literals }))
+}
+
+/// Splits on whitespace, keeping `key:"a b"` together.
+fn split_respecting_quotes(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_quotes = false;
+    for c in s.chars() {
+        match c {
+            '"' => {
+                in_quotes = !in_quotes;
+                cur.push(c);
+            }
+            c if c.is_whitespace() && !in_quotes => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SymbolKind;
+
+    fn chunk(path: &str, lang: Language, sym: &str) -> Chunk {
+        Chunk {
+            id: 0,
+            path: path.into(),
+            language: lang,
+            symbol: Some(sym.into()),
+            kind: SymbolKind::Function,
+            parent: None,
+            start_line: 1,
+            end_line: 2,
+            content: String::new(),
+            content_hash: String::new(),
+            calls: vec![],
+            imports: vec![],
+        }
+    }
+
+    #[test]
+    fn inline_filters_are_extracted() {
+        let q = ParsedQuery::parse("parse config lang:rust path:src/** sym:load", None).unwrap();
+        assert_eq!(q.text, "parse config");
+        assert_eq!(q.filter.languages, vec![Language::Rust]);
+        assert_eq!(q.filter.symbols, vec!["load"]);
+        assert!(q.filter.matches(&chunk("src/a.rs", Language::Rust, "load")));
+        assert!(!q.filter.matches(&chunk("tests/a.rs", Language::Rust, "load")));
+        assert!(!q.filter.matches(&chunk("src/a.py", Language::Python, "load")));
+        assert!(!q.filter.matches(&chunk("src/a.rs", Language::Rust, "save")));
+    }
+
+    #[test]
+    fn structured_filters_merge_with_inline_ones() {
+        let f = Filters { languages: vec!["py".into()], paths: vec![], symbols: vec![] };
+        let q = ParsedQuery::parse("read file lang:go", Some(&f)).unwrap();
+        assert_eq!(q.filter.languages, vec![Language::Go, Language::Python]);
+    }
+
+    #[test]
+    fn literal_paths_match_prefixes_and_segments() {
+        let q = ParsedQuery::parse("x path:index", None).unwrap();
+        assert!(q.filter.matches(&chunk("index/build.rs", Language::Rust, "a")));
+        assert!(q.filter.matches(&chunk("src/index/build.rs", Language::Rust, "a")));
+        assert!(!q.filter.matches(&chunk("src/search/x.rs", Language::Rust, "a")));
+    }
+
+    #[test]
+    fn bad_filters_are_reported() {
+        assert_eq!(ParsedQuery::parse("x lang:cobol", None).unwrap_err(), QueryError::UnknownLanguage("cobol".into()));
+        assert!(matches!(ParsedQuery::parse("x path:[", None), Err(QueryError::InvalidGlob { .. })));
+        assert_eq!(ParsedQuery::parse("lang:rust", None).unwrap_err(), QueryError::Empty);
+        assert!(ParsedQuery::parse("sym:main", None).is_ok());
+    }
+
+    #[test]
+    fn colons_in_free_text_stay_text() {
+        let q = ParsedQuery::parse("std::fs::read http://x", None).unwrap();
+        assert_eq!(q.text, "std::fs::read http://x");
+        assert!(q.filter.is_empty());
+    }
+
+    #[test]
+    fn typescript_includes_tsx() {
+        let q = ParsedQuery::parse("x lang:ts", None).unwrap();
+        assert!(q.filter.matches(&chunk("a.tsx", Language::Tsx, "a")));
+    }
+}

@@ -1,0 +1,108 @@
+//! Binding and serving with graceful shutdown on SIGTERM / Ctrl-C, and the
+//! operational routes every role exposes.
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::net::TcpListener;
+
+/// `/healthz` (process alive), `/readyz` (ready for traffic) and `/metrics`.
+pub fn ops_routes(ready: Arc<AtomicBool>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { (StatusCode::OK, "ok") }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.load(Ordering::Acquire);
+                async move {
+                    if ready { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "starting") }
+                }
+            }),
+        )
+        .route("/metrics", get(metrics))
+}
+
+async fn metrics() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::telemetry::metrics::render())
+}
+
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves until SIGTERM/SIGINT or until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr: Option<SocketAddr> = listener.local_addr().ok();
+    tracing::info!(?addr, "listening");
+    axum::serve(listener, app.into_make_service())
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = termination() => {}
+            }
+        })
+        .await
+}
+
+async fn termination() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}
+
+/// Wraps an app with what every role needs in front of its handlers: request
+/// metrics, a body limit, load shedding past `max_concurrency` (503 at once
+/// rather than an unbounded queue), and a per-request deadline.
+pub fn harden(
+    app: Router,
+    role: &'static str,
+    max_concurrency: usize,
+    timeout: std::time::Duration,
+    body_limit: usize,
+) -> Router {
+    use crate::api::ApiError;
+    let permits = Arc::new(tokio::sync::Semaphore::new(max_concurrency.max(1)));
+    let guard = move |req: axum::extract::Request, next: axum::middleware::Next| {
+        let permits = permits.clone();
+        async move {
+            let Ok(_permit) = permits.try_acquire_owned() else {
+                return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many requests in flight")
+                    .retry_after(1)
+                    .into_response();
+            };
+            match tokio::time::timeout(timeout, next.run(req)).await {
+                Ok(resp) => resp,
+                Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "request_timeout", "request deadline exceeded")
+                    .retry_after(1)
+                    .into_response(),
+            }
+        }
+    };
+    app.layer(axum::middleware::from_fn(guard))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(move |req, next| super::metrics_layer::track(role, req, next)))
+}

@@ -1,0 +1,123 @@
+//! Shard settings: flags, each with an environment variable for containers.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Parses sizes such as `512MiB`, `2Gi` or plain bytes.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    s.trim().parse::<bytesize::ByteSize>().map(|b| b.as_u64()).map_err(|e| format!("invalid size {s:?}: {e}"))
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShardConfig {
+    /// Object store URL holding the indexes.
+    #[arg(long, env = "TRUSTY_STORE")]
+    pub store: String,
+    /// Local directory for downloaded versions.
+    #[arg(long, env = "TRUSTY_CACHE_DIR", default_value = "/var/cache/trusty-search")]
+    pub cache_dir: PathBuf,
+    /// Address to serve HTTP on.
+    #[arg(long, env = "TRUSTY_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: String,
+    /// Stable identity of this shard (the StatefulSet pod name).
+    #[arg(long, env = "TRUSTY_SHARD_ID")]
+    pub shard_id: String,
+    /// Bearer token for admin routes; admin routes are disabled without one.
+    #[arg(long, env = "TRUSTY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Bytes of hot indexes held in memory before the least recently used is evicted.
+    #[arg(long, env = "TRUSTY_MEMORY_BUDGET", default_value = "4GiB", value_parser = parse_bytes)]
+    pub memory_budget: u64,
+    /// Bytes of downloaded versions kept on local disk.
+    #[arg(long, env = "TRUSTY_DISK_BUDGET", default_value = "20GiB", value_parser = parse_bytes)]
+    pub disk_budget: u64,
+    /// A restore running longer than this is abandoned and the index marked failed.
+    #[arg(long, env = "TRUSTY_LOAD_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub load_timeout: Duration,
+    /// How long a request waits for a loading index before answering 503 + Retry-After.
+    #[arg(long, env = "TRUSTY_LOAD_WAIT", default_value = "20s", value_parser = parse_duration)]
+    pub load_wait: Duration,
+    /// First retry delay after a failed restore; doubles per attempt.
+    #[arg(long, env = "TRUSTY_RETRY_BASE", default_value = "5s", value_parser = parse_duration)]
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    #[arg(long, env = "TRUSTY_RETRY_MAX", default_value = "5m", value_parser = parse_duration)]
+    pub retry_max: Duration,
+    /// How often `CURRENT` pointers and the index list are polled.
+    #[arg(long, env = "TRUSTY_POLL_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// How long "no such index" answers from storage are remembered.
+    #[arg(long, env = "TRUSTY_NEGATIVE_CACHE", default_value = "5s", value_parser = parse_duration)]
+    pub negative_cache: Duration,
+    /// Requests served at once; more are answered 503.
+    #[arg(long, env = "TRUSTY_MAX_CONCURRENCY", default_value_t = 256)]
+    pub max_concurrency: usize,
+    /// Deadline for one request.
+    #[arg(long, env = "TRUSTY_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Concurrent object downloads per restore.
+    #[arg(long, env = "TRUSTY_DOWNLOAD_PARALLELISM", default_value_t = 8)]
+    pub download_parallelism: usize,
+    /// Warm recently used indexes at start (without blocking readiness).
+    #[arg(long, env = "TRUSTY_WARM", default_value_t = true, action = clap::ArgAction::Set)]
+    pub warm: bool,
+}
+
+impl ShardConfig {
+    /// A config for tests and the local cluster: small budgets, fast polling.
+    pub fn local(store: &str, cache_dir: PathBuf, shard_id: &str) -> ShardConfig {
+        ShardConfig {
+            store: store.to_string(),
+            cache_dir,
+            listen: "127.0.0.1:0".into(),
+            shard_id: shard_id.to_string(),
+            admin_token: None,
+            memory_budget: 2 << 30,
+            disk_budget: 8 << 30,
+            load_timeout: Duration::from_secs(600),
+            load_wait: Duration::from_secs(20),
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(5),
+            negative_cache: Duration::from_secs(2),
+            max_concurrency: 256,
+            request_timeout: Duration::from_secs(30),
+            download_parallelism: 8,
+            warm: true,
+        }
+    }
+
+    /// Delay before retry number `attempts` (1-based) of a failed restore.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempts.saturating_sub(1).min(16)).unwrap_or(u32::MAX);
+        self.retry_base.saturating_mul(factor).min(self.retry_max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(parse_bytes("2Gi").unwrap(), 2 << 30);
+        assert_eq!(parse_bytes("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("1000").unwrap(), 1000);
+        assert!(parse_bytes("lots").is_err());
+        assert_eq!(parse_duration("120s").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let c = ShardConfig::local("memory://x", "/tmp".into(), "s0");
+        assert_eq!(c.backoff(1), Duration::from_secs(2));
+        assert_eq!(c.backoff(2), Duration::from_secs(4));
+        assert_eq!(c.backoff(3), Duration::from_secs(8));
+        assert_eq!(c.backoff(40), Duration::from_secs(60));
+    }
+}

@@ -1,0 +1,189 @@
+//! What a shard learns from storage on its own: the index list at start, new
+//! and deleted indexes, new versions of hot indexes (swapped in while queries
+//! keep running), retries of failed restores, and warming at start from the
+//! list of recently used indexes it keeps in its cache directory.
+
+use super::lazy_load::Resolver;
+use super::residency::{Slot, SlotState};
+use crate::IndexId;
+use crate::storage::layout::INDEXES_DIR;
+use crate::storage::open::{OpenError, read_current};
+use crate::telemetry::metrics::{INDEX_SWAPS, LOAD_FAILURES};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+const RECENT_FILE: &str = "recent.json";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Recent {
+    id: String,
+    last_used_ms: u64,
+}
+
+/// Adds every index with a directory in storage as Cold. Returns how many are known.
+pub async fn discover_all(resolver: &Resolver) -> Result<usize, crate::storage::store::StoreError> {
+    let names = resolver.store.list_dirs(INDEXES_DIR).await?;
+    let mut seen = 0;
+    for name in names {
+        match IndexId::new(name.clone()) {
+            Ok(id) => {
+                resolver.registry.get_or_insert(&id);
+                seen += 1;
+            }
+            Err(e) => tracing::warn!(name, error = %e, "ignoring object-store directory that is not a valid index id"),
+        }
+    }
+    Ok(seen)
+}
+
+/// Checks a hot index for a new version and swaps it in; returns true if swapped.
+/// A new version that fails to load leaves the old one serving.
+pub async fn refresh(resolver: &Arc<Resolver>, slot: &Arc<Slot>, force: bool) -> bool {
+    let Some(current) = slot.hot() else { return false };
+    if slot.upgrading.swap(true, Ordering::AcqRel) {
+        return false;
+    }
+    let _guard = scopeguard(slot.clone());
+    let etag = if force { None } else { current.current_etag.clone() };
+    let pointer = match read_current(&resolver.store, &slot.id, etag.as_deref()).await {
+        Ok(None) => return false,
+        Ok(Some((p, _))) => p,
+        Err(OpenError::NotFound { .. }) => {
+            tracing::info!(index_id = %slot.id, "index deleted from storage; unregistering");
+            resolver.unregister(&slot.id);
+            return false;
+        }
+        Err(e) => {
+            slot.lock().last_error = Some(format!("polling CURRENT: {e}"));
+            return false;
+        }
+    };
+    if pointer.version == current.version {
+        return false;
+    }
+    let started = Instant::now();
+    match resolver.restore(&slot.id).await {
+        Ok(next) => {
+            super::budget::admit(resolver, slot, &next);
+            let swapped = {
+                let mut inner = slot.lock();
+                match &inner.state {
+                    SlotState::Hot(old) if Arc::ptr_eq(old, &current) => {
+                        old.retire();
+                        inner.state = SlotState::Hot(next.clone());
+                        inner.last_error = None;
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            if swapped {
+                INDEX_SWAPS.inc();
+                tracing::info!(
+                    index_id = %slot.id, from = %current.version, to = %next.version,
+                    ms = started.elapsed().as_millis() as u64, "swapped in new version"
+                );
+                resolver.registry.refresh_gauges();
+                slot.notify();
+            } else {
+                next.retire();
+            }
+            swapped
+        }
+        Err(f) => {
+            LOAD_FAILURES.with_label_values(&[f.reason]).inc();
+            tracing::warn!(index_id = %slot.id, reason = f.reason, error = %f.message, "new version failed to load; keeping the old one");
+            slot.lock().last_error = Some(format!("new version {} failed ({}): {}", pointer.version, f.reason, f.message));
+            false
+        }
+    }
+}
+
+struct UpgradeGuard(Arc<Slot>);
+impl Drop for UpgradeGuard {
+    fn drop(&mut self) {
+        self.0.upgrading.store(false, Ordering::Release);
+    }
+}
+fn scopeguard(slot: Arc<Slot>) -> UpgradeGuard {
+    UpgradeGuard(slot)
+}
+
+/// One round of background upkeep: new/deleted indexes, new versions, retries, recents.
+pub async fn poll_once(resolver: &Arc<Resolver>) {
+    if let Err(e) = discover_all(resolver).await {
+        tracing::warn!(error = %e, "listing indexes failed");
+    }
+    for slot in resolver.registry.all() {
+        let (hot, retry_due) = {
+            let inner = slot.lock();
+            match &inner.state {
+                SlotState::Hot(_) => (true, false),
+                SlotState::Failed(f) => (false, Instant::now() >= f.retry_at),
+                _ => (false, false),
+            }
+        };
+        if hot {
+            let (r, s) = (resolver.clone(), slot.clone());
+            tokio::spawn(async move { refresh(&r, &s, false).await });
+        } else if retry_due {
+            resolver.load_in_background(&slot);
+        }
+    }
+    save_recent(resolver);
+}
+
+/// Polls forever (until the task is dropped).
+pub async fn poll_loop(resolver: Arc<Resolver>) {
+    let mut tick = tokio::time::interval(resolver.cfg.poll_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        poll_once(&resolver).await;
+    }
+}
+
+fn save_recent(resolver: &Resolver) {
+    let recent: Vec<Recent> = resolver
+        .registry
+        .all()
+        .iter()
+        .filter(|s| s.last_used_ms() > 0)
+        .map(|s| Recent { id: s.id.to_string(), last_used_ms: s.last_used_ms() })
+        .collect();
+    let path = resolver.cfg.cache_dir.join(RECENT_FILE);
+    let tmp = path.with_extension("json.tmp");
+    let ok = serde_json::to_vec(&recent).ok().and_then(|b| std::fs::write(&tmp, b).ok()).is_some()
+        && std::fs::rename(&tmp, &path).is_ok();
+    if !ok {
+        tracing::debug!(path = %path.display(), "could not save recently used indexes");
+    }
+}
+
+/// Loads recently used indexes, most recent first, one at a time, until the
+/// memory budget is reached. Runs in the background; readiness does not wait.
+pub async fn warm(resolver: Arc<Resolver>) {
+    let path = resolver.cfg.cache_dir.join(RECENT_FILE);
+    let Ok(bytes) = std::fs::read(&path) else { return };
+    let Ok(mut recent) = serde_json::from_slice::<Vec<Recent>>(&bytes) else { return };
+    recent.sort_by(|a, b| b.last_used_ms.cmp(&a.last_used_ms));
+    let mut used = 0u64;
+    for r in recent {
+        let Ok(id) = IndexId::new(r.id) else { continue };
+        let Ok(slot) = resolver.slot(&id).await else { continue };
+        slot.set_last_used_ms(r.last_used_ms);
+        match resolver.get_or_load_index(&id).await {
+            Ok(l) => {
+                used += l.memory_bytes;
+                tracing::info!(index_id = %id, "warmed");
+            }
+            Err(e) => tracing::info!(index_id = %id, error = %e, "warming skipped"),
+        }
+        if used >= resolver.cfg.memory_budget {
+            break;
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The shard service: a cache of index versions in front of object storage.
+//!
+//! Every handler reaches an index through one resolver,
+//! [`lazy_load::Resolver::get_or_load_index`], which keeps a per-index state
+//! (`Unknown → Cold → Loading → Hot`, or `Failed`) and a loading gate so that
+//! any number of concurrent requests for a cold index cause exactly one
+//! restore. Loads run as background tasks: a request that waits too long gets
+//! a retryable 503 while the load carries on. Hot indexes are kept under
+//! memory and disk byte budgets ([`budget`]); new versions are noticed by
+//! polling `CURRENT` and swapped in without interrupting queries
+//! ([`discovery`]).
+
+pub mod budget;
+pub mod config;
+pub mod discovery;
+pub mod http;
+pub mod lazy_load;
+pub mod loaded;
+pub mod residency;
+pub mod server;
+
+pub use config::ShardConfig;
+pub use lazy_load::{ResolveError, Resolver};

@@ -1,0 +1,233 @@
+//! Per-index residency state and the registry of every index a shard knows.
+//!
+//! A slot's state only changes under its mutex, and every change is announced
+//! on a `watch` channel. Waiters subscribe *while holding the mutex*, so a
+//! change cannot slip between their check and their wait.
+
+use super::loaded::LoadedIndex;
+use crate::IndexId;
+use crate::api::{ResidencyState, ShardIndexStatus};
+use crate::telemetry::metrics::{CACHE_BYTES, INDEXES};
+use parking_lot::{Mutex, MutexGuard, RwLock};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// Metric label / error reason: not_found, corrupt, incompatible_schema, store_unavailable, timeout, io.
+    pub reason: &'static str,
+    pub message: String,
+    pub at: SystemTime,
+    pub retry_at: Instant,
+}
+
+#[derive(Debug, Clone)]
+pub enum SlotState {
+    Cold,
+    Loading { started: Instant },
+    Hot(Arc<LoadedIndex>),
+    Failed(Failure),
+}
+
+impl SlotState {
+    pub fn residency(&self) -> ResidencyState {
+        match self {
+            SlotState::Cold => ResidencyState::Cold,
+            SlotState::Loading { .. } => ResidencyState::Loading,
+            SlotState::Hot(_) => ResidencyState::Hot,
+            SlotState::Failed(_) => ResidencyState::Failed,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct SlotInner {
+    pub state: SlotState,
+    /// Consecutive failed restores; reset by success or an admin reset.
+    pub attempts: u32,
+    /// Last error that did not change the state (a failed version swap while hot).
+    pub last_error: Option<String>,
+    /// A verified version left on local disk after eviction from memory: (version, dir, bytes).
+    pub disk_copy: Option<(String, PathBuf, u64)>,
+}
+
+#[derive(Debug)]
+pub struct Slot {
+    pub id: IndexId,
+    inner: Mutex<SlotInner>,
+    changed: watch::Sender<u64>,
+    last_used_ms: AtomicU64,
+    /// A background version swap is running.
+    pub upgrading: AtomicBool,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Slot {
+    pub fn new(id: IndexId) -> Slot {
+        Slot {
+            id,
+            inner: Mutex::new(SlotInner { state: SlotState::Cold, attempts: 0, last_error: None, disk_copy: None }),
+            changed: watch::channel(0).0,
+            last_used_ms: AtomicU64::new(0),
+            upgrading: AtomicBool::new(false),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, SlotInner> {
+        self.inner.lock()
+    }
+
+    /// A receiver that fires on the next state change; call it while holding the lock.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Wakes everyone waiting on this slot; call after releasing the lock.
+    pub fn notify(&self) {
+        self.changed.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    pub fn touch(&self) {
+        self.last_used_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    pub fn last_used_ms(&self) -> u64 {
+        self.last_used_ms.load(Ordering::Relaxed)
+    }
+
+    pub fn set_last_used_ms(&self, ms: u64) {
+        self.last_used_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub fn hot(&self) -> Option<Arc<LoadedIndex>> {
+        match &self.lock().state {
+            SlotState::Hot(l) => Some(l.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn status(&self, shard: &str) -> ShardIndexStatus {
+        let inner = self.lock();
+        let mut s = ShardIndexStatus {
+            index_id: self.id.to_string(),
+            shard: shard.to_string(),
+            state: inner.state.residency(),
+            version: None,
+            counts: None,
+            bytes: None,
+            last_error: inner.last_error.clone(),
+            failed_attempts: (inner.attempts > 0).then_some(inner.attempts),
+            last_loaded_at: None,
+            next_retry_at: None,
+        };
+        match &inner.state {
+            SlotState::Hot(l) => {
+                s.version = Some(l.version.clone());
+                s.counts = Some(l.engine.manifest.counts.clone());
+                s.bytes = Some(l.memory_bytes);
+                s.last_loaded_at = Some(rfc3339(l.loaded_at));
+            }
+            SlotState::Failed(f) => {
+                s.last_error = Some(format!("{}: {}", f.reason, f.message));
+                let wait = f.retry_at.saturating_duration_since(Instant::now());
+                s.next_retry_at = Some(rfc3339(SystemTime::now() + wait));
+            }
+            SlotState::Cold | SlotState::Loading { .. } => {
+                s.version = inner.disk_copy.as_ref().map(|(v, _, _)| v.clone());
+            }
+        }
+        s
+    }
+}
+
+pub fn rfc3339(t: SystemTime) -> String {
+    time::OffsetDateTime::from(t).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+/// Every index this shard knows, plus a short memory of ids storage said do not exist.
+#[derive(Debug, Default)]
+pub struct Registry {
+    slots: RwLock<HashMap<IndexId, Arc<Slot>>>,
+    absent: Mutex<HashMap<IndexId, Instant>>,
+}
+
+impl Registry {
+    pub fn get(&self, id: &IndexId) -> Option<Arc<Slot>> {
+        self.slots.read().get(id).cloned()
+    }
+
+    /// The slot for `id`, created Cold if new (idempotent under races).
+    pub fn get_or_insert(&self, id: &IndexId) -> Arc<Slot> {
+        if let Some(s) = self.get(id) {
+            return s;
+        }
+        self.absent.lock().remove(id);
+        let slot = self.slots.write().entry(id.clone()).or_insert_with(|| Arc::new(Slot::new(id.clone()))).clone();
+        self.refresh_gauges();
+        slot
+    }
+
+    pub fn remove(&self, id: &IndexId) -> Option<Arc<Slot>> {
+        let s = self.slots.write().remove(id);
+        self.refresh_gauges();
+        s
+    }
+
+    pub fn all(&self) -> Vec<Arc<Slot>> {
+        let mut v: Vec<_> = self.slots.read().values().cloned().collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    pub fn mark_absent(&self, id: &IndexId) {
+        self.absent.lock().insert(id.clone(), Instant::now());
+    }
+
+    /// True when storage said `id` does not exist less than `ttl` ago.
+    pub fn recently_absent(&self, id: &IndexId, ttl: Duration) -> bool {
+        let mut absent = self.absent.lock();
+        match absent.get(id) {
+            Some(at) if at.elapsed() < ttl => true,
+            Some(_) => {
+                absent.remove(id);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Recomputes the per-state gauge and cache byte gauges from the slots.
+    pub fn refresh_gauges(&self) {
+        let mut counts = [0i64; 4];
+        let (mut mem, mut disk) = (0u64, 0u64);
+        for slot in self.slots.read().values() {
+            let inner = slot.lock();
+            let i = match &inner.state {
+                SlotState::Cold => 0,
+                SlotState::Loading { .. } => 1,
+                SlotState::Hot(l) => {
+                    mem += l.memory_bytes;
+                    disk += l.disk_bytes;
+                    2
+                }
+                SlotState::Failed(_) => 3,
+            };
+            if !matches!(inner.state, SlotState::Hot(_)) {
+                disk += inner.disk_copy.as_ref().map(|c| c.2).unwrap_or(0);
+            }
+            counts[i] += 1;
+        }
+        for (state, n) in ["cold", "loading", "hot", "failed"].iter().zip(counts) {
+            INDEXES.with_label_values(&[state]).set(n);
+        }
+        CACHE_BYTES.with_label_values(&["memory"]).set(mem as i64);
+        CACHE_BYTES.with_label_values(&["disk"]).set(disk as i64);
+    }
+}

@@ -1,0 +1,9 @@
+//! Index versions in object storage: where objects live ([`layout`]), what a
+//! version contains ([`manifest`]), how it is uploaded ([`publish`]) and how a
+//! shard fetches and verifies it ([`open`]).
+
+pub mod layout;
+pub mod manifest;
+pub mod open;
+pub mod publish;
+pub mod store;

@@ -1,0 +1,321 @@
+//! Fetching a published version into a local cache directory and verifying it.
+//!
+//! Files land in `{cache}/{index_id}/{version}.partial-{random}` and the
+//! directory is renamed to `{cache}/{index_id}/{version}` only after every
+//! checksum matched, so a crash mid-download leaves only a `.partial-` directory
+//! that [`clean_partials`] removes on the next start. The search engine opens
+//! the verified directory afterwards.
+
+use super::layout::{self, MANIFEST_FILE};
+use super::manifest::{CurrentPointer, Manifest, SCHEMA_VERSION};
+use super::store::{Store, StoreError};
+use crate::IndexId;
+use futures::{StreamExt, TryStreamExt};
+use std::path::{Path, PathBuf};
+
+/// Marker written last into a verified cache directory.
+const COMPLETE_MARKER: &str = ".complete";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("index {index_id} has no published version in the store")]
+    NotFound { index_id: String },
+    #[error("index {index_id} is corrupt: {what}")]
+    Corrupt { index_id: String, what: String },
+    #[error("index {index_id} has schema version {found}; this build reads {supported}")]
+    IncompatibleSchema {
+        index_id: String,
+        found: u32,
+        supported: u32,
+    },
+    #[error("object store unavailable for {index_id}: {source}")]
+    StoreUnavailable {
+        index_id: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("local cache for {index_id} at {path}: {source}")]
+    Io {
+        index_id: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl OpenError {
+    /// The `reason` label of the load-failure metric and of the error body.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            OpenError::NotFound { .. } => "not_found",
+            OpenError::Corrupt { .. } => "corrupt",
+            OpenError::IncompatibleSchema { .. } => "incompatible_schema",
+            OpenError::StoreUnavailable { .. } => "store_unavailable",
+            OpenError::Io { .. } => "io",
+        }
+    }
+
+    fn store(id: &IndexId, e: StoreError) -> Self {
+        match e {
+            StoreError::Io { path, source } => OpenError::Io {
+                index_id: id.to_string(),
+                path,
+                source,
+            },
+            other => OpenError::StoreUnavailable {
+                index_id: id.to_string(),
+                source: other,
+            },
+        }
+    }
+
+    fn corrupt(id: &IndexId, what: impl Into<String>) -> Self {
+        OpenError::Corrupt {
+            index_id: id.to_string(),
+            what: what.into(),
+        }
+    }
+
+    fn io(id: &IndexId, path: &Path, source: std::io::Error) -> Self {
+        OpenError::Io {
+            index_id: id.to_string(),
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// A verified version on local disk.
+#[derive(Debug, Clone)]
+pub struct LocalVersion {
+    pub manifest: Manifest,
+    pub dir: PathBuf,
+}
+
+impl LocalVersion {
+    pub fn bytes_on_disk(&self) -> u64 {
+        self.manifest.total_bytes()
+    }
+}
+
+/// Reads `CURRENT`; `etag` makes it a cheap conditional poll (`Ok(None)` = unchanged).
+pub async fn read_current(
+    store: &Store,
+    id: &IndexId,
+    etag: Option<&str>,
+) -> Result<Option<(CurrentPointer, Option<String>)>, OpenError> {
+    let got = match store.get_if_changed(&layout::current_key(id), etag).await {
+        Ok(got) => got,
+        Err(StoreError::NotFound { .. }) => {
+            return Err(OpenError::NotFound {
+                index_id: id.to_string(),
+            });
+        }
+        Err(e) => return Err(OpenError::store(id, e)),
+    };
+    let Some((bytes, new_etag)) = got else { return Ok(None) };
+    let pointer: CurrentPointer =
+        serde_json::from_slice(&bytes).map_err(|e| OpenError::corrupt(id, format!("CURRENT is not valid: {e}")))?;
+    layout::check_version(&pointer.version).map_err(|r| OpenError::corrupt(id, format!("CURRENT: {r}")))?;
+    Ok(Some((pointer, new_etag)))
+}
+
+/// Downloads and verifies the version `pointer` names, or reuses a verified
+/// copy already in the cache.
+pub async fn fetch_version(
+    store: &Store,
+    id: &IndexId,
+    cache_dir: &Path,
+    pointer: &CurrentPointer,
+    parallelism: usize,
+) -> Result<LocalVersion, OpenError> {
+    let index_dir = cache_dir.join(id.as_str());
+    let final_dir = index_dir.join(&pointer.version);
+    if let Some(local) = reuse_cached(id, &final_dir, pointer)? {
+        return Ok(local);
+    }
+
+    let manifest_bytes = match store.get(&layout::manifest_key(id, &pointer.version)).await {
+        Ok(b) => b,
+        Err(StoreError::NotFound { key }) => {
+            return Err(OpenError::corrupt(
+                id,
+                format!("manifest {key} named by CURRENT is missing"),
+            ));
+        }
+        Err(e) => return Err(OpenError::store(id, e)),
+    };
+    let actual = crate::model::sha256_hex(&manifest_bytes);
+    if actual != pointer.manifest_sha256 {
+        return Err(OpenError::corrupt(
+            id,
+            format!(
+                "manifest checksum mismatch (CURRENT says {}, object is {actual})",
+                pointer.manifest_sha256
+            ),
+        ));
+    }
+    let manifest = parse_manifest(id, &manifest_bytes, &pointer.version)?;
+
+    std::fs::create_dir_all(&index_dir).map_err(|e| OpenError::io(id, &index_dir, e))?;
+    let partial = index_dir.join(format!("{}.partial-{}", pointer.version, uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&partial).map_err(|e| OpenError::io(id, &partial, e))?;
+    let result = download_all(store, id, &manifest, &partial, parallelism).await;
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(e);
+    }
+    let manifest_path = partial.join(MANIFEST_FILE);
+    std::fs::write(&manifest_path, &manifest_bytes).map_err(|e| OpenError::io(id, &manifest_path, e))?;
+    let marker = partial.join(COMPLETE_MARKER);
+    std::fs::write(&marker, &pointer.manifest_sha256).map_err(|e| OpenError::io(id, &marker, e))?;
+    if final_dir.exists() {
+        // An unverifiable leftover (no marker or wrong manifest): replace it.
+        std::fs::remove_dir_all(&final_dir).map_err(|e| OpenError::io(id, &final_dir, e))?;
+    }
+    std::fs::rename(&partial, &final_dir).map_err(|e| OpenError::io(id, &final_dir, e))?;
+    Ok(LocalVersion {
+        manifest,
+        dir: final_dir,
+    })
+}
+
+fn parse_manifest(id: &IndexId, bytes: &[u8], version: &str) -> Result<Manifest, OpenError> {
+    // Check the schema version before the full shape: a future schema may not parse at all.
+    let raw: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| OpenError::corrupt(id, format!("manifest is not JSON: {e}")))?;
+    let found = raw.get("schema_version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+    if found != SCHEMA_VERSION {
+        return Err(OpenError::IncompatibleSchema {
+            index_id: id.to_string(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let manifest: Manifest =
+        serde_json::from_value(raw).map_err(|e| OpenError::corrupt(id, format!("manifest is not valid: {e}")))?;
+    if manifest.index_id != id.as_str() || manifest.version != version {
+        return Err(OpenError::corrupt(
+            id,
+            format!(
+                "manifest describes {}/{}, expected {id}/{version}",
+                manifest.index_id, manifest.version
+            ),
+        ));
+    }
+    for f in &manifest.files {
+        layout::check_relative_path(&f.path).map_err(|r| OpenError::corrupt(id, r))?;
+    }
+    Ok(manifest)
+}
+
+fn reuse_cached(id: &IndexId, dir: &Path, pointer: &CurrentPointer) -> Result<Option<LocalVersion>, OpenError> {
+    let marker = dir.join(COMPLETE_MARKER);
+    let Ok(recorded) = std::fs::read_to_string(&marker) else {
+        return Ok(None);
+    };
+    if recorded != pointer.manifest_sha256 {
+        return Ok(None);
+    }
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let Ok(bytes) = std::fs::read(&manifest_path) else {
+        return Ok(None);
+    };
+    let Ok(manifest) = parse_manifest(id, &bytes, &pointer.version) else {
+        return Ok(None);
+    };
+    // Sizes are cheap to check; full checksums were verified when the copy was made.
+    let intact = manifest.files.iter().all(|f| {
+        std::fs::metadata(dir.join(&f.path))
+            .map(|m| m.len() == f.size)
+            .unwrap_or(false)
+    });
+    Ok(intact.then(|| LocalVersion {
+        manifest,
+        dir: dir.to_path_buf(),
+    }))
+}
+
+async fn download_all(
+    store: &Store,
+    id: &IndexId,
+    manifest: &Manifest,
+    dest: &Path,
+    parallelism: usize,
+) -> Result<(), OpenError> {
+    // Owned entries: futures that borrow from the closure argument trip the
+    // higher-ranked lifetime checks of `buffer_unordered` inside spawned tasks.
+    let version = manifest.version.clone();
+    futures::stream::iter(manifest.files.clone().into_iter().map(|f| {
+        let version = version.clone();
+        async move {
+            use sha2::{Digest, Sha256};
+            let target = dest.join(&f.path);
+            if let Some(parent) = target.parent() {
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .map_err(|e| OpenError::io(id, parent, e))?;
+            }
+            let key = layout::file_key(id, &version, &f.path);
+            let mut hasher = Sha256::new();
+            let size = match store.download(&key, &target, |c| hasher.update(c)).await {
+                Ok(n) => n,
+                Err(StoreError::NotFound { key }) => {
+                    return Err(OpenError::corrupt(
+                        id,
+                        format!("object {key} listed in the manifest is missing"),
+                    ));
+                }
+                Err(e) => return Err(OpenError::store(id, e)),
+            };
+            let sha = hex::encode(hasher.finalize());
+            if size != f.size || sha != f.sha256 {
+                return Err(OpenError::corrupt(
+                    id,
+                    format!(
+                        "{} checksum mismatch (expected {} bytes sha256 {}, got {size} bytes {sha})",
+                        f.path, f.size, f.sha256
+                    ),
+                ));
+            }
+            Ok(())
+        }
+    }))
+    .buffer_unordered(parallelism.max(1))
+    .try_collect::<Vec<()>>()
+    .await?;
+    Ok(())
+}
+
+/// Removes download leftovers (`*.partial-*`) from a crashed or killed process.
+pub fn clean_partials(cache_dir: &Path) -> std::io::Result<usize> {
+    let mut removed = 0;
+    let Ok(indexes) = std::fs::read_dir(cache_dir) else {
+        return Ok(0);
+    };
+    for index_dir in indexes.flatten() {
+        let Ok(entries) = std::fs::read_dir(index_dir.path()) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().contains(".partial-") {
+                std::fs::remove_dir_all(entry.path())?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Removes cached versions of an index other than `keep`.
+pub fn remove_other_versions(cache_dir: &Path, id: &IndexId, keep: Option<&str>) -> std::io::Result<()> {
+    let Ok(entries) = std::fs::read_dir(cache_dir.join(id.as_str())) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        if Some(entry.file_name().to_string_lossy().as_ref()) != keep {
+            std::fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(())
+}

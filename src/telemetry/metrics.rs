@@ -1,0 +1,218 @@
+//! Every metric the services export, in one place so the Helm chart's alerts
+//! and dashboards have one list to agree with. Labels are bounded enums —
+//! never raw index ids — so cardinality stays fixed however many indexes exist.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use std::sync::LazyLock;
+
+pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
+    REGISTRY.register(Box::new(c.clone())).expect("metric registered twice");
+    c
+}
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+}
+
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
+}
+
+fn histogram_vec(name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+    register(HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("valid metric"))
+}
+
+const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const LOAD_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+
+pub static BUILD_INFO: LazyLock<IntGaugeVec> =
+    LazyLock::new(|| gauge_vec("trusty_build_info", "Build information; value is always 1.", &["version", "role"]));
+
+pub static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec("trusty_http_requests_total", "HTTP requests by route template and outcome.", &["role", "route", "outcome"])
+});
+
+pub static HTTP_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram_vec(
+        "trusty_http_request_duration_seconds",
+        "HTTP request latency by route template and outcome.",
+        &["role", "route", "outcome"],
+        LATENCY_BUCKETS.to_vec(),
+    )
+});
+
+pub static INDEXES: LazyLock<IntGaugeVec> =
+    LazyLock::new(|| gauge_vec("trusty_indexes", "Indexes known to this shard by residency state.", &["state"]));
+
+pub static LOAD_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram_vec(
+        "trusty_index_load_duration_seconds",
+        "Time to restore an index version from object storage.",
+        &["outcome"],
+        LOAD_BUCKETS.to_vec(),
+    )
+});
+
+pub static LOAD_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec("trusty_index_load_failures_total", "Index restores that failed, by reason.", &["reason"])
+});
+
+pub static LOADS_STARTED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(IntCounter::new("trusty_index_loads_total", "Index restores started.").expect("valid metric"))
+});
+
+pub static OBJECT_STORE_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec("trusty_object_store_requests_total", "Object store requests by operation.", &["op"])
+});
+
+pub static OBJECT_STORE_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec("trusty_object_store_bytes_total", "Bytes moved to or from object storage.", &["direction"])
+});
+
+pub static CACHE_BYTES: LazyLock<IntGaugeVec> =
+    LazyLock::new(|| gauge_vec("trusty_cache_bytes", "Bytes held by hot indexes, by tier.", &["tier"]));
+
+pub static CACHE_BUDGET_BYTES: LazyLock<IntGaugeVec> =
+    LazyLock::new(|| gauge_vec("trusty_cache_budget_bytes", "Configured residency budget, by tier.", &["tier"]));
+
+pub static CACHE_EVICTIONS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(IntCounter::new("trusty_cache_evictions_total", "Hot indexes evicted to stay in budget.").expect("valid"))
+});
+
+pub static INDEX_SWAPS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(IntCounter::new("trusty_index_swaps_total", "New index versions swapped in while serving.").expect("valid"))
+});
+
+pub static ROUTER_SHARDS: LazyLock<IntGaugeVec> =
+    LazyLock::new(|| gauge_vec("trusty_router_shards", "Shards known to the router, by health.", &["health"]));
+
+pub static ROUTER_RETRIES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(IntCounter::new("trusty_router_retries_total", "Requests retried on the next owner.").expect("valid"))
+});
+
+pub static ROUTER_EJECTIONS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(IntCounter::new("trusty_router_ejections_total", "Shards ejected as unhealthy.").expect("valid"))
+});
+
+pub static ROUTER_AFFINITY: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "trusty_router_affinity_rank_total",
+        "Requests served by the owner at this HRW rank (\"spill\" past the owners).",
+        &["rank"],
+    )
+});
+
+pub static FANOUT_INDEXES: LazyLock<Histogram> = LazyLock::new(|| {
+    register(
+        Histogram::with_opts(
+            HistogramOpts::new("trusty_fanout_indexes", "Indexes searched per cross-index request.")
+                .buckets(vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0]),
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub static FANOUT_PARTIAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec("trusty_fanout_partial_total", "Indexes left out of cross-index results.", &["kind"])
+});
+
+/// Marks this process's role and version; call once at start.
+pub fn set_build_info(role: &str) {
+    BUILD_INFO.with_label_values(&[env!("CARGO_PKG_VERSION"), role]).set(1);
+}
+
+/// Text exposition of everything registered.
+pub fn render() -> String {
+    let mut buf = Vec::new();
+    let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+/// The request outcome label for an HTTP status.
+pub fn outcome(status: u16) -> &'static str {
+    match status {
+        200..=399 => "ok",
+        503 | 504 => "unavailable",
+        400..=499 => "client_error",
+        _ => "server_error",
+    }
+}
+
+/// Touches every metric so a scrape lists them all from the start, even before
+/// the first event (alerts and dashboards can then rely on the series existing).
+pub fn touch_all() {
+    for state in ["cold", "loading", "hot", "failed"] {
+        INDEXES.with_label_values(&[state]);
+    }
+    for reason in ["not_found", "corrupt", "incompatible_schema", "store_unavailable", "timeout", "io"] {
+        LOAD_FAILURES.with_label_values(&[reason]);
+    }
+    for outcome in ["ok", "failed"] {
+        LOAD_DURATION.with_label_values(&[outcome]);
+    }
+    for op in ["get", "head", "list", "put", "delete"] {
+        OBJECT_STORE_REQUESTS.with_label_values(&[op]);
+    }
+    for d in ["read", "written"] {
+        OBJECT_STORE_BYTES.with_label_values(&[d]);
+    }
+    for tier in ["memory", "disk"] {
+        CACHE_BYTES.with_label_values(&[tier]);
+        CACHE_BUDGET_BYTES.with_label_values(&[tier]);
+    }
+    for h in ["healthy", "ejected"] {
+        ROUTER_SHARDS.with_label_values(&[h]);
+    }
+    for r in ["0", "1", "2", "spill"] {
+        ROUTER_AFFINITY.with_label_values(&[r]);
+    }
+    for k in ["skipped", "failed"] {
+        FANOUT_PARTIAL.with_label_values(&[k]);
+    }
+    LazyLock::force(&LOADS_STARTED);
+    LazyLock::force(&CACHE_EVICTIONS);
+    LazyLock::force(&INDEX_SWAPS);
+    LazyLock::force(&ROUTER_RETRIES);
+    LazyLock::force(&ROUTER_EJECTIONS);
+    LazyLock::force(&FANOUT_INDEXES);
+    LazyLock::force(&HTTP_REQUESTS);
+    LazyLock::force(&HTTP_DURATION);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_lists_every_family() {
+        touch_all();
+        set_build_info("test");
+        let text = render();
+        for name in [
+            "trusty_build_info",
+            "trusty_indexes",
+            "trusty_index_load_failures_total",
+            "trusty_object_store_requests_total",
+            "trusty_cache_bytes",
+            "trusty_router_affinity_rank_total",
+            "trusty_fanout_partial_total",
+            "trusty_cache_evictions_total",
+        ] {
+            assert!(text.contains(name), "{name} missing from exposition");
+        }
+    }
+
+    #[test]
+    fn outcome_classes() {
+        assert_eq!(outcome(200), "ok");
+        assert_eq!(outcome(404), "client_error");
+        assert_eq!(outcome(503), "unavailable");
+        assert_eq!(outcome(500), "server_error");
+    }
+}

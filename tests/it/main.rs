@@ -1,0 +1,8 @@
+//! Integration tests: real processes, a real S3-compatible server, real HTTP.
+//! One test binary links far faster than many.
+
+mod k8s_membership;
+mod router;
+mod shard;
+mod storage;
+mod support;

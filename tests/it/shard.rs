@@ -1,0 +1,355 @@
+//! The shard as a real process against a real S3-compatible server.
+
+use crate::support::fixtures::publish_fixture;
+use crate::support::process::{ADMIN_TOKEN, Proc, metric, shard_args, spawn};
+use crate::support::s3::{S3Server, set_process_env};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::Duration;
+use trusty_search::storage::store::Store;
+
+struct Env {
+    dir: tempfile::TempDir,
+    s3: S3Server,
+    store_url: String,
+    store: Store,
+}
+
+async fn env() -> Env {
+    set_process_env();
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(&dir.path().join("s3")).await;
+    let store_url = s3.url("cluster");
+    let store = Store::open(&store_url).unwrap();
+    Env { dir, s3, store_url, store }
+}
+
+async fn start_shard(env: &Env, name: &str, cache: &Path, extra: &[&str]) -> Proc {
+    let mut vars: Vec<(&str, String)> =
+        S3Server::env().iter().map(|(k, v)| (*k, v.to_string())).collect();
+    vars.push(("TRUSTY_ADMIN_TOKEN", ADMIN_TOKEN.to_string()));
+    spawn(name, &shard_args(&env.store_url, cache, name, extra), &vars).await
+}
+
+async fn search(url: &str, id: &str, query: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{url}/v1/indexes/{id}/search"))
+        .json(&json!({"query": query}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn admin(url: &str, method: reqwest::Method, path: &str) -> reqwest::Response {
+    reqwest::Client::new().request(method, format!("{url}{path}")).bearer_auth(ADMIN_TOKEN).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn hundred_concurrent_requests_cause_one_restore() {
+    let env = env().await;
+    publish_fixture(&env.store, "demo", "a").await;
+    let shard = start_shard(&env, "s0", &env.dir.path().join("cache"), &[]).await;
+    let url = shard.url.clone();
+    let requests = (0..100).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let r = search(&url, "demo", "load config").await;
+            let status = r.status();
+            let body: Value = r.json().await.unwrap();
+            (status, body)
+        })
+    });
+    let results = futures::future::join_all(requests).await;
+    for r in results {
+        let (status, body) = r.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["hits"][0]["symbol"], "load_config", "{body}");
+    }
+    assert_eq!(metric(&url, "trusty_index_loads_total").await, 1.0, "exactly one restore");
+    assert_eq!(metric(&url, "trusty_indexes{state=\"hot\"}").await, 1.0);
+}
+
+#[tokio::test]
+async fn slow_restore_answers_503_then_serves_without_a_second_restore() {
+    let env = env().await;
+    publish_fixture(&env.store, "demo", "a").await;
+    env.s3.set_delay(Duration::from_millis(400));
+    let shard = start_shard(&env, "s0", &env.dir.path().join("cache"), &["--load-wait", "300ms", "--warm", "false"]).await;
+    let r = search(&shard.url, "demo", "load config").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().get("retry-after").is_some(), "503 carries Retry-After");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "index_loading");
+    assert_eq!(body["retryable"], true);
+    assert_eq!(body["index_id"], "demo");
+    env.s3.set_delay(Duration::ZERO);
+    let mut served = false;
+    for _ in 0..100 {
+        let r = search(&shard.url, "demo", "load config").await;
+        if r.status() == StatusCode::OK {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served, "index never became hot");
+    assert_eq!(metric(&shard.url, "trusty_index_loads_total").await, 1.0, "no second restore");
+}
+
+#[tokio::test]
+async fn corrupt_index_fails_alone_and_recovers_after_reset() {
+    let env = env().await;
+    let bad = publish_fixture(&env.store, "bad", "a").await;
+    publish_fixture(&env.store, "good", "b").await;
+    let key = format!("cluster/indexes/bad/versions/{}/chunks.jsonl", bad.version);
+    let path = env.s3.object_path(&key);
+    let original = std::fs::read(&path).unwrap();
+    let mut broken = original.clone();
+    broken[5] ^= 0x20;
+    std::fs::write(&path, &broken).unwrap();
+
+    // A long backoff so only the reset can bring it back quickly.
+    let shard =
+        start_shard(&env, "s0", &env.dir.path().join("cache"), &["--retry-base", "10m", "--retry-max", "10m"]).await;
+    let r = search(&shard.url, "bad", "config").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "index_restore_failed", "{body}");
+    assert_eq!(body["retryable"], false);
+    assert!(body["message"].as_str().unwrap().contains("checksum"), "{body}");
+    assert_eq!(metric(&shard.url, "trusty_index_load_failures_total{reason=\"corrupt\"}").await, 1.0);
+
+    // Other indexes are unaffected.
+    assert_eq!(search(&shard.url, "good", "config").await.status(), StatusCode::OK);
+    let status: Value = reqwest::get(format!("{}/v1/indexes/bad", shard.url)).await.unwrap().json().await.unwrap();
+    assert_eq!(status["owners"][0]["state"], "failed");
+    assert!(status["owners"][0]["last_error"].as_str().unwrap().starts_with("corrupt"), "{status}");
+
+    // Still failed (backoff) until fixed and reset.
+    assert_eq!(search(&shard.url, "bad", "config").await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    std::fs::write(&path, &original).unwrap();
+    assert_eq!(admin(&shard.url, reqwest::Method::POST, "/v1/admin/indexes/bad/reset").await.status(), StatusCode::OK);
+    let r = search(&shard.url, "bad", "config").await;
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+}
+
+#[tokio::test]
+async fn missing_object_and_incompatible_schema_fail_with_reasons() {
+    let env = env().await;
+    let missing = publish_fixture(&env.store, "missing", "a").await;
+    std::fs::remove_file(env.s3.object_path(&format!("cluster/indexes/missing/versions/{}/graph.bin", missing.version)))
+        .unwrap();
+    let newer = publish_fixture(&env.store, "newer", "a").await;
+    let manifest_path = env.s3.object_path(&format!("cluster/indexes/newer/versions/{}/manifest.json", newer.version));
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["schema_version"] = json!(99);
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    std::fs::write(&manifest_path, &bytes).unwrap();
+    let pointer = json!({"version": newer.version, "manifest_sha256": trusty_search::model::sha256_hex(&bytes)});
+    std::fs::write(env.s3.object_path("cluster/indexes/newer/CURRENT"), serde_json::to_vec(&pointer).unwrap()).unwrap();
+
+    let shard = start_shard(&env, "s0", &env.dir.path().join("cache"), &["--retry-base", "10m"]).await;
+    let body: Value = search(&shard.url, "missing", "config").await.json().await.unwrap();
+    assert_eq!(body["error"], "index_restore_failed");
+    assert!(body["message"].as_str().unwrap().contains("missing"), "{body}");
+    let body: Value = search(&shard.url, "newer", "config").await.json().await.unwrap();
+    assert_eq!(body["error"], "index_restore_failed");
+    assert!(body["message"].as_str().unwrap().contains("schema version 99"), "{body}");
+    assert_eq!(metric(&shard.url, "trusty_index_load_failures_total{reason=\"incompatible_schema\"}").await, 1.0);
+}
+
+#[tokio::test]
+async fn store_outage_is_survived_and_recovered_by_backoff() {
+    let mut env = env().await;
+    publish_fixture(&env.store, "demo", "a").await;
+    let shard = start_shard(&env, "s0", &env.dir.path().join("cache"), &["--warm", "false"]).await;
+    env.s3.stop().await;
+    let r = search(&shard.url, "demo", "config").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("unavailable"), "{body}");
+    assert!(shard_alive(&shard).await, "the shard must not crash");
+    env.s3.restart().await;
+    // The failed restore is retried after its backoff (500ms base in tests).
+    let mut ok = false;
+    for _ in 0..100 {
+        if search(&shard.url, "demo", "config").await.status() == StatusCode::OK {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(ok, "index did not come back with the store");
+}
+
+async fn shard_alive(p: &Proc) -> bool {
+    reqwest::get(format!("{}/healthz", p.url)).await.map(|r| r.status().is_success()).unwrap_or(false)
+}
+
+#[tokio::test]
+async fn kill_during_download_leaves_nothing_half_written() {
+    let env = env().await;
+    publish_fixture(&env.store, "demo", "a").await;
+    let cache = env.dir.path().join("cache");
+    env.s3.set_delay(Duration::from_millis(1500));
+    let mut shard = start_shard(&env, "s0", &cache, &["--load-wait", "100ms", "--warm", "false"]).await;
+    assert_eq!(search(&shard.url, "demo", "config").await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Wait until the download directory exists, then kill -9 mid-download.
+    let partial_exists = || {
+        std::fs::read_dir(cache.join("demo"))
+            .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().contains(".partial-")))
+            .unwrap_or(false)
+    };
+    for _ in 0..100 {
+        if partial_exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(partial_exists(), "download never started");
+    shard.kill();
+    assert!(partial_exists(), "killed mid-download");
+
+    env.s3.set_delay(Duration::ZERO);
+    let shard = start_shard(&env, "s0", &cache, &["--warm", "false"]).await;
+    assert!(!partial_exists(), "restart cleans partial downloads");
+    let r = search(&shard.url, "demo", "config").await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn least_recently_used_index_is_evicted_under_the_memory_budget() {
+    let env = env().await;
+    publish_fixture(&env.store, "one", "a").await;
+    publish_fixture(&env.store, "two", "b").await;
+    // The fixtures are a few KiB each: a 6 KiB budget holds one of them.
+    let shard = start_shard(&env, "s0", &env.dir.path().join("cache"), &["--memory-budget", "6KiB"]).await;
+    assert_eq!(search(&shard.url, "one", "config").await.status(), StatusCode::OK);
+    assert_eq!(search(&shard.url, "two", "config").await.status(), StatusCode::OK);
+    let one: Value = reqwest::get(format!("{}/v1/indexes/one", shard.url)).await.unwrap().json().await.unwrap();
+    let two: Value = reqwest::get(format!("{}/v1/indexes/two", shard.url)).await.unwrap().json().await.unwrap();
+    assert_eq!(one["owners"][0]["state"], "cold", "{one}");
+    assert_eq!(two["owners"][0]["state"], "hot", "{two}");
+    assert_eq!(metric(&shard.url, "trusty_cache_evictions_total").await, 1.0);
+    // Coming back reuses the verified local copy.
+    assert_eq!(search(&shard.url, "one", "config").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn new_version_is_swapped_in_under_queries_with_no_failures() {
+    let env = env().await;
+    let first = publish_fixture(&env.store, "demo", "first").await;
+    let shard = start_shard(&env, "s0", &env.dir.path().join("cache"), &[]).await;
+    assert_eq!(search(&shard.url, "demo", "config").await.status(), StatusCode::OK);
+
+    let url = shard.url.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let client = tokio::spawn(async move {
+        let (mut ok, mut failed, mut versions) = (0, 0, std::collections::BTreeSet::new());
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            let r = search(&url, "demo", "parse config").await;
+            if r.status() == StatusCode::OK {
+                ok += 1;
+                let body: Value = r.json().await.unwrap();
+                versions.insert(body["version"].as_str().unwrap().to_string());
+            } else {
+                failed += 1;
+            }
+        }
+        (ok, failed, versions)
+    });
+    let second = publish_fixture(&env.store, "demo", "second").await;
+    let mut swapped = false;
+    for _ in 0..100 {
+        let st: Value = reqwest::get(format!("{}/v1/indexes/demo", shard.url)).await.unwrap().json().await.unwrap();
+        if st["version"] == second.version.as_str() {
+            swapped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed, versions) = client.await.unwrap();
+    assert!(swapped, "new version never served");
+    assert_eq!(failed, 0, "queries failed during the swap");
+    assert!(ok > 0);
+    assert!(versions.contains(&first.version) && versions.contains(&second.version), "{versions:?}");
+    assert_eq!(metric(&shard.url, "trusty_index_swaps_total").await, 1.0);
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_client_errors() {
+    let env = env().await;
+    publish_fixture(&env.store, "demo", "a").await;
+    let shard = start_shard(&env, "s0", &env.dir.path().join("cache"), &[]).await;
+    let c = reqwest::Client::new();
+    let post = |path: &str, body: String| {
+        c.post(format!("{}{path}", shard.url)).header("content-type", "application/json").body(body).send()
+    };
+
+    let r = post("/v1/indexes/demo/search", "{not json".into()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "bad_request");
+    assert_eq!(body["retryable"], false);
+
+    let r = post("/v1/indexes/demo/search", json!({"query": "x", "bogus": 1}).to_string()).await.unwrap();
+    assert!(r.status().is_client_error());
+
+    let r = post("/v1/indexes/demo/search", json!({"query": ""}).to_string()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    let r = post("/v1/indexes/demo/search", json!({"query": "x", "top_k": 100000}).to_string()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    let r = post("/v1/indexes/demo/search", json!({"query": "x lang:cobol"}).to_string()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    let big = json!({"query": "x".repeat(200_000)}).to_string();
+    let r = post("/v1/indexes/demo/search", big).await.unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "payload_too_large");
+
+    let r = post("/v1/indexes/nope/search", json!({"query": "x"}).to_string()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "index_not_found");
+    assert_eq!(body["index_id"], "nope");
+
+    for bad in ["..%2Fetc", "UPPER", "a%20b", "%2E%2E"] {
+        let r = post(&format!("/v1/indexes/{bad}/search"), json!({"query": "x"}).to_string()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_index_id", "{bad}");
+    }
+
+    let r = c.post(format!("{}/v1/admin/indexes/demo/reset", shard.url)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = c.get(format!("{}/v1/indexes/demo/symbols/load_config?rel=sideways", shard.url)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn symbols_and_status_go_through_the_resolver() {
+    let env = env().await;
+    publish_fixture(&env.store, "demo", "a").await;
+    let shard = start_shard(&env, "s0", &env.dir.path().join("cache"), &["--warm", "false"]).await;
+    let st: Value = reqwest::get(format!("{}/v1/indexes/demo", shard.url)).await.unwrap().json().await.unwrap();
+    assert_eq!(st["owners"][0]["state"], "cold", "status does not load: {st}");
+    assert_eq!(st["owners"][0]["shard"], "s0");
+    let r: Value = reqwest::get(format!("{}/v1/indexes/demo/symbols/load_config?rel=callers", shard.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let callers: Vec<&str> = r["results"].as_array().unwrap().iter().map(|h| h["symbol"].as_str().unwrap()).collect();
+    assert!(callers.contains(&"start"), "{r}");
+    let list: Value = reqwest::get(format!("{}/v1/indexes", shard.url)).await.unwrap().json().await.unwrap();
+    assert_eq!(list["indexes"][0]["state"], "hot");
+    assert_eq!(reqwest::get(format!("{}/v1/indexes/nope", shard.url)).await.unwrap().status(), StatusCode::NOT_FOUND);
+}

@@ -1,0 +1,89 @@
+//! Publish and open through a real S3-compatible server.
+
+use crate::support::fixtures::{build_and_publish, write_repo};
+use crate::support::s3::{S3Server, set_process_env};
+use trusty_search::IndexId;
+use trusty_search::storage::layout;
+use trusty_search::storage::open::{OpenError, fetch_version, read_current};
+use trusty_search::storage::publish::{list_versions, rollback};
+use trusty_search::storage::store::Store;
+
+#[tokio::test]
+async fn publish_then_open_round_trips_through_s3() {
+    set_process_env();
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(&dir.path().join("s3")).await;
+    let store = Store::open(&s3.url("team-a")).unwrap();
+    let src = dir.path().join("src");
+    write_repo(&src, "one");
+    let published = build_and_publish(&store, "demo", &src).await;
+
+    let id = IndexId::new("demo").unwrap();
+    let (pointer, etag) = read_current(&store, &id, None).await.unwrap().unwrap();
+    assert_eq!(pointer.version, published.version);
+    assert!(etag.is_some(), "S3 returns an ETag for CURRENT");
+    let cache = dir.path().join("cache");
+    let local = fetch_version(&store, &id, &cache, &pointer, 4).await.unwrap();
+    assert!(local.manifest.counts.chunks > 0);
+    for f in &local.manifest.files {
+        let bytes = std::fs::read(local.dir.join(&f.path)).unwrap();
+        assert_eq!(trusty_search::model::sha256_hex(&bytes), f.sha256, "{}", f.path);
+    }
+    // Objects live under the prefix in the bucket.
+    assert!(s3.object_path(&format!("team-a/{}", layout::current_key(&id))).exists());
+
+    // A second publish keeps the first for rollback.
+    write_repo(&src, "two");
+    let second = build_and_publish(&store, "demo", &src).await;
+    assert_eq!(list_versions(&store, &id).await.unwrap().len(), 2);
+    let back = rollback(&store, &id, &published.version).await.unwrap();
+    assert_eq!(back.version, published.version);
+    assert_ne!(second.version, published.version);
+}
+
+#[tokio::test]
+async fn corrupt_and_missing_objects_are_detected_on_open() {
+    set_process_env();
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(&dir.path().join("s3")).await;
+    let store = Store::open(&s3.url("p")).unwrap();
+    let src = dir.path().join("src");
+    write_repo(&src, "x");
+    let published = build_and_publish(&store, "demo", &src).await;
+    let id = IndexId::new("demo").unwrap();
+    let (pointer, _) = read_current(&store, &id, None).await.unwrap().unwrap();
+
+    let chunks_key = format!("p/{}", layout::file_key(&id, &published.version, "chunks.jsonl"));
+    let path = s3.object_path(&chunks_key);
+    let original = std::fs::read(&path).unwrap();
+    let mut corrupted = original.clone();
+    corrupted[10] ^= 0x55;
+    std::fs::write(&path, &corrupted).unwrap();
+    let err = fetch_version(&store, &id, &dir.path().join("c1"), &pointer, 4).await.unwrap_err();
+    assert!(matches!(&err, OpenError::Corrupt { what, .. } if what.contains("chunks.jsonl")), "{err}");
+    assert_eq!(err.reason(), "corrupt");
+
+    std::fs::remove_file(&path).unwrap();
+    let err = fetch_version(&store, &id, &dir.path().join("c2"), &pointer, 4).await.unwrap_err();
+    assert!(matches!(&err, OpenError::Corrupt { what, .. } if what.contains("missing")), "{err}");
+
+    // Nothing half-downloaded is left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("c2/demo")).unwrap().collect();
+    assert!(leftovers.is_empty(), "partial download left behind");
+
+    std::fs::write(&path, &original).unwrap();
+    fetch_version(&store, &id, &dir.path().join("c3"), &pointer, 4).await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_index_and_unreachable_store_are_typed_errors() {
+    set_process_env();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s3 = S3Server::start(&dir.path().join("s3")).await;
+    let store = Store::open(&s3.url("p")).unwrap();
+    let id = IndexId::new("nope").unwrap();
+    assert!(matches!(read_current(&store, &id, None).await, Err(OpenError::NotFound { .. })));
+    s3.stop().await;
+    let err = read_current(&store, &id, None).await.unwrap_err();
+    assert_eq!(err.reason(), "store_unavailable", "{err}");
+}

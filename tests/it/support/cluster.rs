@@ -1,0 +1,86 @@
+//! A real cluster on 127.0.0.1: an S3-compatible server, N shard processes on
+//! fixed ports (so a killed shard can come back at the same address) and a
+//! router process with a static shard list.
+
+use super::process::{ADMIN_TOKEN, Proc, shard_args, spawn};
+use super::s3::{S3Server, set_process_env};
+use std::path::PathBuf;
+use trusty_search::storage::store::Store;
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub s3: S3Server,
+    pub store_url: String,
+    pub store: Store,
+    pub shards: Vec<Option<Proc>>,
+    pub ports: Vec<u16>,
+    pub router: Proc,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn shard_name(i: usize) -> String {
+    format!("trusty-shard-{i}")
+}
+
+fn env_vars() -> Vec<(&'static str, String)> {
+    let mut v: Vec<(&str, String)> = S3Server::env().iter().map(|(k, v)| (*k, v.to_string())).collect();
+    v.push(("TRUSTY_ADMIN_TOKEN", ADMIN_TOKEN.to_string()));
+    v
+}
+
+impl Cluster {
+    pub async fn start(shards: usize, replicas: usize, router_extra: &[&str]) -> Cluster {
+        set_process_env();
+        let dir = tempfile::tempdir().unwrap();
+        let s3 = S3Server::start(&dir.path().join("s3")).await;
+        let store_url = s3.url("cluster");
+        let store = Store::open(&store_url).unwrap();
+        let ports: Vec<u16> = (0..shards).map(|_| free_port()).collect();
+        let mut procs = Vec::new();
+        for i in 0..shards {
+            procs.push(Some(Self::spawn_shard(&store_url, dir.path().join(format!("cache-{i}")), i, ports[i]).await));
+        }
+        let list: Vec<String> =
+            (0..shards).map(|i| format!("{}=http://127.0.0.1:{}", shard_name(i), ports[i])).collect();
+        let mut args: Vec<String> = vec![
+            "router".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--shards".into(),
+            list.join(","),
+            "--replicas".into(),
+            replicas.to_string(),
+            "--probe-interval".into(),
+            "200ms".into(),
+            "--eject-for".into(),
+            "1s".into(),
+        ];
+        args.extend(router_extra.iter().map(|s| s.to_string()));
+        let router = spawn("router", &args, &env_vars()).await;
+        Cluster { dir, s3, store_url, store, shards: procs, ports, router }
+    }
+
+    async fn spawn_shard(store_url: &str, cache: PathBuf, i: usize, port: u16) -> Proc {
+        let listen = format!("127.0.0.1:{port}");
+        let args = shard_args(store_url, &cache, &shard_name(i), &["--listen", &listen]);
+        spawn(&shard_name(i), &args, &env_vars()).await
+    }
+
+    pub fn kill_shard(&mut self, i: usize) {
+        if let Some(mut p) = self.shards[i].take() {
+            p.kill();
+        }
+    }
+
+    pub async fn restart_shard(&mut self, i: usize) {
+        let cache = self.dir.path().join(format!("cache-{i}"));
+        self.shards[i] = Some(Self::spawn_shard(&self.store_url, cache, i, self.ports[i]).await);
+    }
+
+    pub fn shard_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.ports[i])
+    }
+}

@@ -1,0 +1,109 @@
+//! Running `trusty-search` roles as real child processes.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_trusty-search"))
+}
+
+/// A child process that is killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub url: String,
+    pub name: String,
+}
+
+impl Proc {
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts a process whose first stdout line ends with its URL
+/// (`... listening on http://127.0.0.1:PORT`), and waits until `/readyz` answers 200.
+pub async fn spawn(name: &str, args: &[String], env: &[(&str, String)]) -> Proc {
+    let mut cmd = Command::new(binary());
+    cmd.args(args)
+        .env("TRUSTY_EMBEDDER", "none")
+        .env("RUST_LOG", "info,trusty_search=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn trusty-search");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        for _ in lines {} // keep draining so the child never blocks on stdout
+    });
+    let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("{name} did not start"));
+    let url = line.rsplit(' ').next().unwrap().trim().to_string();
+    let proc = Proc { child, url, name: name.to_string() };
+    wait_ready(&proc.url).await;
+    proc
+}
+
+pub async fn wait_ready(url: &str) {
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        if let Ok(r) = client.get(format!("{url}/readyz")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url} never became ready");
+}
+
+/// Shard arguments with fast polling and short backoff, for tests; a flag in
+/// `extra` replaces the default of the same name (clap refuses repeated flags).
+pub fn shard_args(store: &str, cache: &Path, shard_id: &str, extra: &[&str]) -> Vec<String> {
+    let cache = cache.display().to_string();
+    let defaults: [(&str, &str); 7] = [
+        ("--store", store),
+        ("--cache-dir", &cache),
+        ("--shard-id", shard_id),
+        ("--listen", "127.0.0.1:0"),
+        ("--poll-interval", "500ms"),
+        ("--retry-base", "500ms"),
+        ("--retry-max", "2s"),
+    ];
+    let mut v = vec!["shard".to_string()];
+    for (flag, value) in defaults {
+        if !extra.contains(&flag) {
+            v.push(flag.to_string());
+            v.push(value.to_string());
+        }
+    }
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+/// Reads one sample from a Prometheus text exposition (`name{labels} value`).
+pub async fn metric(url: &str, series: &str) -> f64 {
+    let text = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}

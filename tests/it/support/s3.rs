@@ -1,0 +1,137 @@
+//! A real S3-compatible server (s3s-fs) on 127.0.0.1 inside the test process,
+//! with switches the tests flip: stop/restart on the same port (store
+//! outage) and an artificial delay on every request (slow restores).
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3s::auth::SimpleAuth;
+use s3s::service::S3ServiceBuilder;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+pub const ACCESS_KEY: &str = "trusty-test";
+pub const SECRET_KEY: &str = "trusty-test-secret";
+pub const BUCKET: &str = "indexes";
+
+pub struct S3Server {
+    pub addr: SocketAddr,
+    pub root: PathBuf,
+    delay_ms: Arc<AtomicU64>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl S3Server {
+    /// Starts on a free port with a fresh bucket under `root`.
+    pub async fn start(root: &Path) -> S3Server {
+        std::fs::create_dir_all(root.join(BUCKET)).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut server = S3Server {
+            addr: listener.local_addr().unwrap(),
+            root: root.to_path_buf(),
+            delay_ms: Arc::new(AtomicU64::new(0)),
+            task: None,
+        };
+        server.serve(listener);
+        server
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let fs = s3s_fs::FileSystem::new(&self.root).unwrap();
+        let mut b = S3ServiceBuilder::new(fs);
+        b.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        let service = b.build();
+        let delay = self.delay_ms.clone();
+        self.task = Some(tokio::spawn(async move {
+            let http = ConnBuilder::new(TokioExecutor::new());
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((socket, _)) = listener.accept().await else { continue };
+                let service = service.clone();
+                let delay = delay.clone();
+                let svc = hyper::service::service_fn(move |req| {
+                    let service = service.clone();
+                    let delay = delay.load(Ordering::Relaxed);
+                    async move {
+                        if delay > 0 {
+                            tokio::time::sleep(Duration::from_millis(delay)).await;
+                        }
+                        hyper::service::Service::call(&service, req).await
+                    }
+                });
+                let conn = http.serve_connection(TokioIo::new(socket), svc).into_owned();
+                conns.spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+        }));
+    }
+
+    /// The store URL the code under test uses.
+    pub fn url(&self, prefix: &str) -> String {
+        format!("s3://{BUCKET}/{prefix}?endpoint=http://{}", self.addr)
+    }
+
+    /// Environment for processes (and this process) to authenticate.
+    pub fn env() -> [(&'static str, &'static str); 3] {
+        [("AWS_ACCESS_KEY_ID", ACCESS_KEY), ("AWS_SECRET_ACCESS_KEY", SECRET_KEY), ("AWS_REGION", "us-east-1")]
+    }
+
+    pub fn set_delay(&self, d: Duration) {
+        self.delay_ms.store(d.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Stops accepting and drops open connections (the store is "down").
+    pub async fn stop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+
+    /// Serves again on the same port.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let mut tries = 0;
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("cannot rebind {}: {e}", self.addr),
+            }
+        };
+        self.serve(listener);
+    }
+
+    /// Path on disk of an object, for corrupting it behind the server's back.
+    pub fn object_path(&self, key: &str) -> PathBuf {
+        self.root.join(BUCKET).join(key)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// Sets the credentials in this process's environment once (tests share it).
+pub fn set_process_env() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for (k, v) in S3Server::env() {
+            // SAFETY: called once, before tests read the environment concurrently
+            // in object_store builders; every test sets the same values.
+            unsafe { std::env::set_var(k, v) };
+        }
+    });
+}
