@@ -25,6 +25,10 @@ scripts/fetch-minilm.sh
 export TRUSTY_MODEL_DIR="${TRUSTY_MODEL_DIR:-$HOME/.cache/trusty-search/models/all-MiniLM-L6-v2}"
 export TRUSTY_REQUIRE_MODEL=1
 
+# The official Python MCP SDK, the independent client tests/mcp/client_check.py uses.
+python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('mcp') != '2.3.0')" 2>/dev/null \
+  || python3 -m pip install -q mcp==2.3.0
+
 cargo test --workspace --no-fail-fast
 
 if [ -x scripts/check-chart.sh ]; then

@@ -112,36 +112,14 @@ pub async fn run(args: EvalArgs) -> Result<()> {
         parsed.push((p, v));
     }
 
-    let evaluate = |engine: &Engine, mode: SearchMode| {
-        let (queries, parsed, path_to_doc, qrels) = (&queries, &parsed, &path_to_doc, &data.qrels);
-        async move {
-            let mut acc = MetricsAccumulator::default();
-            let started = Instant::now();
-            for (q, (p, v)) in queries.iter().zip(parsed) {
-                let ranked: Vec<String> = match p {
-                    Some(p) => engine
-                        .search_parsed(mode, 100, p, v.as_deref())
-                        .await?
-                        .hits
-                        .iter()
-                        .filter_map(|h| path_to_doc.get(&h.path).cloned())
-                        .collect(),
-                    None => Vec::new(),
-                };
-                acc.add(&ranked, &qrels[&q.id]);
-            }
-            let mean_query_ms = started.elapsed().as_secs_f64() * 1000.0 / queries.len().max(1) as f64;
-            anyhow::Ok((acc.finish(), mean_query_ms))
-        }
-    };
-
+    let ctx = EvalContext { queries: &queries, parsed: &parsed, path_to_doc: &path_to_doc, qrels: &data.qrels };
     let mut results = Vec::new();
     for &mode in &args.modes {
         if matches!(mode, SearchMode::Vector) && !engine.has_vectors() {
             eprintln!("skipping vector mode: no embedder");
             continue;
         }
-        let (metrics, mean_query_ms) = evaluate(&engine, mode).await?;
+        let (metrics, mean_query_ms) = ctx.evaluate(&engine, mode).await?;
         let weights = (mode == SearchMode::Hybrid).then(|| engine.weights().into());
         results.push(ModeResult { mode, weights, metrics, mean_query_ms });
     }
@@ -154,7 +132,7 @@ pub async fn run(args: EvalArgs) -> Result<()> {
                 for graph in [0.0, base.graph] {
                     let w = FusionWeights { bm25, vector: 1.0, k, graph };
                     engine.set_weights(w);
-                    let (metrics, mean_query_ms) = evaluate(&engine, SearchMode::Hybrid).await?;
+                    let (metrics, mean_query_ms) = ctx.evaluate(&engine, SearchMode::Hybrid).await?;
                     sweep.push(ModeResult { mode: SearchMode::Hybrid, weights: Some(w.into()), metrics, mean_query_ms });
                 }
             }
@@ -202,6 +180,36 @@ pub async fn run(args: EvalArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+struct EvalContext<'a> {
+    queries: &'a [&'a trusty_search::eval::BeirQuery],
+    parsed: &'a [(Option<ParsedQuery>, Option<Vec<f32>>)],
+    path_to_doc: &'a HashMap<String, String>,
+    qrels: &'a HashMap<String, HashMap<String, u32>>,
+}
+
+impl EvalContext<'_> {
+    /// Runs every query in `mode` and returns the metrics and mean latency.
+    async fn evaluate(&self, engine: &Engine, mode: SearchMode) -> Result<(Metrics, f64)> {
+        let mut acc = MetricsAccumulator::default();
+        let started = Instant::now();
+        for (q, (p, v)) in self.queries.iter().zip(self.parsed) {
+            let ranked: Vec<String> = match p {
+                Some(p) => engine
+                    .search_parsed(mode, 100, p, v.as_deref())
+                    .await?
+                    .hits
+                    .iter()
+                    .filter_map(|h| self.path_to_doc.get(&h.path).cloned())
+                    .collect(),
+                None => Vec::new(),
+            };
+            acc.add(&ranked, &self.qrels[&q.id]);
+        }
+        let mean_query_ms = started.elapsed().as_secs_f64() * 1000.0 / self.queries.len().max(1) as f64;
+        Ok((acc.finish(), mean_query_ms))
+    }
 }
 
 /// Document ids become file names: keep them path-safe.

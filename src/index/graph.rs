@@ -690,6 +690,11 @@ fn file_stem(path: &str) -> &str {
     name.split('.').next().unwrap_or(name)
 }
 
+/// Last directory component: `a/b/c.go` → `b`.
+fn dir_name(path: &str) -> &str {
+    dir_of(path).rsplit('/').next().unwrap_or("")
+}
+
 fn dir_of(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(d, _)| d)
 }
@@ -742,6 +747,8 @@ struct Builder<'a> {
     file_symbols: HashMap<String, Vec<NodeIndex>>,
     /// Target symbols by exact name.
     targets: HashMap<String, Vec<NodeIndex>>,
+    /// Indexes of target names with more than [`SCAN_MAX`] candidates.
+    popular: HashMap<String, NameIndex>,
     /// Per file: files it imports.
     imported_files: HashMap<String, HashSet<String>>,
 }
@@ -761,6 +768,7 @@ impl<'a> Builder<'a> {
             chunk_node: vec![None; chunks.len()],
             file_symbols: HashMap::new(),
             targets: HashMap::new(),
+            popular: HashMap::new(),
             imported_files: HashMap::new(),
         }
     }
@@ -872,6 +880,15 @@ impl<'a> Builder<'a> {
                 if s.is_target() {
                     self.targets.entry(s.name.clone()).or_default().push(n);
                 }
+            }
+        }
+        for (name, nodes) in &self.targets {
+            if nodes.len() > SCAN_MAX {
+                let mut ix = NameIndex::default();
+                for &n in nodes {
+                    ix.add(n, self.sym(n));
+                }
+                self.popular.insert(name.clone(), ix);
             }
         }
     }
@@ -1238,40 +1255,35 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// The tiers of the module doc, first non-empty wins.
+    /// The tiers of the module doc, first non-empty wins. Names with few
+    /// candidates are scanned; popular ones (`new`, `get`) use their
+    /// [`NameIndex`] so that resolution stays linear in the number of calls.
     fn resolve_call(&self, caller: NodeIndex, qual: Option<&str>, name: &str) -> Vec<NodeIndex> {
         let Some(all) = self.targets.get(name) else {
             return Vec::new();
         };
         let me = self.sym(caller);
-        let cands: Vec<NodeIndex> = all.iter().copied().filter(|&n| n != caller).collect();
-        if cands.is_empty() {
-            return Vec::new();
-        }
         let self_qual = matches!(qual, Some("self" | "this" | "Self" | "cls"));
         let qual = if self_qual { me.parent.as_deref() } else { qual };
-
-        let package_dirs = matches!(Language::from_path(&me.path), Some(Language::Go | Language::Java));
-        let tiers: [&dyn Fn(&SymbolNode) -> bool; 5] = [
-            &|s: &SymbolNode| {
-                qual.is_some_and(|q| {
-                    s.parent.as_deref() == Some(q)
-                        || file_stem(&s.path) == q
-                        || dir_of(&s.path).rsplit('/').next() == Some(q)
-                })
-            },
-            &|s: &SymbolNode| s.path == me.path,
-            &|s: &SymbolNode| me.parent.is_some() && s.parent == me.parent,
-            &|s: &SymbolNode| self.imported_files.get(&me.path).is_some_and(|fs| fs.contains(&s.path)),
-            &|s: &SymbolNode| package_dirs && dir_of(&s.path) == dir_of(&me.path),
-        ];
-        for tier in tiers {
-            let hits: Vec<NodeIndex> = cands.iter().copied().filter(|&n| tier(self.sym(n))).collect();
+        let ctx = TierContext {
+            me,
+            qual,
+            package_dirs: matches!(Language::from_path(&me.path), Some(Language::Go | Language::Java)),
+            imported: self.imported_files.get(&me.path),
+        };
+        let popular = self.popular.get(name);
+        for tier in Tier::ALL {
+            let mut hits: Vec<NodeIndex> = match popular {
+                Some(ix) => ix.tier(tier, &ctx),
+                None => all.iter().copied().filter(|&n| ctx.admits(tier, self.sym(n))).collect(),
+            };
+            hits.retain(|&n| n != caller);
             if !hits.is_empty() {
                 return self.best_links(me, hits);
             }
         }
-        if cands.len() <= MAX_GLOBAL_CANDIDATES {
+        let cands: Vec<NodeIndex> = all.iter().copied().filter(|&n| n != caller).collect();
+        if !cands.is_empty() && cands.len() <= MAX_GLOBAL_CANDIDATES {
             return self.best_links(me, cands);
         }
         Vec::new()
@@ -1290,6 +1302,110 @@ impl<'a> Builder<'a> {
         });
         hits.truncate(MAX_LINKS_PER_CALL);
         hits
+    }
+}
+
+/// Resolution tiers before the repository-wide fallback, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tier {
+    Qualifier,
+    SameFile,
+    SameParent,
+    ImportedFile,
+    SamePackage,
+}
+
+impl Tier {
+    const ALL: [Tier; 5] = [
+        Tier::Qualifier,
+        Tier::SameFile,
+        Tier::SameParent,
+        Tier::ImportedFile,
+        Tier::SamePackage,
+    ];
+}
+
+/// What the tiers need to know about one call site.
+struct TierContext<'a> {
+    me: &'a SymbolNode,
+    /// The qualifier with `self`/`this` already replaced by the caller's parent.
+    qual: Option<&'a str>,
+    /// Whether a directory is a package in the caller's language (Go, Java).
+    package_dirs: bool,
+    imported: Option<&'a HashSet<String>>,
+}
+
+impl TierContext<'_> {
+    fn admits(&self, tier: Tier, s: &SymbolNode) -> bool {
+        match tier {
+            Tier::Qualifier => self
+                .qual
+                .is_some_and(|q| s.parent.as_deref() == Some(q) || file_stem(&s.path) == q || dir_name(&s.path) == q),
+            Tier::SameFile => s.path == self.me.path,
+            Tier::SameParent => self.me.parent.is_some() && s.parent == self.me.parent,
+            Tier::ImportedFile => self.imported.is_some_and(|fs| fs.contains(&s.path)),
+            Tier::SamePackage => self.package_dirs && dir_of(&s.path) == dir_of(&self.me.path),
+        }
+    }
+}
+
+/// Names with more candidates than this get a [`NameIndex`] instead of a scan.
+const SCAN_MAX: usize = 32;
+
+/// The candidates of one popular name, keyed the way the tiers look them up.
+#[derive(Default)]
+struct NameIndex {
+    by_parent: HashMap<String, Vec<NodeIndex>>,
+    by_path: HashMap<String, Vec<NodeIndex>>,
+    by_stem: HashMap<String, Vec<NodeIndex>>,
+    by_dir: HashMap<String, Vec<NodeIndex>>,
+    by_dir_name: HashMap<String, Vec<NodeIndex>>,
+}
+
+impl NameIndex {
+    fn add(&mut self, n: NodeIndex, s: &SymbolNode) {
+        if let Some(p) = &s.parent {
+            self.by_parent.entry(p.clone()).or_default().push(n);
+        }
+        self.by_path.entry(s.path.clone()).or_default().push(n);
+        self.by_stem.entry(file_stem(&s.path).to_string()).or_default().push(n);
+        self.by_dir.entry(dir_of(&s.path).to_string()).or_default().push(n);
+        self.by_dir_name
+            .entry(dir_name(&s.path).to_string())
+            .or_default()
+            .push(n);
+    }
+
+    /// Same answer as filtering every candidate with [`TierContext::admits`].
+    fn tier(&self, tier: Tier, ctx: &TierContext<'_>) -> Vec<NodeIndex> {
+        fn get<'m>(m: &'m HashMap<String, Vec<NodeIndex>>, k: &str) -> &'m [NodeIndex] {
+            m.get(k).map_or(&[][..], Vec::as_slice)
+        }
+        let mut v: Vec<NodeIndex> = match tier {
+            Tier::Qualifier => match ctx.qual {
+                Some(q) => [
+                    get(&self.by_parent, q),
+                    get(&self.by_stem, q),
+                    get(&self.by_dir_name, q),
+                ]
+                .concat(),
+                None => Vec::new(),
+            },
+            Tier::SameFile => get(&self.by_path, &ctx.me.path).to_vec(),
+            Tier::SameParent => ctx
+                .me
+                .parent
+                .as_deref()
+                .map_or(Vec::new(), |p| get(&self.by_parent, p).to_vec()),
+            Tier::ImportedFile => ctx.imported.map_or(Vec::new(), |fs| {
+                fs.iter().flat_map(|f| get(&self.by_path, f)).copied().collect()
+            }),
+            Tier::SamePackage if ctx.package_dirs => get(&self.by_dir, dir_of(&ctx.me.path)).to_vec(),
+            Tier::SamePackage => Vec::new(),
+        };
+        v.sort_unstable();
+        v.dedup();
+        v
     }
 }
 
@@ -1466,9 +1582,10 @@ pub(crate) mod tests {
 
     #[test]
     fn ambiguous_common_names_are_capped_or_skipped() {
-        // 20 `len` methods in other directories and nothing local: skipped.
+        // 40 `len` methods (more than SCAN_MAX: the indexed path) in other
+        // directories and nothing local: skipped.
         let mut chunks = vec![f(0, "src/app.rs", "start", &["len"])];
-        for i in 1..=20u32 {
+        for i in 1..=40u32 {
             let path = format!("src/m{i}/len.rs");
             let parent = format!("T{i}");
             chunks.push(chunk(
@@ -1484,9 +1601,25 @@ pub(crate) mod tests {
         let g = CodeGraph::build(&chunks);
         assert!(targets(&g, 0, EdgeKind::Calls).is_empty());
         // With a local definition, only that one is linked.
-        chunks.push(f(21, "src/app.rs", "len", &[]));
+        chunks.push(f(41, "src/app.rs", "len", &[]));
         let g = CodeGraph::build(&chunks);
-        assert_eq!(targets(&g, 0, EdgeKind::Calls), vec![21]);
+        assert_eq!(targets(&g, 0, EdgeKind::Calls), vec![41]);
+        // A qualifier picks one of them, by type or by module (file stem).
+        chunks[0] = f(0, "src/app.rs", "start", &["T7::len", "self.len"]);
+        let g = CodeGraph::build(&chunks);
+        assert_eq!(targets(&g, 0, EdgeKind::Calls), vec![7, 41]);
+        chunks.push(f(42, "src/start.rs", "run", &["m9::len"]));
+        chunks.push(chunk(
+            43,
+            "src/m9/mod.rs",
+            Some("len"),
+            SymbolKind::Function,
+            None,
+            &[],
+            &[],
+        ));
+        let g = CodeGraph::build(&chunks);
+        assert_eq!(targets(&g, 42, EdgeKind::Calls), vec![9, 43]);
 
         // Go: five `Get`s in the caller's package match one tier; at most 3 are linked.
         let mut go = vec![f(0, "app/main.go", "start", &["Get"])];
@@ -1769,48 +1902,35 @@ pub(crate) mod tests {
         assert!(matches!(missing, Err(GraphError::Io { .. })));
     }
 
-    /// Synthetic repository of `n` chunks: 100 symbols per file, each calling a
-    /// few names (local, imported, common) and each file importing two others.
+    /// Synthetic repository of `n` chunks: 100 symbols per file in 50
+    /// directories; every 15th symbol is a `new` method of its own type (a
+    /// popular name), each symbol calls a neighbour, a far symbol, `new`, a
+    /// qualified method and `len` (defined nowhere), and every file imports the
+    /// next one and `std::fmt`.
     pub(crate) fn synthetic(n: u32) -> Vec<Chunk> {
         let per_file = 100;
         (0..n)
             .map(|i| {
                 let file = i / per_file;
                 let path = format!("src/m{}/f{file}.rs", file % 50);
-                let calls = [
-                    format!("fn_{}", (i * 7 + 3) % n),
+                let method = i % 15 == 0;
+                let name = if method { "new".to_string() } else { format!("fn_{i}") };
+                let parent = method.then(|| format!("Type{i}"));
+                let mut c = chunk(i, &path, Some(&name), SymbolKind::Function, parent.as_deref(), &[], &[]);
+                if method {
+                    c.kind = SymbolKind::Method;
+                }
+                c.calls = vec![
+                    format!("fn_{}", (i * 7919 + 3) % n),
                     format!("fn_{}", i.saturating_sub(1)),
                     "new".to_string(),
-                    format!("Type{}::method_{}", file % 13, i % 5),
+                    format!("Type{}::new", (i / 15) * 15),
+                    "self.len".to_string(),
                 ];
-                let imports = [
+                c.imports = vec![
                     format!("crate::m{}::f{}::fn_{}", (file + 1) % 50, file + 1, i + 1),
                     "std::fmt".to_string(),
                 ];
-                let mut c = chunk(
-                    i,
-                    &path,
-                    Some(&if i % 5 == 0 {
-                        "new".to_string()
-                    } else {
-                        format!("fn_{i}")
-                    }),
-                    if i % 3 == 0 {
-                        SymbolKind::Method
-                    } else {
-                        SymbolKind::Function
-                    },
-                    if i % 3 == 0 {
-                        Some(format!("Type{}", file % 13))
-                    } else {
-                        None
-                    }
-                    .as_deref(),
-                    &[],
-                    &[],
-                );
-                c.calls = calls.to_vec();
-                c.imports = imports.to_vec();
                 c
             })
             .collect()

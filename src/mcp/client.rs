@@ -13,8 +13,8 @@
 //! trying again is worthwhile.
 
 use crate::api::{
-    ErrorBody, IndexList, IndexStatus, MultiSearchRequest, MultiSearchResponse, SearchRequest,
-    SearchResponse, SymbolRelation, SymbolResponse,
+    ErrorBody, IndexList, IndexStatus, MultiSearchRequest, MultiSearchResponse, SearchRequest, SearchResponse,
+    SymbolRelation, SymbolResponse,
 };
 use reqwest::header::RETRY_AFTER;
 use reqwest::{Method, StatusCode, Url};
@@ -43,7 +43,7 @@ pub enum BackendError {
         retry_after_secs: Option<u64>,
     },
     /// No HTTP answer at all (connection refused, reset, timed out).
-    #[error("cannot reach the search API at {url}: {source}")]
+    #[error("cannot reach the search API at {url}: {}", error_chain(source))]
     Transport {
         url: String,
         #[source]
@@ -54,11 +54,7 @@ pub enum BackendError {
     InvalidArgument(String),
     /// An answer that is not the API's JSON (a proxy's HTML page, a truncated body).
     #[error("unexpected response from {url} (HTTP {status}): {detail}")]
-    Protocol {
-        url: String,
-        status: u16,
-        detail: String,
-    },
+    Protocol { url: String, status: u16, detail: String },
 }
 
 impl BackendError {
@@ -89,9 +85,7 @@ impl BackendError {
     /// Seconds the API asked to wait before retrying (`Retry-After`).
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            BackendError::Api {
-                retry_after_secs, ..
-            } => *retry_after_secs,
+            BackendError::Api { retry_after_secs, .. } => *retry_after_secs,
             _ => None,
         }
     }
@@ -99,9 +93,7 @@ impl BackendError {
     /// The HTTP status, when there was an HTTP answer.
     pub fn status(&self) -> Option<u16> {
         match self {
-            BackendError::Api { status, .. } | BackendError::Protocol { status, .. } => {
-                Some(*status)
-            }
+            BackendError::Api { status, .. } | BackendError::Protocol { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -164,20 +156,13 @@ impl McpBackend {
     }
 
     /// `POST /v1/indexes/{id}/search`.
-    pub async fn search(
-        &self,
-        index: &str,
-        req: &SearchRequest,
-    ) -> Result<SearchResponse, BackendError> {
+    pub async fn search(&self, index: &str, req: &SearchRequest) -> Result<SearchResponse, BackendError> {
         let url = self.url(&["v1", "indexes", index, "search"], &[]);
         self.call(Method::POST, url, Some(req)).await
     }
 
     /// `POST /v1/search`: many or all indexes.
-    pub async fn search_all(
-        &self,
-        req: &MultiSearchRequest,
-    ) -> Result<MultiSearchResponse, BackendError> {
+    pub async fn search_all(&self, req: &MultiSearchRequest) -> Result<MultiSearchResponse, BackendError> {
         let url = self.url(&["v1", "search"], &[]);
         self.call(Method::POST, url, Some(req)).await
     }
@@ -273,6 +258,22 @@ impl McpBackend {
     }
 }
 
+/// `error sending request: connection refused` rather than reqwest's
+/// outermost message alone, so an agent (or its user) sees the actual cause.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let msg = cause.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        next = cause.source();
+    }
+    out
+}
+
 /// Maps a non-2xx answer: the API's error body when it is one, otherwise a
 /// [`BackendError::Protocol`] quoting the start of whatever came back.
 fn decode_error<T>(
@@ -331,10 +332,7 @@ mod tests {
             "http://router:8080/api/v1/indexes/demo/symbols/Server::start%3CT%3E%2Fx%20y?rel=callers"
         );
         let b = McpBackend::new("http://router:8080").unwrap();
-        assert_eq!(
-            b.url(&["v1", "indexes"], &[]).as_str(),
-            "http://router:8080/v1/indexes"
-        );
+        assert_eq!(b.url(&["v1", "indexes"], &[]).as_str(), "http://router:8080/v1/indexes");
     }
 
     #[test]
@@ -351,8 +349,7 @@ mod tests {
         assert!(err.retryable());
         assert!(err.to_string().contains("<html>bad gateway</html>"));
 
-        let err =
-            decode_error::<()>("http://x/", StatusCode::NOT_FOUND, None, b"").unwrap_err();
+        let err = decode_error::<()>("http://x/", StatusCode::NOT_FOUND, None, b"").unwrap_err();
         assert!(!err.retryable());
         assert!(err.to_string().contains("empty body"));
     }
@@ -360,8 +357,7 @@ mod tests {
     #[test]
     fn api_error_bodies_are_kept() {
         let body = br#"{"error":"index_loading","message":"loading","index_id":"demo","retryable":true}"#;
-        let err = decode_error::<()>("http://x/", StatusCode::SERVICE_UNAVAILABLE, Some(3), body)
-            .unwrap_err();
+        let err = decode_error::<()>("http://x/", StatusCode::SERVICE_UNAVAILABLE, Some(3), body).unwrap_err();
         assert_eq!(err.code(), "index_loading");
         assert_eq!(err.index_id(), Some("demo"));
         assert_eq!(err.retry_after_secs(), Some(3));

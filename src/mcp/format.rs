@@ -9,8 +9,8 @@
 
 use super::client::BackendError;
 use crate::api::{
-    Arms, Hit, IndexFailure, IndexList, IndexStatus, MultiSearchResponse, SearchResponse,
-    ShardIndexStatus, SymbolRelation, SymbolResponse,
+    Arms, Hit, IndexFailure, IndexList, IndexStatus, MultiSearchResponse, SearchResponse, ShardIndexStatus,
+    SymbolRelation, SymbolResponse,
 };
 use std::fmt::Write;
 
@@ -231,11 +231,7 @@ fn push_failures(out: &mut String, label: &str, list: &[IndexFailure]) {
     }
     let _ = writeln!(out, "{label}:");
     for f in list {
-        let _ = writeln!(
-            out,
-            "- {}: {} (retryable: {})",
-            f.index_id, f.error, f.retryable
-        );
+        let _ = writeln!(out, "- {}: {} (retryable: {})", f.index_id, f.error, f.retryable);
     }
 }
 
@@ -268,9 +264,7 @@ fn plural(n: usize) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{
-        ArmScore, ErrorBody, GraphReason, IndexCounts, ResidencyState, SearchMode, SymbolHit,
-    };
+    use crate::api::{ArmScore, ErrorBody, GraphReason, IndexCounts, ResidencyState, SearchMode, SymbolHit};
 
     fn hit(symbol: Option<&str>, snippet: &str) -> Hit {
         Hit {
@@ -283,10 +277,7 @@ mod tests {
             snippet: snippet.into(),
             score: 0.8123,
             arms: Arms {
-                bm25: Some(ArmScore {
-                    rank: 1,
-                    score: 7.2106,
-                }),
+                bm25: Some(ArmScore { rank: 1, score: 7.2106 }),
                 vector: None,
                 graph: Some(GraphReason {
                     relation: "called_by".into(),
@@ -325,7 +316,10 @@ mod tests {
             text.contains("   why: bm25 #1 (7.211) · graph: called_by start (+0.100)\n"),
             "{text}"
         );
-        assert!(text.contains("   | pub fn load_config(path: &str) -> Config {\n   |     parse(path)\n   | }\n"), "{text}");
+        assert!(
+            text.contains("   | pub fn load_config(path: &str) -> Config {\n   |     parse(path)\n   | }\n"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -382,10 +376,7 @@ mod tests {
             }],
         };
         let text = multi_search_text(&resp);
-        assert!(
-            text.starts_with("searched 2 indexes (demo, other) · 1 hit"),
-            "{text}"
-        );
+        assert!(text.starts_with("searched 2 indexes (demo, other) · 1 hit"), "{text}");
         assert!(
             text.contains("skipped (not searched in time):\n- cold: index_loading (retryable: true)"),
             "{text}"

@@ -12,7 +12,8 @@ pub mod server;
 pub mod tools;
 
 pub use client::{BackendError, McpBackend};
-pub use server::{
-    McpError, McpHttpService, http_config, mcp_http_service, mcp_http_service_with, serve_stdio,
-};
+pub use server::{McpError, McpHttpService, http_config, mcp_http_service, mcp_http_service_with, serve_stdio};
 pub use tools::{SearchTools, TOOL_NAMES};
+
+#[cfg(test)]
+mod tests;

@@ -52,10 +52,7 @@ pub fn http_config() -> StreamableHttpServerConfig {
 }
 
 /// The `/mcp` endpoint with a caller-chosen transport configuration.
-pub fn mcp_http_service_with(
-    backend: McpBackend,
-    config: StreamableHttpServerConfig,
-) -> McpHttpService {
+pub fn mcp_http_service_with(backend: McpBackend, config: StreamableHttpServerConfig) -> McpHttpService {
     StreamableHttpService::new(
         move || Ok(SearchTools::new(backend.clone())),
         Arc::new(NeverSessionManager::default()),

@@ -12,9 +12,8 @@
 use super::client::{BackendError, McpBackend};
 use super::format;
 use crate::api::{
-    Filters, IndexList, IndexStatus, MAX_TOP_K, MultiSearchRequest,
-    MultiSearchResponse, SearchMode, SearchRequest, SearchResponse, SymbolRelation,
-    SymbolResponse,
+    Filters, IndexList, IndexStatus, MAX_TOP_K, MultiSearchRequest, MultiSearchResponse, SearchMode, SearchRequest,
+    SearchResponse, SymbolRelation, SymbolResponse,
 };
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -186,10 +185,7 @@ impl SearchTools {
             top_k: p.top_k,
             filters: (filters != Filters::default()).then_some(filters),
         };
-        respond(
-            self.backend.search(p.index.trim(), &req).await,
-            format::search_text,
-        )
+        respond(self.backend.search(p.index.trim(), &req).await, format::search_text)
     }
 
     #[tool(
@@ -212,10 +208,7 @@ impl SearchTools {
                 .map(|ids| ids.into_iter().map(|s| s.trim().to_string()).collect()),
             deadline_ms: None,
         };
-        respond(
-            self.backend.search_all(&req).await,
-            format::multi_search_text,
-        )
+        respond(self.backend.search_all(&req).await, format::multi_search_text)
     }
 
     #[tool(
@@ -223,18 +216,9 @@ impl SearchTools {
         output_schema = schema_for_output::<SymbolResponse>(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
-    pub async fn find_definition(
-        &self,
-        Parameters(p): Parameters<DefinitionParams>,
-    ) -> CallToolResult {
-        self.symbols(
-            &p.index,
-            &p.symbol,
-            SymbolRelation::Definition,
-            1,
-            DEFAULT_SYMBOL_LIMIT,
-        )
-        .await
+    pub async fn find_definition(&self, Parameters(p): Parameters<DefinitionParams>) -> CallToolResult {
+        self.symbols(&p.index, &p.symbol, SymbolRelation::Definition, 1, DEFAULT_SYMBOL_LIMIT)
+            .await
     }
 
     #[tool(
@@ -242,10 +226,7 @@ impl SearchTools {
         output_schema = schema_for_output::<SymbolResponse>(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
-    pub async fn find_references(
-        &self,
-        Parameters(p): Parameters<ReferencesParams>,
-    ) -> CallToolResult {
+    pub async fn find_references(&self, Parameters(p): Parameters<ReferencesParams>) -> CallToolResult {
         let limit = match check_limit(p.limit) {
             Ok(l) => l,
             Err(e) => return invalid(e),
@@ -313,9 +294,7 @@ impl SearchTools {
             return invalid("symbol must not be empty".to_string());
         }
         respond(
-            self.backend
-                .symbols(index.trim(), symbol, rel, depth, limit)
-                .await,
+            self.backend.symbols(index.trim(), symbol, rel, depth, limit).await,
             format::symbols_text,
         )
     }
@@ -325,10 +304,7 @@ impl SearchTools {
 impl ServerHandler for SearchTools {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new(
-                "trusty-search",
-                env!("CARGO_PKG_VERSION"),
-            ))
+            .with_server_info(Implementation::new("trusty-search", env!("CARGO_PKG_VERSION")))
             .with_instructions(INSTRUCTIONS)
     }
 }
@@ -363,10 +339,7 @@ pub fn error_result(err: &BackendError) -> CallToolResult {
     result
 }
 
-fn respond<T: Serialize>(
-    res: Result<T, BackendError>,
-    text: impl FnOnce(&T) -> String,
-) -> CallToolResult {
+fn respond<T: Serialize>(res: Result<T, BackendError>, text: impl FnOnce(&T) -> String) -> CallToolResult {
     match res {
         Ok(v) => {
             let t = text(&v);
@@ -386,9 +359,7 @@ fn invalid(message: String) -> CallToolResult {
 
 fn check_top_k(top_k: Option<usize>) -> Result<(), String> {
     match top_k {
-        Some(k) if k == 0 || k > MAX_TOP_K => {
-            Err(format!("top_k must be between 1 and {MAX_TOP_K}, got {k}"))
-        }
+        Some(k) if k == 0 || k > MAX_TOP_K => Err(format!("top_k must be between 1 and {MAX_TOP_K}, got {k}")),
         _ => Ok(()),
     }
 }
@@ -398,9 +369,7 @@ fn check_limit(limit: Option<usize>) -> Result<usize, String> {
     if (1..=MAX_SYMBOL_LIMIT).contains(&limit) {
         Ok(limit)
     } else {
-        Err(format!(
-            "limit must be between 1 and {MAX_SYMBOL_LIMIT}, got {limit}"
-        ))
+        Err(format!("limit must be between 1 and {MAX_SYMBOL_LIMIT}, got {limit}"))
     }
 }
 

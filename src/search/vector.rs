@@ -20,15 +20,14 @@
 //! Scores are cosine similarities (higher is better) in both modes.
 
 use std::cmp::Ordering;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow_array::{
-    Array, FixedSizeListArray, Float32Array, RecordBatch, RecordBatchIterator, UInt32Array,
-};
+use arrow_array::{Array, FixedSizeListArray, Float32Array, RecordBatch, RecordBatchIterator, UInt32Array};
 use arrow_schema::{DataType, Field, Schema};
-use futures::TryStreamExt;
+use futures::{FutureExt, TryStreamExt};
 use lance::Dataset;
 use lance::dataset::{WriteMode, WriteParams};
 use lance::index::DatasetIndexExt;
@@ -124,11 +123,7 @@ pub struct VectorStats {
 
 /// Writes `vectors` (row i has chunk id `ids[i]`) as a fresh lance dataset at
 /// `dir`, replacing whatever was there, with the default options.
-pub async fn write_vectors(
-    dir: &Path,
-    ids: &[u32],
-    vectors: &[Vec<f32>],
-) -> Result<VectorStats, VectorError> {
+pub async fn write_vectors(dir: &Path, ids: &[u32], vectors: &[Vec<f32>]) -> Result<VectorStats, VectorError> {
     write_vectors_with(dir, ids, vectors, &VectorWriteOptions::default()).await
 }
 
@@ -193,10 +188,7 @@ pub async fn write_vectors_with(
     .map_err(|e| VectorError::InvalidInput(e.to_string()))?;
     let batch = RecordBatch::try_new(
         schema.clone(),
-        vec![
-            Arc::new(UInt32Array::from(ids.to_vec())),
-            Arc::new(vector_array),
-        ],
+        vec![Arc::new(UInt32Array::from(ids.to_vec())), Arc::new(vector_array)],
     )
     .map_err(|e| VectorError::InvalidInput(e.to_string()))?;
     let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
@@ -278,10 +270,7 @@ fn schema(dimension: usize) -> Schema {
         Field::new(ID_COLUMN, DataType::UInt32, false),
         Field::new(
             VECTOR_COLUMN,
-            DataType::FixedSizeList(
-                Arc::new(Field::new("item", DataType::Float32, true)),
-                dimension as i32,
-            ),
+            DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), dimension as i32),
             false,
         ),
     ])
@@ -343,6 +332,25 @@ impl std::fmt::Debug for VectorIndex {
 impl VectorIndex {
     /// Opens the dataset at `dir`. Without an ANN index, loads all vectors into memory.
     pub async fn open(dir: &Path) -> Result<Self, VectorError> {
+        // lance panics on some malformed files (e.g. an arithmetic overflow on a
+        // truncated manifest); a bad object in storage must fail the load, not the shard.
+        match AssertUnwindSafe(Self::open_inner(dir)).catch_unwind().await {
+            Ok(result) => result,
+            Err(panic) => {
+                let reason = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("lance panicked");
+                Err(VectorError::Corrupt {
+                    path: dir.to_path_buf(),
+                    reason: format!("reading the dataset panicked: {reason}"),
+                })
+            }
+        }
+    }
+
+    async fn open_inner(dir: &Path) -> Result<Self, VectorError> {
         match tokio::fs::metadata(dir).await {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
@@ -365,40 +373,25 @@ impl VectorIndex {
             path: dir.to_path_buf(),
             reason,
         };
-        let dataset = Dataset::open(&uri(dir)?)
-            .await
-            .map_err(|e| corrupt(e.to_string()))?;
+        let dataset = Dataset::open(&uri(dir)?).await.map_err(|e| corrupt(e.to_string()))?;
         let schema = dataset.schema();
         let id_field = schema
             .field(ID_COLUMN)
             .ok_or_else(|| corrupt("no `id` column".into()))?;
         if id_field.data_type() != DataType::UInt32 {
-            return Err(corrupt(format!(
-                "`id` column is {}, not UInt32",
-                id_field.data_type()
-            )));
+            return Err(corrupt(format!("`id` column is {}, not UInt32", id_field.data_type())));
         }
         let vector_field = schema
             .field(VECTOR_COLUMN)
             .ok_or_else(|| corrupt("no `vector` column".into()))?;
         let dimension = match vector_field.data_type() {
-            DataType::FixedSizeList(item, d) if item.data_type() == &DataType::Float32 && d > 0 => {
-                d as usize
-            }
+            DataType::FixedSizeList(item, d) if item.data_type() == &DataType::Float32 && d > 0 => d as usize,
             other => {
-                return Err(corrupt(format!(
-                    "`vector` column is {other}, not fixed_size_list<f32>"
-                )));
+                return Err(corrupt(format!("`vector` column is {other}, not fixed_size_list<f32>")));
             }
         };
-        let len = dataset
-            .count_rows(None)
-            .await
-            .map_err(|e| corrupt(e.to_string()))?;
-        let indices = dataset
-            .load_indices()
-            .await
-            .map_err(|e| corrupt(e.to_string()))?;
+        let len = dataset.count_rows(None).await.map_err(|e| corrupt(e.to_string()))?;
+        let indices = dataset.load_indices().await.map_err(|e| corrupt(e.to_string()))?;
         let vector_field_id = vector_field.id;
         let ann = indices
             .iter()
@@ -423,10 +416,7 @@ impl VectorIndex {
             })
             .await?;
             if ids.len() != len {
-                return Err(corrupt(format!(
-                    "read {} rows, dataset claims {len}",
-                    ids.len()
-                )));
+                return Err(corrupt(format!("read {} rows, dataset claims {len}", ids.len())));
             }
             Mode::Exact { ids, matrix }
         };
@@ -472,9 +462,7 @@ impl VectorIndex {
             });
         }
         if query.iter().any(|x| !x.is_finite()) {
-            return Err(VectorError::InvalidInput(
-                "query vector has a non-finite value".into(),
-            ));
+            return Err(VectorError::InvalidInput("query vector has a non-finite value".into()));
         }
         if k == 0 || self.len == 0 {
             return Ok(Vec::new());
@@ -482,17 +470,12 @@ impl VectorIndex {
         let mut q = query.to_vec();
         normalize(&mut q);
         match &self.mode {
-            Mode::Exact { ids, matrix } => {
-                Ok(exact_top_k(&q, ids, matrix, self.dimension, k, allow))
-            }
+            Mode::Exact { ids, matrix } => Ok(exact_top_k(&q, ids, matrix, self.dimension, k, allow)),
             Mode::Ann {
                 dataset,
                 kind,
                 partitions,
-            } => {
-                self.ann_search(dataset, *kind, *partitions, &q, k, allow)
-                    .await
-            }
+            } => self.ann_search(dataset, *kind, *partitions, &q, k, allow).await,
         }
     }
 
@@ -513,15 +496,9 @@ impl VectorIndex {
         let mut fetch = (k * 8).max(64);
         loop {
             let fetch_now = fetch.min(self.len);
-            let hits = self
-                .ann_query(dataset, kind, partitions, q, fetch_now)
-                .await?;
+            let hits = self.ann_query(dataset, kind, partitions, q, fetch_now).await?;
             let exhausted = hits.len() < fetch_now || fetch_now == self.len;
-            let allowed: Vec<(u32, f32)> = hits
-                .into_iter()
-                .filter(|(id, _)| allow(*id))
-                .take(k)
-                .collect();
+            let allowed: Vec<(u32, f32)> = hits.into_iter().filter(|(id, _)| allow(*id)).take(k).collect();
             if allowed.len() == k {
                 return Ok(allowed);
             }
@@ -567,21 +544,18 @@ impl VectorIndex {
                 scan.ef((k * 2).max(100));
             }
             AnnKind::IvfPq => {
-                scan.minimum_nprobes((partitions / 8).clamp(1, 64));
+                scan.minimum_nprobes((partitions / 4).clamp(1, 64));
                 scan.refine(10);
             }
         }
         let batch = scan.try_into_batch().await.map_err(lance_err)?;
-        let ids =
-            column::<UInt32Array>(&batch, ID_COLUMN).map_err(|reason| VectorError::Corrupt {
-                path: self.path.clone(),
-                reason,
-            })?;
-        let distances = column::<Float32Array>(&batch, DISTANCE_COLUMN).map_err(|reason| {
-            VectorError::Corrupt {
-                path: self.path.clone(),
-                reason,
-            }
+        let ids = column::<UInt32Array>(&batch, ID_COLUMN).map_err(|reason| VectorError::Corrupt {
+            path: self.path.clone(),
+            reason,
+        })?;
+        let distances = column::<Float32Array>(&batch, DISTANCE_COLUMN).map_err(|reason| VectorError::Corrupt {
+            path: self.path.clone(),
+            reason,
         })?;
         let mut hits: Vec<(u32, f32)> = ids
             .values()
@@ -631,8 +605,7 @@ async fn scan_all(
         source,
     };
     let mut scan = dataset.scan();
-    scan.project(&[ID_COLUMN, VECTOR_COLUMN])
-        .map_err(lance_err)?;
+    scan.project(&[ID_COLUMN, VECTOR_COLUMN]).map_err(lance_err)?;
     let mut stream = scan.try_into_stream().await.map_err(lance_err)?;
     while let Some(batch) = stream.try_next().await.map_err(lance_err)? {
         let ids = column::<UInt32Array>(&batch, ID_COLUMN).map_err(corrupt)?;
@@ -754,8 +727,7 @@ impl TopK {
     }
 
     fn into_sorted(mut self) -> Vec<(u32, f32)> {
-        self.items
-            .sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        self.items.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         self.items
     }
 }
@@ -787,16 +759,9 @@ mod tests {
     /// `n` vectors around `clusters` random centres, like real embeddings (which cluster by topic).
     fn clustered(n: usize, dim: usize, clusters: usize, seed: u64) -> Vec<Vec<f32>> {
         let mut rng = Rng(seed);
-        let centres: Vec<Vec<f32>> = (0..clusters)
-            .map(|_| (0..dim).map(|_| rng.gauss()).collect())
-            .collect();
+        let centres: Vec<Vec<f32>> = (0..clusters).map(|_| (0..dim).map(|_| rng.gauss()).collect()).collect();
         (0..n)
-            .map(|i| {
-                centres[i % clusters]
-                    .iter()
-                    .map(|c| c + 0.6 * rng.gauss())
-                    .collect()
-            })
+            .map(|i| centres[i % clusters].iter().map(|c| c + 0.6 * rng.gauss()).collect())
             .collect()
     }
 
@@ -849,16 +814,10 @@ mod tests {
         let vectors = clustered(n, dim, 20, 1);
         let ids = ids_for(n);
         let stats = write_vectors(&path, &ids, &vectors).await.unwrap();
-        assert_eq!(
-            (stats.rows, stats.dimension, stats.ann_index),
-            (n, dim, None)
-        );
+        assert_eq!((stats.rows, stats.dimension, stats.ann_index), (n, dim, None));
 
         let index = VectorIndex::open(&path).await.unwrap();
-        assert_eq!(
-            (index.len(), index.dimension(), index.ann_kind()),
-            (n, dim, None)
-        );
+        assert_eq!((index.len(), index.dimension(), index.ann_kind()), (n, dim, None));
         let queries = clustered(15, dim, 7, 99);
         for q in &queries {
             let got = index.search(q, 10, None).await.unwrap();
@@ -914,9 +873,7 @@ mod tests {
             ann_threshold: 1000,
             ..Default::default()
         };
-        let stats = write_vectors_with(&path, &ids, &vectors, &opts)
-            .await
-            .unwrap();
+        let stats = write_vectors_with(&path, &ids, &vectors, &opts).await.unwrap();
         assert_eq!(stats.ann_index, Some(AnnKind::IvfHnswSq));
 
         let index = VectorIndex::open(&path).await.unwrap();
@@ -960,9 +917,7 @@ mod tests {
             ann_threshold: 1000,
             ann_kind: AnnKind::IvfPq,
         };
-        write_vectors_with(&path, &ids, &vectors, &opts)
-            .await
-            .unwrap();
+        write_vectors_with(&path, &ids, &vectors, &opts).await.unwrap();
         let index = VectorIndex::open(&path).await.unwrap();
         assert_eq!(index.ann_kind(), Some(AnnKind::IvfPq));
         let queries = clustered(20, dim, 30, 8);
@@ -990,11 +945,7 @@ mod tests {
         write_vectors(
             &path,
             &[7, 8, 9],
-            &[
-                vec![1.0, 0.0, 0.0],
-                vec![0.0, 2.0, 0.0],
-                vec![0.0, 0.0, 3.0],
-            ],
+            &[vec![1.0, 0.0, 0.0], vec![0.0, 2.0, 0.0], vec![0.0, 0.0, 3.0]],
         )
         .await
         .unwrap();
@@ -1002,10 +953,7 @@ mod tests {
         assert_eq!((index.len(), index.dimension()), (3, 3));
         let got = index.search(&[0.0, 5.0, 0.0], 2, None).await.unwrap();
         assert_eq!(got[0].0, 8);
-        assert!(
-            (got[0].1 - 1.0).abs() < 1e-6,
-            "stored vectors are normalised: {got:?}"
-        );
+        assert!((got[0].1 - 1.0).abs() < 1e-6, "stored vectors are normalised: {got:?}");
     }
 
     #[tokio::test]
@@ -1022,28 +970,19 @@ mod tests {
         ));
         assert!(matches!(
             write_vectors(&path, &[1, 2], &[vec![1.0, 0.0], vec![1.0]]).await,
-            Err(VectorError::DimensionMismatch {
-                expected: 2,
-                got: 1
-            })
+            Err(VectorError::DimensionMismatch { expected: 2, got: 1 })
         ));
         assert!(matches!(
             write_vectors(&path, &[1], &[vec![f32::NAN, 0.0]]).await,
             Err(VectorError::InvalidInput(_))
         ));
 
-        let missing = VectorIndex::open(&dir.path().join("nope.lance"))
-            .await
-            .unwrap_err();
+        let missing = VectorIndex::open(&dir.path().join("nope.lance")).await.unwrap_err();
         assert!(matches!(missing, VectorError::NotFound(_)), "{missing}");
 
         let garbage = dir.path().join("garbage.lance");
         std::fs::create_dir_all(garbage.join("_versions")).unwrap();
-        std::fs::write(
-            garbage.join("_versions/1.manifest"),
-            b"not a lance manifest",
-        )
-        .unwrap();
+        std::fs::write(garbage.join("_versions/1.manifest"), b"not a lance manifest").unwrap();
         let err = VectorIndex::open(&garbage).await.unwrap_err();
         assert!(matches!(err, VectorError::Corrupt { .. }), "{err}");
 
@@ -1063,10 +1002,7 @@ mod tests {
         let index = VectorIndex::open(&path).await.unwrap();
         assert!(matches!(
             index.search(&[1.0, 0.0, 0.0], 1, None).await,
-            Err(VectorError::DimensionMismatch {
-                expected: 2,
-                got: 3
-            })
+            Err(VectorError::DimensionMismatch { expected: 2, got: 3 })
         ));
     }
 
@@ -1099,10 +1035,7 @@ mod tests {
         let allow = |id: u32| id % 3 == 0;
         for (label, filter) in [
             ("exact", None),
-            (
-                "exact filtered",
-                Some(&allow as &(dyn Fn(u32) -> bool + Sync)),
-            ),
+            ("exact filtered", Some(&allow as &(dyn Fn(u32) -> bool + Sync))),
         ] {
             let mut samples = Vec::new();
             for q in &queries {
@@ -1118,9 +1051,7 @@ mod tests {
                 ann_threshold: 50_000,
                 ann_kind: kind,
             };
-            let stats = write_vectors_with(&path, &ids, &vectors, &opts)
-                .await
-                .unwrap();
+            let stats = write_vectors_with(&path, &ids, &vectors, &opts).await.unwrap();
             let ann = VectorIndex::open(&path).await.unwrap();
             let mut samples = Vec::new();
             let (mut found, mut total) = (0, 0);
@@ -1128,13 +1059,7 @@ mod tests {
                 let t = Instant::now();
                 let got = ann.search(q, 20, None).await.unwrap();
                 samples.push(t.elapsed().as_secs_f64() * 1000.0);
-                let want: HashSet<u32> = exact
-                    .search(q, 20, None)
-                    .await
-                    .unwrap()
-                    .iter()
-                    .map(|h| h.0)
-                    .collect();
+                let want: HashSet<u32> = exact.search(q, 20, None).await.unwrap().iter().map(|h| h.0).collect();
                 found += got.iter().filter(|h| want.contains(&h.0)).count();
                 total += 20;
             }

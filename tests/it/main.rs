@@ -2,6 +2,7 @@
 //! One test binary links far faster than many.
 
 mod k8s_membership;
+mod mcp;
 mod router;
 mod shard;
 mod storage;

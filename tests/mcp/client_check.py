@@ -42,6 +42,17 @@ def check(cond, what, detail=""):
     print(f"ok: {what}", file=sys.stderr)
 
 
+def first_check_failure(exc):
+    if isinstance(exc, CheckFailed):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = first_check_failure(inner)
+            if found is not None:
+                return found
+    return None
+
+
 def text_of(result):
     return "\n".join(c.text for c in result.content if getattr(c, "type", None) == "text")
 
@@ -130,8 +141,12 @@ def main(argv):
     target, (index, symbol, query) = rest[:n_target], rest[n_target:]
     try:
         asyncio.run(asyncio.wait_for(run(transport, target, index, symbol, query), timeout=120))
-    except CheckFailed as e:
-        print(f"FAILED ({transport}): {e}", file=sys.stderr)
+    except Exception as e:
+        # anyio task groups wrap the failure in (nested) exception groups.
+        failure = first_check_failure(e)
+        if failure is None:
+            raise
+        print(f"FAILED ({transport}): {failure}", file=sys.stderr)
         return 1
     print(f"all MCP checks passed over {transport}", file=sys.stderr)
     return 0
