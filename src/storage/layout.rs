@@ -58,18 +58,20 @@ pub fn check_relative_path(path: &str) -> Result<(), String> {
     if bad { Err(format!("invalid file path {path:?} in manifest")) } else { Ok(()) }
 }
 
-/// A new version name: UTC timestamp (sorts by age) plus randomness (two
-/// builders publishing in the same second never collide).
+/// A new version name: UTC timestamp to the nanosecond (names sort by age)
+/// plus randomness (two builders publishing at once never collide).
 pub fn new_version() -> String {
     let now = time::OffsetDateTime::now_utc();
+    // Nanoseconds keep versions of one index ordered even when published within a second.
     let stamp = format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        "{:04}{:02}{:02}T{:02}{:02}{:02}{:09}Z",
         now.year(),
         u8::from(now.month()),
         now.day(),
         now.hour(),
         now.minute(),
-        now.second()
+        now.second(),
+        now.nanosecond()
     );
     let rand = uuid::Uuid::new_v4().simple().to_string();
     format!("{stamp}-{}", &rand[..8])

@@ -129,8 +129,11 @@ impl Store {
     fn local(dir: &str, url: &str) -> Result<Store, StoreError> {
         let path = Path::new(dir);
         std::fs::create_dir_all(path).map_err(|e| StoreError::io(path, e))?;
+        // Automatic cleanup removes directories emptied by deletes, so a
+        // deleted index no longer shows up in listings.
         let fs = object_store::local::LocalFileSystem::new_with_prefix(path)
-            .map_err(|e| StoreError::InvalidUrl { url: url.to_string(), reason: e.to_string() })?;
+            .map_err(|e| StoreError::InvalidUrl { url: url.to_string(), reason: e.to_string() })?
+            .with_automatic_cleanup(true);
         Ok(Store { inner: Arc::new(fs), prefix: ObjPath::default(), url: url.to_string() })
     }
 

@@ -94,6 +94,13 @@ async fn endpointslice_watch_tracks_pods_by_name() {
     let m = wait(&mut rx, 1).await;
     assert_eq!(m, vec![ShardEndpoint { name: "trusty-shard-0".into(), url: "http://10.0.0.1:8080".into() }]);
 
+    // Events only reach a watch that is open: wait for the watcher to start watching.
+    for _ in 0..100 {
+        if api.requests.lock().await.iter().any(|r| r.contains("watch")) && events.receiver_count() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // The second pod becomes ready and moves to a new IP: identity is the pod name.
     events
         .send(json!({"type": "MODIFIED", "object": slice("trusty-shard-abc",

@@ -47,6 +47,9 @@ async fn searches_route_to_owners_and_status_shows_each_owner() {
     assert_eq!(metric(&c.router.url, "trusty_router_affinity_rank_total{rank=\"0\"}").await, 1.0);
 }
 
+/// Label pairs appear in name order in the exposition.
+const SHARD_SEARCH_OK: &str = "trusty_http_requests_total{outcome=\"ok\",role=\"shard\",route=\"/v1/indexes/{id}/search\"}";
+
 #[tokio::test]
 async fn killing_a_shard_under_load_fails_no_queries_and_it_comes_back() {
     let mut c = Cluster::start(3, 2, &[]).await;
@@ -89,9 +92,9 @@ async fn killing_a_shard_under_load_fails_no_queries_and_it_comes_back() {
 
     // Restart under the same name: its indexes come back to it.
     c.restart_shard(victim).await;
-    let before = metric(&c.shard_url(victim), "trusty_http_requests_total{role=\"shard\",route=\"/v1/indexes/{id}/search\",outcome=\"ok\"}").await;
+    let before = metric(&c.shard_url(victim), SHARD_SEARCH_OK).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = metric(&c.shard_url(victim), "trusty_http_requests_total{role=\"shard\",route=\"/v1/indexes/{id}/search\",outcome=\"ok\"}").await;
+    let after = metric(&c.shard_url(victim), SHARD_SEARCH_OK).await;
     stop.store(true, Ordering::Relaxed);
     client.await.unwrap();
     assert!(after > before, "the restarted first owner serves its index again ({before} -> {after})");
@@ -109,7 +112,7 @@ async fn fan_out_over_fifty_indexes_with_an_owner_down_returns_partial_results()
     // Warm every index on its owner.
     let warm: Value = reqwest::Client::new()
         .post(format!("{}/v1/search", c.router.url))
-        .json(&json!({"query": "config", "deadline_ms": 30000}))
+        .json(&json!({"query": "config", "deadline_ms": 30000, "indexes": ids}))
         .send()
         .await
         .unwrap()
@@ -117,6 +120,19 @@ async fn fan_out_over_fifty_indexes_with_an_owner_down_returns_partial_results()
         .await
         .unwrap();
     assert_eq!(warm["searched"].as_array().unwrap().len(), 50, "{warm}");
+    // Shards discover new indexes by polling storage; then "all" means all 50.
+    let mut listed = 0;
+    for _ in 0..50 {
+        let list: Value = reqwest::get(format!("{}/v1/indexes", c.router.url)).await.unwrap().json().await.unwrap();
+        let mut names: Vec<&str> = list["indexes"].as_array().unwrap().iter().map(|e| e["index_id"].as_str().unwrap()).collect();
+        names.dedup();
+        listed = names.len();
+        if listed == 50 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(listed, 50);
 
     let down = 2;
     let owned_by_down: Vec<&String> = ids.iter().filter(|id| first_owner(id, 3) == down).collect();
@@ -140,10 +156,14 @@ async fn fan_out_over_fifty_indexes_with_an_owner_down_returns_partial_results()
     let skipped: Vec<&str> = r["skipped"].as_array().unwrap().iter().map(|s| s["index_id"].as_str().unwrap()).collect();
     let failed = r["failed"].as_array().unwrap().len();
     assert_eq!(searched + skipped.len() + failed, 50, "every index accounted for: {r}");
-    assert_eq!(searched, 50 - owned_by_down.len(), "{r}");
-    for id in &owned_by_down {
-        assert!(skipped.contains(&id.as_str()), "{id} missing from skipped: {r}");
+    assert_eq!(failed, 0, "{r}");
+    // Only indexes of the dead shard can be missing (bounded-load spill during
+    // the warm-up may have made a few of them hot on their second owner too).
+    assert!(!skipped.is_empty(), "{r}");
+    for id in &skipped {
+        assert!(owned_by_down.iter().any(|o| o == id), "{id} skipped but its owner is alive: {r}");
     }
+    assert!(searched >= 50 - owned_by_down.len(), "{r}");
     assert!(took < Duration::from_secs(5), "answered within the deadline (+ margin): {took:?}");
     assert!(metric(&c.router.url, "trusty_fanout_partial_total{kind=\"skipped\"}").await >= owned_by_down.len() as f64);
 }
@@ -158,7 +178,7 @@ async fn router_refuses_bad_input_clearly() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "bad_request");
     assert_eq!(search(url, "nope", "x").await.status(), StatusCode::NOT_FOUND);
-    let r = search(url, "..", "x").await;
+    let r = search(url, "a..b", "x").await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = client.post(format!("{url}/v1/admin/indexes/demo/reset")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);

@@ -320,7 +320,7 @@ async fn bad_requests_get_clear_client_errors() {
     assert_eq!(body["error"], "index_not_found");
     assert_eq!(body["index_id"], "nope");
 
-    for bad in ["..%2Fetc", "UPPER", "a%20b", "%2E%2E"] {
+    for bad in ["..%2Fetc", "UPPER", "a%20b", "a..b", "..x"] {
         let r = post(&format!("/v1/indexes/{bad}/search"), json!({"query": "x"}).to_string()).await.unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
         let body: Value = r.json().await.unwrap();

@@ -430,3 +430,29 @@ mod tests {
         );
     }
 }
+#[cfg(test)]
+mod probe {
+    use super::*;
+    #[test]
+    #[ignore]
+    fn probe_forward() {
+        let m = MiniLm::load(&default_minilm_dir().unwrap()).unwrap();
+        let text = "let value = client.request(path).await?; ".repeat(12);
+        let enc = m.tokenizer.encode_fast(text.as_str(), true).unwrap();
+        eprintln!("tokens {}", enc.get_ids().len());
+        let t = std::time::Instant::now();
+        for _ in 0..5 { m.tokenizer.encode_batch_fast(vec![text.as_str(); 8], true).unwrap(); }
+        eprintln!("tokenize 8: {:?}", t.elapsed() / 5);
+        let encs = vec![&enc; 8];
+        m.forward(&encs).unwrap();
+        let t = std::time::Instant::now();
+        for _ in 0..5 { m.forward(&encs).unwrap(); }
+        eprintln!("forward 8: {:?}", t.elapsed() / 5);
+        let a = Tensor::randn(0f32, 1.0, (8, 128, 384), &Device::Cpu).unwrap();
+        let b = Tensor::randn(0f32, 1.0, (384, 1536), &Device::Cpu).unwrap();
+        let t = std::time::Instant::now();
+        for _ in 0..5 { a.broadcast_matmul(&b).unwrap(); }
+        eprintln!("matmul: {:?}", t.elapsed() / 5);
+        eprintln!("threads {}", candle_core::utils::get_num_threads());
+    }
+}
