@@ -88,8 +88,12 @@ impl RouterState {
         let pool: Vec<&ShardEndpoint> = if healthy.is_empty() { members.iter().collect() } else { healthy };
         let names: Vec<&str> = pool.iter().map(|m| m.name.as_str()).collect();
         let ranked: Vec<&str> = ring::rank(index_id, &names).into_iter().copied().collect();
-        let window = ranked.len().min(self.cfg.replicas.max(1) + 1);
-        let loads: Vec<u64> = ranked[..window].iter().map(|n| self.health.inflight(n)).collect();
+        // Load spreads only among the owners (where the index is, or will be,
+        // resident); the next shard past them is a failover target, never a
+        // load-balancing one, since sending it traffic would mean a cold load.
+        let owners = ranked.len().min(self.cfg.replicas.max(1));
+        let window = ranked.len().min(owners + 1);
+        let loads: Vec<u64> = ranked[..owners].iter().map(|n| self.health.inflight(n)).collect();
         let total: u64 = names.iter().map(|n| self.health.inflight(n)).sum();
         let mean = total as f64 / names.len().max(1) as f64;
         let first = ring::bounded_pick(&loads, mean, self.cfg.load_slack);

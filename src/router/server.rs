@@ -95,7 +95,9 @@ pub async fn start_with_members(
     let listener = serve::bind(&cfg.listen).await?;
     let addr = listener.local_addr()?;
     let ready = Arc::new(AtomicBool::new(true));
-    let app = app(state.clone(), ready.clone(), format!("http://{addr}"));
+    // MCP tools call the public API; on a router that is this very process.
+    let self_url = format!("http://127.0.0.1:{}", addr.port());
+    let app = app(state.clone(), ready.clone()).nest_service("/mcp", crate::mcp::mcp_http_service(self_url)?);
     let (stx, srx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(serve::serve(listener, app, async move {
         let _ = srx.await;
@@ -104,7 +106,7 @@ pub async fn start_with_members(
     Ok(RouterHandle { addr, state, shutdown: Some(stx), task, background })
 }
 
-fn app(state: Arc<RouterState>, ready: Arc<AtomicBool>, _self_url: String) -> axum::Router {
+fn app(state: Arc<RouterState>, ready: Arc<AtomicBool>) -> axum::Router {
     let cfg = state.cfg.clone();
     serve::harden(routes(state).merge(serve::ops_routes(ready)), "router", cfg.max_concurrency, cfg.request_timeout, crate::shard::http::BODY_LIMIT)
 }

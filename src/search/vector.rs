@@ -1024,9 +1024,16 @@ mod tests {
             );
         };
         let exact_path = dir.path().join("exact.lance");
-        let stats = write_vectors(&exact_path, &ids, &vectors).await.unwrap();
+        let exact_opts = VectorWriteOptions {
+            ann_threshold: usize::MAX,
+            ..Default::default()
+        };
+        let stats = write_vectors_with(&exact_path, &ids, &vectors, &exact_opts)
+            .await
+            .unwrap();
         let started = Instant::now();
         let exact = VectorIndex::open(&exact_path).await.unwrap();
+        assert_eq!(exact.ann_kind(), None);
         eprintln!(
             "exact: write {} ms, open {} ms",
             stats.write_ms,

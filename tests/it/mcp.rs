@@ -1,15 +1,11 @@
 //! MCP end to end with a client nobody here wrote: the official Python `mcp`
 //! SDK, over stdio (`trusty-search mcp --router URL` as a child of the Python
-//! client) and over streamable HTTP (the `/mcp` service mounted in an axum
-//! server the way the router mounts it), both in front of a real shard
-//! process serving a fixture published to a real S3-compatible server.
+//! client) and over streamable HTTP (the router's `/mcp`), both against a
+//! real cluster (router and shard processes, a real S3-compatible server).
 
 use crate::support::fixtures::publish_fixture;
-use crate::support::process::{ADMIN_TOKEN, binary, shard_args, spawn};
-use crate::support::s3::{S3Server, set_process_env};
+use crate::support::process::binary;
 use std::time::Duration;
-use trusty_search::mcp::mcp_http_service;
-use trusty_search::storage::store::Store;
 
 /// The version of the Python SDK the check is written against.
 const PYTHON_MCP_VERSION: &str = "2.3.0";
@@ -64,32 +60,13 @@ async fn run_check(args: &[&str]) {
 #[tokio::test(flavor = "multi_thread")]
 async fn python_mcp_sdk_over_stdio_and_streamable_http() {
     ensure_python_mcp().await;
-    set_process_env();
-    let dir = tempfile::tempdir().unwrap();
-    let s3 = S3Server::start(&dir.path().join("s3")).await;
-    let store_url = s3.url("cluster");
-    let store = Store::open(&store_url).unwrap();
-    publish_fixture(&store, "demo", "a").await;
-
-    let mut vars: Vec<(&str, String)> = S3Server::env().iter().map(|(k, v)| (*k, v.to_string())).collect();
-    vars.push(("TRUSTY_ADMIN_TOKEN", ADMIN_TOKEN.to_string()));
-    let shard = spawn(
-        "s0",
-        &shard_args(&store_url, &dir.path().join("cache"), "s0", &[]),
-        &vars,
-    )
-    .await;
-
-    // The `/mcp` endpoint in front of the shard, mounted as the router does.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mcp_url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    let app = axum::Router::new().nest_service("/mcp", mcp_http_service(shard.url.clone()).unwrap());
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    // A real cluster: the router serves `/mcp` and the stdio bridge talks to the router.
+    let c = crate::support::cluster::Cluster::start(2, 2, &[]).await;
+    publish_fixture(&c.store, "demo", "a").await;
+    let mcp_url = format!("{}/mcp", c.router.url);
 
     let bin = binary();
     let bin = bin.to_str().unwrap();
-    run_check(&["stdio", bin, &shard.url, "demo", "load_config", "load config"]).await;
+    run_check(&["stdio", bin, &c.router.url, "demo", "load_config", "load config"]).await;
     run_check(&["http", &mcp_url, "demo", "load_config", "load config"]).await;
-    server.abort();
-    drop(s3);
 }

@@ -87,14 +87,10 @@ impl HttpEmbedder {
     pub fn new(opts: HttpEmbedderOptions) -> Result<Self, EmbedError> {
         let endpoint = endpoint_url(&opts.url)?;
         if opts.model.trim().is_empty() {
-            return Err(EmbedError::InvalidConfig(
-                "the embedding model name is empty".into(),
-            ));
+            return Err(EmbedError::InvalidConfig("the embedding model name is empty".into()));
         }
         if opts.max_batch == 0 {
-            return Err(EmbedError::InvalidConfig(
-                "max_batch must be at least 1".into(),
-            ));
+            return Err(EmbedError::InvalidConfig("max_batch must be at least 1".into()));
         }
         let client = reqwest::Client::builder()
             .timeout(opts.timeout)
@@ -105,9 +101,7 @@ impl HttpEmbedder {
         let dimension = OnceLock::new();
         if let Some(d) = opts.dimension {
             if d == 0 {
-                return Err(EmbedError::InvalidConfig(
-                    "dimension must be positive".into(),
-                ));
+                return Err(EmbedError::InvalidConfig("dimension must be positive".into()));
             }
             let _ = dimension.set(d);
         }
@@ -157,8 +151,7 @@ impl HttpEmbedder {
             .with_max_times(self.opts.max_retries)
             .with_jitter();
         let attempt = move || {
-            let (client, url, api_key, body) =
-                (client.clone(), url.clone(), api_key.clone(), body.clone());
+            let (client, url, api_key, body) = (client.clone(), url.clone(), api_key.clone(), body.clone());
             async move { send_once(&client, &url, api_key.as_deref(), body).await }
         };
         let fut = attempt
@@ -175,13 +168,10 @@ impl HttpEmbedder {
             url: self.endpoint.clone(),
             reason,
         };
-        let resp: EmbeddingResponse = serde_json::from_slice(raw)
-            .map_err(|e| invalid(format!("not an embeddings response: {e}")))?;
+        let resp: EmbeddingResponse =
+            serde_json::from_slice(raw).map_err(|e| invalid(format!("not an embeddings response: {e}")))?;
         if resp.data.len() != expected {
-            return Err(invalid(format!(
-                "{} embeddings for {expected} inputs",
-                resp.data.len()
-            )));
+            return Err(invalid(format!("{} embeddings for {expected} inputs", resp.data.len())));
         }
         let mut out: Vec<Option<Vec<f32>>> = vec![None; expected];
         for (pos, item) in resp.data.into_iter().enumerate() {
@@ -223,10 +213,7 @@ async fn send_once(
     api_key: Option<&str>,
     body: Vec<u8>,
 ) -> Result<Vec<u8>, EmbedError> {
-    let mut req = client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body);
+    let mut req = client.post(url).header("content-type", "application/json").body(body);
     if let Some(key) = api_key {
         req = req.bearer_auth(key);
     }
@@ -269,8 +256,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// `http://h:1` → `http://h:1/v1/embeddings`; `.../v1` → `.../v1/embeddings`; a full URL is kept.
 fn endpoint_url(base: &str) -> Result<String, EmbedError> {
     let trimmed = base.trim().trim_end_matches('/');
-    let parsed = url::Url::parse(trimmed)
-        .map_err(|e| EmbedError::InvalidConfig(format!("embedding URL {base:?}: {e}")))?;
+    let parsed =
+        url::Url::parse(trimmed).map_err(|e| EmbedError::InvalidConfig(format!("embedding URL {base:?}: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(EmbedError::InvalidConfig(format!(
             "embedding URL {base:?} must be http or https"
@@ -391,10 +378,7 @@ mod tests {
             .collect()
     }
 
-    async fn handler(
-        State(fake): State<Arc<Fake>>,
-        Json(req): Json<serde_json::Value>,
-    ) -> Response {
+    async fn handler(State(fake): State<Arc<Fake>>, Json(req): Json<serde_json::Value>) -> Response {
         let n = fake.calls.fetch_add(1, Ordering::SeqCst);
         let inputs: Vec<String> = req["input"]
             .as_array()
@@ -405,11 +389,7 @@ mod tests {
         assert_eq!(req["model"], "test-model");
         let dim = match fake.behaviour {
             Behaviour::BadRequest => {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    "input too long for model test-model",
-                )
-                    .into_response();
+                return (StatusCode::BAD_REQUEST, "input too long for model test-model").into_response();
             }
             Behaviour::FailThenOk { failures, .. } if n < failures => {
                 return (StatusCode::INTERNAL_SERVER_ERROR, "warming up").into_response();
@@ -426,8 +406,7 @@ mod tests {
             })
             .collect();
         data.reverse();
-        Json(serde_json::json!({"object": "list", "data": data, "model": "test-model"}))
-            .into_response()
+        Json(serde_json::json!({"object": "list", "data": data, "model": "test-model"})).into_response()
     }
 
     /// Starts the fake server on a private runtime thread; returns its base URL and call counter.
@@ -486,10 +465,7 @@ mod tests {
         for (t, v) in texts.iter().zip(&out) {
             let mut expected = vector_for(t, 8);
             l2_normalize(&mut expected);
-            assert!(
-                v.iter().zip(&expected).all(|(a, b)| (a - b).abs() < 1e-6),
-                "{t}: {v:?}"
-            );
+            assert!(v.iter().zip(&expected).all(|(a, b)| (a - b).abs() < 1e-6), "{t}: {v:?}");
             let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
             assert!((norm - 1.0).abs() < 1e-5);
         }
@@ -511,10 +487,7 @@ mod tests {
 
     #[test]
     fn retries_server_errors_then_succeeds() {
-        let (url, fake) = serve(Behaviour::FailThenOk {
-            failures: 2,
-            dim: 4,
-        });
+        let (url, fake) = serve(Behaviour::FailThenOk { failures: 2, dim: 4 });
         let e = embedder(&url, Some(4));
         let out = e.embed(&["x", "yy"]).unwrap();
         assert_eq!(out.len(), 2);
@@ -523,10 +496,7 @@ mod tests {
 
     #[test]
     fn gives_up_after_max_retries() {
-        let (url, fake) = serve(Behaviour::FailThenOk {
-            failures: 100,
-            dim: 4,
-        });
+        let (url, fake) = serve(Behaviour::FailThenOk { failures: 100, dim: 4 });
         let e = embedder(&url, Some(4));
         let err = e.embed(&["x"]).unwrap_err();
         assert!(matches!(err, EmbedError::Http { status: 500, .. }), "{err}");
@@ -551,13 +521,7 @@ mod tests {
         let e = embedder(&url, Some(16));
         let err = e.embed(&["x"]).unwrap_err();
         assert!(
-            matches!(
-                err,
-                EmbedError::DimensionMismatch {
-                    expected: 16,
-                    got: 8
-                }
-            ),
+            matches!(err, EmbedError::DimensionMismatch { expected: 16, got: 8 }),
             "{err}"
         );
 
@@ -586,8 +550,7 @@ mod tests {
         let err = e.embed(&["x"]).unwrap_err();
         assert!(matches!(err, EmbedError::Transport { .. }), "{err}");
         assert!(
-            err.to_string()
-                .contains(&format!("127.0.0.1:{port}/v1/embeddings")),
+            err.to_string().contains(&format!("127.0.0.1:{port}/v1/embeddings")),
             "{err}"
         );
     }
@@ -607,18 +570,9 @@ mod tests {
 
     #[test]
     fn endpoint_urls() {
-        assert_eq!(
-            endpoint_url("http://h:8080").unwrap(),
-            "http://h:8080/v1/embeddings"
-        );
-        assert_eq!(
-            endpoint_url("http://h:8080/").unwrap(),
-            "http://h:8080/v1/embeddings"
-        );
-        assert_eq!(
-            endpoint_url("https://api.x/v1").unwrap(),
-            "https://api.x/v1/embeddings"
-        );
+        assert_eq!(endpoint_url("http://h:8080").unwrap(), "http://h:8080/v1/embeddings");
+        assert_eq!(endpoint_url("http://h:8080/").unwrap(), "http://h:8080/v1/embeddings");
+        assert_eq!(endpoint_url("https://api.x/v1").unwrap(), "https://api.x/v1/embeddings");
         assert_eq!(
             endpoint_url("http://h/v1/embeddings").unwrap(),
             "http://h/v1/embeddings"

@@ -45,9 +45,7 @@ pub trait Embedder: Send + Sync {
 /// Why an embedder could not be loaded or could not embed.
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
-    #[error(
-        "model directory {dir} is missing {file} (install the weights with scripts/fetch-minilm.sh)"
-    )]
+    #[error("model directory {dir} is missing {file} (install the weights with scripts/fetch-minilm.sh)")]
     ModelFileMissing { dir: PathBuf, file: &'static str },
     #[error(
         "no MiniLM model found locally (looked in {searched}) and the Hugging Face hub is unreachable: {reason}; install the weights with scripts/fetch-minilm.sh or set TRUSTY_MODEL_DIR"
@@ -66,11 +64,7 @@ pub enum EmbedError {
     #[error("model: {0}")]
     Model(#[from] candle_core::Error),
     #[error("embedding request to {url} failed with HTTP {status}: {body}")]
-    Http {
-        url: String,
-        status: u16,
-        body: String,
-    },
+    Http { url: String, status: u16, body: String },
     #[error("embedding request to {url} failed: {reason}")]
     Transport { url: String, reason: String },
     #[error("embedding response from {url} is invalid: {reason}")]
@@ -120,9 +114,7 @@ pub enum EmbedderConfig {
 pub fn load_embedder(cfg: &EmbedderConfig) -> Result<Option<Arc<dyn Embedder>>, EmbedError> {
     match cfg {
         EmbedderConfig::None => Ok(None),
-        EmbedderConfig::MiniLm {
-            model_dir: Some(dir),
-        } => Ok(Some(Arc::new(MiniLm::load(dir)?))),
+        EmbedderConfig::MiniLm { model_dir: Some(dir) } => Ok(Some(Arc::new(MiniLm::load(dir)?))),
         EmbedderConfig::MiniLm { model_dir: None } => match default_minilm_dir() {
             Some(dir) => Ok(Some(Arc::new(MiniLm::load(&dir)?))),
             None => Ok(Some(Arc::new(MiniLm::from_hub()?))),
@@ -274,10 +266,7 @@ mod tests {
     #[test]
     fn identifiers_split_into_words() {
         assert_eq!(split_identifier("read_file"), "read file");
-        assert_eq!(
-            split_identifier("parseHTTPResponse_v2"),
-            "parse http response v2"
-        );
+        assert_eq!(split_identifier("parseHTTPResponse_v2"), "parse http response v2");
         assert_eq!(split_identifier("Server"), "server");
         assert_eq!(split_identifier("__init__"), "init");
     }
@@ -295,10 +284,7 @@ mod tests {
             "function Loader::readFile (read file) in src/fs/read.rs (rust)\nfn readFile() {\nlet x = 1;\n}"
         );
         let anon = chunk(None, None, "hello");
-        assert_eq!(
-            embedding_text(&anon),
-            "function in src/fs/read.rs (rust)\nhello"
-        );
+        assert_eq!(embedding_text(&anon), "function in src/fs/read.rs (rust)\nhello");
     }
 
     #[test]

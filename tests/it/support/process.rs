@@ -15,7 +15,6 @@ pub fn binary() -> PathBuf {
 pub struct Proc {
     pub child: Child,
     pub url: String,
-    pub name: String,
 }
 
 impl Proc {
@@ -56,7 +55,7 @@ pub async fn spawn(name: &str, args: &[String], env: &[(&str, String)]) -> Proc 
     });
     let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("{name} did not start"));
     let url = line.rsplit(' ').next().unwrap().trim().to_string();
-    let proc = Proc { child, url, name: name.to_string() };
+    let proc = Proc { child, url };
     wait_ready(&proc.url).await;
     proc
 }
