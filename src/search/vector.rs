@@ -10,12 +10,15 @@
 //!   Search is then an exact dot-product scan split across rayon threads using
 //!   lance-linalg's SIMD kernels: no datafusion plan per query, no I/O, exact
 //!   results, and a filter is applied inline so k allowed hits always come back
-//!   when they exist. At 100k × 384 this is a few milliseconds, well inside the
-//!   hybrid-search budget, and the matrix is 150 MB, which is why there is a threshold.
+//!   when they exist. Measured at 100k × 384 on a (loaded) 2-core box: 14 ms
+//!   p50, bound by memory bandwidth (150 MB per scan); the matrix costs 150 MB of
+//!   RAM. Both grow linearly, which is what the threshold is for.
 //! * At or above it the writer builds an ANN index (IVF_HNSW_SQ by default,
-//!   cosine) and search goes through lance's `nearest`. A filter is honoured by
-//!   over-fetching; if that still yields fewer than k allowed hits, an exact
-//!   streamed scan of the dataset with the filter inline finishes the job.
+//!   cosine) and search goes through lance's `nearest` (measured at 100k × 384:
+//!   5 ms p50 including the datafusion plan, recall@20 0.96 against exact; the
+//!   index takes ~22 s to build). A filter is honoured by over-fetching; if that
+//!   still yields fewer than k allowed hits, an exact streamed scan of the
+//!   dataset with the filter inline finishes the job.
 //!
 //! Scores are cosine similarities (higher is better) in both modes.
 
@@ -541,7 +544,7 @@ impl VectorIndex {
         match kind {
             AnnKind::IvfHnswSq => {
                 scan.minimum_nprobes(partitions.clamp(1, 4));
-                scan.ef((k * 2).max(100));
+                scan.ef((k * 10).max(300));
             }
             AnnKind::IvfPq => {
                 scan.minimum_nprobes((partitions / 4).clamp(1, 64));
@@ -1054,7 +1057,8 @@ mod tests {
             }
             time(label, samples);
         }
-        for kind in [AnnKind::IvfHnswSq, AnnKind::IvfPq] {
+        // IVF_PQ is left out: its build takes ~85 s here and its recall on this data is poor.
+        for kind in [AnnKind::IvfHnswSq] {
             let path = dir.path().join(format!("{}.lance", kind.as_str()));
             let opts = VectorWriteOptions {
                 ann_threshold: 50_000,
