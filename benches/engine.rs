@@ -89,7 +89,7 @@ fn embed_throughput() {
     })
     .join()
     .unwrap();
-    let sample: Vec<String> = chunks.iter().take(1024).map(embedding_text).collect();
+    let sample: Vec<String> = chunks.iter().take(256).map(embedding_text).collect();
     let t = Instant::now();
     for batch in sample.chunks(minilm.max_batch()) {
         let refs: Vec<&str> = batch.iter().map(String::as_str).collect();

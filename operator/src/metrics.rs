@@ -104,6 +104,26 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<(
 mod tests {
     use super::*;
 
+    /// The chart's dashboards and alerts use only operator metrics that exist.
+    #[test]
+    fn chart_uses_only_real_operator_metrics() {
+        let m = Metrics::new();
+        m.reconciles.with_label_values(&["success"]).inc();
+        m.failures.with_label_values(&["router"]).inc();
+        m.reconcile_duration.observe(0.2);
+        let text = m.render();
+        let exported: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .collect();
+        let used = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/trusty-search/metrics-used.txt"))
+            .expect("charts/trusty-search/metrics-used.txt");
+        let missing: Vec<&str> =
+            used.lines().filter(|n| n.starts_with("trusty_operator_")).filter(|n| !exported.contains(n)).collect();
+        assert!(missing.is_empty(), "chart uses operator metrics that do not exist: {missing:?}");
+    }
+
     #[tokio::test]
     async fn metrics_endpoint_exposes_the_operator_series() {
         let m = Arc::new(Metrics::new());

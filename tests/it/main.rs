@@ -3,6 +3,7 @@
 
 mod k8s_membership;
 mod mcp;
+mod metrics_contract;
 mod router;
 mod shard;
 mod storage;
