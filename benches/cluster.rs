@@ -1,0 +1,176 @@
+//! Serving benchmarks (a bench binary): shard cold load against a plain
+//! download of the same bytes from the same store, hot query latency over
+//! HTTP against the in-process engine call, resident memory of a hot index,
+//! router overhead against going straight to the shard, and cross-index
+//! fan-out latency by number of indexes.
+//!
+//!     cargo bench --profile dev --bench cluster
+
+#[path = "common.rs"]
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use trusty_search::IndexId;
+use trusty_search::api::SearchRequest;
+use trusty_search::index::build::{BuildOptions, build_bundle};
+use trusty_search::index::embed::Embedder;
+use trusty_search::router::config::RouterConfig;
+use trusty_search::router::membership::{self, ShardEndpoint};
+use trusty_search::shard::ShardConfig;
+use trusty_search::storage::layout;
+use trusty_search::storage::open::read_current;
+use trusty_search::storage::publish::{PublishOptions, publish};
+use trusty_search::storage::store::Store;
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
+async fn publish_dirs(store: &Store, id: &str, prefixes: &[&str], vectors: bool) -> u64 {
+    let work = tempfile::tempdir().unwrap();
+    gather(&registry_crates(prefixes), &work.path().join("src"));
+    let embedder: Option<Arc<dyn Embedder>> = vectors.then(|| Arc::new(HashEmbedder) as Arc<dyn Embedder>);
+    let id = IndexId::new(id).unwrap();
+    let report = build_bundle(&work.path().join("src"), &id, &work.path().join("b"), BuildOptions { embedder, ..Default::default() })
+        .await
+        .unwrap();
+    publish(store, &id, &report.dir, &PublishOptions::default()).await.unwrap();
+    report.manifest.total_bytes()
+}
+
+#[tokio::main]
+async fn main() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("file://{}", dir.path().join("store").display());
+    std::fs::create_dir_all(dir.path().join("store")).unwrap();
+    let store = Store::open(&store_url).unwrap();
+    let small = publish_dirs(&store, "small", &["petgraph"], true).await;
+    let large = publish_dirs(&store, "large", &["tokio-1.", "tantivy", "datafusion-physical", "arrow-array"], true).await;
+    println!("store: {store_url} (local disk); small index {:.1} MB, large index {:.1} MB (hash vectors, 384-d)", small as f64 / 1e6, large as f64 / 1e6);
+
+    // Cold load vs plain download, fresh cache each run.
+    for id in ["small", "large"] {
+        let iid = IndexId::new(id).unwrap();
+        let (mut loads, mut downloads) = (Vec::new(), Vec::new());
+        for run in 0..3 {
+            let cache = dir.path().join(format!("dl-{id}-{run}"));
+            std::fs::create_dir_all(&cache).unwrap();
+            let t = Instant::now();
+            let (pointer, _) = read_current(&store, &iid, None).await.unwrap().unwrap();
+            let manifest: trusty_search::storage::manifest::Manifest =
+                serde_json::from_slice(&store.get(&layout::manifest_key(&iid, &pointer.version)).await.unwrap()).unwrap();
+            futures::future::join_all(manifest.files.iter().enumerate().map(|(i, f)| {
+                let key = layout::file_key(&iid, &pointer.version, &f.path);
+                let dest = cache.join(i.to_string());
+                let store = store.clone();
+                async move { store.download(&key, &dest, |_| {}).await.unwrap() }
+            }))
+            .await;
+            downloads.push(t.elapsed());
+
+            let cfg = ShardConfig::local(&store_url, dir.path().join(format!("cache-{id}-{run}")), "bench");
+            let resolver = trusty_search::shard::Resolver::new(cfg, Store::open(&store_url).unwrap(), Some(Arc::new(HashEmbedder)));
+            let before = rss_bytes();
+            let t = Instant::now();
+            let loaded = resolver.restore(&iid).await.unwrap();
+            loads.push(t.elapsed());
+            let after = rss_bytes();
+            if run == 0 {
+                println!(
+                    "{id}: resident memory grew {:.1} MB for {:.1} MB on disk ({:.2}×; engine estimate {:.1} MB)",
+                    after.saturating_sub(before) as f64 / 1e6,
+                    loaded.disk_bytes as f64 / 1e6,
+                    after.saturating_sub(before) as f64 / loaded.disk_bytes as f64,
+                    loaded.memory_bytes as f64 / 1e6
+                );
+            }
+        }
+        let (l, d) = (stats(&mut loads), stats(&mut downloads));
+        println!("{id}: cold load (download + verify + open) p50 {:.0} ms vs plain download p50 {:.0} ms → {:.2}×", l.p50, d.p50, l.p50 / d.p50);
+    }
+
+    // Hot query latency: HTTP to a shard vs the in-process engine call.
+    let cfg = ShardConfig::local(&store_url, dir.path().join("cache-http"), "shard-0");
+    let shard = trusty_search::shard::server::start(cfg, Some(Arc::new(HashEmbedder))).await.unwrap();
+    let client = reqwest::Client::new();
+    let iid = IndexId::new("large").unwrap();
+    let loaded = shard.resolver.get_or_load_index(&iid).await.unwrap();
+    let rounds = 10;
+    let (mut direct, mut http) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        for q in QUERIES {
+            let req = SearchRequest::new(*q);
+            let t = Instant::now();
+            loaded.engine.search(&req).await.unwrap();
+            direct.push(t.elapsed());
+            let t = Instant::now();
+            let r = client.post(format!("{}/v1/indexes/large/search", shard.url())).json(&req).send().await.unwrap();
+            assert!(r.status().is_success());
+            r.bytes().await.unwrap();
+            http.push(t.elapsed());
+        }
+    }
+    let (d, h) = (stats(&mut direct), stats(&mut http));
+    println!("hot hybrid query, large index: in-process p50 {:.2} p99 {:.2} ms; HTTP to shard p50 {:.2} p99 {:.2} ms (service overhead p50 {:.2} ms)", d.p50, d.p99, h.p50, h.p99, h.p50 - d.p50);
+
+    // Router overhead: same index, same run.
+    let members = vec![ShardEndpoint { name: "shard-0".into(), url: shard.url() }];
+    let (tx, rx) = membership::fixed(members);
+    let mut rcfg = RouterConfig::local("");
+    rcfg.shards = None;
+    rcfg.replicas = 1;
+    let router = trusty_search::router::server::start_with_members(rcfg, tx, rx, Vec::new()).await.unwrap();
+    let (mut via_router, mut via_shard) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        for q in QUERIES {
+            let body = json!({"query": q, "mode": "bm25"});
+            let t = Instant::now();
+            client.post(format!("{}/v1/indexes/large/search", shard.url())).json(&body).send().await.unwrap().bytes().await.unwrap();
+            via_shard.push(t.elapsed());
+            let t = Instant::now();
+            client.post(format!("{}/v1/indexes/large/search", router.url())).json(&body).send().await.unwrap().bytes().await.unwrap();
+            via_router.push(t.elapsed());
+        }
+    }
+    let (s, r) = (stats(&mut via_shard), stats(&mut via_router));
+    println!("bm25 query, large index: direct to shard p50 {:.2} p99 {:.2} ms; through router p50 {:.2} p99 {:.2} ms (router adds p50 {:.2} ms)", s.p50, s.p99, r.p50, r.p99, r.p50 - s.p50);
+
+    // Fan-out latency by number of indexes (copies of the small index).
+    let src = tempfile::tempdir().unwrap();
+    gather(&registry_crates(&["petgraph"]), &src.path().join("src"));
+    let work = tempfile::tempdir().unwrap();
+    let report = build_bundle(&src.path().join("src"), &IndexId::new("fan").unwrap(), &work.path().join("b"), BuildOptions::default()).await.unwrap();
+    for n in [1usize, 10, 50] {
+        let ids: Vec<String> = (0..n).map(|i| format!("fan-{i:02}")).collect();
+        for id in &ids {
+            let copy = tempfile::tempdir().unwrap();
+            let mut manifest = report.manifest.clone();
+            manifest.index_id = id.clone();
+            gather(&[report.dir.clone()], copy.path());
+            let bdir = copy.path().join(report.dir.file_name().unwrap());
+            let m = trusty_search::storage::publish::seal_bundle(&bdir, manifest).unwrap();
+            let _ = m;
+            publish(&store, &IndexId::new(id.clone()).unwrap(), &bdir, &PublishOptions::default()).await.unwrap();
+        }
+        let body = json!({"query": "graph neighbors iterator", "indexes": ids, "deadline_ms": 30000});
+        // Warm: every index hot.
+        client.post(format!("{}/v1/search", router.url())).json(&body).send().await.unwrap().bytes().await.unwrap();
+        let mut samples = Vec::new();
+        for _ in 0..20 {
+            let t = Instant::now();
+            client.post(format!("{}/v1/search", router.url())).json(&body).send().await.unwrap().bytes().await.unwrap();
+            samples.push(t.elapsed());
+        }
+        let f = stats(&mut samples);
+        println!("fan-out over {n:>2} hot indexes through the router: p50 {:.1} ms p99 {:.1} ms", f.p50, f.p99);
+    }
+    router.stop().await;
+    shard.stop().await;
+    let _ = Duration::ZERO;
+}
