@@ -1,94 +1,22 @@
 //! Removal of an index's objects for `deletionPolicy: Delete`.
 //!
-//! Uses `object_store` directly with credentials from the operator's
-//! environment (the same variables the build Jobs get from the store Secret),
-//! so the operator needs no shard or router to clean up. Only keys under
-//! `<prefix>/indexes/<id>/` are touched; the id is a validated `IndexId`, so
-//! the prefix cannot be escaped.
+//! Goes through the engine's own store code (`trusty_search::storage`): the
+//! same URLs, credentials from the operator's environment (the variables the
+//! build Jobs get from the store Secret), and the same key layout, so the
+//! operator needs no shard or router to clean up. Only keys under
+//! `<prefix>/indexes/<id>/` are touched; the id is a validated `IndexId`.
 
-use futures::{StreamExt, TryStreamExt};
-use object_store::{ObjectStore, ObjectStoreScheme, path::Path};
-use std::sync::Arc;
 use trusty_search::IndexId;
-use url::Url;
+use trusty_search::storage::publish;
+use trusty_search::storage::store::Store;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    #[error("invalid store URL {url:?}: {reason}")]
-    InvalidUrl { url: String, reason: String },
-    #[error("object store {url}: {source}")]
-    Store {
-        url: String,
-        #[source]
-        source: object_store::Error,
-    },
-}
-
-/// Opens `url` (s3://, gs://, az://, abfs://, file://, memory://) with
-/// credentials from the environment.
-pub fn open(url: &str) -> Result<(Arc<dyn ObjectStore>, Path), StorageError> {
-    let invalid = |reason: String| StorageError::InvalidUrl {
-        url: url.to_string(),
-        reason,
-    };
-    let parsed = Url::parse(url).map_err(|e| invalid(e.to_string()))?;
-    let (scheme, path) = ObjectStoreScheme::parse(&parsed).map_err(|e| invalid(e.to_string()))?;
-    let store_err = |source| StorageError::Store {
-        url: url.to_string(),
-        source,
-    };
-    let store: Arc<dyn ObjectStore> = match scheme {
-        ObjectStoreScheme::Local => Arc::new(object_store::local::LocalFileSystem::new()),
-        ObjectStoreScheme::Memory => Arc::new(object_store::memory::InMemory::new()),
-        ObjectStoreScheme::AmazonS3 => Arc::new(
-            object_store::aws::AmazonS3Builder::from_env()
-                .with_url(url)
-                .build()
-                .map_err(store_err)?,
-        ),
-        ObjectStoreScheme::GoogleCloudStorage => Arc::new(
-            object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                .with_url(url)
-                .build()
-                .map_err(store_err)?,
-        ),
-        ObjectStoreScheme::MicrosoftAzure => Arc::new(
-            object_store::azure::MicrosoftAzureBuilder::from_env()
-                .with_url(url)
-                .build()
-                .map_err(store_err)?,
-        ),
-        other => return Err(invalid(format!("unsupported scheme {other:?}"))),
-    };
-    Ok((store, path))
-}
-
-/// `<prefix>/indexes/<id>` as an object path.
-pub fn index_prefix(prefix: &Path, id: &IndexId) -> Path {
-    prefix.clone().join("indexes").join(id.as_str())
-}
+pub use trusty_search::storage::store::StoreError as StorageError;
 
 /// Deletes every object of index `id` under the store at `url`; returns how
 /// many were removed. Deleting an index with no objects is not an error.
 pub async fn delete_index(url: &str, id: &IndexId) -> Result<usize, StorageError> {
-    let (store, prefix) = open(url)?;
-    let dir = index_prefix(&prefix, id);
-    let store_err = |source| StorageError::Store {
-        url: url.to_string(),
-        source,
-    };
-    let locations = store.list(Some(&dir)).map_ok(|m| m.location).boxed();
-    let mut deleted = store.delete_stream(locations);
-    let mut n = 0;
-    while let Some(result) = deleted.next().await {
-        match result {
-            Ok(_) => n += 1,
-            // Deleted concurrently (e.g. a second cleanup pass): nothing left to do.
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(store_err(e)),
-        }
-    }
-    Ok(n)
+    let store = Store::open(url)?;
+    publish::delete_index(&store, id).await
 }
 
 #[cfg(test)]
@@ -123,7 +51,6 @@ mod tests {
 
     #[test]
     fn rejects_unknown_schemes() {
-        assert!(matches!(open("ftp://x/y"), Err(StorageError::InvalidUrl { .. })));
-        assert!(matches!(open("not a url"), Err(StorageError::InvalidUrl { .. })));
+        assert!(matches!(Store::open("ftp://x/y"), Err(StorageError::InvalidUrl { .. })));
     }
 }
