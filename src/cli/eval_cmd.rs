@@ -12,7 +12,7 @@ use trusty_search::api::SearchMode;
 use trusty_search::eval::{BeirData, Metrics, MetricsAccumulator};
 use trusty_search::index::build::{BuildOptions, build_bundle};
 use trusty_search::search::engine::Engine;
-use trusty_search::search::fusion::FusionWeights;
+use trusty_search::search::fusion::{FusionMethod, FusionWeights};
 use trusty_search::search::query::ParsedQuery;
 
 #[derive(clap::Args)]
@@ -31,6 +31,10 @@ pub struct EvalArgs {
     /// Also sweep fusion weights for the hybrid mode.
     #[arg(long)]
     pub sweep: bool,
+    /// Keep the built corpus index here and reuse it on later runs (embedding
+    /// a corpus with MiniLM on a CPU takes minutes).
+    #[arg(long)]
+    pub bundle_dir: Option<PathBuf>,
     /// Evaluate only the first N queries.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -50,6 +54,7 @@ struct ModeResult {
 
 #[derive(Serialize, Clone, Copy)]
 struct WeightsJson {
+    method: FusionMethod,
     bm25: f32,
     vector: f32,
     k: f32,
@@ -58,7 +63,7 @@ struct WeightsJson {
 
 impl From<FusionWeights> for WeightsJson {
     fn from(w: FusionWeights) -> Self {
-        WeightsJson { bm25: w.bm25, vector: w.vector, k: w.k, graph: w.graph }
+        WeightsJson { method: w.method, bm25: w.bm25, vector: w.vector, k: w.k, graph: w.graph }
     }
 }
 
@@ -90,14 +95,27 @@ pub async fn run(args: EvalArgs) -> Result<()> {
     let embedder = args.embedder.load_for_build()?;
     let id = IndexId::new("eval").expect("valid id");
     let started = Instant::now();
-    let report = build_bundle(&src, &id, &tmp.path().join("bundle"), BuildOptions {
-        embedder: embedder.clone(),
-        progress: !args.json,
-        ..Default::default()
-    })
-    .await
-    .context("indexing the corpus")?;
+    let bundle = args.bundle_dir.clone().unwrap_or_else(|| tmp.path().join("bundle"));
+    let cached = std::fs::read(bundle.join("manifest.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<trusty_search::storage::manifest::Manifest>(&b).ok())
+        .filter(|m| m.counts.files as usize == data.corpus.len());
+    let manifest = match cached {
+        Some(m) => m,
+        None => {
+            let _ = std::fs::remove_dir_all(&bundle);
+            let report = build_bundle(&src, &id, &bundle, BuildOptions {
+                embedder: embedder.clone(),
+                progress: !args.json,
+                ..Default::default()
+            })
+            .await
+            .context("indexing the corpus")?;
+            report.manifest
+        }
+    };
     let build_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let report = Built { manifest, dir: bundle };
     let mut engine = Engine::open(&report.dir, report.manifest.clone(), embedder.clone()).await?;
 
     let queries: Vec<_> = data.queries.iter().take(args.limit.unwrap_or(usize::MAX)).collect();
@@ -127,15 +145,22 @@ pub async fn run(args: EvalArgs) -> Result<()> {
     let mut sweep = Vec::new();
     if args.sweep {
         let base = engine.weights();
+        let mut grid = Vec::new();
         for k in [10.0, 30.0, 60.0] {
-            for bm25 in [0.0, 0.1, 0.2, 0.3, 0.35, 0.4, 0.5, 0.7, 1.0] {
-                for graph in [0.0, base.graph] {
-                    let w = FusionWeights { bm25, vector: 1.0, k, graph };
-                    engine.set_weights(w);
-                    let (metrics, mean_query_ms) = ctx.evaluate(&engine, SearchMode::Hybrid).await?;
-                    sweep.push(ModeResult { mode: SearchMode::Hybrid, weights: Some(w.into()), metrics, mean_query_ms });
-                }
+            for bm25 in [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0] {
+                grid.push(FusionWeights { method: FusionMethod::Rrf, bm25, vector: 1.0, k, graph: 0.0 });
             }
+        }
+        for bm25 in [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5] {
+            grid.push(FusionWeights { method: FusionMethod::Convex, bm25, vector: 1.0, k: base.k, graph: 0.0 });
+        }
+        for graph in [0.05, 0.1, 0.3, 1.0] {
+            grid.push(FusionWeights { graph, ..base });
+        }
+        for w in grid {
+            engine.set_weights(w);
+            let (metrics, mean_query_ms) = ctx.evaluate(&engine, SearchMode::Hybrid).await?;
+            sweep.push(ModeResult { mode: SearchMode::Hybrid, weights: Some(w.into()), metrics, mean_query_ms });
         }
         engine.set_weights(base);
     }
@@ -168,7 +193,7 @@ pub async fn run(args: EvalArgs) -> Result<()> {
         for r in report.results.iter().chain(&report.sweep) {
             let label = match &r.weights {
                 Some(w) if !report.sweep.is_empty() => {
-                    format!("{} (bm25={} k={} graph={})", r.mode.as_str(), w.bm25, w.k, w.graph)
+                    format!("{} ({:?} bm25={} k={} graph={})", r.mode.as_str(), w.method, w.bm25, w.k, w.graph)
                 }
                 _ => r.mode.as_str().to_string(),
             };
@@ -210,6 +235,11 @@ impl EvalContext<'_> {
         let mean_query_ms = started.elapsed().as_secs_f64() * 1000.0 / self.queries.len().max(1) as f64;
         Ok((acc.finish(), mean_query_ms))
     }
+}
+
+struct Built {
+    manifest: trusty_search::storage::manifest::Manifest,
+    dir: PathBuf,
 }
 
 /// Document ids become file names: keep them path-safe.

@@ -12,7 +12,7 @@ use crate::index::embed::Embedder;
 use crate::index::graph::CodeGraph;
 use crate::model::Chunk;
 use crate::search::bm25::Bm25Index;
-use crate::search::fusion::{FusionWeights, weighted_rrf};
+use crate::search::fusion::{FusionMethod, FusionWeights, weighted_convex, weighted_rrf};
 use crate::search::query::{ParsedQuery, QueryError};
 use crate::search::vector::VectorIndex;
 use crate::storage::layout::bundle;
@@ -239,7 +239,10 @@ impl Engine {
                     let lists: [(&[(u32, f32)], f32); 2] =
                         [(&bm25_hits, self.weights.bm25), (&vec_hits, self.weights.vector)];
                     // With one arm missing, fusion degenerates to that arm's ranking.
-                    weighted_rrf(&lists, self.weights.k)
+                    match self.weights.method {
+                        FusionMethod::Rrf => weighted_rrf(&lists, self.weights.k),
+                        FusionMethod::Convex => weighted_convex(&lists),
+                    }
                 }
                 SearchMode::Graph => {
                     let mut hits = self.graph.graph_search(&self.chunks, text, depth);

@@ -8,8 +8,20 @@
 
 use std::collections::HashMap;
 
+/// How arm rankings are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FusionMethod {
+    /// Weighted reciprocal rank fusion: rank-based, scale-free.
+    Rrf,
+    /// Weighted sum of per-query min-max normalised scores: keeps how much
+    /// better the top hit of an arm is than the rest, which RRF throws away.
+    Convex,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FusionWeights {
+    pub method: FusionMethod,
     pub bm25: f32,
     pub vector: f32,
     /// The RRF constant: larger flattens the contribution of top ranks.
@@ -24,7 +36,7 @@ pub struct FusionWeights {
 
 impl Default for FusionWeights {
     fn default() -> Self {
-        FusionWeights { bm25: 0.35, vector: 1.0, k: 60.0, graph: 0.1 }
+        FusionWeights { method: FusionMethod::Rrf, bm25: 0.35, vector: 1.0, k: 60.0, graph: 0.1 }
     }
 }
 
@@ -38,6 +50,28 @@ pub fn weighted_rrf(lists: &[(&[(u32, f32)], f32)], k: f32) -> Vec<(u32, f32)> {
         }
         for (rank, (id, _)) in list.iter().enumerate() {
             *scores.entry(*id).or_default() += weight / (k + rank as f32 + 1.0);
+        }
+    }
+    let mut fused: Vec<(u32, f32)> = scores.into_iter().collect();
+    fused.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    fused
+}
+
+/// Fuses by `score(d) = Σ w_arm · (s_arm(d) − min_arm) / (max_arm − min_arm)`
+/// over each arm's candidate list; a document an arm did not return gets 0
+/// from it. An arm whose scores are all equal contributes `w_arm` to each.
+pub fn weighted_convex(lists: &[(&[(u32, f32)], f32)]) -> Vec<(u32, f32)> {
+    let mut scores: HashMap<u32, f32> = HashMap::new();
+    for (list, weight) in lists {
+        if *weight <= 0.0 || list.is_empty() {
+            continue;
+        }
+        let max = list.iter().map(|x| x.1).fold(f32::NEG_INFINITY, f32::max);
+        let min = list.iter().map(|x| x.1).fold(f32::INFINITY, f32::min);
+        let span = max - min;
+        for (id, s) in list.iter() {
+            let norm = if span > f32::EPSILON { (s - min) / span } else { 1.0 };
+            *scores.entry(*id).or_default() += weight * norm;
         }
     }
     let mut fused: Vec<(u32, f32)> = scores.into_iter().collect();
@@ -73,6 +107,20 @@ mod tests {
         let b = [(8, 1.0)];
         let fused = weighted_rrf(&[(&a, 2.0), (&b, 0.0)], 10.0);
         assert_eq!(fused, vec![(7, 2.0 / 11.0)]);
+    }
+
+    #[test]
+    fn convex_keeps_score_gaps() {
+        // Arm a is confident about 1; arm b barely prefers 2 over 1.
+        let a = [(1, 10.0), (2, 1.0), (3, 0.0)];
+        let b = [(2, 0.80), (1, 0.79), (3, 0.0)];
+        let fused = weighted_convex(&[(&a, 1.0), (&b, 1.0)]);
+        assert_eq!(fused[0].0, 1);
+        assert!((fused[0].1 - (1.0 + 0.79 / 0.80)).abs() < 1e-5);
+        // RRF sees only ranks and calls it a tie, broken by id.
+        assert_eq!(weighted_rrf(&[(&a, 1.0), (&b, 1.0)], 60.0)[0].0, 1);
+        let single = weighted_convex(&[(&[(4, 2.0)], 0.5)]);
+        assert_eq!(single, vec![(4, 0.5)]);
     }
 
     #[test]
