@@ -141,6 +141,30 @@ async fn main() {
     let (s, r) = (stats(&mut via_shard), stats(&mut via_router));
     println!("bm25 query, large index: direct to shard p50 {:.2} p99 {:.2} ms; through router p50 {:.2} p99 {:.2} ms (router adds p50 {:.2} ms)", s.p50, s.p99, r.p50, r.p99, r.p50 - s.p50);
 
+    // Throughput with a real load generator (wrk), when it is installed.
+    let script = dir.path().join("post.lua");
+    std::fs::write(
+        &script,
+        "wrk.method = \"POST\"\nwrk.body = '{\"query\": \"spawn a blocking task\", \"mode\": \"bm25\"}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n",
+    )
+    .unwrap();
+    for (label, base) in [("shard", shard.url()), ("router", router.url())] {
+        let out = tokio::process::Command::new("wrk")
+            .args(["-t2", "-c16", "-d10s", "-s", script.to_str().unwrap(), &format!("{base}/v1/indexes/large/search")])
+            .output()
+            .await;
+        match out {
+            Ok(o) if o.status.success() => {
+                let text = String::from_utf8_lossy(&o.stdout);
+                let rps = text.lines().find(|l| l.starts_with("Requests/sec")).unwrap_or("Requests/sec: ?").to_string();
+                let lat = text.lines().find(|l| l.trim_start().starts_with("Latency")).unwrap_or("").trim().to_string();
+                let non2xx = text.lines().find(|l| l.contains("Non-2xx")).unwrap_or("Non-2xx responses: 0").trim().to_string();
+                println!("wrk -t2 -c16 -d10s, bm25 query on the large index via {label}: {rps}; {lat}; {non2xx}");
+            }
+            _ => println!("wrk not installed (apt-get install wrk): throughput skipped"),
+        }
+    }
+
     // Fan-out latency by number of indexes (copies of the small index).
     let src = tempfile::tempdir().unwrap();
     gather(&registry_crates(&["petgraph"]), &src.path().join("src"));
