@@ -1,4 +1,5 @@
-//! Weighted reciprocal rank fusion.
+//! Fusion of the arms' rankings: weighted reciprocal rank fusion, and a
+//! convex combination of normalised scores (the default, see docs/EVAL.md).
 //!
 //! RRF needs no score calibration between arms (BM25 scores and cosine
 //! similarities live on different scales), but equal weights are wrong for
@@ -36,7 +37,7 @@ pub struct FusionWeights {
 
 impl Default for FusionWeights {
     fn default() -> Self {
-        FusionWeights { method: FusionMethod::Rrf, bm25: 0.35, vector: 1.0, k: 60.0, graph: 0.1 }
+        FusionWeights { method: FusionMethod::Convex, bm25: 0.15, vector: 1.0, k: 60.0, graph: 0.1 }
     }
 }
 
