@@ -2,6 +2,7 @@
 //! one shard from the whole cluster.
 
 pub mod error;
+pub mod openapi;
 pub mod types;
 
 pub use error::{ApiError, ErrorBody};

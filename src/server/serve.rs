@@ -24,6 +24,7 @@ pub fn ops_routes(ready: Arc<AtomicBool>) -> Router {
             }),
         )
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(|| async { axum::Json(crate::api::openapi::document()) }))
 }
 
 async fn metrics() -> impl IntoResponse {

@@ -190,6 +190,8 @@ async fn router_refuses_bad_input_clearly() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = client.get(format!("{url}/v1/indexes/demo/symbols/x?depth=99")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let doc: Value = client.get(format!("{url}/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["paths"]["/v1/indexes/{id}/search"]["post"]["requestBody"].is_object(), "{doc}");
 }
 
 #[tokio::test]
