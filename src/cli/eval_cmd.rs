@@ -99,7 +99,8 @@ pub async fn run(args: EvalArgs) -> Result<()> {
     let cached = std::fs::read(bundle.join("manifest.json"))
         .ok()
         .and_then(|b| serde_json::from_slice::<trusty_search::storage::manifest::Manifest>(&b).ok())
-        .filter(|m| m.counts.files as usize == data.corpus.len());
+        // Every document was either indexed or skipped (e.g. a generated-code marker).
+        .filter(|m| (m.counts.files + m.counts.skipped_files) as usize == data.corpus.len());
     let manifest = match cached {
         Some(m) => m,
         None => {

@@ -17,7 +17,7 @@ use crate::index::embed::Embedder;
 use crate::search::engine::Engine;
 use crate::storage::layout;
 use crate::storage::open::{OpenError, fetch_version, read_current};
-use crate::storage::store::{Store, StoreError};
+use crate::storage::store::Store;
 use crate::telemetry::metrics::{LOAD_DURATION, LOAD_FAILURES, LOADS_STARTED};
 use axum::http::StatusCode;
 use std::sync::Arc;
@@ -292,10 +292,6 @@ impl Resolver {
         self.registry.refresh_gauges();
         slot.notify();
         true
-    }
-
-    pub fn is_store_error(e: &StoreError) -> bool {
-        matches!(e, StoreError::Unavailable { .. })
     }
 }
 
