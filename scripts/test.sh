@@ -29,7 +29,20 @@ export TRUSTY_REQUIRE_MODEL=1
 python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('mcp') != '2.3.0')" 2>/dev/null \
   || python3 -m pip install -q mcp==2.3.0
 
-cargo test --workspace --no-fail-fast
+# CI shows only the tail of the log: keep the full output and repeat the
+# failures last, so a failing run says which test failed and why.
+log="$(mktemp -t trusty-test.XXXXXX.log)"
+set +e
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+if [ "$status" -ne 0 ]; then
+  echo
+  echo "==== failing tests (full log: $log) ===="
+  grep -E "^test .* FAILED$|panicked at|^---- .* stdout ----$|^error(\[|:)" "$log" | grep -v "^error: test failed" | head -60
+  grep -E -A12 "panicked at" "$log" | grep -v "^\s*$" | head -80
+  exit "$status"
+fi
 
 if [ -x scripts/check-chart.sh ]; then
   scripts/check-chart.sh

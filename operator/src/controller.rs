@@ -41,9 +41,9 @@ use trusty_search::IndexId;
 
 /// Field manager of every status write.
 pub const FIELD_MANAGER: &str = "trusty-operator";
-/// Requeue while something is still converging (build running, owners loading).
+/// Default requeue while something is still converging (build running, owners loading).
 pub const REQUEUE_CONVERGING: Duration = Duration::from_secs(15);
-/// Requeue when stable, so status keeps tracking the data plane.
+/// Default requeue when stable, so status keeps tracking the data plane.
 pub const REQUEUE_STABLE: Duration = Duration::from_secs(60);
 const BACKOFF_BASE: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
@@ -93,8 +93,40 @@ pub struct Context {
     pub router: RouterClient,
     pub build: BuildConfig,
     pub metrics: Arc<Metrics>,
+    /// How often status is re-read from the cluster.
+    pub resync: Resync,
     /// Consecutive failures per Index, for exponential requeue backoff.
     failures: Mutex<HashMap<String, u32>>,
+}
+
+/// Requeue intervals. Data-plane changes (an owner failing a reload, a shard
+/// restarting) raise no Kubernetes event, so status only follows them by
+/// polling the router: these bound how stale `kubectl get indexes` can be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resync {
+    /// While a build runs or owners are still loading.
+    pub converging: Duration,
+    /// Once the Index is Available.
+    pub stable: Duration,
+}
+
+impl Default for Resync {
+    fn default() -> Self {
+        Resync {
+            converging: REQUEUE_CONVERGING,
+            stable: REQUEUE_STABLE,
+        }
+    }
+}
+
+impl Resync {
+    /// Re-reads stable Indexes every `stable`, converging ones at least as often.
+    pub fn every(stable: Duration) -> Resync {
+        Resync {
+            converging: REQUEUE_CONVERGING.min(stable),
+            stable,
+        }
+    }
 }
 
 impl Context {
@@ -115,8 +147,14 @@ impl Context {
             router,
             build,
             metrics,
+            resync: Resync::default(),
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn with_resync(mut self, resync: Resync) -> Self {
+        self.resync = resync;
+        self
     }
 
     async fn event(&self, index: &Index, type_: EventType, reason: &str, action: &str, note: String) {
@@ -314,7 +352,7 @@ async fn apply(index: &Index, id: &IndexId, api: &Api<Index>, ctx: &Context) -> 
         };
         write_status(api, index, &st).await?;
         return Ok(match build {
-            Build::Running => Action::requeue(REQUEUE_CONVERGING),
+            Build::Running => Action::requeue(ctx.resync.converging),
             _ => Action::await_change(),
         });
     }
@@ -343,9 +381,9 @@ async fn apply(index: &Index, id: &IndexId, api: &Api<Index>, ctx: &Context) -> 
     write_status(api, index, &st).await?;
 
     let mut next = match (build, st.phase) {
-        (Build::Running, _) => REQUEUE_CONVERGING,
-        (_, Phase::Available) => REQUEUE_STABLE,
-        _ => REQUEUE_CONVERGING,
+        (Build::Running, _) => ctx.resync.converging,
+        (_, Phase::Available) => ctx.resync.stable,
+        _ => ctx.resync.converging,
     };
     if build == Build::UpToDate
         && let Some(until_refresh) = refresh_due_in(index, &st, now)

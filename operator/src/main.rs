@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use trusty_operator::{
-    Context, Error, controller,
+    Context, Error,
+    controller::{self, Resync},
     jobs::BuildConfig,
     leader::LeaderElector,
     metrics::{self, Metrics},
@@ -59,6 +60,10 @@ struct Args {
     /// Identity in the Lease (the pod name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// How often an Available Index's status is re-read from the cluster
+    /// (converging ones at least every 15 s), e.g. "60s" or "5m".
+    #[arg(long, env = "TRUSTY_RESYNC", default_value = "60s", value_parser = humantime::parse_duration)]
+    resync: Duration,
     /// Lease duration in seconds; a dead leader is replaced after this long.
     #[arg(long, default_value_t = 15)]
     lease_seconds: u64,
@@ -141,7 +146,8 @@ async fn main() -> ExitCode {
         build,
         metrics.clone(),
         Some(identity.clone()),
-    ));
+    )
+    .with_resync(Resync::every(args.resync.max(Duration::from_secs(1)))));
     let elector = LeaderElector::new(
         Api::<Lease>::namespaced(client, &args.lease_namespace),
         &args.lease_name,

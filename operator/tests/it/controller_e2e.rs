@@ -19,7 +19,8 @@ use trusty_operator::{
 use trusty_search::api::types::ResidencyState;
 
 const NS: &str = "search";
-const WAIT: Duration = Duration::from_secs(20);
+/// Generous: CI machines can be busy, and a pass never waits this long.
+const WAIT: Duration = Duration::from_secs(60);
 
 async fn first_job(jobs: &Api<Job>) -> Job {
     eventually("a build Job", WAIT, || async {

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use trusty_search::api::types::{IndexCounts, IndexStatus, ResidencyState, ShardIndexStatus};
 
-pub const TOKEN: &str = "test-admin-token";
+pub use crate::support::process::ADMIN_TOKEN as TOKEN;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Call {

@@ -1,11 +1,10 @@
 //! Starts the real operator (leader election + Controller) against any kube
 //! `Client` and router URL, and small polling helpers.
 //!
-//! Both ends are plain parameters so the same tests can later run against a
-//! real trusty-search router and shards: swap `FakeRouter::url()` for the
-//! router's address and the `file://` store for the one the shards read.
+//! Both ends are plain parameters: the fake router and a `file://` store in
+//! `controller_e2e`, a real router, shards and S3 server in `cluster_e2e`.
 
-use crate::fake_router::TOKEN;
+use crate::support::process::ADMIN_TOKEN;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
 use std::future::Future;
@@ -13,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 use trusty_operator::{
-    Context, controller, jobs::BuildConfig, leader::LeaderElector, metrics::Metrics, router_client::RouterClient,
+    Context,
+    controller::{self, Resync},
+    jobs::BuildConfig, leader::LeaderElector, metrics::Metrics, router_client::RouterClient,
 };
 
 pub const LEASE_NAMESPACE: &str = "trusty-system";
@@ -36,8 +37,21 @@ impl Operator {
     /// Runs the operator the way `main` does: the controller only while this
     /// replica holds the Lease.
     pub fn start(client: Client, router_url: &str, store: &str, identity: &str, namespace: Option<String>) -> Operator {
+        Self::start_with_resync(client, router_url, store, identity, namespace, Resync::default())
+    }
+
+    /// With a shorter status resync, for tests that wait on data-plane changes
+    /// no Kubernetes event announces.
+    pub fn start_with_resync(
+        client: Client,
+        router_url: &str,
+        store: &str,
+        identity: &str,
+        namespace: Option<String>,
+        resync: Resync,
+    ) -> Operator {
         let metrics = Arc::new(Metrics::new());
-        let router = RouterClient::new(router_url, Some(TOKEN.into())).unwrap();
+        let router = RouterClient::new(router_url, Some(ADMIN_TOKEN.into())).unwrap();
         let build = BuildConfig {
             image: IMAGE.into(),
             store: store.into(),
@@ -49,7 +63,8 @@ impl Operator {
             build,
             metrics.clone(),
             Some(identity.into()),
-        ));
+        )
+        .with_resync(resync));
         let elector = LeaderElector::new(
             Api::<Lease>::namespaced(client, LEASE_NAMESPACE),
             LEASE_NAME,

@@ -70,10 +70,10 @@ where
 {
     let index: Index = serde_json::from_value(obj.clone()).expect("test object is a valid Index");
     let server = tokio::spawn(script(verifier));
-    let result = tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(index), ctx))
+    let result = tokio::time::timeout(Duration::from_secs(30), reconcile(Arc::new(index), ctx))
         .await
         .expect("reconcile hung: it made a request the scenario does not answer");
-    let verifier = tokio::time::timeout(Duration::from_secs(5), server)
+    let verifier = tokio::time::timeout(Duration::from_secs(30), server)
         .await
         .expect("scenario did not finish")
         .expect("scenario assertions");

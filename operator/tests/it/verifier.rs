@@ -26,7 +26,7 @@ impl ApiServerVerifier {
     /// Expects the next request to be `method path`, answers it with `respond`'s
     /// (status, body) and returns what was sent.
     pub async fn expect(&mut self, method: Method, path: &str, respond: impl FnOnce(&Seen) -> (u16, Value)) -> Seen {
-        let (request, send) = tokio::time::timeout(Duration::from_secs(5), self.0.next_request())
+        let (request, send) = tokio::time::timeout(Duration::from_secs(15), self.0.next_request())
             .await
             .unwrap_or_else(|_| panic!("timed out waiting for {method} {path}"))
             .unwrap_or_else(|| panic!("client gone before {method} {path}"));

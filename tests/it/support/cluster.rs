@@ -15,6 +15,8 @@ pub struct Cluster {
     pub shards: Vec<Option<Proc>>,
     pub ports: Vec<u16>,
     pub router: Proc,
+    /// Extra shard flags, kept so restarted shards run with the same ones.
+    shard_extra: Vec<String>,
 }
 
 pub fn free_port() -> u16 {
@@ -33,7 +35,13 @@ fn env_vars() -> Vec<(&'static str, String)> {
 
 impl Cluster {
     pub async fn start(shards: usize, replicas: usize, router_extra: &[&str]) -> Cluster {
+        Self::start_with(shards, replicas, &[], router_extra).await
+    }
+
+    /// Like [`Cluster::start`], with flags for every shard (they replace the test defaults).
+    pub async fn start_with(shards: usize, replicas: usize, shard_extra: &[&str], router_extra: &[&str]) -> Cluster {
         set_process_env();
+        let shard_extra: Vec<String> = shard_extra.iter().map(|s| s.to_string()).collect();
         let dir = tempfile::tempdir().unwrap();
         let s3 = S3Server::start(&dir.path().join("s3")).await;
         let store_url = s3.url("cluster");
@@ -41,7 +49,8 @@ impl Cluster {
         let ports: Vec<u16> = (0..shards).map(|_| free_port()).collect();
         let mut procs = Vec::new();
         for i in 0..shards {
-            procs.push(Some(Self::spawn_shard(&store_url, dir.path().join(format!("cache-{i}")), i, ports[i]).await));
+            let cache = dir.path().join(format!("cache-{i}"));
+            procs.push(Some(Self::spawn_shard(&store_url, cache, i, ports[i], &shard_extra).await));
         }
         let list: Vec<String> =
             (0..shards).map(|i| format!("{}=http://127.0.0.1:{}", shard_name(i), ports[i])).collect();
@@ -60,12 +69,14 @@ impl Cluster {
         ];
         args.extend(router_extra.iter().map(|s| s.to_string()));
         let router = spawn("router", &args, &env_vars()).await;
-        Cluster { dir, s3, store_url, store, shards: procs, ports, router }
+        Cluster { dir, s3, store_url, store, shards: procs, ports, router, shard_extra }
     }
 
-    async fn spawn_shard(store_url: &str, cache: PathBuf, i: usize, port: u16) -> Proc {
+    async fn spawn_shard(store_url: &str, cache: PathBuf, i: usize, port: u16, extra: &[String]) -> Proc {
         let listen = format!("127.0.0.1:{port}");
-        let args = shard_args(store_url, &cache, &shard_name(i), &["--listen", &listen]);
+        let mut flags: Vec<&str> = vec!["--listen", &listen];
+        flags.extend(extra.iter().map(String::as_str));
+        let args = shard_args(store_url, &cache, &shard_name(i), &flags);
         spawn(&shard_name(i), &args, &env_vars()).await
     }
 
@@ -76,8 +87,13 @@ impl Cluster {
     }
 
     pub async fn restart_shard(&mut self, i: usize) {
-        let cache = self.dir.path().join(format!("cache-{i}"));
-        self.shards[i] = Some(Self::spawn_shard(&self.store_url, cache, i, self.ports[i]).await);
+        let cache = self.cache_dir(i);
+        self.shards[i] = Some(Self::spawn_shard(&self.store_url, cache, i, self.ports[i], &self.shard_extra).await);
+    }
+
+    /// Local cache directory of shard `i`.
+    pub fn cache_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("cache-{i}"))
     }
 
     pub fn shard_url(&self, i: usize) -> String {

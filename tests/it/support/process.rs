@@ -7,8 +7,21 @@ use std::time::Duration;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
+/// The `trusty-search` binary. Cargo names it for this package's own tests;
+/// the operator's tests share this module and find it beside their test
+/// binary (`target/debug/deps/..`), where `cargo test --workspace` builds it.
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_trusty-search"))
+    if let Some(p) = option_env!("CARGO_BIN_EXE_trusty-search") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current test binary");
+    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("trusty-search")).expect("target dir");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo build -p trusty-search`, or run the whole suite with scripts/test.sh)",
+        bin.display()
+    );
+    bin
 }
 
 /// A child process that is killed when dropped.
