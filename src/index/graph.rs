@@ -211,6 +211,8 @@ impl EdgeKind {
 #[derive(Debug, Clone)]
 pub(crate) struct NameEntry {
     pub(crate) lower: String,
+    /// `lower` without underscores, so "parse query" finds `parse_query`.
+    pub(crate) compact: String,
     pub(crate) parts: Vec<String>,
     pub(crate) nodes: Vec<NodeIndex>,
 }
@@ -227,6 +229,11 @@ pub struct CodeGraph {
     /// Chunk id (every window) → its symbol node.
     pub(crate) by_chunk: HashMap<u32, NodeIndex>,
     pub(crate) by_path: HashMap<String, NodeIndex>,
+    /// Incoming `Calls` edges per node (by node index), and their maximum over
+    /// named symbols: ranking reads them for every candidate, so they are
+    /// counted once here.
+    pub(crate) calls_in: Vec<u32>,
+    pub(crate) max_calls_in: u32,
 }
 
 impl PartialEq for CodeGraph {
@@ -326,6 +333,7 @@ impl CodeGraph {
                     let slot = *by_lower.entry(lower.clone()).or_insert_with(|| {
                         names.push(NameEntry {
                             parts: split_identifier(&s.name),
+                            compact: lower.replace('_', ""),
                             lower,
                             nodes: Vec::new(),
                         });
@@ -336,6 +344,19 @@ impl CodeGraph {
                 NodeKind::External { .. } => {}
             }
         }
+        // Edges are unique per (source, target, kind), so counting them counts callers.
+        let mut calls_in = vec![0u32; graph.node_count()];
+        for e in graph.edge_references() {
+            if *e.weight() == EdgeKind::Calls {
+                calls_in[e.target().index()] += 1;
+            }
+        }
+        let max_calls_in = names
+            .iter()
+            .flat_map(|e| e.nodes.iter())
+            .map(|n| calls_in[n.index()])
+            .max()
+            .unwrap_or(0);
         CodeGraph {
             graph,
             by_name,
@@ -343,6 +364,8 @@ impl CodeGraph {
             names,
             by_chunk,
             by_path,
+            calls_in,
+            max_calls_in,
         }
     }
 

@@ -223,6 +223,30 @@ impl Bm25Index {
         Ok(hits)
     }
 
+    /// Stock tantivy doing the same work as [`Bm25Index::search`]: a lenient
+    /// `QueryParser` over the symbol, path and content fields with our boosts
+    /// (the fields' own tokenizers), `TopDocs`, ids through the fast field. The
+    /// peer our own query building and collection is benchmarked against.
+    pub fn raw_tantivy_search_all_fields(&self, text: &str, k: usize) -> Result<Vec<(u32, f32)>, Bm25Error> {
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let f = &self.fields;
+        let mut parser = QueryParser::for_index(&self.index, vec![f.symbol, f.path, f.content]);
+        for (field, boost) in [(f.symbol, self.boosts.symbol), (f.path, self.boosts.path), (f.content, self.boosts.content)] {
+            parser.set_field_boost(field, boost);
+        }
+        let (query, _errors) = parser.parse_query_lenient(text);
+        let top = self.searcher.search(&query, &TopDocs::with_limit(k).order_by_score())?;
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            if let Some(id) = self.ids[address.segment_ord as usize].first(address.doc_id) {
+                hits.push((id as u32, score));
+            }
+        }
+        Ok(hits)
+    }
+
     /// The flat boosted OR over every (field, query term); `None` when the text
     /// has no tokens.
     fn text_query(&self, text: &str) -> Option<Box<dyn Query>> {

@@ -272,7 +272,7 @@ impl CodeGraph {
     }
 
     fn calls_in_degree(&self, n: NodeIndex) -> usize {
-        self.neighbors(n, Direction::Incoming, EdgeKind::Calls).len()
+        self.calls_in.get(n.index()).copied().unwrap_or(0) as usize
     }
 
     /// Extra or boosted chunks for the top fused hits `seeds` (chunk id, score,
@@ -388,18 +388,11 @@ impl CodeGraph {
         let compact: String = terms.iter().map(|t| t.replace('_', "")).collect();
         let n_terms = terms.len() as f32;
 
-        let max_in = self
-            .names
-            .iter()
-            .flat_map(|e| e.nodes.iter())
-            .map(|&n| self.calls_in_degree(n))
-            .max()
-            .unwrap_or(0)
-            .max(1) as f32;
+        let max_in = self.max_calls_in.max(1) as f32;
 
         let mut scores: HashMap<NodeIndex, f32> = HashMap::new();
         for entry in &self.names {
-            let whole = entry.lower.replace('_', "") == compact && terms.len() > 1;
+            let whole = terms.len() > 1 && entry.compact == compact;
             let mut total = 0.0;
             for term in &terms {
                 total += if whole || entry.lower == *term {
@@ -460,8 +453,13 @@ impl CodeGraph {
             }
         }
         out.retain(|&(id, _)| chunk_by_id(chunks, id).is_some());
-        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        out.truncate(k);
+        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        // A common word matches thousands of symbols: select the top k before sorting.
+        if out.len() > k {
+            out.select_nth_unstable_by(k - 1, order);
+            out.truncate(k);
+        }
+        out.sort_by(order);
         out
     }
 }
