@@ -21,7 +21,8 @@ use trusty_search::router::config::RouterConfig;
 use trusty_search::router::membership::{self, ShardEndpoint};
 use trusty_search::shard::ShardConfig;
 use trusty_search::storage::layout;
-use trusty_search::storage::open::read_current;
+use trusty_search::search::engine::Engine;
+use trusty_search::storage::open::{fetch_version, read_current};
 use trusty_search::storage::publish::{PublishOptions, publish};
 use trusty_search::storage::store::Store;
 
@@ -93,6 +94,24 @@ async fn main() {
         }
         let (l, d) = (stats(&mut loads), stats(&mut downloads));
         println!("{id}: cold load (download + verify + open) p50 {:.0} ms vs plain download p50 {:.0} ms → {:.2}×", l.p50, d.p50, l.p50 / d.p50);
+
+        // Where a cold load goes: the two phases of `restore`, timed apart.
+        let (mut fetches, mut opens) = (Vec::new(), Vec::new());
+        for run in 0..3 {
+            let cache = dir.path().join(format!("phases-{id}-{run}"));
+            let t = Instant::now();
+            let (pointer, _) = read_current(&store, &iid, None).await.unwrap().unwrap();
+            let local = fetch_version(&store, &iid, &cache, &pointer, ShardConfig::local(&store_url, cache.clone(), "bench").download_parallelism)
+                .await
+                .unwrap();
+            fetches.push(t.elapsed());
+            let t = Instant::now();
+            let engine = Engine::open(&local.dir, local.manifest, Some(Arc::new(HashEmbedder))).await.unwrap();
+            opens.push(t.elapsed());
+            drop(engine);
+        }
+        let (f, o) = (stats(&mut fetches), stats(&mut opens));
+        println!("{id}: phases p50: fetch + verify {:.0} ms, open {:.0} ms", f.p50, o.p50);
     }
 
     // Hot query latency: HTTP to a shard vs the in-process engine call.

@@ -83,29 +83,33 @@ impl Engine {
             what,
             reason,
         };
+        // The four parts are independent files: read them concurrently (chunks,
+        // BM25 and graph on blocking threads, lance on the runtime), so opening
+        // costs about the slowest part rather than the sum.
         let chunks_path = dir.join(bundle::CHUNKS_FILE);
-        let chunks = tokio::task::spawn_blocking(move || load_chunks(&chunks_path))
-            .await
+        let chunks = tokio::task::spawn_blocking(move || load_chunks(&chunks_path));
+        let bm25_dir = dir.join(bundle::BM25_DIR);
+        let bm25 = tokio::task::spawn_blocking(move || Bm25Index::open(&bm25_dir));
+        let graph_path = dir.join(bundle::GRAPH_FILE);
+        let graph = tokio::task::spawn_blocking(move || CodeGraph::read(&graph_path));
+        let vectors_dir = dir.join(bundle::VECTORS_DIR);
+        let vectors = async {
+            match &manifest.embedder {
+                Some(_) => VectorIndex::open(&vectors_dir).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (chunks, bm25, graph, vectors) = tokio::join!(chunks, bm25, graph, vectors);
+        let chunks = chunks
             .map_err(|e| corrupt("chunks", e.to_string()))?
             .map_err(|e| corrupt("chunks", e))?;
-        let bm25_dir = dir.join(bundle::BM25_DIR);
-        let bm25 = tokio::task::spawn_blocking(move || Bm25Index::open(&bm25_dir))
-            .await
+        let bm25 = bm25
             .map_err(|e| corrupt("bm25 index", e.to_string()))?
             .map_err(|e| corrupt("bm25 index", e.to_string()))?;
-        let graph_path = dir.join(bundle::GRAPH_FILE);
-        let graph = tokio::task::spawn_blocking(move || CodeGraph::read(&graph_path))
-            .await
+        let graph = graph
             .map_err(|e| corrupt("graph", e.to_string()))?
             .map_err(|e| corrupt("graph", e.to_string()))?;
-        let vectors = match &manifest.embedder {
-            Some(_) => Some(
-                VectorIndex::open(&dir.join(bundle::VECTORS_DIR))
-                    .await
-                    .map_err(|e| corrupt("vector dataset", e.to_string()))?,
-            ),
-            None => None,
-        };
+        let vectors = vectors.map_err(|e| corrupt("vector dataset", e.to_string()))?;
         let embedder = match (&manifest.embedder, embedder) {
             (Some(info), Some(e)) if e.id() == info.id && e.dimension() == info.dimension => Some(e),
             (Some(info), Some(e)) => {

@@ -10,6 +10,7 @@ use super::layout::{self, MANIFEST_FILE};
 use super::manifest::{CurrentPointer, Manifest, SCHEMA_VERSION};
 use super::store::{Store, StoreError};
 use crate::IndexId;
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use std::path::{Path, PathBuf};
 
@@ -257,8 +258,24 @@ async fn download_all(
                     .map_err(|e| OpenError::io(id, parent, e))?;
             }
             let key = layout::file_key(id, &version, &f.path);
-            let mut hasher = Sha256::new();
-            let size = match store.download(&key, &target, |c| hasher.update(c)).await {
+            // Hash on a blocking thread fed chunk by chunk, so checksumming a
+            // large file overlaps its download instead of stalling it.
+            let (tx, rx) = std::sync::mpsc::channel::<Bytes>();
+            let hashing = tokio::task::spawn_blocking(move || {
+                let mut hasher = Sha256::new();
+                for chunk in rx {
+                    hasher.update(&chunk);
+                }
+                hex::encode(hasher.finalize())
+            });
+            let downloaded = store
+                .download(&key, &target, |c| {
+                    let _ = tx.send(c.clone());
+                })
+                .await;
+            drop(tx);
+            let sha = hashing.await.map_err(|e| OpenError::io(id, &target, std::io::Error::other(e)))?;
+            let size = match downloaded {
                 Ok(n) => n,
                 Err(StoreError::NotFound { key }) => {
                     return Err(OpenError::corrupt(
@@ -268,7 +285,6 @@ async fn download_all(
                 }
                 Err(e) => return Err(OpenError::store(id, e)),
             };
-            let sha = hex::encode(hasher.finalize());
             if size != f.size || sha != f.sha256 {
                 return Err(OpenError::corrupt(
                     id,

@@ -190,7 +190,7 @@ impl Store {
         &self,
         key: &str,
         dest: &Path,
-        mut inspect: impl FnMut(&[u8]),
+        mut inspect: impl FnMut(&Bytes),
     ) -> Result<u64, StoreError> {
         let path = self.path(key);
         OBJECT_STORE_REQUESTS.with_label_values(&["get"]).inc();
