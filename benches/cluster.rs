@@ -55,11 +55,13 @@ async fn main() {
     let large = publish_dirs(&store, "large", &["tokio-1.", "tantivy", "datafusion-physical", "arrow-array"], true).await;
     println!("store: {store_url} (local disk); small index {:.1} MB, large index {:.1} MB (hash vectors, 384-d)", small as f64 / 1e6, large as f64 / 1e6);
 
-    // Cold load vs plain download, fresh cache each run.
+    // Cold load vs plain download, fresh cache each run. Each run also times
+    // the two phases of `restore` apart, and removes what it wrote so every
+    // run starts from the same disk state.
     for id in ["small", "large"] {
         let iid = IndexId::new(id).unwrap();
-        let (mut loads, mut downloads) = (Vec::new(), Vec::new());
-        for run in 0..3 {
+        let (mut loads, mut downloads, mut fetches, mut opens) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for run in 0..5 {
             let cache = dir.path().join(format!("dl-{id}-{run}"));
             std::fs::create_dir_all(&cache).unwrap();
             let t = Instant::now();
@@ -74,8 +76,11 @@ async fn main() {
             }))
             .await;
             downloads.push(t.elapsed());
+            std::fs::remove_dir_all(&cache).unwrap();
 
-            let cfg = ShardConfig::local(&store_url, dir.path().join(format!("cache-{id}-{run}")), "bench");
+            let cache = dir.path().join(format!("cache-{id}-{run}"));
+            let cfg = ShardConfig::local(&store_url, cache.clone(), "bench");
+            let parallelism = cfg.download_parallelism;
             let resolver = trusty_search::shard::Resolver::new(cfg, Store::open(&store_url).unwrap(), Some(Arc::new(HashEmbedder)));
             let before = rss_bytes();
             let t = Instant::now();
@@ -91,25 +96,22 @@ async fn main() {
                     loaded.memory_bytes as f64 / 1e6
                 );
             }
-        }
-        let (l, d) = (stats(&mut loads), stats(&mut downloads));
-        println!("{id}: cold load (download + verify + open) p50 {:.0} ms vs plain download p50 {:.0} ms → {:.2}×", l.p50, d.p50, l.p50 / d.p50);
+            drop((loaded, resolver));
+            std::fs::remove_dir_all(&cache).unwrap();
 
-        // Where a cold load goes: the two phases of `restore`, timed apart.
-        let (mut fetches, mut opens) = (Vec::new(), Vec::new());
-        for run in 0..3 {
             let cache = dir.path().join(format!("phases-{id}-{run}"));
             let t = Instant::now();
             let (pointer, _) = read_current(&store, &iid, None).await.unwrap().unwrap();
-            let local = fetch_version(&store, &iid, &cache, &pointer, ShardConfig::local(&store_url, cache.clone(), "bench").download_parallelism)
-                .await
-                .unwrap();
+            let local = fetch_version(&store, &iid, &cache, &pointer, parallelism).await.unwrap();
             fetches.push(t.elapsed());
             let t = Instant::now();
             let engine = Engine::open(&local.dir, local.manifest, Some(Arc::new(HashEmbedder))).await.unwrap();
             opens.push(t.elapsed());
             drop(engine);
+            std::fs::remove_dir_all(&cache).unwrap();
         }
+        let (l, d) = (stats(&mut loads), stats(&mut downloads));
+        println!("{id}: cold load (download + verify + open) p50 {:.0} ms vs plain download p50 {:.0} ms → {:.2}×", l.p50, d.p50, l.p50 / d.p50);
         let (f, o) = (stats(&mut fetches), stats(&mut opens));
         println!("{id}: phases p50: fetch + verify {:.0} ms, open {:.0} ms", f.p50, o.p50);
     }
