@@ -616,21 +616,30 @@ fn refresh_due_in(index: &Index, st: &IndexStatus, now: Timestamp) -> Option<Dur
     Some(Duration::try_from(due.duration_since(now)).unwrap_or(Duration::ZERO))
 }
 
-/// Finalizer cleanup: unregister, then (with `Delete`) remove the data.
+/// Finalizer cleanup. Storage first, so shards cannot rediscover the index
+/// between the two steps: with `Delete` its objects are removed; with
+/// `Retain` an index this operator built is withdrawn (its versions stay,
+/// `CURRENT` moves aside); a prebuilt `objectStore` index is left as it is,
+/// since its store is managed elsewhere. Then every shard drops it.
 async fn cleanup(index: &Index, id: &IndexId, ctx: &Context) -> Result<Action> {
+    let prebuilt = index.spec.source.object_store.as_ref().map(|o| o.prefix.as_str());
+    let url = prebuilt.unwrap_or(&ctx.build.store);
+    let stored = match (index.spec.deletion_policy, prebuilt) {
+        (DeletionPolicy::Delete, _) => {
+            let n = storage::delete_index(url, id).await?;
+            Some(format!("deleted {n} object(s) under {url}/indexes/{id}/"))
+        }
+        (DeletionPolicy::Retain, None) => {
+            let moved = storage::withdraw_index(url, id).await?;
+            moved.then(|| format!("withdrew it from serving (versions kept under {url}/indexes/{id}/)"))
+        }
+        (DeletionPolicy::Retain, Some(_)) => None,
+    };
     ctx.router.unregister(id).await?;
-    let mut note = format!("unregistered {id}");
-    if index.spec.deletion_policy == DeletionPolicy::Delete {
-        let url = index
-            .spec
-            .source
-            .object_store
-            .as_ref()
-            .map(|o| o.prefix.as_str())
-            .unwrap_or(&ctx.build.store);
-        let n = storage::delete_index(url, id).await?;
-        note.push_str(&format!(" and deleted {n} object(s) under {url}/indexes/{id}/"));
-    }
+    let note = match stored {
+        Some(s) => format!("unregistered {id} and {s}"),
+        None => format!("unregistered {id}"),
+    };
     ctx.event(index, EventType::Normal, "Deleted", "Delete", note).await;
     Ok(Action::await_change())
 }

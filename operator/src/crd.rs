@@ -72,7 +72,10 @@ pub struct IndexSpec {
     #[serde(default)]
     #[schemars(range(min = 0))]
     pub reset_generation: i64,
-    /// What happens to the index data in object storage when the Index is deleted.
+    /// What deleting the Index does to its data in object storage. Retain (the
+    /// default): every version is kept but the index is no longer served
+    /// (`CURRENT` moves to `CURRENT.withdrawn`; a prebuilt objectStore index is
+    /// left untouched). Delete: every object under `indexes/<id>/` is removed.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 }
@@ -172,7 +175,9 @@ impl EmbedderKind {
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 pub enum DeletionPolicy {
-    /// Keep the index data in object storage.
+    /// Keep every version in object storage but stop serving the index
+    /// (`CURRENT` moves to `CURRENT.withdrawn`; `trusty-search index rollback`
+    /// or a new build serves it again). A prebuilt `objectStore` index is left untouched.
     #[default]
     Retain,
     /// Remove every object under `indexes/<id>/`.

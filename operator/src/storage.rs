@@ -1,4 +1,5 @@
-//! Removal of an index's objects for `deletionPolicy: Delete`.
+//! What deleting an Index does to its objects: removal for
+//! `deletionPolicy: Delete`, withdrawal (versions kept, not served) for `Retain`.
 //!
 //! Goes through the engine's own store code (`trusty_search::storage`): the
 //! same URLs, credentials from the operator's environment (the variables the
@@ -17,6 +18,13 @@ pub use trusty_search::storage::store::StoreError as StorageError;
 pub async fn delete_index(url: &str, id: &IndexId) -> Result<usize, StorageError> {
     let store = Store::open(url)?;
     publish::delete_index(&store, id).await
+}
+
+/// Withdraws index `id` from serving, keeping its versions (see
+/// `trusty_search::storage::publish::withdraw`); false when it had no `CURRENT`.
+pub async fn withdraw_index(url: &str, id: &IndexId) -> Result<bool, StorageError> {
+    let store = Store::open(url)?;
+    publish::withdraw(&store, id).await
 }
 
 #[cfg(test)]

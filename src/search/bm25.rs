@@ -213,14 +213,7 @@ impl Bm25Index {
         }
         let parser = QueryParser::for_index(&self.index, vec![self.fields.content]);
         let (query, _errors) = parser.parse_query_lenient(text);
-        let top = self.searcher.search(&query, &TopDocs::with_limit(k).order_by_score())?;
-        let mut hits = Vec::with_capacity(top.len());
-        for (score, address) in top {
-            if let Some(id) = self.ids[address.segment_ord as usize].first(address.doc_id) {
-                hits.push((id as u32, score));
-            }
-        }
-        Ok(hits)
+        self.stock_top_docs(query.as_ref(), k)
     }
 
     /// Stock tantivy doing the same work as [`Bm25Index::search`]: a lenient
@@ -237,7 +230,12 @@ impl Bm25Index {
             parser.set_field_boost(field, boost);
         }
         let (query, _errors) = parser.parse_query_lenient(text);
-        let top = self.searcher.search(&query, &TopDocs::with_limit(k).order_by_score())?;
+        self.stock_top_docs(query.as_ref(), k)
+    }
+
+    /// Stock `TopDocs` collection, chunk ids read back through the fast field.
+    fn stock_top_docs(&self, query: &dyn Query, k: usize) -> Result<Vec<(u32, f32)>, Bm25Error> {
+        let top = self.searcher.search(query, &TopDocs::with_limit(k).order_by_score())?;
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
             if let Some(id) = self.ids[address.segment_ord as usize].first(address.doc_id) {

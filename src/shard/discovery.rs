@@ -6,7 +6,7 @@
 use super::lazy_load::Resolver;
 use super::residency::{Slot, SlotState};
 use crate::IndexId;
-use crate::storage::layout::INDEXES_DIR;
+use crate::storage::layout::{self, INDEXES_DIR};
 use crate::storage::open::{OpenError, read_current};
 use crate::telemetry::metrics::{INDEX_SWAPS, LOAD_FAILURES};
 use serde::{Deserialize, Serialize};
@@ -22,20 +22,31 @@ struct Recent {
     last_used_ms: u64,
 }
 
-/// Adds every index with a directory in storage as Cold. Returns how many are known.
+/// Adds every index in storage that has a `CURRENT` as Cold (a directory
+/// without one holds a withdrawn or half-deleted index). Returns how many are known.
 pub async fn discover_all(resolver: &Resolver) -> Result<usize, crate::storage::store::StoreError> {
+    use futures::{StreamExt, TryStreamExt};
     let names = resolver.store.list_dirs(INDEXES_DIR).await?;
-    let mut seen = 0;
+    let mut ids = Vec::new();
     for name in names {
         match IndexId::new(name.clone()) {
-            Ok(id) => {
-                resolver.registry.get_or_insert(&id);
-                seen += 1;
-            }
+            Ok(id) => ids.push(id),
             Err(e) => tracing::warn!(name, error = %e, "ignoring object-store directory that is not a valid index id"),
         }
     }
-    Ok(seen)
+    let served: Vec<IndexId> = futures::stream::iter(ids)
+        .map(|id| async move {
+            let has_current = resolver.store.exists(&layout::current_key(&id)).await?;
+            Ok::<_, crate::storage::store::StoreError>(has_current.then_some(id))
+        })
+        .buffer_unordered(16)
+        .try_filter_map(|id| async move { Ok(id) })
+        .try_collect()
+        .await?;
+    for id in &served {
+        resolver.registry.get_or_insert(id);
+    }
+    Ok(served.len())
 }
 
 /// Checks a hot index for a new version and swaps it in; returns true if swapped.

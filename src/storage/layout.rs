@@ -23,6 +23,11 @@ pub fn current_key(id: &IndexId) -> String {
     format!("{INDEXES_DIR}/{id}/CURRENT")
 }
 
+/// Where a withdrawn index's last `CURRENT` is kept (see `publish::withdraw`).
+pub fn withdrawn_key(id: &IndexId) -> String {
+    format!("{INDEXES_DIR}/{id}/CURRENT.withdrawn")
+}
+
 pub fn versions_prefix(id: &IndexId) -> String {
     format!("{INDEXES_DIR}/{id}/versions")
 }

@@ -272,6 +272,22 @@ pub async fn delete_index(store: &Store, id: &IndexId) -> Result<usize, StoreErr
     store.delete_prefix(&layout::index_prefix(id)).await
 }
 
+/// Takes an index out of service but keeps every version: `CURRENT` moves to
+/// `CURRENT.withdrawn`. Shards find indexes by their `CURRENT`, so a withdrawn
+/// index is no longer discovered or loaded (404), and a later publish or
+/// [`rollback`] brings it back. Returns whether there was a `CURRENT` to move.
+pub async fn withdraw(store: &Store, id: &IndexId) -> Result<bool, StoreError> {
+    let current = match store.get(&layout::current_key(id)).await {
+        Ok(bytes) => bytes,
+        Err(StoreError::NotFound { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    // Copy before delete: a crash in between leaves the index served, never lost.
+    store.put(&layout::withdrawn_key(id), current).await?;
+    store.delete(&layout::current_key(id)).await?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,6 +457,28 @@ mod tests {
         .await
         .unwrap_err();
         assert!(matches!(err, PublishError::Bundle { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn withdraw_keeps_versions_and_rollback_restores() {
+        let store = Store::open("memory://withdraw-test").unwrap();
+        let id = IndexId::new("demo").unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let m = bundle(&tmp.path().join("a"), "demo", "x");
+        publish(&store, &id, &tmp.path().join("a"), &PublishOptions::default())
+            .await
+            .unwrap();
+
+        assert!(withdraw(&store, &id).await.unwrap());
+        assert!(read_current(&store, &id, None).await.is_err(), "no CURRENT once withdrawn");
+        assert!(store.exists(&layout::withdrawn_key(&id)).await.unwrap());
+        assert_eq!(list_versions(&store, &id).await.unwrap(), vec![m.version.clone()]);
+        assert!(!withdraw(&store, &id).await.unwrap(), "a second withdraw finds nothing");
+
+        rollback(&store, &id, &m.version).await.unwrap();
+        let (pointer, _) = read_current(&store, &id, None).await.unwrap().unwrap();
+        assert_eq!(pointer.version, m.version);
+        assert!(!withdraw(&store, &IndexId::new("never").unwrap()).await.unwrap());
     }
 
     #[tokio::test]

@@ -21,27 +21,28 @@ use std::time::Duration;
 use trusty_operator::{Index, IndexStatus, controller::Resync, crd::Phase};
 use trusty_search::IndexId;
 use trusty_search::storage::layout::{self, bundle};
+use trusty_search::storage::publish;
 
 const NS: &str = "team-a";
 const WAIT: Duration = Duration::from_secs(90);
 
-fn manifest(reset_generation: i64) -> Value {
+fn manifest(name: &str, deletion_policy: &str, reset_generation: i64) -> Value {
     json!({
         "apiVersion": "search.trusty.dev/v1alpha1", "kind": "Index",
-        "metadata": {"name": "app", "namespace": NS},
+        "metadata": {"name": name, "namespace": NS},
         "spec": {"source": {"volume": {"claimName": "code", "path": "app"}},
-                 "lexicalOnly": true, "replicas": 2, "deletionPolicy": "Delete",
+                 "lexicalOnly": true, "replicas": 2, "deletionPolicy": deletion_policy,
                  "resetGeneration": reset_generation},
     })
 }
 
 /// Waits until the Index status satisfies `ok`, printing the last status seen on timeout.
-async fn status_until(indexes: &Api<Index>, what: &str, ok: impl Fn(&IndexStatus) -> bool) -> IndexStatus {
+async fn status_until(indexes: &Api<Index>, name: &str, what: &str, ok: impl Fn(&IndexStatus) -> bool) -> IndexStatus {
     let last = std::sync::Mutex::new(None);
     let found = tokio::time::timeout(
         WAIT,
         eventually(what, WAIT + Duration::from_secs(1), || async {
-            let st = indexes.get("app").await.ok()?.status?;
+            let st = indexes.get(name).await.ok()?.status?;
             *last.lock().unwrap() = Some(st.clone());
             ok(&st).then_some(st)
         }),
@@ -54,67 +55,104 @@ fn hot_owners(st: &IndexStatus) -> usize {
     st.owners.iter().filter(|o| o.state == "hot").count()
 }
 
-async fn search(router: &str, query: &str) -> reqwest::Response {
+async fn search_index(router: &str, index: &str, query: &str) -> reqwest::Response {
     reqwest::Client::new()
-        .post(format!("{router}/v1/indexes/app/search"))
+        .post(format!("{router}/v1/indexes/{index}/search"))
         .json(&json!({"query": query}))
         .send()
         .await
         .unwrap()
 }
 
+/// A real cluster, the operator against the fake API server, and the PVC
+/// `code` (a temp dir holding the source under `app/`).
+struct Setup {
+    cluster: Cluster,
+    api: FakeApiServer,
+    op: Operator,
+    indexes: Api<Index>,
+    jobs: Api<Job>,
+    pvc: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn start() -> Setup {
+        install_crypto();
+        // Long failure backoff on the shards: only a reset may bring a failed index back.
+        let cluster = Cluster::start_with(3, 2, &["--retry-base", "10m", "--retry-max", "10m"], &[]).await;
+        let api = FakeApiServer::start().await;
+        let client = api.client();
+        let op = Operator::start_with_resync(
+            client.clone(),
+            &cluster.router.url,
+            &cluster.store_url,
+            "op-a",
+            None,
+            Resync::every(Duration::from_millis(500)),
+        );
+        let pvc = tempfile::tempdir().unwrap();
+        write_repo(&pvc.path().join("app"), "e2e");
+        Setup {
+            indexes: Api::namespaced(client.clone(), NS),
+            jobs: Api::namespaced(client, NS),
+            cluster,
+            api,
+            op,
+            pvc,
+        }
+    }
+
+    /// kubectl apply → a build Job, which the "node" runs against the real store.
+    async fn apply_and_build(&self, manifest: Value) {
+        let name = manifest["metadata"]["name"].as_str().unwrap().to_string();
+        self.indexes
+            .patch(&name, &PatchParams::apply("e2e-test"), &Patch::Apply(manifest))
+            .await
+            .unwrap();
+        let job = eventually("a build Job", WAIT, || async {
+            self.jobs.list(&ListParams::default()).await.ok()?.items.into_iter().next()
+        })
+        .await;
+        let job_name = job.metadata.name.clone().unwrap();
+        let pod_work = tempfile::tempdir().unwrap();
+        let secrets: HashMap<String, Vec<(String, String)>> = HashMap::from([(
+            "store-creds".to_string(),
+            S3Server::env().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        )]);
+        let (_, stderr) = kubelet::run(
+            &self.jobs,
+            &job_name,
+            &[("/source", self.pvc.path()), ("/work", pod_work.path())],
+            &secrets,
+        )
+        .await;
+        assert!(
+            kube_job_succeeded(&self.jobs, &job_name).await,
+            "the build Job's command failed:\n{stderr}"
+        );
+    }
+
+    async fn delete_and_wait(&self, name: &str) {
+        self.indexes.delete(name, &DeleteParams::default()).await.unwrap();
+        eventually("the Index to be gone", WAIT, || async {
+            self.indexes.get_opt(name).await.unwrap().is_none().then_some(())
+        })
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn index_lifecycle_against_a_real_cluster() {
-    install_crypto();
-    // Long failure backoff on the shards: only the reset may bring a failed index back.
-    let mut cluster = Cluster::start_with(3, 2, &["--retry-base", "10m", "--retry-max", "10m"], &[]).await;
-    let api = FakeApiServer::start().await;
-    let client = api.client();
-    let op = Operator::start_with_resync(
-        client.clone(),
-        &cluster.router.url,
-        &cluster.store_url,
-        "op-a",
-        None,
-        Resync::every(Duration::from_millis(500)),
-    );
-    let indexes: Api<Index> = Api::namespaced(client.clone(), NS);
-    let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
-
-    // The PersistentVolumeClaim `code` holds the source under `app/`.
-    let pvc = tempfile::tempdir().unwrap();
-    write_repo(&pvc.path().join("app"), "e2e");
-    let pod_work = tempfile::tempdir().unwrap();
-    let secrets: HashMap<String, Vec<(String, String)>> = HashMap::from([(
-        "store-creds".to_string(),
-        S3Server::env().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-    )]);
-
-    indexes
-        .patch("app", &PatchParams::apply("e2e-test"), &Patch::Apply(manifest(0)))
-        .await
-        .unwrap();
-
-    // kubectl apply → a build Job; the "node" runs it against the real store.
-    let job = eventually("a build Job", WAIT, || async {
-        jobs.list(&ListParams::default()).await.ok()?.items.into_iter().next()
-    })
-    .await;
-    let job_name = job.metadata.name.clone().unwrap();
-    let (_, stderr) = kubelet::run(
-        &jobs,
-        &job_name,
-        &[("/source", pvc.path()), ("/work", pod_work.path())],
-        &secrets,
-    )
-    .await;
-    assert!(
-        kube_job_succeeded(&jobs, &job_name).await,
-        "the build Job's command failed:\n{stderr}"
-    );
+    let Setup { mut cluster, api, op, indexes, jobs: _jobs, pvc: _pvc } = {
+        let s = Setup::start().await;
+        s.apply_and_build(manifest("app", "Delete", 0)).await;
+        s
+    };
+    let router = cluster.router.url.clone();
+    let search = |q: &'static str| search_index(&router, "app", q);
 
     // Published in the store, registered, loaded by both owners.
-    let st = status_until(&indexes, "Available with 2 hot owners", |st| {
+    let st = status_until(&indexes, "app", "Available with 2 hot owners", |st| {
         st.phase == Phase::Available && hot_owners(st) == 2
     })
     .await;
@@ -129,7 +167,7 @@ async fn index_lifecycle_against_a_real_cluster() {
     for o in &st.owners {
         assert_eq!(o.version.as_deref(), Some(current.version.as_str()), "{o:?}");
     }
-    let r = search(&cluster.router.url, "load_config").await;
+    let r = search("load_config").await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert!(
@@ -157,11 +195,11 @@ async fn index_lifecycle_against_a_real_cluster() {
     }
     // Queries now find both owners failing: 503, retryable only after the backoff.
     eventually("a query to fail on both owners", WAIT, || async {
-        let r = search(&cluster.router.url, "load_config").await;
+        let r = search("load_config").await;
         (r.status() == 503).then_some(())
     })
     .await;
-    let st = status_until(&indexes, "Degraded with failed owners", |st| {
+    let st = status_until(&indexes, "app", "Degraded with failed owners", |st| {
         st.phase == Phase::Degraded && st.owners.iter().filter(|o| o.state == "failed").count() == 2
     })
     .await;
@@ -175,19 +213,19 @@ async fn index_lifecycle_against_a_real_cluster() {
     // Repair the object. The shards' backoff is long, so the index stays
     // failed until someone acts; bumping resetGeneration is that act.
     std::fs::write(&object, &original).unwrap();
-    let r = search(&cluster.router.url, "load_config").await;
+    let r = search("load_config").await;
     assert_eq!(r.status(), 503, "still failed before the reset");
     indexes
-        .patch("app", &PatchParams::apply("e2e-test"), &Patch::Apply(manifest(1)))
+        .patch("app", &PatchParams::apply("e2e-test"), &Patch::Apply(manifest("app", "Delete", 1)))
         .await
         .unwrap();
-    let st = status_until(&indexes, "Available again after the reset", |st| {
+    let st = status_until(&indexes, "app", "Available again after the reset", |st| {
         st.phase == Phase::Available && hot_owners(st) == 2
     })
     .await;
     assert_eq!(st.last_reset_generation, Some(1));
     assert_eq!(api.objects(JOB).len(), 1, "a reset of a good build does not rebuild");
-    assert_eq!(search(&cluster.router.url, "load_config").await.status(), 200);
+    assert_eq!(search("load_config").await.status(), 200);
 
     // kubectl delete → unregistered everywhere, objects removed from the store.
     indexes.delete("app", &DeleteParams::default()).await.unwrap();
@@ -198,10 +236,45 @@ async fn index_lifecycle_against_a_real_cluster() {
     assert!(!cluster.store.exists(&layout::current_key(&id)).await.unwrap());
     let left = cluster.store.list_dirs(layout::INDEXES_DIR).await.unwrap();
     assert!(!left.contains(&"app".to_string()), "objects left behind: {left:?}");
-    let r = search(&cluster.router.url, "load_config").await;
+    let r = search("load_config").await;
     assert_eq!(r.status(), 404, "{}", r.text().await.unwrap());
 
     op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retained_index_is_withdrawn_and_can_be_served_again() {
+    let mut s = Setup::start().await;
+    s.apply_and_build(manifest("kept", "Retain", 0)).await;
+    let router = s.cluster.router.url.clone();
+    let st = status_until(&s.indexes, "kept", "Available", |st| st.phase == Phase::Available && hot_owners(st) == 2).await;
+    let version = st.current_version.clone().unwrap();
+    assert_eq!(search_index(&router, "kept", "load_config").await.status(), 200);
+
+    // kubectl delete with Retain: not served anywhere, every version kept.
+    s.delete_and_wait("kept").await;
+    let r = search_index(&router, "kept", "load_config").await;
+    assert_eq!(r.status(), 404, "a retained index is not served: {}", r.text().await.unwrap());
+    let id = IndexId::new("kept").unwrap();
+    let store = &s.cluster.store.clone();
+    assert!(!store.exists(&layout::current_key(&id)).await.unwrap());
+    assert!(store.exists(&layout::withdrawn_key(&id)).await.unwrap());
+    assert_eq!(publish::list_versions(store, &id).await.unwrap(), vec![version.clone()]);
+    // A restarted shard does not rediscover it either.
+    s.cluster.kill_shard(0);
+    s.cluster.restart_shard(0).await;
+    let listed: Value = reqwest::get(format!("{}/v1/indexes", s.cluster.shard_url(0))).await.unwrap().json().await.unwrap();
+    assert!(!listed.to_string().contains("\"kept\""), "{listed}");
+
+    // The kept version serves again once pointed at (`index rollback`).
+    publish::rollback(store, &id, &version).await.unwrap();
+    let body: Value = eventually("the rolled-back index to answer", WAIT, || async {
+        let r = search_index(&router, "kept", "load_config").await;
+        if r.status() == 200 { r.json().await.ok() } else { None }
+    })
+    .await;
+    assert!(!body["hits"].as_array().unwrap().is_empty(), "{body}");
+    s.op.stop().await;
 }
 
 async fn kube_job_succeeded(jobs: &Api<Job>, name: &str) -> bool {

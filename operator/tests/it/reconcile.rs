@@ -476,25 +476,56 @@ async fn deletion_unregisters_removes_objects_and_the_finalizer() {
 }
 
 #[tokio::test]
-async fn deletion_with_retain_keeps_objects() {
+async fn deletion_with_retain_keeps_versions_and_withdraws_current() {
     let router = FakeRouter::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("indexes/tokio/CURRENT");
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(&p, b"{}").unwrap();
+    let current = dir.path().join("indexes/tokio/CURRENT");
+    let version = dir.path().join("indexes/tokio/versions/v1/manifest.json");
+    for p in [&current, &version] {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"{}").unwrap();
+    }
     let (ctx, verifier) = context(&router.url(), &format!("file://{}", dir.path().display()));
     let mut obj = index_obj("tokio", git_spec(), None);
     obj["metadata"]["deletionTimestamp"] = json!("2025-02-01T00:00:00Z");
     let o = obj.clone();
     run(ctx, verifier, &obj, move |mut api| async move {
-        api.expect_event(NS, "Deleted").await;
+        let ev = api.expect_event(NS, "Deleted").await;
+        assert!(ev.body["note"].as_str().unwrap().contains("withdrew it from serving"), "{:#}", ev.body);
         api.expect(Method::PATCH, &format!("{INDEXES}/tokio"), |_| (200, o))
             .await;
         api
     })
     .await
     .unwrap();
-    assert!(p.exists());
+    assert!(!current.exists(), "not served any more");
+    assert!(dir.path().join("indexes/tokio/CURRENT.withdrawn").exists());
+    assert!(version.exists(), "versions are retained");
+    assert_eq!(router.call_lines(), vec!["DELETE /v1/admin/indexes/tokio"]);
+}
+
+#[tokio::test]
+async fn deletion_of_a_prebuilt_index_with_retain_touches_no_object() {
+    let router = FakeRouter::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let current = dir.path().join("indexes/tokio/CURRENT");
+    std::fs::create_dir_all(current.parent().unwrap()).unwrap();
+    std::fs::write(&current, b"{}").unwrap();
+    let prefix = format!("file://{}", dir.path().display());
+    let (ctx, verifier) = context(&router.url(), "file:///nonexistent-operator-store");
+    let mut obj = index_obj("tokio", json!({"source": {"objectStore": {"prefix": prefix}}}), None);
+    obj["metadata"]["deletionTimestamp"] = json!("2025-02-01T00:00:00Z");
+    let o = obj.clone();
+    run(ctx, verifier, &obj, move |mut api| async move {
+        let ev = api.expect_event(NS, "Deleted").await;
+        assert_eq!(ev.body["note"], "unregistered tokio", "{:#}", ev.body);
+        api.expect(Method::PATCH, &format!("{INDEXES}/tokio"), |_| (200, o))
+            .await;
+        api
+    })
+    .await
+    .unwrap();
+    assert!(current.exists(), "a store managed elsewhere is left alone");
 }
 
 #[tokio::test]
