@@ -62,8 +62,19 @@ pub async fn run_dns(spec: String, interval: Duration, tx: watch::Sender<Vec<Sha
     let resolver = hickory_resolver::Resolver::builder_tokio()
         .map_err(|e| MembershipError::BadDns(format!("{spec}: {e}")))?
         .build();
+    watch_dns(&resolver, host, port, interval, tx).await
+}
+
+/// The polling loop of [`run_dns`], over any resolver (tests bring their own name server).
+async fn watch_dns(
+    resolver: &hickory_resolver::TokioResolver,
+    host: &str,
+    port: u16,
+    interval: Duration,
+    tx: watch::Sender<Vec<ShardEndpoint>>,
+) -> Result<(), MembershipError> {
     loop {
-        match resolve_once(&resolver, host, port).await {
+        match resolve_once(resolver, host, port).await {
             Ok(members) if !members.is_empty() => {
                 tx.send_if_modified(|cur| {
                     if *cur != members {
@@ -190,6 +201,104 @@ pub fn parse_k8s(spec: &str) -> Result<(String, String), MembershipError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
+    use hickory_resolver::name_server::TokioConnectionProvider;
+    use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
+    use hickory_resolver::proto::rr::rdata::{A, SRV};
+    use hickory_resolver::proto::rr::{Name, RData, Record};
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::{Arc, Mutex};
+
+    /// The records a test's name server answers from; tests edit it live.
+    type Zone = Arc<Mutex<Vec<Record>>>;
+
+    /// A UDP name server on 127.0.0.1 answering every record of the zone that
+    /// matches a question's name and type; anything else is NXDOMAIN.
+    async fn dns_server(zone: Zone) -> u16 {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = socket.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let Ok((n, peer)) = socket.recv_from(&mut buf).await else { return };
+                let Ok(query) = Message::from_vec(&buf[..n]) else { continue };
+                let mut reply = Message::new();
+                reply.set_id(query.id()).set_message_type(MessageType::Response).set_recursion_available(true);
+                let mut found = false;
+                for q in query.queries() {
+                    reply.add_query(q.clone());
+                    for r in zone.lock().unwrap().iter() {
+                        if r.name() == q.name() && r.record_type() == q.query_type() {
+                            reply.add_answer(r.clone());
+                            found = true;
+                        }
+                    }
+                }
+                if !found {
+                    reply.set_response_code(ResponseCode::NXDomain);
+                }
+                let _ = socket.send_to(&reply.to_vec().unwrap(), peer).await;
+            }
+        });
+        port
+    }
+
+    fn resolver(port: u16) -> hickory_resolver::TokioResolver {
+        let servers = NameServerConfigGroup::from_ips_clear(&[IpAddr::V4(Ipv4Addr::LOCALHOST)], port, true);
+        let mut b = hickory_resolver::Resolver::builder_with_config(
+            ResolverConfig::from_parts(None, vec![], servers),
+            TokioConnectionProvider::default(),
+        );
+        // Membership must follow the records, not a cache.
+        b.options_mut().cache_size = 0;
+        b.build()
+    }
+
+    fn srv(service: &str, pod: &str) -> Record {
+        let target = Name::from_ascii(format!("{pod}.shards.search.svc.")).unwrap();
+        Record::from_rdata(Name::from_ascii(service).unwrap(), 5, RData::SRV(SRV::new(0, 50, 8080, target)))
+    }
+
+    fn a(name: &str, ip: [u8; 4]) -> Record {
+        Record::from_rdata(Name::from_ascii(name).unwrap(), 5, RData::A(A::new(ip[0], ip[1], ip[2], ip[3])))
+    }
+
+    #[tokio::test]
+    async fn dns_srv_names_pods_and_a_records_are_the_fallback() {
+        let zone: Zone = Arc::new(Mutex::new(vec![
+            srv("_http._tcp.shards.search.svc.", "trusty-shard-1"),
+            srv("_http._tcp.shards.search.svc.", "trusty-shard-0"),
+            a("plain.search.svc.", [10, 0, 0, 7]),
+        ]));
+        let r = resolver(dns_server(zone.clone()).await);
+
+        // SRV: identities are the pod names (first label), sorted; the SRV port wins.
+        let m = resolve_once(&r, "shards.search.svc.", 9999).await.unwrap();
+        assert_eq!(
+            m,
+            vec![
+                ShardEndpoint { name: "trusty-shard-0".into(), url: "http://trusty-shard-0.shards.search.svc:8080".into() },
+                ShardEndpoint { name: "trusty-shard-1".into(), url: "http://trusty-shard-1.shards.search.svc:8080".into() },
+            ]
+        );
+        // No SRV: A records, identities are addresses, the given port.
+        let m = resolve_once(&r, "plain.search.svc.", 7001).await.unwrap();
+        assert_eq!(m, vec![ShardEndpoint { name: "10.0.0.7".into(), url: "http://10.0.0.7:7001".into() }]);
+        // Neither: an error the loop logs, keeping the previous set.
+        assert!(resolve_once(&r, "missing.search.svc.", 7001).await.is_err());
+
+        // The loop publishes the set and follows a scale-up.
+        let (tx, mut rx) = watch::channel(Vec::new());
+        tokio::spawn(async move { watch_dns(&r, "shards.search.svc.", 8080, Duration::from_millis(50), tx).await });
+        rx.wait_for(|m| m.len() == 2).await.unwrap();
+        zone.lock().unwrap().push(srv("_http._tcp.shards.search.svc.", "trusty-shard-2"));
+        let m = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|m| m.len() == 3)).await.unwrap().unwrap().clone();
+        assert_eq!(m[2].name, "trusty-shard-2");
+        // Records vanishing (NXDOMAIN) keep the last known set rather than emptying the ring.
+        zone.lock().unwrap().clear();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(rx.borrow().len(), 3);
+    }
 
     #[test]
     fn static_lists_parse_and_sort() {
