@@ -255,10 +255,11 @@ fn dir_size(dir: &Path) -> Result<u64, Bm25Error> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::{Language, SymbolKind};
 
+    /// A one-symbol (or window) chunk at `path`, for BM25 tests here and in `search::bm25`.
     pub(crate) fn chunk(id: u32, path: &str, symbol: Option<&str>, content: &str) -> Chunk {
         Chunk {
             id,

@@ -399,29 +399,9 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
+    use crate::index::bm25::tests::chunk;
     use crate::index::bm25::write_bm25;
-    use crate::model::{Chunk, SymbolKind};
-
-    fn chunk(id: u32, path: &str, symbol: Option<&str>, content: &str) -> Chunk {
-        Chunk {
-            id,
-            path: path.to_string(),
-            language: Language::from_path(path).unwrap_or(Language::Text),
-            symbol: symbol.map(str::to_string),
-            kind: if symbol.is_some() {
-                SymbolKind::Function
-            } else {
-                SymbolKind::Window
-            },
-            parent: None,
-            start_line: 1,
-            end_line: 1 + content.lines().count() as u32,
-            content: content.to_string(),
-            content_hash: crate::model::sha256_hex(content.as_bytes()),
-            calls: Vec::new(),
-            imports: Vec::new(),
-        }
-    }
+    use crate::model::Chunk;
 
     fn build(chunks: &[Chunk]) -> (tempfile::TempDir, Bm25Index) {
         let dir = tempfile::tempdir().unwrap();
@@ -657,6 +637,7 @@ mod tests {
 
         use super::*;
         use crate::index::bm25::write_bm25_with;
+        use crate::model::SymbolKind;
 
         const DIR: &str = "/work/shared/eval/cosqa";
 
