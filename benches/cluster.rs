@@ -20,8 +20,11 @@ use trusty_search::index::embed::Embedder;
 use trusty_search::router::config::RouterConfig;
 use trusty_search::router::membership::{self, ShardEndpoint};
 use trusty_search::shard::ShardConfig;
-use trusty_search::storage::layout;
-use trusty_search::search::engine::Engine;
+use trusty_search::storage::layout::{self, bundle};
+use trusty_search::index::graph::CodeGraph;
+use trusty_search::search::bm25::Bm25Index;
+use trusty_search::search::engine::{Engine, load_chunks};
+use trusty_search::search::vector::VectorIndex;
 use trusty_search::storage::open::{fetch_version, read_current};
 use trusty_search::storage::publish::{PublishOptions, publish};
 use trusty_search::storage::store::Store;
@@ -61,6 +64,7 @@ async fn main() {
     for id in ["small", "large"] {
         let iid = IndexId::new(id).unwrap();
         let (mut loads, mut downloads, mut fetches, mut opens) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut parts: [Vec<Duration>; 4] = Default::default();
         for run in 0..5 {
             let cache = dir.path().join(format!("dl-{id}-{run}"));
             std::fs::create_dir_all(&cache).unwrap();
@@ -108,12 +112,31 @@ async fn main() {
             let engine = Engine::open(&local.dir, local.manifest, Some(Arc::new(HashEmbedder))).await.unwrap();
             opens.push(t.elapsed());
             drop(engine);
+            // Each part of `Engine::open` alone (it runs them concurrently).
+            let d = &local.dir;
+            let t = Instant::now();
+            drop(load_chunks(&d.join(bundle::CHUNKS_FILE)).unwrap());
+            parts[0].push(t.elapsed());
+            let t = Instant::now();
+            drop(Bm25Index::open(&d.join(bundle::BM25_DIR)).unwrap());
+            parts[1].push(t.elapsed());
+            let t = Instant::now();
+            drop(CodeGraph::read(&d.join(bundle::GRAPH_FILE)).unwrap());
+            parts[2].push(t.elapsed());
+            let t = Instant::now();
+            drop(VectorIndex::open(&d.join(bundle::VECTORS_DIR)).await.unwrap());
+            parts[3].push(t.elapsed());
             std::fs::remove_dir_all(&cache).unwrap();
         }
         let (l, d) = (stats(&mut loads), stats(&mut downloads));
         println!("{id}: cold load (download + verify + open) p50 {:.0} ms vs plain download p50 {:.0} ms → {:.2}×", l.p50, d.p50, l.p50 / d.p50);
         let (f, o) = (stats(&mut fetches), stats(&mut opens));
         println!("{id}: phases p50: fetch + verify {:.0} ms, open {:.0} ms", f.p50, o.p50);
+        let p: Vec<f64> = parts.iter_mut().map(|v| stats(v).p50).collect();
+        println!(
+            "{id}: open parts alone p50: chunks {:.0} ms, bm25 {:.0} ms, graph {:.0} ms, vectors {:.0} ms",
+            p[0], p[1], p[2], p[3]
+        );
     }
 
     // Hot query latency: HTTP to a shard vs the in-process engine call.
