@@ -56,6 +56,8 @@ pub enum Error {
     Router(#[from] RouterError),
     #[error("deleting index data: {0}")]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    Import(#[from] storage::ImportError),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
     #[error("Index {0} has no namespace")]
@@ -74,6 +76,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::Router(_) => "router",
             Error::Storage(_) => "storage",
+            Error::Import(_) => "import",
             Error::Finalizer(inner) => match inner.as_ref() {
                 finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.reason(),
                 _ => "finalizer",
@@ -320,28 +323,82 @@ async fn apply(index: &Index, id: &IndexId, api: &Api<Index>, ctx: &Context) -> 
     let desired = jobs::source_hash(spec);
     let previous_hash = st.source_hash.clone();
 
+    let mut imported_new = false;
     let build = if let Some(os) = &spec.source.object_store {
         st.source_hash = Some(desired.clone());
         st.source_revision = Some(jobs::source_revision(spec));
-        set_condition(
-            &mut st.conditions,
-            condition::BUILT,
-            true,
-            "Prebuilt",
-            format!("objectStore source {} is registered as published", os.prefix),
-            generation,
-            now,
-        );
+        if storage::same_store(&os.prefix, &ctx.build.store) {
+            set_condition(
+                &mut st.conditions,
+                condition::BUILT,
+                true,
+                "Prebuilt",
+                format!(
+                    "objectStore source {} is the cluster's store: registered as published",
+                    os.prefix
+                ),
+                generation,
+                now,
+            );
+        } else {
+            // Another store: copy its current version into the cluster's
+            // store (verified), on every reconcile that finds a new one.
+            match storage::import_index(&os.prefix, &ctx.build.store, id).await {
+                Ok(imported) => {
+                    if imported.copied {
+                        imported_new = true;
+                        ctx.event(
+                            index,
+                            EventType::Normal,
+                            "Imported",
+                            "Import",
+                            format!("copied version {} from {}", imported.version, os.prefix),
+                        )
+                        .await;
+                    }
+                    set_condition(
+                        &mut st.conditions,
+                        condition::BUILT,
+                        true,
+                        "Imported",
+                        format!("version {} imported from {}", imported.version, os.prefix),
+                        generation,
+                        now,
+                    );
+                }
+                Err(e) => {
+                    let message = format!("importing from {}: {e}", os.prefix);
+                    st.last_error = Some(status::truncate(message.clone(), 1024));
+                    set_condition(
+                        &mut st.conditions,
+                        condition::BUILT,
+                        false,
+                        "ImportFailed",
+                        message.clone(),
+                        generation,
+                        now,
+                    );
+                    if st.current_version.is_none() {
+                        st.phase = Phase::Failed;
+                    }
+                    ctx.event(index, EventType::Warning, "ImportFailed", "Import", message)
+                        .await;
+                    write_status(api, index, &st).await?;
+                    return Err(e.into());
+                }
+            }
+        }
         Build::UpToDate
     } else {
         build_step(index, id, &desired, &mut st, ctx, now).await?
     };
     // A new build (or a new objectStore prefix) must be picked up by owners
     // already serving the previous version.
-    let new_version = match &previous_hash {
-        Some(_) => st.source_hash != previous_hash,
-        None => st.source_hash.is_some() && spec.source.object_store.is_none(),
-    };
+    let new_version = imported_new
+        || match &previous_hash {
+            Some(_) => st.source_hash != previous_hash,
+            None => st.source_hash.is_some() && spec.source.object_store.is_none(),
+        };
 
     // Nothing published yet: nothing to register.
     if st.source_hash.is_none() {
@@ -617,23 +674,31 @@ fn refresh_due_in(index: &Index, st: &IndexStatus, now: Timestamp) -> Option<Dur
 }
 
 /// Finalizer cleanup. Storage first, so shards cannot rediscover the index
-/// between the two steps: with `Delete` its objects are removed; with
-/// `Retain` an index this operator built is withdrawn (its versions stay,
-/// `CURRENT` moves aside); a prebuilt `objectStore` index is left as it is,
-/// since its store is managed elsewhere. Then every shard drops it.
+/// between the two steps: with `Delete` its objects in the cluster's store
+/// are removed (an import source is never touched); with `Retain` a built or
+/// imported index is withdrawn (its versions stay, `CURRENT` moves aside),
+/// while a prebuilt index in the cluster's own store is left as it is. Then
+/// every shard drops it.
 async fn cleanup(index: &Index, id: &IndexId, ctx: &Context) -> Result<Action> {
-    let prebuilt = index.spec.source.object_store.as_ref().map(|o| o.prefix.as_str());
-    let url = prebuilt.unwrap_or(&ctx.build.store);
-    let stored = match (index.spec.deletion_policy, prebuilt) {
+    // A prebuilt index living in the cluster's own store is managed elsewhere;
+    // an imported copy or a built index is ours.
+    let prebuilt_in_place = index
+        .spec
+        .source
+        .object_store
+        .as_ref()
+        .is_some_and(|o| storage::same_store(&o.prefix, &ctx.build.store));
+    let url = &ctx.build.store;
+    let stored = match (index.spec.deletion_policy, prebuilt_in_place) {
         (DeletionPolicy::Delete, _) => {
             let n = storage::delete_index(url, id).await?;
             Some(format!("deleted {n} object(s) under {url}/indexes/{id}/"))
         }
-        (DeletionPolicy::Retain, None) => {
+        (DeletionPolicy::Retain, false) => {
             let moved = storage::withdraw_index(url, id).await?;
             moved.then(|| format!("withdrew it from serving (versions kept under {url}/indexes/{id}/)"))
         }
-        (DeletionPolicy::Retain, Some(_)) => None,
+        (DeletionPolicy::Retain, true) => None,
     };
     ctx.router.unregister(id).await?;
     let note = match stored {

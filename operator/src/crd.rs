@@ -113,7 +113,10 @@ pub struct GitSource {
     pub git_ref: Option<String>,
 }
 
-/// An index version already published by something else: registered as-is, never built.
+/// An index already published by something else, never built here. In the
+/// cluster's own store it is registered as-is; in any other store its current
+/// version is copied (checksums verified) into the cluster's store, again
+/// whenever that store's `CURRENT` moves.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectStoreSource {

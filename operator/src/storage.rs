@@ -1,5 +1,6 @@
-//! What deleting an Index does to its objects: removal for
-//! `deletionPolicy: Delete`, withdrawal (versions kept, not served) for `Retain`.
+//! The operator's object-store work: importing a prebuilt index from another
+//! store, and what deleting an Index does to its objects (removal for
+//! `deletionPolicy: Delete`, withdrawal for `Retain`).
 //!
 //! Goes through the engine's own store code (`trusty_search::storage`): the
 //! same URLs, credentials from the operator's environment (the variables the
@@ -11,7 +12,37 @@ use trusty_search::IndexId;
 use trusty_search::storage::publish;
 use trusty_search::storage::store::Store;
 
+pub use trusty_search::storage::import::{ImportError, Imported};
 pub use trusty_search::storage::store::StoreError as StorageError;
+
+/// Whether two store URLs name the same place (ignoring a trailing `/`).
+pub fn same_store(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// Copies index `id`'s current version from the store at `source` into the
+/// cluster's store at `cluster`, unless it is there already. Staged in a
+/// temporary directory (the chart mounts an emptyDir at /tmp).
+pub async fn import_index(source: &str, cluster: &str, id: &IndexId) -> Result<Imported, ImportError> {
+    use trusty_search::storage::import::import_current;
+    use trusty_search::storage::open::OpenError;
+    let open = |url: &str| {
+        Store::open(url).map_err(|e| OpenError::StoreUnavailable {
+            index_id: id.to_string(),
+            source: e,
+        })
+    };
+    let src = open(source).map_err(ImportError::Source)?;
+    let dst = open(cluster).map_err(ImportError::DestinationRead)?;
+    let work = tempfile::tempdir().map_err(|e| {
+        ImportError::Source(OpenError::Io {
+            index_id: id.to_string(),
+            path: std::env::temp_dir().display().to_string(),
+            source: e,
+        })
+    })?;
+    import_current(&src, &dst, id, work.path(), &Default::default()).await
+}
 
 /// Deletes every object of index `id` under the store at `url`; returns how
 /// many were removed. Deleting an index with no objects is not an error.

@@ -284,3 +284,49 @@ async fn kube_job_succeeded(jobs: &Api<Job>, name: &str) -> bool {
         trusty_operator::jobs::JobOutcome::Succeeded { .. }
     )
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn index_published_elsewhere_is_imported_and_followed() {
+    let s = Setup::start().await;
+    let router = s.cluster.router.url.clone();
+    // Another store (a CI pipeline's, say) holds a published index.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let source_url = format!("file://{}", elsewhere.path().display());
+    let source = trusty_search::storage::store::Store::open(&source_url).unwrap();
+    let first = crate::support::fixtures::publish_fixture(&source, "ci-built", "first").await;
+    s.indexes
+        .patch(
+            "ci-built",
+            &PatchParams::apply("e2e-test"),
+            &Patch::Apply(json!({
+                "apiVersion": "search.trusty.dev/v1alpha1", "kind": "Index",
+                "metadata": {"name": "ci-built", "namespace": NS},
+                "spec": {"source": {"objectStore": {"prefix": source_url}}, "replicas": 2},
+            })),
+        )
+        .await
+        .unwrap();
+    let st = status_until(&s.indexes, "ci-built", "Available", |st| {
+        st.phase == Phase::Available && hot_owners(st) == 2
+    })
+    .await;
+    assert_eq!(st.current_version.as_deref(), Some(first.version.as_str()));
+    assert!(s.api.objects(JOB).is_empty(), "nothing to build");
+    let id = IndexId::new("ci-built").unwrap();
+    let (pointer, _) = trusty_search::storage::open::read_current(&s.cluster.store, &id, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pointer.version, first.version, "copied into the cluster's S3 store");
+
+    // A new version at the source is imported on a resync and served.
+    let second = crate::support::fixtures::publish_fixture(&source, "ci-built", "second").await;
+    status_until(&s.indexes, "ci-built", "the second version on both owners", |st| {
+        st.current_version.as_deref() == Some(second.version.as_str())
+            && st.owners.iter().filter(|o| o.version.as_deref() == Some(second.version.as_str())).count() == 2
+    })
+    .await;
+    let body: Value = search_index(&router, "ci-built", "parse_config").await.json().await.unwrap();
+    assert!(body.to_string().contains("second"), "the new version answers: {body}");
+    s.op.stop().await;
+}

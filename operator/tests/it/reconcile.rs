@@ -511,8 +511,9 @@ async fn deletion_of_a_prebuilt_index_with_retain_touches_no_object() {
     let current = dir.path().join("indexes/tokio/CURRENT");
     std::fs::create_dir_all(current.parent().unwrap()).unwrap();
     std::fs::write(&current, b"{}").unwrap();
+    // Prebuilt in the cluster's own store (not imported from elsewhere).
     let prefix = format!("file://{}", dir.path().display());
-    let (ctx, verifier) = context(&router.url(), "file:///nonexistent-operator-store");
+    let (ctx, verifier) = context(&router.url(), &format!("{prefix}/"));
     let mut obj = index_obj("tokio", json!({"source": {"objectStore": {"prefix": prefix}}}), None);
     obj["metadata"]["deletionTimestamp"] = json!("2025-02-01T00:00:00Z");
     let o = obj.clone();
@@ -641,4 +642,74 @@ async fn missing_job_for_a_running_build_is_recreated() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn object_store_source_elsewhere_is_imported_then_registered() {
+    let router = FakeRouter::start().await;
+    let (src_dir, cluster_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let src_url = format!("file://{}", src_dir.path().display());
+    let src = trusty_search::storage::store::Store::open(&src_url).unwrap();
+    let published = crate::support::fixtures::publish_fixture(&src, "platform", "ci").await;
+    let cluster_url = format!("file://{}", cluster_dir.path().display());
+    let (ctx, verifier) = context(&router.url(), &cluster_url);
+    let obj = index_obj("platform", json!({"source": {"objectStore": {"prefix": src_url}}}), None);
+    let o = obj.clone();
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let w = written.clone();
+    let version = published.version.clone();
+    run(ctx, verifier, &obj, move |mut api| async move {
+        let ev = api.expect_event(NS, "Imported").await;
+        assert!(ev.body["note"].as_str().unwrap().contains(&version), "{:#}", ev.body);
+        api.expect_event(NS, "Registered").await;
+        *w.lock().unwrap() = api.expect_status_apply(NS, "platform", &o).await;
+        api
+    })
+    .await
+    .unwrap();
+
+    // The cluster's store now serves the same version; the source is untouched.
+    let cluster = trusty_search::storage::store::Store::open(&cluster_url).unwrap();
+    let id = trusty_search::IndexId::new("platform").unwrap();
+    let (pointer, _) = trusty_search::storage::open::read_current(&cluster, &id, None).await.unwrap().unwrap();
+    assert_eq!(pointer.version, published.version);
+    assert!(trusty_search::storage::open::read_current(&src, &id, None).await.unwrap().is_some());
+    let status = written.lock().unwrap().clone();
+    assert_eq!(cond(&status, "Built")["reason"], "Imported", "{status:#}");
+    assert_eq!(
+        router.call_lines(),
+        vec![
+            "POST /v1/admin/indexes/platform",
+            "POST /v1/admin/indexes/platform/reload",
+            "GET /v1/indexes/platform"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn object_store_source_without_an_index_is_an_import_failure() {
+    let router = FakeRouter::start().await;
+    let (src_dir, cluster_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let src_url = format!("file://{}", src_dir.path().display());
+    let (ctx, verifier) = context(&router.url(), &format!("file://{}", cluster_dir.path().display()));
+    let obj = index_obj("platform", json!({"source": {"objectStore": {"prefix": src_url}}}), None);
+    let o = obj.clone();
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let w = written.clone();
+    let err = run(ctx, verifier, &obj, move |mut api| async move {
+        let ev = api.expect_event(NS, "ImportFailed").await;
+        assert_eq!(ev.body["type"], "Warning");
+        *w.lock().unwrap() = api.expect_status_apply(NS, "platform", &o).await;
+        api
+    })
+    .await
+    .expect_err("a failed import is retried with backoff");
+    assert_eq!(err.reason(), "import");
+    let status = written.lock().unwrap().clone();
+    let built = cond(&status, "Built");
+    assert_eq!(built["status"], "False");
+    assert_eq!(built["reason"], "ImportFailed");
+    assert!(built["message"].as_str().unwrap().contains("no published version"), "{status:#}");
+    assert_eq!(status["phase"], "Failed");
+    assert!(router.calls().is_empty(), "nothing to register");
 }
