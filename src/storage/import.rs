@@ -88,27 +88,8 @@ pub async fn import_current(
 mod tests {
     use super::*;
     use crate::storage::layout;
-    use crate::storage::manifest::{Manifest, SCHEMA_VERSION, SourceInfo};
-    use crate::storage::publish::seal_bundle;
+    use crate::storage::publish::tests::bundle;
     use bytes::Bytes;
-
-    fn bundle(dir: &Path, payload: &str) -> Manifest {
-        std::fs::create_dir_all(dir).unwrap();
-        std::fs::write(dir.join("chunks.jsonl"), payload).unwrap();
-        let m = Manifest {
-            schema_version: SCHEMA_VERSION,
-            index_id: "demo".into(),
-            version: layout::new_version(),
-            created_at: "2026-01-01T00:00:00Z".into(),
-            chunker_version: 1,
-            embedder: None,
-            source: SourceInfo::default(),
-            counts: Default::default(),
-            files: vec![],
-            settings: serde_json::Value::Null,
-        };
-        seal_bundle(dir, m).unwrap()
-    }
 
     #[tokio::test]
     async fn copies_the_current_version_once_and_follows_new_ones() {
@@ -119,7 +100,7 @@ mod tests {
         let id = IndexId::new("demo").unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let opts = PublishOptions::default();
-        let first = bundle(&tmp.path().join("a"), "first");
+        let first = bundle(&tmp.path().join("a"), "demo", "first");
         publish(&src, &id, &tmp.path().join("a"), &opts).await.unwrap();
 
         let got = import_current(&src, &dst, &id, &tmp.path().join("work"), &opts)
@@ -151,7 +132,7 @@ mod tests {
             .unwrap();
         assert!(!again.copied, "up to date: nothing copied");
 
-        let second = bundle(&tmp.path().join("b"), "second");
+        let second = bundle(&tmp.path().join("b"), "demo", "second");
         publish(&src, &id, &tmp.path().join("b"), &opts).await.unwrap();
         let got = import_current(&src, &dst, &id, &tmp.path().join("work"), &opts)
             .await
@@ -177,7 +158,7 @@ mod tests {
         let err = import_current(&src, &dst, &id, tmp.path(), &opts).await.unwrap_err();
         assert_eq!(err.reason(), "not_found", "{err}");
 
-        let m = bundle(&tmp.path().join("a"), "payload");
+        let m = bundle(&tmp.path().join("a"), "demo", "payload");
         publish(&src, &id, &tmp.path().join("a"), &opts).await.unwrap();
         src.put(
             &layout::file_key(&id, &m.version, "chunks.jsonl"),

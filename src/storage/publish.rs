@@ -289,7 +289,7 @@ pub async fn withdraw(store: &Store, id: &IndexId) -> Result<bool, StoreError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::storage::manifest::{SCHEMA_VERSION, SourceInfo};
     use crate::storage::open::{fetch_version, read_current};
@@ -361,7 +361,8 @@ mod tests {
         }
     }
 
-    fn bundle(dir: &Path, id: &str, payload: &str) -> Manifest {
+    /// A sealed two-file bundle for index `id` in `dir`; `payload` tells versions apart.
+    pub(crate) fn bundle(dir: &Path, id: &str, payload: &str) -> Manifest {
         std::fs::create_dir_all(dir.join("bm25")).unwrap();
         std::fs::write(dir.join("chunks.jsonl"), payload).unwrap();
         std::fs::write(dir.join("bm25/seg.idx"), payload.repeat(3)).unwrap();
