@@ -17,21 +17,25 @@ use trusty_search::IndexId;
 use trusty_search::api::SearchRequest;
 use trusty_search::index::build::{BuildOptions, build_bundle};
 use trusty_search::index::embed::Embedder;
+use trusty_search::index::graph::CodeGraph;
 use trusty_search::router::config::RouterConfig;
 use trusty_search::router::membership::{self, ShardEndpoint};
-use trusty_search::shard::ShardConfig;
-use trusty_search::storage::layout::{self, bundle};
-use trusty_search::index::graph::CodeGraph;
 use trusty_search::search::bm25::Bm25Index;
 use trusty_search::search::engine::{Engine, load_chunks};
 use trusty_search::search::vector::VectorIndex;
+use trusty_search::shard::ShardConfig;
+use trusty_search::storage::layout::{self, bundle};
 use trusty_search::storage::open::{fetch_version, read_current};
 use trusty_search::storage::publish::{PublishOptions, publish};
 use trusty_search::storage::store::Store;
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
@@ -40,10 +44,20 @@ async fn publish_dirs(store: &Store, id: &str, prefixes: &[&str], vectors: bool)
     gather(&registry_crates(prefixes), &work.path().join("src"));
     let embedder: Option<Arc<dyn Embedder>> = vectors.then(|| Arc::new(HashEmbedder) as Arc<dyn Embedder>);
     let id = IndexId::new(id).unwrap();
-    let report = build_bundle(&work.path().join("src"), &id, &work.path().join("b"), BuildOptions { embedder, ..Default::default() })
+    let report = build_bundle(
+        &work.path().join("src"),
+        &id,
+        &work.path().join("b"),
+        BuildOptions {
+            embedder,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    publish(store, &id, &report.dir, &PublishOptions::default())
         .await
         .unwrap();
-    publish(store, &id, &report.dir, &PublishOptions::default()).await.unwrap();
     report.manifest.total_bytes()
 }
 
@@ -55,8 +69,18 @@ async fn main() {
     std::fs::create_dir_all(dir.path().join("store")).unwrap();
     let store = Store::open(&store_url).unwrap();
     let small = publish_dirs(&store, "small", &["petgraph"], true).await;
-    let large = publish_dirs(&store, "large", &["tokio-1.", "tantivy", "datafusion-physical", "arrow-array"], true).await;
-    println!("store: {store_url} (local disk); small index {:.1} MB, large index {:.1} MB (hash vectors, 384-d)", small as f64 / 1e6, large as f64 / 1e6);
+    let large = publish_dirs(
+        &store,
+        "large",
+        &["tokio-1.", "tantivy", "datafusion-physical", "arrow-array"],
+        true,
+    )
+    .await;
+    println!(
+        "store: {store_url} (local disk); small index {:.1} MB, large index {:.1} MB (hash vectors, 384-d)",
+        small as f64 / 1e6,
+        large as f64 / 1e6
+    );
 
     // Cold load vs plain download, fresh cache each run. Each run also times
     // the two phases of `restore` apart, and removes what it wrote so every
@@ -71,7 +95,8 @@ async fn main() {
             let t = Instant::now();
             let (pointer, _) = read_current(&store, &iid, None).await.unwrap().unwrap();
             let manifest: trusty_search::storage::manifest::Manifest =
-                serde_json::from_slice(&store.get(&layout::manifest_key(&iid, &pointer.version)).await.unwrap()).unwrap();
+                serde_json::from_slice(&store.get(&layout::manifest_key(&iid, &pointer.version)).await.unwrap())
+                    .unwrap();
             futures::future::join_all(manifest.files.iter().enumerate().map(|(i, f)| {
                 let key = layout::file_key(&iid, &pointer.version, &f.path);
                 let dest = cache.join(i.to_string());
@@ -85,7 +110,11 @@ async fn main() {
             let cache = dir.path().join(format!("cache-{id}-{run}"));
             let cfg = ShardConfig::local(&store_url, cache.clone(), "bench");
             let parallelism = cfg.download_parallelism;
-            let resolver = trusty_search::shard::Resolver::new(cfg, Store::open(&store_url).unwrap(), Some(Arc::new(HashEmbedder)));
+            let resolver = trusty_search::shard::Resolver::new(
+                cfg,
+                Store::open(&store_url).unwrap(),
+                Some(Arc::new(HashEmbedder)),
+            );
             let before = rss_bytes();
             let t = Instant::now();
             let loaded = resolver.restore(&iid).await.unwrap();
@@ -106,10 +135,14 @@ async fn main() {
             let cache = dir.path().join(format!("phases-{id}-{run}"));
             let t = Instant::now();
             let (pointer, _) = read_current(&store, &iid, None).await.unwrap().unwrap();
-            let local = fetch_version(&store, &iid, &cache, &pointer, parallelism).await.unwrap();
+            let local = fetch_version(&store, &iid, &cache, &pointer, parallelism)
+                .await
+                .unwrap();
             fetches.push(t.elapsed());
             let t = Instant::now();
-            let engine = Engine::open(&local.dir, local.manifest, Some(Arc::new(HashEmbedder))).await.unwrap();
+            let engine = Engine::open(&local.dir, local.manifest, Some(Arc::new(HashEmbedder)))
+                .await
+                .unwrap();
             opens.push(t.elapsed());
             drop(engine);
             // Each part of `Engine::open` alone (it runs them concurrently).
@@ -129,7 +162,12 @@ async fn main() {
             std::fs::remove_dir_all(&cache).unwrap();
         }
         let (l, d) = (stats(&mut loads), stats(&mut downloads));
-        println!("{id}: cold load (download + verify + open) p50 {:.0} ms vs plain download p50 {:.0} ms → {:.2}×", l.p50, d.p50, l.p50 / d.p50);
+        println!(
+            "{id}: cold load (download + verify + open) p50 {:.0} ms vs plain download p50 {:.0} ms → {:.2}×",
+            l.p50,
+            d.p50,
+            l.p50 / d.p50
+        );
         let (f, o) = (stats(&mut fetches), stats(&mut opens));
         println!("{id}: phases p50: fetch + verify {:.0} ms, open {:.0} ms", f.p50, o.p50);
         let p: Vec<f64> = parts.iter_mut().map(|v| stats(v).p50).collect();
@@ -141,7 +179,9 @@ async fn main() {
 
     // Hot query latency: HTTP to a shard vs the in-process engine call.
     let cfg = ShardConfig::local(&store_url, dir.path().join("cache-http"), "shard-0");
-    let shard = trusty_search::shard::server::start(cfg, Some(Arc::new(HashEmbedder))).await.unwrap();
+    let shard = trusty_search::shard::server::start(cfg, Some(Arc::new(HashEmbedder)))
+        .await
+        .unwrap();
     let client = reqwest::Client::new();
     let iid = IndexId::new("large").unwrap();
     let loaded = shard.resolver.get_or_load_index(&iid).await.unwrap();
@@ -154,36 +194,76 @@ async fn main() {
             loaded.engine.search(&req).await.unwrap();
             direct.push(t.elapsed());
             let t = Instant::now();
-            let r = client.post(format!("{}/v1/indexes/large/search", shard.url())).json(&req).send().await.unwrap();
+            let r = client
+                .post(format!("{}/v1/indexes/large/search", shard.url()))
+                .json(&req)
+                .send()
+                .await
+                .unwrap();
             assert!(r.status().is_success());
             r.bytes().await.unwrap();
             http.push(t.elapsed());
         }
     }
     let (d, h) = (stats(&mut direct), stats(&mut http));
-    println!("hot hybrid query, large index: in-process p50 {:.2} p99 {:.2} ms; HTTP to shard p50 {:.2} p99 {:.2} ms (service overhead p50 {:.2} ms)", d.p50, d.p99, h.p50, h.p99, h.p50 - d.p50);
+    println!(
+        "hot hybrid query, large index: in-process p50 {:.2} p99 {:.2} ms; HTTP to shard p50 {:.2} p99 {:.2} ms (service overhead p50 {:.2} ms)",
+        d.p50,
+        d.p99,
+        h.p50,
+        h.p99,
+        h.p50 - d.p50
+    );
 
     // Router overhead: same index, same run.
-    let members = vec![ShardEndpoint { name: "shard-0".into(), url: shard.url() }];
+    let members = vec![ShardEndpoint {
+        name: "shard-0".into(),
+        url: shard.url(),
+    }];
     let (tx, rx) = membership::fixed(members);
     let mut rcfg = RouterConfig::local("");
     rcfg.shards = None;
     rcfg.replicas = 1;
-    let router = trusty_search::router::server::start_with_members(rcfg, tx, rx, Vec::new()).await.unwrap();
+    let router = trusty_search::router::server::start_with_members(rcfg, tx, rx, Vec::new())
+        .await
+        .unwrap();
     let (mut via_router, mut via_shard) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         for q in QUERIES {
             let body = json!({"query": q, "mode": "bm25"});
             let t = Instant::now();
-            client.post(format!("{}/v1/indexes/large/search", shard.url())).json(&body).send().await.unwrap().bytes().await.unwrap();
+            client
+                .post(format!("{}/v1/indexes/large/search", shard.url()))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
             via_shard.push(t.elapsed());
             let t = Instant::now();
-            client.post(format!("{}/v1/indexes/large/search", router.url())).json(&body).send().await.unwrap().bytes().await.unwrap();
+            client
+                .post(format!("{}/v1/indexes/large/search", router.url()))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
             via_router.push(t.elapsed());
         }
     }
     let (s, r) = (stats(&mut via_shard), stats(&mut via_router));
-    println!("bm25 query, large index: direct to shard p50 {:.2} p99 {:.2} ms; through router p50 {:.2} p99 {:.2} ms (router adds p50 {:.2} ms)", s.p50, s.p99, r.p50, r.p99, r.p50 - s.p50);
+    println!(
+        "bm25 query, large index: direct to shard p50 {:.2} p99 {:.2} ms; through router p50 {:.2} p99 {:.2} ms (router adds p50 {:.2} ms)",
+        s.p50,
+        s.p99,
+        r.p50,
+        r.p99,
+        r.p50 - s.p50
+    );
 
     // Throughput with a real load generator (wrk), when it is installed.
     let script = dir.path().join("post.lua");
@@ -194,15 +274,36 @@ async fn main() {
     .unwrap();
     for (label, base) in [("shard", shard.url()), ("router", router.url())] {
         let out = tokio::process::Command::new("wrk")
-            .args(["-t2", "-c16", "-d10s", "-s", script.to_str().unwrap(), &format!("{base}/v1/indexes/large/search")])
+            .args([
+                "-t2",
+                "-c16",
+                "-d10s",
+                "-s",
+                script.to_str().unwrap(),
+                &format!("{base}/v1/indexes/large/search"),
+            ])
             .output()
             .await;
         match out {
             Ok(o) if o.status.success() => {
                 let text = String::from_utf8_lossy(&o.stdout);
-                let rps = text.lines().find(|l| l.starts_with("Requests/sec")).unwrap_or("Requests/sec: ?").to_string();
-                let lat = text.lines().find(|l| l.trim_start().starts_with("Latency")).unwrap_or("").trim().to_string();
-                let non2xx = text.lines().find(|l| l.contains("Non-2xx")).unwrap_or("Non-2xx responses: 0").trim().to_string();
+                let rps = text
+                    .lines()
+                    .find(|l| l.starts_with("Requests/sec"))
+                    .unwrap_or("Requests/sec: ?")
+                    .to_string();
+                let lat = text
+                    .lines()
+                    .find(|l| l.trim_start().starts_with("Latency"))
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                let non2xx = text
+                    .lines()
+                    .find(|l| l.contains("Non-2xx"))
+                    .unwrap_or("Non-2xx responses: 0")
+                    .trim()
+                    .to_string();
                 println!("wrk -t2 -c16 -d10s, bm25 query on the large index via {label}: {rps}; {lat}; {non2xx}");
             }
             _ => println!("wrk not installed (apt-get install wrk): throughput skipped"),
@@ -213,7 +314,14 @@ async fn main() {
     let src = tempfile::tempdir().unwrap();
     gather(&registry_crates(&["petgraph"]), &src.path().join("src"));
     let work = tempfile::tempdir().unwrap();
-    let report = build_bundle(&src.path().join("src"), &IndexId::new("fan").unwrap(), &work.path().join("b"), BuildOptions::default()).await.unwrap();
+    let report = build_bundle(
+        &src.path().join("src"),
+        &IndexId::new("fan").unwrap(),
+        &work.path().join("b"),
+        BuildOptions::default(),
+    )
+    .await
+    .unwrap();
     for n in [1usize, 10, 50] {
         let ids: Vec<String> = (0..n).map(|i| format!("fan-{i:02}")).collect();
         for id in &ids {
@@ -224,19 +332,45 @@ async fn main() {
             let bdir = copy.path().join(report.dir.file_name().unwrap());
             let m = trusty_search::storage::publish::seal_bundle(&bdir, manifest).unwrap();
             let _ = m;
-            publish(&store, &IndexId::new(id.clone()).unwrap(), &bdir, &PublishOptions::default()).await.unwrap();
+            publish(
+                &store,
+                &IndexId::new(id.clone()).unwrap(),
+                &bdir,
+                &PublishOptions::default(),
+            )
+            .await
+            .unwrap();
         }
         let body = json!({"query": "graph neighbors iterator", "indexes": ids, "deadline_ms": 30000});
         // Warm: every index hot.
-        client.post(format!("{}/v1/search", router.url())).json(&body).send().await.unwrap().bytes().await.unwrap();
+        client
+            .post(format!("{}/v1/search", router.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         let mut samples = Vec::new();
         for _ in 0..20 {
             let t = Instant::now();
-            client.post(format!("{}/v1/search", router.url())).json(&body).send().await.unwrap().bytes().await.unwrap();
+            client
+                .post(format!("{}/v1/search", router.url()))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
             samples.push(t.elapsed());
         }
         let f = stats(&mut samples);
-        println!("fan-out over {n:>2} hot indexes through the router: p50 {:.1} ms p99 {:.1} ms", f.p50, f.p99);
+        println!(
+            "fan-out over {n:>2} hot indexes through the router: p50 {:.1} ms p99 {:.1} ms",
+            f.p50, f.p99
+        );
     }
     router.stop().await;
     shard.stop().await;

@@ -74,7 +74,12 @@ pub struct Stats {
 pub fn stats(samples: &mut [Duration]) -> Stats {
     let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
     ms.sort_by(f64::total_cmp);
-    Stats { p50: percentile(&ms, 50.0), p99: percentile(&ms, 99.0), mean: ms.iter().sum::<f64>() / ms.len().max(1) as f64, n: ms.len() }
+    Stats {
+        p50: percentile(&ms, 50.0),
+        p99: percentile(&ms, 99.0),
+        mean: ms.iter().sum::<f64>() / ms.len().max(1) as f64,
+        n: ms.len(),
+    }
 }
 
 /// Feature hashing of identifier parts into a unit vector: as cheap as it

@@ -23,7 +23,15 @@ use trusty_search::search::query::ParsedQuery;
 #[tokio::main]
 async fn main() {
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-    println!("machine: {} cores, profile: {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), if cfg!(debug_assertions) { "dev (opt-level 2, debug assertions on)" } else { "release" });
+    println!(
+        "machine: {} cores, profile: {}",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        if cfg!(debug_assertions) {
+            "dev (opt-level 2, debug assertions on)"
+        } else {
+            "release"
+        }
+    );
     if only.is_empty() || only == "build" {
         build_throughput().await;
     }
@@ -36,13 +44,17 @@ async fn main() {
 }
 
 async fn build_throughput() {
-    let tokio_src = registry_crates(&["tokio-1."]).pop().expect("tokio sources in the cargo registry");
+    let tokio_src = registry_crates(&["tokio-1."])
+        .pop()
+        .expect("tokio sources in the cargo registry");
     let id = IndexId::new("bench").unwrap();
     let mut runs = Vec::new();
     for run in 0..3 {
         let work = tempfile::tempdir().unwrap();
         let t = Instant::now();
-        let report = build_bundle(&tokio_src, &id, &work.path().join("b"), BuildOptions::default()).await.unwrap();
+        let report = build_bundle(&tokio_src, &id, &work.path().join("b"), BuildOptions::default())
+            .await
+            .unwrap();
         let secs = t.elapsed().as_secs_f64();
         let m = &report.manifest;
         let mb = m.counts.source_bytes as f64 / 1e6;
@@ -71,7 +83,11 @@ async fn build_throughput() {
             bytes += std::fs::read(e.path()).map(|b| b.len()).unwrap_or(0);
         }
     }
-    println!("lower bound: walking + reading the same tree: {:.1} MB/s ({:.1} MB)", bytes as f64 / 1e6 / t.elapsed().as_secs_f64(), bytes as f64 / 1e6);
+    println!(
+        "lower bound: walking + reading the same tree: {:.1} MB/s ({:.1} MB)",
+        bytes as f64 / 1e6 / t.elapsed().as_secs_f64(),
+        bytes as f64 / 1e6
+    );
 }
 
 fn embed_throughput() {
@@ -84,7 +100,14 @@ fn embed_throughput() {
     let chunks = std::thread::spawn(move || {
         let work = tempfile::tempdir().unwrap();
         let id = IndexId::new("bench").unwrap();
-        let report = rt.block_on(build_bundle(&tantivy, &id, &work.path().join("b"), BuildOptions::default())).unwrap();
+        let report = rt
+            .block_on(build_bundle(
+                &tantivy,
+                &id,
+                &work.path().join("b"),
+                BuildOptions::default(),
+            ))
+            .unwrap();
         trusty_search::search::engine::load_chunks(&report.dir.join("chunks.jsonl")).unwrap()
     })
     .join()
@@ -96,7 +119,12 @@ fn embed_throughput() {
         minilm.embed(&refs).unwrap();
     }
     let secs = t.elapsed().as_secs_f64();
-    println!("embed MiniLM: {} tantivy chunks in {:.1} s → {:.1} chunks/s", sample.len(), secs, sample.len() as f64 / secs);
+    println!(
+        "embed MiniLM: {} tantivy chunks in {:.1} s → {:.1} chunks/s",
+        sample.len(),
+        secs,
+        sample.len() as f64 / secs
+    );
     let mut q = Vec::new();
     for query in QUERIES.iter().cycle().take(200) {
         let t = Instant::now();
@@ -109,18 +137,41 @@ fn embed_throughput() {
 
 async fn query_latency() {
     let crates = registry_crates(&[
-        "tokio-1.", "tantivy", "datafusion", "arrow", "lance", "kube", "hyper", "tower", "axum", "reqwest",
-        "object_store", "serde", "tracing", "candle", "rmcp", "prost", "regex", "h2", "rustls", "petgraph",
+        "tokio-1.",
+        "tantivy",
+        "datafusion",
+        "arrow",
+        "lance",
+        "kube",
+        "hyper",
+        "tower",
+        "axum",
+        "reqwest",
+        "object_store",
+        "serde",
+        "tracing",
+        "candle",
+        "rmcp",
+        "prost",
+        "regex",
+        "h2",
+        "rustls",
+        "petgraph",
     ]);
     let work = tempfile::tempdir().unwrap();
     gather(&crates, &work.path().join("src"));
     let id = IndexId::new("bench-large").unwrap();
     let embedder: Arc<dyn Embedder> = Arc::new(HashEmbedder);
     let t = Instant::now();
-    let report = build_bundle(&work.path().join("src"), &id, &work.path().join("bundle"), BuildOptions {
-        embedder: Some(embedder.clone()),
-        ..Default::default()
-    })
+    let report = build_bundle(
+        &work.path().join("src"),
+        &id,
+        &work.path().join("bundle"),
+        BuildOptions {
+            embedder: Some(embedder.clone()),
+            ..Default::default()
+        },
+    )
     .await
     .unwrap();
     let m = &report.manifest;
@@ -134,10 +185,15 @@ async fn query_latency() {
         m.total_bytes() as f64 / 1e6,
         m.total_bytes() as f64 / m.counts.source_bytes.max(1) as f64
     );
-    let engine = Engine::open(&report.dir, report.manifest.clone(), Some(embedder.clone())).await.unwrap();
+    let engine = Engine::open(&report.dir, report.manifest.clone(), Some(embedder.clone()))
+        .await
+        .unwrap();
     let rounds = 5;
     let parsed: Vec<ParsedQuery> = QUERIES.iter().map(|q| ParsedQuery::parse(q, None).unwrap()).collect();
-    let vecs: Vec<Vec<f32>> = QUERIES.iter().map(|q| embedder.embed(&[q]).unwrap().remove(0)).collect();
+    let vecs: Vec<Vec<f32>> = QUERIES
+        .iter()
+        .map(|q| embedder.embed(&[q]).unwrap().remove(0))
+        .collect();
     // Warm caches once.
     for (p, v) in parsed.iter().zip(&vecs) {
         engine.search_parsed(SearchMode::Hybrid, 10, p, Some(v)).await.unwrap();
@@ -159,13 +215,27 @@ async fn query_latency() {
         }
     }
     let (r, ra, o) = (stats(&mut raw), stats(&mut raw_all), stats(&mut ours));
-    println!("raw tantivy, lower bound (QueryParser over content only, TopDocs 10): p50 {:.2} ms p99 {:.2} ms", r.p50, r.p99);
-    println!("raw tantivy, same work (QueryParser over symbol+path+content with our boosts, TopDocs 10): p50 {:.2} ms p99 {:.2} ms", ra.p50, ra.p99);
+    println!(
+        "raw tantivy, lower bound (QueryParser over content only, TopDocs 10): p50 {:.2} ms p99 {:.2} ms",
+        r.p50, r.p99
+    );
+    println!(
+        "raw tantivy, same work (QueryParser over symbol+path+content with our boosts, TopDocs 10): p50 {:.2} ms p99 {:.2} ms",
+        ra.p50, ra.p99
+    );
     println!(
         "our bm25 arm (code tokenizer, 3 boosted fields, top 10): p50 {:.2} ms p99 {:.2} ms ({:.2}× same-work raw, {:.2}× content-only raw at p50)",
-        o.p50, o.p99, o.p50 / ra.p50, o.p50 / r.p50
+        o.p50,
+        o.p99,
+        o.p50 / ra.p50,
+        o.p50 / r.p50
     );
-    for mode in [SearchMode::Bm25, SearchMode::Vector, SearchMode::Graph, SearchMode::Hybrid] {
+    for mode in [
+        SearchMode::Bm25,
+        SearchMode::Vector,
+        SearchMode::Graph,
+        SearchMode::Hybrid,
+    ] {
         let mut samples: Vec<Duration> = Vec::new();
         for _ in 0..rounds {
             for (p, v) in parsed.iter().zip(&vecs) {
@@ -175,6 +245,13 @@ async fn query_latency() {
             }
         }
         let s = stats(&mut samples);
-        println!("engine {:<6} top 10 (arm depth 100, excl. query embedding): p50 {:.2} ms p99 {:.2} ms mean {:.2} ms (n={})", mode.as_str(), s.p50, s.p99, s.mean, s.n);
+        println!(
+            "engine {:<6} top 10 (arm depth 100, excl. query embedding): p50 {:.2} ms p99 {:.2} ms mean {:.2} ms (n={})",
+            mode.as_str(),
+            s.p50,
+            s.p99,
+            s.mean,
+            s.n
+        );
     }
 }

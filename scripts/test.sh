@@ -29,6 +29,13 @@ export TRUSTY_REQUIRE_MODEL=1
 python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('mcp') != '2.3.0')" 2>/dev/null \
   || python3 -m pip install -q mcp==2.3.0
 
+# One formatting for the whole tree (rustfmt.toml), checked before the long build.
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --all --check >/dev/null || { echo "formatting differs: run cargo fmt --all"; exit 1; }
+else
+  echo "rustfmt is not installed: formatting not checked"
+fi
+
 # CI shows only the tail of the log: keep the full output and repeat the
 # failures last, so a failing run says which test failed and why.
 log="$(mktemp -t trusty-test.XXXXXX.log)"

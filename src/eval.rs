@@ -41,8 +41,10 @@ impl BeirData {
         let corpus: Vec<BeirDoc> = read_jsonl(&dir.join("corpus.jsonl"))?;
         let mut queries: Vec<BeirQuery> = read_jsonl(&dir.join("queries.jsonl"))?;
         let qrels_path = dir.join("qrels").join(format!("{split}.tsv"));
-        let text = std::fs::read_to_string(&qrels_path)
-            .map_err(|e| EvalError::Read { path: qrels_path.display().to_string(), reason: e.to_string() })?;
+        let text = std::fs::read_to_string(&qrels_path).map_err(|e| EvalError::Read {
+            path: qrels_path.display().to_string(),
+            reason: e.to_string(),
+        })?;
         let mut qrels: HashMap<String, HashMap<String, u32>> = HashMap::new();
         for (i, line) in text.lines().enumerate() {
             let cols: Vec<&str> = line.split('\t').collect();
@@ -54,7 +56,10 @@ impl BeirData {
                 reason: format!("line {}: relevance {:?} is not a number", i + 1, cols[2]),
             })?;
             if grade > 0 {
-                qrels.entry(cols[0].to_string()).or_default().insert(cols[1].to_string(), grade);
+                qrels
+                    .entry(cols[0].to_string())
+                    .or_default()
+                    .insert(cols[1].to_string(), grade);
             }
         }
         queries.retain(|q| qrels.contains_key(&q.id));
@@ -63,8 +68,10 @@ impl BeirData {
 }
 
 fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, EvalError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| EvalError::Read { path: path.display().to_string(), reason: e.to_string() })?;
+    let text = std::fs::read_to_string(path).map_err(|e| EvalError::Read {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
@@ -116,7 +123,12 @@ impl MetricsAccumulator {
             .sum();
         let mut ideal: Vec<u32> = relevant.values().copied().collect();
         ideal.sort_unstable_by(|a, b| b.cmp(a));
-        let idcg: f64 = ideal.iter().take(10).enumerate().map(|(i, g)| gain(*g) / ((i + 2) as f64).log2()).sum();
+        let idcg: f64 = ideal
+            .iter()
+            .take(10)
+            .enumerate()
+            .map(|(i, g)| gain(*g) / ((i + 2) as f64).log2())
+            .sum();
         self.ndcg += if idcg > 0.0 { dcg / idcg } else { 0.0 };
         self.mrr += ranked
             .iter()
@@ -194,14 +206,22 @@ mod tests {
     #[test]
     fn loads_beir_layout() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("corpus.jsonl"), "{\"_id\":\"c1\",\"text\":\"def f(): pass\"}\n").unwrap();
+        std::fs::write(
+            dir.path().join("corpus.jsonl"),
+            "{\"_id\":\"c1\",\"text\":\"def f(): pass\"}\n",
+        )
+        .unwrap();
         std::fs::write(
             dir.path().join("queries.jsonl"),
             "{\"_id\":\"q1\",\"text\":\"f\"}\n{\"_id\":\"q2\",\"text\":\"unjudged\"}\n",
         )
         .unwrap();
         std::fs::create_dir(dir.path().join("qrels")).unwrap();
-        std::fs::write(dir.path().join("qrels/dev.tsv"), "query-id\tcorpus-id\tscore\nq1\tc1\t1\n").unwrap();
+        std::fs::write(
+            dir.path().join("qrels/dev.tsv"),
+            "query-id\tcorpus-id\tscore\nq1\tc1\t1\n",
+        )
+        .unwrap();
         let data = BeirData::load(dir.path(), "dev").unwrap();
         assert_eq!(data.corpus.len(), 1);
         assert_eq!(data.queries.len(), 1, "unjudged queries are dropped");

@@ -93,7 +93,21 @@ mod tests {
 
     #[test]
     fn refuses_ids_that_escape_or_break_names() {
-        for id in ["", "../x", "..", "a/b", "A", "-a", ".a", "a..b", "a b", "é", &"x".repeat(64), "a\\b", "a%2f"] {
+        for id in [
+            "",
+            "../x",
+            "..",
+            "a/b",
+            "A",
+            "-a",
+            ".a",
+            "a..b",
+            "a b",
+            "é",
+            &"x".repeat(64),
+            "a\\b",
+            "a%2f",
+        ] {
             assert!(IndexId::new(id).is_err(), "{id:?} should be refused");
         }
     }

@@ -140,14 +140,10 @@ async fn main() -> ExitCode {
         store: args.store.clone(),
         store_secret: args.store_secret.clone(),
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        router,
-        build,
-        metrics.clone(),
-        Some(identity.clone()),
-    )
-    .with_resync(Resync::every(args.resync.max(Duration::from_secs(1)))));
+    let ctx = Arc::new(
+        Context::new(client.clone(), router, build, metrics.clone(), Some(identity.clone()))
+            .with_resync(Resync::every(args.resync.max(Duration::from_secs(1)))),
+    );
     let elector = LeaderElector::new(
         Api::<Lease>::namespaced(client, &args.lease_namespace),
         &args.lease_name,

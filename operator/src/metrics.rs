@@ -117,11 +117,20 @@ mod tests {
             .filter(|l| !l.starts_with('#'))
             .filter_map(|l| l.split(['{', ' ']).next())
             .collect();
-        let used = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/trusty-search/metrics-used.txt"))
-            .expect("charts/trusty-search/metrics-used.txt");
-        let missing: Vec<&str> =
-            used.lines().filter(|n| n.starts_with("trusty_operator_")).filter(|n| !exported.contains(n)).collect();
-        assert!(missing.is_empty(), "chart uses operator metrics that do not exist: {missing:?}");
+        let used = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../charts/trusty-search/metrics-used.txt"
+        ))
+        .expect("charts/trusty-search/metrics-used.txt");
+        let missing: Vec<&str> = used
+            .lines()
+            .filter(|n| n.starts_with("trusty_operator_"))
+            .filter(|n| !exported.contains(n))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "chart uses operator metrics that do not exist: {missing:?}"
+        );
     }
 
     #[tokio::test]

@@ -28,7 +28,12 @@ impl ApiError {
         let retryable = status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::GATEWAY_TIMEOUT;
         ApiError {
             status,
-            body: ErrorBody { error: code.to_string(), message: message.into(), index_id: None, retryable },
+            body: ErrorBody {
+                error: code.to_string(),
+                message: message.into(),
+                index_id: None,
+                retryable,
+            },
             retry_after_secs: None,
         }
     }
@@ -38,12 +43,20 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or invalid bearer token")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or invalid bearer token",
+        )
     }
 
     pub fn not_found(index_id: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "index_not_found", format!("index {index_id:?} does not exist"))
-            .with_index(index_id)
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "index_not_found",
+            format!("index {index_id:?} does not exist"),
+        )
+        .with_index(index_id)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
@@ -92,7 +105,11 @@ impl IntoResponse for ApiError {
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(r: axum::extract::rejection::JsonRejection) -> Self {
         let status = r.status();
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "bad_request" };
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "payload_too_large"
+        } else {
+            "bad_request"
+        };
         let mut e = ApiError::new(status, code, r.body_text());
         e.body.retryable = false;
         e

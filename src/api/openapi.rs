@@ -84,6 +84,9 @@ mod tests {
         assert!(resp["properties"]["hits"].is_object(), "{resp}");
         let err = &search["responses"]["default"]["content"]["application/json"]["schema"];
         assert!(err["properties"]["retryable"].is_object());
-        assert_eq!(doc["paths"]["/v1/admin/indexes/{id}/reset"]["post"]["security"][0]["bearer"], json!([]));
+        assert_eq!(
+            doc["paths"]["/v1/admin/indexes/{id}/reset"]["post"]["security"][0]["bearer"],
+            json!([])
+        );
     }
 }

@@ -22,7 +22,9 @@ impl std::str::FromStr for SearchMode {
             "bm25" => Ok(SearchMode::Bm25),
             "vector" => Ok(SearchMode::Vector),
             "graph" => Ok(SearchMode::Graph),
-            other => Err(format!("unknown mode {other:?} (expected hybrid, bm25, vector or graph)")),
+            other => Err(format!(
+                "unknown mode {other:?} (expected hybrid, bm25, vector or graph)"
+            )),
         }
     }
 }
@@ -70,7 +72,12 @@ pub struct SearchRequest {
 
 impl SearchRequest {
     pub fn new(query: impl Into<String>) -> Self {
-        SearchRequest { query: query.into(), mode: SearchMode::Hybrid, top_k: None, filters: None }
+        SearchRequest {
+            query: query.into(),
+            mode: SearchMode::Hybrid,
+            top_k: None,
+            filters: None,
+        }
     }
 
     pub fn top_k(&self) -> usize {
@@ -203,7 +210,9 @@ impl std::str::FromStr for SymbolRelation {
             "references" => Ok(SymbolRelation::References),
             "callers" => Ok(SymbolRelation::Callers),
             "callees" => Ok(SymbolRelation::Callees),
-            other => Err(format!("unknown rel {other:?} (expected definition, references, callers or callees)")),
+            other => Err(format!(
+                "unknown rel {other:?} (expected definition, references, callers or callees)"
+            )),
         }
     }
 }

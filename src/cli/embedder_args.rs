@@ -35,7 +35,9 @@ pub struct EmbedderArgs {
 
 impl EmbedderArgs {
     fn http_config(&self) -> Result<EmbedderConfig> {
-        let Some(url) = self.embedder_url.clone() else { bail!("--embedder http needs --embedder-url") };
+        let Some(url) = self.embedder_url.clone() else {
+            bail!("--embedder http needs --embedder-url")
+        };
         Ok(EmbedderConfig::Http {
             url,
             model: self.embedder_model.clone().unwrap_or_else(|| "default".into()),
@@ -46,7 +48,9 @@ impl EmbedderArgs {
 
     /// The embedder to build with. `auto` quietly falls back to lexical-only.
     pub fn load_for_build(&self) -> Result<Option<Arc<dyn Embedder>>> {
-        let minilm = EmbedderConfig::MiniLm { model_dir: self.model_dir.clone() };
+        let minilm = EmbedderConfig::MiniLm {
+            model_dir: self.model_dir.clone(),
+        };
         match self.embedder {
             EmbedderChoice::None => Ok(None),
             EmbedderChoice::Minilm => load_embedder(&minilm).context("loading MiniLM (see scripts/fetch-minilm.sh)"),
@@ -71,7 +75,9 @@ impl EmbedderArgs {
         match self.embedder {
             EmbedderChoice::None => Ok(None),
             EmbedderChoice::Auto if info.id.starts_with("minilm") => {
-                match load_embedder(&EmbedderConfig::MiniLm { model_dir: self.model_dir.clone() }) {
+                match load_embedder(&EmbedderConfig::MiniLm {
+                    model_dir: self.model_dir.clone(),
+                }) {
                     Ok(e) => Ok(e),
                     Err(e) => {
                         tracing::warn!(error = %e, "index has MiniLM vectors but no weights here: vector arm off");

@@ -63,7 +63,13 @@ struct WeightsJson {
 
 impl From<FusionWeights> for WeightsJson {
     fn from(w: FusionWeights) -> Self {
-        WeightsJson { method: w.method, bm25: w.bm25, vector: w.vector, k: w.k, graph: w.graph }
+        WeightsJson {
+            method: w.method,
+            bm25: w.bm25,
+            vector: w.vector,
+            k: w.k,
+            graph: w.graph,
+        }
     }
 }
 
@@ -88,7 +94,11 @@ pub async fn run(args: EvalArgs) -> Result<()> {
     let mut path_to_doc = HashMap::new();
     for doc in &data.corpus {
         let name = format!("{}.{}", sanitize(&doc.id), args.ext);
-        let text = if doc.title.is_empty() { doc.text.clone() } else { format!("{}\n{}", doc.title, doc.text) };
+        let text = if doc.title.is_empty() {
+            doc.text.clone()
+        } else {
+            format!("{}\n{}", doc.title, doc.text)
+        };
         std::fs::write(src.join(&name), text)?;
         path_to_doc.insert(name, doc.id.clone());
     }
@@ -105,11 +115,16 @@ pub async fn run(args: EvalArgs) -> Result<()> {
         Some(m) => m,
         None => {
             let _ = std::fs::remove_dir_all(&bundle);
-            let report = build_bundle(&src, &id, &bundle, BuildOptions {
-                embedder: embedder.clone(),
-                progress: !args.json,
-                ..Default::default()
-            })
+            let report = build_bundle(
+                &src,
+                &id,
+                &bundle,
+                BuildOptions {
+                    embedder: embedder.clone(),
+                    progress: !args.json,
+                    ..Default::default()
+                },
+            )
             .await
             .context("indexing the corpus")?;
             report.manifest
@@ -131,7 +146,12 @@ pub async fn run(args: EvalArgs) -> Result<()> {
         parsed.push((p, v));
     }
 
-    let ctx = EvalContext { queries: &queries, parsed: &parsed, path_to_doc: &path_to_doc, qrels: &data.qrels };
+    let ctx = EvalContext {
+        queries: &queries,
+        parsed: &parsed,
+        path_to_doc: &path_to_doc,
+        qrels: &data.qrels,
+    };
     let mut results = Vec::new();
     for &mode in &args.modes {
         if matches!(mode, SearchMode::Vector) && !engine.has_vectors() {
@@ -140,7 +160,12 @@ pub async fn run(args: EvalArgs) -> Result<()> {
         }
         let (metrics, mean_query_ms) = ctx.evaluate(&engine, mode).await?;
         let weights = (mode == SearchMode::Hybrid).then(|| engine.weights().into());
-        results.push(ModeResult { mode, weights, metrics, mean_query_ms });
+        results.push(ModeResult {
+            mode,
+            weights,
+            metrics,
+            mean_query_ms,
+        });
     }
 
     let mut sweep = Vec::new();
@@ -149,11 +174,23 @@ pub async fn run(args: EvalArgs) -> Result<()> {
         let mut grid = Vec::new();
         for k in [10.0, 30.0, 60.0] {
             for bm25 in [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0] {
-                grid.push(FusionWeights { method: FusionMethod::Rrf, bm25, vector: 1.0, k, graph: 0.0 });
+                grid.push(FusionWeights {
+                    method: FusionMethod::Rrf,
+                    bm25,
+                    vector: 1.0,
+                    k,
+                    graph: 0.0,
+                });
             }
         }
         for bm25 in [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5] {
-            grid.push(FusionWeights { method: FusionMethod::Convex, bm25, vector: 1.0, k: base.k, graph: 0.0 });
+            grid.push(FusionWeights {
+                method: FusionMethod::Convex,
+                bm25,
+                vector: 1.0,
+                k: base.k,
+                graph: 0.0,
+            });
         }
         for graph in [0.05, 0.1, 0.3, 1.0] {
             grid.push(FusionWeights { graph, ..base });
@@ -161,7 +198,12 @@ pub async fn run(args: EvalArgs) -> Result<()> {
         for w in grid {
             engine.set_weights(w);
             let (metrics, mean_query_ms) = ctx.evaluate(&engine, SearchMode::Hybrid).await?;
-            sweep.push(ModeResult { mode: SearchMode::Hybrid, weights: Some(w.into()), metrics, mean_query_ms });
+            sweep.push(ModeResult {
+                mode: SearchMode::Hybrid,
+                weights: Some(w.into()),
+                metrics,
+                mean_query_ms,
+            });
         }
         engine.set_weights(base);
     }
@@ -190,11 +232,21 @@ pub async fn run(args: EvalArgs) -> Result<()> {
             report.embedder.as_deref().unwrap_or("none"),
             report.build_ms / 1000.0
         );
-        println!("{:<8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}", "mode", "nDCG@10", "MRR@10", "R@1", "R@10", "R@100", "ms/query");
+        println!(
+            "{:<8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+            "mode", "nDCG@10", "MRR@10", "R@1", "R@10", "R@100", "ms/query"
+        );
         for r in report.results.iter().chain(&report.sweep) {
             let label = match &r.weights {
                 Some(w) if !report.sweep.is_empty() => {
-                    format!("{} ({:?} bm25={} k={} graph={})", r.mode.as_str(), w.method, w.bm25, w.k, w.graph)
+                    format!(
+                        "{} ({:?} bm25={} k={} graph={})",
+                        r.mode.as_str(),
+                        w.method,
+                        w.bm25,
+                        w.k,
+                        w.graph
+                    )
                 }
                 _ => r.mode.as_str().to_string(),
             };
@@ -245,5 +297,13 @@ struct Built {
 
 /// Document ids become file names: keep them path-safe.
 fn sanitize(id: &str) -> String {
-    id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }

@@ -130,9 +130,17 @@ async fn build(args: BuildArgs) -> Result<()> {
             (dest, source)
         }
         None => {
-            let Some(dir) = args.dir.clone() else { bail!("give a source directory or --git-url") };
-            let dir = dir.canonicalize().with_context(|| format!("source directory {}", dir.display()))?;
-            let source = SourceInfo { path: dir.display().to_string(), git_commit: git_commit(&dir), ..Default::default() };
+            let Some(dir) = args.dir.clone() else {
+                bail!("give a source directory or --git-url")
+            };
+            let dir = dir
+                .canonicalize()
+                .with_context(|| format!("source directory {}", dir.display()))?;
+            let source = SourceInfo {
+                path: dir.display().to_string(),
+                git_commit: git_commit(&dir),
+                ..Default::default()
+            };
             (dir, source)
         }
     };
@@ -151,10 +159,15 @@ async fn build(args: BuildArgs) -> Result<()> {
         ..Default::default()
     };
     let report = build_bundle(&root, &args.id, &out, opts).await?;
-    let published = publish::publish(&store, &args.id, &report.dir, &PublishOptions {
-        keep_versions: args.keep_versions,
-        ..Default::default()
-    })
+    let published = publish::publish(
+        &store,
+        &args.id,
+        &report.dir,
+        &PublishOptions {
+            keep_versions: args.keep_versions,
+            ..Default::default()
+        },
+    )
     .await?;
     let m = &report.manifest;
     if args.json {
@@ -170,7 +183,10 @@ async fn build(args: BuildArgs) -> Result<()> {
             m.counts.skipped_files,
             m.counts.graph_nodes,
             m.counts.graph_edges,
-            m.embedder.as_ref().map(|e| format!("vectors: {} d={}", e.id, e.dimension)).unwrap_or("lexical + graph".into()),
+            m.embedder
+                .as_ref()
+                .map(|e| format!("vectors: {} d={}", e.id, e.dimension))
+                .unwrap_or("lexical + graph".into()),
             human_bytes(published.bytes),
         );
         tracing::info!(timings = ?report.timings, pruned = ?published.pruned, "build finished");
@@ -182,9 +198,16 @@ async fn build(args: BuildArgs) -> Result<()> {
 /// `--branch` cannot name.
 fn clone(url: &str, git_ref: Option<&str>, dest: &Path) -> Result<()> {
     let run = |args: &[&str]| -> Result<()> {
-        let out = std::process::Command::new("git").args(args).output().context("running git (is it installed?)")?;
+        let out = std::process::Command::new("git")
+            .args(args)
+            .output()
+            .context("running git (is it installed?)")?;
         if !out.status.success() {
-            bail!("git {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "git {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(())
     };

@@ -4,8 +4,8 @@ mod embedder_args;
 mod eval_cmd;
 mod index_cmd;
 mod mcp_cmd;
-mod search_cmd;
 mod router_cmd;
+mod search_cmd;
 mod shard_cmd;
 mod up_cmd;
 
@@ -14,7 +14,12 @@ use std::process::ExitCode;
 use trusty_search::telemetry::logging::{self, LogFormat};
 
 #[derive(Parser)]
-#[command(name = "trusty-search", version, about = "Sharded hybrid code search", propagate_version = true)]
+#[command(
+    name = "trusty-search",
+    version,
+    about = "Sharded hybrid code search",
+    propagate_version = true
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, env = "TRUSTY_LOG_FORMAT", default_value = "text")]

@@ -60,12 +60,17 @@ pub struct SymbolsArgs {
 }
 
 pub fn default_cache_dir() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".cache/trusty-search/cli-cache")
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(".cache/trusty-search/cli-cache")
 }
 
 async fn open_engine(t: &StoreArgs) -> Result<Engine> {
     let store = Store::open(&t.store)?;
-    let (pointer, _) = read_current(&store, &t.id, None).await?.context("CURRENT vanished while reading")?;
+    let (pointer, _) = read_current(&store, &t.id, None)
+        .await?
+        .context("CURRENT vanished while reading")?;
     let cache = t.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let local = fetch_version(&store, &t.id, &cache, &pointer, 8).await?;
     let embedder = t.embedder.load_for_query(local.manifest.embedder.as_ref())?;
@@ -79,7 +84,12 @@ pub async fn run_search(args: SearchArgs) -> Result<()> {
         paths: args.paths.clone(),
         symbols: vec![],
     });
-    let req = SearchRequest { query: args.query.clone(), mode: args.mode, top_k: Some(args.top_k), filters };
+    let req = SearchRequest {
+        query: args.query.clone(),
+        mode: args.mode,
+        top_k: Some(args.top_k),
+        filters,
+    };
     let resp = engine.search(&req).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&resp)?);
@@ -97,7 +107,11 @@ pub fn print_hits(resp: &SearchResponse) {
         resp.hits.len(),
         resp.took_ms,
         resp.mode.as_str(),
-        if resp.unavailable_arms.is_empty() { String::new() } else { format!(", unavailable: {}", resp.unavailable_arms.join(",")) }
+        if resp.unavailable_arms.is_empty() {
+            String::new()
+        } else {
+            format!(", unavailable: {}", resp.unavailable_arms.join(","))
+        }
     );
     for (i, h) in resp.hits.iter().enumerate() {
         let mut why = Vec::new();
@@ -134,7 +148,10 @@ pub async fn run_symbols(args: SymbolsArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&resp)?);
     } else {
         for r in &resp.results {
-            println!("{}:{}-{}  {} {}  (depth {})", r.path, r.start_line, r.end_line, r.kind, r.symbol, r.depth);
+            println!(
+                "{}:{}-{}  {} {}  (depth {})",
+                r.path, r.start_line, r.end_line, r.kind, r.symbol, r.depth
+            );
         }
         if resp.results.is_empty() {
             println!("no {:?} found for {}", args.rel, args.name);

@@ -39,13 +39,24 @@ pub struct UpArgs {
 
 /// An index id from a directory name: lowercase, invalid characters to `-`.
 pub fn id_for_dir(dir: &std::path::Path) -> Result<IndexId> {
-    let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "root".into());
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "root".into());
     let mut id: String = name
         .to_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
-    id = id.trim_start_matches(|c: char| !c.is_ascii_alphanumeric()).replace("..", ".");
+    id = id
+        .trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
+        .replace("..", ".");
     id.truncate(63);
     if id.is_empty() {
         id = "root".into();
@@ -55,7 +66,10 @@ pub fn id_for_dir(dir: &std::path::Path) -> Result<IndexId> {
 
 pub async fn run(args: UpArgs) -> Result<()> {
     let data = args.data_dir.clone().unwrap_or_else(|| {
-        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".cache/trusty-search/local")
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir)
+            .join(".cache/trusty-search/local")
     });
     let store_dir = data.join("store");
     std::fs::create_dir_all(&store_dir)?;
@@ -63,20 +77,35 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let store = Store::open(&store_url)?;
     let embedder = args.embedder.load_for_build()?;
 
-    let dirs = if args.dirs.is_empty() { vec![std::env::current_dir()?] } else { args.dirs.clone() };
+    let dirs = if args.dirs.is_empty() {
+        vec![std::env::current_dir()?]
+    } else {
+        args.dirs.clone()
+    };
     let mut ids = Vec::new();
     for dir in &dirs {
-        let dir = dir.canonicalize().with_context(|| format!("directory {}", dir.display()))?;
+        let dir = dir
+            .canonicalize()
+            .with_context(|| format!("directory {}", dir.display()))?;
         let id = id_for_dir(&dir)?;
         eprintln!("indexing {} as {id} …", dir.display());
         let work = tempfile::tempdir()?;
-        let source = SourceInfo { path: dir.display().to_string(), git_commit: git_commit(&dir), ..Default::default() };
-        let report = build_bundle(&dir, &id, &work.path().join("bundle"), BuildOptions {
-            embedder: embedder.clone(),
-            progress: true,
-            source,
+        let source = SourceInfo {
+            path: dir.display().to_string(),
+            git_commit: git_commit(&dir),
             ..Default::default()
-        })
+        };
+        let report = build_bundle(
+            &dir,
+            &id,
+            &work.path().join("bundle"),
+            BuildOptions {
+                embedder: embedder.clone(),
+                progress: true,
+                source,
+                ..Default::default()
+            },
+        )
         .await?;
         publish(&store, &id, &report.dir, &PublishOptions::default()).await?;
         let m = &report.manifest;
@@ -85,9 +114,16 @@ pub async fn run(args: UpArgs) -> Result<()> {
             m.counts.files,
             m.counts.chunks,
             m.counts.graph_edges,
-            m.embedder.as_ref().map(|e| format!("vectors ({})", e.id)).unwrap_or("lexical + graph".into()),
-            (report.timings.walk_ms + report.timings.chunk_ms + report.timings.bm25_ms.max(report.timings.graph_ms)
-                + report.timings.embed_ms + report.timings.vectors_ms + report.timings.seal_ms)
+            m.embedder
+                .as_ref()
+                .map(|e| format!("vectors ({})", e.id))
+                .unwrap_or("lexical + graph".into()),
+            (report.timings.walk_ms
+                + report.timings.chunk_ms
+                + report.timings.bm25_ms.max(report.timings.graph_ms)
+                + report.timings.embed_ms
+                + report.timings.vectors_ms
+                + report.timings.seal_ms)
                 / 1000.0
         );
         ids.push(id);
@@ -102,7 +138,10 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let members: Vec<ShardEndpoint> = shards
         .iter()
         .enumerate()
-        .map(|(i, s)| ShardEndpoint { name: format!("shard-{i}"), url: s.url() })
+        .map(|(i, s)| ShardEndpoint {
+            name: format!("shard-{i}"),
+            url: s.url(),
+        })
         .collect();
     let mut rcfg = RouterConfig::local("");
     rcfg.listen = args.listen.clone();
@@ -119,7 +158,10 @@ pub async fn run(args: UpArgs) -> Result<()> {
         println!("  shard-{i}: {}", s.url());
     }
     println!("  store:   {store_url}");
-    println!("  indexes: {}", ids.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", "));
+    println!(
+        "  indexes: {}",
+        ids.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", ")
+    );
     println!();
     println!("Try:");
     println!("  curl -s {url}/v1/indexes/{example}/search -H 'content-type: application/json' \\");

@@ -23,7 +23,11 @@ pub enum BuildError {
     #[error("cannot read source tree {root}: {reason}")]
     Source { root: String, reason: String },
     #[error("writing {what} into {dir}: {reason}")]
-    Write { what: &'static str, dir: String, reason: String },
+    Write {
+        what: &'static str,
+        dir: String,
+        reason: String,
+    },
     #[error("embedding chunks failed: {0}")]
     Embed(String),
 }
@@ -92,8 +96,14 @@ pub async fn build_bundle(
     let walk_cfg = opts.walk.clone();
     let walked = tokio::task::spawn_blocking(move || walk(&root_buf, &walk_cfg))
         .await
-        .map_err(|e| BuildError::Source { root: root.display().to_string(), reason: e.to_string() })?
-        .map_err(|e| BuildError::Source { root: root.display().to_string(), reason: e.to_string() })?;
+        .map_err(|e| BuildError::Source {
+            root: root.display().to_string(),
+            reason: e.to_string(),
+        })?
+        .map_err(|e| BuildError::Source {
+            root: root.display().to_string(),
+            reason: e.to_string(),
+        })?;
     timings.walk_ms = ms(t.elapsed());
 
     let t = Instant::now();
@@ -134,7 +144,10 @@ pub async fn build_bundle(
         (chunks, skipped, files, bytes)
     })
     .await
-    .map_err(|e| BuildError::Source { root: root.display().to_string(), reason: e.to_string() })?;
+    .map_err(|e| BuildError::Source {
+        root: root.display().to_string(),
+        reason: e.to_string(),
+    })?;
     timings.chunk_ms = ms(t.elapsed());
     let chunks = Arc::new(chunks);
 
@@ -154,11 +167,18 @@ pub async fn build_bundle(
     let graph_task = tokio::task::spawn_blocking(move || {
         let t = Instant::now();
         let graph = CodeGraph::build(&c2);
-        graph.write(&graph_path).map(|_| (graph.node_count() as u64, graph.edge_count() as u64, ms(t.elapsed())))
+        graph
+            .write(&graph_path)
+            .map(|_| (graph.node_count() as u64, graph.edge_count() as u64, ms(t.elapsed())))
     });
-    let bm25_ms = bm25_task.await.map_err(|e| write_err("bm25", e.to_string()))?.map_err(|e| write_err("bm25", e.to_string()))?;
-    let (graph_nodes, graph_edges, graph_ms) =
-        graph_task.await.map_err(|e| write_err("graph", e.to_string()))?.map_err(|e| write_err("graph", e.to_string()))?;
+    let bm25_ms = bm25_task
+        .await
+        .map_err(|e| write_err("bm25", e.to_string()))?
+        .map_err(|e| write_err("bm25", e.to_string()))?;
+    let (graph_nodes, graph_edges, graph_ms) = graph_task
+        .await
+        .map_err(|e| write_err("graph", e.to_string()))?
+        .map_err(|e| write_err("graph", e.to_string()))?;
     timings.bm25_ms = bm25_ms;
     timings.graph_ms = graph_ms;
     tracing::debug!(total_ms = ms(t.elapsed()), "bm25 and graph written");
@@ -174,7 +194,10 @@ pub async fn build_bundle(
                 .await
                 .map_err(|e| write_err("vectors", e.to_string()))?;
             timings.vectors_ms = ms(t.elapsed());
-            Some(EmbedderInfo { id: embedder.id().to_string(), dimension: embedder.dimension() })
+            Some(EmbedderInfo {
+                id: embedder.id().to_string(),
+                dimension: embedder.dimension(),
+            })
         }
         None => None,
     };
@@ -211,7 +234,12 @@ pub async fn build_bundle(
         .map_err(|e| write_err("manifest", e.to_string()))?
         .map_err(|e| write_err("manifest", e.to_string()))?;
     timings.seal_ms = ms(t.elapsed());
-    Ok(BuildReport { manifest, dir: out_dir.to_path_buf(), skipped, timings })
+    Ok(BuildReport {
+        manifest,
+        dir: out_dir.to_path_buf(),
+        skipped,
+        timings,
+    })
 }
 
 /// Embeds every chunk in batches on the blocking pool, with progress.
@@ -228,7 +256,11 @@ async fn embed_chunks(
             let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
             let mut v = embedder.embed(&refs).map_err(|e| BuildError::Embed(e.to_string()))?;
             if v.len() != refs.len() {
-                return Err(BuildError::Embed(format!("embedder returned {} vectors for {} texts", v.len(), refs.len())));
+                return Err(BuildError::Embed(format!(
+                    "embedder returned {} vectors for {} texts",
+                    v.len(),
+                    refs.len()
+                )));
             }
             out.append(&mut v);
             bar.inc(refs.len() as u64);
@@ -267,6 +299,14 @@ pub fn now_rfc3339() -> String {
 
 /// The commit checked out at `root`, when it is a git work tree.
 pub fn git_commit(root: &Path) -> Option<String> {
-    let out = std::process::Command::new("git").arg("-C").arg(root).args(["rev-parse", "HEAD"]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
 }

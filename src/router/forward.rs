@@ -85,7 +85,11 @@ impl RouterState {
     pub fn candidates(&self, index_id: &str) -> Vec<(usize, ShardEndpoint)> {
         let members = self.members();
         let healthy = self.health.healthy(&members);
-        let pool: Vec<&ShardEndpoint> = if healthy.is_empty() { members.iter().collect() } else { healthy };
+        let pool: Vec<&ShardEndpoint> = if healthy.is_empty() {
+            members.iter().collect()
+        } else {
+            healthy
+        };
         let names: Vec<&str> = pool.iter().map(|m| m.name.as_str()).collect();
         let ranked: Vec<&str> = ring::rank(index_id, &names).into_iter().copied().collect();
         // Load spreads only among the owners (where the index is, or will be,
@@ -125,8 +129,15 @@ impl RouterState {
                 ROUTER_RETRIES.inc();
                 tracing::debug!(index_id, shard = %shard.name, reason = %last_reason, "retrying on next owner");
             }
-            let label = if *rank < self.cfg.replicas.max(1) && *rank < 3 { rank.to_string() } else { "spill".into() };
-            match self.attempt(shard, method.clone(), path_and_query, body.clone(), admin).await {
+            let label = if *rank < self.cfg.replicas.max(1) && *rank < 3 {
+                rank.to_string()
+            } else {
+                "spill".into()
+            };
+            match self
+                .attempt(shard, method.clone(), path_and_query, body.clone(), admin)
+                .await
+            {
                 Attempt::Done(up) => {
                     ROUTER_AFFINITY.with_label_values(&[&label]).inc();
                     return Ok(up);
@@ -134,7 +145,9 @@ impl RouterState {
                 Attempt::Retry(up, reason) => {
                     last_reason = reason;
                     // Prefer passing through a "loading" answer: it tells the client when to come back.
-                    let loading = up.as_ref().is_some_and(|u| u.error_code().as_deref() == Some("index_loading"));
+                    let loading = up
+                        .as_ref()
+                        .is_some_and(|u| u.error_code().as_deref() == Some("index_loading"));
                     if kept.is_none() || loading {
                         kept = up.or(kept);
                     }
@@ -191,7 +204,13 @@ impl RouterState {
                 return Attempt::Retry(None, format!("{}: {e}", shard.name));
             }
         };
-        let up = Upstream { status, content_type, retry_after, body, shard: shard.name.clone() };
+        let up = Upstream {
+            status,
+            content_type,
+            retry_after,
+            body,
+            shard: shard.name.clone(),
+        };
         if !status.is_server_error() {
             self.health.record_success(&shard.name);
             return Attempt::Done(up);
@@ -212,5 +231,10 @@ impl RouterState {
 }
 
 pub fn no_shards() -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_shards", "no shards are known to this router").retry_after(2)
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no_shards",
+        "no shards are known to this router",
+    )
+    .retry_after(2)
 }

@@ -36,7 +36,11 @@ impl Drop for InflightGuard {
 
 impl Health {
     pub fn new(cfg: &RouterConfig) -> Health {
-        Health { shards: RwLock::new(HashMap::new()), eject_after: cfg.eject_after.max(1), eject_for: cfg.eject_for }
+        Health {
+            shards: RwLock::new(HashMap::new()),
+            eject_after: cfg.eject_after.max(1),
+            eject_for: cfg.eject_for,
+        }
     }
 
     pub fn is_healthy(&self, name: &str) -> bool {
@@ -49,7 +53,11 @@ impl Health {
     }
 
     pub fn inflight(&self, name: &str) -> u64 {
-        self.shards.read().get(name).map(|h| h.inflight.load(Ordering::Relaxed)).unwrap_or(0)
+        self.shards
+            .read()
+            .get(name)
+            .map(|h| h.inflight.load(Ordering::Relaxed))
+            .unwrap_or(0)
     }
 
     pub fn begin(&self, name: &str) -> InflightGuard {
@@ -88,7 +96,9 @@ impl Health {
     pub fn publish_gauges(&self, members: &[ShardEndpoint]) {
         let healthy = members.iter().filter(|m| self.is_healthy(&m.name)).count();
         ROUTER_SHARDS.with_label_values(&["healthy"]).set(healthy as i64);
-        ROUTER_SHARDS.with_label_values(&["ejected"]).set((members.len() - healthy) as i64);
+        ROUTER_SHARDS
+            .with_label_values(&["ejected"])
+            .set((members.len() - healthy) as i64);
     }
 }
 

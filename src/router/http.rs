@@ -44,9 +44,17 @@ async fn search(
     let id = parse_id(&id)?;
     // Validate here so bad requests never cost a shard round trip.
     let Json(req) = body?;
-    req.validate().map_err(|m| ApiError::bad_request(m).with_index(id.as_str()))?;
+    req.validate()
+        .map_err(|m| ApiError::bad_request(m).with_index(id.as_str()))?;
     let bytes = Bytes::from(serde_json::to_vec(&req).expect("request serialises"));
-    s.forward(id.as_str(), Method::POST, &format!("/v1/indexes/{id}/search"), Some(bytes), false).await
+    s.forward(
+        id.as_str(),
+        Method::POST,
+        &format!("/v1/indexes/{id}/search"),
+        Some(bytes),
+        false,
+    )
+    .await
 }
 
 async fn symbols(
@@ -60,11 +68,20 @@ async fn symbols(
     params.parse()?;
     let name_enc = urlencode(&name);
     let q = raw.map(|q| format!("?{q}")).unwrap_or_default();
-    s.forward(id.as_str(), Method::GET, &format!("/v1/indexes/{id}/symbols/{name_enc}{q}"), None, false).await
+    s.forward(
+        id.as_str(),
+        Method::GET,
+        &format!("/v1/indexes/{id}/symbols/{name_enc}{q}"),
+        None,
+        false,
+    )
+    .await
 }
 
 fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
 }
 
 /// Asks one shard directly (no retry), for status aggregation.
@@ -78,7 +95,13 @@ async fn ask(s: &RouterState, shard: &ShardEndpoint, path: &str) -> Result<Upstr
         .map_err(|e| e.to_string())?;
     let status = resp.status();
     let body = resp.bytes().await.map_err(|e| e.to_string())?;
-    Ok(Upstream { status, content_type: None, retry_after: None, body, shard: shard.name.clone() })
+    Ok(Upstream {
+        status,
+        content_type: None,
+        retry_after: None,
+        body,
+        shard: shard.name.clone(),
+    })
 }
 
 /// Status of an index on each of its owners (an unreachable owner is reported, not hidden).
@@ -94,7 +117,12 @@ pub async fn owner_status(s: &RouterState, id: &str) -> Result<IndexStatus, ApiE
     }
     let path = format!("/v1/indexes/{id}");
     let answers = futures::future::join_all(owners.iter().map(|o| ask(s, o, &path))).await;
-    let mut out = IndexStatus { index_id: id.to_string(), version: None, counts: None, owners: Vec::new() };
+    let mut out = IndexStatus {
+        index_id: id.to_string(),
+        version: None,
+        counts: None,
+        owners: Vec::new(),
+    };
     let mut not_found = 0;
     for (owner, answer) in owners.iter().zip(answers) {
         match answer {
@@ -137,7 +165,9 @@ fn unknown(id: &str, owner: &ShardEndpoint, error: String) -> ShardIndexStatus {
 
 /// Every index, with the state on each of its owners.
 async fn list(State(s): State<AppState>) -> Result<Json<IndexList>, ApiError> {
-    Ok(Json(IndexList { indexes: all_statuses(&s).await? }))
+    Ok(Json(IndexList {
+        indexes: all_statuses(&s).await?,
+    }))
 }
 
 /// Each shard lists every index in storage; keep the entries from owners.
@@ -174,7 +204,12 @@ async fn search_many(
     body: Result<Json<MultiSearchRequest>, JsonRejection>,
 ) -> Result<Json<MultiSearchResponse>, ApiError> {
     let Json(req) = body?;
-    let single = SearchRequest { query: req.query.clone(), mode: req.mode, top_k: req.top_k, filters: req.filters.clone() };
+    let single = SearchRequest {
+        query: req.query.clone(),
+        mode: req.mode,
+        top_k: req.top_k,
+        filters: req.filters.clone(),
+    };
     single.validate().map_err(ApiError::bad_request)?;
     let ids: Vec<String> = match &req.indexes {
         Some(ids) => {
@@ -192,14 +227,27 @@ async fn search_many(
             ids
         }
     };
-    let deadline = req.deadline_ms.map(Duration::from_millis).unwrap_or(DEFAULT_DEADLINE).min(MAX_DEADLINE);
+    let deadline = req
+        .deadline_ms
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_DEADLINE)
+        .min(MAX_DEADLINE);
     let body = Bytes::from(serde_json::to_vec(&single).expect("request serialises"));
     let resp = fan_out(ids, s.cfg.fanout_concurrency, deadline, single.top_k(), |id| {
         let (s, body) = (s.clone(), body.clone());
         async move {
-            let up = s.forward(&id, Method::POST, &format!("/v1/indexes/{id}/search"), Some(body), false).await?;
+            let up = s
+                .forward(
+                    &id,
+                    Method::POST,
+                    &format!("/v1/indexes/{id}/search"),
+                    Some(body),
+                    false,
+                )
+                .await?;
             if up.status.is_success() {
-                up.json().ok_or_else(|| ApiError::internal(format!("unreadable answer from {}", up.shard)))
+                up.json()
+                    .ok_or_else(|| ApiError::internal(format!("unreadable answer from {}", up.shard)))
             } else {
                 let mut err = ApiError::new(up.status, "upstream_error", format!("HTTP {}", up.status));
                 if let Some(b) = up.json::<crate::api::ErrorBody>() {
@@ -222,7 +270,10 @@ async fn admin_each(
     body: Option<serde_json::Value>,
 ) -> Vec<(ShardEndpoint, Result<Upstream, String>)> {
     let calls = targets.iter().map(|t| {
-        let mut req = s.client.request(method.clone(), format!("{}{path}", t.url)).timeout(s.cfg.shard_timeout);
+        let mut req = s
+            .client
+            .request(method.clone(), format!("{}{path}", t.url))
+            .timeout(s.cfg.shard_timeout);
         if let Some(token) = &s.cfg.admin_token {
             req = req.bearer_auth(token);
         }
@@ -234,7 +285,13 @@ async fn admin_each(
                 let resp = req.send().await.map_err(|e| e.to_string())?;
                 let status = resp.status();
                 let body = resp.bytes().await.map_err(|e| e.to_string())?;
-                Ok(Upstream { status, content_type: None, retry_after: None, body, shard: t.name.clone() })
+                Ok(Upstream {
+                    status,
+                    content_type: None,
+                    retry_after: None,
+                    body,
+                    shard: t.name.clone(),
+                })
             }
             .await;
             (t.clone(), r)
@@ -258,7 +315,12 @@ async fn admin_on_owners(
         return Err(no_shards());
     }
     let results = admin_each(s, &owners, method, &format!("/v1/admin/indexes/{id}{suffix}"), body).await;
-    let mut st = IndexStatus { index_id: id.to_string(), version: None, counts: None, owners: Vec::new() };
+    let mut st = IndexStatus {
+        index_id: id.to_string(),
+        version: None,
+        counts: None,
+        owners: Vec::new(),
+    };
     let (mut ok, mut not_found, mut created) = (0, 0, false);
     let mut first_error: Option<ApiError> = None;
     for (owner, r) in results {
@@ -268,19 +330,28 @@ async fn admin_on_owners(
                 created |= up.status == StatusCode::CREATED;
                 match up.json::<IndexStatus>() {
                     Some(s2) => st.owners.extend(s2.owners),
-                    None => st.owners.push(unknown(id.as_str(), &owner, "no status returned".into())),
+                    None => st
+                        .owners
+                        .push(unknown(id.as_str(), &owner, "no status returned".into())),
                 }
             }
             Ok(up) if up.status == StatusCode::NOT_FOUND => not_found += 1,
             Ok(up) => {
-                let mut e = ApiError::new(up.status, "upstream_error", format!("{}: HTTP {}", owner.name, up.status));
+                let mut e = ApiError::new(
+                    up.status,
+                    "upstream_error",
+                    format!("{}: HTTP {}", owner.name, up.status),
+                );
                 if let Some(b) = up.json::<crate::api::ErrorBody>() {
                     e.body = b;
                 }
                 first_error.get_or_insert(e);
-                st.owners.push(unknown(id.as_str(), &owner, format!("HTTP {}", up.status)));
+                st.owners
+                    .push(unknown(id.as_str(), &owner, format!("HTTP {}", up.status)));
             }
-            Err(e) => st.owners.push(unknown(id.as_str(), &owner, format!("unreachable: {e}"))),
+            Err(e) => st
+                .owners
+                .push(unknown(id.as_str(), &owner, format!("unreachable: {e}"))),
         }
     }
     if ok == 0 {
@@ -288,7 +359,12 @@ async fn admin_on_owners(
             return Err(ApiError::not_found(id.as_str()));
         }
         return Err(first_error.unwrap_or_else(|| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shard_unavailable", "no owner answered").retry_after(1)
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shard_unavailable",
+                "no owner answered",
+            )
+            .retry_after(1)
         }));
     }
     st.version = st.owners.iter().find_map(|o| o.version.clone());
@@ -320,11 +396,19 @@ async fn register(
     admin_on_owners(&s, &headers, &id, Method::POST, "", Some(preload)).await
 }
 
-async fn reset(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<(StatusCode, Json<IndexStatus>), ApiError> {
+async fn reset(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<IndexStatus>), ApiError> {
     admin_on_owners(&s, &headers, &id, Method::POST, "/reset", None).await
 }
 
-async fn reload(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<(StatusCode, Json<IndexStatus>), ApiError> {
+async fn reload(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<IndexStatus>), ApiError> {
     admin_on_owners(&s, &headers, &id, Method::POST, "/reload", None).await
 }
 
@@ -332,12 +416,23 @@ async fn evict(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<Str
     require_admin(&headers, s.cfg.admin_token.as_deref())?;
     let id = parse_id(&id)?;
     let members = s.members();
-    admin_each(&s, &members, Method::POST, &format!("/v1/admin/indexes/{id}/evict"), None).await;
+    admin_each(
+        &s,
+        &members,
+        Method::POST,
+        &format!("/v1/admin/indexes/{id}/evict"),
+        None,
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Unregisters everywhere (not only on current owners: placement may have moved).
-async fn unregister(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn unregister(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     require_admin(&headers, s.cfg.admin_token.as_deref())?;
     let id = parse_id(&id)?;
     let members = s.members();
@@ -345,6 +440,12 @@ async fn unregister(State(s): State<AppState>, headers: HeaderMap, Path(id): Pat
         return Err(no_shards());
     }
     let results = admin_each(&s, &members, Method::DELETE, &format!("/v1/admin/indexes/{id}"), None).await;
-    let removed = results.iter().any(|(_, r)| matches!(r, Ok(up) if up.status.is_success()));
-    if removed { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found(id.as_str())) }
+    let removed = results
+        .iter()
+        .any(|(_, r)| matches!(r, Ok(up) if up.status.is_success()));
+    if removed {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(id.as_str()))
+    }
 }

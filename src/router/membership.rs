@@ -38,11 +38,16 @@ pub enum MembershipError {
 pub fn parse_static(spec: &str) -> Result<Vec<ShardEndpoint>, MembershipError> {
     let mut v = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, url) = part.split_once('=').ok_or_else(|| MembershipError::BadStatic(part.to_string()))?;
+        let (name, url) = part
+            .split_once('=')
+            .ok_or_else(|| MembershipError::BadStatic(part.to_string()))?;
         if name.is_empty() || !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(MembershipError::BadStatic(part.to_string()));
         }
-        v.push(ShardEndpoint { name: name.to_string(), url: url.trim_end_matches('/').to_string() });
+        v.push(ShardEndpoint {
+            name: name.to_string(),
+            url: url.trim_end_matches('/').to_string(),
+        });
     }
     v.sort();
     v.dedup_by(|a, b| a.name == b.name);
@@ -56,8 +61,14 @@ pub fn fixed(members: Vec<ShardEndpoint>) -> (watch::Sender<Vec<ShardEndpoint>>,
 }
 
 /// Resolves `host:port` every `interval` and publishes changes.
-pub async fn run_dns(spec: String, interval: Duration, tx: watch::Sender<Vec<ShardEndpoint>>) -> Result<(), MembershipError> {
-    let (host, port) = spec.rsplit_once(':').ok_or_else(|| MembershipError::BadDns(spec.clone()))?;
+pub async fn run_dns(
+    spec: String,
+    interval: Duration,
+    tx: watch::Sender<Vec<ShardEndpoint>>,
+) -> Result<(), MembershipError> {
+    let (host, port) = spec
+        .rsplit_once(':')
+        .ok_or_else(|| MembershipError::BadDns(spec.clone()))?;
     let port: u16 = port.parse().map_err(|_| MembershipError::BadDns(spec.clone()))?;
     let resolver = hickory_resolver::Resolver::builder_tokio()
         .map_err(|e| MembershipError::BadDns(format!("{spec}: {e}")))?
@@ -104,13 +115,19 @@ async fn resolve_once(
             let target = r.target().to_utf8();
             let target = target.trim_end_matches('.');
             let name = target.split('.').next().unwrap_or(target).to_string();
-            out.push(ShardEndpoint { name, url: format!("http://{target}:{}", r.port()) });
+            out.push(ShardEndpoint {
+                name,
+                url: format!("http://{target}:{}", r.port()),
+            });
         }
     }
     if out.is_empty() {
         for ip in resolver.lookup_ip(host).await?.iter() {
             let addr = std::net::SocketAddr::new(ip, port);
-            out.push(ShardEndpoint { name: ip.to_string(), url: format!("http://{addr}") });
+            out.push(ShardEndpoint {
+                name: ip.to_string(),
+                url: format!("http://{addr}"),
+            });
         }
     }
     out.sort();
@@ -124,7 +141,11 @@ pub fn endpoints_of(slice: &EndpointSlice) -> Vec<ShardEndpoint> {
         .ports
         .as_ref()
         .and_then(|ports| {
-            ports.iter().find(|p| p.name.as_deref() == Some("http")).or_else(|| ports.first()).and_then(|p| p.port)
+            ports
+                .iter()
+                .find(|p| p.name.as_deref() == Some("http"))
+                .or_else(|| ports.first())
+                .and_then(|p| p.port)
         })
         .unwrap_or(8080);
     slice
@@ -132,10 +153,21 @@ pub fn endpoints_of(slice: &EndpointSlice) -> Vec<ShardEndpoint> {
         .iter()
         .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
         .filter_map(|e| {
-            let name = e.target_ref.as_ref().and_then(|t| t.name.clone()).or_else(|| e.hostname.clone())?;
+            let name = e
+                .target_ref
+                .as_ref()
+                .and_then(|t| t.name.clone())
+                .or_else(|| e.hostname.clone())?;
             let addr = e.addresses.first()?;
-            let host = if addr.contains(':') { format!("[{addr}]") } else { addr.clone() };
-            Some(ShardEndpoint { name, url: format!("http://{host}:{port}") })
+            let host = if addr.contains(':') {
+                format!("[{addr}]")
+            } else {
+                addr.clone()
+            };
+            Some(ShardEndpoint {
+                name,
+                url: format!("http://{host}:{port}"),
+            })
         })
         .collect()
 }
@@ -220,10 +252,17 @@ mod tests {
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             loop {
-                let Ok((n, peer)) = socket.recv_from(&mut buf).await else { return };
-                let Ok(query) = Message::from_vec(&buf[..n]) else { continue };
+                let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+                    return;
+                };
+                let Ok(query) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
                 let mut reply = Message::new();
-                reply.set_id(query.id()).set_message_type(MessageType::Response).set_recursion_available(true);
+                reply
+                    .set_id(query.id())
+                    .set_message_type(MessageType::Response)
+                    .set_recursion_available(true);
                 let mut found = false;
                 for q in query.queries() {
                     reply.add_query(q.clone());
@@ -256,11 +295,19 @@ mod tests {
 
     fn srv(service: &str, pod: &str) -> Record {
         let target = Name::from_ascii(format!("{pod}.shards.search.svc.")).unwrap();
-        Record::from_rdata(Name::from_ascii(service).unwrap(), 5, RData::SRV(SRV::new(0, 50, 8080, target)))
+        Record::from_rdata(
+            Name::from_ascii(service).unwrap(),
+            5,
+            RData::SRV(SRV::new(0, 50, 8080, target)),
+        )
     }
 
     fn a(name: &str, ip: [u8; 4]) -> Record {
-        Record::from_rdata(Name::from_ascii(name).unwrap(), 5, RData::A(A::new(ip[0], ip[1], ip[2], ip[3])))
+        Record::from_rdata(
+            Name::from_ascii(name).unwrap(),
+            5,
+            RData::A(A::new(ip[0], ip[1], ip[2], ip[3])),
+        )
     }
 
     #[tokio::test]
@@ -277,13 +324,25 @@ mod tests {
         assert_eq!(
             m,
             vec![
-                ShardEndpoint { name: "trusty-shard-0".into(), url: "http://trusty-shard-0.shards.search.svc:8080".into() },
-                ShardEndpoint { name: "trusty-shard-1".into(), url: "http://trusty-shard-1.shards.search.svc:8080".into() },
+                ShardEndpoint {
+                    name: "trusty-shard-0".into(),
+                    url: "http://trusty-shard-0.shards.search.svc:8080".into()
+                },
+                ShardEndpoint {
+                    name: "trusty-shard-1".into(),
+                    url: "http://trusty-shard-1.shards.search.svc:8080".into()
+                },
             ]
         );
         // No SRV: A records, identities are addresses, the given port.
         let m = resolve_once(&r, "plain.search.svc.", 7001).await.unwrap();
-        assert_eq!(m, vec![ShardEndpoint { name: "10.0.0.7".into(), url: "http://10.0.0.7:7001".into() }]);
+        assert_eq!(
+            m,
+            vec![ShardEndpoint {
+                name: "10.0.0.7".into(),
+                url: "http://10.0.0.7:7001".into()
+            }]
+        );
         // Neither: an error the loop logs, keeping the previous set.
         assert!(resolve_once(&r, "missing.search.svc.", 7001).await.is_err());
 
@@ -291,8 +350,14 @@ mod tests {
         let (tx, mut rx) = watch::channel(Vec::new());
         tokio::spawn(async move { watch_dns(&r, "shards.search.svc.", 8080, Duration::from_millis(50), tx).await });
         rx.wait_for(|m| m.len() == 2).await.unwrap();
-        zone.lock().unwrap().push(srv("_http._tcp.shards.search.svc.", "trusty-shard-2"));
-        let m = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|m| m.len() == 3)).await.unwrap().unwrap().clone();
+        zone.lock()
+            .unwrap()
+            .push(srv("_http._tcp.shards.search.svc.", "trusty-shard-2"));
+        let m = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|m| m.len() == 3))
+            .await
+            .unwrap()
+            .unwrap()
+            .clone();
         assert_eq!(m[2].name, "trusty-shard-2");
         // Records vanishing (NXDOMAIN) keep the last known set rather than emptying the ring.
         zone.lock().unwrap().clear();
@@ -303,7 +368,13 @@ mod tests {
     #[test]
     fn static_lists_parse_and_sort() {
         let m = parse_static("s1=http://127.0.0.1:2/, s0=http://127.0.0.1:1").unwrap();
-        assert_eq!(m[0], ShardEndpoint { name: "s0".into(), url: "http://127.0.0.1:1".into() });
+        assert_eq!(
+            m[0],
+            ShardEndpoint {
+                name: "s0".into(),
+                url: "http://127.0.0.1:1".into()
+            }
+        );
         assert_eq!(m[1].url, "http://127.0.0.1:2");
         assert!(parse_static("s0").is_err());
         assert!(parse_static("s0=ftp://x").is_err());
@@ -326,7 +397,13 @@ mod tests {
         .unwrap();
         let e = endpoints_of(&slice);
         assert_eq!(e.len(), 2);
-        assert_eq!(e[0], ShardEndpoint { name: "trusty-shard-0".into(), url: "http://10.0.0.1:8080".into() });
+        assert_eq!(
+            e[0],
+            ShardEndpoint {
+                name: "trusty-shard-0".into(),
+                url: "http://10.0.0.1:8080".into()
+            }
+        );
         assert_eq!(e[1].name, "trusty-shard-2");
     }
 }

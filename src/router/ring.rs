@@ -36,10 +36,14 @@ pub fn rank<'a, S: AsRef<str>>(index_id: &str, shards: &'a [S]) -> Vec<&'a S> {
 /// that owner is clearly busier than the cluster average.
 pub fn bounded_pick(loads: &[u64], mean: f64, slack: f64) -> usize {
     let bound = (1.0 + slack) * mean + 1.0;
-    loads
-        .iter()
-        .position(|&l| (l as f64) <= bound)
-        .unwrap_or_else(|| loads.iter().enumerate().min_by_key(|(_, l)| **l).map(|(i, _)| i).unwrap_or(0))
+    loads.iter().position(|&l| (l as f64) <= bound).unwrap_or_else(|| {
+        loads
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, l)| **l)
+            .map(|(i, _)| i)
+            .unwrap_or(0)
+    })
 }
 
 #[cfg(test)]
@@ -63,8 +67,13 @@ mod tests {
 
     // xxh3_64 of the byte strings above, computed independently with the
     // Python `xxhash` package (xxhash.xxh3_64_intdigest) and pinned.
-    const GOLDEN: [u64; 5] =
-        [9925515742243491023, 12053451667645077359, 5424933224114175248, 4877558070925126299, 14144645293874801883];
+    const GOLDEN: [u64; 5] = [
+        9925515742243491023,
+        12053451667645077359,
+        5424933224114175248,
+        4877558070925126299,
+        14144645293874801883,
+    ];
 
     fn golden_placement_values() -> Vec<(&'static str, Vec<&'static str>)> {
         vec![
@@ -105,11 +114,19 @@ mod tests {
         let moved_add = ids.iter().filter(|id| owner(id, &ten) != owner(id, &eleven)).count();
         // Expected 1/11 ≈ 909; everything that moved went to the new shard.
         assert!((700..1100).contains(&moved_add), "moved {moved_add}");
-        assert!(ids.iter().filter(|id| owner(id, &ten) != owner(id, &eleven)).all(|id| owner(id, &eleven) == "s10"));
+        assert!(
+            ids.iter()
+                .filter(|id| owner(id, &ten) != owner(id, &eleven))
+                .all(|id| owner(id, &eleven) == "s10")
+        );
         let nine: Vec<String> = (0..9).map(|i| format!("s{i}")).collect();
         let moved_remove = ids.iter().filter(|id| owner(id, &ten) != owner(id, &nine)).count();
         assert!((800..1200).contains(&moved_remove), "moved {moved_remove}");
-        assert!(ids.iter().filter(|id| owner(id, &ten) != owner(id, &nine)).all(|id| owner(id, &ten) == "s9"));
+        assert!(
+            ids.iter()
+                .filter(|id| owner(id, &ten) != owner(id, &nine))
+                .all(|id| owner(id, &ten) == "s9")
+        );
     }
 
     #[test]
@@ -126,7 +143,11 @@ mod tests {
 
     #[test]
     fn bounded_load_spills_only_past_the_slack() {
-        assert_eq!(bounded_pick(&[3, 0, 0], 2.0, 0.25), 0, "within bound stays on the first owner");
+        assert_eq!(
+            bounded_pick(&[3, 0, 0], 2.0, 0.25),
+            0,
+            "within bound stays on the first owner"
+        );
         assert_eq!(bounded_pick(&[10, 2, 0], 2.0, 0.25), 1, "overloaded first owner spills");
         assert_eq!(bounded_pick(&[10, 9, 8], 1.0, 0.25), 2, "all over bound: least loaded");
         assert_eq!(bounded_pick(&[], 0.0, 0.25), 0);

@@ -85,7 +85,12 @@ pub async fn start_with_members(
         .tcp_nodelay(true)
         .build()?;
     let health = Arc::new(Health::new(&cfg));
-    let state = Arc::new(RouterState { cfg: cfg.clone(), members: members.clone(), health: health.clone(), client: client.clone() });
+    let state = Arc::new(RouterState {
+        cfg: cfg.clone(),
+        members: members.clone(),
+        health: health.clone(),
+        client: client.clone(),
+    });
     background.push(tokio::spawn(probe_loop(health, members, client, cfg.clone())));
     // Keep the sender alive for as long as the router runs.
     background.push(tokio::spawn(async move {
@@ -103,10 +108,22 @@ pub async fn start_with_members(
         let _ = srx.await;
     }));
     ready.store(true, Ordering::Release);
-    Ok(RouterHandle { addr, state, shutdown: Some(stx), task, background })
+    Ok(RouterHandle {
+        addr,
+        state,
+        shutdown: Some(stx),
+        task,
+        background,
+    })
 }
 
 fn app(state: Arc<RouterState>, ready: Arc<AtomicBool>) -> axum::Router {
     let cfg = state.cfg.clone();
-    serve::harden(routes(state).merge(serve::ops_routes(ready)), "router", cfg.max_concurrency, cfg.request_timeout, crate::shard::http::BODY_LIMIT)
+    serve::harden(
+        routes(state).merge(serve::ops_routes(ready)),
+        "router",
+        cfg.max_concurrency,
+        cfg.request_timeout,
+        crate::shard::http::BODY_LIMIT,
+    )
 }

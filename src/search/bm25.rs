@@ -226,7 +226,11 @@ impl Bm25Index {
         }
         let f = &self.fields;
         let mut parser = QueryParser::for_index(&self.index, vec![f.symbol, f.path, f.content]);
-        for (field, boost) in [(f.symbol, self.boosts.symbol), (f.path, self.boosts.path), (f.content, self.boosts.content)] {
+        for (field, boost) in [
+            (f.symbol, self.boosts.symbol),
+            (f.path, self.boosts.path),
+            (f.content, self.boosts.content),
+        ] {
             parser.set_field_boost(field, boost);
         }
         let (query, _errors) = parser.parse_query_lenient(text);

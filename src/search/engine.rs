@@ -25,7 +25,11 @@ use std::time::Instant;
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("{what} in {dir} cannot be opened: {reason}")]
-    Corrupt { dir: String, what: &'static str, reason: String },
+    Corrupt {
+        dir: String,
+        what: &'static str,
+        reason: String,
+    },
     #[error("the index was built with embedder {index}, but this process has {configured}")]
     EmbedderMismatch { index: String, configured: String },
 }
@@ -124,10 +128,23 @@ impl Engine {
         if chunks.len() as u64 != manifest.counts.chunks {
             return Err(corrupt(
                 "chunks",
-                format!("{} chunks on disk, manifest says {}", chunks.len(), manifest.counts.chunks),
+                format!(
+                    "{} chunks on disk, manifest says {}",
+                    chunks.len(),
+                    manifest.counts.chunks
+                ),
             ));
         }
-        Ok(Engine { manifest, dir: dir.to_path_buf(), chunks, bm25, vectors, graph, embedder, weights: FusionWeights::default() })
+        Ok(Engine {
+            manifest,
+            dir: dir.to_path_buf(),
+            chunks,
+            bm25,
+            vectors,
+            graph,
+            embedder,
+            weights: FusionWeights::default(),
+        })
     }
 
     pub fn with_weights(mut self, weights: FusionWeights) -> Self {
@@ -173,12 +190,20 @@ impl Engine {
 
     /// Embeds a query with the index's embedder (CPU-bound: runs on the blocking pool).
     pub async fn embed_query(&self, text: &str) -> Result<Option<Vec<f32>>, SearchError> {
-        let Some(embedder) = self.embedder.clone() else { return Ok(None) };
+        let Some(embedder) = self.embedder.clone() else {
+            return Ok(None);
+        };
         let text = text.to_string();
         let v = tokio::task::spawn_blocking(move || embedder.embed(&[text.as_str()]))
             .await
-            .map_err(|e| SearchError::Arm { arm: "vector", reason: e.to_string() })?
-            .map_err(|e| SearchError::Arm { arm: "vector", reason: e.to_string() })?;
+            .map_err(|e| SearchError::Arm {
+                arm: "vector",
+                reason: e.to_string(),
+            })?
+            .map_err(|e| SearchError::Arm {
+                arm: "vector",
+                reason: e.to_string(),
+            })?;
         Ok(v.into_iter().next())
     }
 
@@ -186,9 +211,16 @@ impl Engine {
         let started = Instant::now();
         req.validate().map_err(SearchError::Invalid)?;
         let parsed = ParsedQuery::parse(&req.query, req.filters.as_ref())?;
-        let wants_vector = matches!(req.mode, SearchMode::Hybrid | SearchMode::Vector) && !parsed.text.trim().is_empty();
-        let query_vec = if wants_vector { self.embed_query(&parsed.text).await? } else { None };
-        let mut resp = self.search_parsed(req.mode, req.top_k(), &parsed, query_vec.as_deref()).await?;
+        let wants_vector =
+            matches!(req.mode, SearchMode::Hybrid | SearchMode::Vector) && !parsed.text.trim().is_empty();
+        let query_vec = if wants_vector {
+            self.embed_query(&parsed.text).await?
+        } else {
+            None
+        };
+        let mut resp = self
+            .search_parsed(req.mode, req.top_k(), &parsed, query_vec.as_deref())
+            .await?;
         resp.took_ms = started.elapsed().as_secs_f64() * 1000.0;
         Ok(resp)
     }
@@ -216,22 +248,28 @@ impl Engine {
 
         if text.is_empty() {
             // Only a sym: filter: list that symbol's chunks.
-            fused = (0..self.chunks.len() as u32).filter(|&id| allow_fn(id)).map(|id| (id, 1.0)).collect();
+            fused = (0..self.chunks.len() as u32)
+                .filter(|&id| allow_fn(id))
+                .map(|id| (id, 1.0))
+                .collect();
         } else {
             let depth = ARM_DEPTH.max(top_k * 2);
             if matches!(mode, SearchMode::Hybrid | SearchMode::Bm25) {
                 bm25_hits = self
                     .bm25
                     .search(text, depth, &filter.languages, allow)
-                    .map_err(|e| SearchError::Arm { arm: "bm25", reason: e.to_string() })?;
+                    .map_err(|e| SearchError::Arm {
+                        arm: "bm25",
+                        reason: e.to_string(),
+                    })?;
             }
             if matches!(mode, SearchMode::Hybrid | SearchMode::Vector) {
                 match (&self.vectors, query_vec) {
                     (Some(v), Some(q)) => {
-                        vec_hits = v
-                            .search(q, depth, allow)
-                            .await
-                            .map_err(|e| SearchError::Arm { arm: "vector", reason: e.to_string() })?;
+                        vec_hits = v.search(q, depth, allow).await.map_err(|e| SearchError::Arm {
+                            arm: "vector",
+                            reason: e.to_string(),
+                        })?;
                     }
                     _ => unavailable.push("vector".to_string()),
                 }
@@ -332,13 +370,18 @@ impl Engine {
             version: self.manifest.version.clone(),
             symbol: name.to_string(),
             rel,
-            results: self.graph.navigate(&self.chunks, name, rel, depth.clamp(1, 5), limit.clamp(1, 500)),
+            results: self
+                .graph
+                .navigate(&self.chunks, name, rel, depth.clamp(1, 5), limit.clamp(1, 500)),
         }
     }
 }
 
 fn rank_map(hits: &[(u32, f32)]) -> HashMap<u32, ArmScore> {
-    hits.iter().enumerate().map(|(i, (id, s))| (*id, ArmScore { rank: i + 1, score: *s })).collect()
+    hits.iter()
+        .enumerate()
+        .map(|(i, (id, s))| (*id, ArmScore { rank: i + 1, score: *s }))
+        .collect()
 }
 
 fn snippet(content: &str) -> String {

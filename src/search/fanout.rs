@@ -25,18 +25,19 @@ where
 {
     let started = Instant::now();
     FANOUT_INDEXES.observe(ids.len() as f64);
-    let results: Vec<(String, Result<SearchResponse, Option<ApiError>>)> = futures::stream::iter(ids.into_iter().map(|id| {
-        let fut = search_one(id.clone());
-        async move {
-            match tokio::time::timeout(deadline, fut).await {
-                Ok(r) => (id, r.map_err(Some)),
-                Err(_) => (id, Err(None)),
+    let results: Vec<(String, Result<SearchResponse, Option<ApiError>>)> =
+        futures::stream::iter(ids.into_iter().map(|id| {
+            let fut = search_one(id.clone());
+            async move {
+                match tokio::time::timeout(deadline, fut).await {
+                    Ok(r) => (id, r.map_err(Some)),
+                    Err(_) => (id, Err(None)),
+                }
             }
-        }
-    }))
-    .buffer_unordered(concurrency.max(1))
-    .collect()
-    .await;
+        }))
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
 
     let mut hits: Vec<Hit> = Vec::new();
     let (mut searched, mut skipped, mut failed) = (Vec::new(), Vec::new(), Vec::new());
@@ -54,9 +55,11 @@ where
                 error: format!("no answer within {} ms", deadline.as_millis()),
                 retryable: true,
             }),
-            Err(Some(e)) if e.body.retryable => {
-                skipped.push(IndexFailure { index_id: id, error: e.body.error.clone(), retryable: true })
-            }
+            Err(Some(e)) if e.body.retryable => skipped.push(IndexFailure {
+                index_id: id,
+                error: e.body.error.clone(),
+                retryable: true,
+            }),
             Err(Some(e)) => failed.push(IndexFailure {
                 index_id: id,
                 error: format!("{}: {}", e.body.error, e.body.message),
@@ -69,9 +72,19 @@ where
     searched.sort();
     skipped.sort_by(|a, b| a.index_id.cmp(&b.index_id));
     failed.sort_by(|a, b| a.index_id.cmp(&b.index_id));
-    FANOUT_PARTIAL.with_label_values(&["skipped"]).inc_by(skipped.len() as u64);
-    FANOUT_PARTIAL.with_label_values(&["failed"]).inc_by(failed.len() as u64);
-    MultiSearchResponse { took_ms: started.elapsed().as_secs_f64() * 1000.0, hits, searched, skipped, failed }
+    FANOUT_PARTIAL
+        .with_label_values(&["skipped"])
+        .inc_by(skipped.len() as u64);
+    FANOUT_PARTIAL
+        .with_label_values(&["failed"])
+        .inc_by(failed.len() as u64);
+    MultiSearchResponse {
+        took_ms: started.elapsed().as_secs_f64() * 1000.0,
+        hits,
+        searched,
+        skipped,
+        failed,
+    }
 }
 
 #[cfg(test)]
@@ -104,7 +117,13 @@ mod tests {
 
     #[tokio::test]
     async fn partial_results_name_what_is_missing() {
-        let ids = vec!["a".to_string(), "b".into(), "slow".into(), "loading".into(), "broken".into()];
+        let ids = vec![
+            "a".to_string(),
+            "b".into(),
+            "slow".into(),
+            "loading".into(),
+            "broken".into(),
+        ];
         let out = fan_out(ids, 2, Duration::from_millis(200), 10, |id| async move {
             match id.as_str() {
                 "a" => Ok(resp("a", 0.5)),
@@ -113,16 +132,29 @@ mod tests {
                     tokio::time::sleep(Duration::from_secs(5)).await;
                     Ok(resp("slow", 1.0))
                 }
-                "loading" => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "index_loading", "loading")),
-                _ => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "index_restore_failed", "bad").retryable(false)),
+                "loading" => Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "index_loading",
+                    "loading",
+                )),
+                _ => {
+                    Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "index_restore_failed", "bad").retryable(false))
+                }
             }
         })
         .await;
         assert_eq!(out.searched, vec!["a", "b"]);
         assert_eq!(out.hits[0].index_id.as_deref(), Some("b"), "merged by score");
-        assert_eq!(out.skipped.iter().map(|f| f.index_id.as_str()).collect::<Vec<_>>(), vec!["loading", "slow"]);
+        assert_eq!(
+            out.skipped.iter().map(|f| f.index_id.as_str()).collect::<Vec<_>>(),
+            vec!["loading", "slow"]
+        );
         assert_eq!(out.failed.len(), 1);
         assert_eq!(out.failed[0].index_id, "broken");
-        assert!(out.took_ms < 2000.0, "the slow index did not hold the request: {}", out.took_ms);
+        assert!(
+            out.took_ms < 2000.0,
+            "the slow index did not hold the request: {}",
+            out.took_ms
+        );
     }
 }

@@ -37,7 +37,13 @@ pub struct FusionWeights {
 
 impl Default for FusionWeights {
     fn default() -> Self {
-        FusionWeights { method: FusionMethod::Convex, bm25: 0.15, vector: 1.0, k: 60.0, graph: 0.1 }
+        FusionWeights {
+            method: FusionMethod::Convex,
+            bm25: 0.15,
+            vector: 1.0,
+            k: 60.0,
+            graph: 0.1,
+        }
     }
 }
 

@@ -104,9 +104,20 @@ impl ParsedQuery {
             }
         }
         let paths = build_path_matcher(&paths)?;
-        let symbols = syms.into_iter().filter(|s| !s.is_empty()).map(|s| s.to_lowercase()).collect();
+        let symbols = syms
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.to_lowercase())
+            .collect();
         let text = text.join(" ");
-        let parsed = ParsedQuery { text, filter: ChunkFilter { languages, paths, symbols } };
+        let parsed = ParsedQuery {
+            text,
+            filter: ChunkFilter {
+                languages,
+                paths,
+                symbols,
+            },
+        };
         if parsed.text.trim().is_empty() && parsed.filter.symbols.is_empty() {
             return Err(QueryError::Empty);
         }
@@ -122,16 +133,19 @@ fn build_path_matcher(patterns: &[String]) -> Result<Option<PathMatcher>, QueryE
     let mut literals = Vec::new();
     for p in patterns {
         if p.contains(['*', '?', '[', '{']) {
-            let glob = Glob::new(p)
-                .map_err(|e| QueryError::InvalidGlob { pattern: p.clone(), reason: e.kind().to_string() })?;
+            let glob = Glob::new(p).map_err(|e| QueryError::InvalidGlob {
+                pattern: p.clone(),
+                reason: e.kind().to_string(),
+            })?;
             builder.add(glob);
         } else {
             literals.push(p.clone());
         }
     }
-    let globs = builder
-        .build()
-        .map_err(|e| QueryError::InvalidGlob { pattern: patterns.join(" "), reason: e.to_string() })?;
+    let globs = builder.build().map_err(|e| QueryError::InvalidGlob {
+        pattern: patterns.join(" "),
+        reason: e.to_string(),
+    })?;
     Ok(Some(PathMatcher { globs, literals }))
 }
 
@@ -196,7 +210,11 @@ mod tests {
 
     #[test]
     fn structured_filters_merge_with_inline_ones() {
-        let f = Filters { languages: vec!["py".into()], paths: vec![], symbols: vec![] };
+        let f = Filters {
+            languages: vec!["py".into()],
+            paths: vec![],
+            symbols: vec![],
+        };
         let q = ParsedQuery::parse("read file lang:go", Some(&f)).unwrap();
         assert_eq!(q.filter.languages, vec![Language::Go, Language::Python]);
     }
@@ -211,8 +229,14 @@ mod tests {
 
     #[test]
     fn bad_filters_are_reported() {
-        assert_eq!(ParsedQuery::parse("x lang:cobol", None).unwrap_err(), QueryError::UnknownLanguage("cobol".into()));
-        assert!(matches!(ParsedQuery::parse("x path:[", None), Err(QueryError::InvalidGlob { .. })));
+        assert_eq!(
+            ParsedQuery::parse("x lang:cobol", None).unwrap_err(),
+            QueryError::UnknownLanguage("cobol".into())
+        );
+        assert!(matches!(
+            ParsedQuery::parse("x path:[", None),
+            Err(QueryError::InvalidGlob { .. })
+        ));
         assert_eq!(ParsedQuery::parse("lang:rust", None).unwrap_err(), QueryError::Empty);
         assert!(ParsedQuery::parse("sym:main", None).is_ok());
     }

@@ -25,7 +25,9 @@ pub async fn track(role: &'static str, req: Request, next: Next) -> Response {
     let outcome = outcome(status);
     let elapsed = started.elapsed().as_secs_f64();
     HTTP_REQUESTS.with_label_values(&[role, &route, outcome]).inc();
-    HTTP_DURATION.with_label_values(&[role, &route, outcome]).observe(elapsed);
+    HTTP_DURATION
+        .with_label_values(&[role, &route, outcome])
+        .observe(elapsed);
     span.in_scope(|| tracing::debug!(status, elapsed_ms = elapsed * 1000.0, "request finished"));
     resp
 }

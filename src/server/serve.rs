@@ -19,16 +19,26 @@ pub fn ops_routes(ready: Arc<AtomicBool>) -> Router {
             get(move || {
                 let ready = ready.load(Ordering::Acquire);
                 async move {
-                    if ready { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "starting") }
+                    if ready {
+                        (StatusCode::OK, "ready")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+                    }
                 }
             }),
         )
         .route("/metrics", get(metrics))
-        .route("/openapi.json", get(|| async { axum::Json(crate::api::openapi::document()) }))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(crate::api::openapi::document()) }),
+        )
 }
 
 async fn metrics() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::telemetry::metrics::render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::telemetry::metrics::render(),
+    )
 }
 
 pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
@@ -91,19 +101,29 @@ pub fn harden(
         let permits = permits.clone();
         async move {
             let Ok(_permit) = permits.try_acquire_owned() else {
-                return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many requests in flight")
-                    .retry_after(1)
-                    .into_response();
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "too many requests in flight",
+                )
+                .retry_after(1)
+                .into_response();
             };
             match tokio::time::timeout(timeout, next.run(req)).await {
                 Ok(resp) => resp,
-                Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "request_timeout", "request deadline exceeded")
-                    .retry_after(1)
-                    .into_response(),
+                Err(_) => ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "request_timeout",
+                    "request deadline exceeded",
+                )
+                .retry_after(1)
+                .into_response(),
             }
         }
     };
     app.layer(axum::middleware::from_fn(guard))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(move |req, next| super::metrics_layer::track(role, req, next)))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            super::metrics_layer::track(role, req, next)
+        }))
 }

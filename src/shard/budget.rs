@@ -33,7 +33,13 @@ fn usage(resolver: &Resolver, except: &Slot) -> Vec<Usage> {
             let copy_disk = inner.disk_copy.as_ref().map(|c| c.2).unwrap_or(0);
             drop(inner);
             let last_used = s.last_used_ms();
-            Usage { slot: s, last_used, hot_memory, hot_disk, copy_disk }
+            Usage {
+                slot: s,
+                last_used,
+                hot_memory,
+                hot_disk,
+                copy_disk,
+            }
         })
         .collect();
     v.sort_by_key(|u| u.last_used);
@@ -43,8 +49,12 @@ fn usage(resolver: &Resolver, except: &Slot) -> Vec<Usage> {
 /// Makes room for `incoming` (about to become hot in `slot`).
 pub fn admit(resolver: &Resolver, slot: &Slot, incoming: &LoadedIndex) {
     let cfg = &resolver.cfg;
-    CACHE_BUDGET_BYTES.with_label_values(&["memory"]).set(cfg.memory_budget as i64);
-    CACHE_BUDGET_BYTES.with_label_values(&["disk"]).set(cfg.disk_budget as i64);
+    CACHE_BUDGET_BYTES
+        .with_label_values(&["memory"])
+        .set(cfg.memory_budget as i64);
+    CACHE_BUDGET_BYTES
+        .with_label_values(&["disk"])
+        .set(cfg.disk_budget as i64);
 
     let mut others = usage(resolver, slot);
     let mut memory: u64 = others.iter().map(|u| u.hot_memory).sum::<u64>() + incoming.memory_bytes;
@@ -61,8 +71,7 @@ pub fn admit(resolver: &Resolver, slot: &Slot, incoming: &LoadedIndex) {
         }
     }
 
-    let mut disk: u64 =
-        others.iter().map(|u| u.hot_disk + u.copy_disk).sum::<u64>() + incoming.disk_bytes;
+    let mut disk: u64 = others.iter().map(|u| u.hot_disk + u.copy_disk).sum::<u64>() + incoming.disk_bytes;
     for u in others.iter_mut().filter(|u| u.copy_disk > 0) {
         if disk <= cfg.disk_budget {
             break;

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 /// Parses sizes such as `512MiB`, `2Gi` or plain bytes.
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    s.trim().parse::<bytesize::ByteSize>().map(|b| b.as_u64()).map_err(|e| format!("invalid size {s:?}: {e}"))
+    s.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("invalid size {s:?}: {e}"))
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

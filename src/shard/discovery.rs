@@ -106,7 +106,10 @@ pub async fn refresh(resolver: &Arc<Resolver>, slot: &Arc<Slot>, force: bool) ->
         Err(f) => {
             LOAD_FAILURES.with_label_values(&[f.reason]).inc();
             tracing::warn!(index_id = %slot.id, reason = f.reason, error = %f.message, "new version failed to load; keeping the old one");
-            slot.lock().last_error = Some(format!("new version {} failed ({}): {}", pointer.version, f.reason, f.message));
+            slot.lock().last_error = Some(format!(
+                "new version {} failed ({}): {}",
+                pointer.version, f.reason, f.message
+            ));
             false
         }
     }
@@ -163,11 +166,17 @@ fn save_recent(resolver: &Resolver) {
         .all()
         .iter()
         .filter(|s| s.last_used_ms() > 0)
-        .map(|s| Recent { id: s.id.to_string(), last_used_ms: s.last_used_ms() })
+        .map(|s| Recent {
+            id: s.id.to_string(),
+            last_used_ms: s.last_used_ms(),
+        })
         .collect();
     let path = resolver.cfg.cache_dir.join(RECENT_FILE);
     let tmp = path.with_extension("json.tmp");
-    let ok = serde_json::to_vec(&recent).ok().and_then(|b| std::fs::write(&tmp, b).ok()).is_some()
+    let ok = serde_json::to_vec(&recent)
+        .ok()
+        .and_then(|b| std::fs::write(&tmp, b).ok())
+        .is_some()
         && std::fs::rename(&tmp, &path).is_ok();
     if !ok {
         tracing::debug!(path = %path.display(), "could not save recently used indexes");
@@ -179,7 +188,9 @@ fn save_recent(resolver: &Resolver) {
 pub async fn warm(resolver: Arc<Resolver>) {
     let path = resolver.cfg.cache_dir.join(RECENT_FILE);
     let Ok(bytes) = std::fs::read(&path) else { return };
-    let Ok(mut recent) = serde_json::from_slice::<Vec<Recent>>(&bytes) else { return };
+    let Ok(mut recent) = serde_json::from_slice::<Vec<Recent>>(&bytes) else {
+        return;
+    };
     recent.sort_by(|a, b| b.last_used_ms.cmp(&a.last_used_ms));
     let mut used = 0u64;
     for r in recent {

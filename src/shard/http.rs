@@ -41,9 +41,8 @@ pub fn routes(state: AppState) -> Router {
 }
 
 pub fn parse_id(raw: &str) -> Result<IndexId, ApiError> {
-    IndexId::new(raw).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_index_id", e.to_string()).retryable(false)
-    })
+    IndexId::new(raw)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_index_id", e.to_string()).retryable(false))
 }
 
 pub fn search_error(id: &IndexId, e: SearchError) -> ApiError {
@@ -60,7 +59,8 @@ async fn search(
 ) -> Result<Json<SearchResponse>, ApiError> {
     let id = parse_id(&id)?;
     let Json(req) = body?;
-    req.validate().map_err(|m| ApiError::bad_request(m).with_index(id.as_str()))?;
+    req.validate()
+        .map_err(|m| ApiError::bad_request(m).with_index(id.as_str()))?;
     let loaded = r.get_or_load_index(&id).await?;
     let resp = loaded.engine.search(&req).await.map_err(|e| search_error(&id, e))?;
     Ok(Json(resp))
@@ -87,7 +87,11 @@ async fn search_many(
         }
         None => r.registry.all().iter().map(|s| s.id.to_string()).collect(),
     };
-    let deadline = req.deadline_ms.map(Duration::from_millis).unwrap_or(DEFAULT_DEADLINE).min(MAX_DEADLINE);
+    let deadline = req
+        .deadline_ms
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_DEADLINE)
+        .min(MAX_DEADLINE);
     let resp = fan_out(ids, 8, deadline, single.top_k(), |id| {
         let (r, single) = (r.clone(), single.clone());
         async move {
@@ -146,7 +150,9 @@ async fn symbols(
 
 async fn list(State(r): State<AppState>) -> Json<IndexList> {
     let shard = r.cfg.shard_id.clone();
-    Json(IndexList { indexes: r.registry.all().iter().map(|s| s.status(&shard)).collect() })
+    Json(IndexList {
+        indexes: r.registry.all().iter().map(|s| s.status(&shard)).collect(),
+    })
 }
 
 async fn status(State(r): State<AppState>, Path(id): Path<String>) -> Result<Json<IndexStatus>, ApiError> {
@@ -189,7 +195,12 @@ async fn register(
         r.load_in_background(&slot);
     }
     let owner = slot.status(&r.cfg.shard_id);
-    let status = IndexStatus { index_id: id.to_string(), version: owner.version.clone(), counts: owner.counts.clone(), owners: vec![owner] };
+    let status = IndexStatus {
+        index_id: id.to_string(),
+        version: owner.version.clone(),
+        counts: owner.counts.clone(),
+        owners: vec![owner],
+    };
     Ok((if fresh { StatusCode::CREATED } else { StatusCode::OK }, Json(status)))
 }
 
@@ -200,25 +211,34 @@ async fn unregister(
 ) -> Result<StatusCode, ApiError> {
     require_admin(&headers, r.cfg.admin_token.as_deref())?;
     let id = parse_id(&id)?;
-    if r.unregister(&id) { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found(id.as_str())) }
+    if r.unregister(&id) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(id.as_str()))
+    }
 }
 
-async fn admin_slot(
-    r: &AppState,
-    headers: &HeaderMap,
-    id: &str,
-) -> Result<Arc<super::residency::Slot>, ApiError> {
+async fn admin_slot(r: &AppState, headers: &HeaderMap, id: &str) -> Result<Arc<super::residency::Slot>, ApiError> {
     require_admin(headers, r.cfg.admin_token.as_deref())?;
     let id = parse_id(id)?;
     Ok(r.slot(&id).await?)
 }
 
-async fn reset(State(r): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<IndexStatus>, ApiError> {
+async fn reset(
+    State(r): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<IndexStatus>, ApiError> {
     let slot = admin_slot(&r, &headers, &id).await?;
     r.reset(&slot);
     r.load_in_background(&slot);
     let owner = slot.status(&r.cfg.shard_id);
-    Ok(Json(IndexStatus { index_id: id, version: owner.version.clone(), counts: owner.counts.clone(), owners: vec![owner] }))
+    Ok(Json(IndexStatus {
+        index_id: id,
+        version: owner.version.clone(),
+        counts: owner.counts.clone(),
+        owners: vec![owner],
+    }))
 }
 
 async fn evict(State(r): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
@@ -227,7 +247,11 @@ async fn evict(State(r): State<AppState>, headers: HeaderMap, Path(id): Path<Str
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn reload(State(r): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<IndexStatus>, ApiError> {
+async fn reload(
+    State(r): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<IndexStatus>, ApiError> {
     let slot = admin_slot(&r, &headers, &id).await?;
     if slot.hot().is_some() {
         super::discovery::refresh(&r, &slot, true).await;
@@ -236,5 +260,10 @@ async fn reload(State(r): State<AppState>, headers: HeaderMap, Path(id): Path<St
         r.load_in_background(&slot);
     }
     let owner = slot.status(&r.cfg.shard_id);
-    Ok(Json(IndexStatus { index_id: id, version: owner.version.clone(), counts: owner.counts.clone(), owners: vec![owner] }))
+    Ok(Json(IndexStatus {
+        index_id: id,
+        version: owner.version.clone(),
+        counts: owner.counts.clone(),
+        owners: vec![owner],
+    }))
 }

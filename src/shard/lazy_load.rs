@@ -30,7 +30,12 @@ pub enum ResolveError {
     #[error("index {id} is loading")]
     Loading { id: IndexId, retry_after: Duration },
     #[error("index {id} failed to load ({reason}): {message}")]
-    Failed { id: IndexId, reason: &'static str, message: String, retry_in: Duration },
+    Failed {
+        id: IndexId,
+        reason: &'static str,
+        message: String,
+        retry_in: Duration,
+    },
     #[error("object store unavailable while looking up {id}: {message}")]
     StoreUnavailable { id: IndexId, message: String },
 }
@@ -69,7 +74,10 @@ pub struct LoadFailure {
 
 impl From<OpenError> for LoadFailure {
     fn from(e: OpenError) -> Self {
-        LoadFailure { reason: e.reason(), message: e.to_string() }
+        LoadFailure {
+            reason: e.reason(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -82,7 +90,12 @@ pub struct Resolver {
 
 impl Resolver {
     pub fn new(cfg: ShardConfig, store: Store, embedder: Option<Arc<dyn Embedder>>) -> Arc<Resolver> {
-        Arc::new(Resolver { cfg, store, registry: Registry::default(), embedder })
+        Arc::new(Resolver {
+            cfg,
+            store,
+            registry: Registry::default(),
+            embedder,
+        })
     }
 
     /// The slot for `id`, asking storage about ids not seen yet (with a short
@@ -100,7 +113,10 @@ impl Resolver {
                 self.registry.mark_absent(id);
                 Err(ResolveError::NotFound(id.clone()))
             }
-            Err(e) => Err(ResolveError::StoreUnavailable { id: id.clone(), message: e.to_string() }),
+            Err(e) => Err(ResolveError::StoreUnavailable {
+                id: id.clone(),
+                message: e.to_string(),
+            }),
         }
     }
 
@@ -127,7 +143,9 @@ impl Resolver {
                     }
                     SlotState::Loading { .. } => {}
                     SlotState::Cold | SlotState::Failed(_) => {
-                        inner.state = SlotState::Loading { started: Instant::now() };
+                        inner.state = SlotState::Loading {
+                            started: Instant::now(),
+                        };
                         self.spawn_load(slot.clone());
                     }
                 }
@@ -135,7 +153,10 @@ impl Resolver {
             };
             // Re-check after every change: the load may have just finished or failed.
             if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
-                return Err(ResolveError::Loading { id: id.clone(), retry_after: Duration::from_secs(2) });
+                return Err(ResolveError::Loading {
+                    id: id.clone(),
+                    retry_after: Duration::from_secs(2),
+                });
             }
         }
     }
@@ -149,7 +170,9 @@ impl Resolver {
             _ => false,
         };
         if startable {
-            inner.state = SlotState::Loading { started: Instant::now() };
+            inner.state = SlotState::Loading {
+                started: Instant::now(),
+            };
             self.spawn_load(slot.clone());
         }
         startable
@@ -183,9 +206,9 @@ impl Resolver {
         match result {
             Ok(loaded) => {
                 LOAD_DURATION.with_label_values(&["ok"]).observe(elapsed.as_secs_f64());
-                span.in_scope(|| {
-                    tracing::info!(version = %loaded.version, ms = elapsed.as_millis() as u64, "index hot")
-                });
+                span.in_scope(
+                    || tracing::info!(version = %loaded.version, ms = elapsed.as_millis() as u64, "index hot"),
+                );
                 budget::admit(&self, &slot, &loaded);
                 let stale_copy = {
                     let mut inner = slot.lock();
@@ -199,7 +222,9 @@ impl Resolver {
                 }
             }
             Err(failure) => {
-                LOAD_DURATION.with_label_values(&["failed"]).observe(elapsed.as_secs_f64());
+                LOAD_DURATION
+                    .with_label_values(&["failed"])
+                    .observe(elapsed.as_secs_f64());
                 LOAD_FAILURES.with_label_values(&[failure.reason]).inc();
                 span.in_scope(|| tracing::warn!(reason = failure.reason, error = %failure.message, "restore failed"));
                 let mut inner = slot.lock();
@@ -223,17 +248,33 @@ impl Resolver {
     /// Downloads (or reuses a verified local copy of) the current version and opens it.
     pub async fn restore(&self, id: &IndexId) -> Result<Arc<LoadedIndex>, LoadFailure> {
         let started = Instant::now();
-        let (pointer, etag) = read_current(&self.store, id, None)
-            .await?
-            .ok_or_else(|| LoadFailure { reason: "io", message: "CURRENT unreadable".into() })?;
-        let local =
-            fetch_version(&self.store, id, &self.cfg.cache_dir, &pointer, self.cfg.download_parallelism).await?;
-        let engine = Engine::open(&local.dir, local.manifest, self.embedder.clone()).await.map_err(|e| {
-            // Checksums matched but an arm would not open: the bundle itself is bad.
-            let _ = std::fs::remove_dir_all(&local.dir);
-            LoadFailure { reason: "corrupt", message: e.to_string() }
+        let (pointer, etag) = read_current(&self.store, id, None).await?.ok_or_else(|| LoadFailure {
+            reason: "io",
+            message: "CURRENT unreadable".into(),
         })?;
-        Ok(Arc::new(LoadedIndex::new(engine, etag, started.elapsed().as_secs_f64() * 1000.0)))
+        let local = fetch_version(
+            &self.store,
+            id,
+            &self.cfg.cache_dir,
+            &pointer,
+            self.cfg.download_parallelism,
+        )
+        .await?;
+        let engine = Engine::open(&local.dir, local.manifest, self.embedder.clone())
+            .await
+            .map_err(|e| {
+                // Checksums matched but an arm would not open: the bundle itself is bad.
+                let _ = std::fs::remove_dir_all(&local.dir);
+                LoadFailure {
+                    reason: "corrupt",
+                    message: e.to_string(),
+                }
+            })?;
+        Ok(Arc::new(LoadedIndex::new(
+            engine,
+            etag,
+            started.elapsed().as_secs_f64() * 1000.0,
+        )))
     }
 
     /// Clears a failure (admin reset): the next request restores at once.
@@ -278,7 +319,9 @@ impl Resolver {
 
     /// Forgets an index: evicts it and removes its cached files.
     pub fn unregister(&self, id: &IndexId) -> bool {
-        let Some(slot) = self.registry.remove(id) else { return false };
+        let Some(slot) = self.registry.remove(id) else {
+            return false;
+        };
         let mut inner = slot.lock();
         if let SlotState::Hot(l) = &inner.state {
             l.retire();

@@ -56,6 +56,9 @@ impl Drop for LoadedIndex {
 
 impl std::fmt::Debug for LoadedIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedIndex").field("version", &self.version).field("memory_bytes", &self.memory_bytes).finish()
+        f.debug_struct("LoadedIndex")
+            .field("version", &self.version)
+            .field("memory_bytes", &self.memory_bytes)
+            .finish()
     }
 }

@@ -66,14 +66,22 @@ pub struct Slot {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Slot {
     pub fn new(id: IndexId) -> Slot {
         Slot {
             id,
-            inner: Mutex::new(SlotInner { state: SlotState::Cold, attempts: 0, last_error: None, disk_copy: None }),
+            inner: Mutex::new(SlotInner {
+                state: SlotState::Cold,
+                attempts: 0,
+                last_error: None,
+                disk_copy: None,
+            }),
             changed: watch::channel(0).0,
             last_used_ms: AtomicU64::new(0),
             upgrading: AtomicBool::new(false),
@@ -148,7 +156,9 @@ impl Slot {
 }
 
 pub fn rfc3339(t: SystemTime) -> String {
-    time::OffsetDateTime::from(t).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 /// Every index this shard knows, plus a short memory of ids storage said do not exist.
@@ -169,7 +179,12 @@ impl Registry {
             return s;
         }
         self.absent.lock().remove(id);
-        let slot = self.slots.write().entry(id.clone()).or_insert_with(|| Arc::new(Slot::new(id.clone()))).clone();
+        let slot = self
+            .slots
+            .write()
+            .entry(id.clone())
+            .or_insert_with(|| Arc::new(Slot::new(id.clone())))
+            .clone();
         self.refresh_gauges();
         slot
     }

@@ -45,7 +45,13 @@ impl ShardHandle {
 /// The full router with middleware: metrics, body limit, concurrency limit, deadline.
 pub fn app(resolver: Arc<Resolver>, ready: Arc<AtomicBool>) -> axum::Router {
     let cfg = resolver.cfg.clone();
-    serve::harden(routes(resolver).merge(serve::ops_routes(ready)), "shard", cfg.max_concurrency, cfg.request_timeout, BODY_LIMIT)
+    serve::harden(
+        routes(resolver).merge(serve::ops_routes(ready)),
+        "shard",
+        cfg.max_concurrency,
+        cfg.request_timeout,
+        BODY_LIMIT,
+    )
 }
 
 /// Starts a shard in this process and returns once it is listening.
@@ -82,5 +88,11 @@ pub async fn start(cfg: ShardConfig, embedder: Option<Arc<dyn Embedder>>) -> any
         }
         discovery::poll_loop(bg).await;
     });
-    Ok(ShardHandle { addr, resolver, shutdown: Some(tx), task, background })
+    Ok(ShardHandle {
+        addr,
+        resolver,
+        shutdown: Some(tx),
+        task,
+        background,
+    })
 }

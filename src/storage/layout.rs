@@ -49,9 +49,15 @@ pub fn file_key(id: &IndexId, version: &str, rel_path: &str) -> String {
 pub fn check_version(version: &str) -> Result<(), String> {
     let ok = !version.is_empty()
         && version.len() <= 64
-        && version.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         && !version.starts_with('-');
-    if ok { Ok(()) } else { Err(format!("invalid version {version:?}")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid version {version:?}"))
+    }
 }
 
 /// Relative file paths inside a version: no absolute paths, no `..`, no empty segments.
@@ -60,7 +66,11 @@ pub fn check_relative_path(path: &str) -> Result<(), String> {
         || path.starts_with('/')
         || path.contains('\\')
         || path.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..");
-    if bad { Err(format!("invalid file path {path:?} in manifest")) } else { Ok(()) }
+    if bad {
+        Err(format!("invalid file path {path:?} in manifest"))
+    } else {
+        Ok(())
+    }
 }
 
 /// A new version name: UTC timestamp to the nanosecond (names sort by age)
@@ -91,7 +101,10 @@ mod tests {
         let id = IndexId::new("tokio").unwrap();
         assert_eq!(current_key(&id), "indexes/tokio/CURRENT");
         assert_eq!(manifest_key(&id, "v1"), "indexes/tokio/versions/v1/manifest.json");
-        assert_eq!(file_key(&id, "v1", "bm25/meta.json"), "indexes/tokio/versions/v1/bm25/meta.json");
+        assert_eq!(
+            file_key(&id, "v1", "bm25/meta.json"),
+            "indexes/tokio/versions/v1/bm25/meta.json"
+        );
     }
 
     #[test]

@@ -274,7 +274,9 @@ async fn download_all(
                 })
                 .await;
             drop(tx);
-            let sha = hashing.await.map_err(|e| OpenError::io(id, &target, std::io::Error::other(e)))?;
+            let sha = hashing
+                .await
+                .map_err(|e| OpenError::io(id, &target, std::io::Error::other(e)))?;
             let size = match downloaded {
                 Ok(n) => n,
                 Err(StoreError::NotFound { key }) => {

@@ -471,7 +471,10 @@ pub(crate) mod tests {
             .unwrap();
 
         assert!(withdraw(&store, &id).await.unwrap());
-        assert!(read_current(&store, &id, None).await.is_err(), "no CURRENT once withdrawn");
+        assert!(
+            read_current(&store, &id, None).await.is_err(),
+            "no CURRENT once withdrawn"
+        );
         assert!(store.exists(&layout::withdrawn_key(&id)).await.unwrap());
         assert_eq!(list_versions(&store, &id).await.unwrap(), vec![m.version.clone()]);
         assert!(!withdraw(&store, &id).await.unwrap(), "a second withdraw finds nothing");

@@ -40,12 +40,18 @@ impl StoreError {
     fn from_object(key: &ObjPath, e: object_store::Error) -> Self {
         match e {
             object_store::Error::NotFound { .. } => StoreError::NotFound { key: key.to_string() },
-            other => StoreError::Unavailable { key: key.to_string(), source: other },
+            other => StoreError::Unavailable {
+                key: key.to_string(),
+                source: other,
+            },
         }
     }
 
     fn io(path: &Path, source: std::io::Error) -> Self {
-        StoreError::Io { path: path.display().to_string(), source }
+        StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        }
     }
 }
 
@@ -67,7 +73,10 @@ static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<object_store::memory::I
 impl Store {
     /// Opens a store from its URL; a bare path is a local directory.
     pub fn open(url: &str) -> Result<Store, StoreError> {
-        let invalid = |reason: &str| StoreError::InvalidUrl { url: url.to_string(), reason: reason.to_string() };
+        let invalid = |reason: &str| StoreError::InvalidUrl {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
         if !url.contains("://") {
             return Self::local(url, url);
         }
@@ -77,7 +86,9 @@ impl Store {
         let query: HashMap<String, String> = parsed.query_pairs().into_owned().collect();
         let inner: Arc<dyn ObjectStore> = match parsed.scheme() {
             "file" => {
-                let path = parsed.to_file_path().map_err(|_| invalid("file URLs need an absolute path"))?;
+                let path = parsed
+                    .to_file_path()
+                    .map_err(|_| invalid("file URLs need an absolute path"))?;
                 return Self::local(&path.to_string_lossy(), url);
             }
             "memory" => {
@@ -92,7 +103,10 @@ impl Store {
                     .with_bucket_name(&host)
                     .with_retry(retry_config())
                     .with_client_options(client_options());
-                let endpoint = query.get("endpoint").cloned().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+                let endpoint = query
+                    .get("endpoint")
+                    .cloned()
+                    .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
                 if let Some(ep) = endpoint {
                     b = b.with_allow_http(ep.starts_with("http://")).with_endpoint(ep);
                 }
@@ -121,9 +135,17 @@ impl Store {
                     .with_client_options(client_options());
                 Arc::new(b.build().map_err(|e| invalid(&e.to_string()))?)
             }
-            other => return Err(invalid(&format!("unsupported scheme {other:?} (file, s3, gs, az, memory)"))),
+            other => {
+                return Err(invalid(&format!(
+                    "unsupported scheme {other:?} (file, s3, gs, az, memory)"
+                )));
+            }
         };
-        Ok(Store { inner, prefix: ObjPath::from(prefix), url: redact(url) })
+        Ok(Store {
+            inner,
+            prefix: ObjPath::from(prefix),
+            url: redact(url),
+        })
     }
 
     fn local(dir: &str, url: &str) -> Result<Store, StoreError> {
@@ -132,14 +154,25 @@ impl Store {
         // Automatic cleanup removes directories emptied by deletes, so a
         // deleted index no longer shows up in listings.
         let fs = object_store::local::LocalFileSystem::new_with_prefix(path)
-            .map_err(|e| StoreError::InvalidUrl { url: url.to_string(), reason: e.to_string() })?
+            .map_err(|e| StoreError::InvalidUrl {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?
             .with_automatic_cleanup(true);
-        Ok(Store { inner: Arc::new(fs), prefix: ObjPath::default(), url: url.to_string() })
+        Ok(Store {
+            inner: Arc::new(fs),
+            prefix: ObjPath::default(),
+            url: url.to_string(),
+        })
     }
 
     /// Wraps an existing backend (tests inject faulty stores this way).
     pub fn from_backend(inner: Arc<dyn ObjectStore>, prefix: &str, url: &str) -> Store {
-        Store { inner, prefix: ObjPath::from(prefix), url: url.to_string() }
+        Store {
+            inner,
+            prefix: ObjPath::from(prefix),
+            url: url.to_string(),
+        }
     }
 
     /// The URL this store was opened from (credentials in the query removed).
@@ -157,7 +190,11 @@ impl Store {
     }
 
     pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
-        Ok(self.get_if_changed(key, None).await?.expect("no etag given, so never unchanged").0)
+        Ok(self
+            .get_if_changed(key, None)
+            .await?
+            .expect("no etag given, so never unchanged")
+            .0)
     }
 
     /// Fetches a small object unless its ETag still equals `etag`
@@ -169,7 +206,10 @@ impl Store {
     ) -> Result<Option<(Bytes, Option<String>)>, StoreError> {
         let path = self.path(key);
         OBJECT_STORE_REQUESTS.with_label_values(&["get"]).inc();
-        let opts = GetOptions { if_none_match: etag.map(str::to_string), ..Default::default() };
+        let opts = GetOptions {
+            if_none_match: etag.map(str::to_string),
+            ..Default::default()
+        };
         let result = match self.inner.get_opts(&path, opts).await {
             Ok(r) => r,
             Err(object_store::Error::NotModified { .. }) => return Ok(None),
@@ -180,22 +220,25 @@ impl Store {
             return Ok(None);
         }
         let bytes = result.bytes().await.map_err(|e| StoreError::from_object(&path, e))?;
-        OBJECT_STORE_BYTES.with_label_values(&["read"]).inc_by(bytes.len() as u64);
+        OBJECT_STORE_BYTES
+            .with_label_values(&["read"])
+            .inc_by(bytes.len() as u64);
         Ok(Some((bytes, new_etag)))
     }
 
     /// Streams an object into a local file, feeding every chunk to `inspect`
     /// (used to hash while downloading). Returns the bytes written.
-    pub async fn download(
-        &self,
-        key: &str,
-        dest: &Path,
-        mut inspect: impl FnMut(&Bytes),
-    ) -> Result<u64, StoreError> {
+    pub async fn download(&self, key: &str, dest: &Path, mut inspect: impl FnMut(&Bytes)) -> Result<u64, StoreError> {
         let path = self.path(key);
         OBJECT_STORE_REQUESTS.with_label_values(&["get"]).inc();
-        let result = self.inner.get(&path).await.map_err(|e| StoreError::from_object(&path, e))?;
-        let mut file = tokio::fs::File::create(dest).await.map_err(|e| StoreError::io(dest, e))?;
+        let result = self
+            .inner
+            .get(&path)
+            .await
+            .map_err(|e| StoreError::from_object(&path, e))?;
+        let mut file = tokio::fs::File::create(dest)
+            .await
+            .map_err(|e| StoreError::io(dest, e))?;
         let mut stream = result.into_stream();
         let mut total = 0u64;
         while let Some(chunk) = stream.next().await {
@@ -203,7 +246,9 @@ impl Store {
             inspect(&chunk);
             file.write_all(&chunk).await.map_err(|e| StoreError::io(dest, e))?;
             total += chunk.len() as u64;
-            OBJECT_STORE_BYTES.with_label_values(&["read"]).inc_by(chunk.len() as u64);
+            OBJECT_STORE_BYTES
+                .with_label_values(&["read"])
+                .inc_by(chunk.len() as u64);
         }
         file.flush().await.map_err(|e| StoreError::io(dest, e))?;
         file.sync_all().await.map_err(|e| StoreError::io(dest, e))?;
@@ -214,14 +259,20 @@ impl Store {
         let path = self.path(key);
         OBJECT_STORE_REQUESTS.with_label_values(&["put"]).inc();
         let len = bytes.len() as u64;
-        self.inner.put(&path, PutPayload::from(bytes)).await.map_err(|e| StoreError::from_object(&path, e))?;
+        self.inner
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map_err(|e| StoreError::from_object(&path, e))?;
         OBJECT_STORE_BYTES.with_label_values(&["written"]).inc_by(len);
         Ok(())
     }
 
     /// Uploads a local file, in parts when it is large.
     pub async fn put_file(&self, key: &str, src: &Path) -> Result<u64, StoreError> {
-        let size = tokio::fs::metadata(src).await.map_err(|e| StoreError::io(src, e))?.len();
+        let size = tokio::fs::metadata(src)
+            .await
+            .map_err(|e| StoreError::io(src, e))?
+            .len();
         if size < MULTIPART_THRESHOLD {
             let bytes = tokio::fs::read(src).await.map_err(|e| StoreError::io(src, e))?;
             self.put(key, Bytes::from(bytes)).await?;
@@ -229,7 +280,11 @@ impl Store {
         }
         let path = self.path(key);
         OBJECT_STORE_REQUESTS.with_label_values(&["put"]).inc();
-        let upload = self.inner.put_multipart(&path).await.map_err(|e| StoreError::from_object(&path, e))?;
+        let upload = self
+            .inner
+            .put_multipart(&path)
+            .await
+            .map_err(|e| StoreError::from_object(&path, e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, MULTIPART_CHUNK);
         let mut file = tokio::fs::File::open(src).await.map_err(|e| StoreError::io(src, e))?;
         let mut buf = vec![0u8; MULTIPART_CHUNK];
@@ -239,7 +294,10 @@ impl Store {
             if n == 0 {
                 break;
             }
-            writer.wait_for_capacity(4).await.map_err(|e| StoreError::from_object(&path, e))?;
+            writer
+                .wait_for_capacity(4)
+                .await
+                .map_err(|e| StoreError::from_object(&path, e))?;
             writer.write(&buf[..n]);
         }
         writer.finish().await.map_err(|e| StoreError::from_object(&path, e))?;
@@ -341,10 +399,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&format!("file://{}", dir.path().display())).unwrap();
         store.put("indexes/a/CURRENT", Bytes::from_static(b"x")).await.unwrap();
-        store.put("indexes/b/versions/1/f", Bytes::from_static(b"y")).await.unwrap();
+        store
+            .put("indexes/b/versions/1/f", Bytes::from_static(b"y"))
+            .await
+            .unwrap();
         assert_eq!(store.get("indexes/a/CURRENT").await.unwrap(), Bytes::from_static(b"x"));
         assert_eq!(store.list_dirs("indexes").await.unwrap(), vec!["a", "b"]);
-        assert!(matches!(store.get("indexes/zz/CURRENT").await, Err(StoreError::NotFound { .. })));
+        assert!(matches!(
+            store.get("indexes/zz/CURRENT").await,
+            Err(StoreError::NotFound { .. })
+        ));
         assert_eq!(store.delete_prefix("indexes/b").await.unwrap(), 1);
         assert_eq!(store.list_dirs("indexes").await.unwrap(), vec!["a"]);
     }
@@ -364,7 +428,10 @@ mod tests {
     #[test]
     fn urls_are_checked() {
         assert!(matches!(Store::open("ftp://x/y"), Err(StoreError::InvalidUrl { .. })));
-        assert!(matches!(Store::open("s3:///nobucket"), Err(StoreError::InvalidUrl { .. })));
+        assert!(matches!(
+            Store::open("s3:///nobucket"),
+            Err(StoreError::InvalidUrl { .. })
+        ));
         assert_eq!(redact("s3://b/p?secret=abc"), "s3://b/p?<redacted>");
     }
 
@@ -378,7 +445,9 @@ mod tests {
     async fn large_files_upload_in_parts() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("big");
-        let data: Vec<u8> = (0..(MULTIPART_THRESHOLD as usize + 12345)).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..(MULTIPART_THRESHOLD as usize + 12345))
+            .map(|i| (i % 251) as u8)
+            .collect();
         std::fs::write(&src, &data).unwrap();
         let store = Store::open("memory://multipart-test").unwrap();
         store.put_file("big", &src).await.unwrap();

@@ -3,8 +3,8 @@
 //! never raw index ids — so cardinality stays fixed however many indexes exist.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use std::sync::LazyLock;
 
@@ -27,15 +27,27 @@ fn histogram_vec(name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> 
     register(HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("valid metric"))
 }
 
-const LATENCY_BUCKETS: &[f64] =
-    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-const LOAD_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+const LOAD_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
 
-pub static BUILD_INFO: LazyLock<IntGaugeVec> =
-    LazyLock::new(|| gauge_vec("trusty_build_info", "Build information; value is always 1.", &["version", "role"]));
+pub static BUILD_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "trusty_build_info",
+        "Build information; value is always 1.",
+        &["version", "role"],
+    )
+});
 
 pub static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter_vec("trusty_http_requests_total", "HTTP requests by route template and outcome.", &["role", "route", "outcome"])
+    counter_vec(
+        "trusty_http_requests_total",
+        "HTTP requests by route template and outcome.",
+        &["role", "route", "outcome"],
+    )
 });
 
 pub static HTTP_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
@@ -47,8 +59,13 @@ pub static HTTP_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     )
 });
 
-pub static INDEXES: LazyLock<IntGaugeVec> =
-    LazyLock::new(|| gauge_vec("trusty_indexes", "Indexes known to this shard by residency state.", &["state"]));
+pub static INDEXES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "trusty_indexes",
+        "Indexes known to this shard by residency state.",
+        &["state"],
+    )
+});
 
 pub static LOAD_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     histogram_vec(
@@ -60,7 +77,11 @@ pub static LOAD_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
 });
 
 pub static LOAD_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter_vec("trusty_index_load_failures_total", "Index restores that failed, by reason.", &["reason"])
+    counter_vec(
+        "trusty_index_load_failures_total",
+        "Index restores that failed, by reason.",
+        &["reason"],
+    )
 });
 
 pub static LOADS_STARTED: LazyLock<IntCounter> = LazyLock::new(|| {
@@ -68,29 +89,53 @@ pub static LOADS_STARTED: LazyLock<IntCounter> = LazyLock::new(|| {
 });
 
 pub static OBJECT_STORE_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter_vec("trusty_object_store_requests_total", "Object store requests by operation.", &["op"])
+    counter_vec(
+        "trusty_object_store_requests_total",
+        "Object store requests by operation.",
+        &["op"],
+    )
 });
 
 pub static OBJECT_STORE_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter_vec("trusty_object_store_bytes_total", "Bytes moved to or from object storage.", &["direction"])
+    counter_vec(
+        "trusty_object_store_bytes_total",
+        "Bytes moved to or from object storage.",
+        &["direction"],
+    )
 });
 
 pub static CACHE_BYTES: LazyLock<IntGaugeVec> =
     LazyLock::new(|| gauge_vec("trusty_cache_bytes", "Bytes held by hot indexes, by tier.", &["tier"]));
 
-pub static CACHE_BUDGET_BYTES: LazyLock<IntGaugeVec> =
-    LazyLock::new(|| gauge_vec("trusty_cache_budget_bytes", "Configured residency budget, by tier.", &["tier"]));
+pub static CACHE_BUDGET_BYTES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "trusty_cache_budget_bytes",
+        "Configured residency budget, by tier.",
+        &["tier"],
+    )
+});
 
 pub static CACHE_EVICTIONS: LazyLock<IntCounter> = LazyLock::new(|| {
     register(IntCounter::new("trusty_cache_evictions_total", "Hot indexes evicted to stay in budget.").expect("valid"))
 });
 
 pub static INDEX_SWAPS: LazyLock<IntCounter> = LazyLock::new(|| {
-    register(IntCounter::new("trusty_index_swaps_total", "New index versions swapped in while serving.").expect("valid"))
+    register(
+        IntCounter::new(
+            "trusty_index_swaps_total",
+            "New index versions swapped in while serving.",
+        )
+        .expect("valid"),
+    )
 });
 
-pub static ROUTER_SHARDS: LazyLock<IntGaugeVec> =
-    LazyLock::new(|| gauge_vec("trusty_router_shards", "Shards known to the router, by health.", &["health"]));
+pub static ROUTER_SHARDS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "trusty_router_shards",
+        "Shards known to the router, by health.",
+        &["health"],
+    )
+});
 
 pub static ROUTER_RETRIES: LazyLock<IntCounter> = LazyLock::new(|| {
     register(IntCounter::new("trusty_router_retries_total", "Requests retried on the next owner.").expect("valid"))
@@ -119,7 +164,11 @@ pub static FANOUT_INDEXES: LazyLock<Histogram> = LazyLock::new(|| {
 });
 
 pub static FANOUT_PARTIAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter_vec("trusty_fanout_partial_total", "Indexes left out of cross-index results.", &["kind"])
+    counter_vec(
+        "trusty_fanout_partial_total",
+        "Indexes left out of cross-index results.",
+        &["kind"],
+    )
 });
 
 /// Marks this process's role and version; call once at start.
@@ -150,7 +199,14 @@ pub fn touch_all() {
     for state in ["cold", "loading", "hot", "failed"] {
         INDEXES.with_label_values(&[state]);
     }
-    for reason in ["not_found", "corrupt", "incompatible_schema", "store_unavailable", "timeout", "io"] {
+    for reason in [
+        "not_found",
+        "corrupt",
+        "incompatible_schema",
+        "store_unavailable",
+        "timeout",
+        "io",
+    ] {
         LOAD_FAILURES.with_label_values(&[reason]);
     }
     for outcome in ["ok", "failed"] {

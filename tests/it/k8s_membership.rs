@@ -41,7 +41,10 @@ async fn endpointslices(
     Query(q): Query<HashMap<String, String>>,
 ) -> axum::response::Response {
     api.requests.lock().await.push(format!("{ns} {q:?}"));
-    assert_eq!(q.get("labelSelector").map(String::as_str), Some("kubernetes.io/service-name=trusty-shard"));
+    assert_eq!(
+        q.get("labelSelector").map(String::as_str),
+        Some("kubernetes.io/service-name=trusty-shard")
+    );
     if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
         let rx = api.events.subscribe();
         let stream = tokio_stream_of(rx).map(|ev| Ok::<_, std::io::Error>(format!("{ev}\n")));
@@ -66,14 +69,20 @@ async fn endpointslice_watch_tracks_pods_by_name() {
     let api = FakeApi {
         slices: Arc::new(Mutex::new(vec![slice(
             "trusty-shard-abc",
-            &[("trusty-shard-0", "10.0.0.1", true), ("trusty-shard-1", "10.0.0.2", false)],
+            &[
+                ("trusty-shard-0", "10.0.0.1", true),
+                ("trusty-shard-1", "10.0.0.2", false),
+            ],
             5,
         )])),
         events: events.clone(),
         requests: Arc::new(Mutex::new(Vec::new())),
     };
     let app = axum::Router::new()
-        .route("/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices", get(endpointslices))
+        .route(
+            "/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
+            get(endpointslices),
+        )
         .with_state(api.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -88,11 +97,21 @@ async fn endpointslice_watch_tracks_pods_by_name() {
     let wait = |rx: &mut tokio::sync::watch::Receiver<Vec<ShardEndpoint>>, want: usize| {
         let mut rx = rx.clone();
         async move {
-            tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|m| m.len() == want)).await.expect("membership update").unwrap().clone()
+            tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|m| m.len() == want))
+                .await
+                .expect("membership update")
+                .unwrap()
+                .clone()
         }
     };
     let m = wait(&mut rx, 1).await;
-    assert_eq!(m, vec![ShardEndpoint { name: "trusty-shard-0".into(), url: "http://10.0.0.1:8080".into() }]);
+    assert_eq!(
+        m,
+        vec![ShardEndpoint {
+            name: "trusty-shard-0".into(),
+            url: "http://10.0.0.1:8080".into()
+        }]
+    );
 
     // Events only reach a watch that is open: wait for the watcher to start watching.
     for _ in 0..100 {
@@ -107,12 +126,21 @@ async fn endpointslice_watch_tracks_pods_by_name() {
             &[("trusty-shard-0", "10.0.0.1", true), ("trusty-shard-1", "10.0.0.9", true)], 11)}))
         .unwrap();
     let m = wait(&mut rx, 2).await;
-    assert_eq!(m[1], ShardEndpoint { name: "trusty-shard-1".into(), url: "http://10.0.0.9:8080".into() });
+    assert_eq!(
+        m[1],
+        ShardEndpoint {
+            name: "trusty-shard-1".into(),
+            url: "http://10.0.0.9:8080".into()
+        }
+    );
 
     events
         .send(json!({"type": "DELETED", "object": slice("trusty-shard-abc", &[], 12)}))
         .unwrap();
     let m = wait(&mut rx, 0).await;
     assert!(m.is_empty());
-    assert!(api.requests.lock().await.iter().any(|r| r.contains("watch")), "the watcher watched");
+    assert!(
+        api.requests.lock().await.iter().any(|r| r.contains("watch")),
+        "the watcher watched"
+    );
 }

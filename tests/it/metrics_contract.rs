@@ -20,22 +20,44 @@ async fn dashboards_and_alerts_only_use_real_metrics() {
     let c = Cluster::start(2, 2, &[]).await;
     publish_fixture(&c.store, "demo", "a").await;
     let client = reqwest::Client::new();
-    let r = client.post(format!("{}/v1/indexes/demo/search", c.router.url)).json(&json!({"query": "config"})).send().await.unwrap();
+    let r = client
+        .post(format!("{}/v1/indexes/demo/search", c.router.url))
+        .json(&json!({"query": "config"}))
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_success());
-    let r = client.post(format!("{}/v1/search", c.router.url)).json(&json!({"query": "config", "indexes": ["demo"]})).send().await.unwrap();
+    let r = client
+        .post(format!("{}/v1/search", c.router.url))
+        .json(&json!({"query": "config", "indexes": ["demo"]}))
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_success());
 
     let mut scraped = BTreeSet::new();
     for url in [c.router.url.clone(), c.shard_url(0), c.shard_url(1)] {
-        let text = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
+        let text = reqwest::get(format!("{url}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         scraped.extend(series_names(&text));
     }
-    let used = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/charts/trusty-search/metrics-used.txt")).unwrap();
+    let used = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/charts/trusty-search/metrics-used.txt"
+    ))
+    .unwrap();
     let missing: Vec<&str> = used
         .lines()
         .map(str::trim)
         .filter(|m| !m.is_empty() && *m != "up" && !m.starts_with("trusty_operator_"))
         .filter(|m| !scraped.contains(*m))
         .collect();
-    assert!(missing.is_empty(), "used by the chart but not exported: {missing:?}\nexported: {scraped:?}");
+    assert!(
+        missing.is_empty(),
+        "used by the chart but not exported: {missing:?}\nexported: {scraped:?}"
+    );
 }

@@ -12,7 +12,12 @@ use std::time::{Duration, Instant};
 use trusty_search::router::ring;
 
 async fn search(url: &str, id: &str, q: &str) -> reqwest::Response {
-    reqwest::Client::new().post(format!("{url}/v1/indexes/{id}/search")).json(&json!({"query": q})).send().await.unwrap()
+    reqwest::Client::new()
+        .post(format!("{url}/v1/indexes/{id}/search"))
+        .json(&json!({"query": q}))
+        .send()
+        .await
+        .unwrap()
 }
 
 /// The first owner of `id` among shards 0..n by the specified ring.
@@ -31,7 +36,12 @@ async fn searches_route_to_owners_and_status_shows_each_owner() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["hits"][0]["symbol"], "load_config");
 
-    let st: Value = reqwest::get(format!("{}/v1/indexes/demo", c.router.url)).await.unwrap().json().await.unwrap();
+    let st: Value = reqwest::get(format!("{}/v1/indexes/demo", c.router.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let owners = st["owners"].as_array().unwrap();
     assert_eq!(owners.len(), 2, "{st}");
     let names: Vec<String> = (0..3).map(shard_name).collect();
@@ -42,20 +52,38 @@ async fn searches_route_to_owners_and_status_shows_each_owner() {
     assert_eq!(owners[0]["state"], "hot", "the first owner served the query: {st}");
     assert_eq!(st["version"], owners[0]["version"]);
 
-    let list: Value = reqwest::get(format!("{}/v1/indexes", c.router.url)).await.unwrap().json().await.unwrap();
-    assert!(list["indexes"].as_array().unwrap().iter().all(|e| e["index_id"] == "demo"));
-    assert_eq!(metric(&c.router.url, "trusty_router_affinity_rank_total{rank=\"0\"}").await, 1.0);
+    let list: Value = reqwest::get(format!("{}/v1/indexes", c.router.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        list["indexes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["index_id"] == "demo")
+    );
+    assert_eq!(
+        metric(&c.router.url, "trusty_router_affinity_rank_total{rank=\"0\"}").await,
+        1.0
+    );
 }
 
 /// Label pairs appear in name order in the exposition.
-const SHARD_SEARCH_OK: &str = "trusty_http_requests_total{outcome=\"ok\",role=\"shard\",route=\"/v1/indexes/{id}/search\"}";
+const SHARD_SEARCH_OK: &str =
+    "trusty_http_requests_total{outcome=\"ok\",role=\"shard\",route=\"/v1/indexes/{id}/search\"}";
 
 #[tokio::test]
 async fn killing_a_shard_under_load_fails_no_queries_and_it_comes_back() {
     let mut c = Cluster::start(3, 2, &[]).await;
     // An index whose first owner we will kill.
     let victim = 1;
-    let id = (0..200).map(|i| format!("idx-{i}")).find(|id| first_owner(id, 3) == victim).unwrap();
+    let id = (0..200)
+        .map(|i| format!("idx-{i}"))
+        .find(|id| first_owner(id, 3) == victim)
+        .unwrap();
     publish_fixture(&c.store, &id, "a").await;
     assert_eq!(search(&c.router.url, &id, "config").await.status(), StatusCode::OK);
 
@@ -64,8 +92,14 @@ async fn killing_a_shard_under_load_fails_no_queries_and_it_comes_back() {
     let ok = Arc::new(AtomicU64::new(0));
     let last_failure = Arc::new(parking_lot::Mutex::new(None::<Instant>));
     let client = {
-        let (url, id, stop, failed, ok, last_failure) =
-            (c.router.url.clone(), id.clone(), stop.clone(), failed.clone(), ok.clone(), last_failure.clone());
+        let (url, id, stop, failed, ok, last_failure) = (
+            c.router.url.clone(),
+            id.clone(),
+            stop.clone(),
+            failed.clone(),
+            ok.clone(),
+            last_failure.clone(),
+        );
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let r = search(&url, &id, "config").await;
@@ -85,10 +119,20 @@ async fn killing_a_shard_under_load_fails_no_queries_and_it_comes_back() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let ok_after_kill = ok.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(ok.load(Ordering::Relaxed) > ok_after_kill, "queries keep succeeding after the kill");
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "no failed queries (retry on the next owner)");
+    assert!(
+        ok.load(Ordering::Relaxed) > ok_after_kill,
+        "queries keep succeeding after the kill"
+    );
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "no failed queries (retry on the next owner)"
+    );
     let served_elsewhere = killed_at.elapsed();
-    eprintln!("killed shard: {} queries ok, 0 failed, served elsewhere throughout ({served_elsewhere:?})", ok.load(Ordering::Relaxed));
+    eprintln!(
+        "killed shard: {} queries ok, 0 failed, served elsewhere throughout ({served_elsewhere:?})",
+        ok.load(Ordering::Relaxed)
+    );
 
     // Restart under the same name: its indexes come back to it.
     c.restart_shard(victim).await;
@@ -97,8 +141,15 @@ async fn killing_a_shard_under_load_fails_no_queries_and_it_comes_back() {
     let after = metric(&c.shard_url(victim), SHARD_SEARCH_OK).await;
     stop.store(true, Ordering::Relaxed);
     client.await.unwrap();
-    assert!(after > before, "the restarted first owner serves its index again ({before} -> {after})");
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "no failures across the restart either");
+    assert!(
+        after > before,
+        "the restarted first owner serves its index again ({before} -> {after})"
+    );
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "no failures across the restart either"
+    );
     assert!(metric(&c.router.url, "trusty_router_retries_total").await >= 1.0);
 }
 
@@ -123,8 +174,18 @@ async fn fan_out_over_fifty_indexes_with_an_owner_down_returns_partial_results()
     // Shards discover new indexes by polling storage; then "all" means all 50.
     let mut listed = 0;
     for _ in 0..50 {
-        let list: Value = reqwest::get(format!("{}/v1/indexes", c.router.url)).await.unwrap().json().await.unwrap();
-        let mut names: Vec<&str> = list["indexes"].as_array().unwrap().iter().map(|e| e["index_id"].as_str().unwrap()).collect();
+        let list: Value = reqwest::get(format!("{}/v1/indexes", c.router.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut names: Vec<&str> = list["indexes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["index_id"].as_str().unwrap())
+            .collect();
         names.dedup();
         listed = names.len();
         if listed == 50 {
@@ -153,7 +214,12 @@ async fn fan_out_over_fifty_indexes_with_an_owner_down_returns_partial_results()
     let took = started.elapsed();
     c.s3.set_delay(Duration::ZERO);
     let searched = r["searched"].as_array().unwrap().len();
-    let skipped: Vec<&str> = r["skipped"].as_array().unwrap().iter().map(|s| s["index_id"].as_str().unwrap()).collect();
+    let skipped: Vec<&str> = r["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["index_id"].as_str().unwrap())
+        .collect();
     let failed = r["failed"].as_array().unwrap().len();
     assert_eq!(searched + skipped.len() + failed, 50, "every index accounted for: {r}");
     assert_eq!(failed, 0, "{r}");
@@ -161,10 +227,16 @@ async fn fan_out_over_fifty_indexes_with_an_owner_down_returns_partial_results()
     // the warm-up may have made a few of them hot on their second owner too).
     assert!(!skipped.is_empty(), "{r}");
     for id in &skipped {
-        assert!(owned_by_down.iter().any(|o| o == id), "{id} skipped but its owner is alive: {r}");
+        assert!(
+            owned_by_down.iter().any(|o| o == id),
+            "{id} skipped but its owner is alive: {r}"
+        );
     }
     assert!(searched >= 50 - owned_by_down.len(), "{r}");
-    assert!(took < Duration::from_secs(5), "answered within the deadline (+ margin): {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "answered within the deadline (+ margin): {took:?}"
+    );
     assert!(metric(&c.router.url, "trusty_fanout_partial_total{kind=\"skipped\"}").await >= owned_by_down.len() as f64);
 }
 
@@ -174,24 +246,63 @@ async fn router_refuses_bad_input_clearly() {
     publish_fixture(&c.store, "demo", "a").await;
     let client = reqwest::Client::new();
     let url = &c.router.url;
-    let r = client.post(format!("{url}/v1/indexes/demo/search")).header("content-type", "application/json").body("{").send().await.unwrap();
+    let r = client
+        .post(format!("{url}/v1/indexes/demo/search"))
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "bad_request");
     assert_eq!(search(url, "nope", "x").await.status(), StatusCode::NOT_FOUND);
     let r = search(url, "a..b", "x").await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let r = client.post(format!("{url}/v1/admin/indexes/demo/reset")).send().await.unwrap();
+    let r = client
+        .post(format!("{url}/v1/admin/indexes/demo/reset"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = client.post(format!("{url}/v1/admin/indexes/demo/reset")).bearer_auth("wrong").send().await.unwrap();
+    let r = client
+        .post(format!("{url}/v1/admin/indexes/demo/reset"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = client.post(format!("{url}/v1/admin/indexes/demo/reload")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let r = client
+        .post(format!("{url}/v1/admin/indexes/demo/reload"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
-    let r = client.post(format!("{url}/v1/search")).json(&json!({"query": "x", "indexes": ["../etc"]})).send().await.unwrap();
+    let r = client
+        .post(format!("{url}/v1/search"))
+        .json(&json!({"query": "x", "indexes": ["../etc"]}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let r = client.get(format!("{url}/v1/indexes/demo/symbols/x?depth=99")).send().await.unwrap();
+    let r = client
+        .get(format!("{url}/v1/indexes/demo/symbols/x?depth=99"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let doc: Value = client.get(format!("{url}/openapi.json")).send().await.unwrap().json().await.unwrap();
-    assert!(doc["paths"]["/v1/indexes/{id}/search"]["post"]["requestBody"].is_object(), "{doc}");
+    let doc: Value = client
+        .get(format!("{url}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        doc["paths"]["/v1/indexes/{id}/search"]["post"]["requestBody"].is_object(),
+        "{doc}"
+    );
 }
 
 #[tokio::test]
@@ -199,20 +310,41 @@ async fn admin_register_preloads_and_delete_unregisters_everywhere() {
     let c = Cluster::start(3, 2, &[]).await;
     publish_fixture(&c.store, "demo", "a").await;
     let client = reqwest::Client::new();
-    let r = client.post(format!("{}/v1/admin/indexes/demo", c.router.url)).bearer_auth(ADMIN_TOKEN).json(&json!({"replicas": 2})).send().await.unwrap();
+    let r = client
+        .post(format!("{}/v1/admin/indexes/demo", c.router.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"replicas": 2}))
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_success(), "{:?}", r.text().await);
     // Both owners load it in the background.
     let mut hot = 0;
     for _ in 0..100 {
-        let st: Value = reqwest::get(format!("{}/v1/indexes/demo", c.router.url)).await.unwrap().json().await.unwrap();
-        hot = st["owners"].as_array().unwrap().iter().filter(|o| o["state"] == "hot").count();
+        let st: Value = reqwest::get(format!("{}/v1/indexes/demo", c.router.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        hot = st["owners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["state"] == "hot")
+            .count();
         if hot == 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(hot, 2, "both owners preloaded the index");
-    let r = client.delete(format!("{}/v1/admin/indexes/demo", c.router.url)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let r = client
+        .delete(format!("{}/v1/admin/indexes/demo", c.router.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
 }
 
@@ -246,8 +378,19 @@ async fn erroring_or_slow_shards_are_ejected_and_readmitted() {
     let mode = Arc::new(AtomicU64::new(0));
     let fake = flaky_shard(mode.clone()).await;
     let args: Vec<String> = [
-        "router", "--listen", "127.0.0.1:0", "--shards", &format!("fake={fake}"),
-        "--probe-interval", "200ms", "--probe-timeout", "500ms", "--eject-after", "2", "--eject-for", "500ms",
+        "router",
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        &format!("fake={fake}"),
+        "--probe-interval",
+        "200ms",
+        "--probe-timeout",
+        "500ms",
+        "--eject-after",
+        "2",
+        "--eject-for",
+        "500ms",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -22,12 +22,16 @@ async fn env() -> Env {
     let s3 = S3Server::start(&dir.path().join("s3")).await;
     let store_url = s3.url("cluster");
     let store = Store::open(&store_url).unwrap();
-    Env { dir, s3, store_url, store }
+    Env {
+        dir,
+        s3,
+        store_url,
+        store,
+    }
 }
 
 async fn start_shard(env: &Env, name: &str, cache: &Path, extra: &[&str]) -> Proc {
-    let mut vars: Vec<(&str, String)> =
-        S3Server::env().iter().map(|(k, v)| (*k, v.to_string())).collect();
+    let mut vars: Vec<(&str, String)> = S3Server::env().iter().map(|(k, v)| (*k, v.to_string())).collect();
     vars.push(("TRUSTY_ADMIN_TOKEN", ADMIN_TOKEN.to_string()));
     spawn(name, &shard_args(&env.store_url, cache, name, extra), &vars).await
 }
@@ -42,7 +46,12 @@ async fn search(url: &str, id: &str, query: &str) -> reqwest::Response {
 }
 
 async fn admin(url: &str, method: reqwest::Method, path: &str) -> reqwest::Response {
-    reqwest::Client::new().request(method, format!("{url}{path}")).bearer_auth(ADMIN_TOKEN).send().await.unwrap()
+    reqwest::Client::new()
+        .request(method, format!("{url}{path}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -66,7 +75,11 @@ async fn hundred_concurrent_requests_cause_one_restore() {
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["hits"][0]["symbol"], "load_config", "{body}");
     }
-    assert_eq!(metric(&url, "trusty_index_loads_total").await, 1.0, "exactly one restore");
+    assert_eq!(
+        metric(&url, "trusty_index_loads_total").await,
+        1.0,
+        "exactly one restore"
+    );
     assert_eq!(metric(&url, "trusty_indexes{state=\"hot\"}").await, 1.0);
 }
 
@@ -75,7 +88,13 @@ async fn slow_restore_answers_503_then_serves_without_a_second_restore() {
     let env = env().await;
     publish_fixture(&env.store, "demo", "a").await;
     env.s3.set_delay(Duration::from_millis(400));
-    let shard = start_shard(&env, "s0", &env.dir.path().join("cache"), &["--load-wait", "300ms", "--warm", "false"]).await;
+    let shard = start_shard(
+        &env,
+        "s0",
+        &env.dir.path().join("cache"),
+        &["--load-wait", "300ms", "--warm", "false"],
+    )
+    .await;
     let r = search(&shard.url, "demo", "load config").await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(r.headers().get("retry-after").is_some(), "503 carries Retry-After");
@@ -94,7 +113,11 @@ async fn slow_restore_answers_503_then_serves_without_a_second_restore() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(served, "index never became hot");
-    assert_eq!(metric(&shard.url, "trusty_index_loads_total").await, 1.0, "no second restore");
+    assert_eq!(
+        metric(&shard.url, "trusty_index_loads_total").await,
+        1.0,
+        "no second restore"
+    );
 }
 
 #[tokio::test]
@@ -110,26 +133,53 @@ async fn corrupt_index_fails_alone_and_recovers_after_reset() {
     std::fs::write(&path, &broken).unwrap();
 
     // A long backoff so only the reset can bring it back quickly.
-    let shard =
-        start_shard(&env, "s0", &env.dir.path().join("cache"), &["--retry-base", "10m", "--retry-max", "10m"]).await;
+    let shard = start_shard(
+        &env,
+        "s0",
+        &env.dir.path().join("cache"),
+        &["--retry-base", "10m", "--retry-max", "10m"],
+    )
+    .await;
     let r = search(&shard.url, "bad", "config").await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "index_restore_failed", "{body}");
     assert_eq!(body["retryable"], false);
     assert!(body["message"].as_str().unwrap().contains("checksum"), "{body}");
-    assert_eq!(metric(&shard.url, "trusty_index_load_failures_total{reason=\"corrupt\"}").await, 1.0);
+    assert_eq!(
+        metric(&shard.url, "trusty_index_load_failures_total{reason=\"corrupt\"}").await,
+        1.0
+    );
 
     // Other indexes are unaffected.
     assert_eq!(search(&shard.url, "good", "config").await.status(), StatusCode::OK);
-    let status: Value = reqwest::get(format!("{}/v1/indexes/bad", shard.url)).await.unwrap().json().await.unwrap();
+    let status: Value = reqwest::get(format!("{}/v1/indexes/bad", shard.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(status["owners"][0]["state"], "failed");
-    assert!(status["owners"][0]["last_error"].as_str().unwrap().starts_with("corrupt"), "{status}");
+    assert!(
+        status["owners"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("corrupt"),
+        "{status}"
+    );
 
     // Still failed (backoff) until fixed and reset.
-    assert_eq!(search(&shard.url, "bad", "config").await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        search(&shard.url, "bad", "config").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     std::fs::write(&path, &original).unwrap();
-    assert_eq!(admin(&shard.url, reqwest::Method::POST, "/v1/admin/indexes/bad/reset").await.status(), StatusCode::OK);
+    assert_eq!(
+        admin(&shard.url, reqwest::Method::POST, "/v1/admin/indexes/bad/reset")
+            .await
+            .status(),
+        StatusCode::OK
+    );
     let r = search(&shard.url, "bad", "config").await;
     assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
 }
@@ -138,16 +188,26 @@ async fn corrupt_index_fails_alone_and_recovers_after_reset() {
 async fn missing_object_and_incompatible_schema_fail_with_reasons() {
     let env = env().await;
     let missing = publish_fixture(&env.store, "missing", "a").await;
-    std::fs::remove_file(env.s3.object_path(&format!("cluster/indexes/missing/versions/{}/graph.bin", missing.version)))
-        .unwrap();
+    std::fs::remove_file(env.s3.object_path(&format!(
+        "cluster/indexes/missing/versions/{}/graph.bin",
+        missing.version
+    )))
+    .unwrap();
     let newer = publish_fixture(&env.store, "newer", "a").await;
-    let manifest_path = env.s3.object_path(&format!("cluster/indexes/newer/versions/{}/manifest.json", newer.version));
+    let manifest_path = env.s3.object_path(&format!(
+        "cluster/indexes/newer/versions/{}/manifest.json",
+        newer.version
+    ));
     let mut manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
     manifest["schema_version"] = json!(99);
     let bytes = serde_json::to_vec(&manifest).unwrap();
     std::fs::write(&manifest_path, &bytes).unwrap();
     let pointer = json!({"version": newer.version, "manifest_sha256": trusty_search::model::sha256_hex(&bytes)});
-    std::fs::write(env.s3.object_path("cluster/indexes/newer/CURRENT"), serde_json::to_vec(&pointer).unwrap()).unwrap();
+    std::fs::write(
+        env.s3.object_path("cluster/indexes/newer/CURRENT"),
+        serde_json::to_vec(&pointer).unwrap(),
+    )
+    .unwrap();
 
     let shard = start_shard(&env, "s0", &env.dir.path().join("cache"), &["--retry-base", "10m"]).await;
     let body: Value = search(&shard.url, "missing", "config").await.json().await.unwrap();
@@ -155,8 +215,18 @@ async fn missing_object_and_incompatible_schema_fail_with_reasons() {
     assert!(body["message"].as_str().unwrap().contains("missing"), "{body}");
     let body: Value = search(&shard.url, "newer", "config").await.json().await.unwrap();
     assert_eq!(body["error"], "index_restore_failed");
-    assert!(body["message"].as_str().unwrap().contains("schema version 99"), "{body}");
-    assert_eq!(metric(&shard.url, "trusty_index_load_failures_total{reason=\"incompatible_schema\"}").await, 1.0);
+    assert!(
+        body["message"].as_str().unwrap().contains("schema version 99"),
+        "{body}"
+    );
+    assert_eq!(
+        metric(
+            &shard.url,
+            "trusty_index_load_failures_total{reason=\"incompatible_schema\"}"
+        )
+        .await,
+        1.0
+    );
 }
 
 #[tokio::test]
@@ -184,7 +254,10 @@ async fn store_outage_is_survived_and_recovered_by_backoff() {
 }
 
 async fn shard_alive(p: &Proc) -> bool {
-    reqwest::get(format!("{}/healthz", p.url)).await.map(|r| r.status().is_success()).unwrap_or(false)
+    reqwest::get(format!("{}/healthz", p.url))
+        .await
+        .map(|r| r.status().is_success())
+        .unwrap_or(false)
 }
 
 #[tokio::test]
@@ -194,11 +267,17 @@ async fn kill_during_download_leaves_nothing_half_written() {
     let cache = env.dir.path().join("cache");
     env.s3.set_delay(Duration::from_millis(1500));
     let mut shard = start_shard(&env, "s0", &cache, &["--load-wait", "100ms", "--warm", "false"]).await;
-    assert_eq!(search(&shard.url, "demo", "config").await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        search(&shard.url, "demo", "config").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     // Wait until the download directory exists, then kill -9 mid-download.
     let partial_exists = || {
         std::fs::read_dir(cache.join("demo"))
-            .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().contains(".partial-")))
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().contains(".partial-"))
+            })
             .unwrap_or(false)
     };
     for _ in 0..100 {
@@ -227,8 +306,18 @@ async fn least_recently_used_index_is_evicted_under_the_memory_budget() {
     let shard = start_shard(&env, "s0", &env.dir.path().join("cache"), &["--memory-budget", "6KiB"]).await;
     assert_eq!(search(&shard.url, "one", "config").await.status(), StatusCode::OK);
     assert_eq!(search(&shard.url, "two", "config").await.status(), StatusCode::OK);
-    let one: Value = reqwest::get(format!("{}/v1/indexes/one", shard.url)).await.unwrap().json().await.unwrap();
-    let two: Value = reqwest::get(format!("{}/v1/indexes/two", shard.url)).await.unwrap().json().await.unwrap();
+    let one: Value = reqwest::get(format!("{}/v1/indexes/one", shard.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let two: Value = reqwest::get(format!("{}/v1/indexes/two", shard.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(one["owners"][0]["state"], "cold", "{one}");
     assert_eq!(two["owners"][0]["state"], "hot", "{two}");
     assert_eq!(metric(&shard.url, "trusty_cache_evictions_total").await, 1.0);
@@ -263,7 +352,12 @@ async fn new_version_is_swapped_in_under_queries_with_no_failures() {
     let second = publish_fixture(&env.store, "demo", "second").await;
     let mut swapped = false;
     for _ in 0..100 {
-        let st: Value = reqwest::get(format!("{}/v1/indexes/demo", shard.url)).await.unwrap().json().await.unwrap();
+        let st: Value = reqwest::get(format!("{}/v1/indexes/demo", shard.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if st["version"] == second.version.as_str() {
             swapped = true;
             break;
@@ -276,7 +370,10 @@ async fn new_version_is_swapped_in_under_queries_with_no_failures() {
     assert!(swapped, "new version never served");
     assert_eq!(failed, 0, "queries failed during the swap");
     assert!(ok > 0);
-    assert!(versions.contains(&first.version) && versions.contains(&second.version), "{versions:?}");
+    assert!(
+        versions.contains(&first.version) && versions.contains(&second.version),
+        "{versions:?}"
+    );
     assert_eq!(metric(&shard.url, "trusty_index_swaps_total").await, 1.0);
 }
 
@@ -287,7 +384,10 @@ async fn bad_requests_get_clear_client_errors() {
     let shard = start_shard(&env, "s0", &env.dir.path().join("cache"), &[]).await;
     let c = reqwest::Client::new();
     let post = |path: &str, body: String| {
-        c.post(format!("{}{path}", shard.url)).header("content-type", "application/json").body(body).send()
+        c.post(format!("{}{path}", shard.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
     };
 
     let r = post("/v1/indexes/demo/search", "{not json".into()).await.unwrap();
@@ -296,16 +396,27 @@ async fn bad_requests_get_clear_client_errors() {
     assert_eq!(body["error"], "bad_request");
     assert_eq!(body["retryable"], false);
 
-    let r = post("/v1/indexes/demo/search", json!({"query": "x", "bogus": 1}).to_string()).await.unwrap();
+    let r = post("/v1/indexes/demo/search", json!({"query": "x", "bogus": 1}).to_string())
+        .await
+        .unwrap();
     assert!(r.status().is_client_error());
 
-    let r = post("/v1/indexes/demo/search", json!({"query": ""}).to_string()).await.unwrap();
+    let r = post("/v1/indexes/demo/search", json!({"query": ""}).to_string())
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
-    let r = post("/v1/indexes/demo/search", json!({"query": "x", "top_k": 100000}).to_string()).await.unwrap();
+    let r = post(
+        "/v1/indexes/demo/search",
+        json!({"query": "x", "top_k": 100000}).to_string(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
-    let r = post("/v1/indexes/demo/search", json!({"query": "x lang:cobol"}).to_string()).await.unwrap();
+    let r = post("/v1/indexes/demo/search", json!({"query": "x lang:cobol"}).to_string())
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
     // Its own client: the server answers 413 before reading the body and
@@ -330,22 +441,37 @@ async fn bad_requests_get_clear_client_errors() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "payload_too_large");
 
-    let r = post("/v1/indexes/nope/search", json!({"query": "x"}).to_string()).await.unwrap();
+    let r = post("/v1/indexes/nope/search", json!({"query": "x"}).to_string())
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "index_not_found");
     assert_eq!(body["index_id"], "nope");
 
     for bad in ["..%2Fetc", "UPPER", "a%20b", "a..b", "..x"] {
-        let r = post(&format!("/v1/indexes/{bad}/search"), json!({"query": "x"}).to_string()).await.unwrap();
+        let r = post(&format!("/v1/indexes/{bad}/search"), json!({"query": "x"}).to_string())
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"], "invalid_index_id", "{bad}");
     }
 
-    let r = c.post(format!("{}/v1/admin/indexes/demo/reset", shard.url)).send().await.unwrap();
+    let r = c
+        .post(format!("{}/v1/admin/indexes/demo/reset", shard.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = c.get(format!("{}/v1/indexes/demo/symbols/load_config?rel=sideways", shard.url)).send().await.unwrap();
+    let r = c
+        .get(format!(
+            "{}/v1/indexes/demo/symbols/load_config?rel=sideways",
+            shard.url
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -354,7 +480,12 @@ async fn symbols_and_status_go_through_the_resolver() {
     let env = env().await;
     publish_fixture(&env.store, "demo", "a").await;
     let shard = start_shard(&env, "s0", &env.dir.path().join("cache"), &["--warm", "false"]).await;
-    let st: Value = reqwest::get(format!("{}/v1/indexes/demo", shard.url)).await.unwrap().json().await.unwrap();
+    let st: Value = reqwest::get(format!("{}/v1/indexes/demo", shard.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(st["owners"][0]["state"], "cold", "status does not load: {st}");
     assert_eq!(st["owners"][0]["shard"], "s0");
     let r: Value = reqwest::get(format!("{}/v1/indexes/demo/symbols/load_config?rel=callers", shard.url))
@@ -363,9 +494,25 @@ async fn symbols_and_status_go_through_the_resolver() {
         .json()
         .await
         .unwrap();
-    let callers: Vec<&str> = r["results"].as_array().unwrap().iter().map(|h| h["symbol"].as_str().unwrap()).collect();
+    let callers: Vec<&str> = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["symbol"].as_str().unwrap())
+        .collect();
     assert!(callers.contains(&"start"), "{r}");
-    let list: Value = reqwest::get(format!("{}/v1/indexes", shard.url)).await.unwrap().json().await.unwrap();
+    let list: Value = reqwest::get(format!("{}/v1/indexes", shard.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["indexes"][0]["state"], "hot");
-    assert_eq!(reqwest::get(format!("{}/v1/indexes/nope", shard.url)).await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        reqwest::get(format!("{}/v1/indexes/nope", shard.url))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
 }

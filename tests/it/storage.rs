@@ -59,20 +59,32 @@ async fn corrupt_and_missing_objects_are_detected_on_open() {
     let mut corrupted = original.clone();
     corrupted[10] ^= 0x55;
     std::fs::write(&path, &corrupted).unwrap();
-    let err = fetch_version(&store, &id, &dir.path().join("c1"), &pointer, 4).await.unwrap_err();
-    assert!(matches!(&err, OpenError::Corrupt { what, .. } if what.contains("chunks.jsonl")), "{err}");
+    let err = fetch_version(&store, &id, &dir.path().join("c1"), &pointer, 4)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, OpenError::Corrupt { what, .. } if what.contains("chunks.jsonl")),
+        "{err}"
+    );
     assert_eq!(err.reason(), "corrupt");
 
     std::fs::remove_file(&path).unwrap();
-    let err = fetch_version(&store, &id, &dir.path().join("c2"), &pointer, 4).await.unwrap_err();
-    assert!(matches!(&err, OpenError::Corrupt { what, .. } if what.contains("missing")), "{err}");
+    let err = fetch_version(&store, &id, &dir.path().join("c2"), &pointer, 4)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, OpenError::Corrupt { what, .. } if what.contains("missing")),
+        "{err}"
+    );
 
     // Nothing half-downloaded is left behind.
     let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("c2/demo")).unwrap().collect();
     assert!(leftovers.is_empty(), "partial download left behind");
 
     std::fs::write(&path, &original).unwrap();
-    fetch_version(&store, &id, &dir.path().join("c3"), &pointer, 4).await.unwrap();
+    fetch_version(&store, &id, &dir.path().join("c3"), &pointer, 4)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -82,7 +94,10 @@ async fn unknown_index_and_unreachable_store_are_typed_errors() {
     let mut s3 = S3Server::start(&dir.path().join("s3")).await;
     let store = Store::open(&s3.url("p")).unwrap();
     let id = IndexId::new("nope").unwrap();
-    assert!(matches!(read_current(&store, &id, None).await, Err(OpenError::NotFound { .. })));
+    assert!(matches!(
+        read_current(&store, &id, None).await,
+        Err(OpenError::NotFound { .. })
+    ));
     s3.stop().await;
     let err = read_current(&store, &id, None).await.unwrap_err();
     assert_eq!(err.reason(), "store_unavailable", "{err}");

@@ -110,14 +110,23 @@ impl Setup {
             .await
             .unwrap();
         let job = eventually("a build Job", WAIT, || async {
-            self.jobs.list(&ListParams::default()).await.ok()?.items.into_iter().next()
+            self.jobs
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .next()
         })
         .await;
         let job_name = job.metadata.name.clone().unwrap();
         let pod_work = tempfile::tempdir().unwrap();
         let secrets: HashMap<String, Vec<(String, String)>> = HashMap::from([(
             "store-creds".to_string(),
-            S3Server::env().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            S3Server::env()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         )]);
         let (_, stderr) = kubelet::run(
             &self.jobs,
@@ -143,7 +152,14 @@ impl Setup {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn index_lifecycle_against_a_real_cluster() {
-    let Setup { mut cluster, api, op, indexes, jobs: _jobs, pvc: _pvc } = {
+    let Setup {
+        mut cluster,
+        api,
+        op,
+        indexes,
+        jobs: _jobs,
+        pvc: _pvc,
+    } = {
         let s = Setup::start().await;
         s.apply_and_build(manifest("app", "Delete", 0)).await;
         s
@@ -171,13 +187,20 @@ async fn index_lifecycle_against_a_real_cluster() {
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert!(
-        body["hits"].as_array().unwrap().iter().any(|h| h["path"] == "src/config.rs"),
+        body["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["path"] == "src/config.rs"),
         "{body}"
     );
 
     // Corrupt the bundle in object storage, and let both owners lose their
     // caches (a rescheduled pod on a fresh emptyDir): their reloads fail.
-    let chunks_key = format!("cluster/{}", layout::file_key(&id, &current.version, bundle::CHUNKS_FILE));
+    let chunks_key = format!(
+        "cluster/{}",
+        layout::file_key(&id, &current.version, bundle::CHUNKS_FILE)
+    );
     let object = cluster.s3.object_path(&chunks_key);
     let original = std::fs::read(&object).unwrap();
     let mut corrupt = original.clone();
@@ -186,7 +209,11 @@ async fn index_lifecycle_against_a_real_cluster() {
     let owners: Vec<usize> = st
         .owners
         .iter()
-        .map(|o| (0..3).find(|&i| shard_name(i) == o.shard).expect("owner is a cluster shard"))
+        .map(|o| {
+            (0..3)
+                .find(|&i| shard_name(i) == o.shard)
+                .expect("owner is a cluster shard")
+        })
         .collect();
     for &i in &owners {
         cluster.kill_shard(i);
@@ -216,7 +243,11 @@ async fn index_lifecycle_against_a_real_cluster() {
     let r = search("load_config").await;
     assert_eq!(r.status(), 503, "still failed before the reset");
     indexes
-        .patch("app", &PatchParams::apply("e2e-test"), &Patch::Apply(manifest("app", "Delete", 1)))
+        .patch(
+            "app",
+            &PatchParams::apply("e2e-test"),
+            &Patch::Apply(manifest("app", "Delete", 1)),
+        )
         .await
         .unwrap();
     let st = status_until(&indexes, "app", "Available again after the reset", |st| {
@@ -247,14 +278,22 @@ async fn retained_index_is_withdrawn_and_can_be_served_again() {
     let mut s = Setup::start().await;
     s.apply_and_build(manifest("kept", "Retain", 0)).await;
     let router = s.cluster.router.url.clone();
-    let st = status_until(&s.indexes, "kept", "Available", |st| st.phase == Phase::Available && hot_owners(st) == 2).await;
+    let st = status_until(&s.indexes, "kept", "Available", |st| {
+        st.phase == Phase::Available && hot_owners(st) == 2
+    })
+    .await;
     let version = st.current_version.clone().unwrap();
     assert_eq!(search_index(&router, "kept", "load_config").await.status(), 200);
 
     // kubectl delete with Retain: not served anywhere, every version kept.
     s.delete_and_wait("kept").await;
     let r = search_index(&router, "kept", "load_config").await;
-    assert_eq!(r.status(), 404, "a retained index is not served: {}", r.text().await.unwrap());
+    assert_eq!(
+        r.status(),
+        404,
+        "a retained index is not served: {}",
+        r.text().await.unwrap()
+    );
     let id = IndexId::new("kept").unwrap();
     let store = &s.cluster.store.clone();
     assert!(!store.exists(&layout::current_key(&id)).await.unwrap());
@@ -263,7 +302,12 @@ async fn retained_index_is_withdrawn_and_can_be_served_again() {
     // A restarted shard does not rediscover it either.
     s.cluster.kill_shard(0);
     s.cluster.restart_shard(0).await;
-    let listed: Value = reqwest::get(format!("{}/v1/indexes", s.cluster.shard_url(0))).await.unwrap().json().await.unwrap();
+    let listed: Value = reqwest::get(format!("{}/v1/indexes", s.cluster.shard_url(0)))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(!listed.to_string().contains("\"kept\""), "{listed}");
 
     // The kept version serves again once pointed at (`index rollback`).
@@ -323,10 +367,19 @@ async fn index_published_elsewhere_is_imported_and_followed() {
     let second = crate::support::fixtures::publish_fixture(&source, "ci-built", "second").await;
     status_until(&s.indexes, "ci-built", "the second version on both owners", |st| {
         st.current_version.as_deref() == Some(second.version.as_str())
-            && st.owners.iter().filter(|o| o.version.as_deref() == Some(second.version.as_str())).count() == 2
+            && st
+                .owners
+                .iter()
+                .filter(|o| o.version.as_deref() == Some(second.version.as_str()))
+                .count()
+                == 2
     })
     .await;
-    let body: Value = search_index(&router, "ci-built", "parse_config").await.json().await.unwrap();
+    let body: Value = search_index(&router, "ci-built", "parse_config")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert!(body.to_string().contains("second"), "the new version answers: {body}");
     s.op.stop().await;
 }

@@ -14,7 +14,10 @@ use tokio::sync::oneshot;
 use trusty_operator::{
     Context,
     controller::{self, Resync},
-    jobs::BuildConfig, leader::LeaderElector, metrics::Metrics, router_client::RouterClient,
+    jobs::BuildConfig,
+    leader::LeaderElector,
+    metrics::Metrics,
+    router_client::RouterClient,
 };
 
 pub const LEASE_NAMESPACE: &str = "trusty-system";
@@ -57,14 +60,9 @@ impl Operator {
             store: store.into(),
             store_secret: Some("store-creds".into()),
         };
-        let ctx = Arc::new(Context::new(
-            client.clone(),
-            router,
-            build,
-            metrics.clone(),
-            Some(identity.into()),
-        )
-        .with_resync(resync));
+        let ctx = Arc::new(
+            Context::new(client.clone(), router, build, metrics.clone(), Some(identity.into())).with_resync(resync),
+        );
         let elector = LeaderElector::new(
             Api::<Lease>::namespaced(client, LEASE_NAMESPACE),
             LEASE_NAME,

@@ -90,7 +90,11 @@ pub async fn run(
     let job = if out.status.success() {
         succeed(jobs, name).await
     } else {
-        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("build failed");
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("build failed");
         fail(jobs, name, "BackoffLimitExceeded", last).await
     };
     (job, stderr)

@@ -16,8 +16,8 @@ mod fake_router;
 mod harness;
 mod kubelet;
 mod reconcile;
-mod verifier;
 /// The root package's test support (S3 server, cluster processes, fixtures).
 #[allow(dead_code)]
 #[path = "../../../tests/it/support/mod.rs"]
 mod support;
+mod verifier;

@@ -491,7 +491,11 @@ async fn deletion_with_retain_keeps_versions_and_withdraws_current() {
     let o = obj.clone();
     run(ctx, verifier, &obj, move |mut api| async move {
         let ev = api.expect_event(NS, "Deleted").await;
-        assert!(ev.body["note"].as_str().unwrap().contains("withdrew it from serving"), "{:#}", ev.body);
+        assert!(
+            ev.body["note"].as_str().unwrap().contains("withdrew it from serving"),
+            "{:#}",
+            ev.body
+        );
         api.expect(Method::PATCH, &format!("{INDEXES}/tokio"), |_| (200, o))
             .await;
         api
@@ -653,7 +657,11 @@ async fn object_store_source_elsewhere_is_imported_then_registered() {
     let published = crate::support::fixtures::publish_fixture(&src, "platform", "ci").await;
     let cluster_url = format!("file://{}", cluster_dir.path().display());
     let (ctx, verifier) = context(&router.url(), &cluster_url);
-    let obj = index_obj("platform", json!({"source": {"objectStore": {"prefix": src_url}}}), None);
+    let obj = index_obj(
+        "platform",
+        json!({"source": {"objectStore": {"prefix": src_url}}}),
+        None,
+    );
     let o = obj.clone();
     let written = Arc::new(std::sync::Mutex::new(Value::Null));
     let w = written.clone();
@@ -671,9 +679,17 @@ async fn object_store_source_elsewhere_is_imported_then_registered() {
     // The cluster's store now serves the same version; the source is untouched.
     let cluster = trusty_search::storage::store::Store::open(&cluster_url).unwrap();
     let id = trusty_search::IndexId::new("platform").unwrap();
-    let (pointer, _) = trusty_search::storage::open::read_current(&cluster, &id, None).await.unwrap().unwrap();
+    let (pointer, _) = trusty_search::storage::open::read_current(&cluster, &id, None)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(pointer.version, published.version);
-    assert!(trusty_search::storage::open::read_current(&src, &id, None).await.unwrap().is_some());
+    assert!(
+        trusty_search::storage::open::read_current(&src, &id, None)
+            .await
+            .unwrap()
+            .is_some()
+    );
     let status = written.lock().unwrap().clone();
     assert_eq!(cond(&status, "Built")["reason"], "Imported", "{status:#}");
     assert_eq!(
@@ -692,7 +708,11 @@ async fn object_store_source_without_an_index_is_an_import_failure() {
     let (src_dir, cluster_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let src_url = format!("file://{}", src_dir.path().display());
     let (ctx, verifier) = context(&router.url(), &format!("file://{}", cluster_dir.path().display()));
-    let obj = index_obj("platform", json!({"source": {"objectStore": {"prefix": src_url}}}), None);
+    let obj = index_obj(
+        "platform",
+        json!({"source": {"objectStore": {"prefix": src_url}}}),
+        None,
+    );
     let o = obj.clone();
     let written = Arc::new(std::sync::Mutex::new(Value::Null));
     let w = written.clone();
@@ -709,7 +729,10 @@ async fn object_store_source_without_an_index_is_an_import_failure() {
     let built = cond(&status, "Built");
     assert_eq!(built["status"], "False");
     assert_eq!(built["reason"], "ImportFailed");
-    assert!(built["message"].as_str().unwrap().contains("no published version"), "{status:#}");
+    assert!(
+        built["message"].as_str().unwrap().contains("no published version"),
+        "{status:#}"
+    );
     assert_eq!(status["phase"], "Failed");
     assert!(router.calls().is_empty(), "nothing to register");
 }

@@ -20,7 +20,11 @@ pub struct Cluster {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn shard_name(i: usize) -> String {
@@ -50,10 +54,13 @@ impl Cluster {
         let mut procs = Vec::new();
         for i in 0..shards {
             let cache = dir.path().join(format!("cache-{i}"));
-            procs.push(Some(Self::spawn_shard(&store_url, cache, i, ports[i], &shard_extra).await));
+            procs.push(Some(
+                Self::spawn_shard(&store_url, cache, i, ports[i], &shard_extra).await,
+            ));
         }
-        let list: Vec<String> =
-            (0..shards).map(|i| format!("{}=http://127.0.0.1:{}", shard_name(i), ports[i])).collect();
+        let list: Vec<String> = (0..shards)
+            .map(|i| format!("{}=http://127.0.0.1:{}", shard_name(i), ports[i]))
+            .collect();
         let mut args: Vec<String> = vec![
             "router".into(),
             "--listen".into(),
@@ -69,7 +76,16 @@ impl Cluster {
         ];
         args.extend(router_extra.iter().map(|s| s.to_string()));
         let router = spawn("router", &args, &env_vars()).await;
-        Cluster { dir, s3, store_url, store, shards: procs, ports, router, shard_extra }
+        Cluster {
+            dir,
+            s3,
+            store_url,
+            store,
+            shards: procs,
+            ports,
+            router,
+            shard_extra,
+        }
     }
 
     async fn spawn_shard(store_url: &str, cache: PathBuf, i: usize, port: u16, extra: &[String]) -> Proc {

@@ -66,7 +66,10 @@ class Reporter:
 "#
             .to_string(),
         ),
-        ("README.md", "# Demo\n\nA demo repository for tests.\n\n## Usage\n\nRun the server.\n".to_string()),
+        (
+            "README.md",
+            "# Demo\n\nA demo repository for tests.\n\n## Usage\n\nRun the server.\n".to_string(),
+        ),
     ];
     for (rel, text) in files {
         let p = dir.join(rel);
@@ -79,8 +82,12 @@ class Reporter:
 pub async fn build_and_publish(store: &Store, id: &str, src: &Path) -> Published {
     let id = IndexId::new(id).unwrap();
     let work = tempfile::tempdir().unwrap();
-    let report = build_bundle(src, &id, &work.path().join("bundle"), BuildOptions::default()).await.unwrap();
-    publish(store, &id, &report.dir, &PublishOptions::default()).await.unwrap()
+    let report = build_bundle(src, &id, &work.path().join("bundle"), BuildOptions::default())
+        .await
+        .unwrap();
+    publish(store, &id, &report.dir, &PublishOptions::default())
+        .await
+        .unwrap()
 }
 
 /// A repository fixture published under `id`, from a fresh temp dir.

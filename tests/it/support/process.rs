@@ -15,7 +15,11 @@ pub fn binary() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("current test binary");
-    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("trusty-search")).expect("target dir");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("trusty-search"))
+        .expect("target dir");
     assert!(
         bin.exists(),
         "{} is missing: build it first (`cargo build -p trusty-search`, or run the whole suite with scripts/test.sh)",
@@ -66,7 +70,9 @@ pub async fn spawn(name: &str, args: &[String], env: &[(&str, String)]) -> Proc 
         }
         for _ in lines {} // keep draining so the child never blocks on stdout
     });
-    let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("{name} did not start"));
+    let line = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("{name} did not start"));
     let url = line.rsplit(' ').next().unwrap().trim().to_string();
     let proc = Proc { child, url };
     wait_ready(&proc.url).await;
@@ -112,7 +118,12 @@ pub fn shard_args(store: &str, cache: &Path, shard_id: &str, extra: &[&str]) -> 
 
 /// Reads one sample from a Prometheus text exposition (`name{labels} value`).
 pub async fn metric(url: &str, series: &str) -> f64 {
-    let text = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     text.lines()
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())

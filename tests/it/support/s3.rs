@@ -49,7 +49,9 @@ impl S3Server {
             let http = ConnBuilder::new(TokioExecutor::new());
             let mut conns = tokio::task::JoinSet::new();
             loop {
-                let Ok((socket, _)) = listener.accept().await else { continue };
+                let Ok((socket, _)) = listener.accept().await else {
+                    continue;
+                };
                 let service = service.clone();
                 let delay = delay.clone();
                 let svc = hyper::service::service_fn(move |req| {
@@ -77,7 +79,11 @@ impl S3Server {
 
     /// Environment for processes (and this process) to authenticate.
     pub fn env() -> [(&'static str, &'static str); 3] {
-        [("AWS_ACCESS_KEY_ID", ACCESS_KEY), ("AWS_SECRET_ACCESS_KEY", SECRET_KEY), ("AWS_REGION", "us-east-1")]
+        [
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_REGION", "us-east-1"),
+        ]
     }
 
     pub fn set_delay(&self, d: Duration) {
