@@ -142,6 +142,7 @@ TRUSTY_LEASE_NAME: {{ printf "%s-operator" (include "trusty-search.fullname" .) 
 {{- with .Values.operator.watchNamespace }}
 TRUSTY_NAMESPACE: {{ . | quote }}
 {{- end }}
+TRUSTY_RESYNC: {{ .Values.operator.resync | quote }}
 {{ include "trusty-search.config.store" . }}
 {{- end }}
 
