@@ -23,18 +23,21 @@ struct Recent {
 }
 
 /// Adds every index in storage that has a `CURRENT` as Cold (a directory
-/// without one holds a withdrawn or half-deleted index). Returns how many are known.
+/// without one holds a withdrawn or half-deleted index). Only ids not yet
+/// known are checked, so a poll costs one listing plus one HEAD per new
+/// directory. Returns how many listed indexes are known.
 pub async fn discover_all(resolver: &Resolver) -> Result<usize, crate::storage::store::StoreError> {
     use futures::{StreamExt, TryStreamExt};
     let names = resolver.store.list_dirs(INDEXES_DIR).await?;
-    let mut ids = Vec::new();
+    let (mut known, mut unknown) = (0, Vec::new());
     for name in names {
         match IndexId::new(name.clone()) {
-            Ok(id) => ids.push(id),
+            Ok(id) if resolver.registry.get(&id).is_some() => known += 1,
+            Ok(id) => unknown.push(id),
             Err(e) => tracing::warn!(name, error = %e, "ignoring object-store directory that is not a valid index id"),
         }
     }
-    let served: Vec<IndexId> = futures::stream::iter(ids)
+    let served: Vec<IndexId> = futures::stream::iter(unknown)
         .map(|id| async move {
             let has_current = resolver.store.exists(&layout::current_key(&id)).await?;
             Ok::<_, crate::storage::store::StoreError>(has_current.then_some(id))
@@ -46,7 +49,7 @@ pub async fn discover_all(resolver: &Resolver) -> Result<usize, crate::storage::
     for id in &served {
         resolver.registry.get_or_insert(id);
     }
-    Ok(served.len())
+    Ok(known + served.len())
 }
 
 /// Checks a hot index for a new version and swaps it in; returns true if swapped.

@@ -61,9 +61,7 @@ pub async fn import_current(
             })
         })?;
     match read_current(destination, id, None).await {
-        Ok(Some((there, _)))
-            if there.version == pointer.version && there.manifest_sha256 == pointer.manifest_sha256 =>
-        {
+        Ok(Some((there, _))) if there == pointer => {
             return Ok(Imported {
                 version: pointer.version,
                 copied: false,
