@@ -4,6 +4,7 @@
 
 use crate::support::cluster::Cluster;
 use crate::support::fixtures::publish_fixture;
+use crate::support::http::scrape;
 use serde_json::json;
 use std::collections::BTreeSet;
 
@@ -37,13 +38,7 @@ async fn dashboards_and_alerts_only_use_real_metrics() {
 
     let mut scraped = BTreeSet::new();
     for url in [c.router.url.clone(), c.shard_url(0), c.shard_url(1)] {
-        let text = reqwest::get(format!("{url}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        scraped.extend(series_names(&text));
+        scraped.extend(series_names(&scrape(&url).await));
     }
     let used = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

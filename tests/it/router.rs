@@ -3,22 +3,14 @@
 
 use crate::support::cluster::{Cluster, shard_name};
 use crate::support::fixtures::publish_fixture;
-use crate::support::process::{ADMIN_TOKEN, metric};
+use crate::support::http::{metric, search};
+use crate::support::process::ADMIN_TOKEN;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use trusty_search::router::ring;
-
-async fn search(url: &str, id: &str, q: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{url}/v1/indexes/{id}/search"))
-        .json(&json!({"query": q}))
-        .send()
-        .await
-        .unwrap()
-}
 
 /// The first owner of `id` among shards 0..n by the specified ring.
 fn first_owner(id: &str, n: usize) -> usize {

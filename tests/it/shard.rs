@@ -1,7 +1,8 @@
 //! The shard as a real process against a real S3-compatible server.
 
 use crate::support::fixtures::publish_fixture;
-use crate::support::process::{ADMIN_TOKEN, Proc, metric, shard_args, spawn};
+use crate::support::http::{metric, search};
+use crate::support::process::{ADMIN_TOKEN, Proc, shard_args, spawn};
 use crate::support::s3::{S3Server, set_process_env};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -34,15 +35,6 @@ async fn start_shard(env: &Env, name: &str, cache: &Path, extra: &[&str]) -> Pro
     let mut vars: Vec<(&str, String)> = S3Server::env().iter().map(|(k, v)| (*k, v.to_string())).collect();
     vars.push(("TRUSTY_ADMIN_TOKEN", ADMIN_TOKEN.to_string()));
     spawn(name, &shard_args(&env.store_url, cache, name, extra), &vars).await
-}
-
-async fn search(url: &str, id: &str, query: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{url}/v1/indexes/{id}/search"))
-        .json(&json!({"query": query}))
-        .send()
-        .await
-        .unwrap()
 }
 
 async fn admin(url: &str, method: reqwest::Method, path: &str) -> reqwest::Response {

@@ -12,6 +12,7 @@ use crate::harness::{Operator, eventually, install_crypto};
 use crate::kubelet;
 use crate::support::cluster::{Cluster, shard_name};
 use crate::support::fixtures::write_repo;
+use crate::support::http::search;
 use crate::support::s3::S3Server;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -53,15 +54,6 @@ async fn status_until(indexes: &Api<Index>, name: &str, what: &str, ok: impl Fn(
 
 fn hot_owners(st: &IndexStatus) -> usize {
     st.owners.iter().filter(|o| o.state == "hot").count()
-}
-
-async fn search_index(router: &str, index: &str, query: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{router}/v1/indexes/{index}/search"))
-        .json(&json!({"query": query}))
-        .send()
-        .await
-        .unwrap()
 }
 
 /// A real cluster, the operator against the fake API server, and the PVC
@@ -165,7 +157,7 @@ async fn index_lifecycle_against_a_real_cluster() {
         s
     };
     let router = cluster.router.url.clone();
-    let search = |q: &'static str| search_index(&router, "app", q);
+    let search_app = |q: &'static str| search(&router, "app", q);
 
     // Published in the store, registered, loaded by both owners.
     let st = status_until(&indexes, "app", "Available with 2 hot owners", |st| {
@@ -183,7 +175,7 @@ async fn index_lifecycle_against_a_real_cluster() {
     for o in &st.owners {
         assert_eq!(o.version.as_deref(), Some(current.version.as_str()), "{o:?}");
     }
-    let r = search("load_config").await;
+    let r = search_app("load_config").await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert!(
@@ -222,7 +214,7 @@ async fn index_lifecycle_against_a_real_cluster() {
     }
     // Queries now find both owners failing: 503, retryable only after the backoff.
     eventually("a query to fail on both owners", WAIT, || async {
-        let r = search("load_config").await;
+        let r = search_app("load_config").await;
         (r.status() == 503).then_some(())
     })
     .await;
@@ -240,7 +232,7 @@ async fn index_lifecycle_against_a_real_cluster() {
     // Repair the object. The shards' backoff is long, so the index stays
     // failed until someone acts; bumping resetGeneration is that act.
     std::fs::write(&object, &original).unwrap();
-    let r = search("load_config").await;
+    let r = search_app("load_config").await;
     assert_eq!(r.status(), 503, "still failed before the reset");
     indexes
         .patch(
@@ -256,7 +248,7 @@ async fn index_lifecycle_against_a_real_cluster() {
     .await;
     assert_eq!(st.last_reset_generation, Some(1));
     assert_eq!(api.objects(JOB).len(), 1, "a reset of a good build does not rebuild");
-    assert_eq!(search("load_config").await.status(), 200);
+    assert_eq!(search_app("load_config").await.status(), 200);
 
     // kubectl delete → unregistered everywhere, objects removed from the store.
     indexes.delete("app", &DeleteParams::default()).await.unwrap();
@@ -267,7 +259,7 @@ async fn index_lifecycle_against_a_real_cluster() {
     assert!(!cluster.store.exists(&layout::current_key(&id)).await.unwrap());
     let left = cluster.store.list_dirs(layout::INDEXES_DIR).await.unwrap();
     assert!(!left.contains(&"app".to_string()), "objects left behind: {left:?}");
-    let r = search("load_config").await;
+    let r = search_app("load_config").await;
     assert_eq!(r.status(), 404, "{}", r.text().await.unwrap());
 
     op.stop().await;
@@ -283,11 +275,11 @@ async fn retained_index_is_withdrawn_and_can_be_served_again() {
     })
     .await;
     let version = st.current_version.clone().unwrap();
-    assert_eq!(search_index(&router, "kept", "load_config").await.status(), 200);
+    assert_eq!(search(&router, "kept", "load_config").await.status(), 200);
 
     // kubectl delete with Retain: not served anywhere, every version kept.
     s.delete_and_wait("kept").await;
-    let r = search_index(&router, "kept", "load_config").await;
+    let r = search(&router, "kept", "load_config").await;
     assert_eq!(
         r.status(),
         404,
@@ -313,7 +305,7 @@ async fn retained_index_is_withdrawn_and_can_be_served_again() {
     // The kept version serves again once pointed at (`index rollback`).
     publish::rollback(store, &id, &version).await.unwrap();
     let body: Value = eventually("the rolled-back index to answer", WAIT, || async {
-        let r = search_index(&router, "kept", "load_config").await;
+        let r = search(&router, "kept", "load_config").await;
         if r.status() == 200 { r.json().await.ok() } else { None }
     })
     .await;
@@ -375,11 +367,7 @@ async fn index_published_elsewhere_is_imported_and_followed() {
                 == 2
     })
     .await;
-    let body: Value = search_index(&router, "ci-built", "parse_config")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body: Value = search(&router, "ci-built", "parse_config").await.json().await.unwrap();
     assert!(body.to_string().contains("second"), "the new version answers: {body}");
     s.op.stop().await;
 }

@@ -115,18 +115,3 @@ pub fn shard_args(store: &str, cache: &Path, shard_id: &str, extra: &[&str]) -> 
     v.extend(extra.iter().map(|s| s.to_string()));
     v
 }
-
-/// Reads one sample from a Prometheus text exposition (`name{labels} value`).
-pub async fn metric(url: &str, series: &str) -> f64 {
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
