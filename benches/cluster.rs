@@ -39,6 +39,15 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
+/// Time of one POST of `body` to `url`, response read in full; a non-2xx is a bench failure.
+async fn timed_post(client: &reqwest::Client, url: &str, body: &impl serde::Serialize) -> Duration {
+    let t = Instant::now();
+    let r = client.post(url).json(body).send().await.unwrap();
+    assert!(r.status().is_success(), "{url}: {}", r.status());
+    r.bytes().await.unwrap();
+    t.elapsed()
+}
+
 async fn publish_dirs(store: &Store, id: &str, prefixes: &[&str], vectors: bool) -> u64 {
     let work = tempfile::tempdir().unwrap();
     gather(&registry_crates(prefixes), &work.path().join("src"));
@@ -193,16 +202,7 @@ async fn main() {
             let t = Instant::now();
             loaded.engine.search(&req).await.unwrap();
             direct.push(t.elapsed());
-            let t = Instant::now();
-            let r = client
-                .post(format!("{}/v1/indexes/large/search", shard.url()))
-                .json(&req)
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success());
-            r.bytes().await.unwrap();
-            http.push(t.elapsed());
+            http.push(timed_post(&client, &format!("{}/v1/indexes/large/search", shard.url()), &req).await);
         }
     }
     let (d, h) = (stats(&mut direct), stats(&mut http));
@@ -231,28 +231,8 @@ async fn main() {
     for _ in 0..rounds {
         for q in QUERIES {
             let body = json!({"query": q, "mode": "bm25"});
-            let t = Instant::now();
-            client
-                .post(format!("{}/v1/indexes/large/search", shard.url()))
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
-            via_shard.push(t.elapsed());
-            let t = Instant::now();
-            client
-                .post(format!("{}/v1/indexes/large/search", router.url()))
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
-            via_router.push(t.elapsed());
+            via_shard.push(timed_post(&client, &format!("{}/v1/indexes/large/search", shard.url()), &body).await);
+            via_router.push(timed_post(&client, &format!("{}/v1/indexes/large/search", router.url()), &body).await);
         }
     }
     let (s, r) = (stats(&mut via_shard), stats(&mut via_router));
@@ -342,29 +322,12 @@ async fn main() {
             .unwrap();
         }
         let body = json!({"query": "graph neighbors iterator", "indexes": ids, "deadline_ms": 30000});
+        let url = format!("{}/v1/search", router.url());
         // Warm: every index hot.
-        client
-            .post(format!("{}/v1/search", router.url()))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        timed_post(&client, &url, &body).await;
         let mut samples = Vec::new();
         for _ in 0..20 {
-            let t = Instant::now();
-            client
-                .post(format!("{}/v1/search", router.url()))
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
-            samples.push(t.elapsed());
+            samples.push(timed_post(&client, &url, &body).await);
         }
         let f = stats(&mut samples);
         println!(
