@@ -51,6 +51,27 @@ if [ "$status" -ne 0 ]; then
   exit "$status"
 fi
 
+# The README's two commands share one build: right after the test build,
+# building the binary may compile our own crates but no dependency (a
+# dependency rebuilt here means dev-dependencies changed the feature set;
+# name the feature in Cargo.toml's feature-unification block).
+rebuilt="$(cargo build --bin trusty-search --message-format=json 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and not m.get("fresh") and not m["package_id"].startswith("path+file://"):
+        print(m["package_id"])
+')"
+if [ -n "$rebuilt" ]; then
+  echo "cargo build after cargo test rebuilt dependencies (feature sets differ):"
+  echo "$rebuilt" | head -20
+  exit 1
+fi
+echo "feature sets unified: the binary build after the tests compiled no dependency"
+
+# The image's builder stage, replayed on exactly its Docker build context.
+python3 scripts/check-image-context.py
+
 if [ -x scripts/check-chart.sh ]; then
   scripts/check-chart.sh
 fi

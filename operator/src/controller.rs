@@ -610,8 +610,9 @@ async fn serve_step(
 ) -> Result<(), RouterError> {
     let generation = index.metadata.generation;
     let spec = &index.spec;
-    ctx.router.register(id, spec.replicas).await?;
-    if !status::condition_is(st, condition::PUBLISHED, true) {
+    let first = !status::condition_is(st, condition::PUBLISHED, true);
+    ctx.router.register(id, spec.replicas, first || new_version).await?;
+    if first {
         ctx.event(
             index,
             EventType::Normal,

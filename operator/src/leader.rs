@@ -157,7 +157,17 @@ impl LeaderElector {
         let mut task: Option<tokio::task::JoinHandle<()>> = None;
         let mut last_renew = tokio::time::Instant::now();
         loop {
-            let state = self.try_acquire_or_renew().await;
+            // A hung API connection must not keep an old leader reconciling:
+            // each round gets a third of the lease, then counts as failed.
+            let state = match tokio::time::timeout(retry, self.try_acquire_or_renew()).await {
+                Ok(state) => state,
+                Err(_) => Err(kube::Error::Service(
+                    format!("lease round took longer than {retry:?}").into(),
+                )),
+            };
+            if state.is_ok() {
+                metrics.note_election_round();
+            }
             match state {
                 Ok(LeaseState::Leading) => {
                     last_renew = tokio::time::Instant::now();

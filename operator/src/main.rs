@@ -1,5 +1,5 @@
 //! `trusty-operator`: runs the Index controller under Lease leader election
-//! and serves `/metrics` and `/healthz`.
+//! and serves `/metrics`, `/healthz` and `/readyz`.
 
 use clap::{Parser, ValueEnum};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -45,7 +45,7 @@ struct Args {
     /// Watch only this namespace (all namespaces when absent).
     #[arg(long, env = "TRUSTY_NAMESPACE")]
     namespace: Option<String>,
-    /// Address of /metrics and /healthz.
+    /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "TRUSTY_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
     /// Log output format.
@@ -129,7 +129,9 @@ async fn main() -> ExitCode {
     };
 
     let metrics = Arc::new(Metrics::new());
-    let metrics_srv = tokio::spawn(metrics::serve(args.listen, metrics.clone()));
+    // Ready while election rounds (every third of the lease) keep reaching the API server.
+    let lease = Duration::from_secs(args.lease_seconds.max(3));
+    let metrics_srv = tokio::spawn(metrics::serve(args.listen, metrics.clone(), lease * 2));
 
     let identity = args.identity.clone().unwrap_or_else(|| {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "trusty-operator".into());
@@ -148,7 +150,7 @@ async fn main() -> ExitCode {
         Api::<Lease>::namespaced(client, &args.lease_namespace),
         &args.lease_name,
         &identity,
-        Duration::from_secs(args.lease_seconds.max(3)),
+        lease,
     );
     tracing::info!(%identity, router = %args.router_url, namespace = ?args.namespace, "starting");
     let namespace = args.namespace.clone();

@@ -1,4 +1,8 @@
-//! Prometheus metrics and the `/metrics` + `/healthz` endpoint.
+//! Prometheus metrics and the `/metrics`, `/healthz` and `/readyz` endpoint.
+//!
+//! Ready means the operator can do its job: the process only serves after it
+//! reached the API server and found the CRD, and it stays ready while its
+//! leader-election rounds keep reaching the API server, as leader or standby.
 //!
 //! Labels are bounded (outcome, failure reason): index names never become
 //! label values, so cardinality does not grow with the number of Indexes.
@@ -7,6 +11,7 @@ use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, rou
 use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -15,6 +20,8 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     pub failures: IntCounterVec,
     pub leader: IntGauge,
+    /// Unix time of the last leader-election round that reached the API server.
+    pub election_round: IntGauge,
 }
 
 impl Default for Metrics {
@@ -52,11 +59,17 @@ impl Metrics {
         .expect("valid metric");
         let leader = IntGauge::new("trusty_operator_leader", "1 while this replica holds the leader lease")
             .expect("valid metric");
+        let election_round = IntGauge::new(
+            "trusty_operator_election_round_timestamp_seconds",
+            "Unix time of the last leader-election round that reached the API server",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_duration.clone()),
             Box::new(failures.clone()),
             Box::new(leader.clone()),
+            Box::new(election_round.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -66,7 +79,24 @@ impl Metrics {
             reconcile_duration,
             failures,
             leader,
+            election_round,
         }
+    }
+
+    /// Records a leader-election round that reached the API server.
+    pub fn note_election_round(&self) {
+        self.election_round.set(unix_now() as i64);
+    }
+
+    /// Why the operator is not ready, if it is not: no election round has
+    /// reached the API server within `window`.
+    pub fn not_ready(&self, window: Duration) -> Option<String> {
+        let last = self.election_round.get();
+        if last == 0 {
+            return Some("no leader-election round has reached the API server yet".into());
+        }
+        let age = unix_now().saturating_sub(last as u64);
+        (age > window.as_secs()).then(|| format!("no leader-election round has reached the API server for {age}s"))
     }
 
     pub fn render(&self) -> String {
@@ -78,26 +108,50 @@ impl Metrics {
     }
 }
 
-pub fn router(metrics: Arc<Metrics>) -> Router {
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[derive(Clone)]
+struct Endpoint {
+    metrics: Arc<Metrics>,
+    ready_window: Duration,
+}
+
+/// The probe and metrics routes; `ready_window` is how long the operator
+/// stays ready without an election round reaching the API server.
+pub fn router(metrics: Arc<Metrics>, ready_window: Duration) -> Router {
     Router::new()
         .route("/metrics", get(serve_metrics))
         .route("/healthz", get(|| async { "ok" }))
-        .with_state(metrics)
+        .route("/readyz", get(serve_readyz))
+        .with_state(Endpoint { metrics, ready_window })
 }
 
-async fn serve_metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+async fn serve_readyz(State(e): State<Endpoint>) -> impl IntoResponse {
+    match e.metrics.not_ready(e.ready_window) {
+        None if e.metrics.leader.get() == 1 => (StatusCode::OK, "ready: leader".to_string()),
+        None => (StatusCode::OK, "ready: standby".to_string()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+    }
+}
+
+async fn serve_metrics(State(e): State<Endpoint>) -> impl IntoResponse {
     (
         StatusCode::OK,
         [("content-type", "text/plain; version=0.0.4")],
-        m.render(),
+        e.metrics.render(),
     )
 }
 
-/// Serves `/metrics` and `/healthz` until the process exits.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+/// Serves `/metrics`, `/healthz` and `/readyz` until the process exits.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, ready_window: Duration) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving /metrics and /healthz");
-    axum::serve(listener, router(metrics)).await
+    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    axum::serve(listener, router(metrics, ready_window)).await
 }
 
 #[cfg(test)]
@@ -142,7 +196,8 @@ mod tests {
         m.leader.set(1);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router(m)).await });
+        let probe = m.clone();
+        tokio::spawn(async move { axum::serve(listener, router(m, Duration::from_secs(45))).await });
         let body = reqwest::get(format!("http://{addr}/metrics"))
             .await
             .unwrap()
@@ -158,5 +213,19 @@ mod tests {
         assert!(body.contains("trusty_operator_leader 1"));
         let health = reqwest::get(format!("http://{addr}/healthz")).await.unwrap();
         assert_eq!(health.status(), 200);
+
+        // Ready once an election round reached the API server, stale after the window.
+        let ready = |addr| async move { reqwest::get(format!("http://{addr}/readyz")).await.unwrap() };
+        let r = ready(addr).await;
+        assert_eq!(r.status(), 503);
+        assert!(r.text().await.unwrap().contains("yet"));
+        probe.note_election_round();
+        let r = ready(addr).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), "ready: leader");
+        probe.election_round.set(unix_now() as i64 - 600);
+        let r = ready(addr).await;
+        assert_eq!(r.status(), 503);
+        assert!(r.text().await.unwrap().contains("for 6"), "stale by ten minutes");
     }
 }

@@ -81,11 +81,15 @@ impl RouterClient {
         }
     }
 
-    /// Registers the index with `replicas` owners. 200, 201 and 409 (already
-    /// registered) all mean the cluster knows the index.
-    pub async fn register(&self, id: &IndexId, replicas: i32) -> Result<(), RouterError> {
+    /// Registers the index with `replicas` owners; `preload` asks the owners
+    /// to warm it now (only worth it when it is new or has a new version:
+    /// re-registering on every resync must not reload what was evicted).
+    /// 200, 201 and 409 (already registered) all mean the cluster knows the index.
+    pub async fn register(&self, id: &IndexId, replicas: i32, preload: bool) -> Result<(), RouterError> {
         let url = format!("{}/v1/admin/indexes/{id}", self.base);
-        let rb = self.admin(self.http.post(&url)).json(&json!({ "replicas": replicas }));
+        let rb = self
+            .admin(self.http.post(&url))
+            .json(&json!({ "replicas": replicas, "preload": preload }));
         let resp = self.send(&url, rb).await?;
         match resp.status().as_u16() {
             200..=299 | 409 => Ok(()),

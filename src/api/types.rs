@@ -40,6 +40,24 @@ impl SearchMode {
     }
 }
 
+/// How search results are grouped. `file` ranks files (issue text, stack
+/// traces and names count as file-level evidence), each with its best chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupBy {
+    File,
+}
+
+impl std::str::FromStr for GroupBy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "file" => Ok(GroupBy::File),
+            other => Err(format!("unknown group_by {other:?} (expected file)")),
+        }
+    }
+}
+
 /// Structured filters; the same can be written inline in the query
 /// (`lang:rust path:src/** sym:parse`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -57,6 +75,9 @@ pub struct Filters {
 
 pub const DEFAULT_TOP_K: usize = 10;
 pub const MAX_TOP_K: usize = 200;
+/// Longest accepted query: a whole pasted issue or log. The engine decides
+/// how much of it to use (distinct terms, extracted names and paths are capped).
+pub const MAX_QUERY_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +89,9 @@ pub struct SearchRequest {
     pub top_k: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Filters>,
+    /// `file`: rank files instead of chunks (answers in `files`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<GroupBy>,
 }
 
 impl SearchRequest {
@@ -77,6 +101,7 @@ impl SearchRequest {
             mode: SearchMode::Hybrid,
             top_k: None,
             filters: None,
+            group_by: None,
         }
     }
 
@@ -89,8 +114,8 @@ impl SearchRequest {
         if self.query.trim().is_empty() {
             return Err("query must not be empty".into());
         }
-        if self.query.len() > 4096 {
-            return Err("query must be at most 4096 bytes".into());
+        if self.query.len() > MAX_QUERY_BYTES {
+            return Err(format!("query must be at most {MAX_QUERY_BYTES} bytes"));
         }
         if let Some(k) = self.top_k {
             if k == 0 || k > MAX_TOP_K {
@@ -151,9 +176,26 @@ pub struct SearchResponse {
     pub took_ms: f64,
     pub mode: SearchMode,
     pub hits: Vec<Hit>,
+    /// With `group_by: file`: ranked files (then `hits` is empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileHit>,
     /// Arms the mode asked for that this index cannot serve (e.g. `vector` on a lexical-only index).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unavailable_arms: Vec<String>,
+}
+
+/// A ranked file and the chunks that put it there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct FileHit {
+    pub path: String,
+    pub language: String,
+    pub score: f32,
+    /// Its best-matching chunks, best first (may be empty when only its path
+    /// or a stack frame pointed at it).
+    pub chunks: Vec<Hit>,
+    /// Set by cross-index search so merged files say where they came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_id: Option<String>,
 }
 
 /// Many or all indexes at once; per-index failures do not fail the whole request.
@@ -170,9 +212,12 @@ pub struct MultiSearchRequest {
     /// Indexes to search; all known indexes when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub indexes: Option<Vec<String>>,
-    /// Per-index deadline in milliseconds.
+    /// Deadline of the whole request in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
+    /// `file`: rank files instead of chunks (answers in `files`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<GroupBy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -186,6 +231,9 @@ pub struct IndexFailure {
 pub struct MultiSearchResponse {
     pub took_ms: f64,
     pub hits: Vec<Hit>,
+    /// With `group_by: file`: ranked files of every index searched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileHit>,
     pub searched: Vec<String>,
     /// Indexes not searched within the deadline (still loading, or too slow).
     pub skipped: Vec<IndexFailure>,

@@ -3,8 +3,13 @@
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 use std::sync::Arc;
-use trusty_search::index::embed::{Embedder, EmbedderConfig, load_embedder};
+use trusty_search::index::embed::{
+    Breaker, Embedder, EmbedderConfig, HttpEmbedder, HttpEmbedderOptions, load_embedder,
+};
 use trusty_search::storage::manifest::EmbedderInfo;
+
+/// After a failed query embedding, how long a shard skips the embeddings service.
+const QUERY_EMBEDDER_COOLDOWN: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum EmbedderChoice {
@@ -66,6 +71,35 @@ impl EmbedderArgs {
                 }
             },
         }
+    }
+
+    /// The query embedder of a shard: like [`Self::load_for_build`], but an
+    /// HTTP embedder gets a short timeout, no retries and a circuit breaker,
+    /// and is not probed at start, so a shard starts and serves lexical
+    /// search while the embeddings service is down.
+    pub fn load_for_shard(&self, timeout: std::time::Duration) -> Result<Option<Arc<dyn Embedder>>> {
+        if self.embedder != EmbedderChoice::Http {
+            return self.load_for_build();
+        }
+        let EmbedderConfig::Http {
+            url, model, api_key, ..
+        } = self.http_config()?
+        else {
+            unreachable!("http_config builds an HTTP config")
+        };
+        let http = HttpEmbedder::new(HttpEmbedderOptions {
+            url,
+            model,
+            api_key,
+            // A little past the engine's own deadline, so the engine's timeout
+            // (which degrades the query) fires first and the request is then
+            // abandoned rather than left holding a blocking thread.
+            timeout: timeout + std::time::Duration::from_secs(1),
+            max_retries: 0,
+            ..HttpEmbedderOptions::default()
+        })
+        .context("configuring the embeddings server")?;
+        Ok(Some(Arc::new(Breaker::new(Arc::new(http), QUERY_EMBEDDER_COOLDOWN))))
     }
 
     /// The query embedder for an index built with `info`: `auto` picks the

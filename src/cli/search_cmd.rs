@@ -5,8 +5,9 @@ use super::embedder_args::EmbedderArgs;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use trusty_search::IndexId;
-use trusty_search::api::{Filters, SearchMode, SearchRequest, SearchResponse, SymbolRelation};
+use trusty_search::api::{Filters, GroupBy, SearchMode, SearchRequest, SearchResponse, SymbolRelation};
 use trusty_search::search::engine::Engine;
+use trusty_search::search::files::FileRankParams;
 use trusty_search::storage::open::{fetch_version, read_current};
 use trusty_search::storage::store::Store;
 
@@ -37,11 +38,23 @@ pub struct SearchArgs {
     /// Restrict to paths matching a glob (repeatable); same as `path:`.
     #[arg(long = "path")]
     pub paths: Vec<String>,
+    /// Rank files instead of chunks (`group_by: file`): for "where is this
+    /// handled?" and pasted issues or stack traces.
+    #[arg(long)]
+    pub files: bool,
+    /// With --files: set a file-ranking weight or prior, e.g. `test_prior=1`
+    /// (repeatable; names in `FileRankParams`). For evaluation sweeps.
+    #[arg(long = "file-param", requires = "files")]
+    pub file_params: Vec<String>,
     /// Print the JSON response.
     #[arg(long)]
     pub json: bool,
+    /// Read the query from this file (a pasted issue or log) instead of the argument.
+    #[arg(long, conflicts_with = "query")]
+    pub query_file: Option<PathBuf>,
     /// Free text, with optional `lang:`, `path:` and `sym:` filters.
-    pub query: String,
+    #[arg(required_unless_present = "query_file")]
+    pub query: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -78,25 +91,59 @@ async fn open_engine(t: &StoreArgs) -> Result<Engine> {
 }
 
 pub async fn run_search(args: SearchArgs) -> Result<()> {
-    let engine = open_engine(&args.target).await?;
+    let mut engine = open_engine(&args.target).await?;
+    let mut params = FileRankParams::default();
+    for p in &args.file_params {
+        params.set(p).map_err(anyhow::Error::msg)?;
+    }
+    engine.set_file_params(params);
     let filters = (!args.languages.is_empty() || !args.paths.is_empty()).then(|| Filters {
         languages: args.languages.clone(),
         paths: args.paths.clone(),
         symbols: vec![],
     });
+    let query = match (&args.query_file, &args.query) {
+        (Some(path), _) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading the query from {}", path.display()))?
+        }
+        (None, Some(q)) => q.clone(),
+        (None, None) => anyhow::bail!("give a query or --query-file"),
+    };
     let req = SearchRequest {
-        query: args.query.clone(),
+        query,
         mode: args.mode,
         top_k: Some(args.top_k),
         filters,
+        group_by: args.files.then_some(GroupBy::File),
     };
     let resp = engine.search(&req).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&resp)?);
+    } else if args.files {
+        print_files(&resp);
     } else {
         print_hits(&resp);
     }
     Ok(())
+}
+
+/// Ranked files with the line ranges of their best chunks.
+pub fn print_files(resp: &SearchResponse) {
+    println!(
+        "{} @ {} — {} files in {:.1} ms",
+        resp.index_id,
+        resp.version,
+        resp.files.len(),
+        resp.took_ms
+    );
+    for (i, f) in resp.files.iter().enumerate() {
+        let ranges: Vec<String> = f
+            .chunks
+            .iter()
+            .map(|c| format!("{}-{} {}", c.start_line, c.end_line, c.symbol.as_deref().unwrap_or("-")))
+            .collect();
+        println!("{:>2}. {}  [{:.4}]  {}", i + 1, f.path, f.score, ranges.join(", "));
+    }
 }
 
 pub fn print_hits(resp: &SearchResponse) {

@@ -15,7 +15,7 @@ pub struct ShardArgs {
 pub async fn run(args: ShardArgs) -> Result<()> {
     // The query embedder must match what indexes were built with; `auto`
     // loads MiniLM when its weights are present.
-    let embedder = args.embedder.load_for_build()?;
+    let embedder = args.embedder.load_for_shard(args.config.embed_timeout)?;
     let handle = trusty_search::shard::server::start(args.config, embedder).await?;
     println!("shard listening on {}", handle.url());
     handle.wait().await?;

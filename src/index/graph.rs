@@ -262,6 +262,40 @@ impl CodeGraph {
         self.graph.edge_count()
     }
 
+    /// Approximate heap bytes: nodes with their strings, edges, and the
+    /// lookup tables built on load (names, chunk and path maps, call counts).
+    pub fn heap_bytes(&self) -> u64 {
+        const ENTRY: usize = 48; // hash-map slot plus key/value headers
+        let nodes: usize = self
+            .graph
+            .node_weights()
+            .map(|n| {
+                std::mem::size_of::<NodeKind>()
+                    + match n {
+                        NodeKind::File { path, .. } => path.len(),
+                        NodeKind::Symbol(s) => {
+                            s.name.len()
+                                + s.path.len()
+                                + s.parent.as_ref().map_or(0, String::len)
+                                + s.more_chunks.len() * 4
+                        }
+                        NodeKind::External { name } => name.len(),
+                    }
+            })
+            .sum();
+        let edges = self.graph.edge_count() * 24;
+        let names: usize = self
+            .names
+            .iter()
+            .map(|n| n.lower.len() * 2 + n.parts.iter().map(|p| p.len() + 24).sum::<usize>() + n.nodes.len() * 4 + 96)
+            .sum();
+        let by_name: usize = self.by_name.iter().map(|(k, v)| k.len() + v.len() * 4 + ENTRY).sum();
+        let by_lower: usize = self.by_lower.keys().map(|k| k.len() + ENTRY).sum();
+        let by_path: usize = self.by_path.keys().map(|k| k.len() + ENTRY).sum();
+        let by_chunk = self.by_chunk.len() * ENTRY;
+        (nodes + edges + names + by_name + by_lower + by_path + by_chunk + self.calls_in.len() * 4) as u64
+    }
+
     /// The underlying petgraph graph, for callers that want their own traversal.
     pub fn graph(&self) -> &DiGraph<NodeKind, EdgeKind> {
         &self.graph

@@ -9,7 +9,7 @@
 
 use super::client::BackendError;
 use crate::api::{
-    Arms, Hit, IndexFailure, IndexList, IndexStatus, MultiSearchResponse, SearchResponse, ShardIndexStatus,
+    Arms, FileHit, Hit, IndexFailure, IndexList, IndexStatus, MultiSearchResponse, SearchResponse, ShardIndexStatus,
     SymbolRelation, SymbolResponse,
 };
 use std::fmt::Write;
@@ -37,13 +37,36 @@ pub fn search_text(resp: &SearchResponse) -> String {
             resp.unavailable_arms.join(", ")
         );
     }
-    if resp.hits.is_empty() {
+    if resp.hits.is_empty() && resp.files.is_empty() {
         out.push_str("no hits; try other words, mode bm25 for exact identifiers, or fewer filters\n");
     }
     for (i, hit) in resp.hits.iter().enumerate() {
         push_hit(&mut out, i + 1, hit);
     }
+    for (i, file) in resp.files.iter().enumerate() {
+        push_file(&mut out, i + 1, file);
+    }
     out
+}
+
+/// A ranked file: its path and score, then the line ranges of its best chunks.
+fn push_file(out: &mut String, n: usize, file: &FileHit) {
+    let index = file.index_id.as_deref().map(|i| format!("[{i}] ")).unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{n}. {index}{}  ({})  score {:.3}",
+        file.path, file.language, file.score
+    );
+    for c in &file.chunks {
+        let _ = writeln!(
+            out,
+            "   {}-{}  {} ({})",
+            c.start_line,
+            c.end_line,
+            c.symbol.as_deref().unwrap_or("-"),
+            c.kind
+        );
+    }
 }
 
 /// A search over many indexes, with the ones that were skipped or failed.
@@ -61,13 +84,20 @@ pub fn multi_search_text(resp: &MultiSearchResponse) -> String {
         plural(resp.hits.len()),
         resp.took_ms
     );
-    push_failures(&mut out, "skipped (not searched in time)", &resp.skipped);
+    push_failures(
+        &mut out,
+        "skipped (cold, loading or past the deadline; they warm up, retry later)",
+        &resp.skipped,
+    );
     push_failures(&mut out, "failed", &resp.failed);
-    if resp.hits.is_empty() {
+    if resp.hits.is_empty() && resp.files.is_empty() {
         out.push_str("no hits\n");
     }
     for (i, hit) in resp.hits.iter().enumerate() {
         push_hit(&mut out, i + 1, hit);
+    }
+    for (i, file) in resp.files.iter().enumerate() {
+        push_file(&mut out, i + 1, file);
     }
     out
 }
@@ -300,6 +330,7 @@ mod tests {
                 Some("load_config"),
                 "pub fn load_config(path: &str) -> Config {\n    parse(path)\n}\n",
             )],
+            files: vec![],
             unavailable_arms: vec!["vector".into()],
         };
         let text = search_text(&resp);
@@ -332,6 +363,7 @@ mod tests {
             took_ms: 1.0,
             mode: SearchMode::Bm25,
             hits: vec![hit(None, &snippet), hit(Some("f"), &long_line)],
+            files: vec![],
             unavailable_arms: vec![],
         };
         let text = search_text(&resp);
@@ -350,6 +382,7 @@ mod tests {
             took_ms: 1.0,
             mode: SearchMode::Hybrid,
             hits: vec![],
+            files: vec![],
             unavailable_arms: vec![],
         };
         assert!(search_text(&resp).contains("0 hits"));
@@ -363,6 +396,7 @@ mod tests {
         let resp = MultiSearchResponse {
             took_ms: 9.0,
             hits: vec![h],
+            files: vec![],
             searched: vec!["demo".into(), "other".into()],
             skipped: vec![IndexFailure {
                 index_id: "cold".into(),
@@ -378,7 +412,7 @@ mod tests {
         let text = multi_search_text(&resp);
         assert!(text.starts_with("searched 2 indexes (demo, other) · 1 hit"), "{text}");
         assert!(
-            text.contains("skipped (not searched in time):\n- cold: index_loading (retryable: true)"),
+            text.contains("skipped (cold, loading or past the deadline; they warm up, retry later):\n- cold: index_loading (retryable: true)"),
             "{text}"
         );
         assert!(

@@ -60,6 +60,7 @@ async fn fake_search(State(seen): State<Shared>, Path(id): Path<String>, Json(re
             took_ms: 1.5,
             mode: req.mode,
             hits: vec![demo_hit()],
+            files: vec![],
             unavailable_arms: vec![],
         })
         .into_response(),
@@ -83,6 +84,7 @@ async fn fake_multi(State(seen): State<Shared>, Json(req): Json<MultiSearchReque
     Json(MultiSearchResponse {
         took_ms: 2.0,
         hits: vec![hit],
+        files: vec![],
         searched: req.indexes.unwrap_or_else(|| vec!["demo".into()]),
         skipped: vec![],
         failed: vec![],

@@ -12,8 +12,8 @@
 use super::client::{BackendError, McpBackend};
 use super::format;
 use crate::api::{
-    Filters, IndexList, IndexStatus, MAX_TOP_K, MultiSearchRequest, MultiSearchResponse, SearchMode, SearchRequest,
-    SearchResponse, SymbolRelation, SymbolResponse,
+    Filters, GroupBy, IndexList, IndexStatus, MAX_TOP_K, MultiSearchRequest, MultiSearchResponse, SearchMode,
+    SearchRequest, SearchResponse, SymbolRelation, SymbolResponse,
 };
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -44,7 +44,8 @@ pub const MAX_DEPTH: u32 = 5;
 const INSTRUCTIONS: &str = "Code search over indexed repositories. Start with `list_indexes` to learn the index ids. \
 `search` ranks code chunks in one index (mode hybrid by default; bm25 is best for exact identifiers, vector for \
 concepts); the query may carry inline filters `lang:rust path:src/** sym:name`. `search_all` searches several or all \
-indexes. `find_definition`, `find_references` and `call_graph` navigate the code graph by exact symbol name. Results \
+indexes. With `group_by: \"file\"` both rank files instead of chunks: use it for \"where is this handled?\" and to \
+paste a whole issue, error message or stack trace as the query. `find_definition`, `find_references` and `call_graph` navigate the code graph by exact symbol name. Results \
 give path:start-end so you can open the file. Errors state `retryable: true|false`; when true, wait \
 `retry_after_secs` (if given) and call again.";
 
@@ -69,6 +70,11 @@ pub struct SearchParams {
     /// Only hits whose repository-relative path matches this glob (e.g. `src/**/*.rs`).
     #[serde(default)]
     pub path: Option<String>,
+    /// `file`: rank files instead of chunks, each with its best line ranges.
+    /// Best for "where is this handled?" and for pasting a whole issue or
+    /// stack trace as the query.
+    #[serde(default)]
+    pub group_by: Option<GroupBy>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
@@ -85,6 +91,9 @@ pub struct SearchAllParams {
     #[serde(default)]
     #[schemars(range(min = 1, max = 200))]
     pub top_k: Option<usize>,
+    /// `file`: rank files instead of chunks, as for `search`.
+    #[serde(default)]
+    pub group_by: Option<GroupBy>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
@@ -184,6 +193,7 @@ impl SearchTools {
             mode: p.mode.unwrap_or_default(),
             top_k: p.top_k,
             filters: (filters != Filters::default()).then_some(filters),
+            group_by: p.group_by,
         };
         respond(self.backend.search(p.index.trim(), &req).await, format::search_text)
     }
@@ -207,6 +217,7 @@ impl SearchTools {
                 .indexes
                 .map(|ids| ids.into_iter().map(|s| s.trim().to_string()).collect()),
             deadline_ms: None,
+            group_by: p.group_by,
         };
         respond(self.backend.search_all(&req).await, format::multi_search_text)
     }

@@ -42,6 +42,13 @@ pub struct RouterConfig {
     /// Concurrent per-index searches in a cross-index search.
     #[arg(long, env = "TRUSTY_FANOUT_CONCURRENCY", default_value_t = 16)]
     pub fanout_concurrency: usize,
+    /// Most indexes one cross-index search may name or imply.
+    #[arg(long, env = "TRUSTY_MAX_FANOUT_INDEXES", default_value_t = 256)]
+    pub max_fanout_indexes: usize,
+    /// After shards join or leave, how long the previous owners keep serving
+    /// an index while its new owners warm it.
+    #[arg(long, env = "TRUSTY_HANDOFF_GRACE", default_value = "5m", value_parser = parse_duration)]
+    pub handoff_grace: Duration,
     /// Requests served at once; more are answered 503.
     #[arg(long, env = "TRUSTY_MAX_CONCURRENCY", default_value_t = 1024)]
     pub max_concurrency: usize,
@@ -66,6 +73,8 @@ impl RouterConfig {
             eject_for: Duration::from_secs(3),
             load_slack: 0.25,
             fanout_concurrency: 16,
+            max_fanout_indexes: 256,
+            handoff_grace: Duration::from_secs(300),
             max_concurrency: 1024,
             request_timeout: Duration::from_secs(60),
         }

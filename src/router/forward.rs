@@ -2,22 +2,33 @@
 //!
 //! Placement runs over the *healthy* members, so an ejected shard's indexes
 //! fall to their next HRW owner. Among the owners, bounded load picks the
-//! first whose in-flight count is near the mean. A failure worth retrying —
-//! the shard unreachable, overloaded or erroring, or the index still loading
-//! or failed there — is retried once on the next owner. A `503 loading` is
-//! passed through (with `Retry-After`) only when that next owner could not
-//! answer either.
+//! first whose in-flight count is near the mean, and an owner that just said
+//! the index is cold there goes after the others. While ownership is moving
+//! (a shard joined or left in the last `handoff_grace`), the previous owners
+//! follow the current ones: they are likely still hot.
+//!
+//! Every owner is first asked not to wait for a cold index (it starts
+//! loading and answers `index_cold` at once), so a cold owner never holds a
+//! request that a hot replica could answer. Only when no owner is hot does
+//! the request wait, on the first owner that started loading: one restore
+//! per cold index, not one per replica. An index-level
+//! answer (cold, loading, failed, over budget) moves on to the next owner,
+//! never to a non-owner: loading the index there would only add a copy. A
+//! shard-level failure (unreachable, internal error, shedding load) may also
+//! try the next shard past the owners.
 
 use super::config::RouterConfig;
 use super::health::Health;
 use super::membership::{Members, ShardEndpoint};
 use super::ring;
 use crate::api::{ApiError, ErrorBody};
+use crate::server::params::{FANOUT_HEADER, NO_WAIT_HEADER};
 use crate::telemetry::metrics::{ROUTER_AFFINITY, ROUTER_RETRIES};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// A shard's answer, passed through to the client.
 #[derive(Debug, Clone)]
@@ -57,32 +68,105 @@ pub struct RouterState {
     pub members: Members,
     pub health: Arc<Health>,
     pub client: reqwest::Client,
+    /// The member set before the last change, while indexes hand off to new owners.
+    pub previous: parking_lot::Mutex<Option<PreviousMembers>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PreviousMembers {
+    pub members: Vec<ShardEndpoint>,
+    pub until: Instant,
+}
+
+/// Why a shard is a candidate for an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// One of the top-R HRW shards among healthy members.
+    Owner,
+    /// An owner under the previous member set, still serving during a hand-off.
+    Previous,
+    /// The next shard past the owners: only for shard-level failures.
+    Failover,
+}
+
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub shard: ShardEndpoint,
+    pub role: Role,
+    /// Label of the affinity metric: HRW rank among owners, or "spill".
+    pub label: &'static str,
+}
+
+/// How patient a forwarded request is with a cold index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patience {
+    /// Ask every owner without waiting, then wait on the one restoring it.
+    Serve,
+    /// Never wait: a fan-out reports cold indexes as skipped.
+    FanOut,
+}
+
+/// What went wrong on one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trouble {
+    /// The index is cold, loading, failed or refused there: try another owner.
+    Index,
+    /// The shard is shedding load or slow: another owner may answer, but a
+    /// non-owner would only add a cold load to a busy cluster.
+    Busy,
+    /// The shard could not answer at all: any next candidate may.
+    Broken,
 }
 
 enum Attempt {
     Done(Upstream),
-    /// Worth trying the next owner; the answer (if any) is kept for pass-through.
-    Retry(Option<Upstream>, String),
+    /// Worth trying the next candidate; the answer (if any) is kept for pass-through.
+    Retry(Option<Upstream>, String, Trouble),
 }
 
+const INDEX_LEVEL: &[&str] = &[
+    "index_loading",
+    "index_cold",
+    "index_restore_failed",
+    "over_budget",
+    "store_unavailable",
+];
+
 impl RouterState {
+    pub fn new(cfg: RouterConfig, members: Members, health: Arc<Health>, client: reqwest::Client) -> RouterState {
+        RouterState {
+            cfg,
+            members,
+            health,
+            client,
+            previous: parking_lot::Mutex::new(None),
+        }
+    }
+
     pub fn members(&self) -> Vec<ShardEndpoint> {
         self.members.borrow().clone()
     }
 
     /// Owners of `index_id` over all members (healthy or not), for status reports.
     pub fn owners(&self, index_id: &str) -> Vec<ShardEndpoint> {
-        let members = self.members();
-        let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
-        ring::rank(index_id, &names)
-            .into_iter()
-            .take(self.cfg.replicas.max(1))
-            .filter_map(|n| members.iter().find(|m| m.name == *n).cloned())
-            .collect()
+        owners_among(index_id, &self.members(), self.cfg.replicas)
     }
 
-    /// Candidates in the order they will be tried, with their HRW rank among healthy members.
-    pub fn candidates(&self, index_id: &str) -> Vec<(usize, ShardEndpoint)> {
+    /// The previous member set, while a hand-off is under way.
+    fn previous_members(&self) -> Option<Vec<ShardEndpoint>> {
+        let mut prev = self.previous.lock();
+        match prev.as_ref() {
+            Some(p) if Instant::now() < p.until => Some(p.members.clone()),
+            Some(_) => {
+                *prev = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Candidates in the order they will be tried.
+    pub fn candidates(&self, index_id: &str) -> Vec<Candidate> {
         let members = self.members();
         let healthy = self.health.healthy(&members);
         let pool: Vec<&ShardEndpoint> = if healthy.is_empty() {
@@ -96,61 +180,132 @@ impl RouterState {
         // resident); the next shard past them is a failover target, never a
         // load-balancing one, since sending it traffic would mean a cold load.
         let owners = ranked.len().min(self.cfg.replicas.max(1));
-        let window = ranked.len().min(owners + 1);
         let loads: Vec<u64> = ranked[..owners].iter().map(|n| self.health.inflight(n)).collect();
         let total: u64 = names.iter().map(|n| self.health.inflight(n)).sum();
         let mean = total as f64 / names.len().max(1) as f64;
         let first = ring::bounded_pick(&loads, mean, self.cfg.load_slack);
         let mut order: Vec<usize> = vec![first];
-        order.extend((0..window).filter(|&i| i != first));
-        order
+        order.extend((0..owners).filter(|&i| i != first));
+        // An owner that just said "cold" goes after the others (stable otherwise).
+        order.sort_by_key(|&i| self.health.seems_cold(ranked[i], index_id));
+        let find = |name: &str| pool.iter().find(|m| m.name == name).map(|m| (*m).clone());
+        let mut out: Vec<Candidate> = order
             .into_iter()
-            .filter_map(|i| pool.iter().find(|m| m.name == ranked[i]).map(|m| (i, (*m).clone())))
-            .collect()
+            .filter_map(|i| {
+                find(ranked[i]).map(|shard| Candidate {
+                    shard,
+                    role: Role::Owner,
+                    label: ["0", "1", "2"].get(i).copied().unwrap_or("spill"),
+                })
+            })
+            .collect();
+        if let Some(previous) = self.previous_members() {
+            for p in owners_among(index_id, &previous, self.cfg.replicas) {
+                if out.iter().all(|c| c.shard.name != p.name) {
+                    if let Some(shard) = find(&p.name) {
+                        out.push(Candidate {
+                            shard,
+                            role: Role::Previous,
+                            label: "spill",
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(next) = ranked.get(owners) {
+            if out.iter().all(|c| c.shard.name != *next) {
+                if let Some(shard) = find(next) {
+                    out.push(Candidate {
+                        shard,
+                        role: Role::Failover,
+                        label: "spill",
+                    });
+                }
+            }
+        }
+        out
     }
 
-    /// Forwards a request for `index_id` with at most one retry on the next owner.
+    /// Forwards a request for `index_id`: owners first, with the retries
+    /// described in the module doc.
     pub async fn forward(
         &self,
         index_id: &str,
         method: Method,
         path_and_query: &str,
         body: Option<Bytes>,
-        admin: bool,
+        patience: Patience,
     ) -> Result<Upstream, ApiError> {
         let candidates = self.candidates(index_id);
         if candidates.is_empty() {
             return Err(no_shards());
         }
+        let max_attempts = if candidates.iter().any(|c| c.role == Role::Previous) {
+            3
+        } else {
+            2
+        };
         let mut kept: Option<Upstream> = None;
         let mut last_reason = String::new();
-        for (attempt, (rank, shard)) in candidates.iter().take(2).enumerate() {
-            if attempt > 0 {
-                ROUTER_RETRIES.inc();
-                tracing::debug!(index_id, shard = %shard.name, reason = %last_reason, "retrying on next owner");
+        let mut last_trouble = Trouble::Broken;
+        let mut attempts = 0;
+        // The first owner that answered "cold" or "loading": it is restoring now.
+        let mut warming: Option<&Candidate> = None;
+        for c in &candidates {
+            if attempts == max_attempts {
+                break;
             }
-            let label = if *rank < self.cfg.replicas.max(1) && *rank < 3 {
-                rank.to_string()
-            } else {
-                "spill".into()
+            if c.role == Role::Failover && (attempts == 0 || last_trouble != Trouble::Broken) {
+                continue;
+            }
+            let header = match patience {
+                Patience::FanOut => FANOUT_HEADER,
+                Patience::Serve => NO_WAIT_HEADER,
             };
+            if attempts > 0 {
+                ROUTER_RETRIES.inc();
+                tracing::debug!(index_id, shard = %c.shard.name, reason = %last_reason, "retrying on next owner");
+            }
+            attempts += 1;
             match self
-                .attempt(shard, method.clone(), path_and_query, body.clone(), admin)
+                .attempt(&c.shard, method.clone(), path_and_query, body.clone(), Some(header))
                 .await
             {
                 Attempt::Done(up) => {
-                    ROUTER_AFFINITY.with_label_values(&[&label]).inc();
+                    ROUTER_AFFINITY.with_label_values(&[c.label]).inc();
+                    self.health.note_hot(&c.shard.name, index_id);
                     return Ok(up);
                 }
-                Attempt::Retry(up, reason) => {
+                Attempt::Retry(up, reason, trouble) => {
+                    if trouble == Trouble::Index {
+                        self.health.note_cold(&c.shard.name, index_id);
+                    }
                     last_reason = reason;
+                    last_trouble = trouble;
                     // Prefer passing through a "loading" answer: it tells the client when to come back.
                     let loading = up
                         .as_ref()
-                        .is_some_and(|u| u.error_code().as_deref() == Some("index_loading"));
+                        .is_some_and(|u| matches!(u.error_code().as_deref(), Some("index_loading" | "index_cold")));
+                    if loading && warming.is_none() {
+                        warming = Some(c);
+                    }
                     if kept.is_none() || loading {
                         kept = up.or(kept);
                     }
+                }
+            }
+        }
+        if let (Patience::Serve, Some(c)) = (patience, warming) {
+            ROUTER_RETRIES.inc();
+            match self.attempt(&c.shard, method, path_and_query, body, None).await {
+                Attempt::Done(up) => {
+                    ROUTER_AFFINITY.with_label_values(&[c.label]).inc();
+                    self.health.note_hot(&c.shard.name, index_id);
+                    return Ok(up);
+                }
+                Attempt::Retry(up, reason, _) => {
+                    last_reason = reason;
+                    kept = up.or(kept);
                 }
             }
         }
@@ -172,7 +327,7 @@ impl RouterState {
         method: Method,
         path_and_query: &str,
         body: Option<Bytes>,
-        admin: bool,
+        header: Option<&'static str>,
     ) -> Attempt {
         let _inflight = self.health.begin(&shard.name);
         let mut req = self
@@ -182,16 +337,18 @@ impl RouterState {
         if let Some(b) = body {
             req = req.header(header::CONTENT_TYPE, "application/json").body(b);
         }
-        if admin {
-            if let Some(t) = &self.cfg.admin_token {
-                req = req.bearer_auth(t);
-            }
+        if let Some(h) = header {
+            req = req.header(h, "1");
         }
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
+                // A slow answer is a busy shard, not a broken one.
+                if e.is_timeout() {
+                    return Attempt::Retry(None, format!("{}: {e}", shard.name), Trouble::Busy);
+                }
                 self.health.record_failure(&shard.name, "request failed");
-                return Attempt::Retry(None, format!("{}: {e}", shard.name));
+                return Attempt::Retry(None, format!("{}: {e}", shard.name), Trouble::Broken);
             }
         };
         let status = resp.status();
@@ -200,8 +357,11 @@ impl RouterState {
         let body = match resp.bytes().await {
             Ok(b) => b,
             Err(e) => {
+                if e.is_timeout() {
+                    return Attempt::Retry(None, format!("{}: {e}", shard.name), Trouble::Busy);
+                }
                 self.health.record_failure(&shard.name, "reading response failed");
-                return Attempt::Retry(None, format!("{}: {e}", shard.name));
+                return Attempt::Retry(None, format!("{}: {e}", shard.name), Trouble::Broken);
             }
         };
         let up = Upstream {
@@ -216,18 +376,33 @@ impl RouterState {
             return Attempt::Done(up);
         }
         let code = up.error_code().unwrap_or_default();
-        match code.as_str() {
-            // Index-level conditions: the shard is fine, another owner may do better.
-            "index_loading" | "index_restore_failed" | "store_unavailable" => {
-                self.health.record_success(&shard.name);
-                Attempt::Retry(Some(up), format!("{}: {code}", shard.name))
-            }
-            _ => {
-                self.health.record_failure(&shard.name, "server error");
-                Attempt::Retry(Some(up), format!("{}: HTTP {status} {code}", shard.name))
-            }
+        if INDEX_LEVEL.contains(&code.as_str()) {
+            // The shard is fine; another owner may do better.
+            self.health.record_success(&shard.name);
+            return Attempt::Retry(Some(up), format!("{}: {code}", shard.name), Trouble::Index);
         }
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::GATEWAY_TIMEOUT {
+            // Shedding load or answering late (`overloaded`, `request_timeout`,
+            // `embedder_unavailable`): busy, not broken, so no strike against it.
+            return Attempt::Retry(Some(up), format!("{}: HTTP {status} {code}", shard.name), Trouble::Busy);
+        }
+        self.health.record_failure(&shard.name, "server error");
+        Attempt::Retry(
+            Some(up),
+            format!("{}: HTTP {status} {code}", shard.name),
+            Trouble::Broken,
+        )
     }
+}
+
+/// The top-`replicas` HRW shards of `index_id` among `members`.
+pub fn owners_among(index_id: &str, members: &[ShardEndpoint], replicas: usize) -> Vec<ShardEndpoint> {
+    let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+    ring::rank(index_id, &names)
+        .into_iter()
+        .take(replicas.max(1))
+        .filter_map(|n| members.iter().find(|m| m.name == *n).cloned())
+        .collect()
 }
 
 pub fn no_shards() -> ApiError {

@@ -1,6 +1,14 @@
 //! Shard health: active readiness probes plus passive ejection on request
 //! failures. An ejected shard leaves the placement set (its indexes move to
 //! their next HRW owner) until its cool-down has passed and a probe succeeds.
+//!
+//! Only evidence that a shard is broken counts as a failure: a refused or
+//! reset connection, a failed probe, an internal error. A shard shedding load
+//! (503 `overloaded`, `request_timeout`) or answering slowly is busy, not
+//! broken; ejecting it would move its load to the others and cascade.
+//!
+//! Health also remembers, briefly, which shard said an index was cold there,
+//! so routing tries a replica that may be hot first.
 
 use super::config::RouterConfig;
 use super::membership::{Members, ShardEndpoint};
@@ -23,7 +31,14 @@ pub struct Health {
     shards: RwLock<HashMap<String, ShardHealth>>,
     eject_after: u32,
     eject_for: std::time::Duration,
+    /// (shard, index) pairs recently answered cold or loading, until when.
+    cold: parking_lot::Mutex<lru::LruCache<(String, String), Instant>>,
 }
+
+/// How long a "cold here" answer steers routing to another owner.
+const COLD_HINT_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+/// Most (shard, index) cold hints kept; the oldest go first.
+const COLD_HINTS: usize = 8192;
 
 /// Decrements a shard's in-flight count when a forwarded request ends.
 pub struct InflightGuard(Arc<AtomicU64>);
@@ -40,6 +55,35 @@ impl Health {
             shards: RwLock::new(HashMap::new()),
             eject_after: cfg.eject_after.max(1),
             eject_for: cfg.eject_for,
+            cold: parking_lot::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(COLD_HINTS).expect("non-zero"),
+            )),
+        }
+    }
+
+    /// Notes that `shard` answered cold or loading for `index`.
+    pub fn note_cold(&self, shard: &str, index: &str) {
+        self.cold
+            .lock()
+            .put((shard.to_string(), index.to_string()), Instant::now() + COLD_HINT_FOR);
+    }
+
+    /// Notes that `shard` served `index`.
+    pub fn note_hot(&self, shard: &str, index: &str) {
+        self.cold.lock().pop(&(shard.to_string(), index.to_string()));
+    }
+
+    /// True while `shard` recently said `index` is not hot there.
+    pub fn seems_cold(&self, shard: &str, index: &str) -> bool {
+        let key = (shard.to_string(), index.to_string());
+        let mut cold = self.cold.lock();
+        match cold.peek(&key) {
+            Some(until) if Instant::now() < *until => true,
+            Some(_) => {
+                cold.pop(&key);
+                false
+            }
+            None => false,
         }
     }
 
@@ -153,6 +197,20 @@ mod tests {
         std::thread::sleep(Duration::from_millis(40));
         h.record_success("s0");
         assert!(h.is_healthy("s0"));
+    }
+
+    #[test]
+    fn cold_hints_expire_and_are_bounded() {
+        let h = Health::new(&RouterConfig::local(""));
+        h.note_cold("s0", "a");
+        assert!(h.seems_cold("s0", "a"));
+        assert!(!h.seems_cold("s1", "a"));
+        h.note_hot("s0", "a");
+        assert!(!h.seems_cold("s0", "a"));
+        for i in 0..(COLD_HINTS + 10) {
+            h.note_cold("s0", &format!("i{i}"));
+        }
+        assert_eq!(h.cold.lock().len(), COLD_HINTS);
     }
 
     #[test]

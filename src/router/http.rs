@@ -1,15 +1,15 @@
 //! The router's public API: the same routes and bodies as a shard, answered
 //! by forwarding to owners, aggregating status across them, and fanning out.
 
-use super::forward::{RouterState, Upstream, no_shards};
+use super::forward::{Patience, RouterState, Upstream, no_shards};
 use super::membership::ShardEndpoint;
 use crate::api::{
     ApiError, IndexList, IndexStatus, MultiSearchRequest, MultiSearchResponse, ResidencyState, SearchRequest,
     ShardIndexStatus,
 };
-use crate::search::fanout::{DEFAULT_DEADLINE, MAX_DEADLINE, fan_out};
 use crate::server::auth::require_admin;
-use crate::shard::http::{SymbolParams, parse_id};
+use crate::server::fanout::MultiSearch;
+use crate::server::params::{SymbolParams, parse_id};
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, RawQuery, State};
@@ -52,7 +52,7 @@ async fn search(
         Method::POST,
         &format!("/v1/indexes/{id}/search"),
         Some(bytes),
-        false,
+        Patience::Serve,
     )
     .await
 }
@@ -73,7 +73,7 @@ async fn symbols(
         Method::GET,
         &format!("/v1/indexes/{id}/symbols/{name_enc}{q}"),
         None,
-        false,
+        Patience::Serve,
     )
     .await
 }
@@ -171,7 +171,7 @@ async fn list(State(s): State<AppState>) -> Result<Json<IndexList>, ApiError> {
 }
 
 /// Each shard lists every index in storage; keep the entries from owners.
-async fn all_statuses(s: &RouterState) -> Result<Vec<ShardIndexStatus>, ApiError> {
+pub(crate) async fn all_statuses(s: &RouterState) -> Result<Vec<ShardIndexStatus>, ApiError> {
     let members = s.members();
     let healthy: Vec<ShardEndpoint> = s.health.healthy(&members).into_iter().cloned().collect();
     if healthy.is_empty() {
@@ -199,65 +199,47 @@ async fn all_statuses(s: &RouterState) -> Result<Vec<ShardIndexStatus>, ApiError
     Ok(out)
 }
 
+/// Fans out to each index's owners without ever waiting for a cold one:
+/// cold indexes are warmed in the background on their owners and reported
+/// as skipped, so one request cannot start a restore of everything.
 async fn search_many(
     State(s): State<AppState>,
     body: Result<Json<MultiSearchRequest>, JsonRejection>,
 ) -> Result<Json<MultiSearchResponse>, ApiError> {
     let Json(req) = body?;
-    let single = SearchRequest {
-        query: req.query.clone(),
-        mode: req.mode,
-        top_k: req.top_k,
-        filters: req.filters.clone(),
+    let plan = MultiSearch::parse(req, s.cfg.max_fanout_indexes)?;
+    let all = match plan.named {
+        Some(_) => Vec::new(),
+        None => all_statuses(&s).await?.into_iter().map(|st| st.index_id).collect(),
     };
-    single.validate().map_err(ApiError::bad_request)?;
-    let ids: Vec<String> = match &req.indexes {
-        Some(ids) => {
-            for id in ids {
-                parse_id(id)?;
-            }
-            let mut ids = ids.clone();
-            ids.sort();
-            ids.dedup();
-            ids
-        }
-        None => {
-            let mut ids: Vec<String> = all_statuses(&s).await?.into_iter().map(|st| st.index_id).collect();
-            ids.dedup();
-            ids
-        }
-    };
-    let deadline = req
-        .deadline_ms
-        .map(Duration::from_millis)
-        .unwrap_or(DEFAULT_DEADLINE)
-        .min(MAX_DEADLINE);
-    let body = Bytes::from(serde_json::to_vec(&single).expect("request serialises"));
-    let resp = fan_out(ids, s.cfg.fanout_concurrency, deadline, single.top_k(), |id| {
-        let (s, body) = (s.clone(), body.clone());
-        async move {
-            let up = s
-                .forward(
-                    &id,
-                    Method::POST,
-                    &format!("/v1/indexes/{id}/search"),
-                    Some(body),
-                    false,
-                )
-                .await?;
-            if up.status.is_success() {
-                up.json()
-                    .ok_or_else(|| ApiError::internal(format!("unreadable answer from {}", up.shard)))
-            } else {
-                let mut err = ApiError::new(up.status, "upstream_error", format!("HTTP {}", up.status));
-                if let Some(b) = up.json::<crate::api::ErrorBody>() {
-                    err.body = b;
+    let ids = plan.ids(|| all)?;
+    let body = Bytes::from(serde_json::to_vec(&plan.request).expect("request serialises"));
+    let resp = plan
+        .run(ids, s.cfg.fanout_concurrency, |id| {
+            let (s, body) = (s.clone(), body.clone());
+            async move {
+                let up = s
+                    .forward(
+                        &id,
+                        Method::POST,
+                        &format!("/v1/indexes/{id}/search"),
+                        Some(body),
+                        Patience::FanOut,
+                    )
+                    .await?;
+                if up.status.is_success() {
+                    up.json()
+                        .ok_or_else(|| ApiError::internal(format!("unreadable answer from {}", up.shard)))
+                } else {
+                    let mut err = ApiError::new(up.status, "upstream_error", format!("HTTP {}", up.status));
+                    if let Some(b) = up.json::<crate::api::ErrorBody>() {
+                        err.body = b;
+                    }
+                    Err(err)
                 }
-                Err(err)
             }
-        }
-    })
-    .await;
+        })
+        .await;
     Ok(Json(resp))
 }
 
@@ -321,13 +303,14 @@ async fn admin_on_owners(
         counts: None,
         owners: Vec::new(),
     };
-    let (mut ok, mut not_found, mut created) = (0, 0, false);
+    let (mut ok, mut not_found, mut created, mut accepted) = (0, 0, false, false);
     let mut first_error: Option<ApiError> = None;
     for (owner, r) in results {
         match r {
             Ok(up) if up.status.is_success() => {
                 ok += 1;
                 created |= up.status == StatusCode::CREATED;
+                accepted |= up.status == StatusCode::ACCEPTED;
                 match up.json::<IndexStatus>() {
                     Some(s2) => st.owners.extend(s2.owners),
                     None => st
@@ -368,7 +351,14 @@ async fn admin_on_owners(
         }));
     }
     st.version = st.owners.iter().find_map(|o| o.version.clone());
-    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(st)))
+    let status = if accepted {
+        StatusCode::ACCEPTED
+    } else if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(st)))
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -392,6 +382,8 @@ async fn register(
             tracing::info!(index_id = %id, requested = r, configured = s.cfg.replicas, "replicas above the router's replication factor are capped");
         }
     }
+    // Preloading is a background warm-up on each owner: it fills free budget
+    // and never evicts, so re-registering costs nothing when indexes do not fit.
     let preload = serde_json::json!({ "preload": body.preload.unwrap_or(true) });
     admin_on_owners(&s, &headers, &id, Method::POST, "", Some(preload)).await
 }

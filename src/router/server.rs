@@ -85,13 +85,14 @@ pub async fn start_with_members(
         .tcp_nodelay(true)
         .build()?;
     let health = Arc::new(Health::new(&cfg));
-    let state = Arc::new(RouterState {
-        cfg: cfg.clone(),
-        members: members.clone(),
-        health: health.clone(),
-        client: client.clone(),
-    });
+    let state = Arc::new(RouterState::new(
+        cfg.clone(),
+        members.clone(),
+        health.clone(),
+        client.clone(),
+    ));
     background.push(tokio::spawn(probe_loop(health, members, client, cfg.clone())));
+    background.push(tokio::spawn(super::handoff::run(state.clone())));
     // Keep the sender alive for as long as the router runs.
     background.push(tokio::spawn(async move {
         tx.closed().await;
@@ -120,10 +121,11 @@ pub async fn start_with_members(
 fn app(state: Arc<RouterState>, ready: Arc<AtomicBool>) -> axum::Router {
     let cfg = state.cfg.clone();
     serve::harden(
-        routes(state).merge(serve::ops_routes(ready)),
+        routes(state),
+        serve::ops_routes(ready),
         "router",
         cfg.max_concurrency,
         cfg.request_timeout,
-        crate::shard::http::BODY_LIMIT,
+        crate::server::params::BODY_LIMIT,
     )
 }

@@ -204,6 +204,40 @@ impl Bm25Index {
         self.collect(query.as_ref(), k, allow)
     }
 
+    /// The distinct terms of `text` under the content analyzer, in order of
+    /// first occurrence, at most [`MAX_QUERY_TERMS`].
+    pub(crate) fn terms(&self, text: &str) -> Vec<String> {
+        distinct_terms(&self.code_analyzer, text)
+    }
+
+    /// Top-`k` chunk ids by BM25 over `content` alone, each term with its own
+    /// weight (file ranking weighs an issue's title words more). Terms are
+    /// already analyzed ([`Bm25Index::terms`]).
+    pub(crate) fn search_weighted(
+        &self,
+        terms: &[(String, f32)],
+        k: usize,
+        allow: Option<&(dyn Fn(u32) -> bool + Sync)>,
+    ) -> Result<Vec<(u32, f32)>, Bm25Error> {
+        let clauses: Vec<(Occur, Box<dyn Query>)> = terms
+            .iter()
+            .map(|(text, weight)| {
+                let term = Term::from_field_text(self.fields.content, text);
+                let q: Box<dyn Query> = Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs));
+                let q: Box<dyn Query> = if *weight == 1.0 {
+                    q
+                } else {
+                    Box::new(BoostQuery::new(q, *weight))
+                };
+                (Occur::Should, q)
+            })
+            .collect();
+        if clauses.is_empty() || k == 0 {
+            return Ok(Vec::new());
+        }
+        self.collect(&BooleanQuery::new(clauses), k, allow)
+    }
+
     /// The same text through plain tantivy: a lenient `QueryParser` over the
     /// content field and `TopDocs`, ids read back through the fast field. The
     /// baseline our `search` is benchmarked against.

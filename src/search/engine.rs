@@ -6,17 +6,21 @@
 //! (and evaluations) can see why it ranked where it did.
 
 use crate::api::{
-    ArmScore, Arms, GraphReason, Hit, SearchMode, SearchRequest, SearchResponse, SymbolRelation, SymbolResponse,
+    ArmScore, Arms, FileHit, GraphReason, GroupBy, Hit, SearchMode, SearchRequest, SearchResponse, SymbolRelation,
+    SymbolResponse,
 };
 use crate::index::embed::Embedder;
 use crate::index::graph::CodeGraph;
 use crate::model::Chunk;
 use crate::search::bm25::Bm25Index;
+use crate::search::files::{FileRankParams, FileTable, LexicalEvidence, rank_files};
 use crate::search::fusion::{FusionMethod, FusionWeights, weighted_convex, weighted_rrf};
 use crate::search::query::{ParsedQuery, QueryError};
+use crate::search::query_text;
 use crate::search::vector::VectorIndex;
 use crate::storage::layout::bundle;
 use crate::storage::manifest::Manifest;
+use crate::telemetry::metrics::ARM_UNAVAILABLE;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,12 +46,28 @@ pub enum SearchError {
     Invalid(String),
     #[error("{arm} search failed: {reason}")]
     Arm { arm: &'static str, reason: String },
+    #[error("the query embedder is unavailable ({reason}); vector search cannot answer")]
+    EmbedderUnavailable { reason: String },
+}
+
+/// Why a query could not be embedded: the arm drops out of hybrid search.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("query embedding failed ({reason}): {message}")]
+pub struct EmbedFailure {
+    /// Metric label: `embedder_down` or `embedder_timeout`.
+    pub reason: &'static str,
+    pub message: String,
 }
 
 /// How many candidates each arm contributes before fusion.
 const ARM_DEPTH: usize = 100;
 /// How many fused hits seed graph expansion.
 const GRAPH_SEEDS: usize = 10;
+/// Bytes of a query that are embedded: embedding models read a few hundred
+/// tokens at most, and a pasted issue can be hundreds of KiB.
+const EMBED_QUERY_BYTES: usize = 4096;
+/// Best chunks listed per ranked file.
+const FILE_CHUNKS: usize = 3;
 /// Lines of a chunk shown as its snippet.
 const SNIPPET_LINES: usize = 12;
 const SNIPPET_BYTES: usize = 1200;
@@ -61,7 +81,13 @@ pub struct Engine {
     graph: CodeGraph,
     embedder: Option<Arc<dyn Embedder>>,
     weights: FusionWeights,
+    embed_timeout: std::time::Duration,
+    files: FileTable,
+    file_params: FileRankParams,
 }
+
+/// How long a query waits for its embedding unless told otherwise.
+pub const DEFAULT_EMBED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -115,7 +141,10 @@ impl Engine {
             .map_err(|e| corrupt("graph", e.to_string()))?;
         let vectors = vectors.map_err(|e| corrupt("vector dataset", e.to_string()))?;
         let embedder = match (&manifest.embedder, embedder) {
-            (Some(info), Some(e)) if e.id() == info.id && e.dimension() == info.dimension => Some(e),
+            // An HTTP embedder that has not answered yet does not know its dimension (0).
+            (Some(info), Some(e)) if e.id() == info.id && (e.dimension() == 0 || e.dimension() == info.dimension) => {
+                Some(e)
+            }
             (Some(info), Some(e)) => {
                 tracing::warn!(
                     index_id = %manifest.index_id, index_embedder = %info.id, configured = %e.id(),
@@ -135,6 +164,7 @@ impl Engine {
                 ),
             ));
         }
+        let files = FileTable::build(&chunks, &graph, |path| bm25.terms(path));
         Ok(Engine {
             manifest,
             dir: dir.to_path_buf(),
@@ -144,7 +174,16 @@ impl Engine {
             graph,
             embedder,
             weights: FusionWeights::default(),
+            embed_timeout: DEFAULT_EMBED_TIMEOUT,
+            files,
+            file_params: FileRankParams::default(),
         })
+    }
+
+    /// Bounds how long a query waits for its embedding before hybrid search
+    /// answers without the vector arm.
+    pub fn set_embed_timeout(&mut self, timeout: std::time::Duration) {
+        self.embed_timeout = timeout;
     }
 
     pub fn with_weights(mut self, weights: FusionWeights) -> Self {
@@ -158,6 +197,11 @@ impl Engine {
 
     pub fn weights(&self) -> FusionWeights {
         self.weights
+    }
+
+    /// Replaces the file-ranking weights and priors (evaluation sweeps).
+    pub fn set_file_params(&mut self, params: FileRankParams) {
+        self.file_params = params;
     }
 
     pub fn dir(&self) -> &Path {
@@ -181,46 +225,80 @@ impl Engine {
         self.vectors.is_some() && self.embedder.is_some()
     }
 
-    /// Approximate resident bytes: chunk text plus vectors held in memory.
+    /// Approximate resident bytes: chunks with their metadata, the graph and
+    /// its lookup tables, vectors held in memory, and the BM25 files (memory
+    /// mapped: the pages a query touches count towards the process's memory).
     pub fn memory_bytes(&self) -> u64 {
-        let chunk_bytes: usize = self.chunks.iter().map(|c| c.content.len() + c.path.len() + 128).sum();
-        let vector_bytes = self.vectors.as_ref().map(|v| v.len() * v.dimension() * 4).unwrap_or(0);
-        (chunk_bytes + vector_bytes) as u64
+        let chunks: u64 = self.chunks.iter().map(chunk_heap_bytes).sum();
+        let vectors = self.vectors.as_ref().map(|v| v.memory_bytes()).unwrap_or(0);
+        let bm25 = self.manifest.bytes_under(bundle::BM25_DIR);
+        chunks + self.graph.heap_bytes() + vectors + bm25
     }
 
-    /// Embeds a query with the index's embedder (CPU-bound: runs on the blocking pool).
-    pub async fn embed_query(&self, text: &str) -> Result<Option<Vec<f32>>, SearchError> {
+    /// Embeds a query with the index's embedder (CPU-bound or remote: runs on
+    /// the blocking pool) within the embed timeout. `Ok(None)` when the index
+    /// has no usable embedder.
+    pub async fn embed_query(&self, text: &str) -> Result<Option<Vec<f32>>, EmbedFailure> {
         let Some(embedder) = self.embedder.clone() else {
             return Ok(None);
         };
-        let text = text.to_string();
-        let v = tokio::task::spawn_blocking(move || embedder.embed(&[text.as_str()]))
-            .await
-            .map_err(|e| SearchError::Arm {
-                arm: "vector",
-                reason: e.to_string(),
-            })?
-            .map_err(|e| SearchError::Arm {
-                arm: "vector",
-                reason: e.to_string(),
-            })?;
-        Ok(v.into_iter().next())
+        let text = prefix(text, EMBED_QUERY_BYTES).to_string();
+        let job = tokio::task::spawn_blocking(move || embedder.embed(&[text.as_str()]));
+        match tokio::time::timeout(self.embed_timeout, job).await {
+            Err(_) => Err(EmbedFailure {
+                reason: "embedder_timeout",
+                message: format!("no embedding within {:?}", self.embed_timeout),
+            }),
+            Ok(Err(join)) => Err(EmbedFailure {
+                reason: "embedder_down",
+                message: join.to_string(),
+            }),
+            Ok(Ok(Err(e))) => Err(EmbedFailure {
+                reason: "embedder_down",
+                message: e.to_string(),
+            }),
+            Ok(Ok(Ok(v))) => Ok(v.into_iter().next()),
+        }
     }
 
+    /// Runs a search. In hybrid mode an embedder that is down or slow drops
+    /// the vector arm (named in `unavailable_arms`) instead of failing the
+    /// query; vector mode has nothing else to answer with and fails.
     pub async fn search(&self, req: &SearchRequest) -> Result<SearchResponse, SearchError> {
         let started = Instant::now();
         req.validate().map_err(SearchError::Invalid)?;
         let parsed = ParsedQuery::parse(&req.query, req.filters.as_ref())?;
+        if req.group_by == Some(GroupBy::File) {
+            let mut resp = self.search_files(&parsed, req.top_k())?;
+            resp.took_ms = started.elapsed().as_secs_f64() * 1000.0;
+            return Ok(resp);
+        }
         let wants_vector =
             matches!(req.mode, SearchMode::Hybrid | SearchMode::Vector) && !parsed.text.trim().is_empty();
+        let mut degraded = None;
         let query_vec = if wants_vector {
-            self.embed_query(&parsed.text).await?
+            match self.embed_query(&parsed.text).await {
+                Ok(v) => v,
+                Err(f) if req.mode == SearchMode::Hybrid => {
+                    ARM_UNAVAILABLE.with_label_values(&["vector", f.reason]).inc();
+                    tracing::debug!(reason = f.reason, error = %f.message, "hybrid search without the vector arm");
+                    degraded = Some(f);
+                    None
+                }
+                Err(f) => {
+                    ARM_UNAVAILABLE.with_label_values(&["vector", f.reason]).inc();
+                    return Err(SearchError::EmbedderUnavailable { reason: f.message });
+                }
+            }
         } else {
             None
         };
         let mut resp = self
             .search_parsed(req.mode, req.top_k(), &parsed, query_vec.as_deref())
             .await?;
+        if degraded.is_some() && !resp.unavailable_arms.iter().any(|a| a == "vector") {
+            resp.unavailable_arms.push("vector".to_string());
+        }
         resp.took_ms = started.elapsed().as_secs_f64() * 1000.0;
         Ok(resp)
     }
@@ -265,12 +343,21 @@ impl Engine {
             }
             if matches!(mode, SearchMode::Hybrid | SearchMode::Vector) {
                 match (&self.vectors, query_vec) {
-                    (Some(v), Some(q)) => {
-                        vec_hits = v.search(q, depth, allow).await.map_err(|e| SearchError::Arm {
-                            arm: "vector",
-                            reason: e.to_string(),
-                        })?;
-                    }
+                    (Some(v), Some(q)) => match v.search(q, depth, allow).await {
+                        Ok(hits) => vec_hits = hits,
+                        // Hybrid answers from the other arms; vector mode has nothing else.
+                        Err(e) if mode == SearchMode::Hybrid => {
+                            tracing::warn!(error = %e, "vector arm failed; answering without it");
+                            ARM_UNAVAILABLE.with_label_values(&["vector", "arm_error"]).inc();
+                            unavailable.push("vector".to_string());
+                        }
+                        Err(e) => {
+                            return Err(SearchError::Arm {
+                                arm: "vector",
+                                reason: e.to_string(),
+                            });
+                        }
+                    },
                     _ => unavailable.push("vector".to_string()),
                 }
             }
@@ -328,7 +415,102 @@ impl Engine {
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
             mode,
             hits,
+            files: Vec::new(),
             unavailable_arms: unavailable,
+        })
+    }
+
+    /// Ranks files rather than chunks (see [`crate::search::files`]): lexical
+    /// evidence from the chunks plus what an issue-shaped query names (symbols,
+    /// `Class.method`, paths, stack frames). Filters keep files whose chunks
+    /// they allow (languages and paths; a symbol filter restricts the chunks).
+    fn search_files(&self, parsed: &ParsedQuery, top_k: usize) -> Result<SearchResponse, SearchError> {
+        let params = &self.file_params;
+        let filter = &parsed.filter;
+        let allow_fn = |id: u32| self.chunks.get(id as usize).is_some_and(|c| filter.matches(c));
+        let allow: Option<&(dyn Fn(u32) -> bool + Sync)> = if filter.is_empty() { None } else { Some(&allow_fn) };
+        let query = query_text::understand(&parsed.text);
+        tracing::debug!(
+            shape = query.shape.as_str(),
+            identifiers = query.idents.len(),
+            dotted = query.dotted.len(),
+            paths = query.paths.len(),
+            frames = query.frames.len(),
+            "file search"
+        );
+        let terms = self.bm25.terms(&query.cleaned);
+        let title: Vec<String> = self.bm25.terms(&query.title);
+        let weighted: Vec<(String, f32)> = terms
+            .iter()
+            .map(|t| {
+                let boost = if title.contains(t) { params.title_boost } else { 0.0 };
+                (t.clone(), 1.0 + boost)
+            })
+            .collect();
+        let chunk_hits = self
+            .bm25
+            .search_weighted(&weighted, params.chunk_hits, allow)
+            .map_err(|e| SearchError::Arm {
+                arm: "bm25",
+                reason: e.to_string(),
+            })?;
+        let evidence = LexicalEvidence { terms, chunk_hits };
+        let mut ranked = rank_files(&self.files, &query, &evidence, params, usize::MAX, FILE_CHUNKS);
+        if let Some(allow) = allow {
+            ranked.retain(|r| !r.chunks.is_empty() || self.files.first_chunk(r.file).is_some_and(allow));
+        }
+        ranked.truncate(top_k);
+        let files = ranked
+            .into_iter()
+            .map(|r| {
+                let path = self.files.path(r.file).to_string();
+                let language = self
+                    .files
+                    .first_chunk(r.file)
+                    .and_then(|c| self.chunks.get(c as usize))
+                    .map(|c| c.language.as_str().to_string())
+                    .unwrap_or_default();
+                let chunks = r
+                    .chunks
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(rank, &(id, score))| {
+                        let chunk = self.chunks.get(id as usize)?;
+                        Some(Hit {
+                            path: chunk.path.clone(),
+                            start_line: chunk.start_line,
+                            end_line: chunk.end_line,
+                            symbol: chunk.symbol.clone(),
+                            kind: chunk.kind.as_str().to_string(),
+                            language: chunk.language.as_str().to_string(),
+                            snippet: if rank == 0 {
+                                snippet(&chunk.content)
+                            } else {
+                                String::new()
+                            },
+                            score,
+                            arms: Arms::default(),
+                            index_id: None,
+                        })
+                    })
+                    .collect();
+                FileHit {
+                    path,
+                    language,
+                    score: r.score,
+                    chunks,
+                    index_id: None,
+                }
+            })
+            .collect();
+        Ok(SearchResponse {
+            index_id: self.manifest.index_id.clone(),
+            version: self.manifest.version.clone(),
+            took_ms: 0.0,
+            mode: SearchMode::Bm25,
+            hits: Vec::new(),
+            files,
+            unavailable_arms: Vec::new(),
         })
     }
 
@@ -377,6 +559,35 @@ impl Engine {
     }
 }
 
+/// Heap bytes of one chunk: its strings, call and import lists, and the struct.
+fn chunk_heap_bytes(c: &Chunk) -> u64 {
+    let strings = c.content.len()
+        + c.path.len()
+        + c.content_hash.len()
+        + c.symbol.as_ref().map_or(0, String::len)
+        + c.parent.as_ref().map_or(0, String::len);
+    let lists: usize = c.calls.iter().chain(c.imports.iter()).map(|s| s.len() + 24).sum();
+    (std::mem::size_of::<Chunk>() + strings + lists) as u64
+}
+
+/// What [`Engine::memory_bytes`] will report for a version, from its
+/// manifest alone, so a shard can reserve memory before downloading. Each
+/// part is bounded from its file: chunk records take no more in memory than
+/// their JSON text plus fixed per-chunk overhead, the graph's tables about
+/// four times its compact encoding, vectors exactly `chunks × dimension × 4`
+/// when held in memory, BM25 its file size.
+pub fn estimate_memory(manifest: &Manifest) -> u64 {
+    let chunks = manifest.bytes_under(bundle::CHUNKS_FILE) + manifest.counts.chunks * 96;
+    let graph = manifest.bytes_under(bundle::GRAPH_FILE) * 4;
+    let vectors = manifest
+        .embedder
+        .as_ref()
+        .map(|e| manifest.counts.chunks * (e.dimension as u64 * 4 + 4))
+        .unwrap_or(0);
+    let bm25 = manifest.bytes_under(bundle::BM25_DIR);
+    chunks + graph + vectors + bm25
+}
+
 fn rank_map(hits: &[(u32, f32)]) -> HashMap<u32, ArmScore> {
     hits.iter()
         .enumerate()
@@ -419,4 +630,16 @@ pub fn write_chunks(path: &Path, chunks: &[Chunk]) -> std::io::Result<()> {
         w.write_all(b"\n")?;
     }
     w.flush()
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a char boundary.
+fn prefix(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }

@@ -42,6 +42,8 @@ pub const MAX_DEPTH: u32 = 5;
 pub const MAX_NAVIGATE_RESULTS: usize = 500;
 /// Seeds of one expansion (the rest of the ranking is too far down to matter).
 pub const MAX_EXPAND_SEEDS: usize = 20;
+/// Most distinct query terms graph search matches against the name table.
+pub const MAX_GRAPH_TERMS: usize = 32;
 /// Neighbours taken per seed and relation, so one hub seed cannot flood the list.
 pub const MAX_NEIGHBOURS_PER_RELATION: usize = 5;
 
@@ -375,12 +377,22 @@ impl CodeGraph {
         if k == 0 {
             return Vec::new();
         }
-        let raw_terms: Vec<&str> = query
+        // Every term costs a pass over the name table: distinct terms only, and
+        // no more than BM25 reads, so a pasted 4 KiB query stays bounded.
+        let mut raw_terms: Vec<&str> = Vec::new();
+        for t in query
             .split_whitespace()
             .filter(|t| !t.contains(':') || t.contains("::"))
             .flat_map(|t| t.split(|c: char| !(c.is_alphanumeric() || c == '_')))
             .filter(|t| !t.is_empty())
-            .collect();
+        {
+            if raw_terms.len() == MAX_GRAPH_TERMS {
+                break;
+            }
+            if !raw_terms.contains(&t) {
+                raw_terms.push(t);
+            }
+        }
         if raw_terms.is_empty() {
             return Vec::new();
         }
@@ -515,6 +527,36 @@ mod tests {
         hits.iter()
             .map(|h| (h.symbol.as_str(), h.depth, h.via.as_deref()))
             .collect()
+    }
+
+    #[test]
+    fn a_long_query_is_cut_to_its_first_distinct_terms() {
+        let chunks = repo();
+        let g = CodeGraph::build(&chunks);
+        // 4 KiB: filler words, repeated, then the one term that matches.
+        let filler: Vec<String> = (0..MAX_GRAPH_TERMS).map(|i| format!("zz{i}")).collect();
+        let mut long = String::new();
+        while long.len() < 4096 {
+            long.push_str(&filler.join(" "));
+            long.push(' ');
+        }
+        let head = format!("{} helper", filler.join(" "));
+        long.push_str("helper");
+        assert!(long.len() > 4096);
+        assert!(
+            g.graph_search(&chunks, &long, 10).is_empty(),
+            "terms past the cap are not read"
+        );
+        assert!(
+            g.graph_search(
+                &chunks,
+                &format!("{} helper", filler[..MAX_GRAPH_TERMS - 1].join(" ")),
+                10
+            )
+            .iter()
+            .any(|(id, _)| *id == 4),
+            "within the cap the term counts ({head})"
+        );
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! Ranking chunks in an opened index version: each arm (BM25, vector, graph)
 //! ranks on its own, [`fusion`] combines them, [`query`] parses filters.
+//! [`files`] ranks files instead of chunks, reading issue-shaped queries
+//! through [`query_text`].
 
 pub mod bm25;
 pub mod engine;
-pub mod fanout;
+pub mod files;
 pub mod fusion;
 pub mod graph;
 pub mod query;
+pub(crate) mod query_text;
 pub mod vector;

@@ -443,6 +443,15 @@ impl VectorIndex {
         self.len == 0
     }
 
+    /// Bytes held in memory: the whole matrix for exact search, nothing
+    /// (lance reads on demand) with an ANN index.
+    pub fn memory_bytes(&self) -> u64 {
+        match &self.mode {
+            Mode::Exact { ids, matrix } => (ids.len() * 4 + matrix.len() * 4) as u64,
+            Mode::Ann { .. } => 0,
+        }
+    }
+
     /// The ANN index searched, or `None` for exact in-memory search.
     pub fn ann_kind(&self) -> Option<AnnKind> {
         match &self.mode {

@@ -88,8 +88,13 @@ async fn termination() {
 /// Wraps an app with what every role needs in front of its handlers: request
 /// metrics, a body limit, load shedding past `max_concurrency` (503 at once
 /// rather than an unbounded queue), and a per-request deadline.
+///
+/// `ops` (probes, metrics) is merged *outside* the limiter and the deadline:
+/// a saturated process still answers its probes at once, so overload never
+/// looks like death to the kubelet or a router.
 pub fn harden(
     app: Router,
+    ops: Router,
     role: &'static str,
     max_concurrency: usize,
     timeout: std::time::Duration,
@@ -122,6 +127,7 @@ pub fn harden(
         }
     };
     app.layer(axum::middleware::from_fn(guard))
+        .merge(ops)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(move |req, next| {
             super::metrics_layer::track(role, req, next)

@@ -1,14 +1,81 @@
-//! Byte budgets: before a restored index goes hot, the least recently used
-//! others make room, first in memory (hot → cold, files kept on disk), then on
-//! disk (local copies of cold indexes deleted, then hot ones retired).
-//! An index larger than a budget on its own is still served, with a warning:
-//! refusing it would turn a sizing mistake into an outage.
+//! Byte budgets for memory and local disk, reserved *before* a restore downloads.
+//!
+//! A restore first reads the version's manifest, which names every file and
+//! its size, and reserves what the version will take: its download on disk and
+//! an estimate of its resident memory ([`crate::search::engine::estimate_memory`]).
+//! Usage counts hot indexes, local copies of cold ones and the reservations of
+//! restores in flight, so two restores can never both count on the same free
+//! bytes.
+//!
+//! To make room, a demand restore evicts the least recently used others:
+//! first from memory (hot → cold, files kept), then from disk (copies of
+//! cold indexes, then retired hot ones). A background restore evicts
+//! nothing. When even that cannot make room the restore is refused: an index
+//! that needs more than the *whole* budget fails as `too_large` (serving it
+//! would break the bound that keeps every other index alive); otherwise the
+//! room is held by other restores in flight and the answer is a retryable
+//! `over_budget`.
 
+use super::admission::Priority;
 use super::lazy_load::Resolver;
-use super::loaded::LoadedIndex;
 use super::residency::{Slot, SlotState};
 use crate::telemetry::metrics::{CACHE_BUDGET_BYTES, CACHE_EVICTIONS};
+use parking_lot::Mutex;
 use std::sync::Arc;
+
+/// What a restore will add: resident memory, and bytes it will download.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Need {
+    pub memory: u64,
+    /// New bytes on disk: 0 when a verified local copy is reused.
+    pub disk: u64,
+    /// The version's full size on disk, for the too-large check.
+    pub disk_total: u64,
+}
+
+/// Why a restore could not get room.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the index needs {need} bytes of {tier}, more than this shard's whole {tier} budget of {budget} bytes")]
+    TooLarge { tier: &'static str, need: u64, budget: u64 },
+    #[error(
+        "no room in the {tier} budget: it is held by restores in flight or by indexes a background load may not evict"
+    )]
+    Full { tier: &'static str },
+}
+
+#[derive(Debug, Default)]
+struct Reserved {
+    memory: u64,
+    disk: u64,
+}
+
+/// The shard's budgets and the bytes reserved by restores in flight.
+#[derive(Debug)]
+pub struct Budget {
+    pub memory: u64,
+    pub disk: u64,
+    reserved: Arc<Mutex<Reserved>>,
+    /// Serialises reserve decisions: usage is summed and evictions made under it.
+    decide: Mutex<()>,
+}
+
+/// Bytes held for a restore in flight; released when dropped (after the
+/// index is hot and counted as such, or when the restore fails).
+#[derive(Debug)]
+pub struct Reservation {
+    reserved: Arc<Mutex<Reserved>>,
+    memory: u64,
+    disk: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut r = self.reserved.lock();
+        r.memory -= self.memory;
+        r.disk -= self.disk;
+    }
+}
 
 struct Usage {
     slot: Arc<Slot>,
@@ -18,19 +85,18 @@ struct Usage {
     copy_disk: u64,
 }
 
-fn usage(resolver: &Resolver, except: &Slot) -> Vec<Usage> {
+fn usage(resolver: &Resolver) -> Vec<Usage> {
     let mut v: Vec<Usage> = resolver
         .registry
         .all()
         .into_iter()
-        .filter(|s| !std::ptr::eq(s.as_ref(), except))
         .map(|s| {
             let inner = s.lock();
             let (hot_memory, hot_disk) = match &inner.state {
                 SlotState::Hot(l) => (l.memory_bytes, l.disk_bytes),
                 _ => (0, 0),
             };
-            let copy_disk = inner.disk_copy.as_ref().map(|c| c.2).unwrap_or(0);
+            let copy_disk = inner.disk_copy.as_ref().map(|c| c.bytes).unwrap_or(0);
             drop(inner);
             let last_used = s.last_used_ms();
             Usage {
@@ -46,63 +112,179 @@ fn usage(resolver: &Resolver, except: &Slot) -> Vec<Usage> {
     v
 }
 
-/// Makes room for `incoming` (about to become hot in `slot`).
-pub fn admit(resolver: &Resolver, slot: &Slot, incoming: &LoadedIndex) {
-    let cfg = &resolver.cfg;
-    CACHE_BUDGET_BYTES
-        .with_label_values(&["memory"])
-        .set(cfg.memory_budget as i64);
-    CACHE_BUDGET_BYTES
-        .with_label_values(&["disk"])
-        .set(cfg.disk_budget as i64);
-
-    let mut others = usage(resolver, slot);
-    let mut memory: u64 = others.iter().map(|u| u.hot_memory).sum::<u64>() + incoming.memory_bytes;
-    for u in others.iter_mut().filter(|u| u.hot_memory > 0) {
-        if memory <= cfg.memory_budget {
-            break;
-        }
-        if resolver.evict(&u.slot) {
-            tracing::info!(index_id = %u.slot.id, bytes = u.hot_memory, "evicted from memory to stay in budget");
-            memory -= u.hot_memory;
-            u.copy_disk = u.hot_disk;
-            u.hot_memory = 0;
-            u.hot_disk = 0;
+impl Budget {
+    pub fn new(memory: u64, disk: u64) -> Budget {
+        CACHE_BUDGET_BYTES.with_label_values(&["memory"]).set(memory as i64);
+        CACHE_BUDGET_BYTES.with_label_values(&["disk"]).set(disk as i64);
+        Budget {
+            memory,
+            disk,
+            reserved: Arc::default(),
+            decide: Mutex::new(()),
         }
     }
 
-    let mut disk: u64 = others.iter().map(|u| u.hot_disk + u.copy_disk).sum::<u64>() + incoming.disk_bytes;
-    for u in others.iter_mut().filter(|u| u.copy_disk > 0) {
-        if disk <= cfg.disk_budget {
-            break;
-        }
-        let copy = u.slot.lock().disk_copy.take();
-        if let Some((_, dir, bytes)) = copy {
-            let _ = std::fs::remove_dir_all(&dir);
-            disk -= bytes;
-            CACHE_EVICTIONS.inc();
-            tracing::info!(index_id = %u.slot.id, bytes, "removed local copy to stay in disk budget");
-        }
+    /// Bytes reserved by restores in flight: (memory, disk).
+    pub fn reserved(&self) -> (u64, u64) {
+        let r = self.reserved.lock();
+        (r.memory, r.disk)
     }
-    for u in others.iter().filter(|u| u.hot_disk > 0) {
-        if disk <= cfg.disk_budget {
-            break;
+
+    /// Whether `need` could fit in the free budget without evicting anything,
+    /// from the totals of the last state change (a cheap pre-check; `reserve`
+    /// decides for real).
+    pub fn might_fit_free(&self, used: (u64, u64), need: Need) -> bool {
+        let (res_memory, res_disk) = self.reserved();
+        used.0 + res_memory + need.memory <= self.memory && used.1 + res_disk + need.disk <= self.disk
+    }
+
+    /// Reserves `need` for a restore of `slot`, evicting least recently used
+    /// others first when `priority` allows it. `reusing_copy` says the slot's
+    /// own local copy is what will be opened (so it must not be deleted).
+    pub fn reserve(
+        &self,
+        resolver: &Resolver,
+        slot: &Slot,
+        need: Need,
+        priority: Priority,
+        reusing_copy: bool,
+    ) -> Result<Reservation, Refusal> {
+        if need.memory > self.memory {
+            return Err(Refusal::TooLarge {
+                tier: "memory",
+                need: need.memory,
+                budget: self.memory,
+            });
         }
-        if let Some(l) = u.slot.hot() {
-            l.retire();
-            if resolver.evict(&u.slot) {
-                // The retired files go when the last query drops them; no copy stays.
-                u.slot.lock().disk_copy = None;
-                disk -= u.hot_disk;
+        if need.disk_total > self.disk {
+            return Err(Refusal::TooLarge {
+                tier: "disk",
+                need: need.disk_total,
+                budget: self.disk,
+            });
+        }
+        let _decide = self.decide.lock();
+        let (res_memory, res_disk) = self.reserved();
+        let mut others = usage(resolver);
+        let mut memory = others.iter().map(|u| u.hot_memory).sum::<u64>() + res_memory + need.memory;
+        let mut disk = others.iter().map(|u| u.hot_disk + u.copy_disk).sum::<u64>() + res_disk + need.disk;
+        let may_evict = priority == Priority::Demand;
+        let mine = |u: &Usage| std::ptr::eq(u.slot.as_ref(), slot);
+
+        if memory > self.memory && may_evict {
+            for u in others.iter_mut().filter(|u| u.hot_memory > 0 && !mine(u)) {
+                if memory <= self.memory {
+                    break;
+                }
+                if resolver.evict(&u.slot) {
+                    tracing::info!(index_id = %u.slot.id, bytes = u.hot_memory, for_index = %slot.id, "evicted from memory to make room");
+                    memory -= u.hot_memory;
+                    u.copy_disk = u.hot_disk;
+                    u.hot_memory = 0;
+                    u.hot_disk = 0;
+                }
             }
         }
+        if memory > self.memory {
+            return Err(Refusal::Full { tier: "memory" });
+        }
+
+        if disk > self.disk && may_evict {
+            for u in others.iter_mut().filter(|u| u.copy_disk > 0) {
+                if disk <= self.disk {
+                    break;
+                }
+                if mine(u) && reusing_copy {
+                    continue;
+                }
+                if let Some(bytes) = resolver.drop_disk_copy(&u.slot) {
+                    disk -= bytes;
+                    u.copy_disk = 0;
+                    CACHE_EVICTIONS.inc();
+                    tracing::info!(index_id = %u.slot.id, bytes, for_index = %slot.id, "removed local copy to make room on disk");
+                }
+            }
+            for u in others.iter().filter(|u| u.hot_disk > 0 && !mine(u)) {
+                if disk <= self.disk {
+                    break;
+                }
+                if resolver.evict(&u.slot) && resolver.drop_disk_copy(&u.slot).is_some() {
+                    disk -= u.hot_disk;
+                    tracing::info!(index_id = %u.slot.id, bytes = u.hot_disk, for_index = %slot.id, "evicted and removed from disk to make room");
+                }
+            }
+        }
+        if disk > self.disk {
+            return Err(Refusal::Full { tier: "disk" });
+        }
+        let mut r = self.reserved.lock();
+        r.memory += need.memory;
+        r.disk += need.disk;
+        Ok(Reservation {
+            reserved: self.reserved.clone(),
+            memory: need.memory,
+            disk: need.disk,
+        })
     }
-    if memory > cfg.memory_budget || disk > cfg.disk_budget {
-        tracing::warn!(
-            index_id = %slot.id, memory, disk,
-            memory_budget = cfg.memory_budget, disk_budget = cfg.disk_budget,
-            "index does not fit the budget even alone; serving it anyway"
-        );
+
+    /// After `slot` went hot with its measured size: if the estimate was low
+    /// and memory is over budget, the least recently used others go cold.
+    pub fn settle(&self, resolver: &Resolver, slot: &Slot) {
+        let _decide = self.decide.lock();
+        let (res_memory, _) = self.reserved();
+        let others = usage(resolver);
+        let mut memory = others.iter().map(|u| u.hot_memory).sum::<u64>() + res_memory;
+        for u in others.iter().filter(|u| u.hot_memory > 0) {
+            if memory <= self.memory {
+                break;
+            }
+            if std::ptr::eq(u.slot.as_ref(), slot) {
+                continue;
+            }
+            if resolver.evict(&u.slot) {
+                tracing::info!(index_id = %u.slot.id, bytes = u.hot_memory, "evicted: a restore measured larger than estimated");
+                memory -= u.hot_memory;
+            }
+        }
+        resolver.registry.refresh_gauges();
     }
-    resolver.registry.refresh_gauges();
+
+    /// Removes least recently used local copies of cold indexes until disk
+    /// usage is within budget (at start, after the cache inventory).
+    pub fn trim_disk(&self, resolver: &Resolver) -> usize {
+        let _decide = self.decide.lock();
+        let others = usage(resolver);
+        let mut disk: u64 = others.iter().map(|u| u.hot_disk + u.copy_disk).sum();
+        let mut removed = 0;
+        for u in others.iter().filter(|u| u.copy_disk > 0) {
+            if disk <= self.disk {
+                break;
+            }
+            if let Some(bytes) = resolver.drop_disk_copy(&u.slot) {
+                disk -= bytes;
+                removed += 1;
+            }
+        }
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservations_are_released_when_dropped() {
+        let b = Budget::new(100, 100);
+        let r = Reservation {
+            reserved: b.reserved.clone(),
+            memory: 30,
+            disk: 40,
+        };
+        b.reserved.lock().memory += 30;
+        b.reserved.lock().disk += 40;
+        assert_eq!(b.reserved(), (30, 40));
+        drop(r);
+        assert_eq!(b.reserved(), (0, 0));
+    }
 }

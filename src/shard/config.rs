@@ -38,9 +38,33 @@ pub struct ShardConfig {
     /// Bytes of downloaded versions kept on local disk.
     #[arg(long, env = "TRUSTY_DISK_BUDGET", default_value = "20GiB", value_parser = parse_bytes)]
     pub disk_budget: u64,
-    /// A restore running longer than this is abandoned and the index marked failed.
-    #[arg(long, env = "TRUSTY_LOAD_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    /// Time allowed for a restore before its download starts, and the base of
+    /// its whole deadline, which grows with the version's size (see `min_download_rate`).
+    #[arg(long, env = "TRUSTY_LOAD_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
     pub load_timeout: Duration,
+    /// Slowest download rate a restore is allowed: its deadline is
+    /// `load_timeout + bytes / min_download_rate`, so a large index is not failed by a fixed timeout.
+    #[arg(long, env = "TRUSTY_MIN_DOWNLOAD_RATE", default_value = "2MiB", value_parser = parse_bytes)]
+    pub min_download_rate: u64,
+    /// A download that receives no bytes for this long is resumed with a range request.
+    #[arg(long, env = "TRUSTY_DOWNLOAD_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub download_stall_timeout: Duration,
+    /// Restores that may run at once on this shard; more wait in a first-come, first-served queue.
+    #[arg(long, env = "TRUSTY_MAX_RESTORES", default_value_t = 2)]
+    pub max_restores: usize,
+    /// Background warm-ups (fan-outs, preloads, hand-offs) that may wait for a restore slot;
+    /// beyond this they are dropped and the index stays cold until it is asked for.
+    #[arg(long, env = "TRUSTY_WARM_QUEUE", default_value_t = 16)]
+    pub warm_queue: usize,
+    /// Searches computed at once (each on a blocking thread); 0 = one per CPU.
+    #[arg(long, env = "TRUSTY_SEARCH_THREADS", default_value_t = 0)]
+    pub search_threads: usize,
+    /// Most indexes one cross-index search may name or imply.
+    #[arg(long, env = "TRUSTY_MAX_FANOUT_INDEXES", default_value_t = 256)]
+    pub max_fanout_indexes: usize,
+    /// How long a query waits for its embedding before hybrid search answers without vectors.
+    #[arg(long, env = "TRUSTY_EMBED_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub embed_timeout: Duration,
     /// How long a request waits for a loading index before answering 503 + Retry-After.
     #[arg(long, env = "TRUSTY_LOAD_WAIT", default_value = "20s", value_parser = parse_duration)]
     pub load_wait: Duration,
@@ -56,6 +80,9 @@ pub struct ShardConfig {
     /// How long "no such index" answers from storage are remembered.
     #[arg(long, env = "TRUSTY_NEGATIVE_CACHE", default_value = "5s", value_parser = parse_duration)]
     pub negative_cache: Duration,
+    /// Most "no such index" answers remembered at once (least recently asked forgotten first).
+    #[arg(long, env = "TRUSTY_NEGATIVE_CACHE_ENTRIES", default_value_t = 4096)]
+    pub negative_cache_entries: usize,
     /// Requests served at once; more are answered 503.
     #[arg(long, env = "TRUSTY_MAX_CONCURRENCY", default_value_t = 256)]
     pub max_concurrency: usize,
@@ -81,16 +108,38 @@ impl ShardConfig {
             admin_token: None,
             memory_budget: 2 << 30,
             disk_budget: 8 << 30,
-            load_timeout: Duration::from_secs(600),
+            load_timeout: Duration::from_secs(120),
+            min_download_rate: 2 << 20,
+            download_stall_timeout: Duration::from_secs(30),
+            max_restores: 2,
+            warm_queue: 16,
+            search_threads: 0,
+            max_fanout_indexes: 256,
+            embed_timeout: Duration::from_secs(2),
             load_wait: Duration::from_secs(20),
             retry_base: Duration::from_secs(2),
             retry_max: Duration::from_secs(60),
             poll_interval: Duration::from_secs(5),
             negative_cache: Duration::from_secs(2),
+            negative_cache_entries: 4096,
             max_concurrency: 256,
             request_timeout: Duration::from_secs(30),
             download_parallelism: 8,
             warm: true,
+        }
+    }
+
+    /// Deadline of a restore whose download is `bytes` long.
+    pub fn restore_deadline(&self, bytes: u64) -> Duration {
+        let rate = self.min_download_rate.max(1);
+        self.load_timeout + Duration::from_secs_f64(bytes as f64 / rate as f64)
+    }
+
+    /// Searches computed at once.
+    pub fn search_parallelism(&self) -> usize {
+        match self.search_threads {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            n => n,
         }
     }
 

@@ -3,7 +3,8 @@
 //! keep running), retries of failed restores, and warming at start from the
 //! list of recently used indexes it keeps in its cache directory.
 
-use super::lazy_load::Resolver;
+use super::admission::Priority;
+use super::lazy_load::{Resolver, RestoreError};
 use super::residency::{Slot, SlotState};
 use crate::IndexId;
 use crate::storage::layout::{self, INDEXES_DIR};
@@ -53,7 +54,9 @@ pub async fn discover_all(resolver: &Resolver) -> Result<usize, crate::storage::
 }
 
 /// Checks a hot index for a new version and swaps it in; returns true if swapped.
-/// A new version that fails to load leaves the old one serving.
+/// A new version that fails to load leaves the old one serving. `CURRENT`
+/// must be missing on two polls in a row before a hot index is dropped, so a
+/// passing listing glitch cannot unregister it everywhere.
 pub async fn refresh(resolver: &Arc<Resolver>, slot: &Arc<Slot>, force: bool) -> bool {
     let Some(current) = slot.hot() else { return false };
     if slot.upgrading.swap(true, Ordering::AcqRel) {
@@ -62,11 +65,26 @@ pub async fn refresh(resolver: &Arc<Resolver>, slot: &Arc<Slot>, force: bool) ->
     let _guard = scopeguard(slot.clone());
     let etag = if force { None } else { current.current_etag.clone() };
     let pointer = match read_current(&resolver.store, &slot.id, etag.as_deref()).await {
-        Ok(None) => return false,
-        Ok(Some((p, _))) => p,
+        Ok(None) => {
+            slot.lock().current_missing = 0;
+            return false;
+        }
+        Ok(Some((p, _))) => {
+            slot.lock().current_missing = 0;
+            p
+        }
         Err(OpenError::NotFound { .. }) => {
-            tracing::info!(index_id = %slot.id, "index deleted from storage; unregistering");
-            resolver.unregister(&slot.id);
+            let missing = {
+                let mut inner = slot.lock();
+                inner.current_missing += 1;
+                inner.current_missing
+            };
+            if missing >= 2 {
+                tracing::info!(index_id = %slot.id, "index deleted from storage; unregistering");
+                resolver.unregister(&slot.id);
+            } else {
+                tracing::info!(index_id = %slot.id, "CURRENT is missing; dropping the index if it still is on the next poll");
+            }
             return false;
         }
         Err(e) => {
@@ -78,9 +96,12 @@ pub async fn refresh(resolver: &Arc<Resolver>, slot: &Arc<Slot>, force: bool) ->
         return false;
     }
     let started = Instant::now();
-    match resolver.restore(&slot.id).await {
-        Ok(next) => {
-            super::budget::admit(resolver, slot, &next);
+    // A new version is a restore like any other: it waits its turn and reserves its bytes.
+    let permit = resolver.admission.acquire().await;
+    let restored = resolver.restore(slot, Priority::Demand).await;
+    drop(permit);
+    match restored {
+        Ok((next, reservation)) => {
             let swapped = {
                 let mut inner = slot.lock();
                 match &inner.state {
@@ -93,12 +114,14 @@ pub async fn refresh(resolver: &Arc<Resolver>, slot: &Arc<Slot>, force: bool) ->
                     _ => false,
                 }
             };
+            drop(reservation);
             if swapped {
                 INDEX_SWAPS.inc();
                 tracing::info!(
                     index_id = %slot.id, from = %current.version, to = %next.version,
                     ms = started.elapsed().as_millis() as u64, "swapped in new version"
                 );
+                resolver.budget.settle(resolver, slot);
                 resolver.registry.refresh_gauges();
                 slot.notify();
             } else {
@@ -106,13 +129,18 @@ pub async fn refresh(resolver: &Arc<Resolver>, slot: &Arc<Slot>, force: bool) ->
             }
             swapped
         }
-        Err(f) => {
+        Err(RestoreError::Failed(f)) => {
             LOAD_FAILURES.with_label_values(&[f.reason]).inc();
             tracing::warn!(index_id = %slot.id, reason = f.reason, error = %f.message, "new version failed to load; keeping the old one");
             slot.lock().last_error = Some(format!(
                 "new version {} failed ({}): {}",
                 pointer.version, f.reason, f.message
             ));
+            false
+        }
+        Err(RestoreError::Refused(r)) => {
+            tracing::warn!(index_id = %slot.id, error = %r, "no room for the new version; keeping the old one");
+            slot.lock().last_error = Some(format!("new version {} not loaded: {r}", pointer.version));
             false
         }
     }
@@ -146,7 +174,7 @@ pub async fn poll_once(resolver: &Arc<Resolver>) {
             let (r, s) = (resolver.clone(), slot.clone());
             tokio::spawn(async move { refresh(&r, &s, false).await });
         } else if retry_due {
-            resolver.load_in_background(&slot);
+            resolver.load_in_background(&slot, Priority::Background);
         }
     }
     save_recent(resolver);
@@ -186,29 +214,46 @@ fn save_recent(resolver: &Resolver) {
     }
 }
 
-/// Loads recently used indexes, most recent first, one at a time, until the
-/// memory budget is reached. Runs in the background; readiness does not wait.
-pub async fn warm(resolver: Arc<Resolver>) {
-    let path = resolver.cfg.cache_dir.join(RECENT_FILE);
-    let Ok(bytes) = std::fs::read(&path) else { return };
+/// Reads the recently used list saved by an earlier process: (id, last used ms).
+pub fn load_recent(cache_dir: &std::path::Path) -> Vec<(IndexId, u64)> {
+    let Ok(bytes) = std::fs::read(cache_dir.join(RECENT_FILE)) else {
+        return Vec::new();
+    };
     let Ok(mut recent) = serde_json::from_slice::<Vec<Recent>>(&bytes) else {
-        return;
+        return Vec::new();
     };
     recent.sort_by(|a, b| b.last_used_ms.cmp(&a.last_used_ms));
-    let mut used = 0u64;
-    for r in recent {
-        let Ok(id) = IndexId::new(r.id) else { continue };
+    recent
+        .into_iter()
+        .filter_map(|r| IndexId::new(r.id).ok().map(|id| (id, r.last_used_ms)))
+        .collect()
+}
+
+/// Loads recently used indexes, most recent first, one at a time, as
+/// background restores: they fill free budget and stop at the first that no
+/// longer fits. Runs in the background; readiness does not wait.
+pub async fn warm(resolver: Arc<Resolver>) {
+    for (id, _) in load_recent(&resolver.cfg.cache_dir) {
         let Ok(slot) = resolver.slot(&id).await else { continue };
-        slot.set_last_used_ms(r.last_used_ms);
-        match resolver.get_or_load_index(&id).await {
-            Ok(l) => {
-                used += l.memory_bytes;
-                tracing::info!(index_id = %id, "warmed");
-            }
-            Err(e) => tracing::info!(index_id = %id, error = %e, "warming skipped"),
+        let mut changed = {
+            let _inner = slot.lock();
+            slot.subscribe()
+        };
+        if !resolver.load_in_background(&slot, Priority::Background) {
+            continue;
         }
-        if used >= resolver.cfg.memory_budget {
-            break;
+        while matches!(slot.lock().state, SlotState::Loading { .. }) {
+            if changed.changed().await.is_err() {
+                return;
+            }
+        }
+        match &slot.lock().state {
+            SlotState::Hot(_) => tracing::info!(index_id = %id, "warmed"),
+            SlotState::Cold => {
+                tracing::info!(index_id = %id, "warming stopped: the budget is full");
+                return;
+            }
+            other => tracing::info!(index_id = %id, state = ?other.residency(), "warming skipped"),
         }
     }
 }

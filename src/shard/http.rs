@@ -1,17 +1,22 @@
 //! The shard's HTTP API: the same routes and bodies as the router, served
 //! from this shard's own indexes. Every route that touches an index goes
-//! through the resolver.
+//! through the resolver; searches are computed on blocking threads, a
+//! bounded number at a time, so ranking never stalls the async workers that
+//! answer probes and accept connections.
 
-use super::lazy_load::Resolver;
-use super::residency::SlotState;
+use super::admission::Priority;
+use super::lazy_load::{Resolver, Wait};
+use super::loaded::LoadedIndex;
+use super::residency::{Slot, SlotState};
 use crate::IndexId;
 use crate::api::{
     ApiError, IndexList, IndexStatus, MultiSearchRequest, MultiSearchResponse, SearchRequest, SearchResponse,
-    SymbolRelation, SymbolResponse,
+    SymbolResponse,
 };
 use crate::search::engine::SearchError;
-use crate::search::fanout::{DEFAULT_DEADLINE, MAX_DEADLINE, fan_out};
 use crate::server::auth::require_admin;
+use crate::server::fanout::MultiSearch;
+use crate::server::params::{Patience, SymbolParams, parse_id};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -19,12 +24,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use std::sync::Arc;
-use std::time::Duration;
 
 pub type AppState = Arc<Resolver>;
-
-/// Request bodies are small JSON documents; anything larger is refused early.
-pub const BODY_LIMIT: usize = 64 * 1024;
 
 pub fn routes(state: AppState) -> Router {
     Router::new()
@@ -40,102 +41,92 @@ pub fn routes(state: AppState) -> Router {
         .with_state(state)
 }
 
-pub fn parse_id(raw: &str) -> Result<IndexId, ApiError> {
-    IndexId::new(raw)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_index_id", e.to_string()).retryable(false))
-}
-
 pub fn search_error(id: &IndexId, e: SearchError) -> ApiError {
     match e {
         SearchError::Query(_) | SearchError::Invalid(_) => ApiError::bad_request(e.to_string()).with_index(id.as_str()),
+        SearchError::EmbedderUnavailable { .. } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "embedder_unavailable", e.to_string())
+                .with_index(id.as_str())
+                .retryable(true)
+                .retry_after(2)
+        }
         SearchError::Arm { .. } => ApiError::internal(e.to_string()).with_index(id.as_str()),
+    }
+}
+
+/// Runs one search on a blocking thread once a search permit is free. The
+/// permit and the index handle travel with the work, so a request that times
+/// out never leaves more searches running than there are permits.
+async fn run_search(
+    r: &Resolver,
+    id: &IndexId,
+    loaded: Arc<LoadedIndex>,
+    req: SearchRequest,
+) -> Result<SearchResponse, ApiError> {
+    let permit = r
+        .search_permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::internal("search pool closed"))?;
+    let handle = tokio::runtime::Handle::current();
+    let result = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        handle.block_on(loaded.engine.search(&req))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("search task failed: {e}")).with_index(id.as_str()))?;
+    result.map_err(|e| search_error(id, e))
+}
+
+fn wait_for(patience: Patience) -> Wait {
+    match patience {
+        Patience::Wait => Wait::Load,
+        Patience::NoWait => Wait::NoWait(Priority::Demand),
+        Patience::FanOut => Wait::NoWait(Priority::Background),
     }
 }
 
 async fn search(
     State(r): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Result<Json<SearchRequest>, JsonRejection>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let id = parse_id(&id)?;
     let Json(req) = body?;
     req.validate()
         .map_err(|m| ApiError::bad_request(m).with_index(id.as_str()))?;
-    let loaded = r.get_or_load_index(&id).await?;
-    let resp = loaded.engine.search(&req).await.map_err(|e| search_error(&id, e))?;
-    Ok(Json(resp))
+    let loaded = r.resolve(&id, wait_for(Patience::from_headers(&headers))).await?;
+    Ok(Json(run_search(&r, &id, loaded, req).await?))
 }
 
+/// Searches this shard's own hot indexes; cold ones are warmed in the
+/// background (free budget only) and reported as skipped.
 async fn search_many(
     State(r): State<AppState>,
     body: Result<Json<MultiSearchRequest>, JsonRejection>,
 ) -> Result<Json<MultiSearchResponse>, ApiError> {
     let Json(req) = body?;
-    let single = SearchRequest {
-        query: req.query.clone(),
-        mode: req.mode,
-        top_k: req.top_k,
-        filters: req.filters.clone(),
-    };
-    single.validate().map_err(ApiError::bad_request)?;
-    let ids: Vec<String> = match &req.indexes {
-        Some(ids) => {
-            for id in ids {
-                parse_id(id)?;
+    let plan = MultiSearch::parse(req, r.cfg.max_fanout_indexes)?;
+    let ids = plan.ids(|| r.registry.all().iter().map(|s| s.id.to_string()).collect())?;
+    let resp = plan
+        .run(ids, r.cfg.search_parallelism(), |id| {
+            let (r, single) = (r.clone(), plan.request.clone());
+            async move {
+                let id = parse_id(&id)?;
+                let loaded = r.resolve(&id, Wait::NoWait(Priority::Background)).await?;
+                run_search(&r, &id, loaded, single).await
             }
-            ids.clone()
-        }
-        None => r.registry.all().iter().map(|s| s.id.to_string()).collect(),
-    };
-    let deadline = req
-        .deadline_ms
-        .map(Duration::from_millis)
-        .unwrap_or(DEFAULT_DEADLINE)
-        .min(MAX_DEADLINE);
-    let resp = fan_out(ids, 8, deadline, single.top_k(), |id| {
-        let (r, single) = (r.clone(), single.clone());
-        async move {
-            let id = parse_id(&id)?;
-            let loaded = r.get_or_load_index(&id).await?;
-            loaded.engine.search(&single).await.map_err(|e| search_error(&id, e))
-        }
-    })
-    .await;
+        })
+        .await;
     Ok(Json(resp))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SymbolParams {
-    #[serde(default)]
-    pub rel: Option<String>,
-    #[serde(default)]
-    pub depth: Option<u32>,
-    #[serde(default)]
-    pub limit: Option<usize>,
-}
-
-impl SymbolParams {
-    pub fn parse(&self) -> Result<(SymbolRelation, u32, usize), ApiError> {
-        let rel = match &self.rel {
-            Some(r) => r.parse().map_err(ApiError::bad_request)?,
-            None => SymbolRelation::Definition,
-        };
-        let depth = self.depth.unwrap_or(1);
-        if !(1..=5).contains(&depth) {
-            return Err(ApiError::bad_request("depth must be between 1 and 5"));
-        }
-        let limit = self.limit.unwrap_or(50);
-        if !(1..=500).contains(&limit) {
-            return Err(ApiError::bad_request("limit must be between 1 and 500"));
-        }
-        Ok((rel, depth, limit))
-    }
 }
 
 async fn symbols(
     State(r): State<AppState>,
     Path((id, name)): Path<(String, String)>,
+    headers: HeaderMap,
     params: Result<Query<SymbolParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<SymbolResponse>, ApiError> {
     let id = parse_id(&id)?;
@@ -144,8 +135,20 @@ async fn symbols(
     if name.is_empty() || name.len() > 256 {
         return Err(ApiError::bad_request("symbol name must be 1 to 256 bytes"));
     }
-    let loaded = r.get_or_load_index(&id).await?;
-    Ok(Json(loaded.engine.symbols(&name, rel, depth, limit)))
+    let loaded = r.resolve(&id, wait_for(Patience::from_headers(&headers))).await?;
+    let permit = r
+        .search_permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::internal("search pool closed"))?;
+    let resp = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        loaded.engine.symbols(&name, rel, depth, limit)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("symbol task failed: {e}")))?;
+    Ok(Json(resp))
 }
 
 async fn list(State(r): State<AppState>) -> Json<IndexList> {
@@ -155,28 +158,36 @@ async fn list(State(r): State<AppState>) -> Json<IndexList> {
     })
 }
 
-async fn status(State(r): State<AppState>, Path(id): Path<String>) -> Result<Json<IndexStatus>, ApiError> {
-    let id = parse_id(&id)?;
-    // Through the resolver's lookup (storage is asked about unseen ids), without loading.
-    let slot = r.slot(&id).await?;
+fn status_of(r: &Resolver, id: &str, slot: &Slot) -> IndexStatus {
     let owner = slot.status(&r.cfg.shard_id);
-    Ok(Json(IndexStatus {
+    IndexStatus {
         index_id: id.to_string(),
         version: owner.version.clone(),
         counts: owner.counts.clone(),
         owners: vec![owner],
-    }))
+    }
+}
+
+async fn status(State(r): State<AppState>, Path(id): Path<String>) -> Result<Json<IndexStatus>, ApiError> {
+    let id = parse_id(&id)?;
+    // Through the resolver's lookup (storage is asked about unseen ids), without loading.
+    let slot = r.slot(&id).await?;
+    Ok(Json(status_of(&r, id.as_str(), &slot)))
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
-    /// Start loading now instead of on first use.
+    /// Warm the index now (in the background, into free budget only) instead of on first use.
     #[serde(default)]
     pub preload: bool,
     /// Accepted for symmetry with the router; a shard holds one copy.
     #[serde(default)]
     pub replicas: Option<u32>,
+    /// Load now even if that evicts less recently used indexes: the router
+    /// asks this of a shard that has just become an index's owner.
+    #[serde(default)]
+    pub handoff: bool,
 }
 
 async fn register(
@@ -191,16 +202,12 @@ async fn register(
     r.registry.get_or_insert(&id); // drop any negative-cache entry first
     let slot = r.slot(&id).await?;
     let fresh = matches!(slot.lock().state, SlotState::Cold);
-    if body.preload {
-        r.load_in_background(&slot);
+    if body.handoff {
+        r.load_in_background(&slot, Priority::Demand);
+    } else if body.preload {
+        r.load_in_background(&slot, Priority::Background);
     }
-    let owner = slot.status(&r.cfg.shard_id);
-    let status = IndexStatus {
-        index_id: id.to_string(),
-        version: owner.version.clone(),
-        counts: owner.counts.clone(),
-        owners: vec![owner],
-    };
+    let status = status_of(&r, id.as_str(), &slot);
     Ok((if fresh { StatusCode::CREATED } else { StatusCode::OK }, Json(status)))
 }
 
@@ -218,7 +225,7 @@ async fn unregister(
     }
 }
 
-async fn admin_slot(r: &AppState, headers: &HeaderMap, id: &str) -> Result<Arc<super::residency::Slot>, ApiError> {
+async fn admin_slot(r: &AppState, headers: &HeaderMap, id: &str) -> Result<Arc<Slot>, ApiError> {
     require_admin(headers, r.cfg.admin_token.as_deref())?;
     let id = parse_id(id)?;
     Ok(r.slot(&id).await?)
@@ -231,14 +238,8 @@ async fn reset(
 ) -> Result<Json<IndexStatus>, ApiError> {
     let slot = admin_slot(&r, &headers, &id).await?;
     r.reset(&slot);
-    r.load_in_background(&slot);
-    let owner = slot.status(&r.cfg.shard_id);
-    Ok(Json(IndexStatus {
-        index_id: id,
-        version: owner.version.clone(),
-        counts: owner.counts.clone(),
-        owners: vec![owner],
-    }))
+    r.load_in_background(&slot, Priority::Background);
+    Ok(Json(status_of(&r, &id, &slot)))
 }
 
 async fn evict(State(r): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
@@ -247,23 +248,21 @@ async fn evict(State(r): State<AppState>, headers: HeaderMap, Path(id): Path<Str
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Picks up a new version without holding the request: a hot index checks
+/// `CURRENT` and swaps in the background (queries keep the old version until
+/// then), a cold one is simply loaded fresh next time. Answers 202 with the
+/// status at the moment of asking; the index's status shows the outcome.
 async fn reload(
     State(r): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<IndexStatus>, ApiError> {
+) -> Result<(StatusCode, Json<IndexStatus>), ApiError> {
     let slot = admin_slot(&r, &headers, &id).await?;
     if slot.hot().is_some() {
-        super::discovery::refresh(&r, &slot, true).await;
+        let (r2, s2) = (r.clone(), slot.clone());
+        tokio::spawn(async move { super::discovery::refresh(&r2, &s2, true).await });
     } else {
         r.reset(&slot);
-        r.load_in_background(&slot);
     }
-    let owner = slot.status(&r.cfg.shard_id);
-    Ok(Json(IndexStatus {
-        index_id: id,
-        version: owner.version.clone(),
-        counts: owner.counts.clone(),
-        owners: vec![owner],
-    }))
+    Ok((StatusCode::ACCEPTED, Json(status_of(&r, &id, &slot))))
 }

@@ -1,27 +1,38 @@
 //! The resolver: the only way a handler reaches an index.
 //!
-//! `get_or_load_index` takes the hot fast path when it can; otherwise it
-//! checks storage for ids it has not seen, starts at most one restore per
-//! index (the state change Cold → Loading under the slot mutex *is* the
-//! loading gate), and waits for the outcome up to `load_wait`. A restore runs
-//! as its own task under `load_timeout`, so a request that gives up (503 +
-//! `Retry-After`) does not cancel it, and the next request finds it hot.
+//! `resolve` takes the hot fast path when it can; otherwise it checks storage
+//! for ids it has not seen and starts at most one restore per index (the
+//! state change Cold → Loading under the slot mutex *is* the loading gate).
+//! A restore runs as its own task: it waits for an admission permit
+//! ([`super::admission`]), reads the manifest, reserves its bytes against the
+//! budgets ([`super::budget`]), downloads and opens. A request that waits too
+//! long gets a retryable 503 while the restore carries on, and the next
+//! request finds the index hot. Requests that must not wait (fan-outs, and a
+//! router trying a replica first) only start a restore and answer at once.
 
-use super::budget;
+use super::admission::{Admission, BackgroundTicket, Priority};
+use super::budget::{Budget, Need, Refusal, Reservation};
 use super::config::ShardConfig;
+use super::disk::VersionDirs;
 use super::loaded::LoadedIndex;
-use super::residency::{Failure, Registry, Slot, SlotState};
+use super::residency::{DiskCopy, Failure, Refused, Registry, Slot, SlotInner, SlotState};
 use crate::IndexId;
 use crate::api::ApiError;
 use crate::index::embed::Embedder;
-use crate::search::engine::Engine;
+use crate::search::engine::{Engine, estimate_memory};
 use crate::storage::layout;
-use crate::storage::open::{OpenError, fetch_version, read_current};
+use crate::storage::open::{
+    DownloadOptions, OpenError, download_version, fetch_manifest, local_copy, read_current, version_dir,
+};
 use crate::storage::store::Store;
-use crate::telemetry::metrics::{LOAD_DURATION, LOAD_FAILURES, LOADS_STARTED};
+use crate::telemetry::metrics::{LOAD_DURATION, LOAD_FAILURES, LOADS_STARTED, RESTORE_REFUSALS};
 use axum::http::StatusCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Semaphore;
+
+/// How long a refused restore keeps answering `over_budget` before another is tried.
+const REFUSED_FOR: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ResolveError {
@@ -29,6 +40,8 @@ pub enum ResolveError {
     NotFound(IndexId),
     #[error("index {id} is loading")]
     Loading { id: IndexId, retry_after: Duration },
+    #[error("index {id} is not loaded on this shard ({detail})")]
+    Cold { id: IndexId, detail: &'static str },
     #[error("index {id} failed to load ({reason}): {message}")]
     Failed {
         id: IndexId,
@@ -36,30 +49,29 @@ pub enum ResolveError {
         message: String,
         retry_in: Duration,
     },
+    #[error("no room to load index {id}: {message}")]
+    OverBudget { id: IndexId, message: String },
     #[error("object store unavailable while looking up {id}: {message}")]
     StoreUnavailable { id: IndexId, message: String },
 }
 
 impl From<ResolveError> for ApiError {
     fn from(e: ResolveError) -> ApiError {
+        let unavailable = |code: &'static str, id: &IndexId| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, e.to_string()).with_index(id.as_str())
+        };
         match &e {
             ResolveError::NotFound(id) => ApiError::not_found(id.as_str()),
-            ResolveError::Loading { id, retry_after } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "index_loading", e.to_string())
-                    .with_index(id.as_str())
-                    .retryable(true)
-                    .retry_after(retry_after.as_secs().max(1))
-            }
-            ResolveError::Failed { id, .. } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "index_restore_failed", e.to_string())
-                    .with_index(id.as_str())
-                    .retryable(false)
-            }
+            ResolveError::Loading { id, retry_after } => unavailable("index_loading", id)
+                .retryable(true)
+                .retry_after(retry_after.as_secs().max(1)),
+            ResolveError::Cold { id, .. } => unavailable("index_cold", id).retryable(true).retry_after(1),
+            ResolveError::Failed { id, .. } => unavailable("index_restore_failed", id).retryable(false),
+            ResolveError::OverBudget { id, .. } => unavailable("over_budget", id)
+                .retryable(true)
+                .retry_after(REFUSED_FOR.as_secs()),
             ResolveError::StoreUnavailable { id, .. } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string())
-                    .with_index(id.as_str())
-                    .retryable(true)
-                    .retry_after(2)
+                unavailable("store_unavailable", id).retryable(true).retry_after(2)
             }
         }
     }
@@ -81,25 +93,63 @@ impl From<OpenError> for LoadFailure {
     }
 }
 
+/// How a restore ended without an index.
+#[derive(Debug)]
+pub enum RestoreError {
+    Failed(LoadFailure),
+    Refused(Refusal),
+}
+
+impl From<OpenError> for RestoreError {
+    fn from(e: OpenError) -> Self {
+        RestoreError::Failed(e.into())
+    }
+}
+
+fn timed_out(what: &str, after: Duration) -> RestoreError {
+    RestoreError::Failed(LoadFailure {
+        reason: "timeout",
+        message: format!("{what} did not finish within {after:?}"),
+    })
+}
+
+/// What a caller of [`Resolver::resolve`] is prepared to do for a cold index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Start (or join) a restore and wait for it up to `load_wait`.
+    Load,
+    /// Start a restore at this priority if none runs, and answer at once.
+    NoWait(Priority),
+}
+
 pub struct Resolver {
     pub cfg: ShardConfig,
     pub store: Store,
     pub registry: Registry,
     pub embedder: Option<Arc<dyn Embedder>>,
+    pub admission: Admission,
+    pub budget: Budget,
+    pub dirs: VersionDirs,
+    /// Searches computed at once, each on a blocking thread.
+    pub search_permits: Arc<Semaphore>,
 }
 
 impl Resolver {
     pub fn new(cfg: ShardConfig, store: Store, embedder: Option<Arc<dyn Embedder>>) -> Arc<Resolver> {
         Arc::new(Resolver {
+            admission: Admission::new(cfg.max_restores, cfg.warm_queue),
+            budget: Budget::new(cfg.memory_budget, cfg.disk_budget),
+            registry: Registry::new(cfg.negative_cache_entries),
+            dirs: VersionDirs::default(),
+            search_permits: Arc::new(Semaphore::new(cfg.search_parallelism())),
             cfg,
             store,
-            registry: Registry::default(),
             embedder,
         })
     }
 
-    /// The slot for `id`, asking storage about ids not seen yet (with a short
-    /// negative cache so a burst of requests for a missing id costs one lookup).
+    /// The slot for `id`, asking storage about ids not seen yet (with a short,
+    /// bounded negative cache so a burst of requests for a missing id costs one lookup).
     pub async fn slot(&self, id: &IndexId) -> Result<Arc<Slot>, ResolveError> {
         if let Some(slot) = self.registry.get(id) {
             return Ok(slot);
@@ -122,14 +172,26 @@ impl Resolver {
 
     /// Hot index for `id`, restoring it first if needed.
     pub async fn get_or_load_index(self: &Arc<Self>, id: &IndexId) -> Result<Arc<LoadedIndex>, ResolveError> {
+        self.resolve(id, Wait::Load).await
+    }
+
+    /// Hot index for `id`; for a cold one, what `wait` allows.
+    pub async fn resolve(self: &Arc<Self>, id: &IndexId, wait: Wait) -> Result<Arc<LoadedIndex>, ResolveError> {
         let slot = self.slot(id).await?;
-        slot.touch();
+        if wait == Wait::Load {
+            slot.touch();
+        }
         let deadline = tokio::time::Instant::now() + self.cfg.load_wait;
         loop {
             let mut changed = {
                 let mut inner = slot.lock();
                 match &inner.state {
-                    SlotState::Hot(loaded) => return Ok(loaded.clone()),
+                    SlotState::Hot(loaded) => {
+                        if wait != Wait::Load {
+                            slot.touch();
+                        }
+                        return Ok(loaded.clone());
+                    }
                     SlotState::Failed(f) if f.reason == "not_found" => {
                         return Err(ResolveError::NotFound(id.clone()));
                     }
@@ -141,17 +203,41 @@ impl Resolver {
                             retry_in: f.retry_at.saturating_duration_since(Instant::now()),
                         });
                     }
-                    SlotState::Loading { .. } => {}
+                    SlotState::Loading { .. } => {
+                        if let Wait::NoWait(_) = wait {
+                            return Err(ResolveError::Loading {
+                                id: id.clone(),
+                                retry_after: Duration::from_secs(1),
+                            });
+                        }
+                    }
                     SlotState::Cold | SlotState::Failed(_) => {
-                        inner.state = SlotState::Loading {
-                            started: Instant::now(),
+                        // A recent refusal stands until it expires (it is also how
+                        // the requests waiting on a refused restore learn of it).
+                        if let Some(r) = inner.refused.as_ref().filter(|r| Instant::now() < r.until) {
+                            return Err(ResolveError::OverBudget {
+                                id: id.clone(),
+                                message: r.message.clone(),
+                            });
+                        }
+                        let priority = match wait {
+                            Wait::Load => Priority::Demand,
+                            Wait::NoWait(p) => p,
                         };
-                        self.spawn_load(slot.clone());
+                        let started = self.start_load_locked(&slot, &mut inner, priority);
+                        if let Wait::NoWait(_) = wait {
+                            let detail = if started {
+                                "load queued"
+                            } else {
+                                "no room to warm it now"
+                            };
+                            return Err(ResolveError::Cold { id: id.clone(), detail });
+                        }
                     }
                 }
                 slot.subscribe()
             };
-            // Re-check after every change: the load may have just finished or failed.
+            // Re-check after every change: the load may have just finished, failed or been refused.
             if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
                 return Err(ResolveError::Loading {
                     id: id.clone(),
@@ -162,66 +248,111 @@ impl Resolver {
     }
 
     /// Starts a restore in the background if the index is cold or its retry time has come.
-    pub fn load_in_background(self: &Arc<Self>, slot: &Arc<Slot>) -> bool {
+    pub fn load_in_background(self: &Arc<Self>, slot: &Arc<Slot>, priority: Priority) -> bool {
         let mut inner = slot.lock();
         let startable = match &inner.state {
             SlotState::Cold => true,
             SlotState::Failed(f) => Instant::now() >= f.retry_at && f.reason != "not_found",
             _ => false,
         };
-        if startable {
-            inner.state = SlotState::Loading {
-                started: Instant::now(),
-            };
-            self.spawn_load(slot.clone());
-        }
-        startable
+        startable && self.start_load_locked(slot, &mut inner, priority)
     }
 
-    /// Called with the slot already marked Loading.
-    fn spawn_load(self: &Arc<Self>, slot: Arc<Slot>) {
-        LOADS_STARTED.inc();
-        let this = self.clone();
-        tokio::spawn(async move { this.run_load(slot).await });
-    }
-
-    async fn run_load(self: Arc<Self>, slot: Arc<Slot>) {
-        let id = slot.id.clone();
-        let started = Instant::now();
-        let span = tracing::info_span!("load", index_id = %id);
-        let result = {
-            use tracing::Instrument;
-            match tokio::time::timeout(self.cfg.load_timeout, self.restore(&id).instrument(span.clone())).await {
-                Ok(r) => r,
-                Err(_) => {
-                    remove_partials(&self.cfg.cache_dir.join(id.as_str()));
-                    Err(LoadFailure {
-                        reason: "timeout",
-                        message: format!("restore did not finish within {:?}", self.cfg.load_timeout),
-                    })
+    /// Marks the slot Loading and spawns its restore; a background restore
+    /// needs a place in the bounded warm queue, and is not started when its
+    /// last known size clearly does not fit the free budget. Called with the
+    /// slot locked.
+    fn start_load_locked(self: &Arc<Self>, slot: &Arc<Slot>, inner: &mut SlotInner, priority: Priority) -> bool {
+        let ticket = match priority {
+            Priority::Demand => None,
+            Priority::Background => {
+                if let Some(need) = inner.last_need {
+                    if !self.budget.might_fit_free(self.registry.used(), need) {
+                        return false;
+                    }
+                }
+                match self.admission.background_ticket() {
+                    Some(t) => Some(t),
+                    None => return false,
                 }
             }
         };
+        inner.state = SlotState::Loading {
+            started: Instant::now(),
+        };
+        LOADS_STARTED.inc();
+        let (this, slot) = (self.clone(), slot.clone());
+        tokio::spawn(async move { this.run_load(slot, priority, ticket).await });
+        true
+    }
+
+    async fn run_load(self: Arc<Self>, slot: Arc<Slot>, priority: Priority, ticket: Option<BackgroundTicket>) {
+        let id = slot.id.clone();
+        let span = tracing::info_span!("load", index_id = %id, priority = priority.as_str());
+        let permit = self.admission.acquire().await;
+        drop(ticket);
+        let started = Instant::now();
+        let result = {
+            use tracing::Instrument;
+            self.restore(&slot, priority).instrument(span.clone()).await
+        };
+        drop(permit);
         let elapsed = started.elapsed();
         match result {
-            Ok(loaded) => {
+            Ok((loaded, reservation)) => {
                 LOAD_DURATION.with_label_values(&["ok"]).observe(elapsed.as_secs_f64());
                 span.in_scope(
                     || tracing::info!(version = %loaded.version, ms = elapsed.as_millis() as u64, "index hot"),
                 );
-                budget::admit(&self, &slot, &loaded);
                 let stale_copy = {
                     let mut inner = slot.lock();
                     inner.state = SlotState::Hot(loaded.clone());
                     inner.attempts = 0;
                     inner.last_error = None;
-                    inner.disk_copy.take().filter(|(v, _, _)| *v != loaded.version)
+                    inner.refused = None;
+                    inner.disk_copy.take().filter(|c| c.version != loaded.version)
                 };
-                if let Some((_, dir, _)) = stale_copy {
-                    let _ = std::fs::remove_dir_all(dir);
+                // Counted as hot now: the reservation can go.
+                drop(reservation);
+                // A preloaded index has not been queried, but is not first in line for eviction.
+                slot.touch();
+                if let Some(copy) = stale_copy {
+                    self.dirs.doom(&copy.dir);
+                }
+                self.budget.settle(&self, &slot);
+            }
+            Err(RestoreError::Refused(refusal)) => {
+                RESTORE_REFUSALS
+                    .with_label_values(&[refusal_label(&refusal), priority.as_str()])
+                    .inc();
+                span.in_scope(|| tracing::info!(error = %refusal, "restore refused"));
+                let mut inner = slot.lock();
+                match refusal {
+                    Refusal::TooLarge { .. } => {
+                        // Nothing changes until the index or the budget does: retry rarely.
+                        inner.attempts += 1;
+                        let retry_in = self.cfg.retry_max;
+                        inner.state = SlotState::Failed(Failure {
+                            reason: "too_large",
+                            message: refusal.to_string(),
+                            at: SystemTime::now(),
+                            retry_at: Instant::now() + retry_in,
+                        });
+                    }
+                    Refusal::Full { .. } => {
+                        inner.state = SlotState::Cold;
+                        // Only a demand restore had someone waiting: tell them (and the
+                        // next few) why, instead of queueing another restore at once.
+                        if priority == Priority::Demand {
+                            inner.refused = Some(Refused {
+                                until: Instant::now() + REFUSED_FOR,
+                                message: refusal.to_string(),
+                            });
+                        }
+                    }
                 }
             }
-            Err(failure) => {
+            Err(RestoreError::Failed(failure)) => {
                 LOAD_DURATION
                     .with_label_values(&["failed"])
                     .observe(elapsed.as_secs_f64());
@@ -238,43 +369,100 @@ impl Resolver {
                 });
             }
         }
-        if matches!(&slot.lock().state, SlotState::Failed(f) if f.reason == "not_found") {
+        let gone = matches!(&slot.lock().state, SlotState::Failed(f) if f.reason == "not_found");
+        if gone {
+            // Forget the index and any local copy; the slot keeps saying not_found to its waiters.
             self.registry.remove(&id);
+            self.registry.mark_absent(&id);
+            let copy = slot.lock().disk_copy.take();
+            if let Some(copy) = copy {
+                self.dirs.doom(&copy.dir);
+            }
         }
         self.registry.refresh_gauges();
         slot.notify();
     }
 
-    /// Downloads (or reuses a verified local copy of) the current version and opens it.
-    pub async fn restore(&self, id: &IndexId) -> Result<Arc<LoadedIndex>, LoadFailure> {
+    /// Reads the current version's manifest, reserves its bytes, then downloads
+    /// (or reuses a verified local copy) and opens it. The caller holds an
+    /// admission permit. Each phase has its own deadline: reading pointers under
+    /// `load_timeout`, the download under one that grows with its size.
+    pub async fn restore(
+        &self,
+        slot: &Slot,
+        priority: Priority,
+    ) -> Result<(Arc<LoadedIndex>, Reservation), RestoreError> {
+        let id = &slot.id;
         let started = Instant::now();
-        let (pointer, etag) = read_current(&self.store, id, None).await?.ok_or_else(|| LoadFailure {
-            reason: "io",
-            message: "CURRENT unreadable".into(),
-        })?;
-        let local = fetch_version(
-            &self.store,
-            id,
-            &self.cfg.cache_dir,
-            &pointer,
-            self.cfg.download_parallelism,
-        )
-        .await?;
-        let engine = Engine::open(&local.dir, local.manifest, self.embedder.clone())
+        let base = self.cfg.load_timeout;
+        let (pointer, etag) = tokio::time::timeout(base, read_current(&self.store, id, None))
+            .await
+            .map_err(|_| timed_out("reading CURRENT", base))??
+            .ok_or_else(|| {
+                RestoreError::Failed(LoadFailure {
+                    reason: "io",
+                    message: "CURRENT unreadable".into(),
+                })
+            })?;
+        let dir = version_dir(&self.cfg.cache_dir, id, &pointer.version);
+        // Leased before it is looked at: nothing may remove it from here on.
+        let lease = self.dirs.lease(&dir);
+        let local = local_copy(id, &dir, &pointer)?;
+        let (manifest, manifest_bytes) = match &local {
+            Some(l) => (l.manifest.clone(), None),
+            None => {
+                let (m, b) = tokio::time::timeout(base, fetch_manifest(&self.store, id, &pointer))
+                    .await
+                    .map_err(|_| timed_out("reading the manifest", base))??;
+                (m, Some(b))
+            }
+        };
+        let total = manifest.total_bytes();
+        let need = Need {
+            memory: estimate_memory(&manifest),
+            disk: if local.is_some() { 0 } else { total },
+            disk_total: total,
+        };
+        slot.lock().last_need = Some(need);
+        let reservation = self
+            .budget
+            .reserve(self, slot, need, priority, local.is_some())
+            .map_err(RestoreError::Refused)?;
+        let local = match (local, manifest_bytes) {
+            (Some(l), _) => l,
+            (None, Some(bytes)) => {
+                let deadline = self.cfg.restore_deadline(total);
+                let opts = DownloadOptions {
+                    parallelism: self.cfg.download_parallelism,
+                    stall: self.cfg.download_stall_timeout,
+                };
+                let download =
+                    download_version(&self.store, id, &self.cfg.cache_dir, &pointer, &manifest, &bytes, opts);
+                tokio::time::timeout(deadline, download)
+                    .await
+                    .map_err(|_| timed_out(&format!("downloading {total} bytes"), deadline))??
+            }
+            (None, None) => unreachable!("a manifest read from storage keeps its bytes"),
+        };
+        let mut engine = Engine::open(&local.dir, local.manifest, self.embedder.clone())
             .await
             .map_err(|e| {
                 // Checksums matched but an arm would not open: the bundle itself is bad.
-                let _ = std::fs::remove_dir_all(&local.dir);
-                LoadFailure {
+                self.dirs.doom(&local.dir);
+                RestoreError::Failed(LoadFailure {
                     reason: "corrupt",
                     message: e.to_string(),
-                }
+                })
             })?;
-        Ok(Arc::new(LoadedIndex::new(
+        engine.set_embed_timeout(self.cfg.embed_timeout);
+        let loaded = LoadedIndex::new(
             engine,
+            lease,
+            self.dirs.clone(),
             etag,
             started.elapsed().as_secs_f64() * 1000.0,
-        )))
+        );
+        Ok((Arc::new(loaded), reservation))
     }
 
     /// Clears a failure (admin reset): the next request restores at once.
@@ -283,6 +471,7 @@ impl Resolver {
             let mut inner = slot.lock();
             inner.attempts = 0;
             inner.last_error = None;
+            inner.refused = None;
             let failed = matches!(inner.state, SlotState::Failed(_));
             if failed {
                 inner.state = SlotState::Cold;
@@ -300,7 +489,11 @@ impl Resolver {
             let mut inner = slot.lock();
             match std::mem::replace(&mut inner.state, SlotState::Cold) {
                 SlotState::Hot(l) => {
-                    inner.disk_copy = Some((l.version.clone(), l.engine.dir().to_path_buf(), l.disk_bytes));
+                    inner.disk_copy = Some(DiskCopy {
+                        version: l.version.clone(),
+                        dir: l.engine.dir().to_path_buf(),
+                        bytes: l.disk_bytes,
+                    });
                     true
                 }
                 other => {
@@ -317,20 +510,37 @@ impl Resolver {
         evicted
     }
 
+    /// Removes a cold index's local copy (when no reader holds it; else when the
+    /// last one finishes). Returns the bytes it accounted for.
+    pub fn drop_disk_copy(&self, slot: &Slot) -> Option<u64> {
+        let copy = {
+            let mut inner = slot.lock();
+            if matches!(inner.state, SlotState::Hot(_)) {
+                return None;
+            }
+            inner.disk_copy.take()?
+        };
+        self.dirs.doom(&copy.dir);
+        self.registry.refresh_gauges();
+        Some(copy.bytes)
+    }
+
     /// Forgets an index: evicts it and removes its cached files.
     pub fn unregister(&self, id: &IndexId) -> bool {
         let Some(slot) = self.registry.remove(id) else {
             return false;
         };
-        let mut inner = slot.lock();
-        if let SlotState::Hot(l) = &inner.state {
-            l.retire();
+        let copy = {
+            let mut inner = slot.lock();
+            if let SlotState::Hot(l) = &inner.state {
+                l.retire();
+            }
+            inner.state = SlotState::Cold;
+            inner.disk_copy.take()
+        };
+        if let Some(copy) = copy {
+            self.dirs.doom(&copy.dir);
         }
-        inner.state = SlotState::Cold;
-        if let Some((_, dir, _)) = inner.disk_copy.take() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        drop(inner);
         self.registry.mark_absent(id);
         self.registry.refresh_gauges();
         slot.notify();
@@ -338,12 +548,9 @@ impl Resolver {
     }
 }
 
-fn remove_partials(index_dir: &std::path::Path) {
-    if let Ok(entries) = std::fs::read_dir(index_dir) {
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().contains(".partial-") {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
+fn refusal_label(r: &Refusal) -> &'static str {
+    match r {
+        Refusal::TooLarge { .. } => "too_large",
+        Refusal::Full { .. } => "full",
     }
 }

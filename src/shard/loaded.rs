@@ -1,11 +1,11 @@
 //! A hot index version: the opened engine plus what budgets and status need.
 
+use super::disk::{DirLease, VersionDirs};
 use crate::search::engine::Engine;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 pub struct LoadedIndex {
+    /// Reachable only through this handle, so the directory lease outlives every reader.
     pub engine: Engine,
     pub version: String,
     /// ETag of the `CURRENT` object this version was read from (for cheap polling).
@@ -14,18 +14,16 @@ pub struct LoadedIndex {
     pub disk_bytes: u64,
     pub loaded_at: SystemTime,
     pub load_ms: f64,
-    dir: PathBuf,
-    /// Set when this version is retired (replaced or evicted from disk): the
-    /// directory goes away when the last in-flight query drops its handle.
-    remove_on_drop: AtomicBool,
+    /// Keeps the version directory on disk while this handle (or a query holding it) lives.
+    lease: DirLease,
+    dirs: VersionDirs,
 }
 
 impl LoadedIndex {
-    pub fn new(engine: Engine, current_etag: Option<String>, load_ms: f64) -> LoadedIndex {
+    pub fn new(engine: Engine, lease: DirLease, dirs: VersionDirs, current_etag: Option<String>, load_ms: f64) -> Self {
         let version = engine.manifest.version.clone();
         let memory_bytes = engine.memory_bytes();
         let disk_bytes = engine.manifest.total_bytes();
-        let dir = engine.dir().to_path_buf();
         LoadedIndex {
             engine,
             version,
@@ -34,23 +32,15 @@ impl LoadedIndex {
             disk_bytes,
             loaded_at: SystemTime::now(),
             load_ms,
-            dir,
-            remove_on_drop: AtomicBool::new(false),
+            lease,
+            dirs,
         }
     }
 
+    /// Marks this version's directory for removal once no handle uses it
+    /// (a newer version replaced it, or disk budget evicted it).
     pub fn retire(&self) {
-        self.remove_on_drop.store(true, Ordering::Release);
-    }
-}
-
-impl Drop for LoadedIndex {
-    fn drop(&mut self) {
-        if self.remove_on_drop.load(Ordering::Acquire) {
-            if let Err(e) = std::fs::remove_dir_all(&self.dir) {
-                tracing::warn!(dir = %self.dir.display(), error = %e, "could not remove retired version");
-            }
-        }
+        self.dirs.doom(self.lease.path());
     }
 }
 

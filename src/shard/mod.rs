@@ -5,14 +5,18 @@
 //! (`Unknown → Cold → Loading → Hot`, or `Failed`) and a loading gate so that
 //! any number of concurrent requests for a cold index cause exactly one
 //! restore. Loads run as background tasks: a request that waits too long gets
-//! a retryable 503 while the load carries on. Hot indexes are kept under
-//! memory and disk byte budgets ([`budget`]); new versions are noticed by
+//! a retryable 503 while the load carries on. Restores are admitted a few at
+//! a time ([`admission`]) and reserve their bytes against memory and disk
+//! budgets before downloading ([`budget`]); version directories are removed
+//! only when no reader holds them ([`disk`]); new versions are noticed by
 //! polling `CURRENT` and swapped in without interrupting queries
 //! ([`discovery`]).
 
+pub mod admission;
 pub mod budget;
 pub mod config;
 pub mod discovery;
+pub mod disk;
 pub mod http;
 pub mod lazy_load;
 pub mod loaded;

@@ -7,7 +7,7 @@
 use super::loaded::LoadedIndex;
 use crate::IndexId;
 use crate::api::{ResidencyState, ShardIndexStatus};
-use crate::telemetry::metrics::{CACHE_BYTES, INDEXES};
+use crate::telemetry::metrics::{CACHE_BYTES, INDEXES, UNKNOWN_IDS};
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -44,6 +44,22 @@ impl SlotState {
     }
 }
 
+/// A verified version left on local disk while its index is not hot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskCopy {
+    pub version: String,
+    pub dir: PathBuf,
+    pub bytes: u64,
+}
+
+/// A restore refused for lack of room: requests are answered `over_budget`
+/// until `until` instead of queueing another restore straight away.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub until: Instant,
+    pub message: String,
+}
+
 #[derive(Debug)]
 pub struct SlotInner {
     pub state: SlotState,
@@ -51,8 +67,14 @@ pub struct SlotInner {
     pub attempts: u32,
     /// Last error that did not change the state (a failed version swap while hot).
     pub last_error: Option<String>,
-    /// A verified version left on local disk after eviction from memory: (version, dir, bytes).
-    pub disk_copy: Option<(String, PathBuf, u64)>,
+    /// A verified version left on local disk after eviction from memory.
+    pub disk_copy: Option<DiskCopy>,
+    pub refused: Option<Refused>,
+    /// What the last restore of this index needed, from its manifest: a
+    /// background restore that clearly cannot fit is not even started.
+    pub last_need: Option<super::budget::Need>,
+    /// Consecutive polls that found no `CURRENT` (a hot index is dropped only on the second).
+    pub current_missing: u32,
 }
 
 #[derive(Debug)]
@@ -81,6 +103,9 @@ impl Slot {
                 attempts: 0,
                 last_error: None,
                 disk_copy: None,
+                refused: None,
+                last_need: None,
+                current_missing: 0,
             }),
             changed: watch::channel(0).0,
             last_used_ms: AtomicU64::new(0),
@@ -148,7 +173,10 @@ impl Slot {
                 s.next_retry_at = Some(rfc3339(SystemTime::now() + wait));
             }
             SlotState::Cold | SlotState::Loading { .. } => {
-                s.version = inner.disk_copy.as_ref().map(|(v, _, _)| v.clone());
+                s.version = inner.disk_copy.as_ref().map(|c| c.version.clone());
+                if let Some(r) = inner.refused.as_ref().filter(|r| Instant::now() < r.until) {
+                    s.last_error = Some(format!("over_budget: {}", r.message));
+                }
             }
         }
         s
@@ -161,14 +189,26 @@ pub fn rfc3339(t: SystemTime) -> String {
         .unwrap_or_default()
 }
 
-/// Every index this shard knows, plus a short memory of ids storage said do not exist.
-#[derive(Debug, Default)]
+/// Every index this shard knows, plus a short, bounded memory of ids storage
+/// said do not exist (so random unknown ids cannot grow it without limit).
+#[derive(Debug)]
 pub struct Registry {
     slots: RwLock<HashMap<IndexId, Arc<Slot>>>,
-    absent: Mutex<HashMap<IndexId, Instant>>,
+    absent: Mutex<lru::LruCache<IndexId, Instant>>,
+    /// Totals as of the last state change: (hot memory, disk incl. copies).
+    used: (AtomicU64, AtomicU64),
 }
 
 impl Registry {
+    pub fn new(absent_entries: usize) -> Registry {
+        let cap = std::num::NonZeroUsize::new(absent_entries.max(1)).expect("at least one entry");
+        Registry {
+            slots: RwLock::default(),
+            absent: Mutex::new(lru::LruCache::new(cap)),
+            used: (AtomicU64::new(0), AtomicU64::new(0)),
+        }
+    }
+
     pub fn get(&self, id: &IndexId) -> Option<Arc<Slot>> {
         self.slots.read().get(id).cloned()
     }
@@ -178,7 +218,7 @@ impl Registry {
         if let Some(s) = self.get(id) {
             return s;
         }
-        self.absent.lock().remove(id);
+        self.absent.lock().pop(id);
         let slot = self
             .slots
             .write()
@@ -202,16 +242,28 @@ impl Registry {
     }
 
     pub fn mark_absent(&self, id: &IndexId) {
-        self.absent.lock().insert(id.clone(), Instant::now());
+        let mut absent = self.absent.lock();
+        absent.put(id.clone(), Instant::now());
+        UNKNOWN_IDS.set(absent.len() as i64);
+    }
+
+    /// Bytes used as of the last state change: (hot memory, disk incl. local copies).
+    pub fn used(&self) -> (u64, u64) {
+        (self.used.0.load(Ordering::Relaxed), self.used.1.load(Ordering::Relaxed))
+    }
+
+    /// Ids remembered as absent (bounded by the configured entries).
+    pub fn absent_len(&self) -> usize {
+        self.absent.lock().len()
     }
 
     /// True when storage said `id` does not exist less than `ttl` ago.
     pub fn recently_absent(&self, id: &IndexId, ttl: Duration) -> bool {
         let mut absent = self.absent.lock();
-        match absent.get(id) {
+        match absent.peek(id) {
             Some(at) if at.elapsed() < ttl => true,
             Some(_) => {
-                absent.remove(id);
+                absent.pop(id);
                 false
             }
             None => false,
@@ -235,10 +287,12 @@ impl Registry {
                 SlotState::Failed(_) => 3,
             };
             if !matches!(inner.state, SlotState::Hot(_)) {
-                disk += inner.disk_copy.as_ref().map(|c| c.2).unwrap_or(0);
+                disk += inner.disk_copy.as_ref().map(|c| c.bytes).unwrap_or(0);
             }
             counts[i] += 1;
         }
+        self.used.0.store(mem, Ordering::Relaxed);
+        self.used.1.store(disk, Ordering::Relaxed);
         for (state, n) in ["cold", "loading", "hot", "failed"].iter().zip(counts) {
             INDEXES.with_label_values(&[state]).set(n);
         }

@@ -3,11 +3,14 @@
 
 use super::config::ShardConfig;
 use super::discovery;
-use super::http::{BODY_LIMIT, routes};
+use super::disk::{self, CachedVersion};
+use super::http::routes;
 use super::lazy_load::Resolver;
+use super::residency::DiskCopy;
+use crate::IndexId;
 use crate::index::embed::Embedder;
 use crate::server::serve;
-use crate::storage::open::clean_partials;
+use crate::storage::open::is_complete;
 use crate::storage::store::Store;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,11 +49,12 @@ impl ShardHandle {
 pub fn app(resolver: Arc<Resolver>, ready: Arc<AtomicBool>) -> axum::Router {
     let cfg = resolver.cfg.clone();
     serve::harden(
-        routes(resolver).merge(serve::ops_routes(ready)),
+        routes(resolver),
+        serve::ops_routes(ready),
         "shard",
         cfg.max_concurrency,
         cfg.request_timeout,
-        BODY_LIMIT,
+        crate::server::params::BODY_LIMIT,
     )
 }
 
@@ -59,11 +63,9 @@ pub async fn start(cfg: ShardConfig, embedder: Option<Arc<dyn Embedder>>) -> any
     crate::telemetry::metrics::touch_all();
     crate::telemetry::metrics::set_build_info("shard");
     std::fs::create_dir_all(&cfg.cache_dir)?;
-    match clean_partials(&cfg.cache_dir) {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(removed = n, "removed partial downloads left by an earlier process"),
-        Err(e) => tracing::warn!(error = %e, "could not clean partial downloads"),
-    }
+    // What an earlier process left: partial downloads and older versions go,
+    // verified versions stay and count against the disk budget.
+    let cached = disk::inventory(&cfg.cache_dir, is_complete)?;
     let store = Store::open(&cfg.store)?;
     let listener = serve::bind(&cfg.listen).await?;
     let addr = listener.local_addr()?;
@@ -81,6 +83,7 @@ pub async fn start(cfg: ShardConfig, embedder: Option<Arc<dyn Embedder>>) -> any
             Ok(n) => tracing::info!(indexes = n, shard = %bg.cfg.shard_id, "discovered indexes"),
             Err(e) => tracing::warn!(error = %e, "initial index listing failed; will retry while polling"),
         }
+        adopt_cache(&bg, cached);
         bg.registry.refresh_gauges();
         ready.store(true, Ordering::Release);
         if bg.cfg.warm {
@@ -95,4 +98,36 @@ pub async fn start(cfg: ShardConfig, embedder: Option<Arc<dyn Embedder>>) -> any
         task,
         background,
     })
+}
+
+/// Attaches the verified versions found on disk to their indexes as local
+/// copies (so they count against the disk budget and a restore can reuse
+/// them), restores last-used times, and trims the copies to the disk budget.
+fn adopt_cache(resolver: &Resolver, cached: Vec<CachedVersion>) {
+    let found = cached.len();
+    for c in cached {
+        let Ok(id) = IndexId::new(c.index_id.clone()) else {
+            resolver.dirs.doom(&c.dir);
+            continue;
+        };
+        let slot = resolver.registry.get_or_insert(&id);
+        slot.lock().disk_copy = Some(DiskCopy {
+            version: c.version,
+            dir: c.dir,
+            bytes: c.bytes,
+        });
+    }
+    for (id, last_used) in discovery::load_recent(&resolver.cfg.cache_dir) {
+        if let Some(slot) = resolver.registry.get(&id) {
+            slot.set_last_used_ms(last_used);
+        }
+    }
+    let trimmed = resolver.budget.trim_disk(resolver);
+    if found > 0 {
+        tracing::info!(
+            found,
+            trimmed,
+            "local copies from an earlier process counted against the disk budget"
+        );
+    }
 }

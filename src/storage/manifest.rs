@@ -64,6 +64,15 @@ impl Manifest {
         self.files.iter().map(|f| f.size).sum()
     }
 
+    /// Bytes of the file at `path`, or of every file under the directory `path`.
+    pub fn bytes_under(&self, path: &str) -> u64 {
+        self.files
+            .iter()
+            .filter(|f| f.path == path || f.path.strip_prefix(path).is_some_and(|rest| rest.starts_with('/')))
+            .map(|f| f.size)
+            .sum()
+    }
+
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec_pretty(self).expect("manifest serialises")
     }

@@ -2,17 +2,19 @@
 //!
 //! Files land in `{cache}/{index_id}/{version}.partial-{random}` and the
 //! directory is renamed to `{cache}/{index_id}/{version}` only after every
-//! checksum matched, so a crash mid-download leaves only a `.partial-` directory
-//! that [`clean_partials`] removes on the next start. The search engine opens
-//! the verified directory afterwards.
+//! checksum matched, so a crash mid-download leaves only a `.partial-`
+//! directory (the shard's cache inventory removes it on the next start) and a
+//! cancelled download removes its own. The search engine opens the verified
+//! directory afterwards.
 
 use super::layout::{self, MANIFEST_FILE};
 use super::manifest::{CurrentPointer, Manifest, SCHEMA_VERSION};
-use super::store::{Store, StoreError};
+use super::store::{DEFAULT_STALL, Store, StoreError};
 use crate::IndexId;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Marker written last into a verified cache directory.
 const COMPLETE_MARKER: &str = ".complete";
@@ -121,6 +123,29 @@ pub async fn read_current(
     Ok(Some((pointer, new_etag)))
 }
 
+/// How a version is downloaded.
+#[derive(Debug, Clone, Copy)]
+pub struct DownloadOptions {
+    /// Files fetched at once.
+    pub parallelism: usize,
+    /// A file receiving nothing for this long is resumed with a range request.
+    pub stall: Duration,
+}
+
+impl Default for DownloadOptions {
+    fn default() -> Self {
+        DownloadOptions {
+            parallelism: 8,
+            stall: DEFAULT_STALL,
+        }
+    }
+}
+
+/// The cache directory of one version: `{cache}/{index_id}/{version}`.
+pub fn version_dir(cache_dir: &Path, id: &IndexId, version: &str) -> PathBuf {
+    cache_dir.join(id.as_str()).join(version)
+}
+
 /// Downloads and verifies the version `pointer` names, or reuses a verified
 /// copy already in the cache.
 pub async fn fetch_version(
@@ -130,12 +155,25 @@ pub async fn fetch_version(
     pointer: &CurrentPointer,
     parallelism: usize,
 ) -> Result<LocalVersion, OpenError> {
-    let index_dir = cache_dir.join(id.as_str());
-    let final_dir = index_dir.join(&pointer.version);
-    if let Some(local) = reuse_cached(id, &final_dir, pointer)? {
+    let final_dir = version_dir(cache_dir, id, &pointer.version);
+    if let Some(local) = local_copy(id, &final_dir, pointer)? {
         return Ok(local);
     }
+    let (manifest, manifest_bytes) = fetch_manifest(store, id, pointer).await?;
+    let opts = DownloadOptions {
+        parallelism,
+        ..DownloadOptions::default()
+    };
+    download_version(store, id, cache_dir, pointer, &manifest, &manifest_bytes, opts).await
+}
 
+/// Reads and checks the manifest `pointer` names (its checksum, schema and
+/// paths): a shard learns a version's size from it before downloading anything.
+pub async fn fetch_manifest(
+    store: &Store,
+    id: &IndexId,
+    pointer: &CurrentPointer,
+) -> Result<(Manifest, Bytes), OpenError> {
     let manifest_bytes = match store.get(&layout::manifest_key(id, &pointer.version)).await {
         Ok(b) => b,
         Err(StoreError::NotFound { key }) => {
@@ -157,28 +195,68 @@ pub async fn fetch_version(
         ));
     }
     let manifest = parse_manifest(id, &manifest_bytes, &pointer.version)?;
+    Ok((manifest, manifest_bytes))
+}
 
-    std::fs::create_dir_all(&index_dir).map_err(|e| OpenError::io(id, &index_dir, e))?;
-    let partial = index_dir.join(format!("{}.partial-{}", pointer.version, uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&partial).map_err(|e| OpenError::io(id, &partial, e))?;
-    let result = download_all(store, id, &manifest, &partial, parallelism).await;
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&partial);
-        return Err(e);
+/// A download directory that removes itself unless it was completed, so a
+/// cancelled or failed restore (timeout, dropped task) leaves nothing behind.
+struct PartialDir {
+    path: PathBuf,
+    completed: bool,
+}
+
+impl Drop for PartialDir {
+    fn drop(&mut self) {
+        if !self.completed {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
     }
-    let manifest_path = partial.join(MANIFEST_FILE);
-    std::fs::write(&manifest_path, &manifest_bytes).map_err(|e| OpenError::io(id, &manifest_path, e))?;
-    let marker = partial.join(COMPLETE_MARKER);
+}
+
+/// Downloads every file `manifest` lists into a fresh partial directory,
+/// verifies sizes and checksums, and renames it to the version directory.
+pub async fn download_version(
+    store: &Store,
+    id: &IndexId,
+    cache_dir: &Path,
+    pointer: &CurrentPointer,
+    manifest: &Manifest,
+    manifest_bytes: &[u8],
+    opts: DownloadOptions,
+) -> Result<LocalVersion, OpenError> {
+    let index_dir = cache_dir.join(id.as_str());
+    let final_dir = index_dir.join(&pointer.version);
+    std::fs::create_dir_all(&index_dir).map_err(|e| OpenError::io(id, &index_dir, e))?;
+    let mut partial = PartialDir {
+        path: index_dir.join(format!("{}.partial-{}", pointer.version, uuid::Uuid::new_v4().simple())),
+        completed: false,
+    };
+    std::fs::create_dir_all(&partial.path).map_err(|e| OpenError::io(id, &partial.path, e))?;
+    download_all(store, id, manifest, &partial.path, opts).await?;
+    let manifest_path = partial.path.join(MANIFEST_FILE);
+    std::fs::write(&manifest_path, manifest_bytes).map_err(|e| OpenError::io(id, &manifest_path, e))?;
+    let marker = partial.path.join(COMPLETE_MARKER);
     std::fs::write(&marker, &pointer.manifest_sha256).map_err(|e| OpenError::io(id, &marker, e))?;
+    if let Some(existing) = local_copy(id, &final_dir, pointer)? {
+        // Another restore of the same version finished first; its copy may be
+        // in use, so keep it and drop ours.
+        return Ok(existing);
+    }
     if final_dir.exists() {
-        // An unverifiable leftover (no marker or wrong manifest): replace it.
+        // An unverifiable leftover (no marker or wrong manifest): nothing reads it.
         std::fs::remove_dir_all(&final_dir).map_err(|e| OpenError::io(id, &final_dir, e))?;
     }
-    std::fs::rename(&partial, &final_dir).map_err(|e| OpenError::io(id, &final_dir, e))?;
+    std::fs::rename(&partial.path, &final_dir).map_err(|e| OpenError::io(id, &final_dir, e))?;
+    partial.completed = true;
     Ok(LocalVersion {
-        manifest,
+        manifest: manifest.clone(),
         dir: final_dir,
     })
+}
+
+/// True when `dir` holds a completely downloaded and verified version.
+pub fn is_complete(dir: &Path) -> bool {
+    dir.join(COMPLETE_MARKER).is_file()
 }
 
 fn parse_manifest(id: &IndexId, bytes: &[u8], version: &str) -> Result<Manifest, OpenError> {
@@ -210,7 +288,8 @@ fn parse_manifest(id: &IndexId, bytes: &[u8], version: &str) -> Result<Manifest,
     Ok(manifest)
 }
 
-fn reuse_cached(id: &IndexId, dir: &Path, pointer: &CurrentPointer) -> Result<Option<LocalVersion>, OpenError> {
+/// The verified copy of `pointer`'s version in `dir`, if there is one.
+pub fn local_copy(id: &IndexId, dir: &Path, pointer: &CurrentPointer) -> Result<Option<LocalVersion>, OpenError> {
     let marker = dir.join(COMPLETE_MARKER);
     let Ok(recorded) = std::fs::read_to_string(&marker) else {
         return Ok(None);
@@ -242,7 +321,7 @@ async fn download_all(
     id: &IndexId,
     manifest: &Manifest,
     dest: &Path,
-    parallelism: usize,
+    opts: DownloadOptions,
 ) -> Result<(), OpenError> {
     // Owned entries: futures that borrow from the closure argument trip the
     // higher-ranked lifetime checks of `buffer_unordered` inside spawned tasks.
@@ -269,7 +348,7 @@ async fn download_all(
                 hex::encode(hasher.finalize())
             });
             let downloaded = store
-                .download(&key, &target, |c| {
+                .download(&key, &target, opts.stall, |c| {
                     let _ = tx.send(c.clone());
                 })
                 .await;
@@ -299,41 +378,8 @@ async fn download_all(
             Ok(())
         }
     }))
-    .buffer_unordered(parallelism.max(1))
+    .buffer_unordered(opts.parallelism.max(1))
     .try_collect::<Vec<()>>()
     .await?;
-    Ok(())
-}
-
-/// Removes download leftovers (`*.partial-*`) from a crashed or killed process.
-pub fn clean_partials(cache_dir: &Path) -> std::io::Result<usize> {
-    let mut removed = 0;
-    let Ok(indexes) = std::fs::read_dir(cache_dir) else {
-        return Ok(0);
-    };
-    for index_dir in indexes.flatten() {
-        let Ok(entries) = std::fs::read_dir(index_dir.path()) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().contains(".partial-") {
-                std::fs::remove_dir_all(entry.path())?;
-                removed += 1;
-            }
-        }
-    }
-    Ok(removed)
-}
-
-/// Removes cached versions of an index other than `keep`.
-pub fn remove_other_versions(cache_dir: &Path, id: &IndexId, keep: Option<&str>) -> std::io::Result<()> {
-    let Ok(entries) = std::fs::read_dir(cache_dir.join(id.as_str())) else {
-        return Ok(());
-    };
-    for entry in entries.flatten() {
-        if Some(entry.file_name().to_string_lossy().as_ref()) != keep {
-            std::fs::remove_dir_all(entry.path())?;
-        }
-    }
     Ok(())
 }

@@ -6,14 +6,15 @@
 //! `gs://bucket/prefix`, `az://container/prefix`, `memory://name` (process-local,
 //! for tests). Every request is counted in the object-store metrics.
 
-use crate::telemetry::metrics::{OBJECT_STORE_BYTES, OBJECT_STORE_REQUESTS};
+use crate::telemetry::metrics::{OBJECT_STORE_BYTES, OBJECT_STORE_REQUESTS, OBJECT_STORE_RESUMES};
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path as ObjPath;
-use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,8 @@ pub enum StoreError {
         #[source]
         source: object_store::Error,
     },
+    #[error("object {key} stopped arriving: nothing received for {after:?}")]
+    Stalled { key: String, after: Duration },
     #[error("local file {path}: {source}")]
     Io {
         path: String,
@@ -54,6 +57,12 @@ impl StoreError {
         }
     }
 }
+
+/// Resumes in a row without progress before a download gives up.
+const MAX_RESUMES: u32 = 5;
+
+/// The stall timeout of downloads that do not pass their own.
+pub const DEFAULT_STALL: Duration = Duration::from_secs(30);
 
 /// Objects at or above this size are uploaded in parts.
 const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
@@ -228,27 +237,67 @@ impl Store {
 
     /// Streams an object into a local file, feeding every chunk to `inspect`
     /// (used to hash while downloading). Returns the bytes written.
-    pub async fn download(&self, key: &str, dest: &Path, mut inspect: impl FnMut(&Bytes)) -> Result<u64, StoreError> {
+    ///
+    /// A transfer that breaks or receives nothing for `stall` is resumed from
+    /// the byte it reached with a range request, so a large file is never
+    /// started over; it gives up after [`MAX_RESUMES`] resumes in a row that
+    /// made no progress.
+    pub async fn download(
+        &self,
+        key: &str,
+        dest: &Path,
+        stall: Duration,
+        mut inspect: impl FnMut(&Bytes),
+    ) -> Result<u64, StoreError> {
         let path = self.path(key);
-        OBJECT_STORE_REQUESTS.with_label_values(&["get"]).inc();
-        let result = self
-            .inner
-            .get(&path)
-            .await
-            .map_err(|e| StoreError::from_object(&path, e))?;
         let mut file = tokio::fs::File::create(dest)
             .await
             .map_err(|e| StoreError::io(dest, e))?;
-        let mut stream = result.into_stream();
         let mut total = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| StoreError::from_object(&path, e))?;
-            inspect(&chunk);
-            file.write_all(&chunk).await.map_err(|e| StoreError::io(dest, e))?;
-            total += chunk.len() as u64;
-            OBJECT_STORE_BYTES
-                .with_label_values(&["read"])
-                .inc_by(chunk.len() as u64);
+        let mut fruitless = 0;
+        loop {
+            OBJECT_STORE_REQUESTS.with_label_values(&["get"]).inc();
+            let opts = GetOptions {
+                range: (total > 0).then_some(GetRange::Offset(total)),
+                ..Default::default()
+            };
+            let result = match tokio::time::timeout(stall, self.inner.get_opts(&path, opts)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => return Err(StoreError::from_object(&path, e)),
+                Err(_) => {
+                    return Err(StoreError::Stalled {
+                        key: path.to_string(),
+                        after: stall,
+                    });
+                }
+            };
+            let before = total;
+            let mut stream = result.into_stream();
+            let broken: Option<String> = loop {
+                match tokio::time::timeout(stall, stream.next()).await {
+                    Err(_) => break Some(format!("no data for {stall:?}")),
+                    Ok(None) => break None,
+                    Ok(Some(Err(e))) => break Some(e.to_string()),
+                    Ok(Some(Ok(chunk))) => {
+                        inspect(&chunk);
+                        file.write_all(&chunk).await.map_err(|e| StoreError::io(dest, e))?;
+                        total += chunk.len() as u64;
+                        OBJECT_STORE_BYTES
+                            .with_label_values(&["read"])
+                            .inc_by(chunk.len() as u64);
+                    }
+                }
+            };
+            let Some(why) = broken else { break };
+            fruitless = if total > before { 1 } else { fruitless + 1 };
+            if fruitless > MAX_RESUMES {
+                return Err(StoreError::Stalled {
+                    key: path.to_string(),
+                    after: stall,
+                });
+            }
+            OBJECT_STORE_RESUMES.inc();
+            tracing::warn!(key = %path, offset = total, error = %why, "download broke; resuming with a range request");
         }
         file.flush().await.map_err(|e| StoreError::io(dest, e))?;
         file.sync_all().await.map_err(|e| StoreError::io(dest, e))?;
@@ -373,11 +422,14 @@ fn retry_config() -> object_store::RetryConfig {
     }
 }
 
-/// Generous whole-request timeout: index files can be hundreds of megabytes.
+/// No whole-request timeout (index files can take longer than any fixed
+/// limit to arrive); a read timeout catches stalled connections instead, and
+/// [`Store::download`] resumes them.
 fn client_options() -> object_store::ClientOptions {
     object_store::ClientOptions::new()
-        .with_connect_timeout(std::time::Duration::from_secs(5))
-        .with_timeout(std::time::Duration::from_secs(300))
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout_disabled()
+        .with_read_timeout(DEFAULT_STALL)
 }
 
 /// Drops query parameters that may carry secrets before a URL is logged.
@@ -453,7 +505,10 @@ mod tests {
         store.put_file("big", &src).await.unwrap();
         let dest = dir.path().join("back");
         let mut seen = 0usize;
-        let n = store.download("big", &dest, |c| seen += c.len()).await.unwrap();
+        let n = store
+            .download("big", &dest, DEFAULT_STALL, |c| seen += c.len())
+            .await
+            .unwrap();
         assert_eq!(n as usize, data.len());
         assert_eq!(seen, data.len());
         assert_eq!(std::fs::read(&dest).unwrap(), data);

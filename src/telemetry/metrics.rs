@@ -3,7 +3,7 @@
 //! never raw index ids — so cardinality stays fixed however many indexes exist.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 use std::sync::LazyLock;
@@ -88,6 +88,40 @@ pub static LOADS_STARTED: LazyLock<IntCounter> = LazyLock::new(|| {
     register(IntCounter::new("trusty_index_loads_total", "Index restores started.").expect("valid metric"))
 });
 
+pub static UNKNOWN_IDS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "trusty_unknown_ids_remembered",
+            "Index ids storage said do not exist, remembered to spare store lookups (bounded).",
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub static RESTORES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "trusty_restores",
+        "Restores admitted and running, or waiting for an admission slot.",
+        &["state"],
+    )
+});
+
+pub static RESTORE_REFUSALS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "trusty_restore_refusals_total",
+        "Restores refused for lack of budget, by reason (too_large, full) and priority.",
+        &["reason", "priority"],
+    )
+});
+
+pub static ARM_UNAVAILABLE: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "trusty_search_arm_unavailable_total",
+        "Searches answered without an arm they asked for, by arm and reason.",
+        &["arm", "reason"],
+    )
+});
+
 pub static OBJECT_STORE_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
         "trusty_object_store_requests_total",
@@ -101,6 +135,16 @@ pub static OBJECT_STORE_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
         "trusty_object_store_bytes_total",
         "Bytes moved to or from object storage.",
         &["direction"],
+    )
+});
+
+pub static OBJECT_STORE_RESUMES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "trusty_object_store_resumes_total",
+            "Downloads resumed with a range request after a break or stall.",
+        )
+        .expect("valid metric"),
     )
 });
 
@@ -209,6 +253,17 @@ pub fn touch_all() {
     ] {
         LOAD_FAILURES.with_label_values(&[reason]);
     }
+    for state in ["running", "queued"] {
+        RESTORES.with_label_values(&[state]);
+    }
+    for reason in ["too_large", "full"] {
+        for priority in ["demand", "background"] {
+            RESTORE_REFUSALS.with_label_values(&[reason, priority]);
+        }
+    }
+    for reason in ["embedder_down", "embedder_timeout", "arm_error"] {
+        ARM_UNAVAILABLE.with_label_values(&["vector", reason]);
+    }
     for outcome in ["ok", "failed"] {
         LOAD_DURATION.with_label_values(&[outcome]);
     }
@@ -234,6 +289,8 @@ pub fn touch_all() {
     LazyLock::force(&LOADS_STARTED);
     LazyLock::force(&CACHE_EVICTIONS);
     LazyLock::force(&INDEX_SWAPS);
+    LazyLock::force(&OBJECT_STORE_RESUMES);
+    LazyLock::force(&UNKNOWN_IDS);
     LazyLock::force(&ROUTER_RETRIES);
     LazyLock::force(&ROUTER_EJECTIONS);
     LazyLock::force(&FANOUT_INDEXES);

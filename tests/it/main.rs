@@ -2,6 +2,7 @@
 //! One test binary links far faster than many.
 
 mod k8s_membership;
+mod load;
 mod mcp;
 mod metrics_contract;
 mod router;

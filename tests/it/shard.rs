@@ -2,49 +2,11 @@
 
 use crate::support::fixtures::publish_fixture;
 use crate::support::http::{metric, search};
-use crate::support::process::{ADMIN_TOKEN, Proc, shard_args, spawn};
-use crate::support::s3::{S3Server, set_process_env};
+use crate::support::process::Proc;
+use crate::support::shard::{admin, env, start_shard};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::path::Path;
 use std::time::Duration;
-use trusty_search::storage::store::Store;
-
-struct Env {
-    dir: tempfile::TempDir,
-    s3: S3Server,
-    store_url: String,
-    store: Store,
-}
-
-async fn env() -> Env {
-    set_process_env();
-    let dir = tempfile::tempdir().unwrap();
-    let s3 = S3Server::start(&dir.path().join("s3")).await;
-    let store_url = s3.url("cluster");
-    let store = Store::open(&store_url).unwrap();
-    Env {
-        dir,
-        s3,
-        store_url,
-        store,
-    }
-}
-
-async fn start_shard(env: &Env, name: &str, cache: &Path, extra: &[&str]) -> Proc {
-    let mut vars: Vec<(&str, String)> = S3Server::env().iter().map(|(k, v)| (*k, v.to_string())).collect();
-    vars.push(("TRUSTY_ADMIN_TOKEN", ADMIN_TOKEN.to_string()));
-    spawn(name, &shard_args(&env.store_url, cache, name, extra), &vars).await
-}
-
-async fn admin(url: &str, method: reqwest::Method, path: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .request(method, format!("{url}{path}"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-}
 
 #[tokio::test]
 async fn hundred_concurrent_requests_cause_one_restore() {
@@ -294,8 +256,8 @@ async fn least_recently_used_index_is_evicted_under_the_memory_budget() {
     let env = env().await;
     publish_fixture(&env.store, "one", "a").await;
     publish_fixture(&env.store, "two", "b").await;
-    // The fixtures are a few KiB each: a 6 KiB budget holds one of them.
-    let shard = start_shard(&env, "s0", &env.dir.path().join("cache"), &["--memory-budget", "6KiB"]).await;
+    // The fixtures take under 20 KiB of memory each: 24 KiB holds one of them.
+    let shard = start_shard(&env, "s0", &env.dir.path().join("cache"), &["--memory-budget", "24KiB"]).await;
     assert_eq!(search(&shard.url, "one", "config").await.status(), StatusCode::OK);
     assert_eq!(search(&shard.url, "two", "config").await.status(), StatusCode::OK);
     let one: Value = reqwest::get(format!("{}/v1/indexes/one", shard.url))
@@ -414,7 +376,7 @@ async fn bad_requests_get_clear_client_errors() {
     // Its own client: the server answers 413 before reading the body and
     // closes that connection, which a pooled client would otherwise reuse.
     // A write racing that close can fail on the client side; the answer must be a 413.
-    let big = json!({"query": "x".repeat(200_000)}).to_string();
+    let big = json!({"query": "x".repeat(400_000)}).to_string();
     let mut answer = None;
     for _ in 0..5 {
         let sent = reqwest::Client::new()

@@ -86,6 +86,10 @@ TRUSTY_CACHE_DIR: {{ .Values.shard.cache.mountPath | quote }}
 TRUSTY_MEMORY_BUDGET: {{ .Values.shard.memoryBudget | quote }}
 TRUSTY_DISK_BUDGET: {{ .Values.shard.diskBudget | quote }}
 TRUSTY_LOAD_TIMEOUT: {{ .Values.shard.loadTimeout | quote }}
+TRUSTY_MIN_DOWNLOAD_RATE: {{ .Values.shard.minDownloadRate | quote }}
+TRUSTY_MAX_RESTORES: {{ .Values.shard.maxRestores | quote }}
+TRUSTY_WARM_QUEUE: {{ .Values.shard.warmQueue | quote }}
+TRUSTY_EMBED_TIMEOUT: {{ .Values.shard.embedTimeout | quote }}
 TRUSTY_EMBEDDER: {{ .Values.embedder.kind | quote }}
 {{- if eq .Values.embedder.kind "minilm" }}
 TRUSTY_MODEL_DIR: {{ .Values.embedder.modelDir | quote }}

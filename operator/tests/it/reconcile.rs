@@ -228,7 +228,11 @@ async fn job_succeeded_registers_and_reports_available() {
         ]
     );
     let calls = router.calls();
-    assert_eq!(calls[0].body, Some(json!({"replicas": 2})));
+    assert_eq!(
+        calls[0].body,
+        Some(json!({"replicas": 2, "preload": true})),
+        "a new version is preloaded"
+    );
     assert!(
         calls[0].authorized && calls[1].authorized,
         "admin calls carry the bearer token"
@@ -417,6 +421,11 @@ async fn reset_generation_bump_calls_reset_and_records_it() {
         ]
     );
     assert!(router.calls()[1].authorized);
+    assert_eq!(
+        router.calls()[0].body,
+        Some(json!({"replicas": 1, "preload": false})),
+        "re-registering a published index on resync does not preload it again"
+    );
     let status = written.lock().unwrap().clone();
     assert_eq!(status["lastResetGeneration"], 3);
     assert_eq!(status["phase"], "Available");

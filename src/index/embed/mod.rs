@@ -14,12 +14,14 @@
 //! embedder has the same id (and dimension). Every backend returns L2-normalised
 //! vectors so that cosine similarity is a plain dot product downstream.
 
+mod breaker;
 mod http;
 mod minilm;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use breaker::Breaker;
 pub use http::{HttpEmbedder, HttpEmbedderOptions};
 pub use minilm::{MINILM_DIMENSION, MINILM_ID, MINILM_MAX_TOKENS, MiniLm, default_minilm_dir};
 
@@ -75,6 +77,8 @@ pub enum EmbedError {
     InvalidConfig(String),
     #[error("embedder runtime: {0}")]
     Runtime(String),
+    #[error("embedder {id} is unavailable after a recent failure; trying again in {retry_in:?}")]
+    Unavailable { id: String, retry_in: std::time::Duration },
 }
 
 impl EmbedError {
@@ -82,7 +86,7 @@ impl EmbedError {
     pub fn is_transient(&self) -> bool {
         match self {
             EmbedError::Http { status, .. } => *status == 429 || *status == 408 || *status >= 500,
-            EmbedError::Transport { .. } => true,
+            EmbedError::Transport { .. } | EmbedError::Unavailable { .. } => true,
             _ => false,
         }
     }

@@ -96,3 +96,39 @@ pub async fn publish_fixture(store: &Store, id: &str, flavour: &str) -> Publishe
     write_repo(src.path(), flavour);
     build_and_publish(store, id, src.path()).await
 }
+
+/// Publishes the same small repository under each of `ids`, building it once
+/// (each copy's manifest names its own id), for tests that need many indexes.
+pub async fn publish_copies(store: &Store, ids: &[String], flavour: &str) {
+    use trusty_search::storage::layout::MANIFEST_FILE;
+    use trusty_search::storage::manifest::Manifest;
+    use trusty_search::storage::publish::seal_bundle;
+    let src = tempfile::tempdir().unwrap();
+    write_repo(src.path(), flavour);
+    let work = tempfile::tempdir().unwrap();
+    let first = IndexId::new(ids[0].as_str()).unwrap();
+    let built = build_bundle(src.path(), &first, &work.path().join("bundle"), BuildOptions::default())
+        .await
+        .unwrap();
+    for id in ids {
+        let id = IndexId::new(id.as_str()).unwrap();
+        let copy = work.path().join(format!("copy-{id}"));
+        copy_dir(&built.dir, &copy);
+        let mut manifest: Manifest = serde_json::from_slice(&std::fs::read(copy.join(MANIFEST_FILE)).unwrap()).unwrap();
+        manifest.index_id = id.to_string();
+        seal_bundle(&copy, manifest).unwrap();
+        publish(store, &id, &copy, &PublishOptions::default()).await.unwrap();
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}

@@ -1,0 +1,583 @@
+//! Soak under a mixed workload with faults (a bench binary, not a test):
+//! three shard processes and an S3-compatible server (s3s-fs) on 127.0.0.1,
+//! more indexes than fit (crates from the local cargo registry, their total
+//! resident size about three times one shard's memory budget), an
+//! OpenAI-compatible embeddings stub, and for `SOAK_SECS` (default 300):
+//!
+//! - Zipf-distributed single-index hybrid searches from 8 clients,
+//! - a fan-out over 5 random indexes with a 200 ms deadline every 500 ms,
+//! - a fan-out over all indexes every 5 s,
+//! - an admin reload of a random index every 30 s,
+//! - operator-style re-registration (with preload) of every index every 10 s,
+//! - one shard killed with SIGKILL at 30% of the run and restarted 10 s later,
+//! - the embedder hanging from 50% to 60% of the run,
+//! - a fourth shard joining at 70%.
+//!
+//! The router runs in this process (`router::server::start_with_members`, the
+//! code the router binary runs), fed the shard list directly so a shard can
+//! join. Prints per-route latency and failures, shard RSS and cache bytes
+//! against the budgets, restores per minute, ejections and the slowest
+//! `/healthz`.
+//!
+//!     cargo bench --profile dev --bench soak
+
+#[path = "common.rs"]
+mod common;
+#[allow(dead_code)]
+#[path = "../tests/it/support/mod.rs"]
+mod support;
+
+use common::*;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use support::cluster::{free_port, shard_name};
+use support::embedder::{self as stub, EmbedStub, Mode};
+use support::process::{ADMIN_TOKEN, Proc, shard_args, spawn};
+use support::s3::S3Server;
+use support::shard::shard_env;
+use trusty_search::IndexId;
+use trusty_search::index::build::{BuildOptions, build_bundle};
+use trusty_search::index::embed::{EmbedderConfig, load_embedder};
+use trusty_search::router::config::RouterConfig;
+use trusty_search::router::membership::{self, ShardEndpoint};
+use trusty_search::search::engine::estimate_memory;
+use trusty_search::shard::disk::dir_bytes;
+use trusty_search::storage::publish::{PublishOptions, publish};
+use trusty_search::storage::store::Store;
+
+const CLIENTS: usize = 8;
+const ZIPF_S: f64 = 1.1;
+
+/// One finished request.
+#[derive(Debug, Clone)]
+struct Sample {
+    route: &'static str,
+    at: Duration,
+    ms: f64,
+    /// `None` for a 2xx; else the status and error code.
+    error: Option<String>,
+}
+
+type Log = Arc<parking_lot::Mutex<Vec<Sample>>>;
+
+struct Xorshift(u64);
+impl Xorshift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Inverse-CDF sampling of ranks 0..n with P(k) ∝ 1/(k+1)^s.
+struct Zipf(Vec<f64>);
+impl Zipf {
+    fn new(n: usize, s: f64) -> Zipf {
+        let w: Vec<f64> = (1..=n).map(|k| 1.0 / (k as f64).powf(s)).collect();
+        let total: f64 = w.iter().sum();
+        let mut acc = 0.0;
+        Zipf(
+            w.iter()
+                .map(|x| {
+                    acc += x / total;
+                    acc
+                })
+                .collect(),
+        )
+    }
+    fn sample(&self, rng: &mut Xorshift) -> usize {
+        let u = rng.unit();
+        self.0.partition_point(|&c| c < u).min(self.0.len() - 1)
+    }
+}
+
+async fn timed(
+    log: &Log,
+    started: Instant,
+    route: &'static str,
+    req: reqwest::RequestBuilder,
+    ok_if: impl Fn(&Value) -> bool,
+) {
+    let t = Instant::now();
+    let at = started.elapsed();
+    let error = match req.send().await {
+        Ok(r) => {
+            let status = r.status();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            if status.is_success() && ok_if(&body) {
+                None
+            } else {
+                Some(format!("{} {}", status.as_u16(), body["error"].as_str().unwrap_or("")))
+            }
+        }
+        Err(e) => Some(format!("transport: {e}")),
+    };
+    log.lock().push(Sample {
+        route,
+        at,
+        ms: t.elapsed().as_secs_f64() * 1000.0,
+        error,
+    });
+}
+
+fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+async fn metric(url: &str, series: &str) -> f64 {
+    support::http::metric(url, series).await
+}
+
+/// Crates with enough code to be a real index, spread over the alphabet.
+fn pick_crates(n: usize) -> Vec<PathBuf> {
+    let all = registry_crates(&[""]);
+    let sized: Vec<(PathBuf, u64)> = all
+        .into_iter()
+        .map(|p| {
+            let b = dir_bytes(&p.join("src"));
+            (p, b)
+        })
+        .filter(|(_, b)| (150_000..2_000_000).contains(b))
+        .collect();
+    let step = (sized.len() / n).max(1);
+    sized.into_iter().step_by(step).take(n).map(|(p, _)| p).collect()
+}
+
+struct Shards {
+    store_url: String,
+    root: PathBuf,
+    ports: Vec<u16>,
+    procs: Vec<Option<Proc>>,
+    flags: Vec<String>,
+}
+
+impl Shards {
+    async fn start(&mut self, i: usize) {
+        let listen = format!("127.0.0.1:{}", self.ports[i]);
+        let mut flags: Vec<&str> = vec!["--listen", &listen];
+        flags.extend(self.flags.iter().map(String::as_str));
+        let cache = self.root.join(format!("cache-{i}"));
+        let args = shard_args(&self.store_url, &cache, &shard_name(i), &flags);
+        self.procs[i] = Some(spawn(&shard_name(i), &args, &shard_env()).await);
+    }
+    fn url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.ports[i])
+    }
+    fn endpoint(&self, i: usize) -> ShardEndpoint {
+        ShardEndpoint {
+            name: shard_name(i),
+            url: self.url(i),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let secs: u64 = std::env::var("SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    let n_indexes: usize = std::env::var("SOAK_INDEXES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(44);
+    let dir = tempfile::tempdir().unwrap();
+    support::s3::set_process_env();
+    let s3 = S3Server::start(&dir.path().join("s3")).await;
+    let store_url = s3.url("soak");
+    let store = Store::open(&store_url).unwrap();
+    let embed = EmbedStub::start().await;
+
+    // Indexes: one crate each, with vectors from the stub.
+    let crates = pick_crates(n_indexes);
+    let embedder = load_embedder(&EmbedderConfig::Http {
+        url: embed.url.clone(),
+        model: stub::MODEL.into(),
+        api_key: None,
+        dimension: Some(stub::DIMENSION),
+    })
+    .unwrap();
+    let t = Instant::now();
+    let mut ids = Vec::new();
+    let (mut total_memory, mut total_disk) = (0u64, 0u64);
+    for (i, krate) in crates.iter().enumerate() {
+        let name = krate.file_name().unwrap().to_string_lossy().to_lowercase();
+        let id = format!(
+            "c{i:02}-{}",
+            name.chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .take(20)
+                .collect::<String>()
+        );
+        let iid = IndexId::new(id.as_str()).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let opts = BuildOptions {
+            embedder: embedder.clone(),
+            ..BuildOptions::default()
+        };
+        let report = build_bundle(krate, &iid, &work.path().join("b"), opts).await.unwrap();
+        total_memory += estimate_memory(&report.manifest);
+        total_disk += report.manifest.total_bytes();
+        publish(&store, &iid, &report.dir, &PublishOptions::default())
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let memory_budget = total_memory / 3;
+    let disk_budget = total_disk / 2;
+    println!(
+        "{} indexes from registry crates built in {:.0} s: {:.1} MB resident (estimated), {:.1} MB on disk; \
+         per-shard budgets: memory {:.1} MB, disk {:.1} MB; replicas 2",
+        ids.len(),
+        t.elapsed().as_secs_f64(),
+        total_memory as f64 / 1e6,
+        total_disk as f64 / 1e6,
+        memory_budget as f64 / 1e6,
+        disk_budget as f64 / 1e6
+    );
+
+    let mut shards = Shards {
+        store_url: store_url.clone(),
+        root: dir.path().to_path_buf(),
+        ports: (0..4).map(|_| free_port()).collect(),
+        procs: (0..4).map(|_| None).collect(),
+        flags: [
+            "--memory-budget",
+            &memory_budget.to_string(),
+            "--disk-budget",
+            &disk_budget.to_string(),
+            "--max-restores",
+            "2",
+            "--embedder",
+            "http",
+            "--embedder-url",
+            &embed.url,
+            "--embedder-model",
+            stub::MODEL,
+            "--embed-timeout",
+            "500ms",
+            "--poll-interval",
+            "5s",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    };
+    for i in 0..3 {
+        shards.start(i).await;
+    }
+    let (tx, members) = membership::fixed((0..3).map(|i| shards.endpoint(i)).collect());
+    let mut cfg = RouterConfig::local("");
+    cfg.admin_token = Some(ADMIN_TOKEN.to_string());
+    cfg.probe_interval = Duration::from_millis(500);
+    let router = trusty_search::router::server::start_with_members(cfg, tx.clone(), members, Vec::new())
+        .await
+        .unwrap();
+    let base = router.url();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    // Register every index once, as the operator does when they are created.
+    for id in &ids {
+        let r = client
+            .post(format!("{base}/v1/admin/indexes/{id}"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"replicas": 2, "preload": true}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    let log: Log = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let run_for = Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+
+    // Zipf single-index searches.
+    let zipf = Arc::new(Zipf::new(ids.len(), ZIPF_S));
+    for c in 0..CLIENTS {
+        let (client, base, ids, log, stop, zipf) = (
+            client.clone(),
+            base.clone(),
+            ids.clone(),
+            log.clone(),
+            stop.clone(),
+            zipf.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Xorshift(0x9e3779b97f4a7c15 ^ (c as u64 + 1));
+            while !stop.load(Ordering::Relaxed) {
+                let id = &ids[zipf.sample(&mut rng)];
+                let q = QUERIES[(rng.next() % QUERIES.len() as u64) as usize];
+                let req = client
+                    .post(format!("{base}/v1/indexes/{id}/search"))
+                    .json(&json!({"query": q, "top_k": 10}));
+                timed(&log, started, "search", req, |_| true).await;
+            }
+        }));
+    }
+    // Small fan-outs with a short deadline.
+    {
+        let (client, base, ids, log, stop) = (client.clone(), base.clone(), ids.clone(), log.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Xorshift(7);
+            while !stop.load(Ordering::Relaxed) {
+                let pick: Vec<&String> = (0..5).map(|_| &ids[(rng.next() % ids.len() as u64) as usize]).collect();
+                let req = client
+                    .post(format!("{base}/v1/search"))
+                    .json(&json!({"query": "error handling", "indexes": pick, "deadline_ms": 200}));
+                timed(&log, started, "fanout5", req, |b| b["searched"].is_array()).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }));
+    }
+    // Fan-out over everything.
+    {
+        let (client, base, log, stop) = (client.clone(), base.clone(), log.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let req = client
+                    .post(format!("{base}/v1/search"))
+                    .json(&json!({"query": "parse", "deadline_ms": 1000}));
+                timed(&log, started, "fanout_all", req, |b| b["searched"].is_array()).await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }));
+    }
+    // Admin reloads and operator-style re-registration.
+    {
+        let (client, base, ids, log, stop) = (client.clone(), base.clone(), ids.clone(), log.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Xorshift(11);
+            let mut tick = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                tick += 1;
+                for id in &ids {
+                    let req = client
+                        .post(format!("{base}/v1/admin/indexes/{id}"))
+                        .bearer_auth(ADMIN_TOKEN)
+                        .json(&json!({"replicas": 2, "preload": true}));
+                    timed(&log, started, "register", req, |_| true).await;
+                }
+                if tick % 3 == 0 {
+                    let id = &ids[(rng.next() % ids.len() as u64) as usize];
+                    let req = client
+                        .post(format!("{base}/v1/admin/indexes/{id}/reload"))
+                        .bearer_auth(ADMIN_TOKEN);
+                    timed(&log, started, "reload", req, |_| true).await;
+                }
+            }
+        }));
+    }
+    // Sampling: RSS, cache bytes, /healthz latency, loads per minute.
+    let samples = Arc::new(parking_lot::Mutex::new(BTreeMap::<usize, (u64, u64, f64)>::new()));
+    let loads_by_minute = Arc::new(parking_lot::Mutex::new(Vec::<f64>::new()));
+    let shard_urls: Vec<String> = (0..4).map(|i| shards.url(i)).collect();
+    let pids = Arc::new(parking_lot::Mutex::new(vec![0u32; 4]));
+    for i in 0..3 {
+        pids.lock()[i] = shards.procs[i].as_ref().unwrap().child.id();
+    }
+    {
+        let (samples, stop, urls, pids, root, loads_by_minute) = (
+            samples.clone(),
+            stop.clone(),
+            shard_urls.clone(),
+            pids.clone(),
+            dir.path().to_path_buf(),
+            loads_by_minute.clone(),
+        );
+        let health = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        tasks.push(tokio::spawn(async move {
+            let mut last_minute = Instant::now();
+            let mut loads_then = 0f64;
+            while !stop.load(Ordering::Relaxed) {
+                let pids_now = pids.lock().clone();
+                let mut loads_now = 0f64;
+                for (i, url) in urls.iter().enumerate() {
+                    if pids_now[i] == 0 {
+                        continue;
+                    }
+                    let rss = rss_of(pids_now[i]);
+                    let cache = dir_bytes(&root.join(format!("cache-{i}")));
+                    let t = Instant::now();
+                    let ok = health
+                        .get(format!("{url}/healthz"))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success());
+                    let ms = if ok { t.elapsed().as_secs_f64() * 1000.0 } else { 0.0 };
+                    let mut s = samples.lock();
+                    let e = s.entry(i).or_insert((0, 0, 0.0));
+                    e.0 = e.0.max(rss);
+                    e.1 = e.1.max(cache);
+                    e.2 = e.2.max(ms);
+                    drop(s);
+                    loads_now += metric(url, "trusty_index_loads_total").await;
+                }
+                if last_minute.elapsed() >= Duration::from_secs(60) {
+                    // Counters restart with a killed shard; negative minutes are clamped.
+                    loads_by_minute.lock().push((loads_now - loads_then).max(0.0));
+                    loads_then = loads_now;
+                    last_minute = Instant::now();
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }));
+    }
+
+    // The fault timeline.
+    let at = |f: f64| started + run_for.mul_f64(f);
+    tokio::time::sleep_until(at(0.3).into()).await;
+    let victim = 1;
+    let inflight_at_kill = router.state.health.inflight(&shard_name(victim));
+    let killed_at = started.elapsed();
+    shards.procs[victim].take().unwrap().kill();
+    pids.lock()[victim] = 0;
+    println!(
+        "t={:.0}s: killed {} (-9) with {inflight_at_kill} requests in flight to it",
+        killed_at.as_secs_f64(),
+        shard_name(victim)
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    shards.start(victim).await;
+    pids.lock()[victim] = shards.procs[victim].as_ref().unwrap().child.id();
+    println!(
+        "t={:.0}s: restarted {}",
+        started.elapsed().as_secs_f64(),
+        shard_name(victim)
+    );
+    tokio::time::sleep_until(at(0.5).into()).await;
+    let outage = (started.elapsed(), started.elapsed() + run_for.mul_f64(0.1));
+    embed.set(Mode::Hang);
+    println!("t={:.0}s: embedder hangs", outage.0.as_secs_f64());
+    tokio::time::sleep_until(at(0.6).into()).await;
+    embed.set(Mode::Up);
+    println!("t={:.0}s: embedder back", started.elapsed().as_secs_f64());
+    tokio::time::sleep_until(at(0.7).into()).await;
+    shards.start(3).await;
+    pids.lock()[3] = shards.procs[3].as_ref().unwrap().child.id();
+    tx.send_replace((0..4).map(|i| shards.endpoint(i)).collect());
+    println!("t={:.0}s: {} joined", started.elapsed().as_secs_f64(), shard_name(3));
+    tokio::time::sleep_until((started + run_for).into()).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+
+    // Report.
+    let log = log.lock().clone();
+    let kill_window = (killed_at, killed_at + Duration::from_secs(5));
+    println!("\nduration {secs} s, {} requests", log.len());
+    println!("| route | requests | p50 ms | p99 ms | failed outside the kill window | failed inside it |");
+    println!("|---|---|---|---|---|---|");
+    let mut routes: Vec<&str> = log.iter().map(|s| s.route).collect();
+    routes.sort();
+    routes.dedup();
+    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    for route in routes {
+        let of: Vec<&Sample> = log.iter().filter(|s| s.route == route).collect();
+        let mut ms: Vec<f64> = of.iter().map(|s| s.ms).collect();
+        ms.sort_by(f64::total_cmp);
+        let inside = |s: &&&Sample| s.at >= kill_window.0 && s.at < kill_window.1;
+        let failed_in = of.iter().filter(|s| s.error.is_some()).filter(inside).count();
+        let failed_out = of.iter().filter(|s| s.error.is_some()).count() - failed_in;
+        for s in of.iter().filter(|s| s.error.is_some()) {
+            *errors
+                .entry(format!("{route}: {}", s.error.as_ref().unwrap()))
+                .or_default() += 1;
+        }
+        println!(
+            "| {route} | {} | {:.1} | {:.1} | {failed_out} | {failed_in} |",
+            of.len(),
+            percentile(&ms, 50.0),
+            percentile(&ms, 99.0)
+        );
+    }
+    println!("requests in flight to the killed shard when it died: {inflight_at_kill}");
+    for (e, n) in &errors {
+        println!("  error {e}: {n}");
+    }
+    println!(
+        "\n| shard | peak RSS MB | peak cache MB (disk budget {:.1}) | max /healthz ms |",
+        disk_budget as f64 / 1e6
+    );
+    println!("|---|---|---|---|");
+    for (i, (rss, cache, health)) in samples.lock().iter() {
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} |",
+            shard_name(*i),
+            *rss as f64 / 1e6,
+            *cache as f64 / 1e6,
+            health
+        );
+    }
+    let per_minute = loads_by_minute.lock().clone();
+    println!("restores per minute (all shards): {per_minute:?}");
+    println!(
+        "router ejections: {}",
+        metric(&base, "trusty_router_ejections_total").await
+    );
+    for i in 0..4 {
+        let url = shards.url(i);
+        println!(
+            "{}: hot {} | loads {} | refusals full/demand {} | cache memory {:.1} MB of {:.1} MB",
+            shard_name(i),
+            metric(&url, "trusty_indexes{state=\"hot\"}").await,
+            metric(&url, "trusty_index_loads_total").await,
+            metric(
+                &url,
+                "trusty_restore_refusals_total{priority=\"demand\",reason=\"full\"}"
+            )
+            .await,
+            metric(&url, "trusty_cache_bytes{tier=\"memory\"}").await / 1e6,
+            memory_budget as f64 / 1e6
+        );
+    }
+    println!(
+        "embedder outage {:.0}-{:.0} s: vector arm dropped {} times",
+        outage.0.as_secs_f64(),
+        outage.1.as_secs_f64(),
+        {
+            let mut n = 0.0;
+            for i in 0..4 {
+                n += metric(
+                    &shards.url(i),
+                    "trusty_search_arm_unavailable_total{arm=\"vector\",reason=\"embedder_timeout\"}",
+                )
+                .await
+                    + metric(
+                        &shards.url(i),
+                        "trusty_search_arm_unavailable_total{arm=\"vector\",reason=\"embedder_down\"}",
+                    )
+                    .await;
+            }
+            n
+        }
+    );
+    router.stop().await;
+    drop(shards);
+}

@@ -1,0 +1,129 @@
+//! Warm hand-off when shards join or leave.
+//!
+//! A membership change moves about 1/N of the indexes to new owners, which
+//! have them cold. For `handoff_grace` after the change the router keeps the
+//! previous member set, and routing falls back to an index's previous owners
+//! (still hot) whenever a new owner answers that it is cold; meanwhile each
+//! new owner is asked to warm the indexes it gained, as background restores
+//! through its admission queue. Traffic moves to a new owner as soon as it
+//! answers hot, so a scale-up causes no burst of cold 503s.
+
+use super::forward::{PreviousMembers, RouterState, owners_among};
+use super::membership::ShardEndpoint;
+use futures::StreamExt;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Requests in flight from one hand-off to the new owners.
+const WARM_CONCURRENCY: usize = 4;
+
+/// Follows membership changes until the membership channel closes.
+pub async fn run(state: Arc<RouterState>) {
+    let mut rx = state.members.clone();
+    let mut last: Vec<ShardEndpoint> = rx.borrow_and_update().clone();
+    while rx.changed().await.is_ok() {
+        let now: Vec<ShardEndpoint> = rx.borrow_and_update().clone();
+        let names = |v: &[ShardEndpoint]| v.iter().map(|m| m.name.clone()).collect::<BTreeSet<_>>();
+        if names(&now) != names(&last) && !last.is_empty() {
+            tracing::info!(
+                before = last.len(),
+                after = now.len(),
+                "shard membership changed; handing indexes off"
+            );
+            *state.previous.lock() = Some(PreviousMembers {
+                members: last.clone(),
+                until: Instant::now() + state.cfg.handoff_grace,
+            });
+            tokio::spawn(warm_new_owners(state.clone(), last.clone(), now.clone()));
+        }
+        last = now;
+    }
+}
+
+/// The (index, new owner) pairs a membership change creates.
+pub fn gained(
+    ids: &[String],
+    before: &[ShardEndpoint],
+    after: &[ShardEndpoint],
+    replicas: usize,
+) -> Vec<(String, ShardEndpoint)> {
+    let mut out = Vec::new();
+    for id in ids {
+        let old: BTreeSet<String> = owners_among(id, before, replicas).into_iter().map(|m| m.name).collect();
+        for owner in owners_among(id, after, replicas) {
+            if !old.contains(&owner.name) {
+                out.push((id.clone(), owner));
+            }
+        }
+    }
+    out
+}
+
+async fn warm_new_owners(state: Arc<RouterState>, before: Vec<ShardEndpoint>, after: Vec<ShardEndpoint>) {
+    let Some(token) = state.cfg.admin_token.clone() else {
+        tracing::info!("no admin token: new owners warm their indexes on first use");
+        return;
+    };
+    let ids: Vec<String> = match super::http::all_statuses(&state).await {
+        Ok(st) => {
+            let mut ids: Vec<String> = st.into_iter().map(|s| s.index_id).collect();
+            ids.dedup();
+            ids
+        }
+        Err(e) => {
+            tracing::warn!(error = %e.body.message, "hand-off: could not list indexes");
+            return;
+        }
+    };
+    let pairs = gained(&ids, &before, &after, state.cfg.replicas);
+    let n = pairs.len();
+    futures::stream::iter(pairs)
+        .for_each_concurrent(WARM_CONCURRENCY, |(id, owner)| {
+            let (client, token) = (state.client.clone(), token.clone());
+            async move {
+                let url = format!("{}/v1/admin/indexes/{id}", owner.url);
+                let r = client
+                    .post(&url)
+                    .bearer_auth(token)
+                    .json(&serde_json::json!({ "preload": true }))
+                    .timeout(std::time::Duration::from_secs(5))
+                    .send()
+                    .await;
+                if let Err(e) = r {
+                    tracing::debug!(index_id = %id, shard = %owner.name, error = %e, "hand-off warm request failed");
+                }
+            }
+        })
+        .await;
+    tracing::info!(pairs = n, "hand-off: new owners asked to warm what they gained");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(n: usize) -> Vec<ShardEndpoint> {
+        (0..n)
+            .map(|i| ShardEndpoint {
+                name: format!("trusty-shard-{i}"),
+                url: format!("http://s{i}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_shard_gains_about_its_share_and_only_it_gains() {
+        let ids: Vec<String> = (0..400).map(|i| format!("idx-{i}")).collect();
+        let before = members(3);
+        let after = members(4);
+        let pairs = gained(&ids, &before, &after, 2);
+        assert!(
+            pairs.iter().all(|(_, o)| o.name == "trusty-shard-3"),
+            "only the new shard gains"
+        );
+        // With 2 of 4 owners, the new shard owns about half of the indexes.
+        assert!((150..=250).contains(&pairs.len()), "{}", pairs.len());
+        assert!(gained(&ids, &after, &after, 2).is_empty());
+    }
+}

@@ -1,0 +1,597 @@
+//! File-level ranking: which *files* of a repository a query is about.
+//!
+//! Engineers and agents mostly ask "where is this handled?", often by pasting
+//! an issue or a stack trace. A chunk list answers that poorly: tests and
+//! examples compete with the implementation, and the evidence that names a
+//! file (a path in a traceback, `Class.method`, a symbol defined there) is
+//! spread over the text. Here each file collects several kinds of evidence,
+//! each normalised by its best file for this query and weighted:
+//!
+//! - **chunks**: BM25 over chunk contents, a file scoring its best chunks with
+//!   a decaying sum (one strong chunk beats many weak ones, several beat one);
+//! - **defines**: the file defines a symbol the query names exactly (rarer
+//!   names weigh more, names in the title more still);
+//! - **members**: the file defines `Class.method` for a dotted name in the query;
+//! - **path**: query terms occur in the file's path (rarer path terms weigh more);
+//! - **mentions**: the query names the file by path or a stack frame points at it.
+//!
+//! Then repository priors: tests, examples, benchmarks and docs are down-weighted
+//! unless the query asks for them. Every weight is a [`FileRankParams`] field;
+//! `docs/EVAL.md` gives each one's measured effect.
+
+use std::collections::HashMap;
+
+use crate::index::graph::{CodeGraph, NodeKind};
+use crate::model::Chunk;
+
+use super::query_text::QueryText;
+
+/// The weights and priors of file ranking (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FileRankParams {
+    /// Weight of chunk BM25 evidence.
+    pub chunks: f32,
+    /// Weight of exact definitions of query identifiers.
+    pub defines: f32,
+    /// Weight of `Class.method` definitions of dotted query names.
+    pub members: f32,
+    /// Weight of query terms found in the file path.
+    pub path: f32,
+    /// Weight of explicit path mentions and stack frames.
+    pub mentions: f32,
+    /// Extra query-term weight for words of the title (first line).
+    pub title_boost: f32,
+    /// Chunks per file that count, and the decay from one to the next.
+    pub chunk_top: usize,
+    pub chunk_decay: f32,
+    /// BM25 chunk hits aggregated (the best ones).
+    pub chunk_hits: usize,
+    /// Score multiplier of test files, unless the query mentions tests.
+    pub test_prior: f32,
+    /// Score multiplier of docs, examples, benchmarks and scripts, unless asked for.
+    pub doc_prior: f32,
+}
+
+impl Default for FileRankParams {
+    fn default() -> Self {
+        FileRankParams {
+            chunks: 1.0,
+            defines: 0.3,
+            members: 1.0,
+            path: 0.25,
+            mentions: 1.0,
+            title_boost: 1.0,
+            chunk_top: 5,
+            chunk_decay: 0.7,
+            chunk_hits: 1000,
+            test_prior: 0.1,
+            doc_prior: 0.3,
+        }
+    }
+}
+
+impl FileRankParams {
+    /// Sets one parameter by its field name (`test_prior=1` turns that prior off),
+    /// for evaluation sweeps from the command line.
+    pub fn set(&mut self, assignment: &str) -> Result<(), String> {
+        let (key, value) = assignment
+            .split_once('=')
+            .ok_or_else(|| format!("expected NAME=VALUE, got {assignment:?}"))?;
+        let number: f32 = value
+            .trim()
+            .parse()
+            .map_err(|_| format!("{key}: {value:?} is not a number"))?;
+        let count = || number.max(0.0) as usize;
+        match key.trim() {
+            "chunks" => self.chunks = number,
+            "defines" => self.defines = number,
+            "members" => self.members = number,
+            "path" => self.path = number,
+            "mentions" => self.mentions = number,
+            "title_boost" => self.title_boost = number,
+            "chunk_top" => self.chunk_top = count(),
+            "chunk_decay" => self.chunk_decay = number,
+            "chunk_hits" => self.chunk_hits = count(),
+            "test_prior" => self.test_prior = number,
+            "doc_prior" => self.doc_prior = number,
+            other => return Err(format!("unknown file-ranking parameter {other:?}")),
+        }
+        Ok(())
+    }
+}
+
+/// Identifiers shorter than this are too ambiguous for an exact lookup.
+const MIN_IDENT_LEN: usize = 3;
+/// Identifiers of prose and of every Python snippet: not worth a lookup.
+const PROSE_STOP: &[&str] = &[
+    "self",
+    "cls",
+    "none",
+    "true",
+    "false",
+    "print",
+    "return",
+    "import",
+    "from",
+    "def",
+    "class",
+    "lambda",
+    "pass",
+    "raise",
+    "try",
+    "except",
+    "else",
+    "elif",
+    "while",
+    "for",
+    "with",
+    "yield",
+    "assert",
+    "del",
+    "global",
+    "nonlocal",
+    "async",
+    "await",
+    "object",
+    "str",
+    "int",
+    "float",
+    "list",
+    "dict",
+    "tuple",
+    "set",
+    "type",
+    "len",
+    "range",
+    "value",
+    "values",
+    "data",
+    "name",
+    "names",
+    "example",
+    "issue",
+    "bug",
+    "error",
+    "expected",
+    "actual",
+    "result",
+    "output",
+    "code",
+    "version",
+    "python",
+    "version_info",
+];
+const TEST_DIRS: &[&str] = &["test", "tests", "testing"];
+/// Top-level directories of material other than the product's code.
+const DOC_TOP_DIRS: &[&str] = &[
+    "doc",
+    "docs",
+    "example",
+    "examples",
+    "benchmarks",
+    "benchmark",
+    "bench",
+    "asv_bench",
+    "scripts",
+    "tools",
+    "release",
+    "bin",
+    "ci",
+    "devtools",
+];
+/// The same, at any depth (narrower: these names are unambiguous).
+const DOC_ANY_DIRS: &[&str] = &["doc", "docs", "examples", "benchmarks", "asv_bench"];
+/// Query terms that ask for the files the priors would push down.
+const ASKS_FOR_TESTS: &[&str] = &["test", "tests", "testing", "pytest", "unittest", "fixture", "conftest"];
+const ASKS_FOR_DOCS: &[&str] = &[
+    "doc",
+    "docs",
+    "documentation",
+    "example",
+    "examples",
+    "benchmark",
+    "benchmarks",
+];
+
+/// What a file is, for the priors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileRole {
+    Source,
+    Test,
+    Docs,
+}
+
+fn file_role(path: &str) -> FileRole {
+    let mut parts: Vec<&str> = path.split('/').collect();
+    let name = parts.pop().unwrap_or_default();
+    let dirs: Vec<String> = parts.iter().map(|d| d.to_ascii_lowercase()).collect();
+    let is_test = dirs.iter().any(|d| TEST_DIRS.contains(&d.as_str()))
+        || name.starts_with("test_")
+        || name.ends_with("_test.py")
+        || name.ends_with("_test.go")
+        || name.ends_with(".test.ts")
+        || name.ends_with(".test.js")
+        || name.ends_with(".spec.ts")
+        || name.ends_with(".spec.js")
+        || name == "conftest.py";
+    if is_test {
+        return FileRole::Test;
+    }
+    let top_doc = dirs.first().is_some_and(|d| DOC_TOP_DIRS.contains(&d.as_str()));
+    let any_doc = dirs.len() > 1 && dirs.iter().any(|d| DOC_ANY_DIRS.contains(&d.as_str()));
+    if top_doc || any_doc {
+        FileRole::Docs
+    } else {
+        FileRole::Source
+    }
+}
+
+/// The per-file tables file ranking reads, built once when an index opens.
+#[derive(Debug, Default)]
+pub(crate) struct FileTable {
+    paths: Vec<String>,
+    /// Chunk id → file ordinal.
+    chunk_file: Vec<u32>,
+    /// File ordinal → its first chunk.
+    first_chunk: Vec<u32>,
+    roles: Vec<FileRole>,
+    /// Exact symbol name → files defining it (sorted, distinct).
+    defines: HashMap<String, Vec<u32>>,
+    /// (parent, member) → files defining that member.
+    members: HashMap<(String, String), Vec<u32>>,
+    /// Analyzed path term → files whose path holds it.
+    path_terms: HashMap<String, Vec<u32>>,
+    /// Every `/`-suffix of every path ("b.py", "a/b.py") → the first file with it.
+    suffixes: HashMap<String, u32>,
+}
+
+impl FileTable {
+    /// Builds the tables from the chunks and the graph; `analyze` turns a path
+    /// into the same terms the lexical index uses.
+    pub(crate) fn build(chunks: &[Chunk], graph: &CodeGraph, mut analyze: impl FnMut(&str) -> Vec<String>) -> Self {
+        let mut t = FileTable::default();
+        let mut ordinal: HashMap<&str, u32> = HashMap::new();
+        for c in chunks {
+            let next = t.paths.len() as u32;
+            let f = *ordinal.entry(c.path.as_str()).or_insert_with(|| {
+                t.paths.push(c.path.clone());
+                t.first_chunk.push(c.id);
+                next
+            });
+            t.chunk_file.push(f);
+        }
+        for (f, path) in t.paths.iter().enumerate() {
+            let f = f as u32;
+            t.roles.push(file_role(path));
+            let mut terms = analyze(path);
+            terms.sort();
+            terms.dedup();
+            for term in terms {
+                t.path_terms.entry(term).or_default().push(f);
+            }
+            let segments: Vec<&str> = path.split('/').collect();
+            for k in 1..=segments.len() {
+                t.suffixes.entry(segments[segments.len() - k..].join("/")).or_insert(f);
+            }
+        }
+        for node in graph.graph().node_weights() {
+            let NodeKind::Symbol(s) = node else { continue };
+            if s.name.is_empty() || !s.kind.is_definition() {
+                continue;
+            }
+            let Some(&f) = ordinal.get(s.path.as_str()) else {
+                continue;
+            };
+            t.defines.entry(s.name.clone()).or_default().push(f);
+            if let Some(parent) = &s.parent {
+                t.members.entry((parent.clone(), s.name.clone())).or_default().push(f);
+            }
+        }
+        for files in t.defines.values_mut().chain(t.members.values_mut()) {
+            files.sort_unstable();
+            files.dedup();
+        }
+        t
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    pub(crate) fn path(&self, file: u32) -> &str {
+        &self.paths[file as usize]
+    }
+
+    pub(crate) fn first_chunk(&self, file: u32) -> Option<u32> {
+        self.first_chunk.get(file as usize).copied()
+    }
+
+    pub(crate) fn file_of(&self, chunk: u32) -> Option<u32> {
+        self.chunk_file.get(chunk as usize).copied()
+    }
+
+    /// The file named by `mention` (a path as written in an issue or a frame):
+    /// the longest suffix of it that is a suffix of an indexed path, with the
+    /// number of segments matched.
+    fn resolve(&self, mention: &str) -> Option<(u32, usize)> {
+        let clean = mention.trim_start_matches("./").trim_start_matches('/');
+        let segments: Vec<&str> = clean.split('/').filter(|s| !s.is_empty()).collect();
+        (1..=segments.len()).rev().find_map(|k| {
+            self.suffixes
+                .get(&segments[segments.len() - k..].join("/"))
+                .map(|&f| (f, k))
+        })
+    }
+}
+
+/// A ranked file with the chunks that put it there.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RankedFile {
+    pub(crate) file: u32,
+    pub(crate) score: f32,
+    /// Its best chunk hits, best first.
+    pub(crate) chunks: Vec<(u32, f32)>,
+}
+
+/// What the lexical index gives file ranking: the query's terms and the chunk hits for them.
+pub(crate) struct LexicalEvidence {
+    /// Distinct analyzed terms of the query text, in order.
+    pub(crate) terms: Vec<String>,
+    /// BM25 chunk hits, best first.
+    pub(crate) chunk_hits: Vec<(u32, f32)>,
+}
+
+/// Ranks the files of `table` for `query`; at most `top_k` files, each with
+/// up to `chunks_per_file` of its best chunks.
+pub(crate) fn rank_files(
+    table: &FileTable,
+    query: &QueryText,
+    lexical: &LexicalEvidence,
+    params: &FileRankParams,
+    top_k: usize,
+    chunks_per_file: usize,
+) -> Vec<RankedFile> {
+    let n = table.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut best_chunks: Vec<Vec<(u32, f32)>> = vec![Vec::new(); n];
+    for &(chunk, score) in lexical.chunk_hits.iter().take(params.chunk_hits) {
+        if let Some(f) = table.file_of(chunk) {
+            best_chunks[f as usize].push((chunk, score));
+        }
+    }
+    let chunk_part: Vec<f32> = best_chunks
+        .iter()
+        .map(|hits| {
+            let mut w = 1.0;
+            let mut sum = 0.0;
+            for &(_, s) in hits.iter().take(params.chunk_top) {
+                sum += w * s;
+                w *= params.chunk_decay;
+            }
+            sum
+        })
+        .collect();
+
+    let files_f = n as f32;
+    let mut define_part = vec![0f32; n];
+    let mut looked_up = 0;
+    for ident in &query.idents {
+        if ident.name.len() < MIN_IDENT_LEN || PROSE_STOP.contains(&ident.name.to_ascii_lowercase().as_str()) {
+            continue;
+        }
+        looked_up += 1;
+        if looked_up > super::query_text::MAX_IDENTS {
+            break;
+        }
+        let Some(files) = table.defines.get(&ident.name) else {
+            continue;
+        };
+        let title = if ident.in_title { 2.0 } else { 0.0 };
+        let w = (1.0 + files_f / files.len() as f32).ln() * (1.0 + title);
+        for &f in files {
+            define_part[f as usize] += w;
+        }
+    }
+
+    let mut member_part = vec![0f32; n];
+    for dotted in &query.dotted {
+        let parts: Vec<&str> = dotted.split('.').collect();
+        for pair in parts.windows(2) {
+            if let Some(files) = table.members.get(&(pair[0].to_string(), pair[1].to_string())) {
+                for &f in files {
+                    member_part[f as usize] += 1.0;
+                }
+            }
+        }
+    }
+
+    let mut path_part = vec![0f32; n];
+    for term in &lexical.terms {
+        if let Some(files) = table.path_terms.get(term) {
+            let w = (1.0 + files_f / files.len() as f32).ln();
+            for &f in files {
+                path_part[f as usize] += w;
+            }
+        }
+    }
+
+    let mut mention_part = vec![0f32; n];
+    for p in &query.paths {
+        // A bare file name counts; a partial path must match two segments.
+        if let Some((f, k)) = table.resolve(p)
+            && (k >= 2 || !p.contains('/'))
+        {
+            mention_part[f as usize] += 1.0;
+        }
+    }
+    for p in &query.frames {
+        if let Some((f, k)) = table.resolve(p)
+            && k >= 2
+        {
+            mention_part[f as usize] += 1.0;
+        }
+    }
+
+    let mut score = vec![0f32; n];
+    for (weight, part) in [
+        (params.chunks, &chunk_part),
+        (params.defines, &define_part),
+        (params.members, &member_part),
+        (params.path, &path_part),
+        (params.mentions, &mention_part),
+    ] {
+        let max = part.iter().copied().fold(0f32, f32::max);
+        if weight > 0.0 && max > 0.0 {
+            for (s, x) in score.iter_mut().zip(part) {
+                *s += weight * x / max;
+            }
+        }
+    }
+    let wants_tests = lexical.terms.iter().any(|t| ASKS_FOR_TESTS.contains(&t.as_str()));
+    let wants_docs = lexical.terms.iter().any(|t| ASKS_FOR_DOCS.contains(&t.as_str()));
+    for (s, role) in score.iter_mut().zip(&table.roles) {
+        match role {
+            FileRole::Test if !wants_tests => *s *= params.test_prior,
+            FileRole::Docs if !wants_docs => *s *= params.doc_prior,
+            _ => {}
+        }
+    }
+
+    let mut order: Vec<u32> = (0..n as u32).filter(|&f| score[f as usize] > 0.0).collect();
+    // Ties: index order, which is the build's sorted path walk.
+    order.sort_by(|&a, &b| score[b as usize].total_cmp(&score[a as usize]).then(a.cmp(&b)));
+    order.truncate(top_k);
+    order
+        .into_iter()
+        .map(|f| {
+            let mut chunks = std::mem::take(&mut best_chunks[f as usize]);
+            chunks.truncate(chunks_per_file);
+            RankedFile {
+                file: f,
+                score: score[f as usize],
+                chunks,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::model::{Language, SymbolKind};
+
+    fn chunk(id: u32, path: &str, symbol: &str, kind: SymbolKind, parent: Option<&str>) -> Chunk {
+        Chunk {
+            id,
+            path: path.to_string(),
+            language: Language::Python,
+            symbol: Some(symbol.to_string()),
+            kind,
+            parent: parent.map(str::to_string),
+            start_line: id * 10 + 1,
+            end_line: id * 10 + 9,
+            content: String::new(),
+            content_hash: String::new(),
+            calls: Vec::new(),
+            imports: Vec::new(),
+        }
+    }
+
+    fn table() -> (Vec<Chunk>, FileTable) {
+        let chunks = vec![
+            chunk(0, "src/pkg/core.py", "Parser", SymbolKind::Class, None),
+            chunk(1, "src/pkg/core.py", "parse", SymbolKind::Method, Some("Parser")),
+            chunk(2, "tests/test_core.py", "test_parse", SymbolKind::Function, None),
+            chunk(3, "docs/conf.py", "setup", SymbolKind::Function, None),
+            chunk(4, "src/pkg/util.py", "helper", SymbolKind::Function, None),
+        ];
+        let graph = CodeGraph::build(&chunks);
+        let words = |text: &str| -> Vec<String> {
+            text.split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(str::to_lowercase)
+                .collect()
+        };
+        let t = FileTable::build(&chunks, &graph, words);
+        (chunks, t)
+    }
+
+    fn ranked_paths(t: &FileTable, query: &str, hits: &[(u32, f32)], params: &FileRankParams) -> Vec<String> {
+        let q = super::super::query_text::understand(query);
+        let terms = q.cleaned.split_whitespace().map(str::to_lowercase).collect();
+        let evidence = LexicalEvidence {
+            terms,
+            chunk_hits: hits.to_vec(),
+        };
+        rank_files(t, &q, &evidence, params, 10, 3)
+            .iter()
+            .map(|r| t.path(r.file).to_string())
+            .collect()
+    }
+
+    #[test]
+    fn issue_evidence_and_priors_put_the_implementation_first() {
+        let (_, t) = table();
+        let issue = "Parser.parse fails on empty input\n\nTraceback (most recent call last):\n  \
+                     File \"/home/me/src/pkg/util.py\", line 3, in helper\n";
+        // Lexically the test file matches best.
+        let hits = [(2, 5.0), (1, 3.0)];
+        let ranked = ranked_paths(&t, issue, &hits, &FileRankParams::default());
+        assert_eq!(ranked[0], "src/pkg/core.py", "{ranked:?}");
+        assert!(
+            ranked.contains(&"src/pkg/util.py".to_string()),
+            "found by its stack frame alone"
+        );
+        let test_rank = ranked.iter().position(|p| p == "tests/test_core.py").unwrap();
+        assert!(test_rank > 1, "{ranked:?}");
+
+        // With the evidence and priors off, only chunk BM25 is left.
+        let bare = FileRankParams {
+            defines: 0.0,
+            members: 0.0,
+            path: 0.0,
+            mentions: 0.0,
+            test_prior: 1.0,
+            doc_prior: 1.0,
+            ..FileRankParams::default()
+        };
+        let ranked = ranked_paths(&t, issue, &hits, &bare);
+        assert_eq!(ranked, vec!["tests/test_core.py", "src/pkg/core.py"]);
+    }
+
+    #[test]
+    fn a_query_about_tests_lifts_the_test_prior() {
+        let (_, t) = table();
+        let hits = [(2, 5.0), (1, 3.0)];
+        let ranked = ranked_paths(&t, "the parse test fails", &hits, &FileRankParams::default());
+        assert_eq!(ranked[0], "tests/test_core.py", "{ranked:?}");
+    }
+
+    #[test]
+    fn parameters_are_set_by_name() {
+        let mut p = FileRankParams::default();
+        p.set("test_prior=1").unwrap();
+        p.set("chunk_top = 3").unwrap();
+        assert_eq!((p.test_prior, p.chunk_top), (1.0, 3));
+        assert!(p.set("nope=1").unwrap_err().contains("unknown"));
+        assert!(p.set("path").unwrap_err().contains("NAME=VALUE"));
+        assert!(p.set("path=x").unwrap_err().contains("not a number"));
+    }
+
+    #[test]
+    fn roles_follow_repository_conventions() {
+        assert_eq!(file_role("src/_pytest/python.py"), FileRole::Source);
+        assert_eq!(file_role("testing/test_python.py"), FileRole::Test);
+        assert_eq!(file_role("sympy/core/tests/test_basic.py"), FileRole::Test);
+        assert_eq!(file_role("lib/conftest.py"), FileRole::Test);
+        assert_eq!(file_role("pkg/server_test.go"), FileRole::Test);
+        assert_eq!(file_role("doc/conf.py"), FileRole::Docs);
+        assert_eq!(file_role("examples/plot.py"), FileRole::Docs);
+        assert_eq!(file_role("astropy/io/docs/x.py"), FileRole::Docs);
+        // A top-level-only name deeper down is code (`sphinx/util/tools.py`-like).
+        assert_eq!(file_role("sphinx/tools/build.py"), FileRole::Source);
+    }
+}

@@ -1,0 +1,322 @@
+//! Searching many indexes at once, one path for shards and routers alike:
+//! the request is validated, its ids checked and deduplicated and capped,
+//! and the per-index searches run with bounded concurrency under one
+//! deadline for the whole request. Whatever has answered by then is
+//! returned; an index that was cold, loading, refused or too slow is listed
+//! in `skipped` with the reason, one that errored in `failed`. Shards search
+//! their local indexes, routers their indexes' owners.
+
+use crate::IndexId;
+use crate::api::{
+    ApiError, FileHit, Hit, IndexFailure, MultiSearchRequest, MultiSearchResponse, SearchRequest, SearchResponse,
+};
+use crate::telemetry::metrics::{FANOUT_INDEXES, FANOUT_PARTIAL};
+use futures::StreamExt;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+pub const MAX_DEADLINE: Duration = Duration::from_secs(60);
+/// The `skipped` reason of an index whose turn came after the deadline, or
+/// that had not answered by then.
+pub const DEADLINE: &str = "deadline";
+
+/// A validated cross-index search, before its index list is known.
+#[derive(Debug, Clone)]
+pub struct MultiSearch {
+    /// What each index is asked.
+    pub request: SearchRequest,
+    /// The indexes the request named (validated, deduplicated), or `None` for all.
+    pub named: Option<Vec<String>>,
+    /// For the whole request, not per index.
+    pub deadline: Duration,
+    max_indexes: usize,
+}
+
+impl MultiSearch {
+    /// Checks the request: the query as for one index, every named id, and at
+    /// most `max_indexes` distinct ids.
+    pub fn parse(req: MultiSearchRequest, max_indexes: usize) -> Result<MultiSearch, ApiError> {
+        let request = SearchRequest {
+            query: req.query,
+            mode: req.mode,
+            top_k: req.top_k,
+            filters: req.filters,
+            group_by: req.group_by,
+        };
+        request.validate().map_err(ApiError::bad_request)?;
+        let named = match req.indexes {
+            Some(ids) => {
+                for id in &ids {
+                    IndexId::new(id.as_str()).map_err(|e| {
+                        ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_index_id", e.to_string())
+                    })?;
+                }
+                Some(dedup(ids))
+            }
+            None => None,
+        };
+        let deadline = req
+            .deadline_ms
+            .map(Duration::from_millis)
+            .unwrap_or(DEFAULT_DEADLINE)
+            .min(MAX_DEADLINE);
+        let search = MultiSearch {
+            request,
+            named,
+            deadline,
+            max_indexes,
+        };
+        if let Some(ids) = &search.named {
+            search.check_count(ids.len(), "names")?;
+        }
+        Ok(search)
+    }
+
+    /// The ids to search: the named ones, or `all` (deduplicated and capped).
+    pub fn ids(&self, all: impl FnOnce() -> Vec<String>) -> Result<Vec<String>, ApiError> {
+        match &self.named {
+            Some(ids) => Ok(ids.clone()),
+            None => {
+                let ids = dedup(all());
+                self.check_count(ids.len(), "would search")?;
+                Ok(ids)
+            }
+        }
+    }
+
+    fn check_count(&self, n: usize, verb: &str) -> Result<(), ApiError> {
+        if n > self.max_indexes {
+            return Err(ApiError::bad_request(format!(
+                "this request {verb} {n} indexes; one search may cover at most {}: name the indexes to search",
+                self.max_indexes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs `search_one` over `ids`, at most `concurrency` at a time, and
+    /// returns what answered within the deadline.
+    pub async fn run<F, Fut>(&self, ids: Vec<String>, concurrency: usize, search_one: F) -> MultiSearchResponse
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = Result<SearchResponse, ApiError>>,
+    {
+        fan_out(ids, concurrency, self.deadline, self.request.top_k(), search_one).await
+    }
+}
+
+fn dedup(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Searches `ids` with bounded concurrency; every search shares one deadline.
+pub async fn fan_out<F, Fut>(
+    ids: Vec<String>,
+    concurrency: usize,
+    deadline: Duration,
+    top_k: usize,
+    search_one: F,
+) -> MultiSearchResponse
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<SearchResponse, ApiError>>,
+{
+    let started = Instant::now();
+    let until = tokio::time::Instant::now() + deadline;
+    FANOUT_INDEXES.observe(ids.len() as f64);
+    let search_one = &search_one;
+    let results: Vec<(String, Result<SearchResponse, Option<ApiError>>)> =
+        futures::stream::iter(ids.into_iter().map(|id| async move {
+            // An index whose turn comes after the deadline is not asked at all.
+            if tokio::time::Instant::now() >= until {
+                return (id, Err(None));
+            }
+            match tokio::time::timeout_at(until, search_one(id.clone())).await {
+                Ok(r) => (id, r.map_err(Some)),
+                Err(_) => (id, Err(None)),
+            }
+        }))
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+
+    let mut hits: Vec<Hit> = Vec::new();
+    let mut files: Vec<FileHit> = Vec::new();
+    let (mut searched, mut skipped, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, r) in results {
+        match r {
+            Ok(resp) => {
+                hits.extend(resp.hits.into_iter().map(|mut h| {
+                    h.index_id = Some(resp.index_id.clone());
+                    h
+                }));
+                files.extend(resp.files.into_iter().map(|mut f| {
+                    f.index_id = Some(resp.index_id.clone());
+                    f
+                }));
+                searched.push(id);
+            }
+            Err(None) => skipped.push(IndexFailure {
+                index_id: id,
+                error: DEADLINE.to_string(),
+                retryable: true,
+            }),
+            Err(Some(e)) if e.body.retryable => skipped.push(IndexFailure {
+                index_id: id,
+                error: e.body.error.clone(),
+                retryable: true,
+            }),
+            Err(Some(e)) => failed.push(IndexFailure {
+                index_id: id,
+                error: format!("{}: {}", e.body.error, e.body.message),
+                retryable: false,
+            }),
+        }
+    }
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.index_id.cmp(&b.index_id)));
+    hits.truncate(top_k);
+    // File scores are normalised per index (each evidence kind by its best
+    // file), so they compare across indexes like fused chunk scores do.
+    files.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.index_id.cmp(&b.index_id)));
+    files.truncate(top_k);
+    searched.sort();
+    skipped.sort_by(|a, b| a.index_id.cmp(&b.index_id));
+    failed.sort_by(|a, b| a.index_id.cmp(&b.index_id));
+    FANOUT_PARTIAL
+        .with_label_values(&["skipped"])
+        .inc_by(skipped.len() as u64);
+    FANOUT_PARTIAL
+        .with_label_values(&["failed"])
+        .inc_by(failed.len() as u64);
+    MultiSearchResponse {
+        took_ms: started.elapsed().as_secs_f64() * 1000.0,
+        hits,
+        files,
+        searched,
+        skipped,
+        failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Arms, SearchMode};
+    use axum::http::StatusCode;
+
+    fn resp(id: &str, score: f32) -> SearchResponse {
+        SearchResponse {
+            index_id: id.into(),
+            version: "v".into(),
+            took_ms: 0.0,
+            mode: SearchMode::Hybrid,
+            hits: vec![Hit {
+                path: format!("{id}.rs"),
+                start_line: 1,
+                end_line: 2,
+                symbol: None,
+                kind: "function".into(),
+                language: "rust".into(),
+                snippet: String::new(),
+                score,
+                arms: Arms::default(),
+                index_id: None,
+            }],
+            files: vec![],
+            unavailable_arms: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn partial_results_name_what_is_missing() {
+        let ids = vec![
+            "a".to_string(),
+            "b".into(),
+            "slow".into(),
+            "loading".into(),
+            "broken".into(),
+        ];
+        let out = fan_out(ids, 2, Duration::from_millis(200), 10, |id| async move {
+            match id.as_str() {
+                "a" => Ok(resp("a", 0.5)),
+                "b" => Ok(resp("b", 0.9)),
+                "slow" => {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    Ok(resp("slow", 1.0))
+                }
+                "loading" => Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "index_loading",
+                    "loading",
+                )),
+                _ => {
+                    Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "index_restore_failed", "bad").retryable(false))
+                }
+            }
+        })
+        .await;
+        assert_eq!(out.searched, vec!["a", "b"]);
+        assert_eq!(out.hits[0].index_id.as_deref(), Some("b"), "merged by score");
+        assert_eq!(
+            out.skipped.iter().map(|f| f.index_id.as_str()).collect::<Vec<_>>(),
+            vec!["loading", "slow"]
+        );
+        assert_eq!(out.failed.len(), 1);
+        assert_eq!(out.failed[0].index_id, "broken");
+        assert!(
+            out.took_ms < 2000.0,
+            "the slow index did not hold the request: {}",
+            out.took_ms
+        );
+        assert_eq!(out.skipped[1].error, DEADLINE);
+    }
+
+    #[tokio::test]
+    async fn the_deadline_covers_the_whole_request_not_each_index() {
+        // Twenty 100 ms searches one at a time take 2 s; a 350 ms deadline
+        // must answer with the first few and skip the rest.
+        let ids: Vec<String> = (0..20).map(|i| format!("i{i:02}")).collect();
+        let started = Instant::now();
+        let out = fan_out(ids, 1, Duration::from_millis(350), 100, |id| async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(resp(&id, 1.0))
+        })
+        .await;
+        assert!(
+            started.elapsed() < Duration::from_millis(1000),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!((2..=4).contains(&out.searched.len()), "{:?}", out.searched);
+        assert_eq!(out.searched.len() + out.skipped.len(), 20);
+        assert!(out.skipped.iter().all(|s| s.error == DEADLINE));
+    }
+
+    #[test]
+    fn requests_are_validated_deduplicated_and_capped() {
+        let req = |ids: Option<Vec<&str>>| MultiSearchRequest {
+            query: "q".into(),
+            mode: SearchMode::Hybrid,
+            top_k: None,
+            filters: None,
+            indexes: ids.map(|v| v.into_iter().map(String::from).collect()),
+            deadline_ms: Some(120_000),
+            group_by: None,
+        };
+        let m = MultiSearch::parse(req(Some(vec!["b", "a", "b"])), 2).unwrap();
+        assert_eq!(m.named.as_deref(), Some(&["a".to_string(), "b".to_string()][..]));
+        assert_eq!(m.deadline, MAX_DEADLINE, "capped");
+        let e = MultiSearch::parse(req(Some(vec!["a", "b", "c"])), 2).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e.body.message.contains("at most 2"), "{}", e.body.message);
+        let e = MultiSearch::parse(req(Some(vec!["../x"])), 2).unwrap_err();
+        assert_eq!(e.body.error, "invalid_index_id");
+        let all = MultiSearch::parse(req(None), 2).unwrap();
+        assert_eq!(all.ids(|| vec!["x".into(), "x".into()]).unwrap(), vec!["x"]);
+        let e = all.ids(|| vec!["x".into(), "y".into(), "z".into()]).unwrap_err();
+        assert!(e.body.message.contains("would search 3 indexes"), "{}", e.body.message);
+    }
+}

@@ -1,0 +1,76 @@
+//! Request pieces both roles parse the same way: index ids in paths, the
+//! query string of symbol navigation, and the internal headers a router uses
+//! to tell a shard how patient to be with a cold index.
+
+use crate::IndexId;
+use crate::api::{ApiError, SymbolRelation};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+
+/// Request body limit: the longest query plus room for JSON escaping.
+pub const BODY_LIMIT: usize = crate::api::MAX_QUERY_BYTES + 64 * 1024;
+
+/// Set by a router on an attempt that has another owner to fall back on:
+/// a cold shard starts loading and answers `index_cold` at once instead of
+/// holding the request while a replica may already be hot.
+pub const NO_WAIT_HEADER: &str = "x-trusty-no-wait";
+/// Set by a router on the per-index searches of a fan-out: a cold index is
+/// warmed in the background (free budget only) and reported as skipped.
+pub const FANOUT_HEADER: &str = "x-trusty-fanout";
+
+/// How long a request may wait for a cold index, from the router's headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patience {
+    /// Wait for the restore (up to the shard's `load_wait`).
+    Wait,
+    /// Start a demand restore, answer at once.
+    NoWait,
+    /// Start a background warm-up if there is room, answer at once.
+    FanOut,
+}
+
+impl Patience {
+    pub fn from_headers(headers: &HeaderMap) -> Patience {
+        if headers.contains_key(FANOUT_HEADER) {
+            Patience::FanOut
+        } else if headers.contains_key(NO_WAIT_HEADER) {
+            Patience::NoWait
+        } else {
+            Patience::Wait
+        }
+    }
+}
+
+pub fn parse_id(raw: &str) -> Result<IndexId, ApiError> {
+    IndexId::new(raw)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_index_id", e.to_string()).retryable(false))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SymbolParams {
+    #[serde(default)]
+    pub rel: Option<String>,
+    #[serde(default)]
+    pub depth: Option<u32>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+impl SymbolParams {
+    pub fn parse(&self) -> Result<(SymbolRelation, u32, usize), ApiError> {
+        let rel = match &self.rel {
+            Some(r) => r.parse().map_err(ApiError::bad_request)?,
+            None => SymbolRelation::Definition,
+        };
+        let depth = self.depth.unwrap_or(1);
+        if !(1..=5).contains(&depth) {
+            return Err(ApiError::bad_request("depth must be between 1 and 5"));
+        }
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=500).contains(&limit) {
+            return Err(ApiError::bad_request("limit must be between 1 and 500"));
+        }
+        Ok((rel, depth, limit))
+    }
+}

@@ -1,0 +1,161 @@
+//! Restore admission: how many restores a shard runs at once, and in what order.
+//!
+//! Every restore (a first load, a reload after eviction, a new version) takes
+//! one of `max_restores` permits before it touches storage. Tokio's semaphore
+//! hands permits out first come, first served, so a burst of cold requests
+//! forms a fair queue instead of downloading everything at once and
+//! overshooting the budgets.
+//!
+//! Restores come at two priorities. *Demand* restores serve a request for
+//! that index and may evict the least recently used others to make room.
+//! *Background* restores (fan-out warming, preloads, hand-offs) only fill
+//! free budget and have a bounded queue: when it is full the index simply
+//! stays cold until someone asks for it, so background work can never churn
+//! the cache or pile up.
+
+use crate::telemetry::metrics::RESTORES;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Why a restore runs, which decides what it may displace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// A request is waiting for this index: evict least recently used others if needed.
+    Demand,
+    /// Nobody is waiting: load only into free budget.
+    Background,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Demand => "demand",
+            Priority::Background => "background",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Admission {
+    permits: Arc<Semaphore>,
+    max_background_waiting: usize,
+    background_waiting: Arc<AtomicUsize>,
+}
+
+/// A running restore's permit; the next queued restore starts when it drops.
+#[derive(Debug)]
+pub struct RestorePermit {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for RestorePermit {
+    fn drop(&mut self) {
+        RESTORES.with_label_values(&["running"]).dec();
+    }
+}
+
+/// A place in the background queue, taken before the restore task is spawned.
+#[derive(Debug)]
+pub struct BackgroundTicket {
+    waiting: Arc<AtomicUsize>,
+}
+
+impl Drop for BackgroundTicket {
+    fn drop(&mut self) {
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Admission {
+    pub fn new(max_restores: usize, max_background_waiting: usize) -> Admission {
+        Admission {
+            permits: Arc::new(Semaphore::new(max_restores.max(1))),
+            max_background_waiting,
+            background_waiting: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// A place for one more background restore, or `None` when the queue is full.
+    pub fn background_ticket(&self) -> Option<BackgroundTicket> {
+        let mut now = self.background_waiting.load(Ordering::Acquire);
+        loop {
+            if now >= self.max_background_waiting {
+                return None;
+            }
+            match self
+                .background_waiting
+                .compare_exchange(now, now + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    return Some(BackgroundTicket {
+                        waiting: self.background_waiting.clone(),
+                    });
+                }
+                Err(actual) => now = actual,
+            }
+        }
+    }
+
+    /// Waits for a restore slot, in arrival order.
+    pub async fn acquire(&self) -> RestorePermit {
+        RESTORES.with_label_values(&["queued"]).inc();
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the admission semaphore is never closed");
+        RESTORES.with_label_values(&["queued"]).dec();
+        RESTORES.with_label_values(&["running"]).inc();
+        RestorePermit { _permit: permit }
+    }
+
+    /// Restores running now.
+    pub fn running(&self, max_restores: usize) -> usize {
+        max_restores.max(1) - self.permits.available_permits()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn at_most_the_limit_run_and_the_rest_wait_in_order() {
+        let a = Arc::new(Admission::new(2, 4));
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let order = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let (a, running, peak, order) = (a.clone(), running.clone(), peak.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let _p = a.acquire().await;
+                order.lock().push(i);
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+            }));
+            // Arrival order is the spawn order.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(peak.load(Ordering::SeqCst), 2);
+        assert_eq!(*order.lock(), (0..8).collect::<Vec<_>>(), "first come, first served");
+    }
+
+    #[test]
+    fn the_background_queue_is_bounded() {
+        let a = Admission::new(1, 2);
+        let t1 = a.background_ticket().expect("room");
+        let _t2 = a.background_ticket().expect("room");
+        assert!(a.background_ticket().is_none(), "full");
+        drop(t1);
+        assert!(a.background_ticket().is_some(), "room again");
+    }
+}

@@ -1,0 +1,50 @@
+//! One shard process against a real S3-compatible server, for tests that
+//! drive a single shard directly.
+
+use super::process::{ADMIN_TOKEN, Proc, shard_args, spawn};
+use super::s3::{S3Server, set_process_env};
+use std::path::Path;
+use trusty_search::storage::store::Store;
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub s3: S3Server,
+    pub store_url: String,
+    pub store: Store,
+}
+
+/// A fresh bucket on a fresh S3 server.
+pub async fn env() -> Env {
+    set_process_env();
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(&dir.path().join("s3")).await;
+    let store_url = s3.url("cluster");
+    let store = Store::open(&store_url).unwrap();
+    Env {
+        dir,
+        s3,
+        store_url,
+        store,
+    }
+}
+
+/// The environment a shard process needs: S3 credentials and the admin token.
+pub fn shard_env() -> Vec<(&'static str, String)> {
+    let mut vars: Vec<(&str, String)> = S3Server::env().iter().map(|(k, v)| (*k, v.to_string())).collect();
+    vars.push(("TRUSTY_ADMIN_TOKEN", ADMIN_TOKEN.to_string()));
+    vars
+}
+
+pub async fn start_shard(env: &Env, name: &str, cache: &Path, extra: &[&str]) -> Proc {
+    spawn(name, &shard_args(&env.store_url, cache, name, extra), &shard_env()).await
+}
+
+/// An admin call with the test token.
+pub async fn admin(url: &str, method: reqwest::Method, path: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .request(method, format!("{url}{path}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+}
