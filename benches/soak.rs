@@ -430,12 +430,13 @@ async fn main() {
                         .await
                         .is_ok_and(|r| r.status().is_success());
                     let ms = if ok { t.elapsed().as_secs_f64() * 1000.0 } else { 0.0 };
-                    let mut s = samples.lock();
-                    let e = s.entry(i).or_insert((0, 0, 0.0));
-                    e.0 = e.0.max(rss);
-                    e.1 = e.1.max(cache);
-                    e.2 = e.2.max(ms);
-                    drop(s);
+                    {
+                        let mut s = samples.lock();
+                        let e = s.entry(i).or_insert((0, 0, 0.0));
+                        e.0 = e.0.max(rss);
+                        e.1 = e.1.max(cache);
+                        e.2 = e.2.max(ms);
+                    }
                     loads_now += metric(url, "trusty_index_loads_total").await;
                 }
                 if last_minute.elapsed() >= Duration::from_secs(60) {
