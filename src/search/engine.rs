@@ -269,7 +269,7 @@ impl Engine {
         req.validate().map_err(SearchError::Invalid)?;
         let parsed = ParsedQuery::parse(&req.query, req.filters.as_ref())?;
         if req.group_by == Some(GroupBy::File) {
-            let mut resp = self.search_files(&parsed, req.top_k())?;
+            let mut resp = self.search_files(&req.query, &parsed, req.top_k())?;
             resp.took_ms = started.elapsed().as_secs_f64() * 1000.0;
             return Ok(resp);
         }
@@ -424,12 +424,15 @@ impl Engine {
     /// evidence from the chunks plus what an issue-shaped query names (symbols,
     /// `Class.method`, paths, stack frames). Filters keep files whose chunks
     /// they allow (languages and paths; a symbol filter restricts the chunks).
-    fn search_files(&self, parsed: &ParsedQuery, top_k: usize) -> Result<SearchResponse, SearchError> {
+    /// The query is read from `raw`, not the parsed text: its lines (title,
+    /// code blocks, environment dumps, stack frames) carry meaning that the
+    /// parsed, whitespace-joined text has lost.
+    fn search_files(&self, raw: &str, parsed: &ParsedQuery, top_k: usize) -> Result<SearchResponse, SearchError> {
         let params = &self.file_params;
         let filter = &parsed.filter;
         let allow_fn = |id: u32| self.chunks.get(id as usize).is_some_and(|c| filter.matches(c));
         let allow: Option<&(dyn Fn(u32) -> bool + Sync)> = if filter.is_empty() { None } else { Some(&allow_fn) };
-        let query = query_text::understand(&parsed.text);
+        let query = query_text::understand(raw);
         tracing::debug!(
             shape = query.shape.as_str(),
             identifiers = query.idents.len(),

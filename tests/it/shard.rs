@@ -470,3 +470,49 @@ async fn symbols_and_status_go_through_the_resolver() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn file_search_reads_a_pasted_issue_and_ranks_files() {
+    let env = env().await;
+    publish_fixture(&env.store, "demo", "a").await;
+    let shard = start_shard(&env, "s0", &env.dir.path().join("cache"), &[]).await;
+    // Longer than any short query: an issue with a log and a stack frame.
+    let issue = format!(
+        "load_config panics when the file is missing\n\nSteps: start the server.\n\n{}\n\
+         Traceback (most recent call last):\n  File \"/srv/app/src/config.rs\", line 3, in load_config\n",
+        "log line with nothing useful in it\n".repeat(300)
+    );
+    assert!(issue.len() > 8 * 1024);
+    let client = reqwest::Client::new();
+    let body: Value = client
+        .post(format!("{}/v1/indexes/demo/search", shard.url))
+        .json(&json!({"query": issue, "group_by": "file"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let files = body["files"].as_array().expect("a grouped answer lists files");
+    assert_eq!(files[0]["path"], "src/config.rs", "{body}");
+    assert!(body["hits"].as_array().unwrap().is_empty(), "{body}");
+    let chunks = files[0]["chunks"].as_array().unwrap();
+    assert!(
+        chunks.iter().any(|c| c["symbol"] == "load_config"),
+        "its best chunks carry their line ranges: {body}"
+    );
+
+    // Across indexes, files are merged and say where they came from.
+    let body: Value = client
+        .post(format!("{}/v1/search", shard.url))
+        .json(&json!({"query": "load config", "group_by": "file", "indexes": ["demo"], "deadline_ms": 10000}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let files = body["files"].as_array().expect("merged files");
+    assert!(!files.is_empty(), "{body}");
+    assert!(files.iter().all(|f| f["index_id"] == "demo"), "{body}");
+}
