@@ -242,7 +242,7 @@ impl Engine {
         let Some(embedder) = self.embedder.clone() else {
             return Ok(None);
         };
-        let text = prefix(text, EMBED_QUERY_BYTES).to_string();
+        let text = query_text::prefix_at_char_boundary(text, EMBED_QUERY_BYTES).to_string();
         let job = tokio::task::spawn_blocking(move || embedder.embed(&[text.as_str()]));
         match tokio::time::timeout(self.embed_timeout, job).await {
             Err(_) => Err(EmbedFailure {
@@ -633,16 +633,4 @@ pub fn write_chunks(path: &Path, chunks: &[Chunk]) -> std::io::Result<()> {
         w.write_all(b"\n")?;
     }
     w.flush()
-}
-
-/// The longest prefix of `text` of at most `max` bytes that ends on a char boundary.
-fn prefix(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }

@@ -194,7 +194,7 @@ fn is_blank(line: &str) -> bool {
 }
 
 /// The longest prefix of at most `max` bytes that ends on a char boundary.
-fn prefix_at_char_boundary(text: &str, max: usize) -> &str {
+pub(crate) fn prefix_at_char_boundary(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }
