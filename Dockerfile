@@ -22,9 +22,11 @@ ENV CARGO_TERM_COLOR=never CARGO_INCREMENTAL=0
 # build.r[s] copies build.rs when it exists and nothing otherwise.
 COPY Cargo.toml Cargo.lock build.r[s] ./
 COPY operator/Cargo.toml operator/Cargo.toml
-RUN mkdir -p src operator/src \
+COPY crates/trusty-core/Cargo.toml crates/trusty-core/Cargo.toml
+RUN mkdir -p src operator/src crates/trusty-core/src \
  && echo 'fn main() {}' > src/main.rs \
  && : > src/lib.rs \
+ && : > crates/trusty-core/src/lib.rs \
  && echo 'fn main() {}' > operator/src/main.rs \
  && for manifest in Cargo.toml operator/Cargo.toml; do \
       dir="$(dirname "${manifest}")"; \
@@ -33,12 +35,13 @@ RUN mkdir -p src operator/src \
       done; \
     done \
  && cargo build --release --locked --workspace --bins \
- && rm -rf src operator/src
+ && rm -rf src operator/src crates/trusty-core/src
 
 # Real sources. touch: make sure cargo sees them as newer than the dummy build.
 COPY src src
 COPY operator/src operator/src
-RUN find src operator/src -name '*.rs' -exec touch {} + \
+COPY crates/trusty-core/src crates/trusty-core/src
+RUN find src operator/src crates/trusty-core/src -name '*.rs' -exec touch {} + \
  && cargo build --release --locked --workspace --bins \
  && install -D -m 0755 target/release/trusty-search /out/usr/local/bin/trusty-search \
  && install -D -m 0755 target/release/trusty-operator /out/usr/local/bin/trusty-operator

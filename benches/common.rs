@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use trusty_search::index::embed::{EmbedError, Embedder};
+use trusty_search::embed::{EmbedError, Embedder};
 
 pub fn registry_src() -> PathBuf {
     let base = std::env::var_os("CARGO_HOME")

@@ -40,8 +40,8 @@ use support::process::{ADMIN_TOKEN, Proc, shard_args, spawn};
 use support::s3::S3Server;
 use support::shard::shard_env;
 use trusty_search::IndexId;
+use trusty_search::embed::{EmbedderConfig, load_embedder};
 use trusty_search::index::build::{BuildOptions, build_bundle};
-use trusty_search::index::embed::{EmbedderConfig, load_embedder};
 use trusty_search::router::config::RouterConfig;
 use trusty_search::router::membership::{self, ShardEndpoint};
 use trusty_search::search::engine::estimate_memory;
@@ -380,7 +380,7 @@ async fn main() {
                         .json(&json!({"replicas": 2, "preload": true}));
                     timed(&log, started, "register", req, |_| true).await;
                 }
-                if tick % 3 == 0 {
+                if tick.is_multiple_of(3) {
                     let id = &ids[(rng.next() % ids.len() as u64) as usize];
                     let req = client
                         .post(format!("{base}/v1/admin/indexes/{id}/reload"))

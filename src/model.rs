@@ -25,24 +25,91 @@ pub enum Language {
     Text,
 }
 
-impl Language {
-    pub const ALL: [Language; 15] = [
-        Language::Rust,
-        Language::Python,
-        Language::Go,
+/// One row per language: its name in filters, CRDs and the API, the file
+/// extensions it claims, other spellings `lang:` accepts, and whether it is
+/// code (chunked by symbol) rather than prose or config.
+struct Row {
+    language: Language,
+    name: &'static str,
+    extensions: &'static [&'static str],
+    aliases: &'static [&'static str],
+    code: bool,
+}
+
+const fn row(
+    language: Language,
+    name: &'static str,
+    extensions: &'static [&'static str],
+    aliases: &'static [&'static str],
+    code: bool,
+) -> Row {
+    Row {
+        language,
+        name,
+        extensions,
+        aliases,
+        code,
+    }
+}
+
+const ROWS: [Row; 15] = [
+    row(Language::Rust, "rust", &["rs"], &["rs"], true),
+    row(Language::Python, "python", &["py", "pyi"], &["py"], true),
+    row(Language::Go, "go", &["go"], &["golang"], true),
+    row(
         Language::JavaScript,
-        Language::TypeScript,
-        Language::Tsx,
-        Language::Java,
-        Language::C,
+        "javascript",
+        &["js", "mjs", "cjs", "jsx"],
+        &["js"],
+        true,
+    ),
+    row(Language::TypeScript, "typescript", &["ts", "mts", "cts"], &["ts"], true),
+    row(Language::Tsx, "tsx", &["tsx"], &[], true),
+    row(Language::Java, "java", &["java"], &[], true),
+    row(Language::C, "c", &["c", "h"], &[], true),
+    row(
         Language::Cpp,
+        "cpp",
+        &["cc", "cpp", "cxx", "hpp", "hh", "hxx"],
+        &["c++", "cxx"],
+        true,
+    ),
+    row(
         Language::Markdown,
-        Language::Yaml,
-        Language::Toml,
-        Language::Json,
-        Language::Shell,
+        "markdown",
+        &["md", "markdown", "rst"],
+        &["md"],
+        false,
+    ),
+    row(Language::Yaml, "yaml", &["yaml", "yml"], &["yml"], false),
+    row(Language::Toml, "toml", &["toml"], &[], false),
+    row(Language::Json, "json", &["json"], &[], false),
+    row(Language::Shell, "shell", &["sh", "bash", "zsh"], &["sh", "bash"], false),
+    row(
         Language::Text,
-    ];
+        "text",
+        &["txt", "cfg", "ini", "proto", "sql", "graphql", "tf"],
+        &[],
+        false,
+    ),
+];
+
+impl Language {
+    pub const ALL: [Language; ROWS.len()] = {
+        let mut all = [Language::Text; ROWS.len()];
+        let mut i = 0;
+        while i < ROWS.len() {
+            all[i] = ROWS[i].language;
+            i += 1;
+        }
+        all
+    };
+
+    fn row(self) -> &'static Row {
+        ROWS.iter()
+            .find(|r| r.language == self)
+            .expect("every language has a row")
+    }
 
     /// Language by file name, or `None` for files we do not index.
     pub fn from_path(path: &str) -> Option<Language> {
@@ -52,70 +119,24 @@ impl Language {
             return Some(Language::Text);
         }
         let ext = lower.rsplit_once('.').map(|(_, e)| e)?;
-        Some(match ext {
-            "rs" => Language::Rust,
-            "py" | "pyi" => Language::Python,
-            "go" => Language::Go,
-            "js" | "mjs" | "cjs" | "jsx" => Language::JavaScript,
-            "ts" | "mts" | "cts" => Language::TypeScript,
-            "tsx" => Language::Tsx,
-            "java" => Language::Java,
-            "c" | "h" => Language::C,
-            "cc" | "cpp" | "cxx" | "hpp" | "hh" | "hxx" => Language::Cpp,
-            "md" | "markdown" | "rst" => Language::Markdown,
-            "yaml" | "yml" => Language::Yaml,
-            "toml" => Language::Toml,
-            "json" => Language::Json,
-            "sh" | "bash" | "zsh" => Language::Shell,
-            "txt" | "cfg" | "ini" | "proto" | "sql" | "graphql" | "tf" => Language::Text,
-            _ => return None,
-        })
+        ROWS.iter().find(|r| r.extensions.contains(&ext)).map(|r| r.language)
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Language::Rust => "rust",
-            Language::Python => "python",
-            Language::Go => "go",
-            Language::JavaScript => "javascript",
-            Language::TypeScript => "typescript",
-            Language::Tsx => "tsx",
-            Language::Java => "java",
-            Language::C => "c",
-            Language::Cpp => "cpp",
-            Language::Markdown => "markdown",
-            Language::Yaml => "yaml",
-            Language::Toml => "toml",
-            Language::Json => "json",
-            Language::Shell => "shell",
-            Language::Text => "text",
-        }
+        self.row().name
     }
 
     /// Parses the names used in `lang:` filters and CRD specs, accepting common aliases.
     pub fn parse(name: &str) -> Option<Language> {
         let n = name.to_ascii_lowercase();
-        let alias = match n.as_str() {
-            "rs" => "rust",
-            "py" => "python",
-            "golang" => "go",
-            "js" => "javascript",
-            "ts" => "typescript",
-            "c++" | "cxx" => "cpp",
-            "md" => "markdown",
-            "yml" => "yaml",
-            "sh" | "bash" => "shell",
-            other => other,
-        };
-        Language::ALL.into_iter().find(|l| l.as_str() == alias)
+        ROWS.iter()
+            .find(|r| r.name == n || r.aliases.contains(&n.as_str()))
+            .map(|r| r.language)
     }
 
     /// True for languages chunked by symbol with tree-sitter.
     pub fn is_code(self) -> bool {
-        !matches!(
-            self,
-            Language::Markdown | Language::Yaml | Language::Toml | Language::Json | Language::Shell | Language::Text
-        )
+        self.row().code
     }
 }
 
@@ -197,10 +218,7 @@ pub struct Chunk {
     pub imports: Vec<String>,
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(bytes))
-}
+pub use trusty_core::sha256_hex;
 
 #[cfg(test)]
 mod tests {
@@ -223,5 +241,15 @@ mod tests {
         }
         assert_eq!(Language::parse("py"), Some(Language::Python));
         assert_eq!(Language::parse("cobol"), None);
+    }
+
+    #[test]
+    fn every_language_has_one_row_matching_its_serde_name() {
+        let mut seen = std::collections::HashSet::new();
+        for l in Language::ALL {
+            assert!(seen.insert(l), "{l} has two rows");
+            assert_eq!(serde_json::to_string(&l).unwrap(), format!("\"{}\"", l.as_str()));
+        }
+        assert_eq!(seen.len(), ROWS.len());
     }
 }

@@ -37,7 +37,7 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use trusty_search::IndexId;
+use trusty_core::IndexId;
 
 /// Field manager of every status write.
 pub const FIELD_MANAGER: &str = "trusty-operator";
@@ -261,7 +261,7 @@ async fn invalid_name(
     index: &Index,
     api: &Api<Index>,
     ctx: &Context,
-    err: trusty_search::index_id::InvalidIndexId,
+    err: trusty_core::index_id::InvalidIndexId,
 ) -> Result<Action> {
     if index.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());

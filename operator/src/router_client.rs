@@ -7,8 +7,8 @@
 
 use serde_json::json;
 use std::time::Duration;
-use trusty_search::IndexId;
-use trusty_search::api::types::IndexStatus as ClusterIndexStatus;
+use trusty_core::IndexId;
+use trusty_core::api::types::IndexStatus as ClusterIndexStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {

@@ -7,7 +7,7 @@
 use crate::crd::{Counts, IndexStatus, Owner, Phase, condition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use trusty_search::api::types::{IndexStatus as ClusterIndexStatus, ResidencyState};
+use trusty_core::api::types::{IndexStatus as ClusterIndexStatus, ResidencyState};
 
 /// Sets (or replaces) a condition, keeping `lastTransitionTime` when the status
 /// value did not change so watchers see real transitions only.
@@ -177,7 +177,7 @@ fn clamp_i64(v: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trusty_search::api::types::{IndexCounts, ShardIndexStatus};
+    use trusty_core::api::types::{IndexCounts, ShardIndexStatus};
 
     fn owner(shard: &str, state: ResidencyState, err: Option<&str>) -> ShardIndexStatus {
         ShardIndexStatus {

@@ -2,18 +2,18 @@
 //! store, and what deleting an Index does to its objects (removal for
 //! `deletionPolicy: Delete`, withdrawal for `Retain`).
 //!
-//! Goes through the engine's own store code (`trusty_search::storage`): the
+//! Goes through the shared store code (`trusty_core::storage`): the
 //! same URLs, credentials from the operator's environment (the variables the
 //! build Jobs get from the store Secret), and the same key layout, so the
 //! operator needs no shard or router to clean up. Only keys under
 //! `<prefix>/indexes/<id>/` are touched; the id is a validated `IndexId`.
 
-use trusty_search::IndexId;
-use trusty_search::storage::publish;
-use trusty_search::storage::store::Store;
+use trusty_core::IndexId;
+use trusty_core::storage::publish;
+use trusty_core::storage::store::Store;
 
-pub use trusty_search::storage::import::{ImportError, Imported};
-pub use trusty_search::storage::store::StoreError as StorageError;
+pub use trusty_core::storage::import::{ImportError, Imported};
+pub use trusty_core::storage::store::StoreError as StorageError;
 
 /// Whether two store URLs name the same place (ignoring a trailing `/`).
 pub fn same_store(a: &str, b: &str) -> bool {
@@ -24,8 +24,8 @@ pub fn same_store(a: &str, b: &str) -> bool {
 /// cluster's store at `cluster`, unless it is there already. Staged in a
 /// temporary directory (the chart mounts an emptyDir at /tmp).
 pub async fn import_index(source: &str, cluster: &str, id: &IndexId) -> Result<Imported, ImportError> {
-    use trusty_search::storage::import::import_current;
-    use trusty_search::storage::open::OpenError;
+    use trusty_core::storage::import::import_current;
+    use trusty_core::storage::open::OpenError;
     let open = |url: &str| {
         Store::open(url).map_err(|e| OpenError::StoreUnavailable {
             index_id: id.to_string(),
@@ -52,7 +52,7 @@ pub async fn delete_index(url: &str, id: &IndexId) -> Result<usize, StorageError
 }
 
 /// Withdraws index `id` from serving, keeping its versions (see
-/// `trusty_search::storage::publish::withdraw`); false when it had no `CURRENT`.
+/// `trusty_core::storage::publish::withdraw`); false when it had no `CURRENT`.
 pub async fn withdraw_index(url: &str, id: &IndexId) -> Result<bool, StorageError> {
     let store = Store::open(url)?;
     publish::withdraw(&store, id).await

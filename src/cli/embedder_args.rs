@@ -3,9 +3,7 @@
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 use std::sync::Arc;
-use trusty_search::index::embed::{
-    Breaker, Embedder, EmbedderConfig, HttpEmbedder, HttpEmbedderOptions, load_embedder,
-};
+use trusty_search::embed::{Breaker, Embedder, EmbedderConfig, HttpEmbedder, HttpEmbedderOptions, load_embedder};
 use trusty_search::storage::manifest::EmbedderInfo;
 
 /// After a failed query embedding, how long a shard skips the embeddings service.

@@ -15,7 +15,7 @@ use trusty_search::storage::store::Store;
 #[derive(clap::Subcommand)]
 pub enum IndexCommand {
     /// Index a source tree (or a git repository) and publish it as the new current version.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// List indexes in a store with their current version.
     List {
         #[arg(long, env = "TRUSTY_STORE")]
@@ -81,7 +81,7 @@ pub struct BuildArgs {
 
 pub async fn run(cmd: IndexCommand) -> Result<()> {
     match cmd {
-        IndexCommand::Build(args) => build(args).await,
+        IndexCommand::Build(args) => build(*args).await,
         IndexCommand::List { store } => {
             let store = Store::open(&store)?;
             for name in store.list_dirs(trusty_search::storage::layout::INDEXES_DIR).await? {

@@ -9,31 +9,15 @@
 //! to a single segment, which is the fastest shape to query and makes scores
 //! independent of how documents happened to be spread over writer threads.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use tantivy::indexer::NoMergePolicy;
-use tantivy::schema::{FAST, Field, INDEXED, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions};
 use tantivy::{Index, IndexWriter, TantivyDocument, TantivyError};
 
-use crate::index::tokenize::{self, CODE_TOKENIZER, PATH_TOKENIZER};
+use crate::bundle::lexical::{Bm25Error, Bm25Schema};
+use crate::bundle::tokenize;
 use crate::model::Chunk;
-
-/// Field names of the BM25 schema, shared with the reader in `search::bm25`.
-pub mod field {
-    /// Chunk id (`u64`, fast + indexed).
-    pub const ID: &str = "id";
-    /// Symbol name and parent name(s), code analyzer, frequencies.
-    pub const SYMBOL: &str = "symbol";
-    /// Relative file path, path analyzer, frequencies.
-    pub const PATH: &str = "path";
-    /// Chunk text, code analyzer, frequencies and positions.
-    pub const CONTENT: &str = "content";
-    /// `Language::as_str`, raw term.
-    pub const LANGUAGE: &str = "language";
-    /// `SymbolKind::as_str`, raw term.
-    pub const KIND: &str = "kind";
-}
 
 /// Smallest per-thread arena tantivy accepts (`MEMORY_BUDGET_NUM_BYTES_MIN`,
 /// not exported by tantivy).
@@ -42,32 +26,6 @@ pub const MIN_MEMORY_PER_THREAD: usize = 15_000_000;
 const MAX_THREADS: usize = 8;
 /// Below this many bytes of text per thread, extra threads only add segments to merge.
 const MIN_TEXT_BYTES_PER_THREAD: usize = 4 << 20;
-
-#[derive(Debug, thiserror::Error)]
-pub enum Bm25Error {
-    #[error("bm25 index directory {} does not exist", path.display())]
-    Missing { path: PathBuf },
-    #[error("bm25 index at {} cannot be opened: {source}", path.display())]
-    Corrupt {
-        path: PathBuf,
-        #[source]
-        source: TantivyError,
-    },
-    #[error("bm25 index at {} lacks field {field:?} (built by another schema version?)", path.display())]
-    Schema { path: PathBuf, field: &'static str },
-    #[error("bm25 target directory {} already holds an index", path.display())]
-    AlreadyExists { path: PathBuf },
-    #[error("bm25 memory budget of {budget} bytes is below the minimum of {minimum} bytes")]
-    MemoryBudget { budget: usize, minimum: usize },
-    #[error("io error at {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("tantivy: {0}")]
-    Tantivy(#[from] TantivyError),
-}
 
 /// What [`write_bm25`] produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,68 +36,6 @@ pub struct Bm25Stats {
     /// Total size of the files in the index directory after merging.
     pub bytes_on_disk: u64,
     pub elapsed_ms: u64,
-}
-
-/// The BM25 schema with its field handles.
-#[derive(Debug, Clone)]
-pub struct Bm25Schema {
-    pub schema: Schema,
-    pub id: Field,
-    pub symbol: Field,
-    pub path: Field,
-    pub content: Field,
-    pub language: Field,
-    pub kind: Field,
-}
-
-impl Bm25Schema {
-    pub fn build() -> Self {
-        let mut builder = Schema::builder();
-        let text = |tokenizer: &str, record: IndexRecordOption| {
-            TextOptions::default().set_indexing_options(
-                TextFieldIndexing::default()
-                    .set_tokenizer(tokenizer)
-                    .set_index_option(record),
-            )
-        };
-        let id = builder.add_u64_field(field::ID, FAST | INDEXED);
-        let symbol = builder.add_text_field(field::SYMBOL, text(CODE_TOKENIZER, IndexRecordOption::WithFreqs));
-        let path = builder.add_text_field(field::PATH, text(PATH_TOKENIZER, IndexRecordOption::WithFreqs));
-        let content = builder.add_text_field(
-            field::CONTENT,
-            text(CODE_TOKENIZER, IndexRecordOption::WithFreqsAndPositions),
-        );
-        let language = builder.add_text_field(field::LANGUAGE, STRING);
-        let kind = builder.add_text_field(field::KIND, STRING);
-        Bm25Schema {
-            schema: builder.build(),
-            id,
-            symbol,
-            path,
-            content,
-            language,
-            kind,
-        }
-    }
-
-    /// Resolves the fields of an existing index's schema, failing on any missing field.
-    pub fn from_schema(schema: Schema, dir: &Path) -> Result<Self, Bm25Error> {
-        let get = |name: &'static str| {
-            schema.get_field(name).map_err(|_| Bm25Error::Schema {
-                path: dir.to_path_buf(),
-                field: name,
-            })
-        };
-        Ok(Bm25Schema {
-            id: get(field::ID)?,
-            symbol: get(field::SYMBOL)?,
-            path: get(field::PATH)?,
-            content: get(field::CONTENT)?,
-            language: get(field::LANGUAGE)?,
-            kind: get(field::KIND)?,
-            schema,
-        })
-    }
 }
 
 /// Text indexed in the `symbol` field: the symbol name followed by its parent,
@@ -255,31 +151,9 @@ fn dir_size(dir: &Path) -> Result<u64, Bm25Error> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::model::{Language, SymbolKind};
-
-    /// A one-symbol (or window) chunk at `path`, for BM25 tests here and in `search::bm25`.
-    pub(crate) fn chunk(id: u32, path: &str, symbol: Option<&str>, content: &str) -> Chunk {
-        Chunk {
-            id,
-            path: path.to_string(),
-            language: Language::from_path(path).unwrap_or(Language::Text),
-            symbol: symbol.map(str::to_string),
-            kind: if symbol.is_some() {
-                SymbolKind::Function
-            } else {
-                SymbolKind::Window
-            },
-            parent: None,
-            start_line: 1,
-            end_line: 1 + content.lines().count() as u32,
-            content: content.to_string(),
-            content_hash: crate::model::sha256_hex(content.as_bytes()),
-            calls: Vec::new(),
-            imports: Vec::new(),
-        }
-    }
+    use crate::test_support::content_chunk as chunk;
 
     #[test]
     fn writes_one_segment_and_counts_docs() {

@@ -2,34 +2,60 @@
 //! vectors → a sealed bundle directory with its manifest, ready to publish.
 
 use crate::IndexId;
-use crate::api::IndexCounts;
+use crate::bundle::chunks::{ChunksError, write_chunks};
+use crate::bundle::graph::GraphError;
+use crate::bundle::lexical::Bm25Error;
+use crate::bundle::vectors::VectorError;
+use crate::embed::{EmbedError, Embedder, embedding_text};
 use crate::index::chunk::{CHUNKER_VERSION, ChunkConfig, chunk_file};
-use crate::index::embed::{Embedder, embedding_text};
-use crate::index::graph::CodeGraph;
-use crate::index::walk::{SkipCounts, WalkConfig, read_source, walk};
+use crate::index::graph::build_graph;
+use crate::index::vectors::write_vectors;
+use crate::index::walk::{SkipCounts, WalkConfig, WalkError, read_source, walk};
 use crate::model::Chunk;
-use crate::search::engine::write_chunks;
 use crate::storage::layout::{self, bundle};
-use crate::storage::manifest::{EmbedderInfo, Manifest, SCHEMA_VERSION, SourceInfo};
-use crate::storage::publish::seal_bundle;
+use crate::storage::manifest::{Counts, EmbedderInfo, Manifest, SCHEMA_VERSION, SourceInfo};
+use crate::storage::publish::{PublishError, seal_bundle};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Why a build failed; every variant keeps the error that caused it.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("cannot read source tree {root}: {reason}")]
-    Source { root: String, reason: String },
-    #[error("writing {what} into {dir}: {reason}")]
-    Write {
-        what: &'static str,
-        dir: String,
-        reason: String,
+    #[error("cannot read the source tree: {0}")]
+    Source(#[from] WalkError),
+    #[error("cannot create the bundle directory {}: {source}", dir.display())]
+    BundleDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
-    #[error("embedding chunks failed: {0}")]
-    Embed(String),
+    #[error("writing chunks: {0}")]
+    Chunks(#[from] ChunksError),
+    #[error("writing the BM25 index: {0}")]
+    Bm25(#[from] Bm25Error),
+    #[error("writing the graph: {0}")]
+    Graph(#[from] GraphError),
+    #[error("writing vectors: {0}")]
+    Vectors(#[from] VectorError),
+    #[error("sealing the bundle: {0}")]
+    Seal(#[from] PublishError),
+    #[error("embedding chunks: {0}")]
+    Embed(#[from] EmbedError),
+    #[error("the embedder returned {got} vectors for {expected} texts")]
+    EmbedCount { expected: usize, got: usize },
+    #[error("the {stage} stage stopped unexpectedly: {source}")]
+    Task {
+        stage: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+fn task(stage: &'static str) -> impl FnOnce(tokio::task::JoinError) -> BuildError {
+    move |source| BuildError::Task { stage, source }
 }
 
 pub struct BuildOptions {
@@ -83,12 +109,10 @@ pub async fn build_bundle(
     out_dir: &Path,
     opts: BuildOptions,
 ) -> Result<BuildReport, BuildError> {
-    let write_err = |what: &'static str, reason: String| BuildError::Write {
-        what,
-        dir: out_dir.display().to_string(),
-        reason,
-    };
-    std::fs::create_dir_all(out_dir).map_err(|e| write_err("bundle", e.to_string()))?;
+    std::fs::create_dir_all(out_dir).map_err(|source| BuildError::BundleDir {
+        dir: out_dir.to_path_buf(),
+        source,
+    })?;
     let mut timings = StageTimings::default();
 
     let t = Instant::now();
@@ -96,18 +120,11 @@ pub async fn build_bundle(
     let walk_cfg = opts.walk.clone();
     let walked = tokio::task::spawn_blocking(move || walk(&root_buf, &walk_cfg))
         .await
-        .map_err(|e| BuildError::Source {
-            root: root.display().to_string(),
-            reason: e.to_string(),
-        })?
-        .map_err(|e| BuildError::Source {
-            root: root.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        .map_err(task("walk"))??;
     timings.walk_ms = ms(t.elapsed());
 
     let t = Instant::now();
-    let chunk_cfg = opts.chunk.clone();
+    let chunk_cfg = opts.chunk;
     let progress = opts.progress;
     let (chunks, skipped, files, source_bytes) = tokio::task::spawn_blocking(move || {
         let bar = progress_bar(progress, walked.files.len() as u64, "chunking");
@@ -144,15 +161,12 @@ pub async fn build_bundle(
         (chunks, skipped, files, bytes)
     })
     .await
-    .map_err(|e| BuildError::Source {
-        root: root.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    .map_err(task("chunk"))?;
     timings.chunk_ms = ms(t.elapsed());
     let chunks = Arc::new(chunks);
 
     let chunks_path = out_dir.join(bundle::CHUNKS_FILE);
-    write_chunks(&chunks_path, &chunks).map_err(|e| write_err("chunks", e.to_string()))?;
+    write_chunks(&chunks_path, &chunks)?;
 
     // BM25 and the graph are independent: build them side by side.
     let t = Instant::now();
@@ -166,19 +180,13 @@ pub async fn build_bundle(
     });
     let graph_task = tokio::task::spawn_blocking(move || {
         let t = Instant::now();
-        let graph = CodeGraph::build(&c2);
+        let graph = build_graph(&c2);
         graph
             .write(&graph_path)
             .map(|_| (graph.node_count() as u64, graph.edge_count() as u64, ms(t.elapsed())))
     });
-    let bm25_ms = bm25_task
-        .await
-        .map_err(|e| write_err("bm25", e.to_string()))?
-        .map_err(|e| write_err("bm25", e.to_string()))?;
-    let (graph_nodes, graph_edges, graph_ms) = graph_task
-        .await
-        .map_err(|e| write_err("graph", e.to_string()))?
-        .map_err(|e| write_err("graph", e.to_string()))?;
+    let bm25_ms = bm25_task.await.map_err(task("bm25"))??;
+    let (graph_nodes, graph_edges, graph_ms) = graph_task.await.map_err(task("graph"))??;
     timings.bm25_ms = bm25_ms;
     timings.graph_ms = graph_ms;
     tracing::debug!(total_ms = ms(t.elapsed()), "bm25 and graph written");
@@ -190,9 +198,7 @@ pub async fn build_bundle(
             timings.embed_ms = ms(t.elapsed());
             let t = Instant::now();
             let ids: Vec<u32> = chunks.iter().map(|c| c.id).collect();
-            crate::search::vector::write_vectors(&out_dir.join(bundle::VECTORS_DIR), &ids, &vectors)
-                .await
-                .map_err(|e| write_err("vectors", e.to_string()))?;
+            write_vectors(&out_dir.join(bundle::VECTORS_DIR), &ids, &vectors).await?;
             timings.vectors_ms = ms(t.elapsed());
             Some(EmbedderInfo {
                 id: embedder.id().to_string(),
@@ -211,7 +217,7 @@ pub async fn build_bundle(
         chunker_version: CHUNKER_VERSION,
         embedder: embedder_info,
         source: opts.source.clone(),
-        counts: IndexCounts {
+        counts: Counts {
             files,
             chunks: chunks.len() as u64,
             skipped_files: skipped.total(),
@@ -231,8 +237,7 @@ pub async fn build_bundle(
     let dir = out_dir.to_path_buf();
     let manifest = tokio::task::spawn_blocking(move || seal_bundle(&dir, manifest))
         .await
-        .map_err(|e| write_err("manifest", e.to_string()))?
-        .map_err(|e| write_err("manifest", e.to_string()))?;
+        .map_err(task("seal"))??;
     timings.seal_ms = ms(t.elapsed());
     Ok(BuildReport {
         manifest,
@@ -254,13 +259,12 @@ async fn embed_chunks(
         let mut out = Vec::with_capacity(texts.len());
         for batch in texts.chunks(embedder.max_batch().max(1)) {
             let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
-            let mut v = embedder.embed(&refs).map_err(|e| BuildError::Embed(e.to_string()))?;
+            let mut v = embedder.embed(&refs)?;
             if v.len() != refs.len() {
-                return Err(BuildError::Embed(format!(
-                    "embedder returned {} vectors for {} texts",
-                    v.len(),
-                    refs.len()
-                )));
+                return Err(BuildError::EmbedCount {
+                    expected: refs.len(),
+                    got: v.len(),
+                });
             }
             out.append(&mut v);
             bar.inc(refs.len() as u64);
@@ -269,7 +273,7 @@ async fn embed_chunks(
         Ok(out)
     })
     .await
-    .map_err(|e| BuildError::Embed(e.to_string()))?
+    .map_err(task("embed"))?
 }
 
 fn progress_bar(enabled: bool, len: u64, what: &'static str) -> ProgressBar {

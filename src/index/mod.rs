@@ -1,11 +1,12 @@
 //! Building an index version from a source tree: walk the files, chunk them by
 //! symbol, and write the three arms (BM25, vectors, graph) into a local bundle
-//! directory that [`crate::storage::publish`] uploads.
+//! directory (format: [`crate::bundle`]) that [`crate::storage::publish`]
+//! uploads. Nothing here knows how a bundle is searched.
 
-pub mod bm25;
+pub(crate) mod bm25;
 pub mod build;
-pub mod chunk;
-pub mod embed;
-pub mod graph;
-pub mod tokenize;
+pub(crate) mod chunk;
+pub(crate) mod graph;
+pub(crate) mod lang;
+pub(crate) mod vectors;
 pub mod walk;

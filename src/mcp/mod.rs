@@ -6,10 +6,10 @@
 //! the router mounts at `/mcp` via [`mcp_http_service`], and stdio for
 //! `trusty-search mcp --router URL`.
 
-pub mod client;
-pub mod format;
-pub mod server;
-pub mod tools;
+pub(crate) mod client;
+pub(crate) mod format;
+pub(crate) mod server;
+pub(crate) mod tools;
 
 pub use client::{BackendError, McpBackend};
 pub use server::{McpError, McpHttpService, http_config, mcp_http_service, mcp_http_service_with, serve_stdio};

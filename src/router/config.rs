@@ -1,6 +1,6 @@
 //! Router settings.
 
-use crate::shard::config::parse_duration;
+use crate::server::flags::parse_duration;
 use std::time::Duration;
 
 #[derive(Debug, Clone, clap::Args)]

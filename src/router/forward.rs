@@ -99,7 +99,7 @@ pub struct Candidate {
 
 /// How patient a forwarded request is with a cold index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Patience {
+pub enum ForwardPatience {
     /// Ask every owner without waiting, then wait on the one restoring it.
     Serve,
     /// Never wait: a fan-out reports cold indexes as skipped.
@@ -201,27 +201,26 @@ impl RouterState {
             .collect();
         if let Some(previous) = self.previous_members() {
             for p in owners_among(index_id, &previous, self.cfg.replicas) {
-                if out.iter().all(|c| c.shard.name != p.name) {
-                    if let Some(shard) = find(&p.name) {
-                        out.push(Candidate {
-                            shard,
-                            role: Role::Previous,
-                            label: "spill",
-                        });
-                    }
-                }
-            }
-        }
-        if let Some(next) = ranked.get(owners) {
-            if out.iter().all(|c| c.shard.name != *next) {
-                if let Some(shard) = find(next) {
+                if out.iter().all(|c| c.shard.name != p.name)
+                    && let Some(shard) = find(&p.name)
+                {
                     out.push(Candidate {
                         shard,
-                        role: Role::Failover,
+                        role: Role::Previous,
                         label: "spill",
                     });
                 }
             }
+        }
+        if let Some(next) = ranked.get(owners)
+            && out.iter().all(|c| c.shard.name != *next)
+            && let Some(shard) = find(next)
+        {
+            out.push(Candidate {
+                shard,
+                role: Role::Failover,
+                label: "spill",
+            });
         }
         out
     }
@@ -234,7 +233,7 @@ impl RouterState {
         method: Method,
         path_and_query: &str,
         body: Option<Bytes>,
-        patience: Patience,
+        patience: ForwardPatience,
     ) -> Result<Upstream, ApiError> {
         let candidates = self.candidates(index_id);
         if candidates.is_empty() {
@@ -259,8 +258,8 @@ impl RouterState {
                 continue;
             }
             let header = match patience {
-                Patience::FanOut => FANOUT_HEADER,
-                Patience::Serve => NO_WAIT_HEADER,
+                ForwardPatience::FanOut => FANOUT_HEADER,
+                ForwardPatience::Serve => NO_WAIT_HEADER,
             };
             if attempts > 0 {
                 ROUTER_RETRIES.inc();
@@ -295,7 +294,7 @@ impl RouterState {
                 }
             }
         }
-        if let (Patience::Serve, Some(c)) = (patience, warming) {
+        if let (ForwardPatience::Serve, Some(c)) = (patience, warming) {
             ROUTER_RETRIES.inc();
             match self.attempt(&c.shard, method, path_and_query, body, None).await {
                 Attempt::Done(up) => {

@@ -1,7 +1,7 @@
 //! The router's public API: the same routes and bodies as a shard, answered
 //! by forwarding to owners, aggregating status across them, and fanning out.
 
-use super::forward::{Patience, RouterState, Upstream, no_shards};
+use super::forward::{ForwardPatience, RouterState, Upstream, no_shards};
 use super::membership::ShardEndpoint;
 use crate::api::{
     ApiError, IndexList, IndexStatus, MultiSearchRequest, MultiSearchResponse, ResidencyState, SearchRequest,
@@ -52,7 +52,7 @@ async fn search(
         Method::POST,
         &format!("/v1/indexes/{id}/search"),
         Some(bytes),
-        Patience::Serve,
+        ForwardPatience::Serve,
     )
     .await
 }
@@ -73,7 +73,7 @@ async fn symbols(
         Method::GET,
         &format!("/v1/indexes/{id}/symbols/{name_enc}{q}"),
         None,
-        Patience::Serve,
+        ForwardPatience::Serve,
     )
     .await
 }
@@ -224,7 +224,7 @@ async fn search_many(
                         Method::POST,
                         &format!("/v1/indexes/{id}/search"),
                         Some(body),
-                        Patience::FanOut,
+                        ForwardPatience::FanOut,
                     )
                     .await?;
                 if up.status.is_success() {
@@ -377,10 +377,10 @@ async fn register(
     body: Option<Json<RegisterBody>>,
 ) -> Result<(StatusCode, Json<IndexStatus>), ApiError> {
     let body = body.map(|b| b.0).unwrap_or_default();
-    if let Some(r) = body.replicas {
-        if r as usize > s.cfg.replicas {
-            tracing::info!(index_id = %id, requested = r, configured = s.cfg.replicas, "replicas above the router's replication factor are capped");
-        }
+    if let Some(r) = body.replicas
+        && r as usize > s.cfg.replicas
+    {
+        tracing::info!(index_id = %id, requested = r, configured = s.cfg.replicas, "replicas above the router's replication factor are capped");
     }
     // Preloading is a background warm-up on each owner: it fills free budget
     // and never evicts, so re-registering costs nothing when indexes do not fit.

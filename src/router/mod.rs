@@ -8,10 +8,10 @@
 //! [`http`] is the public API, the same one a shard serves.
 
 pub mod config;
-pub mod forward;
-pub mod handoff;
-pub mod health;
-pub mod http;
+pub(crate) mod forward;
+pub(crate) mod handoff;
+pub(crate) mod health;
+pub(crate) mod http;
 pub mod membership;
 pub mod ring;
 pub mod server;

@@ -1,5 +1,5 @@
-//! The BM25 arm at query time: ranks chunk ids in a tantivy index written by
-//! [`crate::index::bm25::write_bm25`].
+//! The BM25 arm at query time: ranks chunk ids in the tantivy index of a
+//! version (format: [`crate::bundle::lexical`]).
 //!
 //! User text never goes through tantivy's query grammar: it is analyzed with
 //! the same code-aware analyzers as the index and turned into a flat OR of
@@ -19,23 +19,19 @@
 //! field, but skipped when the requested set covers every language the index
 //! holds (the common single-language case), which keeps block-WAND on.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::path::Path;
 
-use tantivy::collector::TopDocs;
 use tantivy::columnar::Column;
-use tantivy::query::{
-    BooleanQuery, BoostQuery, ConstScoreQuery, EnableScoring, Occur, Query, QueryParser, TermQuery, TermSetQuery,
-};
+use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, EnableScoring, Occur, Query, TermQuery, TermSetQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::tokenizer::{TextAnalyzer, TokenStream};
 use tantivy::{Index, IndexReader, ReloadPolicy, Searcher, TantivyError, Term};
 
-pub use crate::index::bm25::Bm25Error;
-use crate::index::bm25::{Bm25Schema, field};
-use crate::index::tokenize::{self, Mode};
+pub use crate::bundle::lexical::Bm25Error;
+use crate::bundle::lexical::{Bm25Schema, field};
+use crate::bundle::tokenize::{self, TokenMode};
 use crate::model::Language;
+use crate::search::top_k::TopK;
 
 /// Per-field weights multiplied into each field's BM25 score.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -45,14 +41,12 @@ pub struct Boosts {
     pub content: f32,
 }
 
-/// Chosen on the CoSQA evaluation (`eval_cosqa` below), stemmed analyzers:
-/// content only 0.395 nDCG@10; symbol 0.25–0.5 0.409 (plateau); symbol 1.0
-/// 0.378; symbol 2.0 0.338. Because a symbol name also occurs in its chunk's
-/// content, a symbol match already outranks a content-only mention at 0.5, and
-/// the short `symbol` field scores high per match, so weights above 1 let a
-/// name match drown everything else. Paths are synthetic in CoSQA, so the path
-/// weight is set like the symbol weight: a path match is a file-level signal
-/// shared by every chunk of the file and must not dominate either.
+/// Chosen on the CoSQA dev split (docs/EVAL.md has the sweep). A symbol
+/// name also occurs in its chunk's content, so at 0.5 a symbol match already
+/// outranks a content-only mention, while the short `symbol` field scores high
+/// per match: weights above 1 let a name match drown everything else. A path
+/// match is a file-level signal shared by every chunk of the file, so the path
+/// weight is set like the symbol weight.
 pub const DEFAULT_BOOSTS: Boosts = Boosts {
     symbol: 0.5,
     path: 0.5,
@@ -66,7 +60,6 @@ pub const MAX_QUERY_TERMS: usize = 128;
 /// An opened BM25 index: one mmap-backed index and one searcher reused by
 /// every query (the index is immutable, so the searcher never needs reloading).
 pub struct Bm25Index {
-    index: Index,
     fields: Bm25Schema,
     /// Kept alive with the searcher it produced.
     _reader: IndexReader,
@@ -100,11 +93,7 @@ impl std::fmt::Debug for Bm25Index {
 impl Bm25Index {
     /// Opens the index in `dir` (memory-mapped) and registers the analyzers on it.
     pub fn open(dir: &Path) -> Result<Self, Bm25Error> {
-        Self::open_with(dir, tokenize::STEM_ENGLISH, &[])
-    }
-
-    /// [`Bm25Index::open`] with explicit analyzer choices, for the evaluation.
-    pub(crate) fn open_with(dir: &Path, stem: bool, stop_words: &[&str]) -> Result<Self, Bm25Error> {
+        let stem = tokenize::STEM_ENGLISH;
         if !dir.is_dir() {
             return Err(Bm25Error::Missing {
                 path: dir.to_path_buf(),
@@ -137,9 +126,8 @@ impl Bm25Index {
             }
         }
         Ok(Bm25Index {
-            code_analyzer: tokenize::query_analyzer(Mode::Code, stem, stop_words),
-            path_analyzer: tokenize::query_analyzer(Mode::Path, stem, stop_words),
-            index,
+            code_analyzer: tokenize::query_analyzer(TokenMode::Code, stem, &[]),
+            path_analyzer: tokenize::query_analyzer(TokenMode::Path, stem, &[]),
             fields,
             _reader: reader,
             searcher,
@@ -238,51 +226,6 @@ impl Bm25Index {
         self.collect(&BooleanQuery::new(clauses), k, allow)
     }
 
-    /// The same text through plain tantivy: a lenient `QueryParser` over the
-    /// content field and `TopDocs`, ids read back through the fast field. The
-    /// baseline our `search` is benchmarked against.
-    pub fn raw_tantivy_search(&self, text: &str, k: usize) -> Result<Vec<(u32, f32)>, Bm25Error> {
-        if k == 0 {
-            return Ok(Vec::new());
-        }
-        let parser = QueryParser::for_index(&self.index, vec![self.fields.content]);
-        let (query, _errors) = parser.parse_query_lenient(text);
-        self.stock_top_docs(query.as_ref(), k)
-    }
-
-    /// Stock tantivy doing the same work as [`Bm25Index::search`]: a lenient
-    /// `QueryParser` over the symbol, path and content fields with our boosts
-    /// (the fields' own tokenizers), `TopDocs`, ids through the fast field. The
-    /// peer our own query building and collection is benchmarked against.
-    pub fn raw_tantivy_search_all_fields(&self, text: &str, k: usize) -> Result<Vec<(u32, f32)>, Bm25Error> {
-        if k == 0 {
-            return Ok(Vec::new());
-        }
-        let f = &self.fields;
-        let mut parser = QueryParser::for_index(&self.index, vec![f.symbol, f.path, f.content]);
-        for (field, boost) in [
-            (f.symbol, self.boosts.symbol),
-            (f.path, self.boosts.path),
-            (f.content, self.boosts.content),
-        ] {
-            parser.set_field_boost(field, boost);
-        }
-        let (query, _errors) = parser.parse_query_lenient(text);
-        self.stock_top_docs(query.as_ref(), k)
-    }
-
-    /// Stock `TopDocs` collection, chunk ids read back through the fast field.
-    fn stock_top_docs(&self, query: &dyn Query, k: usize) -> Result<Vec<(u32, f32)>, Bm25Error> {
-        let top = self.searcher.search(query, &TopDocs::with_limit(k).order_by_score())?;
-        let mut hits = Vec::with_capacity(top.len());
-        for (score, address) in top {
-            if let Some(id) = self.ids[address.segment_ord as usize].first(address.doc_id) {
-                hits.push((id as u32, score));
-            }
-        }
-        Ok(hits)
-    }
-
     /// The flat boosted OR over every (field, query term); `None` when the text
     /// has no tokens.
     fn text_query(&self, text: &str) -> Option<Box<dyn Query>> {
@@ -340,40 +283,15 @@ impl Bm25Index {
                 {
                     let id = id as u32;
                     if allow.is_none_or(|allow| allow(id)) {
-                        top.push(Hit { score, id });
+                        top.push(id, score);
                     }
                 }
                 top.threshold()
             })?;
         }
-        Ok(top.into_sorted().into_iter().map(|h| (h.id, h.score)).collect())
+        Ok(top.into_sorted())
     }
 }
-
-/// A scored chunk id. Ordered so that the *worse* hit is the greater one
-/// (lower score, then larger id), which makes `BinaryHeap` a min-heap on quality.
-#[derive(Debug, Clone, Copy)]
-struct Hit {
-    score: f32,
-    id: u32,
-}
-
-impl Ord for Hit {
-    fn cmp(&self, other: &Self) -> Ordering {
-        other.score.total_cmp(&self.score).then(self.id.cmp(&other.id))
-    }
-}
-impl PartialOrd for Hit {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl PartialEq for Hit {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Hit {}
 
 /// The distinct token texts of `text` under `analyzer`, in order of first
 /// occurrence, at most [`MAX_QUERY_TERMS`].
@@ -392,54 +310,14 @@ fn distinct_terms(analyzer: &TextAnalyzer, text: &str) -> Vec<String> {
     terms
 }
 
-/// Bounded top-k; the heap's top is the worst hit kept.
-struct TopK {
-    k: usize,
-    heap: BinaryHeap<Hit>,
-}
-
-impl TopK {
-    fn new(k: usize) -> Self {
-        TopK {
-            k,
-            heap: BinaryHeap::with_capacity(k + 1),
-        }
-    }
-
-    fn push(&mut self, hit: Hit) {
-        if self.heap.len() < self.k {
-            self.heap.push(hit);
-        } else if let Some(mut worst) = self.heap.peek_mut()
-            && hit < *worst
-        {
-            *worst = hit;
-        }
-    }
-
-    /// Scores must exceed this to be offered. Just below the worst kept score,
-    /// so an equal score with a smaller chunk id can still displace it.
-    fn threshold(&self) -> f32 {
-        if self.heap.len() < self.k {
-            f32::MIN
-        } else {
-            self.heap.peek().map_or(f32::MIN, |w| w.score.next_down())
-        }
-    }
-
-    fn into_sorted(self) -> Vec<Hit> {
-        // `into_sorted_vec` is ascending by `Ord`, i.e. best first.
-        self.heap.into_sorted_vec()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
 
     use super::*;
-    use crate::index::bm25::tests::chunk;
-    use crate::index::bm25::write_bm25;
     use crate::model::Chunk;
+    use crate::test_support::content_chunk as chunk;
+    use crate::test_support::write_bm25;
 
     fn build(chunks: &[Chunk]) -> (tempfile::TempDir, Bm25Index) {
         let dir = tempfile::tempdir().unwrap();
@@ -562,7 +440,7 @@ mod tests {
         let (_dir, index) = build(&chunks);
         let unfiltered = index.search("token", 20, &[], None).unwrap();
         assert_eq!(unfiltered.len(), 20);
-        let allow = |id: u32| id % 50 >= 40 && id % 3 == 0;
+        let allow = |id: u32| id % 50 >= 40 && id.is_multiple_of(3);
         let hits = index.search("token", 20, &[], Some(&allow)).unwrap();
         assert_eq!(hits.len(), 20);
         assert!(ids(&hits).iter().all(|&id| allow(id)));
@@ -617,20 +495,10 @@ mod tests {
             index
                 .search(text, 5, &[Language::Rust], None)
                 .unwrap_or_else(|e| panic!("{text:?}: {e}"));
-            index
-                .raw_tantivy_search(text, 5)
-                .unwrap_or_else(|e| panic!("raw {text:?}: {e}"));
         }
         assert!(index.search("::", 5, &[], None).unwrap().is_empty());
         // Query syntax is not interpreted: "AND" is a word and "parse" still matches.
         assert!(!index.search("parse AND (http", 5, &[], None).unwrap().is_empty());
-    }
-
-    #[test]
-    fn raw_tantivy_baseline_finds_content() {
-        let (_dir, index) = build(&corpus());
-        let hits = index.raw_tantivy_search("configure", 5).unwrap();
-        assert_eq!(ids(&hits), [13]);
     }
 
     #[test]
@@ -652,183 +520,5 @@ mod tests {
             Bm25Index::open(other.path()),
             Err(Bm25Error::Schema { field: "id", .. })
         ));
-    }
-
-    #[test]
-    fn top_k_keeps_best() {
-        let mut top = TopK::new(3);
-        for (i, s) in [1.0, 5.0, 3.0, 5.0, 0.5, 4.0].into_iter().enumerate() {
-            top.push(Hit { score: s, id: i as u32 });
-        }
-        assert_eq!(top.threshold(), 4.0f32.next_down());
-        let got: Vec<(u32, f32)> = top.into_sorted().into_iter().map(|h| (h.id, h.score)).collect();
-        assert_eq!(got, [(1, 5.0), (3, 5.0), (5, 4.0)]);
-    }
-
-    mod eval {
-        //! CoSQA evaluation (BEIR layout) used to choose boosts and analyzer
-        //! options. Run with
-        //! `cargo test --lib search::bm25::tests::eval -- --ignored --nocapture`.
-
-        use std::collections::HashMap;
-        use std::time::Instant;
-
-        use super::*;
-        use crate::index::bm25::write_bm25_with;
-        use crate::model::SymbolKind;
-
-        const DIR: &str = "/work/shared/eval/cosqa";
-
-        /// Query stop words tried by the evaluation: English function and
-        /// question words. They cost 0.005–0.01 nDCG@10 on CoSQA (IDF already
-        /// discounts them), so production queries keep every word.
-        const EVAL_STOP_WORDS: &[&str] = &[
-            "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "how", "i", "in",
-            "into", "is", "it", "me", "my", "of", "on", "or", "that", "the", "there", "this", "to", "using", "was",
-            "way", "what", "when", "where", "which", "with", "you",
-        ];
-
-        fn load() -> (Vec<Chunk>, Vec<(String, String)>, HashMap<String, HashSet<u32>>) {
-            let mut corpus_ids = HashMap::new();
-            let mut chunks = Vec::new();
-            for line in std::fs::read_to_string(format!("{DIR}/corpus.jsonl")).unwrap().lines() {
-                let v: serde_json::Value = serde_json::from_str(line).unwrap();
-                let text = v["text"].as_str().unwrap().to_string();
-                let id = chunks.len() as u32;
-                corpus_ids.insert(v["_id"].as_str().unwrap().to_string(), id);
-                let symbol = text.find("def ").map(|at| {
-                    text[at + 4..]
-                        .chars()
-                        .take_while(|c| c.is_alphanumeric() || *c == '_')
-                        .collect::<String>()
-                });
-                let mut c = chunk(
-                    id,
-                    &format!("c{id}.py"),
-                    symbol.as_deref().filter(|s| !s.is_empty()),
-                    &text,
-                );
-                c.kind = SymbolKind::Function;
-                chunks.push(c);
-            }
-            let mut qrels: HashMap<String, HashSet<u32>> = HashMap::new();
-            for line in std::fs::read_to_string(format!("{DIR}/qrels/dev.tsv"))
-                .unwrap()
-                .lines()
-                .skip(1)
-            {
-                let cols: Vec<&str> = line.split('\t').collect();
-                if cols.len() == 3 && cols[2].trim() != "0" {
-                    qrels
-                        .entry(cols[0].to_string())
-                        .or_default()
-                        .insert(corpus_ids[cols[1]]);
-                }
-            }
-            let mut queries = Vec::new();
-            for line in std::fs::read_to_string(format!("{DIR}/queries.jsonl")).unwrap().lines() {
-                let v: serde_json::Value = serde_json::from_str(line).unwrap();
-                let id = v["_id"].as_str().unwrap().to_string();
-                if qrels.contains_key(&id) {
-                    queries.push((id, v["text"].as_str().unwrap().to_string()));
-                }
-            }
-            (chunks, queries, qrels)
-        }
-
-        fn ndcg10(index: &Bm25Index, queries: &[(String, String)], qrels: &HashMap<String, HashSet<u32>>) -> f64 {
-            let mut total = 0.0;
-            for (qid, text) in queries {
-                let relevant = &qrels[qid];
-                let hits = index.search(text, 10, &[], None).unwrap();
-                let dcg: f64 = hits
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, h)| relevant.contains(&h.0))
-                    .map(|(rank, _)| 1.0 / (rank as f64 + 2.0).log2())
-                    .sum();
-                let ideal: f64 = (0..relevant.len().min(10))
-                    .map(|rank| 1.0 / (rank as f64 + 2.0).log2())
-                    .sum();
-                total += dcg / ideal;
-            }
-            total / queries.len() as f64
-        }
-
-        #[test]
-        #[ignore = "needs /work/shared/eval/cosqa; prints nDCG@10 for analyzer and boost choices"]
-        fn eval_cosqa() {
-            let (chunks, queries, qrels) = load();
-            println!("corpus {} docs, {} queries", chunks.len(), queries.len());
-            for stem in [false, true] {
-                let dir = tempfile::tempdir().unwrap();
-                write_bm25_with(dir.path(), &chunks, 200 << 20, stem).unwrap();
-                for (stop_name, stop) in [("no-stop", &[][..]), ("stop", EVAL_STOP_WORDS)] {
-                    let mut index = Bm25Index::open_with(dir.path(), stem, stop).unwrap();
-                    for (symbol, path, content) in [
-                        (0.0, 0.0, 1.0),
-                        (0.25, 1.0, 1.0),
-                        (0.4, 1.0, 1.0),
-                        (0.5, 1.0, 1.0),
-                        (0.6, 1.0, 1.0),
-                        (0.75, 1.0, 1.0),
-                        (1.0, 1.0, 1.0),
-                        (2.0, 1.5, 1.0),
-                        (0.5, 0.5, 1.0),
-                    ] {
-                        index.set_boosts(Boosts { symbol, path, content });
-                        let score = ndcg10(&index, &queries, &qrels);
-                        println!(
-                            "stem={stem} {stop_name} symbol={symbol} path={path} content={content}: nDCG@10 = {score:.4}"
-                        );
-                    }
-                }
-            }
-            // The production configuration must stay at or above the target.
-            let dir = tempfile::tempdir().unwrap();
-            write_bm25(dir.path(), &chunks, 200 << 20).unwrap();
-            let index = Bm25Index::open(dir.path()).unwrap();
-            let score = ndcg10(&index, &queries, &qrels);
-            println!("default ({:?}): nDCG@10 = {score:.4}", index.boosts());
-            assert!(score >= 0.35, "nDCG@10 {score} below the 0.35 target");
-        }
-
-        #[test]
-        #[ignore = "needs /work/shared/eval/cosqa; compares query latency with raw tantivy"]
-        fn latency_vs_raw_tantivy() {
-            let (chunks, queries, _) = load();
-            let dir = tempfile::tempdir().unwrap();
-            write_bm25(dir.path(), &chunks, 200 << 20).unwrap();
-            let index = Bm25Index::open(dir.path()).unwrap();
-            // Interleaved rounds, best round of each kept: robust to other
-            // processes competing for the CPU.
-            let (mut best_raw, mut best_ours) = (std::time::Duration::MAX, std::time::Duration::MAX);
-            for _ in 0..30 {
-                let started = Instant::now();
-                for (_, text) in &queries {
-                    std::hint::black_box(index.raw_tantivy_search(text, 10).unwrap());
-                }
-                best_raw = best_raw.min(started.elapsed());
-                let started = Instant::now();
-                for (_, text) in &queries {
-                    std::hint::black_box(index.search(text, 10, &[], None).unwrap());
-                }
-                best_ours = best_ours.min(started.elapsed());
-            }
-            let n = queries.len() as u32;
-            let ratio = best_ours.as_secs_f64() / best_raw.as_secs_f64();
-            println!(
-                "raw tantivy {:?}/query, ours {:?}/query, ratio {ratio:.2}",
-                best_raw / n,
-                best_ours / n
-            );
-            // Our crate is built without optimisation in the test profile while
-            // tantivy is optimised, which penalises only our side: judge optimised runs.
-            if cfg!(debug_assertions) {
-                println!("debug-assertions build: ratio reported, not judged (judge with --release)");
-            } else {
-                assert!(ratio < 1.5, "search is {ratio:.2}x raw tantivy");
-            }
-        }
     }
 }

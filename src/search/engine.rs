@@ -9,12 +9,16 @@ use crate::api::{
     ArmScore, Arms, FileHit, GraphReason, GroupBy, Hit, SearchMode, SearchRequest, SearchResponse, SymbolRelation,
     SymbolResponse,
 };
-use crate::index::embed::Embedder;
-use crate::index::graph::CodeGraph;
+use crate::bundle::chunks::{ChunksError, load_chunks};
+use crate::bundle::graph::{CodeGraph, GraphError};
+use crate::bundle::lexical::Bm25Error;
+use crate::bundle::vectors::VectorError;
+use crate::embed::Embedder;
 use crate::model::Chunk;
 use crate::search::bm25::Bm25Index;
 use crate::search::files::{FileRankParams, FileTable, LexicalEvidence, rank_files};
 use crate::search::fusion::{FusionMethod, FusionWeights, weighted_convex, weighted_rrf};
+use crate::search::graph::SymbolGraph;
 use crate::search::query::{ParsedQuery, QueryError};
 use crate::search::query_text;
 use crate::search::vector::VectorIndex;
@@ -26,16 +30,29 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Why a verified bundle could not be opened; each variant keeps its cause.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("{what} in {dir} cannot be opened: {reason}")]
-    Corrupt {
-        dir: String,
-        what: &'static str,
-        reason: String,
+    #[error("chunks: {0}")]
+    Chunks(#[from] ChunksError),
+    #[error("BM25 index: {0}")]
+    Bm25(#[from] Bm25Error),
+    #[error("graph in {}: {source}", dir.display())]
+    Graph {
+        dir: PathBuf,
+        #[source]
+        source: GraphError,
     },
-    #[error("the index was built with embedder {index}, but this process has {configured}")]
-    EmbedderMismatch { index: String, configured: String },
+    #[error("vectors: {0}")]
+    Vectors(#[from] VectorError),
+    #[error("{} holds {on_disk} chunks, its manifest says {manifest}", dir.display())]
+    ChunkCount { dir: PathBuf, on_disk: u64, manifest: u64 },
+    #[error("opening the {part} stopped unexpectedly: {source}")]
+    Task {
+        part: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,10 +61,12 @@ pub enum SearchError {
     Query(#[from] QueryError),
     #[error("invalid request: {0}")]
     Invalid(String),
-    #[error("{arm} search failed: {reason}")]
-    Arm { arm: &'static str, reason: String },
-    #[error("the query embedder is unavailable ({reason}); vector search cannot answer")]
-    EmbedderUnavailable { reason: String },
+    #[error("bm25 search failed: {0}")]
+    Bm25(#[from] Bm25Error),
+    #[error("vector search failed: {0}")]
+    Vector(#[from] VectorError),
+    #[error("the query embedder is unavailable ({0}); vector search cannot answer")]
+    EmbedderUnavailable(#[source] EmbedFailure),
 }
 
 /// Why a query could not be embedded: the arm drops out of hybrid search.
@@ -78,7 +97,7 @@ pub struct Engine {
     chunks: Vec<Chunk>,
     bm25: Bm25Index,
     vectors: Option<VectorIndex>,
-    graph: CodeGraph,
+    graph: SymbolGraph,
     embedder: Option<Arc<dyn Embedder>>,
     weights: FusionWeights,
     embed_timeout: std::time::Duration,
@@ -108,11 +127,7 @@ impl Engine {
         manifest: Manifest,
         embedder: Option<Arc<dyn Embedder>>,
     ) -> Result<Engine, EngineError> {
-        let corrupt = |what: &'static str, reason: String| EngineError::Corrupt {
-            dir: dir.display().to_string(),
-            what,
-            reason,
-        };
+        let task = |part: &'static str| move |source| EngineError::Task { part, source };
         // The four parts are independent files: read them concurrently (chunks,
         // BM25 and graph on blocking threads, lance on the runtime), so opening
         // costs about the slowest part rather than the sum.
@@ -130,16 +145,13 @@ impl Engine {
             }
         };
         let (chunks, bm25, graph, vectors) = tokio::join!(chunks, bm25, graph, vectors);
-        let chunks = chunks
-            .map_err(|e| corrupt("chunks", e.to_string()))?
-            .map_err(|e| corrupt("chunks", e))?;
-        let bm25 = bm25
-            .map_err(|e| corrupt("bm25 index", e.to_string()))?
-            .map_err(|e| corrupt("bm25 index", e.to_string()))?;
-        let graph = graph
-            .map_err(|e| corrupt("graph", e.to_string()))?
-            .map_err(|e| corrupt("graph", e.to_string()))?;
-        let vectors = vectors.map_err(|e| corrupt("vector dataset", e.to_string()))?;
+        let chunks = chunks.map_err(task("chunks"))??;
+        let bm25 = bm25.map_err(task("bm25 index"))??;
+        let graph = graph.map_err(task("graph"))?.map_err(|source| EngineError::Graph {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        let vectors = vectors?;
         let embedder = match (&manifest.embedder, embedder) {
             // An HTTP embedder that has not answered yet does not know its dimension (0).
             (Some(info), Some(e)) if e.id() == info.id && (e.dimension() == 0 || e.dimension() == info.dimension) => {
@@ -155,16 +167,19 @@ impl Engine {
             _ => None,
         };
         if chunks.len() as u64 != manifest.counts.chunks {
-            return Err(corrupt(
-                "chunks",
-                format!(
-                    "{} chunks on disk, manifest says {}",
-                    chunks.len(),
-                    manifest.counts.chunks
-                ),
-            ));
+            return Err(EngineError::ChunkCount {
+                dir: dir.to_path_buf(),
+                on_disk: chunks.len() as u64,
+                manifest: manifest.counts.chunks,
+            });
         }
-        let files = FileTable::build(&chunks, &graph, |path| bm25.terms(path));
+        // The file and name tables are CPU work proportional to the repository: off the runtime.
+        let (chunks, graph, bm25, files) = tokio::task::spawn_blocking(move || {
+            let files = FileTable::build(&chunks, &graph, |path| bm25.terms(path));
+            (chunks, SymbolGraph::new(graph), bm25, files)
+        })
+        .await
+        .map_err(task("file table"))?;
         Ok(Engine {
             manifest,
             dir: dir.to_path_buf(),
@@ -184,11 +199,6 @@ impl Engine {
     /// answers without the vector arm.
     pub fn set_embed_timeout(&mut self, timeout: std::time::Duration) {
         self.embed_timeout = timeout;
-    }
-
-    pub fn with_weights(mut self, weights: FusionWeights) -> Self {
-        self.weights = weights;
-        self
     }
 
     pub fn set_weights(&mut self, weights: FusionWeights) {
@@ -216,7 +226,7 @@ impl Engine {
         &self.bm25
     }
 
-    pub fn graph(&self) -> &CodeGraph {
+    pub fn graph(&self) -> &SymbolGraph {
         &self.graph
     }
 
@@ -287,7 +297,7 @@ impl Engine {
                 }
                 Err(f) => {
                     ARM_UNAVAILABLE.with_label_values(&["vector", f.reason]).inc();
-                    return Err(SearchError::EmbedderUnavailable { reason: f.message });
+                    return Err(SearchError::EmbedderUnavailable(f));
                 }
             }
         } else {
@@ -333,13 +343,7 @@ impl Engine {
         } else {
             let depth = ARM_DEPTH.max(top_k * 2);
             if matches!(mode, SearchMode::Hybrid | SearchMode::Bm25) {
-                bm25_hits = self
-                    .bm25
-                    .search(text, depth, &filter.languages, allow)
-                    .map_err(|e| SearchError::Arm {
-                        arm: "bm25",
-                        reason: e.to_string(),
-                    })?;
+                bm25_hits = self.bm25.search(text, depth, &filter.languages, allow)?;
             }
             if matches!(mode, SearchMode::Hybrid | SearchMode::Vector) {
                 match (&self.vectors, query_vec) {
@@ -352,10 +356,7 @@ impl Engine {
                             unavailable.push("vector".to_string());
                         }
                         Err(e) => {
-                            return Err(SearchError::Arm {
-                                arm: "vector",
-                                reason: e.to_string(),
-                            });
+                            return Err(SearchError::Vector(e));
                         }
                     },
                     _ => unavailable.push("vector".to_string()),
@@ -450,13 +451,7 @@ impl Engine {
                 (t.clone(), 1.0 + boost)
             })
             .collect();
-        let chunk_hits = self
-            .bm25
-            .search_weighted(&weighted, params.chunk_hits, allow)
-            .map_err(|e| SearchError::Arm {
-                arm: "bm25",
-                reason: e.to_string(),
-            })?;
+        let chunk_hits = self.bm25.search_weighted(&weighted, params.chunk_hits, allow)?;
         let evidence = LexicalEvidence { terms, chunk_hits };
         let mut ranked = rank_files(&self.files, &query, &evidence, params, usize::MAX, FILE_CHUNKS);
         if let Some(allow) = allow {
@@ -608,29 +603,4 @@ fn snippet(content: &str) -> String {
         out.push('\n');
     }
     out
-}
-
-pub fn load_chunks(path: &Path) -> Result<Vec<Chunk>, String> {
-    use std::io::BufRead;
-    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut chunks = Vec::new();
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
-        let chunk: Chunk = serde_json::from_str(&line).map_err(|e| format!("line {}: {e}", i + 1))?;
-        if chunk.id as usize != chunks.len() {
-            return Err(format!("line {}: chunk id {} out of order", i + 1, chunk.id));
-        }
-        chunks.push(chunk);
-    }
-    Ok(chunks)
-}
-
-pub fn write_chunks(path: &Path, chunks: &[Chunk]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
-    for c in chunks {
-        serde_json::to_writer(&mut w, c)?;
-        w.write_all(b"\n")?;
-    }
-    w.flush()
 }

@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 
-use crate::index::graph::{CodeGraph, NodeKind};
+use crate::bundle::graph::{CodeGraph, NodeKind};
 use crate::model::Chunk;
 
 use super::query_text::QueryText;
@@ -481,23 +481,12 @@ pub(crate) fn rank_files(
 mod tests {
     use super::*;
 
-    use crate::model::{Language, SymbolKind};
+    use crate::model::SymbolKind;
+    use crate::test_support::{build_graph, symbol_chunk};
 
+    /// A Python symbol with no calls (`Language` follows the path).
     fn chunk(id: u32, path: &str, symbol: &str, kind: SymbolKind, parent: Option<&str>) -> Chunk {
-        Chunk {
-            id,
-            path: path.to_string(),
-            language: Language::Python,
-            symbol: Some(symbol.to_string()),
-            kind,
-            parent: parent.map(str::to_string),
-            start_line: id * 10 + 1,
-            end_line: id * 10 + 9,
-            content: String::new(),
-            content_hash: String::new(),
-            calls: Vec::new(),
-            imports: Vec::new(),
-        }
+        symbol_chunk(id, path, Some(symbol), kind, parent, &[], &[])
     }
 
     fn table() -> (Vec<Chunk>, FileTable) {
@@ -508,7 +497,7 @@ mod tests {
             chunk(3, "docs/conf.py", "setup", SymbolKind::Function, None),
             chunk(4, "src/pkg/util.py", "helper", SymbolKind::Function, None),
         ];
-        let graph = CodeGraph::build(&chunks);
+        let graph = build_graph(&chunks);
         let words = |text: &str| -> Vec<String> {
             text.split(|c: char| !c.is_alphanumeric())
                 .filter(|w| !w.is_empty())

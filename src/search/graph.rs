@@ -2,9 +2,9 @@
 //! expansion of fused search hits along call and containment edges, and a
 //! graph-only ranking for `mode: graph`.
 //!
-//! All three read a [`CodeGraph`] loaded with the index version; the graph was
-//! resolved by name at build time (see [`crate::index::graph`] for what that can
-//! and cannot tell apart), so everything here is a neighbourhood walk with caps,
+//! All three read a [`SymbolGraph`]: the version's [`CodeGraph`] plus name
+//! tables built on load. The graph was resolved by name at build time (the
+//! builder's module doc says what that can and cannot tell apart), so everything here is a neighbourhood walk with caps,
 //! never an unbounded traversal: a request costs at most a few thousand node
 //! visits however popular the symbol.
 //!
@@ -31,9 +31,10 @@ use std::collections::{HashMap, HashSet};
 
 use petgraph::Direction;
 use petgraph::graph::NodeIndex;
+use petgraph::visit::EdgeRef;
 
 use crate::api::{GraphReason, SymbolHit, SymbolRelation};
-use crate::index::graph::{CodeGraph, EdgeKind, NodeKind, SymbolNode, split_call};
+use crate::bundle::graph::{CodeGraph, EdgeKind, NodeKind, SymbolNode, split_call, split_identifier};
 use crate::model::{Chunk, SymbolKind};
 
 /// Deepest caller/callee walk a request may ask for.
@@ -73,7 +74,102 @@ fn display_name(s: &SymbolNode) -> &str {
     if s.name.is_empty() { TOP_LEVEL } else { &s.name }
 }
 
-impl CodeGraph {
+/// One entry per distinct lower-cased symbol name, with its identifier parts
+/// precomputed for graph search.
+#[derive(Debug, Clone)]
+struct NameEntry {
+    lower: String,
+    /// `lower` without underscores, so "parse query" finds `parse_query`.
+    compact: String,
+    parts: Vec<String>,
+    nodes: Vec<NodeIndex>,
+}
+
+/// A loaded code graph with the lookup tables search needs: symbols by exact
+/// and lower-cased name, and call in-degrees. Derefs to the [`CodeGraph`].
+#[derive(Debug, Clone)]
+pub struct SymbolGraph {
+    graph: CodeGraph,
+    /// Exact symbol name → symbol nodes.
+    by_name: HashMap<String, Vec<NodeIndex>>,
+    /// Lower-cased symbol name → index into `names`.
+    by_lower: HashMap<String, usize>,
+    names: Vec<NameEntry>,
+    /// Incoming `Calls` edges per node (by node index), and their maximum over
+    /// named symbols: ranking reads them for every candidate, so they are
+    /// counted once here.
+    calls_in: Vec<u32>,
+    max_calls_in: u32,
+}
+
+impl std::ops::Deref for SymbolGraph {
+    type Target = CodeGraph;
+
+    fn deref(&self) -> &CodeGraph {
+        &self.graph
+    }
+}
+
+impl SymbolGraph {
+    pub fn new(graph: CodeGraph) -> SymbolGraph {
+        let mut by_name: HashMap<String, Vec<NodeIndex>> = HashMap::new();
+        let mut by_lower: HashMap<String, usize> = HashMap::new();
+        let mut names: Vec<NameEntry> = Vec::new();
+        let g = graph.graph();
+        for n in g.node_indices() {
+            let NodeKind::Symbol(s) = &g[n] else { continue };
+            if s.name.is_empty() {
+                continue;
+            }
+            by_name.entry(s.name.clone()).or_default().push(n);
+            let lower = s.name.to_lowercase();
+            let slot = *by_lower.entry(lower.clone()).or_insert_with(|| {
+                names.push(NameEntry {
+                    parts: split_identifier(&s.name),
+                    compact: lower.replace('_', ""),
+                    lower,
+                    nodes: Vec::new(),
+                });
+                names.len() - 1
+            });
+            names[slot].nodes.push(n);
+        }
+        // Edges are unique per (source, target, kind), so counting them counts callers.
+        let mut calls_in = vec![0u32; g.node_count()];
+        for e in g.edge_references() {
+            if *e.weight() == EdgeKind::Calls {
+                calls_in[e.target().index()] += 1;
+            }
+        }
+        let max_calls_in = names
+            .iter()
+            .flat_map(|e| e.nodes.iter())
+            .map(|n| calls_in[n.index()])
+            .max()
+            .unwrap_or(0);
+        SymbolGraph {
+            graph,
+            by_name,
+            by_lower,
+            names,
+            calls_in,
+            max_calls_in,
+        }
+    }
+
+    /// The graph's heap bytes plus the name tables'.
+    pub fn heap_bytes(&self) -> u64 {
+        const ENTRY: usize = 48; // hash-map slot plus key/value headers
+        let names: usize = self
+            .names
+            .iter()
+            .map(|n| n.lower.len() * 2 + n.parts.iter().map(|p| p.len() + 24).sum::<usize>() + n.nodes.len() * 4 + 96)
+            .sum();
+        let by_name: usize = self.by_name.iter().map(|(k, v)| k.len() + v.len() * 4 + ENTRY).sum();
+        let by_lower: usize = self.by_lower.keys().map(|k| k.len() + ENTRY).sum();
+        self.graph.heap_bytes() + (names + by_name + by_lower + self.calls_in.len() * 4) as u64
+    }
+
     /// Symbol nodes for a name: `Parent::name` / `Parent.name` narrow by parent
     /// (or file stem); otherwise exact case first, then case-insensitive.
     fn find_symbols(&self, name: &str) -> Vec<NodeIndex> {
@@ -319,7 +415,7 @@ impl CodeGraph {
                         .filter(|&n| self.symbol(n).is_some())
                         .collect()
                 })
-                .unwrap_or_else(Vec::new);
+                .unwrap_or_default();
 
             for (targets, relation, weight) in [
                 (callees, "calls", W_CALLS),
@@ -479,7 +575,7 @@ impl CodeGraph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::graph::tests::{chunk, f};
+    use crate::test_support::{build_graph, function as f, symbol_chunk as chunk};
 
     /// main → run → {helper, Config}; util → helper; Server contains run.
     fn repo() -> Vec<Chunk> {
@@ -532,7 +628,7 @@ mod tests {
     #[test]
     fn a_long_query_is_cut_to_its_first_distinct_terms() {
         let chunks = repo();
-        let g = CodeGraph::build(&chunks);
+        let g = SymbolGraph::new(build_graph(&chunks));
         // 4 KiB: filler words, repeated, then the one term that matches.
         let filler: Vec<String> = (0..MAX_GRAPH_TERMS).map(|i| format!("zz{i}")).collect();
         let mut long = String::new();
@@ -562,7 +658,7 @@ mod tests {
     #[test]
     fn definition_merges_windows_and_falls_back_to_case_insensitive() {
         let chunks = repo();
-        let g = CodeGraph::build(&chunks);
+        let g = SymbolGraph::new(build_graph(&chunks));
         let hits = g.navigate(&chunks, "run", SymbolRelation::Definition, 1, 10);
         assert_eq!(hits.len(), 1);
         assert_eq!((hits[0].start_line, hits[0].end_line), (21, 39), "both windows");
@@ -580,7 +676,7 @@ mod tests {
     #[test]
     fn callers_and_callees_with_depth_and_via() {
         let chunks = repo();
-        let g = CodeGraph::build(&chunks);
+        let g = SymbolGraph::new(build_graph(&chunks));
         let callees = g.navigate(&chunks, "run", SymbolRelation::Callees, 2, 10);
         assert_eq!(names(&callees), [("helper", 1, None), ("log_line", 1, None)]);
         let callers = g.navigate(&chunks, "log_line", SymbolRelation::Callers, 2, 10);
@@ -599,7 +695,7 @@ mod tests {
     #[test]
     fn references_list_resolved_then_unresolved_mentions() {
         let mut chunks = repo();
-        let g = CodeGraph::build(&chunks);
+        let g = SymbolGraph::new(build_graph(&chunks));
         let refs = g.navigate(&chunks, "Config", SymbolRelation::References, 1, 10);
         assert_eq!(names(&refs), [("run", 1, None)]);
         // `new` is called by main but defined nowhere: only the mention remains.
@@ -610,7 +706,7 @@ mod tests {
             chunks.push(f(20 + i, &format!("far/x{i}/m.rs"), "get", &[]));
         }
         chunks.push(f(30, "other/app.rs", "start", &["get"]));
-        let g = CodeGraph::build(&chunks);
+        let g = SymbolGraph::new(build_graph(&chunks));
         assert!(g.navigate(&chunks, "get", SymbolRelation::Callers, 1, 10).is_empty());
         let refs = g.navigate(&chunks, "get", SymbolRelation::References, 1, 10);
         assert_eq!(names(&refs), [("start", 1, None)]);
@@ -619,7 +715,7 @@ mod tests {
     #[test]
     fn expand_returns_callee_definitions_with_reasons_and_never_seeds() {
         let chunks = repo();
-        let g = CodeGraph::build(&chunks);
+        let g = SymbolGraph::new(build_graph(&chunks));
         // Seed: the second window of `run` and `main`.
         let out = g.expand(&[(3, 1.0), (0, 0.5)], 10);
         let ids: Vec<u32> = out.iter().map(|(id, _)| *id).collect();
@@ -652,7 +748,7 @@ mod tests {
     #[test]
     fn graph_search_ranks_exact_symbol_first() {
         let chunks = repo();
-        let g = CodeGraph::build(&chunks);
+        let g = SymbolGraph::new(build_graph(&chunks));
         let hits = g.graph_search(&chunks, "parse_query", 10);
         assert_eq!(hits[0].0, 10, "{hits:?}");
         let prefix = hits.iter().position(|h| h.0 == 9).unwrap();
@@ -677,7 +773,7 @@ mod tests {
     #[test]
     fn chunks_for_symbol_exact_then_case_insensitive() {
         let chunks = repo();
-        let g = CodeGraph::build(&chunks);
+        let g = SymbolGraph::new(build_graph(&chunks));
         assert_eq!(g.chunks_for_symbol("run"), vec![2, 3]);
         assert_eq!(g.chunks_for_symbol("config"), vec![5]);
         assert!(g.chunks_for_symbol("nope").is_empty());

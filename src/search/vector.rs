@@ -1,316 +1,48 @@
-//! The vector arm: chunk embeddings stored in a lance dataset, ranked by cosine.
+//! The vector arm at query time: ranks chunk ids by cosine similarity in the
+//! lance dataset of a version (format: [`crate::bundle::vectors`]). How it
+//! searches depends on what the writer left:
 //!
-//! The lance dataset (`<bundle>/vectors.lance`, columns `id: u32`,
-//! `vector: fixed_size_list<f32>[d]`, vectors L2-normalised) is the data of
-//! record: it is what the indexer writes, what object storage holds and what a
-//! shard opens. How a shard *searches* it depends on size:
-//!
-//! * Below [`DEFAULT_ANN_THRESHOLD`] rows the writer builds no index and
-//!   [`VectorIndex::open`] loads every vector into one contiguous f32 matrix.
-//!   Search is then an exact dot-product scan split across rayon threads using
-//!   lance-linalg's SIMD kernels: no datafusion plan per query, no I/O, exact
-//!   results, and a filter is applied inline so k allowed hits always come back
-//!   when they exist. Measured at 100k × 384 on a (loaded) 2-core box: 14 ms
-//!   p50, bound by memory bandwidth (150 MB per scan); the matrix costs 150 MB of
-//!   RAM. Both grow linearly, which is what the threshold is for.
-//! * At or above it the writer builds an ANN index (IVF_HNSW_SQ by default,
-//!   cosine) and search goes through lance's `nearest` (measured at 100k × 384:
-//!   5 ms p50 including the datafusion plan, recall@20 0.96 against exact; the
-//!   index takes ~22 s to build). A filter is honoured by over-fetching; if that
-//!   still yields fewer than k allowed hits, an exact streamed scan of the
-//!   dataset with the filter inline finishes the job.
+//! * No ANN index (small datasets): [`VectorIndex::open`] loads every vector
+//!   into one contiguous f32 matrix and search is an exact dot-product scan
+//!   split across rayon threads with lance-linalg's SIMD kernels: no datafusion
+//!   plan per query, no I/O, exact results, and a filter applied inline so k
+//!   allowed hits always come back when they exist. Time and memory grow
+//!   linearly with the rows, which is why large datasets carry an index.
+//! * An ANN index: search goes through lance's `nearest`. A filter is honoured
+//!   by over-fetching; if that still yields fewer than k allowed hits, an exact
+//!   streamed scan of the dataset with the filter inline finishes the job.
 //!
 //! Scores are cosine similarities (higher is better) in both modes.
+//! docs/BENCHMARKS.md has the measured latencies and recall of each.
 
-use std::cmp::Ordering;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
-use arrow_array::{Array, FixedSizeListArray, Float32Array, RecordBatch, RecordBatchIterator, UInt32Array};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_array::{Array, FixedSizeListArray, Float32Array, RecordBatch, UInt32Array};
+use arrow_schema::DataType;
 use futures::{FutureExt, TryStreamExt};
 use lance::Dataset;
-use lance::dataset::{WriteMode, WriteParams};
 use lance::index::DatasetIndexExt;
-use lance::index::vector::VectorIndexParams;
-use lance_index::IndexType;
-use lance_index::vector::hnsw::builder::HnswBuildParams;
-use lance_index::vector::ivf::IvfBuildParams;
-use lance_index::vector::pq::PQBuildParams;
-use lance_index::vector::sq::builder::SQBuildParams;
 use lance_linalg::distance::{DistanceType, Dot};
 use rayon::prelude::*;
 
-/// Rows at which the writer builds an ANN index instead of relying on exact search.
-pub const DEFAULT_ANN_THRESHOLD: usize = 50_000;
-const ID_COLUMN: &str = "id";
-const VECTOR_COLUMN: &str = "vector";
-const DISTANCE_COLUMN: &str = "_distance";
-const INDEX_NAME: &str = "vector_idx";
+pub use crate::bundle::vectors::{AnnKind, VectorError};
+use crate::bundle::vectors::{DISTANCE_COLUMN, ID_COLUMN, INDEX_NAME, VECTOR_COLUMN, normalize, num_partitions, uri};
+use crate::search::top_k::TopK;
+
 /// Rows per rayon task in the exact scan (~3 MB of 384-d vectors).
 const SCAN_BLOCK: usize = 2048;
-
-/// Why vectors could not be written, opened or searched.
-#[derive(Debug, thiserror::Error)]
-pub enum VectorError {
-    #[error("no vector dataset at {0}")]
-    NotFound(PathBuf),
-    #[error("vector dataset {path} is unreadable or corrupt: {reason}")]
-    Corrupt { path: PathBuf, reason: String },
-    #[error("lance error on {path}: {source}")]
-    Lance {
-        path: PathBuf,
-        #[source]
-        source: lance::Error,
-    },
-    #[error("vector dimension mismatch: index has {expected}, got {got}")]
-    DimensionMismatch { expected: usize, got: usize },
-    #[error("invalid vectors: {0}")]
-    InvalidInput(String),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// Which ANN index to build above the threshold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AnnKind {
-    /// IVF partitions, each an HNSW graph over 8-bit scalar-quantised vectors:
-    /// high recall without a refine step.
-    IvfHnswSq,
-    /// IVF with product quantisation and an exact re-rank of the candidates.
-    IvfPq,
-}
-
-impl AnnKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AnnKind::IvfHnswSq => "IVF_HNSW_SQ",
-            AnnKind::IvfPq => "IVF_PQ",
-        }
-    }
-}
-
-/// How [`write_vectors_with`] lays out the dataset.
-#[derive(Debug, Clone)]
-pub struct VectorWriteOptions {
-    /// Build an ANN index when there are at least this many rows.
-    pub ann_threshold: usize,
-    pub ann_kind: AnnKind,
-}
-
-impl Default for VectorWriteOptions {
-    fn default() -> Self {
-        Self {
-            ann_threshold: DEFAULT_ANN_THRESHOLD,
-            ann_kind: AnnKind::IvfHnswSq,
-        }
-    }
-}
-
-/// What was written, for the manifest and logs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VectorStats {
-    pub rows: usize,
-    pub dimension: usize,
-    /// The ANN index built, if any (`None`: exact search).
-    pub ann_index: Option<AnnKind>,
-    pub write_ms: u64,
-    pub index_ms: u64,
-}
-
-/// Writes `vectors` (row i has chunk id `ids[i]`) as a fresh lance dataset at
-/// `dir`, replacing whatever was there, with the default options.
-pub async fn write_vectors(dir: &Path, ids: &[u32], vectors: &[Vec<f32>]) -> Result<VectorStats, VectorError> {
-    write_vectors_with(dir, ids, vectors, &VectorWriteOptions::default()).await
-}
-
-/// [`write_vectors`] with an explicit ANN threshold and index kind.
-pub async fn write_vectors_with(
-    dir: &Path,
-    ids: &[u32],
-    vectors: &[Vec<f32>],
-    opts: &VectorWriteOptions,
-) -> Result<VectorStats, VectorError> {
-    if ids.len() != vectors.len() {
-        return Err(VectorError::InvalidInput(format!(
-            "{} ids for {} vectors",
-            ids.len(),
-            vectors.len()
-        )));
-    }
-    let Some(first) = vectors.first() else {
-        return Err(VectorError::InvalidInput("no vectors to write".into()));
-    };
-    let dimension = first.len();
-    if dimension == 0 {
-        return Err(VectorError::InvalidInput("vectors have dimension 0".into()));
-    }
-    let mut values = Vec::with_capacity(vectors.len() * dimension);
-    for (i, v) in vectors.iter().enumerate() {
-        if v.len() != dimension {
-            return Err(VectorError::DimensionMismatch {
-                expected: dimension,
-                got: v.len(),
-            });
-        }
-        if v.iter().any(|x| !x.is_finite()) {
-            return Err(VectorError::InvalidInput(format!(
-                "vector for id {} has a non-finite value",
-                ids[i]
-            )));
-        }
-        let start = values.len();
-        values.extend_from_slice(v);
-        normalize(&mut values[start..]);
-    }
-
-    let started = Instant::now();
-    match tokio::fs::remove_dir_all(dir).await {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => {
-            return Err(VectorError::Io {
-                path: dir.to_path_buf(),
-                source,
-            });
-        }
-    }
-    let schema = Arc::new(schema(dimension));
-    let vector_array = FixedSizeListArray::try_new(
-        Arc::new(Field::new("item", DataType::Float32, true)),
-        dimension as i32,
-        Arc::new(Float32Array::from(values)),
-        None,
-    )
-    .map_err(|e| VectorError::InvalidInput(e.to_string()))?;
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![Arc::new(UInt32Array::from(ids.to_vec())), Arc::new(vector_array)],
-    )
-    .map_err(|e| VectorError::InvalidInput(e.to_string()))?;
-    let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
-    let params = WriteParams {
-        mode: WriteMode::Create,
-        ..Default::default()
-    };
-    let uri = uri(dir)?;
-    let lance_err = |source| VectorError::Lance {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let mut dataset = Dataset::write(reader, uri.as_str(), Some(params))
-        .await
-        .map_err(lance_err)?;
-    let write_ms = started.elapsed().as_millis() as u64;
-
-    let rows = ids.len();
-    let started = Instant::now();
-    let ann_index = if rows >= opts.ann_threshold.max(1) {
-        let params = index_params(opts.ann_kind, rows, dimension);
-        dataset
-            .create_index(
-                &[VECTOR_COLUMN],
-                IndexType::Vector,
-                Some(INDEX_NAME.into()),
-                &params,
-                true,
-            )
-            .await
-            .map_err(lance_err)?;
-        Some(opts.ann_kind)
-    } else {
-        None
-    };
-    Ok(VectorStats {
-        rows,
-        dimension,
-        ann_index,
-        write_ms,
-        index_ms: started.elapsed().as_millis() as u64,
-    })
-}
-
-/// IVF partitions for `rows`: about one per 25k rows for HNSW (each partition
-/// holds a graph, so few large ones), about sqrt(rows) for PQ.
-fn num_partitions(kind: AnnKind, rows: usize) -> usize {
-    match kind {
-        AnnKind::IvfHnswSq => (rows / 25_000).clamp(1, 256),
-        AnnKind::IvfPq => ((rows as f64).sqrt() as usize).clamp(1, 4096),
-    }
-}
-
-fn index_params(kind: AnnKind, rows: usize, dimension: usize) -> VectorIndexParams {
-    let ivf = IvfBuildParams::new(num_partitions(kind, rows));
-    match kind {
-        AnnKind::IvfHnswSq => VectorIndexParams::with_ivf_hnsw_sq_params(
-            DistanceType::Cosine,
-            ivf,
-            HnswBuildParams::default(),
-            SQBuildParams::default(),
-        ),
-        AnnKind::IvfPq => {
-            // 8 dims per sub-vector when it divides, else the largest divisor ≤ dimension/8.
-            let target = (dimension / 8).max(1);
-            let sub_vectors = (1..=target).rev().find(|s| dimension % s == 0).unwrap_or(1);
-            let pq = PQBuildParams {
-                num_sub_vectors: sub_vectors,
-                num_bits: 8,
-                ..Default::default()
-            };
-            VectorIndexParams::with_ivf_pq_params(DistanceType::Cosine, ivf, pq)
-        }
-    }
-}
-
-fn schema(dimension: usize) -> Schema {
-    Schema::new(vec![
-        Field::new(ID_COLUMN, DataType::UInt32, false),
-        Field::new(
-            VECTOR_COLUMN,
-            DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), dimension as i32),
-            false,
-        ),
-    ])
-}
-
-fn uri(dir: &Path) -> Result<String, VectorError> {
-    let abs = if dir.is_absolute() {
-        dir.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map_err(|source| VectorError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?
-            .join(dir)
-    };
-    abs.to_str()
-        .map(str::to_string)
-        .ok_or_else(|| VectorError::InvalidInput(format!("path {} is not UTF-8", dir.display())))
-}
-
-fn normalize(v: &mut [f32]) {
-    let norm = f32::dot(v, v).sqrt();
-    if norm > 0.0 {
-        v.iter_mut().for_each(|x| *x /= norm);
-    }
-}
 
 /// An opened vector dataset, ready to answer nearest-neighbour queries.
 pub struct VectorIndex {
     path: PathBuf,
     dimension: usize,
     len: usize,
-    mode: Mode,
+    backend: Backend,
 }
 
-enum Mode {
+enum Backend {
     /// Every vector in memory, row-major; exact search.
     Exact { ids: Vec<u32>, matrix: Vec<f32> },
     /// Lance dataset with an ANN index.
@@ -348,6 +80,7 @@ impl VectorIndex {
                 Err(VectorError::Corrupt {
                     path: dir.to_path_buf(),
                     reason: format!("reading the dataset panicked: {reason}"),
+                    source: None,
                 })
             }
         }
@@ -360,6 +93,7 @@ impl VectorIndex {
                 return Err(VectorError::Corrupt {
                     path: dir.to_path_buf(),
                     reason: "not a directory".into(),
+                    source: None,
                 });
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -375,8 +109,17 @@ impl VectorIndex {
         let corrupt = |reason: String| VectorError::Corrupt {
             path: dir.to_path_buf(),
             reason,
+            source: None,
         };
-        let dataset = Dataset::open(&uri(dir)?).await.map_err(|e| corrupt(e.to_string()))?;
+        let lance_corrupt = |what: &str| {
+            let reason = what.to_string();
+            move |source: lance::Error| VectorError::Corrupt {
+                path: dir.to_path_buf(),
+                reason: format!("{reason}: {source}"),
+                source: Some(source),
+            }
+        };
+        let dataset = Dataset::open(&uri(dir)?).await.map_err(lance_corrupt("opening"))?;
         let schema = dataset.schema();
         let id_field = schema
             .field(ID_COLUMN)
@@ -393,8 +136,8 @@ impl VectorIndex {
                 return Err(corrupt(format!("`vector` column is {other}, not fixed_size_list<f32>")));
             }
         };
-        let len = dataset.count_rows(None).await.map_err(|e| corrupt(e.to_string()))?;
-        let indices = dataset.load_indices().await.map_err(|e| corrupt(e.to_string()))?;
+        let len = dataset.count_rows(None).await.map_err(lance_corrupt("counting rows"))?;
+        let indices = dataset.load_indices().await.map_err(lance_corrupt("listing indices"))?;
         let vector_field_id = vector_field.id;
         let ann = indices
             .iter()
@@ -402,10 +145,10 @@ impl VectorIndex {
             .is_some();
         let dataset = Arc::new(dataset);
 
-        let mode = if ann {
+        let backend = if ann {
             // The kind is informational (search parameters differ slightly); read it from the index description.
             let kind = describe_kind(&dataset).await.unwrap_or(AnnKind::IvfHnswSq);
-            Mode::Ann {
+            Backend::Ann {
                 partitions: num_partitions(kind, len),
                 dataset,
                 kind,
@@ -421,13 +164,13 @@ impl VectorIndex {
             if ids.len() != len {
                 return Err(corrupt(format!("read {} rows, dataset claims {len}", ids.len())));
             }
-            Mode::Exact { ids, matrix }
+            Backend::Exact { ids, matrix }
         };
         Ok(Self {
             path: dir.to_path_buf(),
             dimension,
             len,
-            mode,
+            backend,
         })
     }
 
@@ -446,17 +189,17 @@ impl VectorIndex {
     /// Bytes held in memory: the whole matrix for exact search, nothing
     /// (lance reads on demand) with an ANN index.
     pub fn memory_bytes(&self) -> u64 {
-        match &self.mode {
-            Mode::Exact { ids, matrix } => (ids.len() * 4 + matrix.len() * 4) as u64,
-            Mode::Ann { .. } => 0,
+        match &self.backend {
+            Backend::Exact { ids, matrix } => (ids.len() * 4 + matrix.len() * 4) as u64,
+            Backend::Ann { .. } => 0,
         }
     }
 
     /// The ANN index searched, or `None` for exact in-memory search.
     pub fn ann_kind(&self) -> Option<AnnKind> {
-        match &self.mode {
-            Mode::Exact { .. } => None,
-            Mode::Ann { kind, .. } => Some(*kind),
+        match &self.backend {
+            Backend::Exact { .. } => None,
+            Backend::Ann { kind, .. } => Some(*kind),
         }
     }
 
@@ -481,9 +224,9 @@ impl VectorIndex {
         }
         let mut q = query.to_vec();
         normalize(&mut q);
-        match &self.mode {
-            Mode::Exact { ids, matrix } => Ok(exact_top_k(&q, ids, matrix, self.dimension, k, allow)),
-            Mode::Ann {
+        match &self.backend {
+            Backend::Exact { ids, matrix } => Ok(exact_top_k(&q, ids, matrix, self.dimension, k, allow)),
+            Backend::Ann {
                 dataset,
                 kind,
                 partitions,
@@ -564,10 +307,12 @@ impl VectorIndex {
         let ids = column::<UInt32Array>(&batch, ID_COLUMN).map_err(|reason| VectorError::Corrupt {
             path: self.path.clone(),
             reason,
+            source: None,
         })?;
         let distances = column::<Float32Array>(&batch, DISTANCE_COLUMN).map_err(|reason| VectorError::Corrupt {
             path: self.path.clone(),
             reason,
+            source: None,
         })?;
         let mut hits: Vec<(u32, f32)> = ids
             .values()
@@ -611,6 +356,7 @@ async fn scan_all(
     let corrupt = |reason: String| VectorError::Corrupt {
         path: path.to_path_buf(),
         reason,
+        source: None,
     };
     let lance_err = |source| VectorError::Lance {
         path: path.to_path_buf(),
@@ -673,81 +419,17 @@ fn exact_top_k(
         .collect();
     let mut all = TopK::new(k);
     for block in blocks {
-        for (id, s) in block.items {
-            all.push(id, s);
-        }
+        all.merge(block);
     }
     all.into_sorted()
-}
-
-/// A bounded min-heap of the k best (id, score) pairs. Ties break towards the
-/// smaller id so results are deterministic.
-struct TopK {
-    k: usize,
-    items: Vec<(u32, f32)>,
-    /// Score of the worst kept item once full; anything not better is skipped cheaply.
-    floor: f32,
-}
-
-fn better(a: (u32, f32), b: (u32, f32)) -> bool {
-    match a.1.total_cmp(&b.1) {
-        Ordering::Greater => true,
-        Ordering::Less => false,
-        Ordering::Equal => a.0 < b.0,
-    }
-}
-
-impl TopK {
-    fn new(k: usize) -> Self {
-        Self {
-            k,
-            items: Vec::with_capacity(k + 1),
-            floor: f32::NEG_INFINITY,
-        }
-    }
-
-    fn push(&mut self, id: u32, score: f32) {
-        if self.items.len() < self.k {
-            self.items.push((id, score));
-            if self.items.len() == self.k {
-                self.floor = self.worst().1;
-            }
-            return;
-        }
-        if score < self.floor {
-            return;
-        }
-        let worst_at = self.worst_index();
-        if better((id, score), self.items[worst_at]) {
-            self.items[worst_at] = (id, score);
-            self.floor = self.worst().1;
-        }
-    }
-
-    fn worst_index(&self) -> usize {
-        let mut w = 0;
-        for i in 1..self.items.len() {
-            if better(self.items[w], self.items[i]) {
-                w = i;
-            }
-        }
-        w
-    }
-
-    fn worst(&self) -> (u32, f32) {
-        self.items[self.worst_index()]
-    }
-
-    fn into_sorted(mut self) -> Vec<(u32, f32)> {
-        self.items.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        self.items
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{VectorWriteOptions, write_vectors, write_vectors_with};
     use std::collections::HashSet;
+    use std::time::Instant;
 
     /// splitmix64: deterministic test data without a rand dependency.
     struct Rng(u64);
@@ -857,7 +539,7 @@ mod tests {
         let index = VectorIndex::open(&path).await.unwrap();
         let q = &clustered(1, dim, 1, 5)[0];
 
-        let every_seventh = |id: u32| id % 7 == 0;
+        let every_seventh = |id: u32| id.is_multiple_of(7);
         let got = index.search(q, 10, Some(&every_seventh)).await.unwrap();
         assert!(got.iter().all(|(id, _)| every_seventh(*id)));
         assert_same_ranking(&got, &brute_force(q, &ids, &vectors, 10, every_seventh));
@@ -909,7 +591,7 @@ mod tests {
 
         // A broad filter is served by over-fetching, a selective one by the exact fallback.
         let q = &queries[0];
-        let half = |id: u32| id % 2 == 0;
+        let half = |id: u32| id.is_multiple_of(2);
         let got = index.search(q, 10, Some(&half)).await.unwrap();
         assert_eq!(got.len(), 10);
         assert!(got.iter().all(|(id, _)| half(*id)));
@@ -1053,7 +735,7 @@ mod tests {
             stats.write_ms,
             started.elapsed().as_millis()
         );
-        let allow = |id: u32| id % 3 == 0;
+        let allow = |id: u32| id.is_multiple_of(3);
         for (label, filter) in [
             ("exact", None),
             ("exact filtered", Some(&allow as &(dyn Fn(u32) -> bool + Sync))),

@@ -1,8 +1,10 @@
 //! HTTP plumbing shared by the shard and the router: request metrics,
-//! bearer-token checks, health routes and graceful serving.
+//! bearer-token checks, health routes, request parameters, flag parsers, the
+//! multi-index search both roles run, and graceful serving.
 
-pub mod auth;
-pub mod fanout;
-pub mod metrics_layer;
-pub mod params;
-pub mod serve;
+pub(crate) mod auth;
+pub(crate) mod fanout;
+pub(crate) mod flags;
+pub(crate) mod metrics_layer;
+pub(crate) mod params;
+pub(crate) mod serve;

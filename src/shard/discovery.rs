@@ -222,7 +222,7 @@ pub fn load_recent(cache_dir: &std::path::Path) -> Vec<(IndexId, u64)> {
     let Ok(mut recent) = serde_json::from_slice::<Vec<Recent>>(&bytes) else {
         return Vec::new();
     };
-    recent.sort_by(|a, b| b.last_used_ms.cmp(&a.last_used_ms));
+    recent.sort_by_key(|r| std::cmp::Reverse(r.last_used_ms));
     recent
         .into_iter()
         .filter_map(|r| IndexId::new(r.id).ok().map(|id| (id, r.last_used_ms)))

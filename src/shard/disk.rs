@@ -164,7 +164,7 @@ pub fn inventory(cache_dir: &Path, is_verified: impl Fn(&Path) -> bool) -> std::
             let _ = std::fs::remove_dir(index_dir.path());
         }
     }
-    kept.sort_by(|a, b| b.modified.cmp(&a.modified));
+    kept.sort_by_key(|k| std::cmp::Reverse(k.modified));
     Ok(kept)
 }
 

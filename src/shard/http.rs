@@ -44,13 +44,13 @@ pub fn routes(state: AppState) -> Router {
 pub fn search_error(id: &IndexId, e: SearchError) -> ApiError {
     match e {
         SearchError::Query(_) | SearchError::Invalid(_) => ApiError::bad_request(e.to_string()).with_index(id.as_str()),
-        SearchError::EmbedderUnavailable { .. } => {
+        SearchError::EmbedderUnavailable(_) => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "embedder_unavailable", e.to_string())
                 .with_index(id.as_str())
                 .retryable(true)
                 .retry_after(2)
         }
-        SearchError::Arm { .. } => ApiError::internal(e.to_string()).with_index(id.as_str()),
+        SearchError::Bm25(_) | SearchError::Vector(_) => ApiError::internal(e.to_string()).with_index(id.as_str()),
     }
 }
 
@@ -181,9 +181,9 @@ pub struct RegisterBody {
     /// Warm the index now (in the background, into free budget only) instead of on first use.
     #[serde(default)]
     pub preload: bool,
-    /// Accepted for symmetry with the router; a shard holds one copy.
-    #[serde(default)]
-    pub replicas: Option<u32>,
+    /// Accepted for symmetry with the router and ignored: a shard holds one copy.
+    #[serde(default, rename = "replicas")]
+    _replicas: Option<u32>,
     /// Load now even if that evicts less recently used indexes: the router
     /// asks this of a shard that has just become an index's owner.
     #[serde(default)]

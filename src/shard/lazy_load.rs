@@ -18,7 +18,7 @@ use super::loaded::LoadedIndex;
 use super::residency::{DiskCopy, Failure, Refused, Registry, Slot, SlotInner, SlotState};
 use crate::IndexId;
 use crate::api::ApiError;
-use crate::index::embed::Embedder;
+use crate::embed::Embedder;
 use crate::search::engine::{Engine, estimate_memory};
 use crate::storage::layout;
 use crate::storage::open::{
@@ -266,10 +266,10 @@ impl Resolver {
         let ticket = match priority {
             Priority::Demand => None,
             Priority::Background => {
-                if let Some(need) = inner.last_need {
-                    if !self.budget.might_fit_free(self.registry.used(), need) {
-                        return false;
-                    }
+                if let Some(need) = inner.last_need
+                    && !self.budget.might_fit_free(self.registry.used(), need)
+                {
+                    return false;
                 }
                 match self.admission.background_ticket() {
                     Some(t) => Some(t),

@@ -13,14 +13,14 @@
 //! ([`discovery`]).
 
 pub mod admission;
-pub mod budget;
+pub(crate) mod budget;
 pub mod config;
-pub mod discovery;
+pub(crate) mod discovery;
 pub mod disk;
-pub mod http;
-pub mod lazy_load;
-pub mod loaded;
-pub mod residency;
+pub(crate) mod http;
+pub(crate) mod lazy_load;
+pub(crate) mod loaded;
+pub(crate) mod residency;
 pub mod server;
 
 pub use config::ShardConfig;

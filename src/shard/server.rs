@@ -8,7 +8,7 @@ use super::http::routes;
 use super::lazy_load::Resolver;
 use super::residency::DiskCopy;
 use crate::IndexId;
-use crate::index::embed::Embedder;
+use crate::embed::Embedder;
 use crate::server::serve;
 use crate::storage::open::is_complete;
 use crate::storage::store::Store;

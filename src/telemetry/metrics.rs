@@ -3,12 +3,14 @@
 //! never raw index ids — so cardinality stays fixed however many indexes exist.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     TextEncoder,
 };
 use std::sync::LazyLock;
 
-pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+/// One registry per process; the storage layer's metrics (object-store
+/// traffic) live in `trusty-core` and register there too.
+pub use trusty_core::metrics::{OBJECT_STORE_BYTES, OBJECT_STORE_REQUESTS, OBJECT_STORE_RESUMES, REGISTRY};
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
     REGISTRY.register(Box::new(c.clone())).expect("metric registered twice");
@@ -119,32 +121,6 @@ pub static ARM_UNAVAILABLE: LazyLock<IntCounterVec> = LazyLock::new(|| {
         "trusty_search_arm_unavailable_total",
         "Searches answered without an arm they asked for, by arm and reason.",
         &["arm", "reason"],
-    )
-});
-
-pub static OBJECT_STORE_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter_vec(
-        "trusty_object_store_requests_total",
-        "Object store requests by operation.",
-        &["op"],
-    )
-});
-
-pub static OBJECT_STORE_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter_vec(
-        "trusty_object_store_bytes_total",
-        "Bytes moved to or from object storage.",
-        &["direction"],
-    )
-});
-
-pub static OBJECT_STORE_RESUMES: LazyLock<IntCounter> = LazyLock::new(|| {
-    register(
-        IntCounter::new(
-            "trusty_object_store_resumes_total",
-            "Downloads resumed with a range request after a break or stall.",
-        )
-        .expect("valid metric"),
     )
 });
 

@@ -1,4 +1,4 @@
 //! Metrics (Prometheus, `trusty_` prefix) and logging shared by every role.
 
 pub mod logging;
-pub mod metrics;
+pub(crate) mod metrics;

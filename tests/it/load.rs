@@ -398,8 +398,8 @@ async fn a_saturated_shard_answers_its_probes_and_is_not_ejected() {
 
 #[tokio::test]
 async fn embedder_outage_degrades_hybrid_fails_vector_and_shards_still_start() {
+    use trusty_search::embed::{EmbedderConfig, load_embedder};
     use trusty_search::index::build::{BuildOptions, build_bundle};
-    use trusty_search::index::embed::{EmbedderConfig, load_embedder};
     use trusty_search::storage::publish::{PublishOptions, publish};
     let env = env().await;
     let stub = EmbedStub::start().await;
@@ -521,7 +521,7 @@ async fn embedder_outage_degrades_hybrid_fails_vector_and_shards_still_start() {
 #[tokio::test]
 async fn a_held_query_keeps_its_files_through_eviction_and_reload() {
     use trusty_search::api::SearchRequest;
-    use trusty_search::shard::{ShardConfig, lazy_load::Resolver};
+    use trusty_search::shard::{Resolver, ShardConfig};
     let env = env().await;
     publish_fixture(&env.store, "held", "a").await;
     let cache = env.dir.path().join("cache");

@@ -1,6 +1,6 @@
 //! The tree-sitter half of the chunker: parse once, walk the tree once to find the
 //! symbols and the names they reference, then turn the symbol tree into chunks
-//! (rules in the parent module). Each language contributes a [`Grammar`]: how to
+//! (rules in the parent module). Each language (`index::lang`) contributes a [`Grammar`]: how to
 //! recognise a definition, which references to record, and which preceding
 //! siblings (doc comments, attributes) belong to the next definition.
 
@@ -20,7 +20,7 @@ const PARSE_BUDGET: Duration = Duration::from_secs(5);
 const MAX_NAME_DEPTH: usize = 16;
 
 /// A definition recognised by a grammar.
-pub(super) struct Def<'t> {
+pub(crate) struct Def<'t> {
     pub kind: SymbolKind,
     pub name: String,
     /// Parent that does not come from lexical nesting: a Go receiver, the `Foo` of
@@ -54,7 +54,7 @@ impl<'t> Def<'t> {
 
 /// The innermost container symbol around a node.
 #[derive(Clone, Copy)]
-pub(super) struct Enclosing {
+pub(crate) struct Enclosing {
     pub kind: SymbolKind,
 }
 
@@ -73,10 +73,10 @@ impl Enclosing {
     }
 }
 
-pub(super) type ClassifyFn = for<'n, 's> fn(Node<'n>, &'s str, Option<Enclosing>) -> Option<Def<'n>>;
-pub(super) type RefsFn = for<'n, 't> fn(Node<'n>, &'t str, &mut Refs<'t>);
+pub(crate) type ClassifyFn = for<'n, 's> fn(Node<'n>, &'s str, Option<Enclosing>) -> Option<Def<'n>>;
+pub(crate) type RefsFn = for<'n, 't> fn(Node<'n>, &'t str, &mut Refs<'t>);
 
-pub(super) struct Grammar {
+pub(crate) struct Grammar {
     pub language: fn() -> tree_sitter::Language,
     /// Recognises a definition at this node (called outside function bodies only).
     pub classify: ClassifyFn,
@@ -87,18 +87,7 @@ pub(super) struct Grammar {
 }
 
 fn grammar(language: Language) -> Option<&'static Grammar> {
-    Some(match language {
-        Language::Rust => &super::rust::GRAMMAR,
-        Language::Python => &super::python::GRAMMAR,
-        Language::Go => &super::go::GRAMMAR,
-        Language::JavaScript => &super::js::JAVASCRIPT,
-        Language::TypeScript => &super::js::TYPESCRIPT,
-        Language::Tsx => &super::js::TSX,
-        Language::Java => &super::java::GRAMMAR,
-        Language::C => &super::c::C,
-        Language::Cpp => &super::c::CPP,
-        _ => return None,
-    })
+    crate::index::lang::support(language).map(|s| s.grammar)
 }
 
 thread_local! {
@@ -160,7 +149,7 @@ enum Scope {
 
 /// Chunks a code file; false when the language has no grammar or parsing failed,
 /// and the caller should fall back to line windows.
-pub(super) fn chunk_code(language: Language, out: &mut Emitter<'_>) -> bool {
+pub(crate) fn chunk_code(language: Language, out: &mut Emitter<'_>) -> bool {
     let Some(grammar) = grammar(language) else {
         return false;
     };
@@ -182,7 +171,7 @@ pub(super) fn chunk_code(language: Language, out: &mut Emitter<'_>) -> bool {
 
 /// Rows of a node, 0-based inclusive; a node ending at column 0 of a line ends on
 /// the line before.
-pub(super) fn rows(node: Node<'_>) -> (usize, usize) {
+pub(crate) fn rows(node: Node<'_>) -> (usize, usize) {
     let first = node.start_position().row;
     let end = node.end_position();
     let last = if end.column == 0 && end.row > first {
@@ -343,15 +332,15 @@ fn emit_gaps(covered: &[bool], first: usize, last: usize, parent: Option<&str>, 
 // Helpers shared by the grammars.
 
 /// Source text of a node ("" if the range is somehow not on a char boundary).
-pub(super) fn text<'t>(node: Node<'_>, src: &'t str) -> &'t str {
+pub(crate) fn text<'t>(node: Node<'_>, src: &'t str) -> &'t str {
     src.get(node.byte_range()).unwrap_or("")
 }
 
-pub(super) fn field<'n>(node: Node<'n>, name: &str) -> Option<Node<'n>> {
+pub(crate) fn field<'n>(node: Node<'n>, name: &str) -> Option<Node<'n>> {
     node.child_by_field_name(name)
 }
 
-pub(super) fn field_text<'t>(node: Node<'_>, name: &str, src: &'t str) -> Option<&'t str> {
+pub(crate) fn field_text<'t>(node: Node<'_>, name: &str, src: &'t str) -> Option<&'t str> {
     field(node, name).map(|n| text(n, src))
 }
 
@@ -361,7 +350,7 @@ fn is_identifier_kind(kind: &str) -> bool {
 
 /// The final identifier of a callee or type expression: `self.foo.bar` → `bar`,
 /// `a::b::c` → `c`, `Vec<T>` → `Vec`, `*Foo` → `Foo`.
-pub(super) fn last_name<'t>(node: Node<'_>, src: &'t str) -> Option<&'t str> {
+pub(crate) fn last_name<'t>(node: Node<'_>, src: &'t str) -> Option<&'t str> {
     let mut node = node;
     for _ in 0..MAX_NAME_DEPTH {
         let kind = node.kind();
@@ -396,26 +385,26 @@ pub(super) fn last_name<'t>(node: Node<'_>, src: &'t str) -> Option<&'t str> {
 
 /// The type name a qualified call goes through, when it looks like a type
 /// (`Foo::new` → `Foo`, but not `std::mem::take` → `mem`).
-pub(super) fn type_qualifier<'t>(qualifier: Node<'_>, src: &'t str) -> Option<&'t str> {
+pub(crate) fn type_qualifier<'t>(qualifier: Node<'_>, src: &'t str) -> Option<&'t str> {
     let name = last_name(qualifier, src)?;
     name.chars().next().is_some_and(char::is_uppercase).then_some(name)
 }
 
 /// Strips the quotes of a string literal (`"x"`, `'x'`, `` `x` ``, `<x>`).
-pub(super) fn unquote(s: &str) -> &str {
+pub(crate) fn unquote(s: &str) -> &str {
     let s = s.trim();
     let s = s.strip_prefix(['"', '\'', '`', '<']).unwrap_or(s);
     s.strip_suffix(['"', '\'', '`', '>']).unwrap_or(s)
 }
 
 /// Whether a node's parent is of one of `kinds`, returning the parent.
-pub(super) fn parent_of_kind<'n>(node: Node<'n>, kinds: &[&str]) -> Option<Node<'n>> {
+pub(crate) fn parent_of_kind<'n>(node: Node<'n>, kinds: &[&str]) -> Option<Node<'n>> {
     node.parent().filter(|p| kinds.contains(&p.kind()))
 }
 
 /// Extends a definition node outward through wrapper parents (decorators,
 /// `export`, `template<...>`) so the symbol covers them.
-pub(super) fn widen<'n>(mut node: Node<'n>, wrappers: &[&str]) -> Node<'n> {
+pub(crate) fn widen<'n>(mut node: Node<'n>, wrappers: &[&str]) -> Node<'n> {
     while let Some(p) = parent_of_kind(node, wrappers) {
         node = p;
     }

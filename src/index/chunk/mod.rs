@@ -50,13 +50,7 @@
 //! lines; a chunk holding a single key or table carries it as its symbol. JSON,
 //! shell and plain text are line-windowed.
 
-mod c;
-mod code;
-mod go;
-mod java;
-mod js;
-mod python;
-mod rust;
+pub(super) mod code;
 mod text;
 
 use std::borrow::Cow;
@@ -192,20 +186,20 @@ impl Lines {
 /// Names referenced from the file, each with the 0-based row it occurs on, so a
 /// chunk can pick up exactly the references inside its lines.
 #[derive(Default)]
-pub(super) struct Refs<'t> {
+pub(crate) struct Refs<'t> {
     pub(super) calls: Vec<(usize, &'t str)>,
     pub(super) imports: Vec<(usize, String)>,
 }
 
 impl<'t> Refs<'t> {
-    pub(super) fn call(&mut self, row: usize, name: &'t str) {
+    pub(crate) fn call(&mut self, row: usize, name: &'t str) {
         let name = name.trim();
         if !name.is_empty() && name.len() <= 128 {
             self.calls.push((row, name));
         }
     }
 
-    pub(super) fn import(&mut self, row: usize, path: impl Into<String>) {
+    pub(crate) fn import(&mut self, row: usize, path: impl Into<String>) {
         let path = path.into();
         let path = path.trim();
         if !path.is_empty() && path.len() <= 512 {

@@ -52,11 +52,9 @@ impl Cluster {
         let store = Store::open(&store_url).unwrap();
         let ports: Vec<u16> = (0..shards).map(|_| free_port()).collect();
         let mut procs = Vec::new();
-        for i in 0..shards {
+        for (i, &port) in ports.iter().enumerate() {
             let cache = dir.path().join(format!("cache-{i}"));
-            procs.push(Some(
-                Self::spawn_shard(&store_url, cache, i, ports[i], &shard_extra).await,
-            ));
+            procs.push(Some(Self::spawn_shard(&store_url, cache, i, port, &shard_extra).await));
         }
         let list: Vec<String> = (0..shards)
             .map(|i| format!("{}=http://127.0.0.1:{}", shard_name(i), ports[i]))

@@ -82,10 +82,10 @@ pub async fn spawn(name: &str, args: &[String], env: &[(&str, String)]) -> Proc 
 pub async fn wait_ready(url: &str) {
     let client = reqwest::Client::new();
     for _ in 0..300 {
-        if let Ok(r) = client.get(format!("{url}/readyz")).send().await {
-            if r.status().is_success() {
-                return;
-            }
+        if let Ok(r) = client.get(format!("{url}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

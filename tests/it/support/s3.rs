@@ -137,7 +137,10 @@ pub fn set_process_env() {
         for (k, v) in S3Server::env() {
             // SAFETY: called once, before tests read the environment concurrently
             // in object_store builders; every test sets the same values.
-            unsafe { std::env::set_var(k, v) };
+            #[allow(unsafe_code)]
+            unsafe {
+                std::env::set_var(k, v)
+            };
         }
     });
 }

@@ -1,0 +1,385 @@
+//! Fetching a published version into a local cache directory and verifying it.
+//!
+//! Files land in `{cache}/{index_id}/{version}.partial-{random}` and the
+//! directory is renamed to `{cache}/{index_id}/{version}` only after every
+//! checksum matched, so a crash mid-download leaves only a `.partial-`
+//! directory (the shard's cache inventory removes it on the next start) and a
+//! cancelled download removes its own. The search engine opens the verified
+//! directory afterwards.
+
+use super::layout::{self, MANIFEST_FILE};
+use super::manifest::{CurrentPointer, Manifest, SCHEMA_VERSION};
+use super::store::{DEFAULT_STALL, Store, StoreError};
+use crate::IndexId;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Marker written last into a verified cache directory.
+const COMPLETE_MARKER: &str = ".complete";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("index {index_id} has no published version in the store")]
+    NotFound { index_id: String },
+    #[error("index {index_id} is corrupt: {what}")]
+    Corrupt { index_id: String, what: String },
+    #[error("index {index_id} has schema version {found}; this build reads {supported}")]
+    IncompatibleSchema {
+        index_id: String,
+        found: u32,
+        supported: u32,
+    },
+    #[error("object store unavailable for {index_id}: {source}")]
+    StoreUnavailable {
+        index_id: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("local cache for {index_id} at {path}: {source}")]
+    Io {
+        index_id: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl OpenError {
+    /// The `reason` label of the load-failure metric and of the error body.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            OpenError::NotFound { .. } => "not_found",
+            OpenError::Corrupt { .. } => "corrupt",
+            OpenError::IncompatibleSchema { .. } => "incompatible_schema",
+            OpenError::StoreUnavailable { .. } => "store_unavailable",
+            OpenError::Io { .. } => "io",
+        }
+    }
+
+    fn store(id: &IndexId, e: StoreError) -> Self {
+        match e {
+            StoreError::Io { path, source } => OpenError::Io {
+                index_id: id.to_string(),
+                path,
+                source,
+            },
+            other => OpenError::StoreUnavailable {
+                index_id: id.to_string(),
+                source: other,
+            },
+        }
+    }
+
+    fn corrupt(id: &IndexId, what: impl Into<String>) -> Self {
+        OpenError::Corrupt {
+            index_id: id.to_string(),
+            what: what.into(),
+        }
+    }
+
+    fn io(id: &IndexId, path: &Path, source: std::io::Error) -> Self {
+        OpenError::Io {
+            index_id: id.to_string(),
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// A verified version on local disk.
+#[derive(Debug, Clone)]
+pub struct LocalVersion {
+    pub manifest: Manifest,
+    pub dir: PathBuf,
+}
+
+impl LocalVersion {
+    pub fn bytes_on_disk(&self) -> u64 {
+        self.manifest.total_bytes()
+    }
+}
+
+/// Reads `CURRENT`; `etag` makes it a cheap conditional poll (`Ok(None)` = unchanged).
+pub async fn read_current(
+    store: &Store,
+    id: &IndexId,
+    etag: Option<&str>,
+) -> Result<Option<(CurrentPointer, Option<String>)>, OpenError> {
+    let got = match store.get_if_changed(&layout::current_key(id), etag).await {
+        Ok(got) => got,
+        Err(StoreError::NotFound { .. }) => {
+            return Err(OpenError::NotFound {
+                index_id: id.to_string(),
+            });
+        }
+        Err(e) => return Err(OpenError::store(id, e)),
+    };
+    let Some((bytes, new_etag)) = got else { return Ok(None) };
+    let pointer: CurrentPointer =
+        serde_json::from_slice(&bytes).map_err(|e| OpenError::corrupt(id, format!("CURRENT is not valid: {e}")))?;
+    layout::check_version(&pointer.version).map_err(|r| OpenError::corrupt(id, format!("CURRENT: {r}")))?;
+    Ok(Some((pointer, new_etag)))
+}
+
+/// How a version is downloaded.
+#[derive(Debug, Clone, Copy)]
+pub struct DownloadOptions {
+    /// Files fetched at once.
+    pub parallelism: usize,
+    /// A file receiving nothing for this long is resumed with a range request.
+    pub stall: Duration,
+}
+
+impl Default for DownloadOptions {
+    fn default() -> Self {
+        DownloadOptions {
+            parallelism: 8,
+            stall: DEFAULT_STALL,
+        }
+    }
+}
+
+/// The cache directory of one version: `{cache}/{index_id}/{version}`.
+pub fn version_dir(cache_dir: &Path, id: &IndexId, version: &str) -> PathBuf {
+    cache_dir.join(id.as_str()).join(version)
+}
+
+/// Downloads and verifies the version `pointer` names, or reuses a verified
+/// copy already in the cache.
+pub async fn fetch_version(
+    store: &Store,
+    id: &IndexId,
+    cache_dir: &Path,
+    pointer: &CurrentPointer,
+    parallelism: usize,
+) -> Result<LocalVersion, OpenError> {
+    let final_dir = version_dir(cache_dir, id, &pointer.version);
+    if let Some(local) = local_copy(id, &final_dir, pointer)? {
+        return Ok(local);
+    }
+    let (manifest, manifest_bytes) = fetch_manifest(store, id, pointer).await?;
+    let opts = DownloadOptions {
+        parallelism,
+        ..DownloadOptions::default()
+    };
+    download_version(store, id, cache_dir, pointer, &manifest, &manifest_bytes, opts).await
+}
+
+/// Reads and checks the manifest `pointer` names (its checksum, schema and
+/// paths): a shard learns a version's size from it before downloading anything.
+pub async fn fetch_manifest(
+    store: &Store,
+    id: &IndexId,
+    pointer: &CurrentPointer,
+) -> Result<(Manifest, Bytes), OpenError> {
+    let manifest_bytes = match store.get(&layout::manifest_key(id, &pointer.version)).await {
+        Ok(b) => b,
+        Err(StoreError::NotFound { key }) => {
+            return Err(OpenError::corrupt(
+                id,
+                format!("manifest {key} named by CURRENT is missing"),
+            ));
+        }
+        Err(e) => return Err(OpenError::store(id, e)),
+    };
+    let actual = crate::sha256_hex(&manifest_bytes);
+    if actual != pointer.manifest_sha256 {
+        return Err(OpenError::corrupt(
+            id,
+            format!(
+                "manifest checksum mismatch (CURRENT says {}, object is {actual})",
+                pointer.manifest_sha256
+            ),
+        ));
+    }
+    let manifest = parse_manifest(id, &manifest_bytes, &pointer.version)?;
+    Ok((manifest, manifest_bytes))
+}
+
+/// A download directory that removes itself unless it was completed, so a
+/// cancelled or failed restore (timeout, dropped task) leaves nothing behind.
+struct PartialDir {
+    path: PathBuf,
+    completed: bool,
+}
+
+impl Drop for PartialDir {
+    fn drop(&mut self) {
+        if !self.completed {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Downloads every file `manifest` lists into a fresh partial directory,
+/// verifies sizes and checksums, and renames it to the version directory.
+pub async fn download_version(
+    store: &Store,
+    id: &IndexId,
+    cache_dir: &Path,
+    pointer: &CurrentPointer,
+    manifest: &Manifest,
+    manifest_bytes: &[u8],
+    opts: DownloadOptions,
+) -> Result<LocalVersion, OpenError> {
+    let index_dir = cache_dir.join(id.as_str());
+    let final_dir = index_dir.join(&pointer.version);
+    std::fs::create_dir_all(&index_dir).map_err(|e| OpenError::io(id, &index_dir, e))?;
+    let mut partial = PartialDir {
+        path: index_dir.join(format!("{}.partial-{}", pointer.version, uuid::Uuid::new_v4().simple())),
+        completed: false,
+    };
+    std::fs::create_dir_all(&partial.path).map_err(|e| OpenError::io(id, &partial.path, e))?;
+    download_all(store, id, manifest, &partial.path, opts).await?;
+    let manifest_path = partial.path.join(MANIFEST_FILE);
+    std::fs::write(&manifest_path, manifest_bytes).map_err(|e| OpenError::io(id, &manifest_path, e))?;
+    let marker = partial.path.join(COMPLETE_MARKER);
+    std::fs::write(&marker, &pointer.manifest_sha256).map_err(|e| OpenError::io(id, &marker, e))?;
+    if let Some(existing) = local_copy(id, &final_dir, pointer)? {
+        // Another restore of the same version finished first; its copy may be
+        // in use, so keep it and drop ours.
+        return Ok(existing);
+    }
+    if final_dir.exists() {
+        // An unverifiable leftover (no marker or wrong manifest): nothing reads it.
+        std::fs::remove_dir_all(&final_dir).map_err(|e| OpenError::io(id, &final_dir, e))?;
+    }
+    std::fs::rename(&partial.path, &final_dir).map_err(|e| OpenError::io(id, &final_dir, e))?;
+    partial.completed = true;
+    Ok(LocalVersion {
+        manifest: manifest.clone(),
+        dir: final_dir,
+    })
+}
+
+/// True when `dir` holds a completely downloaded and verified version.
+pub fn is_complete(dir: &Path) -> bool {
+    dir.join(COMPLETE_MARKER).is_file()
+}
+
+fn parse_manifest(id: &IndexId, bytes: &[u8], version: &str) -> Result<Manifest, OpenError> {
+    // Check the schema version before the full shape: a future schema may not parse at all.
+    let raw: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| OpenError::corrupt(id, format!("manifest is not JSON: {e}")))?;
+    let found = raw.get("schema_version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+    if found != SCHEMA_VERSION {
+        return Err(OpenError::IncompatibleSchema {
+            index_id: id.to_string(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let manifest: Manifest =
+        serde_json::from_value(raw).map_err(|e| OpenError::corrupt(id, format!("manifest is not valid: {e}")))?;
+    if manifest.index_id != id.as_str() || manifest.version != version {
+        return Err(OpenError::corrupt(
+            id,
+            format!(
+                "manifest describes {}/{}, expected {id}/{version}",
+                manifest.index_id, manifest.version
+            ),
+        ));
+    }
+    for f in &manifest.files {
+        layout::check_relative_path(&f.path).map_err(|r| OpenError::corrupt(id, r))?;
+    }
+    Ok(manifest)
+}
+
+/// The verified copy of `pointer`'s version in `dir`, if there is one.
+pub fn local_copy(id: &IndexId, dir: &Path, pointer: &CurrentPointer) -> Result<Option<LocalVersion>, OpenError> {
+    let marker = dir.join(COMPLETE_MARKER);
+    let Ok(recorded) = std::fs::read_to_string(&marker) else {
+        return Ok(None);
+    };
+    if recorded != pointer.manifest_sha256 {
+        return Ok(None);
+    }
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let Ok(bytes) = std::fs::read(&manifest_path) else {
+        return Ok(None);
+    };
+    let Ok(manifest) = parse_manifest(id, &bytes, &pointer.version) else {
+        return Ok(None);
+    };
+    // Sizes are cheap to check; full checksums were verified when the copy was made.
+    let intact = manifest.files.iter().all(|f| {
+        std::fs::metadata(dir.join(&f.path))
+            .map(|m| m.len() == f.size)
+            .unwrap_or(false)
+    });
+    Ok(intact.then(|| LocalVersion {
+        manifest,
+        dir: dir.to_path_buf(),
+    }))
+}
+
+async fn download_all(
+    store: &Store,
+    id: &IndexId,
+    manifest: &Manifest,
+    dest: &Path,
+    opts: DownloadOptions,
+) -> Result<(), OpenError> {
+    // Owned entries: futures that borrow from the closure argument trip the
+    // higher-ranked lifetime checks of `buffer_unordered` inside spawned tasks.
+    let version = manifest.version.clone();
+    futures::stream::iter(manifest.files.clone().into_iter().map(|f| {
+        let version = version.clone();
+        async move {
+            use sha2::{Digest, Sha256};
+            let target = dest.join(&f.path);
+            if let Some(parent) = target.parent() {
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .map_err(|e| OpenError::io(id, parent, e))?;
+            }
+            let key = layout::file_key(id, &version, &f.path);
+            // Hash on a blocking thread fed chunk by chunk, so checksumming a
+            // large file overlaps its download instead of stalling it.
+            let (tx, rx) = std::sync::mpsc::channel::<Bytes>();
+            let hashing = tokio::task::spawn_blocking(move || {
+                let mut hasher = Sha256::new();
+                for chunk in rx {
+                    hasher.update(&chunk);
+                }
+                hex::encode(hasher.finalize())
+            });
+            let downloaded = store
+                .download(&key, &target, opts.stall, |c| {
+                    let _ = tx.send(c.clone());
+                })
+                .await;
+            drop(tx);
+            let sha = hashing
+                .await
+                .map_err(|e| OpenError::io(id, &target, std::io::Error::other(e)))?;
+            let size = match downloaded {
+                Ok(n) => n,
+                Err(StoreError::NotFound { key }) => {
+                    return Err(OpenError::corrupt(
+                        id,
+                        format!("object {key} listed in the manifest is missing"),
+                    ));
+                }
+                Err(e) => return Err(OpenError::store(id, e)),
+            };
+            if size != f.size || sha != f.sha256 {
+                return Err(OpenError::corrupt(
+                    id,
+                    format!(
+                        "{} checksum mismatch (expected {} bytes sha256 {}, got {size} bytes {sha})",
+                        f.path, f.size, f.sha256
+                    ),
+                ));
+            }
+            Ok(())
+        }
+    }))
+    .buffer_unordered(opts.parallelism.max(1))
+    .try_collect::<Vec<()>>()
+    .await?;
+    Ok(())
+}

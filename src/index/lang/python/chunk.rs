@@ -1,0 +1,147 @@
+//! Python: functions, classes and their methods (decorators included), imports.
+
+use tree_sitter::Node;
+
+use crate::index::chunk::Refs;
+use crate::index::chunk::code::{Def, Enclosing, Grammar, field, field_text, last_name, text, widen};
+use crate::model::SymbolKind;
+
+pub(super) static GRAMMAR: Grammar = Grammar {
+    language,
+    classify,
+    refs,
+    attachable,
+};
+
+fn language() -> tree_sitter::Language {
+    tree_sitter_python::LANGUAGE.into()
+}
+
+fn attachable(kind: &str) -> bool {
+    kind == "comment"
+}
+
+fn classify<'n>(node: Node<'n>, src: &str, enclosing: Option<Enclosing>) -> Option<Def<'n>> {
+    let range = widen(node, &["decorated_definition"]);
+    match node.kind() {
+        "function_definition" => {
+            let kind = match enclosing {
+                Some(e) if e.is_type() => SymbolKind::Method,
+                _ => SymbolKind::Function,
+            };
+            Some(Def::new(kind, field_text(node, "name", src)?, range))
+        }
+        "class_definition" => Some(Def::container(SymbolKind::Class, field_text(node, "name", src)?, range)),
+        _ => None,
+    }
+}
+
+fn refs<'t>(node: Node<'_>, src: &'t str, out: &mut Refs<'t>) {
+    let row = node.start_position().row;
+    match node.kind() {
+        "call" => {
+            if let Some(name) = field(node, "function").and_then(|f| last_name(f, src)) {
+                out.call(row, name);
+            }
+        }
+        "import_statement" => {
+            let mut cursor = node.walk();
+            for name in node.children_by_field_name("name", &mut cursor) {
+                let module = if name.kind() == "aliased_import" {
+                    field(name, "name")
+                } else {
+                    Some(name)
+                };
+                if let Some(module) = module {
+                    out.import(row, text(module, src));
+                }
+            }
+        }
+        "import_from_statement" => {
+            if let Some(module) = field_text(node, "module_name", src) {
+                out.import(row, module);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::chunk::test_util::*;
+    use crate::index::chunk::{ChunkConfig, chunk_file};
+    use crate::model::Language;
+
+    const SRC: &str = r#"import os.path
+import numpy as np
+from .models import User, Group
+from ..util import helpers
+
+# Cache size.
+CACHE = 10
+
+
+@dataclass
+class Repo(Base):
+    """A repository."""
+
+    name: str
+
+    def __init__(self, name):
+        self.name = name
+        super().__init__()
+
+    @property
+    def path(self):
+        def inner():
+            return os.path.join("/", self.name)
+        return inner()
+
+
+def load(path):
+    repo = Repo(path)
+    return helpers.load_all(repo)
+
+
+if __name__ == "__main__":
+    load(sys.argv[1])
+"#;
+
+    #[test]
+    fn python_symbols_kinds_parents_and_lines() {
+        let chunks = chunk_file("repo.py", Language::Python, SRC, &ChunkConfig::default());
+        assert_content_matches_lines(SRC, &chunks);
+        use SymbolKind::*;
+        assert_eq!(
+            outline(&chunks),
+            vec![
+                (None, Window, None, 1, 7),
+                (Some("Repo"), Class, None, 10, 24),
+                (Some("__init__"), Method, Some("Repo"), 16, 18),
+                (Some("path"), Method, Some("Repo"), 20, 24),
+                (Some("load"), Function, None, 27, 29),
+                (None, Window, None, 32, 33),
+            ]
+        );
+        assert_eq!(chunks[0].imports, vec!["..util", ".models", "numpy", "os.path"]);
+        assert_eq!(find(&chunks, "__init__", Method).calls, vec!["__init__", "super"]);
+        assert_eq!(find(&chunks, "path", Method).calls, vec!["inner", "join"]);
+        assert_eq!(find(&chunks, "load", Function).calls, vec!["Repo", "load_all"]);
+        assert!(chunks[0].content.contains("CACHE = 10"));
+    }
+
+    #[test]
+    fn python_syntax_error_keeps_valid_symbols() {
+        let src = "def good_one():\n    return 1\n\ndef broken(:\n    pass pass )\n\nclass Fine:\n    def ok(self):\n        return 2\n";
+        let chunks = chunk_file("bad.py", Language::Python, src, &ChunkConfig::default());
+        assert_content_matches_lines(src, &chunks);
+        let named: Vec<_> = chunks.iter().filter_map(|c| c.symbol.as_deref()).collect();
+        assert!(named.contains(&"good_one"), "{:#?}", outline(&chunks));
+        assert!(named.contains(&"Fine"), "{:#?}", outline(&chunks));
+        assert!(named.contains(&"ok"), "{:#?}", outline(&chunks));
+        assert_eq!(find(&chunks, "ok", SymbolKind::Method).parent.as_deref(), Some("Fine"));
+        // The broken lines are still indexed somewhere.
+        assert!(chunks.iter().any(|c| c.content.contains("pass pass")));
+    }
+}
