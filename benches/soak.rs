@@ -164,6 +164,9 @@ struct Shards {
     ports: Vec<u16>,
     procs: Vec<Option<Proc>>,
     flags: Vec<String>,
+    /// RSS of each shard process right after it became healthy, before it
+    /// held any index (the lowest over its starts): the runtime's share.
+    baseline_rss: Vec<u64>,
 }
 
 impl Shards {
@@ -173,7 +176,13 @@ impl Shards {
         flags.extend(self.flags.iter().map(String::as_str));
         let cache = self.root.join(format!("cache-{i}"));
         let args = shard_args(&self.store_url, &cache, &shard_name(i), &flags);
-        self.procs[i] = Some(spawn(&shard_name(i), &args, &shard_env()).await);
+        let proc = spawn(&shard_name(i), &args, &shard_env()).await;
+        let rss = rss_of(proc.child.id());
+        self.baseline_rss[i] = match self.baseline_rss[i] {
+            0 => rss,
+            b => b.min(rss),
+        };
+        self.procs[i] = Some(proc);
     }
     fn url(&self, i: usize) -> String {
         format!("http://127.0.0.1:{}", self.ports[i])
@@ -257,6 +266,7 @@ async fn main() {
         root: dir.path().to_path_buf(),
         ports: (0..4).map(|_| free_port()).collect(),
         procs: (0..4).map(|_| None).collect(),
+        baseline_rss: vec![0; 4],
         flags: [
             "--memory-budget",
             &memory_budget.to_string(),
@@ -523,15 +533,19 @@ async fn main() {
         println!("  error {e}: {n}");
     }
     println!(
-        "\n| shard | peak RSS MB | peak cache MB (disk budget {:.1}) | max /healthz ms |",
+        "\n| shard | baseline RSS MB | peak RSS MB | peak − baseline MB (memory budget {:.1}) | peak cache MB (disk budget {:.1}) | max /healthz ms |",
+        memory_budget as f64 / 1e6,
         disk_budget as f64 / 1e6
     );
-    println!("|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     for (i, (rss, cache, health)) in samples.lock().iter() {
+        let baseline = shards.baseline_rss[*i];
         println!(
-            "| {} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
             shard_name(*i),
+            baseline as f64 / 1e6,
             *rss as f64 / 1e6,
+            rss.saturating_sub(baseline) as f64 / 1e6,
             *cache as f64 / 1e6,
             health
         );

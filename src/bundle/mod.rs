@@ -7,10 +7,12 @@
 //! - [`lexical`] and [`tokenize`]: the BM25 schema and the analyzers both
 //!   sides must agree on;
 //! - [`vectors`]: the lance dataset of chunk embeddings;
-//! - [`graph`]: the code graph model and its `graph.bin` codec.
+//! - [`graph`]: the code graph model and its `graph.bin` codec;
+//! - [`sources`]: the indexed files' text, for reading code back.
 
 pub mod chunks;
 pub mod graph;
 pub mod lexical;
+pub mod sources;
 pub mod tokenize;
 pub(crate) mod vectors;

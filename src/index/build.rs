@@ -5,9 +5,10 @@ use crate::IndexId;
 use crate::bundle::chunks::{ChunksError, write_chunks};
 use crate::bundle::graph::GraphError;
 use crate::bundle::lexical::Bm25Error;
+use crate::bundle::sources::{SourcesError, write_sources};
 use crate::bundle::vectors::VectorError;
 use crate::embed::{EmbedError, Embedder, embedding_text};
-use crate::index::chunk::{CHUNKER_VERSION, ChunkConfig, chunk_file};
+use crate::index::chunk::{CHUNKER_VERSION, ChunkConfig, chunk_file, normalize};
 use crate::index::graph::build_graph;
 use crate::index::vectors::write_vectors;
 use crate::index::walk::{SkipCounts, WalkConfig, WalkError, read_source, walk};
@@ -34,6 +35,8 @@ pub enum BuildError {
     },
     #[error("writing chunks: {0}")]
     Chunks(#[from] ChunksError),
+    #[error("writing sources: {0}")]
+    Sources(#[from] SourcesError),
     #[error("writing the BM25 index: {0}")]
     Bm25(#[from] Bm25Error),
     #[error("writing the graph: {0}")]
@@ -126,7 +129,7 @@ pub async fn build_bundle(
     let t = Instant::now();
     let chunk_cfg = opts.chunk;
     let progress = opts.progress;
-    let (chunks, skipped, files, source_bytes) = tokio::task::spawn_blocking(move || {
+    let (chunks, skipped, sources, source_bytes) = tokio::task::spawn_blocking(move || {
         let bar = progress_bar(progress, walked.files.len() as u64, "chunking");
         let results: Vec<_> = walked
             .files
@@ -134,7 +137,10 @@ pub async fn build_bundle(
             .map(|file| {
                 let r = read_source(file).map(|text| {
                     let chunks = chunk_file(&file.rel_path, file.language, &text, &chunk_cfg);
-                    (chunks, text.len() as u64)
+                    let len = text.len() as u64;
+                    // Stored as the chunker saw it, so line numbers agree with the chunks.
+                    let text = normalize(&text).into_owned();
+                    (chunks, len, (file.rel_path.clone(), text))
                 });
                 bar.inc(1);
                 r
@@ -143,14 +149,14 @@ pub async fn build_bundle(
         bar.finish_and_clear();
         let mut skipped = walked.skipped;
         let mut chunks = Vec::new();
-        let mut files = 0u64;
+        let mut sources = Vec::new();
         let mut bytes = 0u64;
         for r in results {
             match r {
-                Ok((mut c, len)) => {
-                    files += 1;
+                Ok((mut c, len, source)) => {
                     bytes += len;
                     chunks.append(&mut c);
+                    sources.push(source);
                 }
                 Err(reason) => reason.count(&mut skipped),
             }
@@ -158,10 +164,17 @@ pub async fn build_bundle(
         for (i, c) in chunks.iter_mut().enumerate() {
             c.id = i as u32;
         }
-        (chunks, skipped, files, bytes)
+        (chunks, skipped, sources, bytes)
     })
     .await
     .map_err(task("chunk"))?;
+    let files = sources.len() as u64;
+    let sources_dir = out_dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        write_sources(&sources_dir, sources.iter().map(|(p, t)| (p.as_str(), t.as_str())))
+    })
+    .await
+    .map_err(task("sources"))??;
     timings.chunk_ms = ms(t.elapsed());
     let chunks = Arc::new(chunks);
 

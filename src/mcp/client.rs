@@ -13,8 +13,8 @@
 //! trying again is worthwhile.
 
 use crate::api::{
-    ErrorBody, IndexList, IndexStatus, MultiSearchRequest, MultiSearchResponse, SearchRequest, SearchResponse,
-    SymbolRelation, SymbolResponse,
+    ErrorBody, FileContent, FileOutline, IndexList, IndexStatus, MultiSearchRequest, MultiSearchResponse,
+    SearchRequest, SearchResponse, SymbolRelation, SymbolResponse,
 };
 use reqwest::header::RETRY_AFTER;
 use reqwest::{Method, StatusCode, Url};
@@ -190,6 +190,24 @@ impl McpBackend {
                 ("limit", limit.to_string()),
             ],
         );
+        self.call::<(), _>(Method::GET, url, None).await
+    }
+
+    /// `GET /v1/indexes/{id}/files/{path}?lines=a-b`; the path keeps its
+    /// slashes as segment separators.
+    pub async fn read_file(&self, index: &str, path: &str, lines: Option<&str>) -> Result<FileContent, BackendError> {
+        let mut segments = vec!["v1", "indexes", index, "files"];
+        segments.extend(path.split('/'));
+        let query: Vec<(&str, String)> = lines.map(|l| ("lines", l.to_string())).into_iter().collect();
+        let url = self.url(&segments, &query);
+        self.call::<(), _>(Method::GET, url, None).await
+    }
+
+    /// `GET /v1/indexes/{id}/outline/{path}`.
+    pub async fn outline(&self, index: &str, path: &str) -> Result<FileOutline, BackendError> {
+        let mut segments = vec!["v1", "indexes", index, "outline"];
+        segments.extend(path.split('/'));
+        let url = self.url(&segments, &[]);
         self.call::<(), _>(Method::GET, url, None).await
     }
 

@@ -9,8 +9,8 @@
 
 use super::client::BackendError;
 use crate::api::{
-    Arms, FileHit, Hit, IndexFailure, IndexList, IndexStatus, MultiSearchResponse, SearchResponse, ShardIndexStatus,
-    SymbolRelation, SymbolResponse,
+    Arms, FileContent, FileHit, FileOutline, Hit, IndexFailure, IndexList, IndexStatus, MultiSearchResponse,
+    SearchResponse, ShardIndexStatus, SymbolRelation, SymbolResponse,
 };
 use std::fmt::Write;
 
@@ -135,6 +135,53 @@ pub fn symbols_text(resp: &SymbolResponse) -> String {
             if let Some(via) = &r.via {
                 let _ = write!(out, " via {via}");
             }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Lines of a file, numbered like an editor shows them.
+pub fn file_text(f: &FileContent) -> String {
+    let mut out = format!(
+        "{} lines {}-{} of {} ({}, index {} version {})\n",
+        f.path, f.start_line, f.end_line, f.total_lines, f.language, f.index_id, f.version
+    );
+    let width = f.end_line.max(1).to_string().len();
+    for (i, line) in f.text.lines().enumerate() {
+        let _ = writeln!(out, "{:>width$} | {line}", f.start_line as usize + i);
+    }
+    if f.end_line < f.total_lines {
+        let _ = writeln!(
+            out,
+            "… {} more lines; read from line {} to continue",
+            f.total_lines - f.end_line,
+            f.end_line + 1
+        );
+    }
+    out
+}
+
+/// A file's symbols, one line each, members indented under their parent.
+pub fn outline_text(o: &FileOutline) -> String {
+    let mut out = format!(
+        "outline of {} ({}, index {} version {}): {} symbol{}\n",
+        o.path,
+        o.language,
+        o.index_id,
+        o.version,
+        o.symbols.len(),
+        plural(o.symbols.len())
+    );
+    for s in &o.symbols {
+        let indent = if s.parent.is_some() { "  " } else { "" };
+        let _ = write!(
+            out,
+            "{indent}- {}:{}-{}  {} ({})",
+            o.path, s.start_line, s.end_line, s.symbol, s.kind
+        );
+        if let Some(p) = &s.parent {
+            let _ = write!(out, " in {p}");
         }
         out.push('\n');
     }
@@ -294,7 +341,9 @@ fn plural(n: usize) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{ArmScore, ErrorBody, GraphReason, IndexCounts, ResidencyState, SearchMode, SymbolHit};
+    use crate::api::{
+        ArmScore, ErrorBody, GraphReason, IndexCounts, OutlineSymbol, ResidencyState, SearchMode, SymbolHit,
+    };
 
     fn hit(symbol: Option<&str>, snippet: &str) -> Hit {
         Hit {
@@ -490,6 +539,51 @@ mod tests {
             last_loaded_at: None,
             next_retry_at: None,
         }
+    }
+
+    #[test]
+    fn file_text_numbers_lines_and_says_how_to_continue() {
+        let f = FileContent {
+            index_id: "demo".into(),
+            version: "v1".into(),
+            path: "src/lib.rs".into(),
+            language: "rust".into(),
+            start_line: 9,
+            end_line: 10,
+            total_lines: 12,
+            text: "fn a() {}\nfn b() {}\n".into(),
+        };
+        let text = file_text(&f);
+        assert!(text.starts_with("src/lib.rs lines 9-10 of 12 (rust"), "{text}");
+        assert!(text.contains(" 9 | fn a() {}\n10 | fn b() {}\n"), "{text}");
+        assert!(text.contains("2 more lines; read from line 11"), "{text}");
+        let o = FileOutline {
+            index_id: "demo".into(),
+            version: "v1".into(),
+            path: "src/lib.rs".into(),
+            language: "rust".into(),
+            symbols: vec![
+                OutlineSymbol {
+                    symbol: "Server".into(),
+                    kind: "impl".into(),
+                    parent: None,
+                    start_line: 1,
+                    end_line: 9,
+                },
+                OutlineSymbol {
+                    symbol: "run".into(),
+                    kind: "method".into(),
+                    parent: Some("Server".into()),
+                    start_line: 2,
+                    end_line: 8,
+                },
+            ],
+        };
+        let text = outline_text(&o);
+        assert!(
+            text.contains("- src/lib.rs:1-9  Server (impl)\n  - src/lib.rs:2-8  run (method) in Server\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -179,7 +179,7 @@ fn text(r: &CallToolResult) -> String {
 }
 
 #[tokio::test]
-async fn lists_the_seven_tools_with_schemas() {
+async fn lists_every_tool_with_schemas() {
     let (base, _) = start().await;
     let client = connect(&base).await;
     let tools = client.list_all_tools().await.unwrap();

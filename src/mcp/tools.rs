@@ -12,8 +12,8 @@
 use super::client::{BackendError, McpBackend};
 use super::format;
 use crate::api::{
-    Filters, GroupBy, IndexList, IndexStatus, MAX_TOP_K, MultiSearchRequest, MultiSearchResponse, SearchMode,
-    SearchRequest, SearchResponse, SymbolRelation, SymbolResponse,
+    FileContent, FileOutline, Filters, GroupBy, IndexList, IndexStatus, LineRange, MAX_TOP_K, MultiSearchRequest,
+    MultiSearchResponse, SearchMode, SearchRequest, SearchResponse, SymbolRelation, SymbolResponse,
 };
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -24,12 +24,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// The tool names, in the order they are listed.
-pub const TOOL_NAMES: [&str; 7] = [
+pub const TOOL_NAMES: [&str; 9] = [
     "search",
     "search_all",
     "find_definition",
     "find_references",
     "call_graph",
+    "read_code",
+    "file_outline",
     "list_indexes",
     "index_status",
 ];
@@ -46,7 +48,7 @@ const INSTRUCTIONS: &str = "Code search over indexed repositories. Start with `l
 concepts); the query may carry inline filters `lang:rust path:src/** sym:name`. `search_all` searches several or all \
 indexes. With `group_by: \"file\"` both rank files instead of chunks: use it for \"where is this handled?\" and to \
 paste a whole issue, error message or stack trace as the query. `find_definition`, `find_references` and `call_graph` navigate the code graph by exact symbol name. Results \
-give path:start-end so you can open the file. Errors state `retryable: true|false`; when true, wait \
+give path:start-end: `read_code` returns those lines as indexed, `file_outline` the symbols a file defines. Errors state `retryable: true|false`; when true, wait \
 `retry_after_secs` (if given) and call again.";
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
@@ -142,6 +144,30 @@ pub struct CallGraphParams {
     #[serde(default)]
     #[schemars(range(min = 1, max = 500))]
     pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+pub struct ReadCodeParams {
+    /// Index id (see `list_indexes`).
+    pub index: String,
+    /// Repository-relative file path, as results show it (e.g. `src/lib.rs`).
+    pub path: String,
+    /// First line (1-based; default 1).
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub start_line: Option<u32>,
+    /// Last line (default: the end of the file, at most 2000 lines per call).
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub end_line: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+pub struct FileParams {
+    /// Index id (see `list_indexes`).
+    pub index: String,
+    /// Repository-relative file path (e.g. `src/lib.rs`).
+    pub path: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
@@ -266,6 +292,49 @@ impl SearchTools {
             Direction::Callees => SymbolRelation::Callees,
         };
         self.symbols(&p.index, &p.symbol, rel, depth, limit).await
+    }
+
+    #[tool(
+        description = "Read lines of a file as the index holds it (the version that was searched, not a live checkout), \
+                       with line numbers. Up to 2000 lines per call; omit the lines for the whole (or first 2000 \
+                       lines of the) file.",
+        output_schema = schema_for_output::<FileContent>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    pub async fn read_code(&self, Parameters(p): Parameters<ReadCodeParams>) -> CallToolResult {
+        let lines = match (p.start_line, p.end_line) {
+            (None, None) => None,
+            (start, end) => {
+                let start = start.unwrap_or(1);
+                let range = match end {
+                    Some(end) => format!("{start}-{end}"),
+                    None => format!("{start}-"),
+                };
+                if let Err(e) = range.parse::<LineRange>() {
+                    return invalid(e);
+                }
+                Some(range)
+            }
+        };
+        respond(
+            self.backend
+                .read_file(p.index.trim(), p.path.trim(), lines.as_deref())
+                .await,
+            format::file_text,
+        )
+    }
+
+    #[tool(
+        description = "The symbols a file defines (functions, types, methods with their parent), in line order, \
+                       each with its line range.",
+        output_schema = schema_for_output::<FileOutline>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    pub async fn file_outline(&self, Parameters(p): Parameters<FileParams>) -> CallToolResult {
+        respond(
+            self.backend.outline(p.index.trim(), p.path.trim()).await,
+            format::outline_text,
+        )
     }
 
     #[tool(

@@ -11,7 +11,8 @@
 //! loading and answers `index_cold` at once), so a cold owner never holds a
 //! request that a hot replica could answer. Only when no owner is hot does
 //! the request wait, on the first owner that started loading: one restore
-//! per cold index, not one per replica. An index-level
+//! per cold index, not one per replica; the wait is repeated while the
+//! restore is still queued and the request's time allows. An index-level
 //! answer (cold, loading, failed, over budget) moves on to the next owner,
 //! never to a non-owner: loading the index there would only add a copy. A
 //! shard-level failure (unreachable, internal error, shedding load) may also
@@ -29,6 +30,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Shortest round of waiting on a restoring owner.
+const MIN_WAIT_ROUND: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A shard's answer, passed through to the client.
 #[derive(Debug, Clone)]
@@ -235,6 +239,7 @@ impl RouterState {
         body: Option<Bytes>,
         patience: ForwardPatience,
     ) -> Result<Upstream, ApiError> {
+        let started = Instant::now();
         let candidates = self.candidates(index_id);
         if candidates.is_empty() {
             return Err(no_shards());
@@ -295,16 +300,36 @@ impl RouterState {
             }
         }
         if let (ForwardPatience::Serve, Some(c)) = (patience, warming) {
-            ROUTER_RETRIES.inc();
-            match self.attempt(&c.shard, method, path_and_query, body, None).await {
-                Attempt::Done(up) => {
-                    ROUTER_AFFINITY.with_label_values(&[c.label]).inc();
-                    self.health.note_hot(&c.shard.name, index_id);
-                    return Ok(up);
-                }
-                Attempt::Retry(up, reason, _) => {
-                    last_reason = reason;
-                    kept = up.or(kept);
+            // Each wait is bounded by the shard's own load wait; while the
+            // restore is still queued or running, wait again as long as another
+            // full wait fits in the request's time, rather than hand the client
+            // a "loading" it would have to retry itself.
+            loop {
+                ROUTER_RETRIES.inc();
+                let waited = Instant::now();
+                match self
+                    .attempt(&c.shard, method.clone(), path_and_query, body.clone(), None)
+                    .await
+                {
+                    Attempt::Done(up) => {
+                        ROUTER_AFFINITY.with_label_values(&[c.label]).inc();
+                        self.health.note_hot(&c.shard.name, index_id);
+                        return Ok(up);
+                    }
+                    Attempt::Retry(up, reason, _) => {
+                        let still_loading = up
+                            .as_ref()
+                            .is_some_and(|u| matches!(u.error_code().as_deref(), Some("index_loading" | "index_cold")));
+                        last_reason = reason;
+                        kept = up.or(kept);
+                        if !still_loading || started.elapsed() + self.cfg.shard_timeout > self.cfg.request_timeout {
+                            break;
+                        }
+                        // A shard configured not to wait answers at once: do not spin on it.
+                        if waited.elapsed() < MIN_WAIT_ROUND {
+                            tokio::time::sleep(MIN_WAIT_ROUND).await;
+                        }
+                    }
                 }
             }
         }

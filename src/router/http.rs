@@ -9,7 +9,7 @@ use crate::api::{
 };
 use crate::server::auth::require_admin;
 use crate::server::fanout::MultiSearch;
-use crate::server::params::{SymbolParams, parse_id};
+use crate::server::params::{FileParams, SymbolParams, parse_file_path, parse_id};
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, RawQuery, State};
@@ -28,6 +28,8 @@ pub fn routes(state: AppState) -> Router {
         .route("/v1/indexes/{id}", get(status))
         .route("/v1/indexes/{id}/search", post(search))
         .route("/v1/indexes/{id}/symbols/{name}", get(symbols))
+        .route("/v1/indexes/{id}/files/{*path}", get(read_file))
+        .route("/v1/indexes/{id}/outline/{*path}", get(outline))
         .route("/v1/search", post(search_many))
         .route("/v1/admin/indexes/{id}", post(register).delete(unregister))
         .route("/v1/admin/indexes/{id}/reset", post(reset))
@@ -76,6 +78,46 @@ async fn symbols(
         ForwardPatience::Serve,
     )
     .await
+}
+
+async fn read_file(
+    State(s): State<AppState>,
+    Path((id, path)): Path<(String, String)>,
+    params: Result<Query<FileParams>, axum::extract::rejection::QueryRejection>,
+    RawQuery(raw): RawQuery,
+) -> Result<Upstream, ApiError> {
+    let id = parse_id(&id)?;
+    let path = parse_file_path(&path)?;
+    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    params.lines()?;
+    let q = raw.map(|q| format!("?{q}")).unwrap_or_default();
+    let path = encode_path(&path);
+    s.forward(
+        id.as_str(),
+        Method::GET,
+        &format!("/v1/indexes/{id}/files/{path}{q}"),
+        None,
+        ForwardPatience::Serve,
+    )
+    .await
+}
+
+async fn outline(State(s): State<AppState>, Path((id, path)): Path<(String, String)>) -> Result<Upstream, ApiError> {
+    let id = parse_id(&id)?;
+    let path = encode_path(&parse_file_path(&path)?);
+    s.forward(
+        id.as_str(),
+        Method::GET,
+        &format!("/v1/indexes/{id}/outline/{path}"),
+        None,
+        ForwardPatience::Serve,
+    )
+    .await
+}
+
+/// A relative file path with each segment percent-encoded, slashes kept.
+fn encode_path(path: &str) -> String {
+    path.split('/').map(urlencode).collect::<Vec<_>>().join("/")
 }
 
 fn urlencode(s: &str) -> String {

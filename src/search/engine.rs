@@ -6,15 +6,16 @@
 //! (and evaluations) can see why it ranked where it did.
 
 use crate::api::{
-    ArmScore, Arms, FileHit, GraphReason, GroupBy, Hit, SearchMode, SearchRequest, SearchResponse, SymbolRelation,
-    SymbolResponse,
+    ArmScore, Arms, FileContent, FileHit, FileOutline, GraphReason, GroupBy, Hit, LineRange, MAX_READ_LINES,
+    SearchMode, SearchRequest, SearchResponse, SymbolRelation, SymbolResponse,
 };
 use crate::bundle::chunks::{ChunksError, load_chunks};
 use crate::bundle::graph::{CodeGraph, GraphError};
 use crate::bundle::lexical::Bm25Error;
+use crate::bundle::sources::{Sources, SourcesError};
 use crate::bundle::vectors::VectorError;
 use crate::embed::Embedder;
-use crate::model::Chunk;
+use crate::model::{Chunk, Language};
 use crate::search::bm25::Bm25Index;
 use crate::search::files::{FileRankParams, FileTable, LexicalEvidence, rank_files};
 use crate::search::fusion::{FusionMethod, FusionWeights, weighted_convex, weighted_rrf};
@@ -45,6 +46,8 @@ pub enum EngineError {
     },
     #[error("vectors: {0}")]
     Vectors(#[from] VectorError),
+    #[error("sources: {0}")]
+    Sources(#[from] SourcesError),
     #[error("{} holds {on_disk} chunks, its manifest says {manifest}", dir.display())]
     ChunkCount { dir: PathBuf, on_disk: u64, manifest: u64 },
     #[error("opening the {part} stopped unexpectedly: {source}")]
@@ -98,6 +101,8 @@ pub struct Engine {
     bm25: Bm25Index,
     vectors: Option<VectorIndex>,
     graph: SymbolGraph,
+    /// The files' text, read back on request (absent in older versions).
+    sources: Option<Sources>,
     embedder: Option<Arc<dyn Embedder>>,
     weights: FusionWeights,
     embed_timeout: std::time::Duration,
@@ -128,9 +133,9 @@ impl Engine {
         embedder: Option<Arc<dyn Embedder>>,
     ) -> Result<Engine, EngineError> {
         let task = |part: &'static str| move |source| EngineError::Task { part, source };
-        // The four parts are independent files: read them concurrently (chunks,
-        // BM25 and graph on blocking threads, lance on the runtime), so opening
-        // costs about the slowest part rather than the sum.
+        // The four parts are independent files: read them concurrently, each on
+        // a blocking thread, so opening costs about the slowest part rather
+        // than the sum and never occupies the async workers.
         let chunks_path = dir.join(bundle::CHUNKS_FILE);
         let chunks = tokio::task::spawn_blocking(move || load_chunks(&chunks_path));
         let bm25_dir = dir.join(bundle::BM25_DIR);
@@ -138,20 +143,28 @@ impl Engine {
         let graph_path = dir.join(bundle::GRAPH_FILE);
         let graph = tokio::task::spawn_blocking(move || CodeGraph::read(&graph_path));
         let vectors_dir = dir.join(bundle::VECTORS_DIR);
-        let vectors = async {
-            match &manifest.embedder {
-                Some(_) => VectorIndex::open(&vectors_dir).await.map(Some),
-                None => Ok(None),
+        // Filling the exact-search matrix is CPU work too: lance is driven from
+        // a blocking thread so a restore never stalls the workers serving probes.
+        let has_vectors = manifest.embedder.is_some();
+        let vectors = tokio::task::spawn_blocking(move || {
+            if !has_vectors {
+                return Ok(None);
             }
-        };
-        let (chunks, bm25, graph, vectors) = tokio::join!(chunks, bm25, graph, vectors);
+            tokio::runtime::Handle::current()
+                .block_on(VectorIndex::open(&vectors_dir))
+                .map(Some)
+        });
+        let sources_dir = dir.to_path_buf();
+        let sources = tokio::task::spawn_blocking(move || Sources::open(&sources_dir));
+        let (chunks, bm25, graph, vectors, sources) = tokio::join!(chunks, bm25, graph, vectors, sources);
+        let sources = sources.map_err(task("sources"))??;
         let chunks = chunks.map_err(task("chunks"))??;
         let bm25 = bm25.map_err(task("bm25 index"))??;
         let graph = graph.map_err(task("graph"))?.map_err(|source| EngineError::Graph {
             dir: dir.to_path_buf(),
             source,
         })?;
-        let vectors = vectors?;
+        let vectors = vectors.map_err(task("vectors"))??;
         let embedder = match (&manifest.embedder, embedder) {
             // An HTTP embedder that has not answered yet does not know its dimension (0).
             (Some(info), Some(e)) if e.id() == info.id && (e.dimension() == 0 || e.dimension() == info.dimension) => {
@@ -187,6 +200,7 @@ impl Engine {
             bm25,
             vectors,
             graph,
+            sources,
             embedder,
             weights: FusionWeights::default(),
             embed_timeout: DEFAULT_EMBED_TIMEOUT,
@@ -242,7 +256,8 @@ impl Engine {
         let chunks: u64 = self.chunks.iter().map(chunk_heap_bytes).sum();
         let vectors = self.vectors.as_ref().map(|v| v.memory_bytes()).unwrap_or(0);
         let bm25 = self.manifest.bytes_under(bundle::BM25_DIR);
-        chunks + self.graph.heap_bytes() + vectors + bm25
+        let sources = self.sources.as_ref().map_or(0, Sources::heap_bytes);
+        chunks + self.graph.heap_bytes() + vectors + bm25 + sources
     }
 
     /// Embeds a query with the index's embedder (CPU-bound or remote: runs on
@@ -555,6 +570,89 @@ impl Engine {
                 .navigate(&self.chunks, name, rel, depth.clamp(1, 5), limit.clamp(1, 500)),
         }
     }
+
+    /// Lines of `path` as this version indexed them.
+    pub fn read_file(&self, path: &str, lines: Option<LineRange>) -> Result<FileContent, ReadError> {
+        let not_found = || ReadError::NotFound { path: path.to_string() };
+        let sources = self.sources.as_ref().ok_or(ReadError::NoSources)?;
+        let text = sources
+            .read(path)
+            .map_err(|source| ReadError::Sources {
+                path: path.to_string(),
+                source,
+            })?
+            .ok_or_else(not_found)?;
+        let all: Vec<&str> = text.lines().collect();
+        let total = all.len() as u32;
+        let range = lines.unwrap_or(LineRange { start: 1, end: None });
+        if range.start > total.max(1) {
+            return Err(ReadError::PastEnd {
+                path: path.to_string(),
+                start: range.start,
+                total,
+            });
+        }
+        let last = range
+            .end
+            .unwrap_or(u32::MAX)
+            .min(total)
+            .min(range.start.saturating_add(MAX_READ_LINES - 1));
+        let picked = if total == 0 {
+            &[][..]
+        } else {
+            &all[(range.start - 1) as usize..last as usize]
+        };
+        let mut out = picked.join("\n");
+        if !picked.is_empty() {
+            out.push('\n');
+        }
+        Ok(FileContent {
+            index_id: self.manifest.index_id.clone(),
+            version: self.manifest.version.clone(),
+            path: path.to_string(),
+            language: language_of(path),
+            start_line: if total == 0 { 0 } else { range.start },
+            end_line: last,
+            total_lines: total,
+            text: out,
+        })
+    }
+
+    /// The symbols `path` defines, from the code graph.
+    pub fn outline(&self, path: &str) -> Result<FileOutline, ReadError> {
+        let symbols = self
+            .graph
+            .outline(&self.chunks, path)
+            .ok_or_else(|| ReadError::NotFound { path: path.to_string() })?;
+        Ok(FileOutline {
+            index_id: self.manifest.index_id.clone(),
+            version: self.manifest.version.clone(),
+            path: path.to_string(),
+            language: language_of(path),
+            symbols,
+        })
+    }
+}
+
+fn language_of(path: &str) -> String {
+    Language::from_path(path).unwrap_or(Language::Text).as_str().to_string()
+}
+
+/// Why a file could not be read back from a version.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{path} is not a file of this index version")]
+    NotFound { path: String },
+    #[error("lines from {start} asked of {path}, which has {total} lines")]
+    PastEnd { path: String, start: u32, total: u32 },
+    #[error("this index version was built without file contents; rebuild it to read code")]
+    NoSources,
+    #[error("reading {path}: {source}")]
+    Sources {
+        path: String,
+        #[source]
+        source: SourcesError,
+    },
 }
 
 /// Heap bytes of one chunk: its strings, call and import lists, and the struct.
@@ -583,7 +681,9 @@ pub fn estimate_memory(manifest: &Manifest) -> u64 {
         .map(|e| manifest.counts.chunks * (e.dimension as u64 * 4 + 4))
         .unwrap_or(0);
     let bm25 = manifest.bytes_under(bundle::BM25_DIR);
-    chunks + graph + vectors + bm25
+    // The path map of the sources (their text stays on disk).
+    let sources = manifest.bytes_under(bundle::SOURCES_INDEX_FILE) * 2;
+    chunks + graph + vectors + bm25 + sources
 }
 
 fn rank_map(hits: &[(u32, f32)]) -> HashMap<u32, ArmScore> {

@@ -33,7 +33,7 @@ use petgraph::Direction;
 use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 
-use crate::api::{GraphReason, SymbolHit, SymbolRelation};
+use crate::api::{GraphReason, OutlineSymbol, SymbolHit, SymbolRelation};
 use crate::bundle::graph::{CodeGraph, EdgeKind, NodeKind, SymbolNode, split_call, split_identifier};
 use crate::model::{Chunk, SymbolKind};
 
@@ -236,6 +236,29 @@ impl SymbolGraph {
             depth,
             via,
         })
+    }
+
+    /// The named symbols `path` defines, in line order; `None` when the
+    /// version has no such file.
+    pub fn outline(&self, chunks: &[Chunk], path: &str) -> Option<Vec<OutlineSymbol>> {
+        let file = self.file_node(path)?;
+        let mut out: Vec<OutlineSymbol> = self
+            .neighbors(file, Direction::Outgoing, EdgeKind::Defines)
+            .into_iter()
+            .filter_map(|n| {
+                let s = self.symbol(n).filter(|s| !s.name.is_empty())?;
+                let hit = self.symbol_hit(chunks, n, 0, None)?;
+                Some(OutlineSymbol {
+                    symbol: s.name.clone(),
+                    kind: hit.kind,
+                    parent: s.parent.clone(),
+                    start_line: hit.start_line,
+                    end_line: hit.end_line,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (a.start_line, b.end_line).cmp(&(b.start_line, a.end_line)));
+        Some(out)
     }
 
     /// Definition, references, callers or callees of a symbol name.

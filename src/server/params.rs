@@ -3,7 +3,7 @@
 //! to tell a shard how patient to be with a cold index.
 
 use crate::IndexId;
-use crate::api::{ApiError, SymbolRelation};
+use crate::api::{ApiError, LineRange, SymbolRelation};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
@@ -46,6 +46,39 @@ pub fn parse_id(raw: &str) -> Result<IndexId, ApiError> {
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_index_id", e.to_string()).retryable(false))
 }
 
+/// Query string of `files/{path}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileParams {
+    #[serde(default)]
+    pub lines: Option<String>,
+}
+
+impl FileParams {
+    pub fn lines(&self) -> Result<Option<LineRange>, ApiError> {
+        self.lines
+            .as_deref()
+            .map(|l| l.parse::<LineRange>().map_err(ApiError::bad_request))
+            .transpose()
+    }
+}
+
+/// A file path inside an index version: relative, `/`-separated, no `.` or
+/// `..` segments, at most 1 KiB.
+pub fn parse_file_path(raw: &str) -> Result<String, ApiError> {
+    let bad = raw.is_empty()
+        || raw.len() > 1024
+        || raw.starts_with('/')
+        || raw.contains(['\\', '\0'])
+        || raw.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..");
+    if bad {
+        return Err(ApiError::bad_request(format!(
+            "file path {raw:?} must be relative to the repository root, without `.` or `..` segments"
+        )));
+    }
+    Ok(raw.to_string())
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SymbolParams {
@@ -72,5 +105,21 @@ impl SymbolParams {
             return Err(ApiError::bad_request("limit must be between 1 and 500"));
         }
         Ok((rel, depth, limit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_paths_must_stay_inside_the_version() {
+        assert_eq!(parse_file_path("src/lib.rs").unwrap(), "src/lib.rs");
+        assert!(parse_file_path("a b/ü.py").is_ok());
+        for bad in ["", "/etc/passwd", "../x", "a/../b", "a//b", "./a", "a\\b", "a/", "x\0y"] {
+            let e = parse_file_path(bad).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad:?}");
+        }
+        assert!(parse_file_path(&"a/".repeat(600)).is_err());
     }
 }

@@ -10,13 +10,13 @@ use super::loaded::LoadedIndex;
 use super::residency::{Slot, SlotState};
 use crate::IndexId;
 use crate::api::{
-    ApiError, IndexList, IndexStatus, MultiSearchRequest, MultiSearchResponse, SearchRequest, SearchResponse,
-    SymbolResponse,
+    ApiError, FileContent, FileOutline, IndexList, IndexStatus, MultiSearchRequest, MultiSearchResponse, SearchRequest,
+    SearchResponse, SymbolResponse,
 };
-use crate::search::engine::SearchError;
+use crate::search::engine::{ReadError, SearchError};
 use crate::server::auth::require_admin;
 use crate::server::fanout::MultiSearch;
-use crate::server::params::{Patience, SymbolParams, parse_id};
+use crate::server::params::{FileParams, Patience, SymbolParams, parse_file_path, parse_id};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -33,6 +33,8 @@ pub fn routes(state: AppState) -> Router {
         .route("/v1/indexes/{id}", get(status))
         .route("/v1/indexes/{id}/search", post(search))
         .route("/v1/indexes/{id}/symbols/{name}", get(symbols))
+        .route("/v1/indexes/{id}/files/{*path}", get(read_file))
+        .route("/v1/indexes/{id}/outline/{*path}", get(outline))
         .route("/v1/search", post(search_many))
         .route("/v1/admin/indexes/{id}", post(register).delete(unregister))
         .route("/v1/admin/indexes/{id}/reset", post(reset))
@@ -54,29 +56,38 @@ pub fn search_error(id: &IndexId, e: SearchError) -> ApiError {
     }
 }
 
-/// Runs one search on a blocking thread once a search permit is free. The
-/// permit and the index handle travel with the work, so a request that times
-/// out never leaves more searches running than there are permits.
-async fn run_search(
+/// Runs `work` on a blocking thread once a search permit is free. The permit
+/// and the index handle travel with the work, so a request that times out
+/// never leaves more of it running than there are permits.
+async fn on_search_pool<T: Send + 'static>(
     r: &Resolver,
     id: &IndexId,
-    loaded: Arc<LoadedIndex>,
-    req: SearchRequest,
-) -> Result<SearchResponse, ApiError> {
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
     let permit = r
         .search_permits
         .clone()
         .acquire_owned()
         .await
         .map_err(|_| ApiError::internal("search pool closed"))?;
-    let handle = tokio::runtime::Handle::current();
-    let result = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        handle.block_on(loaded.engine.search(&req))
+        work()
     })
     .await
-    .map_err(|e| ApiError::internal(format!("search task failed: {e}")).with_index(id.as_str()))?;
-    result.map_err(|e| search_error(id, e))
+    .map_err(|e| ApiError::internal(format!("search task failed: {e}")).with_index(id.as_str()))
+}
+
+async fn run_search(
+    r: &Resolver,
+    id: &IndexId,
+    loaded: Arc<LoadedIndex>,
+    req: SearchRequest,
+) -> Result<SearchResponse, ApiError> {
+    let handle = tokio::runtime::Handle::current();
+    on_search_pool(r, id, move || handle.block_on(loaded.engine.search(&req)))
+        .await?
+        .map_err(|e| search_error(id, e))
 }
 
 fn wait_for(patience: Patience) -> Wait {
@@ -136,19 +147,47 @@ async fn symbols(
         return Err(ApiError::bad_request("symbol name must be 1 to 256 bytes"));
     }
     let loaded = r.resolve(&id, wait_for(Patience::from_headers(&headers))).await?;
-    let permit = r
-        .search_permits
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| ApiError::internal("search pool closed"))?;
-    let resp = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        loaded.engine.symbols(&name, rel, depth, limit)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("symbol task failed: {e}")))?;
+    let resp = on_search_pool(&r, &id, move || loaded.engine.symbols(&name, rel, depth, limit)).await?;
     Ok(Json(resp))
+}
+
+/// `GET /v1/indexes/{id}/files/{path}?lines=a-b`: code as the version indexed it.
+async fn read_file(
+    State(r): State<AppState>,
+    Path((id, path)): Path<(String, String)>,
+    headers: HeaderMap,
+    params: Result<Query<FileParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<FileContent>, ApiError> {
+    let id = parse_id(&id)?;
+    let path = parse_file_path(&path)?;
+    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let lines = params.lines()?;
+    let loaded = r.resolve(&id, wait_for(Patience::from_headers(&headers))).await?;
+    let result = on_search_pool(&r, &id, move || loaded.engine.read_file(&path, lines)).await?;
+    result.map(Json).map_err(|e| read_error(&id, e))
+}
+
+/// `GET /v1/indexes/{id}/outline/{path}`: the symbols a file defines.
+async fn outline(
+    State(r): State<AppState>,
+    Path((id, path)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<FileOutline>, ApiError> {
+    let id = parse_id(&id)?;
+    let path = parse_file_path(&path)?;
+    let loaded = r.resolve(&id, wait_for(Patience::from_headers(&headers))).await?;
+    let result = on_search_pool(&r, &id, move || loaded.engine.outline(&path)).await?;
+    result.map(Json).map_err(|e| read_error(&id, e))
+}
+
+fn read_error(id: &IndexId, e: ReadError) -> ApiError {
+    let (status, code) = match e {
+        ReadError::NotFound { .. } => (StatusCode::NOT_FOUND, "file_not_found"),
+        ReadError::NoSources => (StatusCode::NOT_FOUND, "file_contents_not_indexed"),
+        ReadError::PastEnd { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
+        ReadError::Sources { .. } => return ApiError::internal(e.to_string()).with_index(id.as_str()),
+    };
+    ApiError::new(status, code, e.to_string()).with_index(id.as_str())
 }
 
 async fn list(State(r): State<AppState>) -> Json<IndexList> {

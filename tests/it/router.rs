@@ -307,6 +307,82 @@ async fn router_refuses_bad_input_clearly() {
 }
 
 #[tokio::test]
+async fn code_reads_back_through_the_router_as_indexed() {
+    let c = Cluster::start(2, 2, &[]).await;
+    publish_fixture(&c.store, "demo", "a").await;
+    let url = &c.router.url;
+    let get = |path: String| async move {
+        let r = reqwest::get(format!("{url}{path}")).await.unwrap();
+        let status = r.status();
+        (status, r.json::<Value>().await.unwrap())
+    };
+
+    let (status, f) = get("/v1/indexes/demo/files/src/config.rs?lines=3-4".into()).await;
+    assert_eq!(status, StatusCode::OK, "{f}");
+    assert_eq!(
+        f["text"], "/// Loads the configuration file from disk.\npub fn load_config(path: &str) -> Config {\n",
+        "{f}"
+    );
+    assert_eq!((f["start_line"].as_u64(), f["end_line"].as_u64()), (Some(3), Some(4)));
+    assert_eq!(f["language"], "rust");
+    let (_, whole) = get("/v1/indexes/demo/files/src/config.rs".into()).await;
+    let total = whole["total_lines"].as_u64().unwrap();
+    assert_eq!(whole["end_line"].as_u64(), Some(total));
+    assert!(whole["text"].as_str().unwrap().contains("flavour: \"a\""), "{whole}");
+    let (_, tail) = get(format!("/v1/indexes/demo/files/src/config.rs?lines={}-", total - 1)).await;
+    assert_eq!(tail["text"].as_str().unwrap().lines().count(), 2, "{tail}");
+
+    let (status, o) = get("/v1/indexes/demo/outline/src/server.rs".into()).await;
+    assert_eq!(status, StatusCode::OK, "{o}");
+    let symbols: Vec<(&str, Option<&str>)> = o["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["symbol"].as_str().unwrap(), s["parent"].as_str()))
+        .collect();
+    for want in [
+        ("Server", None),
+        ("start", Some("Server")),
+        ("handle_request", Some("Server")),
+    ] {
+        assert!(symbols.contains(&want), "{want:?} missing from {o}");
+    }
+    let starts: Vec<u64> = o["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["start_line"].as_u64().unwrap())
+        .collect();
+    assert!(starts.windows(2).all(|w| w[0] <= w[1]), "outline in line order: {o}");
+
+    // Unknown files, paths out of the repository, and nonsense or huge ranges: clear 4xx.
+    let (status, e) = get("/v1/indexes/demo/files/src/nope.rs".into()).await;
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("file_not_found"))
+    );
+    let (status, e) = get("/v1/indexes/demo/outline/src/nope.rs".into()).await;
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("file_not_found"))
+    );
+    for bad in [
+        "/v1/indexes/demo/files/src%2F..%2F..%2Fetc%2Fpasswd",
+        "/v1/indexes/demo/files/%2Fetc%2Fpasswd",
+        "/v1/indexes/demo/files/src/config.rs?lines=9-3",
+        "/v1/indexes/demo/files/src/config.rs?lines=1-100000",
+        "/v1/indexes/demo/files/src/config.rs?lines=abc",
+        "/v1/indexes/demo/files/src/config.rs?lines=900-901",
+        "/v1/indexes/demo/files/src/config.rs?bogus=1",
+    ] {
+        let (status, e) = get(bad.to_string()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {e}");
+    }
+    let (status, _) = get("/v1/indexes/nope/files/src/config.rs".into()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn admin_register_preloads_and_delete_unregisters_everywhere() {
     let c = Cluster::start(3, 2, &[]).await;
     publish_fixture(&c.store, "demo", "a").await;

@@ -27,6 +27,8 @@ EXPECTED_TOOLS = {
     "find_definition",
     "find_references",
     "call_graph",
+    "read_code",
+    "file_outline",
     "list_indexes",
     "index_status",
 }
@@ -86,7 +88,7 @@ async def run(transport, target, index, symbol, query):
 
         tools = await session.list_tools()
         names = {t.name for t in tools.tools}
-        check(names == EXPECTED_TOOLS, "the seven tools are listed", f"got {sorted(names)}")
+        check(names == EXPECTED_TOOLS, "the nine tools are listed", f"got {sorted(names)}")
         search_tool = next(t for t in tools.tools if t.name == "search")
         props = search_tool.input_schema.get("properties", {})
         check(
@@ -114,6 +116,30 @@ async def run(transport, target, index, symbol, query):
             text,
         )
         check(f"definition of `{symbol}`" in text, "find_definition text names the symbol", text)
+
+        # Open the definition where navigation pointed, then the outline of its file.
+        where = next(r for r in results if r.get("symbol") == symbol)
+        res = await session.call_tool(
+            "read_code",
+            {"index": index, "path": where["path"], "start_line": where["start_line"], "end_line": where["end_line"]},
+        )
+        text = text_of(res)
+        check(not res.is_error, "read_code succeeds", text)
+        sc = res.structured_content or {}
+        check(
+            sc.get("path") == where["path"] and sc.get("start_line") == where["start_line"] and symbol in sc.get("text", ""),
+            "read_code returns the definition's lines",
+            str(sc),
+        )
+        check(f"{where['start_line']} | " in text, "read_code numbers the lines", text)
+        res = await session.call_tool("file_outline", {"index": index, "path": where["path"]})
+        text = text_of(res)
+        check(not res.is_error, "file_outline succeeds", text)
+        symbols = [s.get("symbol") for s in (res.structured_content or {}).get("symbols", [])]
+        check(symbol in symbols, f"file_outline lists {symbol}", text)
+        res = await session.call_tool("read_code", {"index": index, "path": "../etc/passwd"})
+        text = text_of(res)
+        check(res.is_error and "bad_request" in text, "read_code refuses a path outside the repository", text)
 
         res = await session.call_tool("search", {"index": "no-such-index", "query": query})
         text = text_of(res)

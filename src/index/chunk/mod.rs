@@ -122,7 +122,7 @@ pub fn chunk_file(path: &str, language: Language, text: &str, cfg: &ChunkConfig)
 }
 
 /// Drops a leading BOM and turns CRLF into LF; borrows when there is nothing to do.
-fn normalize(text: &str) -> Cow<'_, str> {
+pub(crate) fn normalize(text: &str) -> Cow<'_, str> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.contains("\r\n") {
         Cow::Owned(text.replace("\r\n", "\n"))

@@ -53,6 +53,16 @@ pub fn document() -> Value {
                     { "name": "depth", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 5 } },
                     { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 500 } }]),
                 None, schema::<SymbolResponse>(), false) },
+            "/v1/indexes/{id}/files/{path}": { "get": op(
+                "Lines of a file as the version indexed it (path relative to the repository root, slashes kept)",
+                json!([path_param("id"), path_param("path"),
+                    { "name": "lines", "in": "query", "schema": { "type": "string", "pattern": "^[1-9][0-9]*(-([1-9][0-9]*)?)?$" },
+                      "description": format!("`a-b`, `a-` or `a`; at most {MAX_READ_LINES} lines per read") }]),
+                None, schema::<FileContent>(), false) },
+            "/v1/indexes/{id}/outline/{path}": { "get": op(
+                "The symbols a file defines, in line order",
+                json!([path_param("id"), path_param("path")]),
+                None, schema::<FileOutline>(), false) },
             "/v1/indexes": { "get": op("List indexes with their state per owner", json!([]), None, schema::<IndexList>(), false) },
             "/v1/indexes/{id}": { "get": op("Index status per owner", id(), None, status.clone(), false) },
             "/v1/admin/indexes/{id}": {

@@ -289,6 +289,83 @@ pub struct SymbolResponse {
     pub results: Vec<SymbolHit>,
 }
 
+/// Most lines one `files/{path}` read returns; a wider range is refused.
+pub const MAX_READ_LINES: u32 = 2000;
+
+/// `GET /v1/indexes/{id}/files/{path}?lines=a-b`: lines of a file as indexed
+/// (from the index version, not the live repository).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct FileContent {
+    pub index_id: String,
+    pub version: String,
+    pub path: String,
+    pub language: String,
+    /// First and last line returned (1-based, inclusive); the range asked
+    /// for is cut at the end of the file.
+    pub start_line: u32,
+    pub end_line: u32,
+    pub total_lines: u32,
+    pub text: String,
+}
+
+/// One symbol of a file's outline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct OutlineSymbol {
+    pub symbol: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    pub start_line: u32,
+    pub end_line: u32,
+}
+
+/// `GET /v1/indexes/{id}/outline/{path}`: the symbols a file defines, in line order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct FileOutline {
+    pub index_id: String,
+    pub version: String,
+    pub path: String,
+    pub language: String,
+    pub symbols: Vec<OutlineSymbol>,
+}
+
+/// A `lines=a-b` range: `a-b`, `a-` (to the end) or `a` (one line), 1-based.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineRange {
+    pub start: u32,
+    pub end: Option<u32>,
+}
+
+impl std::str::FromStr for LineRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("lines must be `a-b`, `a-` or `a` with 1 <= a <= b, got {s:?}");
+        let num = |t: &str| t.trim().parse::<u32>().ok().filter(|&n| n >= 1);
+        let range = match s.split_once('-') {
+            Some((a, "")) => LineRange {
+                start: num(a).ok_or_else(bad)?,
+                end: None,
+            },
+            Some((a, b)) => LineRange {
+                start: num(a).ok_or_else(bad)?,
+                end: Some(num(b).ok_or_else(bad)?),
+            },
+            None => {
+                let a = num(s).ok_or_else(bad)?;
+                LineRange { start: a, end: Some(a) }
+            }
+        };
+        match range.end {
+            Some(end) if end < range.start => Err(bad()),
+            Some(end) if end - range.start >= MAX_READ_LINES => Err(format!(
+                "lines {s} spans more than {MAX_READ_LINES} lines; read it in parts"
+            )),
+            _ => Ok(range),
+        }
+    }
+}
+
 /// Residency of an index on one shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -373,4 +450,29 @@ pub struct IndexStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IndexList {
     pub indexes: Vec<ShardIndexStatus>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_ranges_parse_and_refuse_nonsense() {
+        let r = |s: &str| s.parse::<LineRange>();
+        assert_eq!(r("3-9"), Ok(LineRange { start: 3, end: Some(9) }));
+        assert_eq!(r("7-"), Ok(LineRange { start: 7, end: None }));
+        assert_eq!(
+            r("12"),
+            Ok(LineRange {
+                start: 12,
+                end: Some(12)
+            })
+        );
+        for bad in ["", "0-3", "9-3", "a-b", "-5", "1-2-3", "4294967296"] {
+            assert!(r(bad).is_err(), "{bad:?} accepted");
+        }
+        let huge = r(&format!("1-{}", MAX_READ_LINES + 1)).unwrap_err();
+        assert!(huge.contains("read it in parts"), "{huge}");
+        assert!(r(&format!("1-{MAX_READ_LINES}")).is_ok());
+    }
 }

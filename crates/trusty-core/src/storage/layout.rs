@@ -135,4 +135,8 @@ pub mod bundle {
     pub const VECTORS_DIR: &str = "vectors.lance";
     /// The serialised code graph.
     pub const GRAPH_FILE: &str = "graph.bin";
+    /// The indexed files' text, concatenated (absent in versions built before it existed).
+    pub const SOURCES_FILE: &str = "sources.bin";
+    /// Where each file's text sits in [`SOURCES_FILE`].
+    pub const SOURCES_INDEX_FILE: &str = "sources.json";
 }
