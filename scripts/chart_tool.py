@@ -30,6 +30,7 @@ import json
 import os
 import re
 import sys
+import urllib.parse
 from typing import Any
 
 import yaml
@@ -282,6 +283,19 @@ def policy_errors(docs: list[dict]) -> list[str]:
             if not any(all(w["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in sel.items())
                        for k2 in ("Deployment", "StatefulSet") for w in by_kind.get(k2, {}).values()):
                 errs.append(f"{kind}/{d['metadata']['name']}: selector {sel} matches no workload")
+    # An HTTP embedder must be reachable through the shards' NetworkPolicy.
+    for cm in configmaps.values():
+        data = cm.get("data") or {}
+        if data.get("TRUSTY_EMBEDDER") != "http" or not data.get("TRUSTY_EMBEDDER_URL"):
+            continue
+        u = urllib.parse.urlparse(data["TRUSTY_EMBEDDER_URL"])
+        port = u.port or (443 if u.scheme == "https" else 80)
+        for np_ in by_kind.get("NetworkPolicy", {}).values():
+            if np_["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/component") != "shard":
+                continue
+            ports = {p.get("port") for r in np_["spec"].get("egress", []) for p in r.get("ports", [])}
+            if port not in ports:
+                errs.append(f"NetworkPolicy/{np_['metadata']['name']}: shards cannot reach the embedder on port {port}")
     for sm in by_kind.get("ServiceMonitor", {}).values():
         for ep in sm["spec"].get("endpoints", []):
             if ep.get("port") != "http" or ep.get("path") != "/metrics":

@@ -74,8 +74,9 @@ declare -A SETS=(
   [s3-minimal]="${CHART}/ci/s3-minimal-values.yaml"
   [gcs]="${CHART}/ci/gcs-values.yaml"
   [azure]="${CHART}/ci/azure-values.yaml"
+  [embedder-http]="${CHART}/ci/embedder-http-values.yaml"
 )
-ORDER=(default production k8s-discovery s3-minimal gcs azure)
+ORDER=(default production k8s-discovery s3-minimal gcs azure embedder-http)
 
 step "values documentation"
 if "${TOOL[@]}" docs --check; then
