@@ -72,6 +72,9 @@ if [ -n "$rebuilt" ]; then
 fi
 echo "feature sets unified: the binary build after the tests compiled no dependency"
 
+# Every probe the chart configures, answered by the binary it points at.
+python3 scripts/check-probes.py --target-dir "${CARGO_TARGET_DIR}"
+
 # The configured lints ([workspace.lints]) and clippy's defaults, warnings denied.
 if cargo clippy --version >/dev/null 2>&1; then
   cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -187,27 +187,28 @@ TRUSTY_RESYNC: {{ .Values.operator.resync | quote }}
 {{- end }}
 {{- end }}
 
+{{/* Probes of one role: fixed paths on the named port, timing from the role's
+`probes` values merged over these defaults. Takes the role's values. */}}
 {{- define "trusty-search.probes" -}}
+{{- $p := .probes | default dict }}
+{{- $startup := merge (deepCopy ($p.startup | default dict)) (dict "periodSeconds" 2 "failureThreshold" 60) }}
+{{- $liveness := merge (deepCopy ($p.liveness | default dict)) (dict "periodSeconds" 10 "timeoutSeconds" 3 "failureThreshold" 3) }}
+{{- $readiness := merge (deepCopy ($p.readiness | default dict)) (dict "periodSeconds" 5 "timeoutSeconds" 3 "failureThreshold" 2) }}
 startupProbe:
   httpGet:
     path: /healthz
     port: http
-  periodSeconds: 2
-  failureThreshold: 60
+  {{- toYaml $startup | nindent 2 }}
 livenessProbe:
   httpGet:
     path: /healthz
     port: http
-  periodSeconds: 10
-  timeoutSeconds: 3
-  failureThreshold: 3
+  {{- toYaml $liveness | nindent 2 }}
 readinessProbe:
   httpGet:
     path: /readyz
     port: http
-  periodSeconds: 5
-  timeoutSeconds: 3
-  failureThreshold: 2
+  {{- toYaml $readiness | nindent 2 }}
 {{- end }}
 
 {{/* Soft spread across nodes unless the user supplies constraints. */}}
