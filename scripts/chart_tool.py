@@ -283,6 +283,15 @@ def policy_errors(docs: list[dict]) -> list[str]:
             if not any(all(w["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in sel.items())
                        for k2 in ("Deployment", "StatefulSet") for w in by_kind.get(k2, {}).values()):
                 errs.append(f"{kind}/{d['metadata']['name']}: selector {sel} matches no workload")
+    # Build Jobs reach the store with the same settings as the operator.
+    for cm in configmaps.values():
+        data = cm.get("data") or {}
+        if "TRUSTY_BUILD_ENV" not in data:
+            continue
+        passed = {e.get("name") for e in json.loads(data["TRUSTY_BUILD_ENV"])}
+        for k in data:
+            if k.startswith(("AWS_", "AZURE_")) and k not in passed:
+                errs.append(f"ConfigMap/{cm['metadata']['name']}: store setting {k} is not passed to build Jobs")
     # An HTTP embedder must be reachable through the shards' NetworkPolicy.
     for cm in configmaps.values():
         data = cm.get("data") or {}

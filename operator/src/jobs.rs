@@ -8,7 +8,7 @@
 use crate::crd::{Index, IndexSpec};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, PersistentVolumeClaimVolumeSource, PodSpec,
+    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, PersistentVolumeClaimVolumeSource, PodSpec,
     PodTemplateSpec, SecretEnvSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -30,11 +30,14 @@ const GIT_WORKDIR: &str = "/work/src";
 const VOLUME_MOUNT: &str = "/source";
 
 /// Cluster-wide settings every build Job shares.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct BuildConfig {
     pub image: String,
     pub store: String,
     pub store_secret: Option<String>,
+    /// Non-secret store settings the builds need as much as the cluster does
+    /// (region, endpoint, plain-HTTP opt-in, account names, extra variables).
+    pub env: Vec<EnvVar>,
 }
 
 /// Hash of everything that changes the built index: source and indexing
@@ -187,11 +190,15 @@ pub fn build_job(index: &Index, id: &str, name: &str, source_hash: &str, cfg: &B
         image: Some(cfg.image.clone()),
         args: Some(build_args(index, id, &cfg.store)),
         env_from,
-        env: Some(vec![k8s_openapi::api::core::v1::EnvVar {
-            name: "HOME".into(),
-            value: Some("/work".into()),
-            ..Default::default()
-        }]),
+        env: Some(
+            std::iter::once(EnvVar {
+                name: "HOME".into(),
+                value: Some("/work".into()),
+                ..Default::default()
+            })
+            .chain(cfg.env.iter().cloned())
+            .collect(),
+        ),
         volume_mounts: Some(mounts),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
@@ -366,6 +373,11 @@ mod tests {
             image: "ghcr.io/trusty/trusty-search:1".into(),
             store: "s3://bucket/trusty".into(),
             store_secret: Some("store-creds".into()),
+            env: vec![EnvVar {
+                name: "AWS_REGION".into(),
+                value: Some("eu-west-3".into()),
+                ..Default::default()
+            }],
         };
         let job = build_job(&idx, "tokio", "tokio-0123456789", "hash", &cfg);
         assert_eq!(job.metadata.namespace.as_deref(), Some("search"));
@@ -388,6 +400,13 @@ mod tests {
         );
         let env_from = c.env_from.as_ref().unwrap();
         assert_eq!(env_from[0].secret_ref.as_ref().unwrap().name, "store-creds");
+        let env: Vec<(&str, Option<&str>)> = c
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.as_str(), e.value.as_deref()))
+            .collect();
+        assert_eq!(env, [("HOME", Some("/work")), ("AWS_REGION", Some("eu-west-3"))]);
     }
 
     #[test]
@@ -419,6 +438,7 @@ mod tests {
             image: "img".into(),
             store: "file:///data".into(),
             store_secret: None,
+            env: Vec::new(),
         };
         let job = build_job(&idx, "app", "app-1", "h", &cfg);
         let pod = job.spec.unwrap().template.spec.unwrap();

@@ -51,6 +51,10 @@ struct Args {
     /// Log output format.
     #[arg(long, env = "TRUSTY_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Environment of every build Job, as a JSON list of Kubernetes EnvVars
+    /// (the chart passes the store's non-secret settings and store.extraEnv).
+    #[arg(long, env = "TRUSTY_BUILD_ENV")]
+    build_env: Option<String>,
     /// Namespace of the leader-election Lease (the pod's namespace).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
@@ -141,6 +145,11 @@ async fn main() -> ExitCode {
         image: args.image.clone(),
         store: args.store.clone(),
         store_secret: args.store_secret.clone(),
+        env: match &args.build_env {
+            Some(json) => serde_json::from_str(json)
+                .map_err(|e| anyhow::anyhow!("TRUSTY_BUILD_ENV must be a JSON list of EnvVars: {e}"))?,
+            None => Vec::new(),
+        },
     };
     let ctx = Arc::new(
         Context::new(client.clone(), router, build, metrics.clone(), Some(identity.clone()))

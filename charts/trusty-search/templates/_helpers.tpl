@@ -147,7 +147,23 @@ TRUSTY_LEASE_NAME: {{ printf "%s-operator" (include "trusty-search.fullname" .) 
 TRUSTY_NAMESPACE: {{ . | quote }}
 {{- end }}
 TRUSTY_RESYNC: {{ .Values.operator.resync | quote }}
+TRUSTY_BUILD_ENV: {{ include "trusty-search.buildEnv" . | fromYamlArray | toJson | quote }}
 {{ include "trusty-search.config.store" . }}
+{{- end }}
+
+{{/* What build Jobs need to reach the store besides its Secret: the store's
+non-secret settings and store.extraEnv. (A GCS key file is not mounted into
+build Jobs; use workload identity there.) */}}
+{{- define "trusty-search.buildEnv" -}}
+{{- range $k, $v := (include "trusty-search.config.store" . | fromYaml) }}
+{{- if not (hasPrefix "GOOGLE_" $k) }}
+- name: {{ $k }}
+  value: {{ $v | quote }}
+{{- end }}
+{{- end }}
+{{- with .Values.store.extraEnv }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/* Env shared by every container: admin token. */}}

@@ -59,6 +59,7 @@ impl Operator {
             image: IMAGE.into(),
             store: store.into(),
             store_secret: Some("store-creds".into()),
+            ..Default::default()
         };
         let ctx = Arc::new(
             Context::new(client.clone(), router, build, metrics.clone(), Some(identity.into())).with_resync(resync),

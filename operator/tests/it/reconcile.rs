@@ -31,6 +31,7 @@ fn context(router_url: &str, store: &str) -> (Arc<Context>, ApiServerVerifier) {
         image: "registry.example/trusty-search:test".into(),
         store: store.into(),
         store_secret: Some("store-creds".into()),
+        ..Default::default()
     };
     let ctx = Context::new(client, router, build, Arc::new(Metrics::new()), Some("test".into()));
     (Arc::new(ctx), ApiServerVerifier(handle))
