@@ -314,7 +314,19 @@ enum Build {
     Failed,
 }
 
+/// This Index as the owner of its id.
+fn owner(index: &Index) -> storage::Owner {
+    storage::Owner {
+        namespace: index.namespace().unwrap_or_default(),
+        name: index.name_any(),
+    }
+}
+
 async fn apply(index: &Index, id: &IndexId, api: &Api<Index>, ctx: &Context) -> Result<Action> {
+    let holder = storage::claim(&ctx.build.store, id, &owner(index)).await?;
+    if holder != owner(index) {
+        return conflict(index, api, ctx, id, &holder).await;
+    }
     let now = Timestamp::now();
     let generation = index.metadata.generation;
     let spec = &index.spec;
@@ -680,7 +692,54 @@ fn refresh_due_in(index: &Index, st: &IndexStatus, now: Timestamp) -> Option<Dur
 /// imported index is withdrawn (its versions stay, `CURRENT` moves aside),
 /// while a prebuilt index in the cluster's own store is left as it is. Then
 /// every shard drops it.
+/// Another namespace's Index owns this id: never build, serve or delete
+/// anything under it; say so, and check again later (the id is free once the
+/// owner is deleted).
+async fn conflict(
+    index: &Index,
+    api: &Api<Index>,
+    ctx: &Context,
+    id: &IndexId,
+    holder: &storage::Owner,
+) -> Result<Action> {
+    let now = Timestamp::now();
+    let generation = index.metadata.generation;
+    let old = index.status.clone().unwrap_or_default();
+    let mut st = old.clone();
+    let message = format!(
+        "index id {id} belongs to Index {holder}: index ids are shared by every namespace, \
+         so rename this Index (or delete the other one)"
+    );
+    st.phase = Phase::Failed;
+    st.observed_generation = generation;
+    st.last_error = Some(message.clone());
+    for c in [condition::BUILT, condition::AVAILABLE] {
+        set_condition(
+            &mut st.conditions,
+            c,
+            false,
+            "Conflict",
+            message.clone(),
+            generation,
+            now,
+        );
+    }
+    if status::condition(&old, condition::BUILT).is_none_or(|c| c.reason != "Conflict") {
+        ctx.event(index, EventType::Warning, "Conflict", "Claim", message).await;
+    }
+    write_status(api, index, &st).await?;
+    Ok(Action::requeue(ctx.resync.stable))
+}
+
 async fn cleanup(index: &Index, id: &IndexId, ctx: &Context) -> Result<Action> {
+    let me = owner(index);
+    if let Some(holder) = storage::owner_of(&ctx.build.store, id).await?
+        && holder != me
+    {
+        let note = format!("left index {id} alone: it belongs to Index {holder}");
+        ctx.event(index, EventType::Normal, "Deleted", "Delete", note).await;
+        return Ok(Action::await_change());
+    }
     // A prebuilt index living in the cluster's own store is managed elsewhere;
     // an imported copy or a built index is ours.
     let prebuilt_in_place = index
@@ -702,6 +761,7 @@ async fn cleanup(index: &Index, id: &IndexId, ctx: &Context) -> Result<Action> {
         (DeletionPolicy::Retain, true) => None,
     };
     ctx.router.unregister(id).await?;
+    storage::release(&ctx.build.store, id, &me).await?;
     let note = match stored {
         Some(s) => format!("unregistered {id} and {s}"),
         None => format!("unregistered {id}"),

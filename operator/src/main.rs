@@ -124,6 +124,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(3);
         }
     }
+    let build_env = match args.build_env.as_deref().map(serde_json::from_str).transpose() {
+        Ok(env) => env.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("trusty-operator: TRUSTY_BUILD_ENV must be a JSON list of Kubernetes EnvVars: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let router = match RouterClient::new(&args.router_url, args.admin_token.clone()) {
         Ok(r) => r,
         Err(e) => {
@@ -145,11 +152,7 @@ async fn main() -> ExitCode {
         image: args.image.clone(),
         store: args.store.clone(),
         store_secret: args.store_secret.clone(),
-        env: match &args.build_env {
-            Some(json) => serde_json::from_str(json)
-                .map_err(|e| anyhow::anyhow!("TRUSTY_BUILD_ENV must be a JSON list of EnvVars: {e}"))?,
-            None => Vec::new(),
-        },
+        env: build_env,
     };
     let ctx = Arc::new(
         Context::new(client.clone(), router, build, metrics.clone(), Some(identity.clone()))

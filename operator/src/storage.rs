@@ -8,12 +8,66 @@
 //! operator needs no shard or router to clean up. Only keys under
 //! `<prefix>/indexes/<id>/` are touched; the id is a validated `IndexId`.
 
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use trusty_core::IndexId;
+use trusty_core::storage::layout;
 use trusty_core::storage::publish;
 use trusty_core::storage::store::Store;
 
 pub use trusty_core::storage::import::{ImportError, Imported};
 pub use trusty_core::storage::store::StoreError as StorageError;
+
+/// The Index resource that owns an index id. Ids are cluster-wide (one store)
+/// while Index names are only unique per namespace, so the first Index to
+/// claim an id keeps it until it is deleted; another namespace's Index of the
+/// same name is refused instead of overwriting or deleting the owner's data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+fn owner_key(id: &IndexId) -> String {
+    format!("{}/OWNER", layout::index_prefix(id))
+}
+
+/// The recorded owner of `id`, if any (an unreadable record counts as none).
+pub async fn owner_of(url: &str, id: &IndexId) -> Result<Option<Owner>, StorageError> {
+    let store = Store::open(url)?;
+    match store.get(&owner_key(id)).await {
+        Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+        Err(StorageError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Claims `id` for `me` unless another Index owns it; returns the owner.
+/// Two first claims racing both write, and the later one wins: the loser
+/// sees the conflict on its next reconcile, before its build publishes.
+pub async fn claim(url: &str, id: &IndexId, me: &Owner) -> Result<Owner, StorageError> {
+    if let Some(owner) = owner_of(url, id).await? {
+        return Ok(owner);
+    }
+    let store = Store::open(url)?;
+    let body = serde_json::to_vec(me).expect("owner serialises");
+    store.put(&owner_key(id), Bytes::from(body)).await?;
+    Ok(me.clone())
+}
+
+/// Gives up `me`'s claim on `id` (no-op when someone else holds it).
+pub async fn release(url: &str, id: &IndexId, me: &Owner) -> Result<(), StorageError> {
+    if owner_of(url, id).await?.as_ref() == Some(me) {
+        Store::open(url)?.delete(&owner_key(id)).await?;
+    }
+    Ok(())
+}
 
 /// Whether two store URLs name the same place (ignoring a trailing `/`).
 pub fn same_store(a: &str, b: &str) -> bool {
@@ -61,6 +115,32 @@ pub async fn withdraw_index(url: &str, id: &IndexId) -> Result<bool, StorageErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_first_claim_wins_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let id = IndexId::new("tokio").unwrap();
+        let a = Owner {
+            namespace: "team-a".into(),
+            name: "tokio".into(),
+        };
+        let b = Owner {
+            namespace: "team-b".into(),
+            name: "tokio".into(),
+        };
+        assert_eq!(owner_of(&url, &id).await.unwrap(), None);
+        assert_eq!(claim(&url, &id, &a).await.unwrap(), a);
+        assert_eq!(claim(&url, &id, &b).await.unwrap(), a, "b is refused");
+        release(&url, &id, &b).await.unwrap();
+        assert_eq!(
+            owner_of(&url, &id).await.unwrap(),
+            Some(a.clone()),
+            "b cannot release a's claim"
+        );
+        release(&url, &id, &a).await.unwrap();
+        assert_eq!(claim(&url, &id, &b).await.unwrap(), b);
+    }
 
     #[tokio::test]
     async fn deletes_only_the_index_prefix() {

@@ -122,6 +122,13 @@ pub struct McpBackend {
     http: reqwest::Client,
 }
 
+/// A file path's segments, refused up front when it could leave the
+/// repository: URL building would quietly resolve `..` segments away.
+fn file_segments(path: &str) -> Result<std::str::Split<'_, char>, BackendError> {
+    crate::server::params::parse_file_path(path).map_err(|e| BackendError::InvalidArgument(e.body.message))?;
+    Ok(path.split('/'))
+}
+
 impl McpBackend {
     /// A client of `base_url` (e.g. `http://router:8080`, optionally with a path prefix).
     pub fn new(base_url: &str) -> Result<Self, BackendError> {
@@ -197,7 +204,7 @@ impl McpBackend {
     /// slashes as segment separators.
     pub async fn read_file(&self, index: &str, path: &str, lines: Option<&str>) -> Result<FileContent, BackendError> {
         let mut segments = vec!["v1", "indexes", index, "files"];
-        segments.extend(path.split('/'));
+        segments.extend(file_segments(path)?);
         let query: Vec<(&str, String)> = lines.map(|l| ("lines", l.to_string())).into_iter().collect();
         let url = self.url(&segments, &query);
         self.call::<(), _>(Method::GET, url, None).await
@@ -206,7 +213,7 @@ impl McpBackend {
     /// `GET /v1/indexes/{id}/outline/{path}`.
     pub async fn outline(&self, index: &str, path: &str) -> Result<FileOutline, BackendError> {
         let mut segments = vec!["v1", "indexes", index, "outline"];
-        segments.extend(path.split('/'));
+        segments.extend(file_segments(path)?);
         let url = self.url(&segments, &[]);
         self.call::<(), _>(Method::GET, url, None).await
     }

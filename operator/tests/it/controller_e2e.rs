@@ -186,15 +186,85 @@ async fn index_goes_from_apply_to_available_and_is_cleaned_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_same_named_index_in_another_namespace_conflicts_and_never_touches_the_owners_data() {
+    install_crypto();
+    let api = FakeApiServer::start().await;
+    let router = FakeRouter::start().await;
+    let store = tempfile::tempdir().unwrap();
+    let data = store.path().join("indexes/tokio/CURRENT");
+    std::fs::create_dir_all(data.parent().unwrap()).unwrap();
+    std::fs::write(&data, b"{\"version\":\"v1\"}").unwrap();
+    let client = api.client();
+    let op = Operator::start(
+        client.clone(),
+        &router.url(),
+        &format!("file://{}", store.path().display()),
+        "op-a",
+        None,
+    );
+    let manifest = |ns: &str| {
+        json!({
+            "apiVersion": "search.trusty.dev/v1alpha1", "kind": "Index",
+            "metadata": {"name": "tokio", "namespace": ns},
+            "spec": {"source": {"git": {"url": "https://github.com/tokio-rs/tokio", "ref": "master"}},
+                     "deletionPolicy": "Delete"},
+        })
+    };
+    let (a, b): (Api<Index>, Api<Index>) = (
+        Api::namespaced(client.clone(), NS),
+        Api::namespaced(client.clone(), "team-b"),
+    );
+    a.patch("tokio", &PatchParams::apply("e2e-test"), &Patch::Apply(&manifest(NS)))
+        .await
+        .unwrap();
+    phase_is(&a, "tokio", Phase::Building).await;
+
+    // The second namespace's Index of the same name is refused, builds nothing.
+    b.patch(
+        "tokio",
+        &PatchParams::apply("e2e-test"),
+        &Patch::Apply(&manifest("team-b")),
+    )
+    .await
+    .unwrap();
+    let refused = phase_is(&b, "tokio", Phase::Failed).await;
+    let st = refused.status.unwrap();
+    let built = st.conditions.iter().find(|c| c.type_ == "Built").unwrap();
+    assert_eq!(built.reason, "Conflict", "{st:?}");
+    assert!(st.last_error.unwrap().contains(&format!("belongs to Index {NS}/tokio")));
+    let team_b_jobs: Api<Job> = Api::namespaced(client.clone(), "team-b");
+    assert!(team_b_jobs.list(&ListParams::default()).await.unwrap().items.is_empty());
+
+    // Deleting it (deletionPolicy Delete) leaves the owner's data and registration alone.
+    b.delete("tokio", &DeleteParams::default()).await.unwrap();
+    eventually("team-b's Index to be gone", WAIT, || async {
+        b.get_opt("tokio").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(
+        data.exists(),
+        "the owner's objects survive the other namespace's delete"
+    );
+    assert!(
+        !router.call_lines().iter().any(|l| l.starts_with("DELETE")),
+        "nothing was unregistered: {:?}",
+        router.call_lines()
+    );
+    assert!(a.get("tokio").await.unwrap().status.unwrap().phase != Phase::Failed);
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_build_reports_failed_and_reset_retries() {
     install_crypto();
+    let unused = tempfile::tempdir().unwrap();
     let api = FakeApiServer::start().await;
     let router = FakeRouter::start().await;
     let client = api.client();
     let op = Operator::start(
         client.clone(),
         &router.url(),
-        "file:///tmp/unused-store",
+        &format!("file://{}", unused.path().display()),
         "op-a",
         Some(NS.into()),
     );

@@ -59,7 +59,7 @@ fn git_spec() -> Value {
 }
 
 fn object_store_spec() -> Value {
-    json!({"source": {"objectStore": {"prefix": "s3://bucket/trusty"}}, "replicas": 1})
+    json!({"source": {"objectStore": {"prefix": "memory://trusty-reconcile"}}, "replicas": 1})
 }
 
 /// Runs one reconcile while `script` plays the API server; returns the
@@ -120,7 +120,7 @@ async fn index_without_finalizer_gets_it_first() {
 #[tokio::test]
 async fn new_index_creates_build_job_and_reports_building() {
     let router = FakeRouter::start().await;
-    let (ctx, verifier) = context(&router.url(), "s3://bucket/trusty");
+    let (ctx, verifier) = context(&router.url(), "memory://trusty-reconcile");
     let obj = index_obj("tokio", git_spec(), None);
     let hash = jobs::source_hash(&spec_of(&obj));
     let job_name = jobs::job_name("tokio", &hash, 0, "");
@@ -149,7 +149,7 @@ async fn new_index_creates_build_job_and_reports_building() {
                 "--id",
                 "tokio",
                 "--store",
-                "s3://bucket/trusty",
+                "memory://trusty-reconcile",
                 "--git-url",
                 "https://github.com/tokio-rs/tokio",
                 "--git-ref",
@@ -183,7 +183,7 @@ async fn job_succeeded_scenario(owners: Option<Vec<(ResidencyState, Option<&str>
     if let Some(o) = owners {
         router.set_owners("tokio", o);
     }
-    let (ctx, verifier) = context(&router.url(), "s3://bucket/trusty");
+    let (ctx, verifier) = context(&router.url(), "memory://trusty-reconcile");
     let spec = git_spec();
     let hash = jobs::source_hash(&serde_json::from_value(spec.clone()).unwrap());
     let job_name = jobs::job_name("tokio", &hash, 0, "");
@@ -280,7 +280,7 @@ async fn job_succeeded_with_a_failed_owner_is_degraded() {
 #[tokio::test]
 async fn failed_build_is_reported_and_not_retried_until_reset() {
     let router = FakeRouter::start().await;
-    let (ctx, verifier) = context(&router.url(), "s3://bucket/trusty");
+    let (ctx, verifier) = context(&router.url(), "memory://trusty-reconcile");
     let spec = git_spec();
     let hash = jobs::source_hash(&serde_json::from_value(spec.clone()).unwrap());
     let job_name = jobs::job_name("tokio", &hash, 0, "");
@@ -322,7 +322,7 @@ async fn failed_build_is_reported_and_not_retried_until_reset() {
     // Same inputs again: the failed Job is seen, nothing new is created, status unchanged (no write).
     let mut again = obj.clone();
     again["status"] = status.clone();
-    let (ctx2, verifier2) = context(&router.url(), "s3://bucket/trusty");
+    let (ctx2, verifier2) = context(&router.url(), "memory://trusty-reconcile");
     let (jn, fj) = (job_name.clone(), failed_job.clone());
     run(ctx2, verifier2, &again, move |mut api| async move {
         api.expect(Method::GET, &format!("{JOBS}/{jn}"), |_| (200, fj)).await;
@@ -336,7 +336,7 @@ async fn failed_build_is_reported_and_not_retried_until_reset() {
     reset["spec"]["resetGeneration"] = json!(1);
     let new_name = jobs::job_name("tokio", &hash, 1, "");
     assert_ne!(new_name, job_name);
-    let (ctx3, verifier3) = context(&router.url(), "s3://bucket/trusty");
+    let (ctx3, verifier3) = context(&router.url(), "memory://trusty-reconcile");
     let (jn, nn, o) = (job_name.clone(), new_name.clone(), reset.clone());
     run(ctx3, verifier3, &reset, move |mut api| async move {
         api.expect(Method::GET, &format!("{JOBS}/{jn}"), |_| (200, failed_job))
@@ -356,7 +356,7 @@ async fn failed_build_is_reported_and_not_retried_until_reset() {
 #[tokio::test]
 async fn source_change_while_building_replaces_the_job() {
     let router = FakeRouter::start().await;
-    let (ctx, verifier) = context(&router.url(), "s3://bucket/trusty");
+    let (ctx, verifier) = context(&router.url(), "memory://trusty-reconcile");
     let obj = index_obj(
         "tokio",
         git_spec(),
@@ -390,7 +390,7 @@ async fn source_change_while_building_replaces_the_job() {
 #[tokio::test]
 async fn reset_generation_bump_calls_reset_and_records_it() {
     let router = FakeRouter::start().await;
-    let (ctx, verifier) = context(&router.url(), "s3://bucket/trusty");
+    let (ctx, verifier) = context(&router.url(), "memory://trusty-reconcile");
     let mut spec = object_store_spec();
     spec["resetGeneration"] = json!(3);
     let hash = jobs::source_hash(&serde_json::from_value(spec.clone()).unwrap());
@@ -546,7 +546,7 @@ async fn deletion_of_a_prebuilt_index_with_retain_touches_no_object() {
 #[tokio::test]
 async fn invalid_name_is_a_condition_not_a_crash() {
     let router = FakeRouter::start().await;
-    let (ctx, verifier) = context(&router.url(), "s3://bucket/trusty");
+    let (ctx, verifier) = context(&router.url(), "memory://trusty-reconcile");
     let name = format!("{}-too-long-for-an-index-id", "x".repeat(50));
     let mut obj = index_obj(&name, git_spec(), None);
     obj["metadata"].as_object_mut().unwrap().remove("finalizers");
@@ -574,7 +574,7 @@ async fn invalid_name_is_a_condition_not_a_crash() {
     // Reconciling the reported state again writes nothing and records no new event.
     let mut again = obj.clone();
     again["status"] = status;
-    let (ctx2, verifier2) = context(&router.url(), "s3://bucket/trusty");
+    let (ctx2, verifier2) = context(&router.url(), "memory://trusty-reconcile");
     run(ctx2, verifier2, &again, |api| async move { api }).await.unwrap();
 }
 
@@ -585,7 +585,7 @@ async fn router_unreachable_sets_an_error_condition_and_backs_off() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let (ctx, verifier) = context(&format!("http://127.0.0.1:{port}"), "s3://bucket/trusty");
+    let (ctx, verifier) = context(&format!("http://127.0.0.1:{port}"), "memory://trusty-reconcile");
     let obj = index_obj("platform", object_store_spec(), None);
     let o = obj.clone();
     let written = Arc::new(std::sync::Mutex::new(Value::Null));
@@ -633,7 +633,7 @@ async fn router_unreachable_sets_an_error_condition_and_backs_off() {
 #[tokio::test]
 async fn missing_job_for_a_running_build_is_recreated() {
     let router = FakeRouter::start().await;
-    let (ctx, verifier) = context(&router.url(), "s3://bucket/trusty");
+    let (ctx, verifier) = context(&router.url(), "memory://trusty-reconcile");
     let spec = git_spec();
     let hash = jobs::source_hash(&serde_json::from_value(spec.clone()).unwrap());
     let job_name = jobs::job_name("tokio", &hash, 0, "");

@@ -85,7 +85,10 @@ mod tests {
         let doc = document();
         assert_eq!(doc["openapi"], "3.1.0");
         let paths = doc["paths"].as_object().unwrap();
-        assert_eq!(paths.len(), 9);
+        assert_eq!(paths.len(), 11);
+        let read = &doc["paths"]["/v1/indexes/{id}/files/{path}"]["get"];
+        let text = &read["responses"]["200"]["content"]["application/json"]["schema"]["properties"]["text"];
+        assert!(text.is_object(), "{read}");
         let search = &doc["paths"]["/v1/indexes/{id}/search"]["post"];
         let req = &search["requestBody"]["content"]["application/json"]["schema"];
         assert!(req["properties"]["query"].is_object(), "{req}");
