@@ -292,6 +292,22 @@ def policy_errors(docs: list[dict]) -> list[str]:
         for k in data:
             if k.startswith(("AWS_", "AZURE_")) and k not in passed:
                 errs.append(f"ConfigMap/{cm['metadata']['name']}: store setting {k} is not passed to build Jobs")
+    # Build Job pods meet the same secure defaults as the chart's own pods.
+    for cm in configmaps.values():
+        raw = (cm.get("data") or {}).get("TRUSTY_BUILD_POD")
+        if raw is None:
+            continue
+        bp = json.loads(raw)
+        name = f"ConfigMap/{cm['metadata']['name']} TRUSTY_BUILD_POD"
+        psc, csc = bp.get("podSecurityContext", {}), bp.get("containerSecurityContext", {})
+        if not psc.get("runAsNonRoot") or psc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+            errs.append(f"{name}: build pods are not non-root with RuntimeDefault seccomp")
+        if csc.get("allowPrivilegeEscalation") is not False or "ALL" not in csc.get("capabilities", {}).get("drop", []):
+            errs.append(f"{name}: build containers may escalate privileges or keep capabilities")
+        for part in ("requests", "limits"):
+            for r in ("cpu", "memory"):
+                if r not in bp.get("resources", {}).get(part, {}):
+                    errs.append(f"{name}: resources.{part}.{r} missing (ResourceQuotas reject such pods)")
     # An HTTP embedder must be reachable through the shards' NetworkPolicy.
     for cm in configmaps.values():
         data = cm.get("data") or {}

@@ -8,8 +8,9 @@
 use crate::crd::{Index, IndexSpec};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, PersistentVolumeClaimVolumeSource, PodSpec,
-    PodTemplateSpec, SecretEnvSource, SecurityContext, Volume, VolumeMount,
+    Affinity, Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, LocalObjectReference,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements,
+    SeccompProfile, SecretEnvSource, SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
@@ -30,6 +31,63 @@ const GIT_WORKDIR: &str = "/work/src";
 const VOLUME_MOUNT: &str = "/source";
 
 /// Cluster-wide settings every build Job shares.
+/// Pod settings of build Jobs that belong to the cluster, not the Index:
+/// resources, placement, pull secrets, service account, and security
+/// contexts (the defaults meet the `restricted` Pod Security profile).
+#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BuildPod {
+    #[serde(default)]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default)]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub tolerations: Option<Vec<Toleration>>,
+    #[serde(default)]
+    pub affinity: Option<Affinity>,
+    #[serde(default)]
+    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
+    #[serde(default)]
+    pub service_account_name: Option<String>,
+    #[serde(default)]
+    pub pod_security_context: Option<PodSecurityContext>,
+    #[serde(default)]
+    pub container_security_context: Option<SecurityContext>,
+}
+
+/// Non-root, no privilege escalation, no capabilities, RuntimeDefault
+/// seccomp and a read-only root (the build writes to /work and /tmp only).
+fn restricted_pod() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(65532),
+        run_as_group: Some(65532),
+        fs_group: Some(65532),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn restricted_container() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct BuildConfig {
     pub image: String,
@@ -38,6 +96,7 @@ pub struct BuildConfig {
     /// Non-secret store settings the builds need as much as the cluster does
     /// (region, endpoint, plain-HTTP opt-in, account names, extra variables).
     pub env: Vec<EnvVar>,
+    pub pod: BuildPod,
 }
 
 /// Hash of everything that changes the built index: source and indexing
@@ -154,11 +213,24 @@ pub fn build_job(index: &Index, id: &str, name: &str, source_hash: &str, cfg: &B
         empty_dir: Some(EmptyDirVolumeSource::default()),
         ..Default::default()
     }];
-    let mut mounts = vec![VolumeMount {
-        name: "work".into(),
-        mount_path: "/work".into(),
+    // The root filesystem is read-only: temporary files go to their own emptyDir.
+    volumes.push(Volume {
+        name: "tmp".into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
         ..Default::default()
-    }];
+    });
+    let mut mounts = vec![
+        VolumeMount {
+            name: "work".into(),
+            mount_path: "/work".into(),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "tmp".into(),
+            mount_path: "/tmp".into(),
+            ..Default::default()
+        },
+    ];
     if let Some(v) = &index.spec.source.volume {
         volumes.push(Volume {
             name: "source".into(),
@@ -200,14 +272,13 @@ pub fn build_job(index: &Index, id: &str, name: &str, source_hash: &str, cfg: &B
             .collect(),
         ),
         volume_mounts: Some(mounts),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+        security_context: Some(
+            cfg.pod
+                .container_security_context
+                .clone()
+                .unwrap_or_else(restricted_container),
+        ),
+        resources: cfg.pod.resources.clone(),
         ..Default::default()
     };
 
@@ -233,6 +304,14 @@ pub fn build_job(index: &Index, id: &str, name: &str, source_hash: &str, cfg: &B
                     restart_policy: Some("Never".into()),
                     containers: vec![container],
                     volumes: Some(volumes),
+                    security_context: Some(cfg.pod.pod_security_context.clone().unwrap_or_else(restricted_pod)),
+                    node_selector: cfg.pod.node_selector.clone(),
+                    tolerations: cfg.pod.tolerations.clone(),
+                    affinity: cfg.pod.affinity.clone(),
+                    image_pull_secrets: cfg.pod.image_pull_secrets.clone(),
+                    service_account_name: cfg.pod.service_account_name.clone(),
+                    // Builds call no Kubernetes API.
+                    automount_service_account_token: Some(false),
                     ..Default::default()
                 }),
             },
@@ -378,6 +457,14 @@ mod tests {
                 value: Some("eu-west-3".into()),
                 ..Default::default()
             }],
+            // What the chart passes (TRUSTY_BUILD_POD).
+            pod: serde_json::from_value(json!({
+                "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
+                "nodeSelector": {"pool": "builds"},
+                "imagePullSecrets": [{"name": "registry"}],
+                "serviceAccountName": "indexer",
+            }))
+            .unwrap(),
         };
         let job = build_job(&idx, "tokio", "tokio-0123456789", "hash", &cfg);
         assert_eq!(job.metadata.namespace.as_deref(), Some("search"));
@@ -407,6 +494,18 @@ mod tests {
             .map(|e| (e.name.as_str(), e.value.as_deref()))
             .collect();
         assert_eq!(env, [("HOME", Some("/work")), ("AWS_REGION", Some("eu-west-3"))]);
+        let pod = spec.template.spec.as_ref().unwrap();
+        assert_eq!(pod.node_selector.as_ref().unwrap()["pool"], "builds");
+        assert_eq!(pod.image_pull_secrets.as_ref().unwrap()[0].name, "registry");
+        assert_eq!(pod.service_account_name.as_deref(), Some("indexer"));
+        let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
+        assert_eq!(limits["memory"].0, "4Gi");
+        // Unset security contexts fall back to the restricted defaults.
+        assert_eq!(pod.security_context.as_ref().unwrap().run_as_non_root, Some(true));
+        assert!(
+            serde_json::from_value::<BuildPod>(json!({"hostNetwork": true})).is_err(),
+            "unknown settings are refused"
+        );
     }
 
     #[test]
@@ -439,6 +538,7 @@ mod tests {
             store: "file:///data".into(),
             store_secret: None,
             env: Vec::new(),
+            pod: BuildPod::default(),
         };
         let job = build_job(&idx, "app", "app-1", "h", &cfg);
         let pod = job.spec.unwrap().template.spec.unwrap();
@@ -448,6 +548,27 @@ mod tests {
             "index build /source/repos/app --id app --store file:///data --embedder none"
         );
         assert!(c.env_from.is_none());
+        // The restricted Pod Security profile, with /tmp writable on a read-only root.
+        let psc = pod.security_context.as_ref().unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(psc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(
+            (sc.allow_privilege_escalation, sc.read_only_root_filesystem),
+            (Some(false), Some(true))
+        );
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop.as_deref(),
+            Some(&["ALL".to_string()][..])
+        );
+        let mounts: Vec<&str> = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| m.mount_path.as_str())
+            .collect();
+        assert!(mounts.contains(&"/tmp") && mounts.contains(&"/work"), "{mounts:?}");
+        assert_eq!(pod.automount_service_account_token, Some(false));
         let vol = pod.volumes.unwrap().into_iter().find(|v| v.name == "source").unwrap();
         let pvc = vol.persistent_volume_claim.unwrap();
         assert_eq!((pvc.claim_name.as_str(), pvc.read_only), ("code", Some(true)));

@@ -55,6 +55,11 @@ struct Args {
     /// (the chart passes the store's non-secret settings and store.extraEnv).
     #[arg(long, env = "TRUSTY_BUILD_ENV")]
     build_env: Option<String>,
+    /// Pod settings of every build Job, as JSON (resources, nodeSelector,
+    /// tolerations, affinity, imagePullSecrets, serviceAccountName, security
+    /// contexts); the chart passes its own. Restricted defaults without it.
+    #[arg(long, env = "TRUSTY_BUILD_POD")]
+    build_pod: Option<String>,
     /// Namespace of the leader-election Lease (the pod's namespace).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
@@ -131,6 +136,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let build_pod = match args.build_pod.as_deref().map(serde_json::from_str).transpose() {
+        Ok(pod) => pod.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("trusty-operator: TRUSTY_BUILD_POD is not a valid build pod setting: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let router = match RouterClient::new(&args.router_url, args.admin_token.clone()) {
         Ok(r) => r,
         Err(e) => {
@@ -153,6 +165,7 @@ async fn main() -> ExitCode {
         store: args.store.clone(),
         store_secret: args.store_secret.clone(),
         env: build_env,
+        pod: build_pod,
     };
     let ctx = Arc::new(
         Context::new(client.clone(), router, build, metrics.clone(), Some(identity.clone()))

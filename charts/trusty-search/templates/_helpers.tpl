@@ -148,7 +148,33 @@ TRUSTY_NAMESPACE: {{ . | quote }}
 {{- end }}
 TRUSTY_RESYNC: {{ .Values.operator.resync | quote }}
 TRUSTY_BUILD_ENV: {{ include "trusty-search.buildEnv" . | fromYamlArray | toJson | quote }}
+TRUSTY_BUILD_POD: {{ include "trusty-search.buildPod" . | fromYaml | toJson | quote }}
 {{ include "trusty-search.config.store" . }}
+{{- end }}
+
+{{/* Pod settings of build Jobs (see BuildPod in operator/src/jobs.rs). */}}
+{{- define "trusty-search.buildPod" -}}
+{{- $b := .Values.operator.build }}
+podSecurityContext: {{ toJson .Values.podSecurityContext }}
+containerSecurityContext: {{ toJson .Values.containerSecurityContext }}
+{{- with $b.resources }}
+resources: {{ toJson . }}
+{{- end }}
+{{- with $b.nodeSelector }}
+nodeSelector: {{ toJson . }}
+{{- end }}
+{{- with $b.tolerations }}
+tolerations: {{ toJson . }}
+{{- end }}
+{{- with $b.affinity }}
+affinity: {{ toJson . }}
+{{- end }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets: {{ toJson . }}
+{{- end }}
+{{- with $b.serviceAccountName }}
+serviceAccountName: {{ . | quote }}
+{{- end }}
 {{- end }}
 
 {{/* What build Jobs need to reach the store besides its Secret: the store's

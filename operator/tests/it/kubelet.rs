@@ -53,6 +53,11 @@ pub async fn run(
     let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     assert_eq!(pod.containers.len(), 1, "build Jobs have one container");
     let c = &pod.containers[0];
+    // The pod's writable /tmp (its root filesystem is read-only) becomes a
+    // fresh local directory, and TMPDIR points there.
+    let tmp = tempfile::tempdir().expect("tmp dir for the build");
+    let mut mounts: Vec<(&str, &Path)> = mounts.to_vec();
+    mounts.push(("/tmp", tmp.path()));
     for m in c.volume_mounts.iter().flatten() {
         assert!(
             mounts.iter().any(|(path, _)| *path == m.mount_path),
@@ -61,7 +66,7 @@ pub async fn run(
         );
     }
     let local = |s: &str| -> String {
-        for (path, dir) in mounts {
+        for (path, dir) in &mounts {
             if let Some(rest) = s.strip_prefix(path)
                 && (rest.is_empty() || rest.starts_with('/'))
             {
@@ -74,7 +79,8 @@ pub async fn run(
     cmd.args(c.args.iter().flatten().map(|a| local(a)))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "info");
+        .env("RUST_LOG", "info")
+        .env("TMPDIR", tmp.path());
     for from in c.env_from.iter().flatten() {
         let secret = from.secret_ref.as_ref().expect("envFrom a Secret");
         let values = secrets
