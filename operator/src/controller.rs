@@ -352,6 +352,28 @@ async fn apply(index: &Index, id: &IndexId, api: &Api<Index>, ctx: &Context) -> 
                 generation,
                 now,
             );
+        } else if let Err(refusal) = storage::import_allowed(&os.prefix, &ctx.build.import_from) {
+            // The operator's credentials must not be pointed at a store the
+            // cluster admin did not allow (a local path, an internal endpoint).
+            st.phase = Phase::Failed;
+            st.last_error = Some(refusal.clone());
+            set_condition(
+                &mut st.conditions,
+                condition::BUILT,
+                false,
+                "ImportNotAllowed",
+                refusal.clone(),
+                generation,
+                now,
+            );
+            if status::condition(&index.status.clone().unwrap_or_default(), condition::BUILT)
+                .is_none_or(|c| c.reason != "ImportNotAllowed")
+            {
+                ctx.event(index, EventType::Warning, "ImportNotAllowed", "Import", refusal)
+                    .await;
+            }
+            write_status(api, index, &st).await?;
+            return Ok(Action::await_change());
         } else {
             // Another store: copy its current version into the cluster's
             // store (verified), on every reconcile that finds a new one.

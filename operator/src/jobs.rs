@@ -97,6 +97,8 @@ pub struct BuildConfig {
     /// (region, endpoint, plain-HTTP opt-in, account names, extra variables).
     pub env: Vec<EnvVar>,
     pub pod: BuildPod,
+    /// Store prefixes `objectStore` sources may import from (empty: none).
+    pub import_from: Vec<String>,
 }
 
 /// Hash of everything that changes the built index: source and indexing
@@ -465,6 +467,7 @@ mod tests {
                 "serviceAccountName": "indexer",
             }))
             .unwrap(),
+            import_from: Vec::new(),
         };
         let job = build_job(&idx, "tokio", "tokio-0123456789", "hash", &cfg);
         assert_eq!(job.metadata.namespace.as_deref(), Some("search"));
@@ -539,6 +542,7 @@ mod tests {
             store_secret: None,
             env: Vec::new(),
             pod: BuildPod::default(),
+            import_from: Vec::new(),
         };
         let job = build_job(&idx, "app", "app-1", "h", &cfg);
         let pod = job.spec.unwrap().template.spec.unwrap();

@@ -60,6 +60,11 @@ struct Args {
     /// contexts); the chart passes its own. Restricted defaults without it.
     #[arg(long, env = "TRUSTY_BUILD_POD")]
     build_pod: Option<String>,
+    /// Store prefixes an Index's `objectStore` source may import from,
+    /// comma-separated (none by default: the operator's credentials are only
+    /// pointed at stores the cluster admin chose).
+    #[arg(long, env = "TRUSTY_IMPORT_FROM", value_delimiter = ',')]
+    import_from: Vec<String>,
     /// Namespace of the leader-election Lease (the pod's namespace).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
@@ -166,6 +171,12 @@ async fn main() -> ExitCode {
         store_secret: args.store_secret.clone(),
         env: build_env,
         pod: build_pod,
+        import_from: args
+            .import_from
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
     };
     let ctx = Arc::new(
         Context::new(client.clone(), router, build, metrics.clone(), Some(identity.clone()))

@@ -69,6 +69,36 @@ pub async fn release(url: &str, id: &IndexId, me: &Owner) -> Result<(), StorageE
     Ok(())
 }
 
+/// Whether an Index may import from `prefix`: only from under one of the
+/// store prefixes the cluster admin allowed (`allowed`, matched at a path
+/// boundary), and never with a query string, which could send the
+/// operator's credentials to another endpoint. Empty `allowed`: no imports.
+pub fn import_allowed(prefix: &str, allowed: &[String]) -> Result<(), String> {
+    let refuse = |why: &str| {
+        let list = if allowed.is_empty() {
+            "none".to_string()
+        } else {
+            allowed.join(", ")
+        };
+        Err(format!(
+            "imports from {prefix} are not allowed: {why} (allowed prefixes: {list}; set operator.importFrom)"
+        ))
+    };
+    if prefix.contains(['?', '#']) {
+        return refuse("store URLs with a query or fragment are refused");
+    }
+    let p = prefix.trim_end_matches('/');
+    let ok = allowed
+        .iter()
+        .map(|a| a.trim_end_matches('/'))
+        .any(|a| !a.is_empty() && (p == a || p.strip_prefix(a).is_some_and(|rest| rest.starts_with('/'))));
+    if ok {
+        Ok(())
+    } else {
+        refuse("not under an allowed prefix")
+    }
+}
+
 /// Whether two store URLs name the same place (ignoring a trailing `/`).
 pub fn same_store(a: &str, b: &str) -> bool {
     a.trim_end_matches('/') == b.trim_end_matches('/')
@@ -115,6 +145,32 @@ pub async fn withdraw_index(url: &str, id: &IndexId) -> Result<bool, StorageErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn imports_only_from_allowed_prefixes_without_queries() {
+        let allowed = vec!["s3://shared-indexes/team".to_string(), "file:///".to_string()];
+        assert!(import_allowed("s3://shared-indexes/team", &allowed).is_ok());
+        assert!(import_allowed("s3://shared-indexes/team/sub/", &allowed).is_ok());
+        assert!(import_allowed("file:///data/x", &allowed).is_ok());
+        for bad in [
+            "s3://shared-indexes/team-b",
+            "s3://shared-indexes",
+            "s3://shared-indexes/team?endpoint=http://169.254.169.254",
+            "gs://other/x",
+            "memory://x",
+        ] {
+            let e = import_allowed(bad, &allowed).unwrap_err();
+            assert!(
+                e.contains("not allowed") && e.contains("operator.importFrom"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(
+            import_allowed("s3://shared-indexes/team", &[])
+                .unwrap_err()
+                .contains("allowed prefixes: none")
+        );
+    }
 
     #[tokio::test]
     async fn the_first_claim_wins_until_released() {

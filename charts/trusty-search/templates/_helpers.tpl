@@ -149,6 +149,9 @@ TRUSTY_NAMESPACE: {{ . | quote }}
 TRUSTY_RESYNC: {{ .Values.operator.resync | quote }}
 TRUSTY_BUILD_ENV: {{ include "trusty-search.buildEnv" . | fromYamlArray | toJson | quote }}
 TRUSTY_BUILD_POD: {{ include "trusty-search.buildPod" . | fromYaml | toJson | quote }}
+{{- with .Values.operator.importFrom }}
+TRUSTY_IMPORT_FROM: {{ join "," . | quote }}
+{{- end }}
 {{ include "trusty-search.config.store" . }}
 {{- end }}
 

@@ -59,6 +59,8 @@ impl Operator {
             image: IMAGE.into(),
             store: store.into(),
             store_secret: Some("store-creds".into()),
+            // The tests import from temporary directories.
+            import_from: vec!["file:///".into()],
             ..Default::default()
         };
         let ctx = Arc::new(

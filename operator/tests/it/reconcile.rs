@@ -31,6 +31,8 @@ fn context(router_url: &str, store: &str) -> (Arc<Context>, ApiServerVerifier) {
         image: "registry.example/trusty-search:test".into(),
         store: store.into(),
         store_secret: Some("store-creds".into()),
+        // The tests import from temporary directories.
+        import_from: vec!["file:///".into()],
         ..Default::default()
     };
     let ctx = Context::new(client, router, build, Arc::new(Metrics::new()), Some("test".into()));
@@ -710,6 +712,35 @@ async fn object_store_source_elsewhere_is_imported_then_registered() {
             "GET /v1/indexes/platform"
         ]
     );
+}
+
+#[tokio::test]
+async fn object_store_source_outside_the_allowed_prefixes_is_refused_without_touching_it() {
+    let router = FakeRouter::start().await;
+    let cluster_dir = tempfile::tempdir().unwrap();
+    let (ctx, verifier) = context(&router.url(), &format!("file://{}", cluster_dir.path().display()));
+    let prefix = "s3://someone-elses-bucket/x?endpoint=http://169.254.169.254";
+    let obj = index_obj("platform", json!({"source": {"objectStore": {"prefix": prefix}}}), None);
+    let o = obj.clone();
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let w = written.clone();
+    run(ctx, verifier, &obj, move |mut api| async move {
+        let ev = api.expect_event(NS, "ImportNotAllowed").await;
+        assert_eq!(ev.body["type"], "Warning");
+        *w.lock().unwrap() = api.expect_status_apply(NS, "platform", &o).await;
+        api
+    })
+    .await
+    .expect("a refusal waits for a spec change");
+    let status = written.lock().unwrap().clone();
+    let built = cond(&status, "Built");
+    assert_eq!(
+        (built["status"].as_str(), built["reason"].as_str()),
+        (Some("False"), Some("ImportNotAllowed"))
+    );
+    assert!(built["message"].as_str().unwrap().contains("query"), "{status:#}");
+    assert_eq!(status["phase"], "Failed");
+    assert!(router.calls().is_empty());
 }
 
 #[tokio::test]
