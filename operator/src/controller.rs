@@ -266,41 +266,42 @@ async fn invalid_name(
     if index.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let now = Timestamp::now();
-    let generation = index.metadata.generation;
-    let old = index.status.clone().unwrap_or_default();
-    let mut st = old.clone();
     let message = format!(
         "metadata.name is the index id and {err}; ids match [a-z0-9][a-z0-9._-]{{0,62}} without '..'. \
          Recreate the Index under a valid name."
     );
-    st.phase = Phase::Failed;
-    st.observed_generation = generation;
-    st.last_error = Some(message.clone());
-    set_condition(
-        &mut st.conditions,
-        condition::BUILT,
-        false,
-        "InvalidName",
-        message.clone(),
-        generation,
-        now,
-    );
-    set_condition(
-        &mut st.conditions,
-        condition::AVAILABLE,
-        false,
-        "InvalidName",
-        message.clone(),
-        generation,
-        now,
-    );
-    if status::condition(&old, condition::BUILT).is_none_or(|c| c.reason != "InvalidName") {
-        ctx.event(index, EventType::Warning, "InvalidName", "Validate", message)
-            .await;
-    }
-    write_status(api, index, &st).await?;
+    let mut st = index.status.clone().unwrap_or_default();
+    st.observed_generation = index.metadata.generation;
+    let both = [condition::BUILT, condition::AVAILABLE];
+    refuse(index, api, ctx, st, &both, "InvalidName", "Validate", message).await?;
     Ok(Action::await_change())
+}
+
+/// Marks an Index Failed for something only its user (or the admin) can fix:
+/// `reason` and `message` on each of `conditions`, in `lastError`, and as a
+/// Warning event once per reason; then writes the status.
+#[allow(clippy::too_many_arguments)]
+async fn refuse(
+    index: &Index,
+    api: &Api<Index>,
+    ctx: &Context,
+    mut st: IndexStatus,
+    conditions: &[&str],
+    reason: &str,
+    action: &str,
+    message: String,
+) -> Result<()> {
+    let (now, generation) = (Timestamp::now(), index.metadata.generation);
+    st.phase = Phase::Failed;
+    st.last_error = Some(message.clone());
+    for c in conditions {
+        set_condition(&mut st.conditions, c, false, reason, message.clone(), generation, now);
+    }
+    let old = index.status.clone().unwrap_or_default();
+    if status::condition(&old, condition::BUILT).is_none_or(|c| c.reason != reason) {
+        ctx.event(index, EventType::Warning, reason, action, message).await;
+    }
+    write_status(api, index, &st).await
 }
 
 /// What the build step found.
@@ -323,8 +324,9 @@ fn owner(index: &Index) -> storage::Owner {
 }
 
 async fn apply(index: &Index, id: &IndexId, api: &Api<Index>, ctx: &Context) -> Result<Action> {
-    let holder = storage::claim(&ctx.build.store, id, &owner(index)).await?;
-    if holder != owner(index) {
+    let me = owner(index);
+    let holder = storage::claim(&ctx.build.store, id, &me).await?;
+    if holder != me {
         return conflict(index, api, ctx, id, &holder).await;
     }
     let now = Timestamp::now();
@@ -355,24 +357,17 @@ async fn apply(index: &Index, id: &IndexId, api: &Api<Index>, ctx: &Context) -> 
         } else if let Err(refusal) = storage::import_allowed(&os.prefix, &ctx.build.import_from) {
             // The operator's credentials must not be pointed at a store the
             // cluster admin did not allow (a local path, an internal endpoint).
-            st.phase = Phase::Failed;
-            st.last_error = Some(refusal.clone());
-            set_condition(
-                &mut st.conditions,
-                condition::BUILT,
-                false,
+            refuse(
+                index,
+                api,
+                ctx,
+                st,
+                &[condition::BUILT],
                 "ImportNotAllowed",
-                refusal.clone(),
-                generation,
-                now,
-            );
-            if status::condition(&index.status.clone().unwrap_or_default(), condition::BUILT)
-                .is_none_or(|c| c.reason != "ImportNotAllowed")
-            {
-                ctx.event(index, EventType::Warning, "ImportNotAllowed", "Import", refusal)
-                    .await;
-            }
-            write_status(api, index, &st).await?;
+                "Import",
+                refusal,
+            )
+            .await?;
             return Ok(Action::await_change());
         } else {
             // Another store: copy its current version into the cluster's
@@ -724,32 +719,14 @@ async fn conflict(
     id: &IndexId,
     holder: &storage::Owner,
 ) -> Result<Action> {
-    let now = Timestamp::now();
-    let generation = index.metadata.generation;
-    let old = index.status.clone().unwrap_or_default();
-    let mut st = old.clone();
     let message = format!(
         "index id {id} belongs to Index {holder}: index ids are shared by every namespace, \
          so rename this Index (or delete the other one)"
     );
-    st.phase = Phase::Failed;
-    st.observed_generation = generation;
-    st.last_error = Some(message.clone());
-    for c in [condition::BUILT, condition::AVAILABLE] {
-        set_condition(
-            &mut st.conditions,
-            c,
-            false,
-            "Conflict",
-            message.clone(),
-            generation,
-            now,
-        );
-    }
-    if status::condition(&old, condition::BUILT).is_none_or(|c| c.reason != "Conflict") {
-        ctx.event(index, EventType::Warning, "Conflict", "Claim", message).await;
-    }
-    write_status(api, index, &st).await?;
+    let mut st = index.status.clone().unwrap_or_default();
+    st.observed_generation = index.metadata.generation;
+    let both = [condition::BUILT, condition::AVAILABLE];
+    refuse(index, api, ctx, st, &both, "Conflict", "Claim", message).await?;
     Ok(Action::requeue(ctx.resync.stable))
 }
 

@@ -40,7 +40,10 @@ fn owner_key(id: &IndexId) -> String {
 
 /// The recorded owner of `id`, if any (an unreadable record counts as none).
 pub async fn owner_of(url: &str, id: &IndexId) -> Result<Option<Owner>, StorageError> {
-    let store = Store::open(url)?;
+    read_owner(&Store::open(url)?, id).await
+}
+
+async fn read_owner(store: &Store, id: &IndexId) -> Result<Option<Owner>, StorageError> {
     match store.get(&owner_key(id)).await {
         Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
         Err(StorageError::NotFound { .. }) => Ok(None),
@@ -52,10 +55,10 @@ pub async fn owner_of(url: &str, id: &IndexId) -> Result<Option<Owner>, StorageE
 /// Two first claims racing both write, and the later one wins: the loser
 /// sees the conflict on its next reconcile, before its build publishes.
 pub async fn claim(url: &str, id: &IndexId, me: &Owner) -> Result<Owner, StorageError> {
-    if let Some(owner) = owner_of(url, id).await? {
+    let store = Store::open(url)?;
+    if let Some(owner) = read_owner(&store, id).await? {
         return Ok(owner);
     }
-    let store = Store::open(url)?;
     let body = serde_json::to_vec(me).expect("owner serialises");
     store.put(&owner_key(id), Bytes::from(body)).await?;
     Ok(me.clone())
@@ -63,8 +66,9 @@ pub async fn claim(url: &str, id: &IndexId, me: &Owner) -> Result<Owner, Storage
 
 /// Gives up `me`'s claim on `id` (no-op when someone else holds it).
 pub async fn release(url: &str, id: &IndexId, me: &Owner) -> Result<(), StorageError> {
-    if owner_of(url, id).await?.as_ref() == Some(me) {
-        Store::open(url)?.delete(&owner_key(id)).await?;
+    let store = Store::open(url)?;
+    if read_owner(&store, id).await?.as_ref() == Some(me) {
+        store.delete(&owner_key(id)).await?;
     }
     Ok(())
 }

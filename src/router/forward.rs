@@ -52,6 +52,11 @@ impl Upstream {
     fn error_code(&self) -> Option<String> {
         self.json::<ErrorBody>().map(|b| b.error)
     }
+
+    /// The shard is restoring the index (or will on the next ask).
+    fn is_restoring(&self) -> bool {
+        matches!(self.error_code().as_deref(), Some("index_loading" | "index_cold"))
+    }
 }
 
 impl IntoResponse for Upstream {
@@ -275,11 +280,7 @@ impl RouterState {
                 .attempt(&c.shard, method.clone(), path_and_query, body.clone(), Some(header))
                 .await
             {
-                Attempt::Done(up) => {
-                    ROUTER_AFFINITY.with_label_values(&[c.label]).inc();
-                    self.health.note_hot(&c.shard.name, index_id);
-                    return Ok(up);
-                }
+                Attempt::Done(up) => return Ok(self.served(c, index_id, up)),
                 Attempt::Retry(up, reason, trouble) => {
                     if trouble == Trouble::Index {
                         self.health.note_cold(&c.shard.name, index_id);
@@ -287,9 +288,7 @@ impl RouterState {
                     last_reason = reason;
                     last_trouble = trouble;
                     // Prefer passing through a "loading" answer: it tells the client when to come back.
-                    let loading = up
-                        .as_ref()
-                        .is_some_and(|u| matches!(u.error_code().as_deref(), Some("index_loading" | "index_cold")));
+                    let loading = up.as_ref().is_some_and(Upstream::is_restoring);
                     if loading && warming.is_none() {
                         warming = Some(c);
                     }
@@ -311,15 +310,9 @@ impl RouterState {
                     .attempt(&c.shard, method.clone(), path_and_query, body.clone(), None)
                     .await
                 {
-                    Attempt::Done(up) => {
-                        ROUTER_AFFINITY.with_label_values(&[c.label]).inc();
-                        self.health.note_hot(&c.shard.name, index_id);
-                        return Ok(up);
-                    }
+                    Attempt::Done(up) => return Ok(self.served(c, index_id, up)),
                     Attempt::Retry(up, reason, _) => {
-                        let still_loading = up
-                            .as_ref()
-                            .is_some_and(|u| matches!(u.error_code().as_deref(), Some("index_loading" | "index_cold")));
+                        let still_loading = up.as_ref().is_some_and(Upstream::is_restoring);
                         last_reason = reason;
                         kept = up.or(kept);
                         if !still_loading || started.elapsed() + self.cfg.shard_timeout > self.cfg.request_timeout {
@@ -343,6 +336,13 @@ impl RouterState {
             .with_index(index_id)
             .retry_after(1)),
         }
+    }
+
+    /// Books an answer from `c`: its affinity rank, and that the index is hot there.
+    fn served(&self, c: &Candidate, index_id: &str, up: Upstream) -> Upstream {
+        ROUTER_AFFINITY.with_label_values(&[c.label]).inc();
+        self.health.note_hot(&c.shard.name, index_id);
+        up
     }
 
     async fn attempt(

@@ -407,22 +407,12 @@ impl Engine {
             .iter()
             .filter_map(|&(id, score)| {
                 let chunk = self.chunks.get(id as usize)?;
-                Some(Hit {
-                    path: chunk.path.clone(),
-                    start_line: chunk.start_line,
-                    end_line: chunk.end_line,
-                    symbol: chunk.symbol.clone(),
-                    kind: chunk.kind.as_str().to_string(),
-                    language: chunk.language.as_str().to_string(),
-                    snippet: snippet(&chunk.content),
-                    score,
-                    arms: Arms {
-                        bm25: bm25_rank.get(&id).copied(),
-                        vector: vec_rank.get(&id).copied(),
-                        graph: reasons.remove(&id),
-                    },
-                    index_id: None,
-                })
+                let arms = Arms {
+                    bm25: bm25_rank.get(&id).copied(),
+                    vector: vec_rank.get(&id).copied(),
+                    graph: reasons.remove(&id),
+                };
+                Some(hit(chunk, score, snippet(&chunk.content), arms))
             })
             .collect();
         Ok(SearchResponse {
@@ -489,22 +479,13 @@ impl Engine {
                     .enumerate()
                     .filter_map(|(rank, &(id, score))| {
                         let chunk = self.chunks.get(id as usize)?;
-                        Some(Hit {
-                            path: chunk.path.clone(),
-                            start_line: chunk.start_line,
-                            end_line: chunk.end_line,
-                            symbol: chunk.symbol.clone(),
-                            kind: chunk.kind.as_str().to_string(),
-                            language: chunk.language.as_str().to_string(),
-                            snippet: if rank == 0 {
-                                snippet(&chunk.content)
-                            } else {
-                                String::new()
-                            },
-                            score,
-                            arms: Arms::default(),
-                            index_id: None,
-                        })
+                        // Only a file's best chunk carries a snippet.
+                        let text = if rank == 0 {
+                            snippet(&chunk.content)
+                        } else {
+                            String::new()
+                        };
+                        Some(hit(chunk, score, text, Arms::default()))
                     })
                     .collect();
                 FileHit {
@@ -691,6 +672,22 @@ fn rank_map(hits: &[(u32, f32)]) -> HashMap<u32, ArmScore> {
         .enumerate()
         .map(|(i, (id, s))| (*id, ArmScore { rank: i + 1, score: *s }))
         .collect()
+}
+
+/// A chunk as a search hit (not yet attributed to an index).
+fn hit(chunk: &Chunk, score: f32, snippet: String, arms: Arms) -> Hit {
+    Hit {
+        path: chunk.path.clone(),
+        start_line: chunk.start_line,
+        end_line: chunk.end_line,
+        symbol: chunk.symbol.clone(),
+        kind: chunk.kind.as_str().to_string(),
+        language: chunk.language.as_str().to_string(),
+        snippet,
+        score,
+        arms,
+        index_id: None,
+    }
 }
 
 fn snippet(content: &str) -> String {

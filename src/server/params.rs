@@ -4,6 +4,7 @@
 
 use crate::IndexId;
 use crate::api::{ApiError, LineRange, SymbolRelation};
+use crate::storage::layout;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
@@ -66,11 +67,7 @@ impl FileParams {
 /// A file path inside an index version: relative, `/`-separated, no `.` or
 /// `..` segments, at most 1 KiB.
 pub fn parse_file_path(raw: &str) -> Result<String, ApiError> {
-    let bad = raw.is_empty()
-        || raw.len() > 1024
-        || raw.starts_with('/')
-        || raw.contains(['\\', '\0'])
-        || raw.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..");
+    let bad = raw.len() > 1024 || raw.contains('\0') || layout::check_relative_path(raw).is_err();
     if bad {
         return Err(ApiError::bad_request(format!(
             "file path {raw:?} must be relative to the repository root, without `.` or `..` segments"

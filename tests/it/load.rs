@@ -6,7 +6,7 @@
 use crate::support::cluster::{Cluster, free_port, shard_name};
 use crate::support::embedder::{self, EmbedStub, Mode};
 use crate::support::fixtures::{publish_copies, publish_fixture, write_repo};
-use crate::support::http::{metric, search};
+use crate::support::http::{metric, post_json, search};
 use crate::support::process::{ADMIN_TOKEN, shard_args, spawn};
 use crate::support::shard::{Env, admin, env, shard_env, start_shard};
 use reqwest::StatusCode;
@@ -37,12 +37,6 @@ async fn sizes(env: &Env, id: &str) -> (u64, u64) {
         .unwrap();
     let m: Manifest = serde_json::from_slice(&bytes).unwrap();
     (estimate_memory(&m), m.total_bytes())
-}
-
-async fn post_json(url: &str, body: Value) -> (StatusCode, Value) {
-    let r = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 async fn status_of(url: &str, id: &str) -> Value {

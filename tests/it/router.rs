@@ -3,7 +3,7 @@
 
 use crate::support::cluster::{Cluster, shard_name};
 use crate::support::fixtures::publish_fixture;
-use crate::support::http::{metric, search};
+use crate::support::http::{metric, post_json, search};
 use crate::support::process::ADMIN_TOKEN;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -156,15 +156,12 @@ async fn fan_out_over_fifty_indexes_with_an_owner_down_returns_partial_results()
     // through each shard's restore queue, so repeating it warms all fifty.
     let mut warm = Value::Null;
     for _ in 0..120 {
-        warm = reqwest::Client::new()
-            .post(format!("{}/v1/search", c.router.url))
-            .json(&json!({"query": "config", "deadline_ms": 5000, "indexes": ids}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        warm = post_json(
+            &format!("{}/v1/search", c.router.url),
+            json!({"query": "config", "deadline_ms": 5000, "indexes": ids}),
+        )
+        .await
+        .1;
         if warm["searched"].as_array().unwrap().len() == 50 {
             break;
         }
@@ -202,15 +199,11 @@ async fn fan_out_over_fifty_indexes_with_an_owner_down_returns_partial_results()
     // Their new owners must download them, slowly: they cannot make the deadline.
     c.s3.set_delay(Duration::from_millis(800));
     let started = Instant::now();
-    let r: Value = reqwest::Client::new()
-        .post(format!("{}/v1/search", c.router.url))
-        .json(&json!({"query": "config", "deadline_ms": 1500, "top_k": 100}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, r) = post_json(
+        &format!("{}/v1/search", c.router.url),
+        json!({"query": "config", "deadline_ms": 1500, "top_k": 100}),
+    )
+    .await;
     let took = started.elapsed();
     c.s3.set_delay(Duration::ZERO);
     let searched = r["searched"].as_array().unwrap().len();

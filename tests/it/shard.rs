@@ -1,7 +1,7 @@
 //! The shard as a real process against a real S3-compatible server.
 
 use crate::support::fixtures::publish_fixture;
-use crate::support::http::{metric, search};
+use crate::support::http::{metric, post_json, search};
 use crate::support::process::Proc;
 use crate::support::shard::{admin, env, start_shard};
 use reqwest::StatusCode;
@@ -483,16 +483,11 @@ async fn file_search_reads_a_pasted_issue_and_ranks_files() {
         "log line with nothing useful in it\n".repeat(300)
     );
     assert!(issue.len() > 8 * 1024);
-    let client = reqwest::Client::new();
-    let body: Value = client
-        .post(format!("{}/v1/indexes/demo/search", shard.url))
-        .json(&json!({"query": issue, "group_by": "file"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, body) = post_json(
+        &format!("{}/v1/indexes/demo/search", shard.url),
+        json!({"query": issue, "group_by": "file"}),
+    )
+    .await;
     let files = body["files"].as_array().expect("a grouped answer lists files");
     assert_eq!(files[0]["path"], "src/config.rs", "{body}");
     assert!(body["hits"].as_array().unwrap().is_empty(), "{body}");
@@ -503,15 +498,11 @@ async fn file_search_reads_a_pasted_issue_and_ranks_files() {
     );
 
     // Across indexes, files are merged and say where they came from.
-    let body: Value = client
-        .post(format!("{}/v1/search", shard.url))
-        .json(&json!({"query": "load config", "group_by": "file", "indexes": ["demo"], "deadline_ms": 10000}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, body) = post_json(
+        &format!("{}/v1/search", shard.url),
+        json!({"query": "load config", "group_by": "file", "indexes": ["demo"], "deadline_ms": 10000}),
+    )
+    .await;
     let files = body["files"].as_array().expect("merged files");
     assert!(!files.is_empty(), "{body}");
     assert!(files.iter().all(|f| f["index_id"] == "demo"), "{body}");

@@ -32,6 +32,16 @@ async fn first_job(jobs: &Api<Job>) -> Job {
     .await
 }
 
+/// A `file://` store in which index `id` has a `CURRENT` pointer; returns
+/// the directory and that pointer's path.
+fn store_with_current(id: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let store = tempfile::tempdir().unwrap();
+    let data = store.path().join(format!("indexes/{id}/CURRENT"));
+    std::fs::create_dir_all(data.parent().unwrap()).unwrap();
+    std::fs::write(&data, b"{\"version\":\"v1\"}").unwrap();
+    (store, data)
+}
+
 async fn phase_is(indexes: &Api<Index>, name: &str, phase: Phase) -> Index {
     eventually(&format!("{name} to reach {phase:?}"), WAIT, || async {
         indexes
@@ -48,10 +58,7 @@ async fn index_goes_from_apply_to_available_and_is_cleaned_up() {
     install_crypto();
     let api = FakeApiServer::start().await;
     let router = FakeRouter::start().await;
-    let store = tempfile::tempdir().unwrap();
-    let data = store.path().join("indexes/tokio/CURRENT");
-    std::fs::create_dir_all(data.parent().unwrap()).unwrap();
-    std::fs::write(&data, b"{\"version\":\"v1\"}").unwrap();
+    let (store, data) = store_with_current("tokio");
     let client = api.client();
     let op = Operator::start(
         client.clone(),
@@ -190,10 +197,7 @@ async fn a_same_named_index_in_another_namespace_conflicts_and_never_touches_the
     install_crypto();
     let api = FakeApiServer::start().await;
     let router = FakeRouter::start().await;
-    let store = tempfile::tempdir().unwrap();
-    let data = store.path().join("indexes/tokio/CURRENT");
-    std::fs::create_dir_all(data.parent().unwrap()).unwrap();
-    std::fs::write(&data, b"{\"version\":\"v1\"}").unwrap();
+    let (store, data) = store_with_current("tokio");
     let client = api.client();
     let op = Operator::start(
         client.clone(),

@@ -1,6 +1,7 @@
-//! HTTP calls every role's tests make: a search, a `/metrics` scrape.
+//! HTTP calls every role's tests make: a search, a JSON POST, a `/metrics` scrape.
 
-use serde_json::json;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
 
 /// `POST {url}/v1/indexes/{id}/search` with a plain query, on a router or a shard.
 pub async fn search(url: &str, id: &str, query: &str) -> reqwest::Response {
@@ -10,6 +11,13 @@ pub async fn search(url: &str, id: &str, query: &str) -> reqwest::Response {
         .send()
         .await
         .unwrap()
+}
+
+/// `POST url` with a JSON body: the status and the JSON answer (`Null` when it is not JSON).
+pub async fn post_json(url: &str, body: Value) -> (StatusCode, Value) {
+    let r = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 /// The Prometheus text exposition at `{url}/metrics`.
