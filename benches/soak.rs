@@ -128,15 +128,31 @@ async fn timed(
     });
 }
 
-fn rss_of(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
+/// Resident bytes of a process: all, heap and other anonymous pages, and
+/// file-backed pages (memory-mapped index files the kernel can reclaim).
+#[derive(Debug, Clone, Copy, Default)]
+struct Rss {
+    total: u64,
+    anon: u64,
+    file: u64,
+}
+
+fn rss_of(pid: u32) -> Rss {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    Rss {
+        total: field("VmRSS:"),
+        anon: field("RssAnon:"),
+        file: field("RssFile:"),
+    }
 }
 
 async fn metric(url: &str, series: &str) -> f64 {
@@ -179,8 +195,8 @@ impl Shards {
         let proc = spawn(&shard_name(i), &args, &shard_env()).await;
         let rss = rss_of(proc.child.id());
         self.baseline_rss[i] = match self.baseline_rss[i] {
-            0 => rss,
-            b => b.min(rss),
+            0 => rss.total,
+            b => b.min(rss.total),
         };
         self.procs[i] = Some(proc);
     }
@@ -401,7 +417,7 @@ async fn main() {
         }));
     }
     // Sampling: RSS, cache bytes, /healthz latency, loads per minute.
-    let samples = Arc::new(parking_lot::Mutex::new(BTreeMap::<usize, (u64, u64, f64)>::new()));
+    let samples = Arc::new(parking_lot::Mutex::new(BTreeMap::<usize, (Rss, u64, f64, Rss)>::new()));
     let loads_by_minute = Arc::new(parking_lot::Mutex::new(Vec::<f64>::new()));
     let shard_urls: Vec<String> = (0..4).map(|i| shards.url(i)).collect();
     let pids = Arc::new(parking_lot::Mutex::new(vec![0u32; 4]));
@@ -442,10 +458,13 @@ async fn main() {
                     let ms = if ok { t.elapsed().as_secs_f64() * 1000.0 } else { 0.0 };
                     {
                         let mut s = samples.lock();
-                        let e = s.entry(i).or_insert((0, 0, 0.0));
-                        e.0 = e.0.max(rss);
+                        let e = s.entry(i).or_insert((Rss::default(), 0, 0.0, Rss::default()));
+                        e.0.total = e.0.total.max(rss.total);
+                        e.0.anon = e.0.anon.max(rss.anon);
+                        e.0.file = e.0.file.max(rss.file);
                         e.1 = e.1.max(cache);
                         e.2 = e.2.max(ms);
+                        e.3 = rss;
                     }
                     loads_now += metric(url, "trusty_index_loads_total").await;
                 }
@@ -533,19 +552,23 @@ async fn main() {
         println!("  error {e}: {n}");
     }
     println!(
-        "\n| shard | baseline RSS MB | peak RSS MB | peak − baseline MB (memory budget {:.1}) | peak cache MB (disk budget {:.1}) | max /healthz ms |",
+        "\n| shard | baseline RSS MB | peak RSS MB | peak − baseline MB (memory budget {:.1}) | peak anonymous MB | peak file-backed MB | RSS at end MB (anonymous) | peak cache MB (disk budget {:.1}) | max /healthz ms |",
         memory_budget as f64 / 1e6,
         disk_budget as f64 / 1e6
     );
-    println!("|---|---|---|---|---|---|");
-    for (i, (rss, cache, health)) in samples.lock().iter() {
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (i, (rss, cache, health, last)) in samples.lock().iter() {
         let baseline = shards.baseline_rss[*i];
         println!(
-            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} ({:.1}) | {:.1} | {:.1} |",
             shard_name(*i),
             baseline as f64 / 1e6,
-            *rss as f64 / 1e6,
-            rss.saturating_sub(baseline) as f64 / 1e6,
+            rss.total as f64 / 1e6,
+            rss.total.saturating_sub(baseline) as f64 / 1e6,
+            rss.anon as f64 / 1e6,
+            rss.file as f64 / 1e6,
+            last.total as f64 / 1e6,
+            last.anon as f64 / 1e6,
             *cache as f64 / 1e6,
             health
         );

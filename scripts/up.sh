@@ -11,11 +11,22 @@ if ! command -v protoc >/dev/null; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq protobuf-compiler >/dev/null
 fi
-# Vectors are opt-in for the quick start: MiniLM on a 2-core CPU embeds ~10
-# chunks/s, minutes for a mid-sized repository. TRUSTY_EMBEDDER=minilm (after
-# scripts/fetch-minilm.sh) or TRUSTY_EMBEDDER=http with TRUSTY_EMBEDDER_URL
-# turns them on; lexical + graph search works either way.
-export TRUSTY_EMBEDDER="${TRUSTY_EMBEDDER:-none}"
+# Vectors whenever the MiniLM weights are here (scripts/fetch-minilm.sh), else
+# lexical + graph. The first build embeds every chunk (~10 chunks/s on 2
+# cores); the local store's embedding cache makes later runs embed only what
+# changed. TRUSTY_EMBEDDER=none skips vectors; =http uses TRUSTY_EMBEDDER_URL.
+if [ -z "${TRUSTY_EMBEDDER:-}" ]; then
+  TRUSTY_EMBEDDER=none
+  models="${TRUSTY_MODEL_DIR:-$HOME/.cache/trusty-search/models}"
+  for d in "$models" "$models/all-MiniLM-L6-v2" "$HOME/.cache/trusty-search/models/all-MiniLM-L6-v2"; do
+    if [ -f "$d/model.safetensors" ] && [ -f "$d/tokenizer.json" ] && [ -f "$d/config.json" ]; then
+      TRUSTY_EMBEDDER=minilm
+      export TRUSTY_MODEL_DIR="$d"
+      break
+    fi
+  done
+fi
+export TRUSTY_EMBEDDER
 cargo build --bin trusty-search
 args=("$@")
 has_dir=0

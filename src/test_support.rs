@@ -57,3 +57,39 @@ pub(crate) fn symbol_chunk(
 pub(crate) fn function(id: u32, path: &str, name: &str, calls: &[&str]) -> Chunk {
     symbol_chunk(id, path, Some(name), SymbolKind::Function, None, calls, &[])
 }
+
+/// A deterministic embedder that counts what it embeds: vectors derived from
+/// each text's hash, so equal texts get equal vectors across builds.
+pub(crate) struct CountingEmbedder {
+    pub(crate) embedded: std::sync::atomic::AtomicUsize,
+}
+
+impl CountingEmbedder {
+    pub(crate) fn new() -> Self {
+        Self {
+            embedded: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+}
+
+impl crate::embed::Embedder for CountingEmbedder {
+    fn id(&self) -> &str {
+        "counting-test"
+    }
+    fn dimension(&self) -> usize {
+        4
+    }
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, crate::embed::EmbedError> {
+        self.embedded
+            .fetch_add(texts.len(), std::sync::atomic::Ordering::Relaxed);
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let h = sha256_hex(t.as_bytes());
+                let v: Vec<f32> = h.bytes().take(4).map(|b| f32::from(b) + 1.0).collect();
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.into_iter().map(|x| x / norm).collect()
+            })
+            .collect())
+    }
+}

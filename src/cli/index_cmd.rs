@@ -75,6 +75,10 @@ pub struct BuildArgs {
     /// Print the manifest as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Embed every chunk again instead of reusing the vectors earlier builds
+    /// kept in the store (under `embed-cache/`).
+    #[arg(long, env = "TRUSTY_NO_EMBED_CACHE")]
+    pub no_embed_cache: bool,
     #[command(flatten)]
     pub embedder: EmbedderArgs,
 }
@@ -154,6 +158,7 @@ async fn build(args: BuildArgs) -> Result<()> {
             languages: (!languages.is_empty()).then_some(languages),
         },
         embedder,
+        embed_cache: (!args.no_embed_cache).then(|| store.clone()),
         progress: true,
         source,
         ..Default::default()
@@ -185,7 +190,10 @@ async fn build(args: BuildArgs) -> Result<()> {
             m.counts.graph_edges,
             m.embedder
                 .as_ref()
-                .map(|e| format!("vectors: {} d={}", e.id, e.dimension))
+                .map(|e| format!(
+                    "vectors: {} d={} ({} embedded, {} reused)",
+                    e.id, e.dimension, report.embedding.embedded, report.embedding.reused
+                ))
                 .unwrap_or("lexical + graph".into()),
             human_bytes(published.bytes),
         );

@@ -101,6 +101,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
             &work.path().join("bundle"),
             BuildOptions {
                 embedder: embedder.clone(),
+                embed_cache: Some(store.clone()),
                 progress: true,
                 source,
                 ..Default::default()
@@ -116,7 +117,10 @@ pub async fn run(args: UpArgs) -> Result<()> {
             m.counts.graph_edges,
             m.embedder
                 .as_ref()
-                .map(|e| format!("vectors ({})", e.id))
+                .map(|e| format!(
+                    "vectors ({}: {} embedded, {} reused)",
+                    e.id, report.embedding.embedded, report.embedding.reused
+                ))
                 .unwrap_or("lexical + graph".into()),
             (report.timings.walk_ms
                 + report.timings.chunk_ms

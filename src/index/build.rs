@@ -9,6 +9,7 @@ use crate::bundle::sources::{SourcesError, write_sources};
 use crate::bundle::vectors::VectorError;
 use crate::embed::{EmbedError, Embedder, embedding_text};
 use crate::index::chunk::{CHUNKER_VERSION, ChunkConfig, chunk_file, normalize};
+use crate::index::embed_cache::{CacheStats, EmbedCache, FileRows, TextHash, text_hash};
 use crate::index::graph::build_graph;
 use crate::index::vectors::write_vectors;
 use crate::index::walk::{SkipCounts, WalkConfig, WalkError, read_source, walk};
@@ -16,6 +17,7 @@ use crate::model::Chunk;
 use crate::storage::layout::{self, bundle};
 use crate::storage::manifest::{Counts, EmbedderInfo, Manifest, SCHEMA_VERSION, SourceInfo};
 use crate::storage::publish::{PublishError, seal_bundle};
+use crate::storage::store::Store;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -65,6 +67,9 @@ pub struct BuildOptions {
     pub walk: WalkConfig,
     pub chunk: ChunkConfig,
     pub embedder: Option<Arc<dyn Embedder>>,
+    /// Reuse chunk vectors kept in this store by earlier builds (of any index)
+    /// and keep this build's there; see [`crate::index::embed_cache`].
+    pub embed_cache: Option<Store>,
     /// Memory for the BM25 writer.
     pub bm25_memory_bytes: usize,
     /// Show progress bars (only when stderr is a terminal).
@@ -78,6 +83,7 @@ impl Default for BuildOptions {
             walk: WalkConfig::default(),
             chunk: ChunkConfig::default(),
             embedder: None,
+            embed_cache: None,
             bm25_memory_bytes: 256 * 1024 * 1024,
             progress: false,
             source: SourceInfo::default(),
@@ -103,6 +109,8 @@ pub struct BuildReport {
     pub dir: PathBuf,
     pub skipped: SkipCounts,
     pub timings: StageTimings,
+    /// Vectors reused from the embedding cache and embedded anew.
+    pub embedding: CacheStats,
 }
 
 /// Builds a sealed bundle for `root` into `out_dir` (created; must be empty or absent).
@@ -150,12 +158,19 @@ pub async fn build_bundle(
         let mut skipped = walked.skipped;
         let mut chunks = Vec::new();
         let mut sources = Vec::new();
+        let mut files = Vec::new();
         let mut bytes = 0u64;
         for r in results {
             match r {
                 Ok((mut c, len, source)) => {
                     bytes += len;
+                    let start = chunks.len();
                     chunks.append(&mut c);
+                    files.push(FileRows {
+                        path: source.0.clone(),
+                        text_sha: crate::model::sha256_hex(source.1.as_bytes()),
+                        rows: start..chunks.len(),
+                    });
                     sources.push(source);
                 }
                 Err(reason) => reason.count(&mut skipped),
@@ -164,10 +179,11 @@ pub async fn build_bundle(
         for (i, c) in chunks.iter_mut().enumerate() {
             c.id = i as u32;
         }
-        (chunks, skipped, sources, bytes)
+        (chunks, skipped, (sources, files), bytes)
     })
     .await
     .map_err(task("chunk"))?;
+    let (sources, file_rows) = sources;
     let files = sources.len() as u64;
     let sources_dir = out_dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
@@ -204,10 +220,17 @@ pub async fn build_bundle(
     timings.graph_ms = graph_ms;
     tracing::debug!(total_ms = ms(t.elapsed()), "bm25 and graph written");
 
+    let mut embedding = CacheStats::default();
     let embedder_info = match &opts.embedder {
         Some(embedder) => {
             let t = Instant::now();
-            let vectors = embed_chunks(embedder.clone(), chunks.clone(), opts.progress).await?;
+            let cache = opts
+                .embed_cache
+                .clone()
+                .map(|store| EmbedCache::new(store, id.clone(), embedder.id(), embedder.dimension()));
+            let (vectors, stats) =
+                embed_with_cache(embedder.clone(), chunks.clone(), &file_rows, cache, opts.progress).await?;
+            embedding = stats;
             timings.embed_ms = ms(t.elapsed());
             let t = Instant::now();
             let ids: Vec<u32> = chunks.iter().map(|c| c.id).collect();
@@ -257,18 +280,58 @@ pub async fn build_bundle(
         dir: out_dir.to_path_buf(),
         skipped,
         timings,
+        embedding,
     })
 }
 
-/// Embeds every chunk in batches on the blocking pool, with progress.
-async fn embed_chunks(
+/// Embeds every chunk the cache has no vector for, and keeps the new ones there.
+async fn embed_with_cache(
     embedder: Arc<dyn Embedder>,
     chunks: Arc<Vec<Chunk>>,
+    files: &[FileRows],
+    cache: Option<EmbedCache>,
     progress: bool,
-) -> Result<Vec<Vec<f32>>, BuildError> {
+) -> Result<(Vec<Vec<f32>>, CacheStats), BuildError> {
+    let texts: Vec<String> = chunks.par_iter().map(embedding_text).collect();
+    let Some(cache) = cache else {
+        let vectors = embed_texts(embedder, texts, progress).await?;
+        let embedded = vectors.len();
+        return Ok((vectors, CacheStats { embedded, ..Default::default() }));
+    };
+    let hashes: Vec<TextHash> = texts.par_iter().map(|t| text_hash(t)).collect();
+    let recalled = cache.recall(files).await;
+    let mut vectors: Vec<Option<Vec<f32>>> = hashes.iter().map(|h| recalled.vectors.get(h).cloned()).collect();
+    let todo: Vec<usize> = (0..vectors.len()).filter(|&i| vectors[i].is_none()).collect();
+    let todo_texts: Vec<String> = todo.iter().map(|&i| texts[i].clone()).collect();
+    let fresh = embed_texts(embedder, todo_texts, progress).await?;
+    let mut fresh_row = vec![false; vectors.len()];
+    for (&row, v) in todo.iter().zip(fresh) {
+        vectors[row] = Some(v);
+        fresh_row[row] = true;
+    }
+    let vectors: Vec<Vec<f32>> = vectors.into_iter().map(Option::unwrap_or_default).collect();
+    let write: Vec<bool> = files
+        .iter()
+        .map(|f| !recalled.present.contains(&f.path) || f.rows.clone().any(|r| fresh_row[r]))
+        .collect();
+    let packs_written = cache.remember(files, &write, &hashes, &vectors).await;
+    let stats = CacheStats {
+        reused: vectors.len() - todo.len(),
+        embedded: todo.len(),
+        files_hit: recalled.present.len(),
+        packs_written,
+    };
+    tracing::info!(?stats, "embedding cache");
+    Ok((vectors, stats))
+}
+
+/// Embeds `texts` in order, in batches on the blocking pool, with progress.
+async fn embed_texts(embedder: Arc<dyn Embedder>, texts: Vec<String>, progress: bool) -> Result<Vec<Vec<f32>>, BuildError> {
+    if texts.is_empty() {
+        return Ok(Vec::new());
+    }
     tokio::task::spawn_blocking(move || {
-        let bar = progress_bar(progress, chunks.len() as u64, "embedding");
-        let texts: Vec<String> = chunks.iter().map(embedding_text).collect();
+        let bar = progress_bar(progress, texts.len() as u64, "embedding");
         let mut out = Vec::with_capacity(texts.len());
         for batch in texts.chunks(embedder.max_batch().max(1)) {
             let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
@@ -326,4 +389,67 @@ pub fn git_commit(root: &Path) -> Option<String> {
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
         .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::chunks::load_chunks;
+    use crate::test_support::CountingEmbedder;
+    use std::collections::HashSet;
+    use std::sync::atomic::Ordering;
+
+    const A_V1: &str = "def parse(text):\n    return text.split()\n\n\ndef render(items):\n    return ' '.join(items)\n";
+    const A_V2: &str = "def parse(text):\n    return text.split()\n\n\ndef render(items):\n    return ', '.join(sorted(items))\n";
+    const B: &str = "class Store:\n    def get(self, key):\n        return self.items[key]\n";
+
+    async fn build(src: &Path, store: &Store, embedder: &Arc<CountingEmbedder>) -> (BuildReport, tempfile::TempDir) {
+        let out = tempfile::tempdir().unwrap();
+        let report = build_bundle(
+            src,
+            &IndexId::new("cached").unwrap(),
+            &out.path().join("b"),
+            BuildOptions {
+                embedder: Some(embedder.clone()),
+                embed_cache: Some(store.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        (report, out)
+    }
+
+    fn texts(report: &BuildReport) -> HashSet<String> {
+        let chunks = load_chunks(&report.dir.join(bundle::CHUNKS_FILE)).unwrap();
+        chunks.iter().map(embedding_text).collect()
+    }
+
+    #[tokio::test]
+    async fn a_rebuild_embeds_only_the_chunks_that_changed() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("a.py"), A_V1).unwrap();
+        std::fs::write(src.path().join("b.py"), B).unwrap();
+        let store = Store::open("memory://build-embed-cache").unwrap();
+        let embedder = Arc::new(CountingEmbedder::new());
+
+        let (first, _keep1) = build(src.path(), &store, &embedder).await;
+        let n = first.manifest.counts.chunks as usize;
+        assert!(n >= 3, "{n} chunks");
+        assert_eq!(embedder.embedded.load(Ordering::Relaxed), n);
+        assert_eq!((first.embedding.embedded, first.embedding.reused), (n, 0));
+
+        let (same, _keep2) = build(src.path(), &store, &embedder).await;
+        assert_eq!(embedder.embedded.load(Ordering::Relaxed), n, "an unchanged tree embeds nothing");
+        assert_eq!((same.embedding.embedded, same.embedding.reused), (0, n));
+        assert_eq!(same.embedding.files_hit, 2);
+
+        std::fs::write(src.path().join("a.py"), A_V2).unwrap();
+        let (changed, _keep3) = build(src.path(), &store, &embedder).await;
+        let new_texts = texts(&changed).difference(&texts(&first)).count();
+        assert!(new_texts >= 1);
+        assert_eq!(changed.embedding.embedded, new_texts, "only the changed chunks are embedded");
+        assert_eq!(embedder.embedded.load(Ordering::Relaxed), n + new_texts);
+        assert_eq!(changed.embedding.reused, changed.manifest.counts.chunks as usize - new_texts);
+    }
 }

@@ -6,6 +6,7 @@
 pub(crate) mod bm25;
 pub mod build;
 pub(crate) mod chunk;
+pub mod embed_cache;
 pub(crate) mod graph;
 pub(crate) mod lang;
 pub(crate) mod vectors;

@@ -258,8 +258,8 @@ impl RouterState {
         let mut last_reason = String::new();
         let mut last_trouble = Trouble::Broken;
         let mut attempts = 0;
-        // The first owner that answered "cold" or "loading": it is restoring now.
-        let mut warming: Option<&Candidate> = None;
+        // Owners that answered "cold" or "loading", in that order: they are restoring now.
+        let mut restoring: Vec<&Candidate> = Vec::new();
         for c in &candidates {
             if attempts == max_attempts {
                 break;
@@ -289,8 +289,8 @@ impl RouterState {
                     last_trouble = trouble;
                     // Prefer passing through a "loading" answer: it tells the client when to come back.
                     let loading = up.as_ref().is_some_and(Upstream::is_restoring);
-                    if loading && warming.is_none() {
-                        warming = Some(c);
+                    if loading {
+                        restoring.push(c);
                     }
                     if kept.is_none() || loading {
                         kept = up.or(kept);
@@ -298,12 +298,18 @@ impl RouterState {
                 }
             }
         }
-        if let (ForwardPatience::Serve, Some(c)) = (patience, warming) {
+        if patience == ForwardPatience::Serve {
             // Each wait is bounded by the shard's own load wait; while the
             // restore is still queued or running, wait again as long as another
             // full wait fits in the request's time, rather than hand the client
-            // a "loading" it would have to retry itself.
-            loop {
+            // a "loading" it would have to retry itself. An owner that stops
+            // answering hands the wait to the next one that is restoring.
+            let mut waiting = restoring.into_iter();
+            let mut current = waiting.next();
+            while let Some(c) = current {
+                if started.elapsed() + self.cfg.shard_timeout > self.cfg.request_timeout {
+                    break;
+                }
                 ROUTER_RETRIES.inc();
                 let waited = Instant::now();
                 match self
@@ -311,20 +317,34 @@ impl RouterState {
                     .await
                 {
                     Attempt::Done(up) => return Ok(self.served(c, index_id, up)),
-                    Attempt::Retry(up, reason, _) => {
-                        let still_loading = up.as_ref().is_some_and(Upstream::is_restoring);
+                    Attempt::Retry(None, reason, _) => {
                         last_reason = reason;
-                        kept = up.or(kept);
-                        if !still_loading || started.elapsed() + self.cfg.shard_timeout > self.cfg.request_timeout {
-                            break;
-                        }
-                        // A shard configured not to wait answers at once: do not spin on it.
-                        if waited.elapsed() < MIN_WAIT_ROUND {
+                        current = waiting.next();
+                    }
+                    Attempt::Retry(Some(up), reason, _) => {
+                        last_reason = reason;
+                        let still_loading = up.is_restoring();
+                        kept = Some(up);
+                        if !still_loading {
+                            current = waiting.next();
+                        } else if waited.elapsed() < MIN_WAIT_ROUND {
+                            // A shard configured not to wait answers at once: do not spin on it.
                             tokio::time::sleep(MIN_WAIT_ROUND).await;
                         }
                     }
                 }
             }
+        }
+        if let Some(up) = &kept {
+            tracing::debug!(
+                index_id,
+                shard = %up.shard,
+                status = %up.status,
+                code = up.error_code().unwrap_or_default(),
+                last = %last_reason,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "no owner served the request; passing its answer through"
+            );
         }
         match kept {
             Some(up) => Ok(up),

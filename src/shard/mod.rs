@@ -17,6 +17,7 @@ pub(crate) mod budget;
 pub mod config;
 pub(crate) mod discovery;
 pub mod disk;
+mod heap;
 pub(crate) mod http;
 pub(crate) mod lazy_load;
 pub(crate) mod loaded;

@@ -1,0 +1,314 @@
+//! Reusing chunk vectors across builds, so a rebuild embeds only what changed.
+//!
+//! Embedding is by far the slowest build stage on a CPU, and most of a
+//! repository is unchanged between two versions. Vectors are kept in the
+//! index's own store, one *pack* per file: the (text hash, vector) pairs of
+//! that file's chunks, keyed by a digest of the file's path and text, so any
+//! index in the store with the same file at the same path reuses it. A per-index
+//! path map remembers which pack each path used last time: when a file changes,
+//! its old pack still supplies the vectors of the chunks that did not.
+//!
+//! A vector is only ever taken for a chunk whose embedding text hashes to the
+//! same value under the same embedder, so a stale or foreign pack can cost a
+//! miss but never a wrong vector. The cache is an optimisation: reading or
+//! writing it never fails a build (failures are logged and counted as misses).
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt};
+use sha2::{Digest, Sha256};
+
+use crate::IndexId;
+use crate::storage::layout::{embed_pack_key, embed_paths_key};
+use crate::storage::store::{Store, StoreError};
+
+/// sha256 of a chunk's embedding text.
+pub type TextHash = [u8; 32];
+
+const MAGIC: &[u8; 8] = b"TSEMB001";
+/// Packs fetched or written at once.
+const CONCURRENCY: usize = 16;
+
+/// sha256 of `text`, the key a vector is reused under.
+pub fn text_hash(text: &str) -> TextHash {
+    Sha256::digest(text.as_bytes()).into()
+}
+
+/// One file of the build: its path, a digest of its text, and its chunks' rows.
+#[derive(Debug, Clone)]
+pub struct FileRows {
+    pub path: String,
+    /// Hex sha256 of the file's (normalised) text.
+    pub text_sha: String,
+    /// The file's chunks, as a range of rows of the build's chunk list.
+    pub rows: Range<usize>,
+}
+
+/// What a build got from the cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheStats {
+    /// Chunks whose vector came from the cache.
+    pub reused: usize,
+    /// Chunks the embedder had to embed.
+    pub embedded: usize,
+    /// Packs found for files with unchanged text.
+    pub files_hit: usize,
+    /// Packs written for new or changed files.
+    pub packs_written: usize,
+}
+
+/// The embedding cache of one store, for one index and one embedder.
+#[derive(Debug, Clone)]
+pub struct EmbedCache {
+    store: Store,
+    index: IndexId,
+    /// Hex digest of the embedder id and dimension: ids like `openai:org/model`
+    /// are not key-safe, and a vector is only valid for the embedder that made it.
+    model: String,
+    dimension: usize,
+}
+
+/// Vectors recalled for a build, by text hash.
+#[derive(Debug, Default)]
+pub struct Recalled {
+    pub vectors: HashMap<TextHash, Vec<f32>>,
+    /// Paths whose own pack (same path, same text) already exists.
+    pub present: HashSet<String>,
+}
+
+impl EmbedCache {
+    pub fn new(store: Store, index: IndexId, embedder_id: &str, dimension: usize) -> Self {
+        let model = hex::encode(&Sha256::digest(format!("{embedder_id}\0{dimension}").as_bytes())[..12]);
+        Self {
+            store,
+            index,
+            model,
+            dimension,
+        }
+    }
+
+    fn pack_name(&self, file: &FileRows) -> String {
+        hex::encode(Sha256::digest(format!("{}\0{}", file.path, file.text_sha).as_bytes()))
+    }
+
+    /// Every cached vector that may serve these files: their own packs, and for
+    /// files without one, the pack their path had in this index's last build.
+    pub async fn recall(&self, files: &[FileRows]) -> Recalled {
+        let mut out = Recalled::default();
+        let own: Vec<(String, String)> = files.iter().map(|f| (f.path.clone(), self.pack_name(f))).collect();
+        let found = self.fetch_packs(own.iter().map(|(_, p)| p.clone()).collect()).await;
+        for ((path, pack), entries) in own.iter().zip(found) {
+            if let Some(entries) = entries {
+                out.present.insert(path.clone());
+                out.vectors.extend(entries);
+            } else {
+                tracing::trace!(path, pack, "no embedding pack for this file's text");
+            }
+        }
+        let missing: Vec<&String> = own
+            .iter()
+            .map(|(path, _)| path)
+            .filter(|p| !out.present.contains(*p))
+            .collect();
+        if missing.is_empty() {
+            return out;
+        }
+        let last = self.last_paths().await;
+        let old: Vec<String> = missing.iter().filter_map(|p| last.get(*p).cloned()).collect();
+        for entries in self.fetch_packs(old).await.into_iter().flatten() {
+            out.vectors.extend(entries);
+        }
+        out
+    }
+
+    /// Writes the packs of the files `write` selects (new text, or chunks the
+    /// cache did not know) and records this build's path map. `hashes[i]` and
+    /// `vectors[i]` belong to row `i`; `write[j]` to `files[j]`.
+    pub async fn remember(&self, files: &[FileRows], write: &[bool], hashes: &[TextHash], vectors: &[Vec<f32>]) -> usize {
+        let new: Vec<(String, Bytes)> = files
+            .iter()
+            .zip(write)
+            .filter(|(f, w)| **w && !f.rows.is_empty())
+            .map(|(f, _)| f)
+            .map(|f| (self.pack_name(f), encode_pack(self.dimension, f.rows.clone(), hashes, vectors)))
+            .collect();
+        let written = futures::stream::iter(new)
+            .map(|(pack, bytes)| async move {
+                let key = embed_pack_key(&self.model, &pack);
+                match self.store.put(&key, bytes).await {
+                    Ok(()) => 1,
+                    Err(e) => {
+                        tracing::warn!(key, error = %e, "could not write an embedding pack; the next build re-embeds this file");
+                        0
+                    }
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .fold(0usize, |n, w| async move { n + w })
+            .await;
+        let paths: HashMap<&str, String> = files
+            .iter()
+            .filter(|f| !f.rows.is_empty())
+            .map(|f| (f.path.as_str(), self.pack_name(f)))
+            .collect();
+        let key = embed_paths_key(&self.index, &self.model);
+        match serde_json::to_vec(&paths) {
+            Ok(json) => {
+                if let Err(e) = self.store.put(&key, Bytes::from(json)).await {
+                    tracing::warn!(key, error = %e, "could not record this build's embedding packs");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not encode the embedding path map"),
+        }
+        written
+    }
+
+    async fn last_paths(&self) -> HashMap<String, String> {
+        let key = embed_paths_key(&self.index, &self.model);
+        match self.store.get(&key).await {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(key, error = %e, "ignoring an unreadable embedding path map");
+                HashMap::new()
+            }),
+            Err(StoreError::NotFound { .. }) => HashMap::new(),
+            Err(e) => {
+                tracing::warn!(key, error = %e, "cannot read the embedding path map");
+                HashMap::new()
+            }
+        }
+    }
+
+    /// Fetches packs by name, in order; `None` for a missing or unusable pack.
+    async fn fetch_packs(&self, packs: Vec<String>) -> Vec<Option<Vec<(TextHash, Vec<f32>)>>> {
+        let fetched: Result<Vec<_>, std::convert::Infallible> = futures::stream::iter(packs)
+            .map(|pack| async move {
+                let key = embed_pack_key(&self.model, &pack);
+                Ok(match self.store.get(&key).await {
+                    Ok(bytes) => match decode_pack(self.dimension, &bytes) {
+                        Ok(entries) => Some(entries),
+                        Err(reason) => {
+                            tracing::warn!(key, reason, "ignoring a corrupt embedding pack");
+                            None
+                        }
+                    },
+                    Err(StoreError::NotFound { .. }) => None,
+                    Err(e) => {
+                        tracing::warn!(key, error = %e, "cannot read an embedding pack; embedding instead");
+                        None
+                    }
+                })
+            })
+            .buffered(CONCURRENCY)
+            .try_collect()
+            .await;
+        fetched.unwrap_or_else(|never| match never {})
+    }
+}
+
+/// `MAGIC`, dimension and count (u32 LE), then per chunk its text hash and
+/// `dimension` f32 LE.
+fn encode_pack(dimension: usize, rows: Range<usize>, hashes: &[TextHash], vectors: &[Vec<f32>]) -> Bytes {
+    let n = rows.len();
+    let mut buf = BytesMut::with_capacity(16 + n * (32 + dimension * 4));
+    buf.put_slice(MAGIC);
+    buf.put_u32_le(dimension as u32);
+    buf.put_u32_le(n as u32);
+    for row in rows {
+        buf.put_slice(&hashes[row]);
+        for x in &vectors[row] {
+            buf.put_f32_le(*x);
+        }
+    }
+    buf.freeze()
+}
+
+fn decode_pack(dimension: usize, bytes: &[u8]) -> Result<Vec<(TextHash, Vec<f32>)>, String> {
+    let header = 16;
+    if bytes.len() < header || &bytes[..8] != MAGIC {
+        return Err("not an embedding pack".into());
+    }
+    let dim = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default()) as usize;
+    let n = u32::from_le_bytes(bytes[12..16].try_into().unwrap_or_default()) as usize;
+    if dim != dimension {
+        return Err(format!("dimension {dim}, expected {dimension}"));
+    }
+    let row = 32 + dim * 4;
+    if bytes.len() != header + n * row {
+        return Err(format!("{} bytes for {n} vectors of dimension {dim}", bytes.len()));
+    }
+    Ok(bytes[header..]
+        .chunks_exact(row)
+        .map(|r| {
+            let mut hash = [0u8; 32];
+            hash.copy_from_slice(&r[..32]);
+            let v = r[32..]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (hash, v)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(store: &Store) -> EmbedCache {
+        EmbedCache::new(store.clone(), IndexId::new("idx").unwrap(), "test-embedder", 2)
+    }
+
+    fn file(path: &str, text: &str, rows: Range<usize>) -> FileRows {
+        FileRows {
+            path: path.into(),
+            text_sha: crate::model::sha256_hex(text.as_bytes()),
+            rows,
+        }
+    }
+
+    #[test]
+    fn packs_round_trip_and_reject_damage() {
+        let hashes = [text_hash("a"), text_hash("b")];
+        let vectors = vec![vec![1.0, 0.0], vec![0.0, -1.5]];
+        let bytes = encode_pack(2, 0..2, &hashes, &vectors);
+        let back = decode_pack(2, &bytes).unwrap();
+        assert_eq!(back, vec![(hashes[0], vectors[0].clone()), (hashes[1], vectors[1].clone())]);
+        assert!(decode_pack(3, &bytes).unwrap_err().contains("dimension"));
+        assert!(decode_pack(2, &bytes[..bytes.len() - 1]).is_err());
+        assert!(decode_pack(2, b"garbage").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_changed_file_reuses_its_unchanged_chunks() {
+        let store = Store::open("memory://embed-cache-unit").unwrap();
+        let c = cache(&store);
+        let hashes = [text_hash("one"), text_hash("two"), text_hash("three")];
+        let vectors = vec![vec![1.0, 0.0], vec![0.0, 1.0], vec![0.6, 0.8]];
+        let files = [file("a.py", "v1", 0..2), file("b.py", "same", 2..3)];
+
+        let first = c.recall(&files).await;
+        assert!(first.vectors.is_empty() && first.present.is_empty());
+        assert_eq!(c.remember(&files, &[true, true], &hashes, &vectors).await, 2);
+
+        // a.py changed (new text), b.py did not: b.py's pack is found as is,
+        // and a.py's old pack still offers its chunk vectors by text hash.
+        let files2 = [file("a.py", "v2", 0..2), file("b.py", "same", 2..3)];
+        let second = c.recall(&files2).await;
+        assert_eq!(second.present, HashSet::from(["b.py".to_string()]));
+        assert_eq!(second.vectors.len(), 3);
+        assert_eq!(second.vectors[&hashes[1]], vectors[1]);
+
+        // Another index of the same store shares the unchanged file's pack, not
+        // the first index's path map.
+        let other = EmbedCache::new(store.clone(), IndexId::new("other").unwrap(), "test-embedder", 2);
+        let shared = other.recall(&files2).await;
+        assert_eq!(shared.present, HashSet::from(["b.py".to_string()]));
+        assert_eq!(shared.vectors.len(), 1);
+
+        // A different embedder never sees these vectors.
+        let foreign = EmbedCache::new(store, IndexId::new("idx").unwrap(), "another-model", 2);
+        assert!(foreign.recall(&files2).await.vectors.is_empty());
+    }
+}
