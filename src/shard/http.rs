@@ -72,6 +72,7 @@ async fn on_search_pool<T: Send + 'static>(
         .map_err(|_| ApiError::internal("search pool closed"))?;
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        super::cpu_priority::lower_this_thread();
         work()
     })
     .await

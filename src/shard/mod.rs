@@ -15,6 +15,7 @@
 pub mod admission;
 pub(crate) mod budget;
 pub mod config;
+mod cpu_priority;
 pub(crate) mod discovery;
 pub mod disk;
 mod heap;
