@@ -62,6 +62,8 @@ pub enum Error {
     Finalizer(#[source] Box<finalizer::Error<Error>>),
     #[error("Index {0} has no namespace")]
     MissingNamespace(String),
+    #[error("waiting for {jobs} build Job(s) of {id} to stop before deleting it")]
+    BuildsStopping { id: String, jobs: usize },
     #[error(
         "the Index CRD (indexes.search.trusty.dev) is not installed: \
          kubectl apply -f manifests/crds/index.yaml (or `crdgen | kubectl apply -f -`)"
@@ -82,6 +84,7 @@ impl Error {
                 _ => "finalizer",
             },
             Error::MissingNamespace(_) => "invalid",
+            Error::BuildsStopping { .. } => "builds_stopping",
             Error::CrdNotInstalled => "crd",
         }
     }
@@ -739,6 +742,7 @@ async fn cleanup(index: &Index, id: &IndexId, ctx: &Context) -> Result<Action> {
         ctx.event(index, EventType::Normal, "Deleted", "Delete", note).await;
         return Ok(Action::await_change());
     }
+    stop_running_builds(index, id, ctx).await?;
     // A prebuilt index living in the cluster's own store is managed elsewhere;
     // an imported copy or a built index is ours.
     let prebuilt_in_place = index
@@ -767,6 +771,45 @@ async fn cleanup(index: &Index, id: &IndexId, ctx: &Context) -> Result<Action> {
     };
     ctx.event(index, EventType::Normal, "Deleted", "Delete", note).await;
     Ok(Action::await_change())
+}
+
+/// Asks every still-running build Job of this Index to stop (foreground, so
+/// the Job outlives its pods) and fails with [`Error::BuildsStopping`] while
+/// any is still there: a build that kept running could publish after the data
+/// is gone and bring back an index no Index owns. Failing (not returning an
+/// action) keeps the finalizer; the Job's deletion triggers the next pass.
+async fn stop_running_builds(index: &Index, id: &IndexId, ctx: &Context) -> Result<()> {
+    let ns = index.namespace().unwrap_or_default();
+    let job_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let selector = format!("{}={id}", jobs::INDEX_LABEL);
+    let running: Vec<Job> = job_api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .into_iter()
+        .filter(|j| jobs::job_outcome(j) == JobOutcome::Running)
+        .collect();
+    for job in &running {
+        if job.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let name = job.name_any();
+        match job_api.delete(&name, &DeleteParams::foreground()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let note = format!("stopping build Job {name} before deleting {id}");
+        ctx.event(index, EventType::Normal, "BuildStopped", "Delete", note).await;
+    }
+    if running.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::BuildsStopping {
+            id: id.to_string(),
+            jobs: running.len(),
+        })
+    }
 }
 
 /// Fails with [`Error::CrdNotInstalled`] when the API server does not serve Indexes.

@@ -311,6 +311,79 @@ async fn failed_build_reports_failed_and_reset_retries() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_index_stops_its_running_build_before_removing_data() {
+    install_crypto();
+    let api = FakeApiServer::start().await;
+    let router = FakeRouter::start().await;
+    let (store, data) = store_with_current("app");
+    let client = api.client();
+    let op = Operator::start(
+        client.clone(),
+        &router.url(),
+        &format!("file://{}", store.path().display()),
+        "op-a",
+        Some(NS.into()),
+    );
+    let indexes: Api<Index> = Api::namespaced(client.clone(), NS);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
+    let manifest = json!({
+        "apiVersion": "search.trusty.dev/v1alpha1", "kind": "Index",
+        "metadata": {"name": "app", "namespace": NS},
+        "spec": {"source": {"volume": {"claimName": "code", "path": "app"}}, "lexicalOnly": true,
+                 "deletionPolicy": "Delete"},
+    });
+    indexes
+        .patch("app", &PatchParams::apply("e2e-test"), &Patch::Apply(&manifest))
+        .await
+        .unwrap();
+    let job = first_job(&jobs).await;
+    let job_name = job.metadata.name.clone().unwrap();
+    phase_is(&indexes, "app", Phase::Building).await;
+    // Its pod is still running: the Job cannot go before the pod does.
+    jobs.patch(
+        &job_name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": ["test.trusty.dev/pod-running"]}})),
+    )
+    .await
+    .unwrap();
+
+    indexes.delete("app", &DeleteParams::default()).await.unwrap();
+    eventually("the running build Job to be told to stop", WAIT, || async {
+        jobs.get(&job_name)
+            .await
+            .ok()
+            .filter(|j| j.metadata.deletion_timestamp.is_some())
+    })
+    .await;
+    // A few deletion passes later the data is still there, and so is the Index.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(data.exists(), "data stays while a build that could publish is running");
+    assert!(indexes.get_opt("app").await.unwrap().is_some());
+
+    // The pod ends: the Job goes, and deletion completes.
+    jobs.patch(
+        &job_name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    eventually("the Index to be gone", WAIT, || async {
+        indexes.get_opt("app").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(!data.exists(), "deletionPolicy Delete removes the index's objects");
+    let reasons: Vec<String> = api
+        .objects(EVENT)
+        .iter()
+        .filter_map(|e| e["reason"].as_str().map(String::from))
+        .collect();
+    assert!(reasons.iter().any(|r| r == "BuildStopped"), "{reasons:?}");
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_name_is_reported_by_the_running_controller() {
     install_crypto();
     let api = FakeApiServer::start().await;
