@@ -30,6 +30,7 @@ use kube::{
         controller::Action,
         events::{Event, EventType, Recorder, Reporter},
         finalizer::{self, Event as Finalizer, finalizer},
+        reflector::ObjectRef,
         watcher,
     },
 };
@@ -493,8 +494,8 @@ async fn build_step(
     now: Timestamp,
 ) -> Result<Build> {
     let generation = index.metadata.generation;
-    let ns = index.namespace().unwrap_or_default();
-    let job_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let job_ns = ctx.build.job_namespace(index);
+    let job_api: Api<Job> = Api::namespaced(ctx.client.clone(), &job_ns);
     let mut running = false;
     let mut failed: Option<String> = None;
 
@@ -563,9 +564,17 @@ async fn build_step(
         return Ok(Build::UpToDate);
     }
 
+    // In a shared build namespace the name also covers the Index's namespace,
+    // so one tenant's Job is never mistaken for another's.
+    let own_ns = index.namespace().unwrap_or_default();
+    let name_key = if job_ns == own_ns {
+        desired.to_string()
+    } else {
+        format!("{own_ns}/{desired}")
+    };
     let wanted = jobs::job_name(
         id.as_str(),
-        desired,
+        &name_key,
         index.spec.reset_generation,
         refresh.as_deref().unwrap_or(""),
     );
@@ -779,9 +788,13 @@ async fn cleanup(index: &Index, id: &IndexId, ctx: &Context) -> Result<Action> {
 /// is gone and bring back an index no Index owns. Failing (not returning an
 /// action) keeps the finalizer; the Job's deletion triggers the next pass.
 async fn stop_running_builds(index: &Index, id: &IndexId, ctx: &Context) -> Result<()> {
-    let ns = index.namespace().unwrap_or_default();
-    let job_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-    let selector = format!("{}={id}", jobs::INDEX_LABEL);
+    let job_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.build.job_namespace(index));
+    let selector = format!(
+        "{}={id},{}={}",
+        jobs::INDEX_LABEL,
+        jobs::INDEX_NAMESPACE_LABEL,
+        index.namespace().unwrap_or_default()
+    );
     let running: Vec<Job> = job_api
         .list(&ListParams::default().labels(&selector))
         .await?
@@ -812,6 +825,18 @@ async fn stop_running_builds(index: &Index, id: &IndexId, ctx: &Context) -> Resu
     }
 }
 
+/// The Index a build Job belongs to, from its labels (Jobs in a shared build
+/// namespace have no owner reference to follow).
+fn index_of_job(job: Job) -> Option<ObjectRef<Index>> {
+    let labels = job.metadata.labels.as_ref()?;
+    let name = labels.get(jobs::INDEX_LABEL)?;
+    let namespace = labels
+        .get(jobs::INDEX_NAMESPACE_LABEL)
+        .cloned()
+        .or_else(|| job.metadata.namespace.clone())?;
+    Some(ObjectRef::new(name).within(&namespace))
+}
+
 /// Fails with [`Error::CrdNotInstalled`] when the API server does not serve Indexes.
 pub async fn check_crd_installed(client: Client, namespace: Option<&str>) -> Result<()> {
     let api: Api<Index> = match namespace {
@@ -825,16 +850,31 @@ pub async fn check_crd_installed(client: Client, namespace: Option<&str>) -> Res
     }
 }
 
-/// Runs the controller on Indexes (and the Jobs they own) until the stream ends.
+/// Runs the controller on Indexes (and their build Jobs) until the stream ends.
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
     let client = ctx.client.clone();
-    let (indexes, job_api): (Api<Index>, Api<Job>) = match &namespace {
-        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client, ns)),
-        None => (Api::all(client.clone()), Api::all(client)),
+    let indexes: Api<Index> = match &namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    // Build Jobs run in the Index's namespace or the shared build namespace.
+    let job_apis: Vec<Api<Job>> = match &namespace {
+        None => vec![Api::all(client.clone())],
+        Some(ns) => {
+            let mut namespaces = vec![ns.clone()];
+            namespaces.extend(ctx.build.namespace.iter().filter(|b| *b != ns).cloned());
+            namespaces
+                .iter()
+                .map(|n| Api::namespaced(client.clone(), n))
+                .collect()
+        }
     };
     let managed = format!("{}={}", jobs::MANAGED_BY.0, jobs::MANAGED_BY.1);
-    Controller::new(indexes, watcher::Config::default().any_semantic())
-        .owns(job_api, watcher::Config::default().labels(&managed))
+    let mut controller = Controller::new(indexes, watcher::Config::default().any_semantic());
+    for job_api in job_apis {
+        controller = controller.watches(job_api, watcher::Config::default().labels(&managed), index_of_job);
+    }
+    controller
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
             match res {

@@ -21,6 +21,8 @@ use std::collections::BTreeMap;
 /// Label selecting every Job this operator creates.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "trusty-operator");
 pub const INDEX_LABEL: &str = "search.trusty.dev/index";
+/// Namespace of the Index a build Job belongs to (Jobs may run elsewhere).
+pub const INDEX_NAMESPACE_LABEL: &str = "search.trusty.dev/index-namespace";
 /// Annotation carrying the source hash a Job builds.
 pub const SOURCE_HASH_ANNOTATION: &str = "search.trusty.dev/source-hash";
 
@@ -53,6 +55,12 @@ pub struct BuildPod {
     pub pod_security_context: Option<PodSecurityContext>,
     #[serde(default)]
     pub container_security_context: Option<SecurityContext>,
+    /// Extra volumes, e.g. the store's GCS key Secret.
+    #[serde(default)]
+    pub volumes: Option<Vec<Volume>>,
+    /// Where the extra volumes are mounted in the build container.
+    #[serde(default)]
+    pub volume_mounts: Option<Vec<VolumeMount>>,
 }
 
 /// Non-root, no privilege escalation, no capabilities, RuntimeDefault
@@ -99,6 +107,22 @@ pub struct BuildConfig {
     pub pod: BuildPod,
     /// Store prefixes `objectStore` sources may import from (empty: none).
     pub import_from: Vec<String>,
+    /// Where build Jobs run: the operator's own namespace in the chart, so
+    /// the store's write credentials and the build NetworkPolicy live in one
+    /// place and tenants need neither. `None`: each Index's own namespace.
+    /// Builds from a `volume` source always run beside their claim.
+    pub namespace: Option<String>,
+}
+
+impl BuildConfig {
+    /// The namespace `index`'s build Job runs in.
+    pub fn job_namespace(&self, index: &Index) -> String {
+        let own = index.namespace().unwrap_or_default();
+        if index.spec.source.volume.is_some() {
+            return own;
+        }
+        self.namespace.clone().unwrap_or(own)
+    }
 }
 
 /// Hash of everything that changes the built index: source and indexing
@@ -200,14 +224,19 @@ pub fn build_args(index: &Index, id: &str, store: &str) -> Vec<String> {
     args
 }
 
-/// The build Job for `index`, owned by it (deleted with it, and its changes
-/// trigger a reconcile of the Index).
+/// The build Job for `index`, labelled with the Index it builds (its changes
+/// trigger a reconcile of that Index); owned by it (deleted with it) when it
+/// runs in the Index's own namespace, since owner references cannot cross
+/// namespaces.
 pub fn build_job(index: &Index, id: &str, name: &str, source_hash: &str, cfg: &BuildConfig) -> Job {
+    let namespace = cfg.job_namespace(index);
+    let same_namespace = index.namespace().as_deref() == Some(namespace.as_str());
     let mut labels = BTreeMap::new();
     labels.insert(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string());
     labels.insert("app.kubernetes.io/name".into(), "trusty-search".into());
     labels.insert("app.kubernetes.io/component".into(), "index-build".into());
     labels.insert(INDEX_LABEL.into(), id.to_string());
+    labels.insert(INDEX_NAMESPACE_LABEL.into(), index.namespace().unwrap_or_default());
     let annotations = BTreeMap::from([(SOURCE_HASH_ANNOTATION.to_string(), source_hash.to_string())]);
 
     let mut volumes = vec![Volume {
@@ -249,6 +278,8 @@ pub fn build_job(index: &Index, id: &str, name: &str, source_hash: &str, cfg: &B
             ..Default::default()
         });
     }
+    volumes.extend(cfg.pod.volumes.iter().flatten().cloned());
+    mounts.extend(cfg.pod.volume_mounts.iter().flatten().cloned());
     let env_from = cfg.store_secret.as_ref().map(|s| {
         vec![EnvFromSource {
             secret_ref: Some(SecretEnvSource {
@@ -287,10 +318,14 @@ pub fn build_job(index: &Index, id: &str, name: &str, source_hash: &str, cfg: &B
     Job {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
-            namespace: index.namespace(),
+            namespace: Some(namespace),
             labels: Some(labels.clone()),
             annotations: Some(annotations),
-            owner_references: index.controller_owner_ref(&()).map(|o| vec![o]),
+            owner_references: if same_namespace {
+                index.controller_owner_ref(&()).map(|o| vec![o])
+            } else {
+                None
+            },
             ..Default::default()
         },
         spec: Some(JobSpec {
@@ -448,6 +483,36 @@ mod tests {
     }
 
     #[test]
+    fn jobs_run_in_the_build_namespace_except_beside_a_claim() {
+        let cfg = BuildConfig {
+            image: "img".into(),
+            store: "s3://bucket/trusty".into(),
+            namespace: Some("trusty-system".into()),
+            ..Default::default()
+        };
+        let git = build_job(&git_index("tokio"), "tokio", "tokio-1", "h", &cfg);
+        assert_eq!(git.metadata.namespace.as_deref(), Some("trusty-system"));
+        assert!(git.metadata.owner_references.is_none(), "owner references cannot cross namespaces");
+        let labels = git.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels[INDEX_LABEL], "tokio");
+        assert_eq!(labels[INDEX_NAMESPACE_LABEL], "search");
+
+        let mut vol = git_index("app");
+        vol.spec.source = serde_json::from_value(json!({"volume": {"claimName": "code", "path": "app"}})).unwrap();
+        let job = build_job(&vol, "app", "app-1", "h", &cfg);
+        assert_eq!(job.metadata.namespace.as_deref(), Some("search"), "a claim mounts only in its namespace");
+        assert_eq!(job.metadata.owner_references.as_ref().map(Vec::len), Some(1));
+
+        let per_index = BuildConfig {
+            namespace: None,
+            ..cfg
+        };
+        let job = build_job(&git_index("tokio"), "tokio", "tokio-1", "h", &per_index);
+        assert_eq!(job.metadata.namespace.as_deref(), Some("search"));
+        assert_eq!(job.metadata.owner_references.as_ref().map(Vec::len), Some(1));
+    }
+
+    #[test]
     fn git_job_runs_the_build_command() {
         let idx = git_index("tokio");
         let cfg = BuildConfig {
@@ -465,11 +530,24 @@ mod tests {
                 "nodeSelector": {"pool": "builds"},
                 "imagePullSecrets": [{"name": "registry"}],
                 "serviceAccountName": "indexer",
+                "volumes": [{"name": "gcs-credentials", "secret": {"secretName": "gcs-key"}}],
+                "volumeMounts": [{"name": "gcs-credentials", "mountPath": "/var/run/secrets/gcs", "readOnly": true}],
             }))
             .unwrap(),
             import_from: Vec::new(),
+            namespace: None,
         };
         let job = build_job(&idx, "tokio", "tokio-0123456789", "hash", &cfg);
+        let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let volumes: Vec<&str> = pod.volumes.iter().flatten().map(|v| v.name.as_str()).collect();
+        assert_eq!(volumes, ["work", "tmp", "gcs-credentials"]);
+        let mounts: Vec<&str> = pod.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| m.mount_path.as_str())
+            .collect();
+        assert_eq!(mounts, ["/work", "/tmp", "/var/run/secrets/gcs"]);
         assert_eq!(job.metadata.namespace.as_deref(), Some("search"));
         let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
         assert_eq!(
@@ -543,6 +621,7 @@ mod tests {
             env: Vec::new(),
             pod: BuildPod::default(),
             import_from: Vec::new(),
+            namespace: None,
         };
         let job = build_job(&idx, "app", "app-1", "h", &cfg);
         let pod = job.spec.unwrap().template.spec.unwrap();

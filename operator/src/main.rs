@@ -65,6 +65,11 @@ struct Args {
     /// pointed at stores the cluster admin chose).
     #[arg(long, env = "TRUSTY_IMPORT_FROM", value_delimiter = ',')]
     import_from: Vec<String>,
+    /// Namespace build Jobs run in (the chart: the operator's own), so the
+    /// store credentials stay there; each Index's namespace when absent.
+    /// Builds from a `volume` source run beside their claim regardless.
+    #[arg(long, env = "TRUSTY_BUILD_NAMESPACE")]
+    build_namespace: Option<String>,
     /// Namespace of the leader-election Lease (the pod's namespace).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
@@ -177,6 +182,7 @@ async fn main() -> ExitCode {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect(),
+        namespace: args.build_namespace.clone().filter(|n| !n.is_empty()),
     };
     let ctx = Arc::new(
         Context::new(client.clone(), router, build, metrics.clone(), Some(identity.clone()))

@@ -152,6 +152,9 @@ TRUSTY_BUILD_POD: {{ include "trusty-search.buildPod" . | fromYaml | toJson | qu
 {{- with .Values.operator.importFrom }}
 TRUSTY_IMPORT_FROM: {{ join "," . | quote }}
 {{- end }}
+{{- if not .Values.operator.build.inIndexNamespace }}
+TRUSTY_BUILD_NAMESPACE: {{ .Release.Namespace | quote }}
+{{- end }}
 {{ include "trusty-search.config.store" . }}
 {{- end }}
 
@@ -159,6 +162,11 @@ TRUSTY_IMPORT_FROM: {{ join "," . | quote }}
 {{- define "trusty-search.buildPod" -}}
 {{- $b := .Values.operator.build }}
 podSecurityContext: {{ toJson .Values.podSecurityContext }}
+{{- /* The GCS key Secret lives in the release namespace, where builds run. */}}
+{{- if and .Values.store.gcs.credentialsSecret (not $b.inIndexNamespace) }}
+volumes: {{ include "trusty-search.gcsVolume" . | fromYamlArray | toJson }}
+volumeMounts: {{ include "trusty-search.gcsVolumeMount" . | fromYamlArray | toJson }}
+{{- end }}
 containerSecurityContext: {{ toJson .Values.containerSecurityContext }}
 {{- with $b.resources }}
 resources: {{ toJson . }}
@@ -184,8 +192,9 @@ serviceAccountName: {{ . | quote }}
 non-secret settings and store.extraEnv. (A GCS key file is not mounted into
 build Jobs; use workload identity there.) */}}
 {{- define "trusty-search.buildEnv" -}}
+{{- $keyMounted := and .Values.store.gcs.credentialsSecret (not .Values.operator.build.inIndexNamespace) }}
 {{- range $k, $v := (include "trusty-search.config.store" . | fromYaml) }}
-{{- if not (hasPrefix "GOOGLE_" $k) }}
+{{- if or $keyMounted (not (hasPrefix "GOOGLE_" $k)) }}
 - name: {{ $k }}
   value: {{ $v | quote }}
 {{- end }}

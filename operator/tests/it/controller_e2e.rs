@@ -384,6 +384,61 @@ async fn deleting_an_index_stops_its_running_build_before_removing_data() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_run_in_the_shared_build_namespace_and_still_drive_their_index() {
+    install_crypto();
+    let api = FakeApiServer::start().await;
+    let router = FakeRouter::start().await;
+    let (store, data) = store_with_current("tokio");
+    let client = api.client();
+    let op = Operator::start_building_in(
+        client.clone(),
+        &router.url(),
+        &format!("file://{}", store.path().display()),
+        "op-a",
+        "trusty-system",
+    );
+    let indexes: Api<Index> = Api::namespaced(client.clone(), "team-a");
+    let tenant_jobs: Api<Job> = Api::namespaced(client.clone(), "team-a");
+    let build_jobs: Api<Job> = Api::namespaced(client.clone(), "trusty-system");
+    let manifest = json!({
+        "apiVersion": "search.trusty.dev/v1alpha1", "kind": "Index",
+        "metadata": {"name": "tokio", "namespace": "team-a"},
+        "spec": {"source": {"git": {"url": "https://github.com/tokio-rs/tokio", "ref": "master"}},
+                 "deletionPolicy": "Delete"},
+    });
+    indexes
+        .patch("tokio", &PatchParams::apply("e2e-test"), &Patch::Apply(&manifest))
+        .await
+        .unwrap();
+
+    let job = first_job(&build_jobs).await;
+    let name = job.metadata.name.clone().unwrap();
+    assert!(job.metadata.owner_references.is_none());
+    assert!(
+        tenant_jobs.list(&ListParams::default()).await.unwrap().items.is_empty(),
+        "nothing runs in the tenant's namespace"
+    );
+    let env_from = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0]
+        .env_from
+        .clone()
+        .unwrap();
+    assert_eq!(env_from[0].secret_ref.as_ref().unwrap().name, "store-creds");
+
+    // The Job's change reaches its Index through the labels, not an owner reference.
+    kubelet::succeed(&build_jobs, &name).await;
+    phase_is(&indexes, "tokio", Phase::Available).await;
+    assert!(router.is_registered("tokio"));
+
+    indexes.delete("tokio", &DeleteParams::default()).await.unwrap();
+    eventually("the Index to be gone", WAIT, || async {
+        indexes.get_opt("tokio").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(!data.exists());
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_name_is_reported_by_the_running_controller() {
     install_crypto();
     let api = FakeApiServer::start().await;

@@ -53,6 +53,37 @@ impl Operator {
         namespace: Option<String>,
         resync: Resync,
     ) -> Operator {
+        Self::start_inner(client, router_url, store, identity, namespace, resync, None)
+    }
+
+    /// With build Jobs in one shared namespace, as the chart installs it.
+    pub fn start_building_in(
+        client: Client,
+        router_url: &str,
+        store: &str,
+        identity: &str,
+        build_namespace: &str,
+    ) -> Operator {
+        Self::start_inner(
+            client,
+            router_url,
+            store,
+            identity,
+            None,
+            Resync::default(),
+            Some(build_namespace.into()),
+        )
+    }
+
+    fn start_inner(
+        client: Client,
+        router_url: &str,
+        store: &str,
+        identity: &str,
+        namespace: Option<String>,
+        resync: Resync,
+        build_namespace: Option<String>,
+    ) -> Operator {
         let metrics = Arc::new(Metrics::new());
         let router = RouterClient::new(router_url, Some(ADMIN_TOKEN.into())).unwrap();
         let build = BuildConfig {
@@ -61,6 +92,7 @@ impl Operator {
             store_secret: Some("store-creds".into()),
             // The tests import from temporary directories.
             import_from: vec!["file:///".into()],
+            namespace: build_namespace,
             ..Default::default()
         };
         let ctx = Arc::new(

@@ -33,6 +33,7 @@ fn context(router_url: &str, store: &str) -> (Arc<Context>, ApiServerVerifier) {
         store_secret: Some("store-creds".into()),
         // The tests import from temporary directories.
         import_from: vec!["file:///".into()],
+        namespace: None,
         ..Default::default()
     };
     let ctx = Context::new(client, router, build, Arc::new(Metrics::new()), Some("test".into()));
