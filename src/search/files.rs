@@ -13,7 +13,9 @@
 //!   names weigh more, names in the title more still);
 //! - **members**: the file defines `Class.method` for a dotted name in the query;
 //! - **path**: query terms occur in the file's path (rarer path terms weigh more);
-//! - **mentions**: the query names the file by path or a stack frame points at it.
+//! - **mentions**: the query names the file by path or a stack frame points at it;
+//! - **modules**: a dotted name in the query is the file's module path
+//!   (`sphinx.ext.autodoc` → `sphinx/ext/autodoc/__init__.py`, or `….py`).
 //!
 //! Then repository priors: tests, examples, benchmarks and docs are down-weighted
 //! unless the query asks for them. Every weight is a [`FileRankParams`] field;
@@ -39,6 +41,8 @@ pub struct FileRankParams {
     pub path: f32,
     /// Weight of explicit path mentions and stack frames.
     pub mentions: f32,
+    /// Weight of dotted module paths that name the file.
+    pub modules: f32,
     /// Extra query-term weight for words of the title (first line).
     pub title_boost: f32,
     /// Chunks per file that count, and the decay from one to the next.
@@ -60,6 +64,7 @@ impl Default for FileRankParams {
             members: 1.0,
             path: 0.25,
             mentions: 1.0,
+            modules: 1.0,
             title_boost: 1.0,
             chunk_top: 5,
             chunk_decay: 0.7,
@@ -88,6 +93,7 @@ impl FileRankParams {
             "members" => self.members = number,
             "path" => self.path = number,
             "mentions" => self.mentions = number,
+            "modules" => self.modules = number,
             "title_boost" => self.title_boost = number,
             "chunk_top" => self.chunk_top = count(),
             "chunk_decay" => self.chunk_decay = number,
@@ -310,6 +316,20 @@ impl FileTable {
         self.chunk_file.get(chunk as usize).copied()
     }
 
+    /// The file whose module path is the longest prefix (of two or more
+    /// segments) of the dotted name `a.b.c…`: `a/b/c.py` or `a/b/c/__init__.py`
+    /// as a path suffix. One segment (`sphinx`) names a whole package: too broad.
+    fn resolve_module(&self, dotted: &str) -> Option<u32> {
+        let parts: Vec<&str> = dotted.split('.').collect();
+        (2..=parts.len()).rev().find_map(|k| {
+            let path = parts[..k].join("/");
+            self.suffixes
+                .get(&format!("{path}.py"))
+                .or_else(|| self.suffixes.get(&format!("{path}/__init__.py")))
+                .copied()
+        })
+    }
+
     /// The file named by `mention` (a path as written in an issue or a frame):
     /// the longest suffix of it that is a suffix of an indexed path, with the
     /// number of segments matched.
@@ -434,6 +454,13 @@ pub(crate) fn rank_files(
         }
     }
 
+    let mut module_part = vec![0f32; n];
+    for dotted in &query.dotted {
+        if let Some(f) = table.resolve_module(dotted) {
+            module_part[f as usize] += 1.0;
+        }
+    }
+
     let mut score = vec![0f32; n];
     for (weight, part) in [
         (params.chunks, &chunk_part),
@@ -441,6 +468,7 @@ pub(crate) fn rank_files(
         (params.members, &member_part),
         (params.path, &path_part),
         (params.mentions, &mention_part),
+        (params.modules, &module_part),
     ] {
         let max = part.iter().copied().fold(0f32, f32::max);
         if weight > 0.0 && max > 0.0 {
@@ -496,6 +524,7 @@ mod tests {
             chunk(2, "tests/test_core.py", "test_parse", SymbolKind::Function, None),
             chunk(3, "docs/conf.py", "setup", SymbolKind::Function, None),
             chunk(4, "src/pkg/util.py", "helper", SymbolKind::Function, None),
+            chunk(5, "src/pkg/sub/__init__.py", "setup_sub", SymbolKind::Function, None),
         ];
         let graph = build_graph(&chunks);
         let words = |text: &str| -> Vec<String> {
@@ -543,12 +572,29 @@ mod tests {
             members: 0.0,
             path: 0.0,
             mentions: 0.0,
+            modules: 0.0,
             test_prior: 1.0,
             doc_prior: 1.0,
             ..FileRankParams::default()
         };
         let ranked = ranked_paths(&t, issue, &hits, &bare);
         assert_eq!(ranked, vec!["tests/test_core.py", "src/pkg/core.py"]);
+    }
+
+    #[test]
+    fn dotted_module_paths_name_their_file() {
+        let (_, t) = table();
+        let ranked = ranked_paths(&t, "importing pkg.util.helper breaks", &[], &FileRankParams::default());
+        assert_eq!(ranked[0], "src/pkg/util.py", "{ranked:?}");
+        let ranked = ranked_paths(&t, "extensions = ['pkg.sub']", &[], &FileRankParams::default());
+        assert_eq!(ranked, vec!["src/pkg/sub/__init__.py"]);
+        let off = FileRankParams {
+            modules: 0.0,
+            ..FileRankParams::default()
+        };
+        assert!(ranked_paths(&t, "extensions = ['pkg.sub']", &[], &off).is_empty());
+        // One segment names a whole package, not a file.
+        assert!(t.resolve_module("pkg").is_none());
     }
 
     #[test]

@@ -457,6 +457,7 @@ async fn deletion_unregisters_removes_objects_and_the_finalizer() {
     obj["metadata"]["deletionTimestamp"] = json!("2025-02-01T00:00:00Z");
     let o = obj.clone();
     run(ctx, verifier, &obj, move |mut api| async move {
+        api.expect_no_running_builds(NS, "tokio").await;
         let ev = api.expect_event(NS, "Deleted").await;
         assert!(
             ev.body["note"].as_str().unwrap().contains("deleted 2 object(s)"),
@@ -503,6 +504,7 @@ async fn deletion_with_retain_keeps_versions_and_withdraws_current() {
     obj["metadata"]["deletionTimestamp"] = json!("2025-02-01T00:00:00Z");
     let o = obj.clone();
     run(ctx, verifier, &obj, move |mut api| async move {
+        api.expect_no_running_builds(NS, "tokio").await;
         let ev = api.expect_event(NS, "Deleted").await;
         assert!(
             ev.body["note"].as_str().unwrap().contains("withdrew it from serving"),
@@ -535,6 +537,7 @@ async fn deletion_of_a_prebuilt_index_with_retain_touches_no_object() {
     obj["metadata"]["deletionTimestamp"] = json!("2025-02-01T00:00:00Z");
     let o = obj.clone();
     run(ctx, verifier, &obj, move |mut api| async move {
+        api.expect_no_running_builds(NS, "tokio").await;
         let ev = api.expect_event(NS, "Deleted").await;
         assert_eq!(ev.body["note"], "unregistered tokio", "{:#}", ev.body);
         api.expect(Method::PATCH, &format!("{INDEXES}/tokio"), |_| (200, o))

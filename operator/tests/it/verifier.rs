@@ -77,6 +77,21 @@ impl ApiServerVerifier {
         seen
     }
 
+    /// Expects the deletion's look for running build Jobs of Index `name` and
+    /// answers that there are none.
+    pub async fn expect_no_running_builds(&mut self, ns: &str, name: &str) {
+        let seen = self
+            .expect(Method::GET, &format!("/apis/batch/v1/namespaces/{ns}/jobs"), |_| {
+                (
+                    200,
+                    serde_json::json!({"apiVersion": "batch/v1", "kind": "JobList", "metadata": {}, "items": []}),
+                )
+            })
+            .await;
+        let selector = format!("search.trusty.dev%2Findex%3D{name}%2Csearch.trusty.dev%2Findex-namespace%3D{ns}");
+        assert!(seen.query.contains(&selector), "{}", seen.query);
+    }
+
     /// Expects the server-side-apply status patch and answers with the object
     /// carrying that status; returns the status that was written.
     pub async fn expect_status_apply(&mut self, ns: &str, name: &str, object: &Value) -> Value {
