@@ -42,6 +42,32 @@ fn store_with_current(id: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     (store, data)
 }
 
+/// The fake API server and router, and a `file://` store in which one index
+/// has a `CURRENT` (at `data`), as most scenarios start.
+struct Fakes {
+    api: FakeApiServer,
+    router: FakeRouter,
+    store: tempfile::TempDir,
+    data: std::path::PathBuf,
+}
+
+impl Fakes {
+    async fn start(id: &str) -> Fakes {
+        install_crypto();
+        let (store, data) = store_with_current(id);
+        Fakes {
+            api: FakeApiServer::start().await,
+            router: FakeRouter::start().await,
+            store,
+            data,
+        }
+    }
+
+    fn store_url(&self) -> String {
+        format!("file://{}", self.store.path().display())
+    }
+}
+
 async fn phase_is(indexes: &Api<Index>, name: &str, phase: Phase) -> Index {
     eventually(&format!("{name} to reach {phase:?}"), WAIT, || async {
         indexes
@@ -312,18 +338,10 @@ async fn failed_build_reports_failed_and_reset_retries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_an_index_stops_its_running_build_before_removing_data() {
-    install_crypto();
-    let api = FakeApiServer::start().await;
-    let router = FakeRouter::start().await;
-    let (store, data) = store_with_current("app");
+    let f = Fakes::start("app").await;
+    let (api, data) = (&f.api, &f.data);
     let client = api.client();
-    let op = Operator::start(
-        client.clone(),
-        &router.url(),
-        &format!("file://{}", store.path().display()),
-        "op-a",
-        Some(NS.into()),
-    );
+    let op = Operator::start(client.clone(), &f.router.url(), &f.store_url(), "op-a", Some(NS.into()));
     let indexes: Api<Index> = Api::namespaced(client.clone(), NS);
     let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
     let manifest = json!({
@@ -385,18 +403,10 @@ async fn deleting_an_index_stops_its_running_build_before_removing_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builds_run_in_the_shared_build_namespace_and_still_drive_their_index() {
-    install_crypto();
-    let api = FakeApiServer::start().await;
-    let router = FakeRouter::start().await;
-    let (store, data) = store_with_current("tokio");
-    let client = api.client();
-    let op = Operator::start_building_in(
-        client.clone(),
-        &router.url(),
-        &format!("file://{}", store.path().display()),
-        "op-a",
-        "trusty-system",
-    );
+    let f = Fakes::start("tokio").await;
+    let (router, data) = (&f.router, &f.data);
+    let client = f.api.client();
+    let op = Operator::start_building_in(client.clone(), &router.url(), &f.store_url(), "op-a", "trusty-system");
     let indexes: Api<Index> = Api::namespaced(client.clone(), "team-a");
     let tenant_jobs: Api<Job> = Api::namespaced(client.clone(), "team-a");
     let build_jobs: Api<Job> = Api::namespaced(client.clone(), "trusty-system");

@@ -53,7 +53,8 @@ impl Operator {
         namespace: Option<String>,
         resync: Resync,
     ) -> Operator {
-        Self::start_inner(client, router_url, store, identity, namespace, resync, None)
+        let build = build_config(store, None);
+        Self::start_inner(client, router_url, identity, namespace, resync, build)
     }
 
     /// With build Jobs in one shared namespace, as the chart installs it.
@@ -64,37 +65,20 @@ impl Operator {
         identity: &str,
         build_namespace: &str,
     ) -> Operator {
-        Self::start_inner(
-            client,
-            router_url,
-            store,
-            identity,
-            None,
-            Resync::default(),
-            Some(build_namespace.into()),
-        )
+        let build = build_config(store, Some(build_namespace.into()));
+        Self::start_inner(client, router_url, identity, None, Resync::default(), build)
     }
 
     fn start_inner(
         client: Client,
         router_url: &str,
-        store: &str,
         identity: &str,
         namespace: Option<String>,
         resync: Resync,
-        build_namespace: Option<String>,
+        build: BuildConfig,
     ) -> Operator {
         let metrics = Arc::new(Metrics::new());
         let router = RouterClient::new(router_url, Some(ADMIN_TOKEN.into())).unwrap();
-        let build = BuildConfig {
-            image: IMAGE.into(),
-            store: store.into(),
-            store_secret: Some("store-creds".into()),
-            // The tests import from temporary directories.
-            import_from: vec!["file:///".into()],
-            namespace: build_namespace,
-            ..Default::default()
-        };
         let ctx = Arc::new(
             Context::new(client.clone(), router, build, metrics.clone(), Some(identity.into())).with_resync(resync),
         );
@@ -134,6 +118,19 @@ impl Operator {
             .await
             .expect("operator stops")
             .unwrap();
+    }
+}
+
+/// The build settings every test operator uses.
+fn build_config(store: &str, namespace: Option<String>) -> BuildConfig {
+    BuildConfig {
+        image: IMAGE.into(),
+        store: store.into(),
+        store_secret: Some("store-creds".into()),
+        // The tests import from temporary directories.
+        import_from: vec!["file:///".into()],
+        namespace,
+        ..Default::default()
     }
 }
 
