@@ -31,7 +31,7 @@ run() {
   local name="$1" extra="$2"
   python3 "$evaluate" --instances "$instances" --name "$name" --jobs "$jobs" \
     --index-cmd "$index_cmd" --search-cmd "$search $extra" --out "$reports/$name.json" >/dev/null
-  python3 "$evaluate" --show "$reports/$name.json"
+  python3 "$evaluate" --instances "$instances" --show "$reports/$name.json"
 }
 
 run chunks ""

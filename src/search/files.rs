@@ -64,7 +64,7 @@ impl Default for FileRankParams {
             members: 1.0,
             path: 0.25,
             mentions: 1.0,
-            modules: 1.0,
+            modules: 0.1,
             title_boost: 1.0,
             chunk_top: 5,
             chunk_decay: 0.7,
