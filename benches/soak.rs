@@ -155,8 +155,19 @@ fn rss_of(pid: u32) -> Rss {
     }
 }
 
+/// One sample from a process's `/metrics`; 0 when it cannot be read (a shard
+/// that was just killed must not stop the sampler).
 async fn metric(url: &str, series: &str) -> f64 {
-    support::http::metric(url, series).await
+    static CLIENT: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(|| {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("HTTP client")
+    });
+    let Ok(resp) = CLIENT.get(format!("{url}/metrics")).send().await else {
+        return 0.0;
+    };
+    support::http::sample(&resp.text().await.unwrap_or_default(), series)
 }
 
 /// Crates with enough code to be a real index, spread over the alphabet.

@@ -32,8 +32,12 @@ pub async fn scrape(url: &str) -> String {
 
 /// Reads one sample from a Prometheus text exposition (`name{labels} value`).
 pub async fn metric(url: &str, series: &str) -> f64 {
-    scrape(url)
-        .await
+    sample(&scrape(url).await, series)
+}
+
+/// One sample of `series` in a Prometheus text exposition; 0 when absent.
+pub fn sample(exposition: &str, series: &str) -> f64 {
+    exposition
         .lines()
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
