@@ -813,7 +813,8 @@ async fn stop_running_builds(index: &Index, id: &IndexId, ctx: &Context) -> Resu
             Err(e) => return Err(e.into()),
         }
         let note = format!("stopping build Job {name} before deleting {id}");
-        ctx.event(index, EventType::Normal, "BuildStopped", "Delete", note).await;
+        ctx.event(index, EventType::Normal, "BuildStopped", "Delete", note)
+            .await;
     }
     if running.is_empty() {
         Ok(())
@@ -863,10 +864,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
         Some(ns) => {
             let mut namespaces = vec![ns.clone()];
             namespaces.extend(ctx.build.namespace.iter().filter(|b| *b != ns).cloned());
-            namespaces
-                .iter()
-                .map(|n| Api::namespaced(client.clone(), n))
-                .collect()
+            namespaces.iter().map(|n| Api::namespaced(client.clone(), n)).collect()
         }
     };
     let managed = format!("{}={}", jobs::MANAGED_BY.0, jobs::MANAGED_BY.1);

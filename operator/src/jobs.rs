@@ -492,7 +492,10 @@ mod tests {
         };
         let git = build_job(&git_index("tokio"), "tokio", "tokio-1", "h", &cfg);
         assert_eq!(git.metadata.namespace.as_deref(), Some("trusty-system"));
-        assert!(git.metadata.owner_references.is_none(), "owner references cannot cross namespaces");
+        assert!(
+            git.metadata.owner_references.is_none(),
+            "owner references cannot cross namespaces"
+        );
         let labels = git.metadata.labels.as_ref().unwrap();
         assert_eq!(labels[INDEX_LABEL], "tokio");
         assert_eq!(labels[INDEX_NAMESPACE_LABEL], "search");
@@ -500,13 +503,14 @@ mod tests {
         let mut vol = git_index("app");
         vol.spec.source = serde_json::from_value(json!({"volume": {"claimName": "code", "path": "app"}})).unwrap();
         let job = build_job(&vol, "app", "app-1", "h", &cfg);
-        assert_eq!(job.metadata.namespace.as_deref(), Some("search"), "a claim mounts only in its namespace");
+        assert_eq!(
+            job.metadata.namespace.as_deref(),
+            Some("search"),
+            "a claim mounts only in its namespace"
+        );
         assert_eq!(job.metadata.owner_references.as_ref().map(Vec::len), Some(1));
 
-        let per_index = BuildConfig {
-            namespace: None,
-            ..cfg
-        };
+        let per_index = BuildConfig { namespace: None, ..cfg };
         let job = build_job(&git_index("tokio"), "tokio", "tokio-1", "h", &per_index);
         assert_eq!(job.metadata.namespace.as_deref(), Some("search"));
         assert_eq!(job.metadata.owner_references.as_ref().map(Vec::len), Some(1));

@@ -296,7 +296,13 @@ async fn embed_with_cache(
     let Some(cache) = cache else {
         let vectors = embed_texts(embedder, texts, progress).await?;
         let embedded = vectors.len();
-        return Ok((vectors, CacheStats { embedded, ..Default::default() }));
+        return Ok((
+            vectors,
+            CacheStats {
+                embedded,
+                ..Default::default()
+            },
+        ));
     };
     let hashes: Vec<TextHash> = texts.par_iter().map(|t| text_hash(t)).collect();
     let recalled = cache.recall(files).await;
@@ -326,7 +332,11 @@ async fn embed_with_cache(
 }
 
 /// Embeds `texts` in order, in batches on the blocking pool, with progress.
-async fn embed_texts(embedder: Arc<dyn Embedder>, texts: Vec<String>, progress: bool) -> Result<Vec<Vec<f32>>, BuildError> {
+async fn embed_texts(
+    embedder: Arc<dyn Embedder>,
+    texts: Vec<String>,
+    progress: bool,
+) -> Result<Vec<Vec<f32>>, BuildError> {
     if texts.is_empty() {
         return Ok(Vec::new());
     }
@@ -399,8 +409,10 @@ mod tests {
     use std::collections::HashSet;
     use std::sync::atomic::Ordering;
 
-    const A_V1: &str = "def parse(text):\n    return text.split()\n\n\ndef render(items):\n    return ' '.join(items)\n";
-    const A_V2: &str = "def parse(text):\n    return text.split()\n\n\ndef render(items):\n    return ', '.join(sorted(items))\n";
+    const A_V1: &str =
+        "def parse(text):\n    return text.split()\n\n\ndef render(items):\n    return ' '.join(items)\n";
+    const A_V2: &str =
+        "def parse(text):\n    return text.split()\n\n\ndef render(items):\n    return ', '.join(sorted(items))\n";
     const B: &str = "class Store:\n    def get(self, key):\n        return self.items[key]\n";
 
     async fn build(src: &Path, store: &Store, embedder: &Arc<CountingEmbedder>) -> (BuildReport, tempfile::TempDir) {
@@ -440,7 +452,11 @@ mod tests {
         assert_eq!((first.embedding.embedded, first.embedding.reused), (n, 0));
 
         let (same, _keep2) = build(src.path(), &store, &embedder).await;
-        assert_eq!(embedder.embedded.load(Ordering::Relaxed), n, "an unchanged tree embeds nothing");
+        assert_eq!(
+            embedder.embedded.load(Ordering::Relaxed),
+            n,
+            "an unchanged tree embeds nothing"
+        );
         assert_eq!((same.embedding.embedded, same.embedding.reused), (0, n));
         assert_eq!(same.embedding.files_hit, 2);
 
@@ -448,8 +464,14 @@ mod tests {
         let (changed, _keep3) = build(src.path(), &store, &embedder).await;
         let new_texts = texts(&changed).difference(&texts(&first)).count();
         assert!(new_texts >= 1);
-        assert_eq!(changed.embedding.embedded, new_texts, "only the changed chunks are embedded");
+        assert_eq!(
+            changed.embedding.embedded, new_texts,
+            "only the changed chunks are embedded"
+        );
         assert_eq!(embedder.embedded.load(Ordering::Relaxed), n + new_texts);
-        assert_eq!(changed.embedding.reused, changed.manifest.counts.chunks as usize - new_texts);
+        assert_eq!(
+            changed.embedding.reused,
+            changed.manifest.counts.chunks as usize - new_texts
+        );
     }
 }

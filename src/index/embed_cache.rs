@@ -126,13 +126,24 @@ impl EmbedCache {
     /// Writes the packs of the files `write` selects (new text, or chunks the
     /// cache did not know) and records this build's path map. `hashes[i]` and
     /// `vectors[i]` belong to row `i`; `write[j]` to `files[j]`.
-    pub async fn remember(&self, files: &[FileRows], write: &[bool], hashes: &[TextHash], vectors: &[Vec<f32>]) -> usize {
+    pub async fn remember(
+        &self,
+        files: &[FileRows],
+        write: &[bool],
+        hashes: &[TextHash],
+        vectors: &[Vec<f32>],
+    ) -> usize {
         let new: Vec<(String, Bytes)> = files
             .iter()
             .zip(write)
             .filter(|(f, w)| **w && !f.rows.is_empty())
             .map(|(f, _)| f)
-            .map(|f| (self.pack_name(f), encode_pack(self.dimension, f.rows.clone(), hashes, vectors)))
+            .map(|f| {
+                (
+                    self.pack_name(f),
+                    encode_pack(self.dimension, f.rows.clone(), hashes, vectors),
+                )
+            })
             .collect();
         let written = futures::stream::iter(new)
             .map(|(pack, bytes)| async move {
@@ -274,7 +285,10 @@ mod tests {
         let vectors = vec![vec![1.0, 0.0], vec![0.0, -1.5]];
         let bytes = encode_pack(2, 0..2, &hashes, &vectors);
         let back = decode_pack(2, &bytes).unwrap();
-        assert_eq!(back, vec![(hashes[0], vectors[0].clone()), (hashes[1], vectors[1].clone())]);
+        assert_eq!(
+            back,
+            vec![(hashes[0], vectors[0].clone()), (hashes[1], vectors[1].clone())]
+        );
         assert!(decode_pack(3, &bytes).unwrap_err().contains("dimension"));
         assert!(decode_pack(2, &bytes[..bytes.len() - 1]).is_err());
         assert!(decode_pack(2, b"garbage").is_err());
