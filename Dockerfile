@@ -52,7 +52,7 @@ ARG WITH_MINILM=false
 RUN apt-get update \
  && apt-get install -y --no-install-recommends unzip \
  && rm -rf /var/lib/apt/lists/*
-COPY scripts/fetch-minilm.sh /usr/local/bin/fetch-minilm.sh
+COPY scripts/fetch-minilm.sh scripts/export-minilm-onnx.py /usr/local/bin/
 RUN mkdir -p /models \
  && if [ "${WITH_MINILM}" = "true" ]; then \
       HOME=/tmp bash /usr/local/bin/fetch-minilm.sh /models/all-MiniLM-L6-v2; \

@@ -96,6 +96,7 @@ verify_dockerfile() {
   grep -q 'command: \["trusty-operator"\]' "${ROOT}/charts/trusty-search/templates/operator.yaml" \
     || { echo "  chart operator container does not run trusty-operator" >&2; errs=$((errs + 1)); }
   [[ -f "${ROOT}/scripts/fetch-minilm.sh" ]] || { echo "  scripts/fetch-minilm.sh missing" >&2; errs=$((errs + 1)); }
+  [[ -f "${ROOT}/scripts/export-minilm-onnx.py" ]] || { echo "  scripts/export-minilm-onnx.py missing" >&2; errs=$((errs + 1)); }
   ((errs == 0)) || die "${errs} layout mismatch(es) between Dockerfile, chart and this script"
   echo "build-image-rootfs: Dockerfile, chart defaults and rootfs layout agree"
 }

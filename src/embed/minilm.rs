@@ -1,20 +1,20 @@
-//! all-MiniLM-L6-v2 in-process with candle on the CPU.
+//! all-MiniLM-L6-v2 in-process on the CPU.
 //!
 //! Why in-process: a cluster that can index without deploying a GPU service or
 //! calling a paid API. The model is small (22M parameters, 6 layers, 384-d), but
-//! a forward pass still costs ~22 MFLOP per token, so on CPU it is compute-bound:
-//! at ~150 tokens per code chunk a 2-core machine embeds on the order of 10-30
-//! chunks/s (measured ~10/s on a loaded 2-core box). Large repositories should use
-//! [`super::HttpEmbedder`] against a GPU server; query embedding (~10 tokens) is a
-//! single pass of a few tens of milliseconds.
+//! a forward pass still costs ~22 MFLOP per token, so on CPU it is compute-bound.
+//! Large repositories can use [`super::HttpEmbedder`] against a GPU server.
 //!
-//! The pipeline reproduces sentence-transformers exactly: WordPiece tokens
-//! truncated to 256 (the model's `max_seq_length`), BERT forward, attention-masked
-//! mean pooling, L2 normalisation. Texts are sorted by token count before being
-//! cut into sub-batches, so padding stays small when chunk lengths vary (they vary
-//! a lot in code). Sub-batches run one after another by default, with candle's
-//! matmul using every core: measured faster (11.0 vs 8.9 chunks/s on 2 cores)
-//! than running sub-batches in parallel on rayon, which oversubscribes the cores.
+//! Two backends run the same weights: ONNX Runtime ([`super::onnx`]) when the
+//! exported graph and the runtime library are installed beside the model (the
+//! fast path, see docs/BENCHMARKS.md), candle otherwise. Both reproduce
+//! sentence-transformers exactly: WordPiece tokens truncated to 256 (the model's
+//! `max_seq_length`), BERT forward, attention-masked mean pooling, L2
+//! normalisation; so their vectors are interchangeable and share one id.
+//!
+//! Texts are sorted by token count before being cut into sub-batches, so padding
+//! stays small when chunk lengths vary (they vary a lot in code). Sub-batches run
+//! one after another by default, each forward pass using every core.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,6 +25,7 @@ use candle_transformers::models::bert::{BertModel, Config};
 use rayon::prelude::*;
 use tokenizers::{Tokenizer, TruncationParams};
 
+use super::onnx::{ONNX_MODEL_FILE, OnnxEncoder, runtime_library};
 use super::{EmbedError, Embedder, l2_normalize};
 
 /// Manifest id of vectors made by [`MiniLm`].
@@ -39,13 +40,29 @@ const HUB_REPO: (&str, &str) = ("sentence-transformers", "all-MiniLM-L6-v2");
 const MODEL_FILES: [&str; 3] = ["config.json", "model.safetensors", "tokenizer.json"];
 const DIR_NAME: &str = "all-MiniLM-L6-v2";
 
-/// all-MiniLM-L6-v2 loaded from `config.json`, `model.safetensors` and `tokenizer.json`.
+/// all-MiniLM-L6-v2 loaded from `config.json`, `model.safetensors` and
+/// `tokenizer.json` (and `model.onnx` for the ONNX backend).
 pub struct MiniLm {
-    model: BertModel,
+    backend: Backend,
     tokenizer: Tokenizer,
-    device: Device,
     dimension: usize,
     parallel: bool,
+}
+
+/// Which engine runs the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MiniLmBackend {
+    /// ONNX Runtime when `model.onnx` and the runtime library are present, else candle.
+    Auto,
+    /// candle, from `model.safetensors`.
+    Candle,
+    /// ONNX Runtime, from `model.onnx`; fails when it or the runtime is missing.
+    Onnx,
+}
+
+enum Backend {
+    Candle { model: BertModel, device: Device },
+    Onnx(OnnxEncoder),
 }
 
 /// The first local model directory holding all three files: `$TRUSTY_MODEL_DIR`
@@ -73,8 +90,15 @@ fn has_model_files(dir: &Path) -> bool {
 }
 
 impl MiniLm {
-    /// Loads the model from a local directory (as installed by `scripts/fetch-minilm.sh`).
+    /// Loads the model from a local directory (as installed by `scripts/fetch-minilm.sh`)
+    /// with the fastest backend available there.
     pub fn load(dir: &Path) -> Result<Self, EmbedError> {
+        Self::load_backend(dir, MiniLmBackend::Auto)
+    }
+
+    /// Loads the model with a chosen backend. `Auto` falls back to candle, with
+    /// a warning, when the ONNX files are present but do not load.
+    pub fn load_backend(dir: &Path, backend: MiniLmBackend) -> Result<Self, EmbedError> {
         for file in MODEL_FILES {
             if !dir.join(file).is_file() {
                 return Err(EmbedError::ModelFileMissing {
@@ -111,20 +135,58 @@ impl MiniLm {
             .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
         tokenizer.with_padding(None);
 
+        let onnx = || -> Result<Backend, EmbedError> {
+            let library = runtime_library(dir).ok_or_else(|| EmbedError::ModelFileMissing {
+                dir: dir.to_path_buf(),
+                file: "libonnxruntime.so",
+            })?;
+            if !dir.join(ONNX_MODEL_FILE).is_file() {
+                return Err(EmbedError::ModelFileMissing {
+                    dir: dir.to_path_buf(),
+                    file: ONNX_MODEL_FILE,
+                });
+            }
+            Ok(Backend::Onnx(OnnxEncoder::load(dir, &library)?))
+        };
+        let backend = match backend {
+            MiniLmBackend::Onnx => onnx()?,
+            MiniLmBackend::Candle => Self::load_candle(dir, &config)?,
+            MiniLmBackend::Auto if dir.join(ONNX_MODEL_FILE).is_file() && runtime_library(dir).is_some() => {
+                match onnx() {
+                    Ok(backend) => backend,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ONNX MiniLM did not load; embedding with candle instead");
+                        Self::load_candle(dir, &config)?
+                    }
+                }
+            }
+            MiniLmBackend::Auto => Self::load_candle(dir, &config)?,
+        };
+        Ok(Self {
+            backend,
+            tokenizer,
+            dimension: config.hidden_size,
+            parallel: false,
+        })
+    }
+
+    fn load_candle(dir: &Path, config: &Config) -> Result<Backend, EmbedError> {
         let device = Device::Cpu;
         let weights = dir.join("model.safetensors");
         // SAFETY: the safetensors file is memory-mapped read-only; we do not modify it
         // while the model lives, and candle validates the header and tensor bounds.
         #[allow(unsafe_code)]
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device)? };
-        let model = BertModel::load(vb, &config)?;
-        Ok(Self {
-            model,
-            tokenizer,
-            device,
-            dimension: config.hidden_size,
-            parallel: false,
-        })
+        let model = BertModel::load(vb, config)?;
+        Ok(Backend::Candle { model, device })
+    }
+
+    /// The engine this instance runs on, for logs and benchmarks.
+    pub fn backend(&self) -> MiniLmBackend {
+        match self.backend {
+            Backend::Candle { .. } => MiniLmBackend::Candle,
+            Backend::Onnx(_) => MiniLmBackend::Onnx,
+        }
     }
 
     /// Downloads the three model files from the Hugging Face hub (into the
@@ -190,10 +252,17 @@ impl MiniLm {
             ids[row * max_len..row * max_len + n].copy_from_slice(enc.get_ids());
             mask[row * max_len..row * max_len + n].copy_from_slice(enc.get_attention_mask());
         }
-        let input_ids = Tensor::from_vec(ids, (batch, max_len), &self.device)?;
-        let attention_mask = Tensor::from_vec(mask, (batch, max_len), &self.device)?;
+        let (model, device) = match &self.backend {
+            Backend::Candle { model, device } => (model, device),
+            Backend::Onnx(encoder) => {
+                let widen = |v: Vec<u32>| v.into_iter().map(i64::from).collect();
+                return encoder.forward(widen(ids), widen(mask), batch, max_len, self.dimension);
+            }
+        };
+        let input_ids = Tensor::from_vec(ids, (batch, max_len), device)?;
+        let attention_mask = Tensor::from_vec(mask, (batch, max_len), device)?;
         let token_type_ids = input_ids.zeros_like()?;
-        let hidden = self.model.forward(&input_ids, &token_type_ids, Some(&attention_mask))?;
+        let hidden = model.forward(&input_ids, &token_type_ids, Some(&attention_mask))?;
         let mask_f = attention_mask.to_dtype(DType::F32)?.unsqueeze(2)?;
         let summed = hidden.broadcast_mul(&mask_f)?.sum(1)?;
         let counts = mask_f.sum(1)?.clamp(1e-9f32, f32::MAX)?;
@@ -367,11 +436,87 @@ mod tests {
         );
     }
 
-    /// Measures throughput on code-like chunks; run with `--ignored --nocapture`.
+    /// The ONNX backend, or `None` (with a printed reason) when its files are
+    /// not installed. With `TRUSTY_REQUIRE_MODEL=1` (CI) missing files fail.
+    fn onnx_model() -> Option<&'static MiniLm> {
+        static MODEL: OnceLock<Option<MiniLm>> = OnceLock::new();
+        MODEL
+            .get_or_init(|| {
+                let dir = default_minilm_dir()?;
+                match MiniLm::load_backend(&dir, MiniLmBackend::Onnx) {
+                    Ok(m) => Some(m),
+                    Err(e) if std::env::var("TRUSTY_REQUIRE_MODEL").as_deref() == Ok("1") => {
+                        panic!("TRUSTY_REQUIRE_MODEL=1 but the ONNX MiniLM does not load: {e}")
+                    }
+                    Err(e) => {
+                        eprintln!("SKIPPED: ONNX MiniLM not available: {e}");
+                        None
+                    }
+                }
+            })
+            .as_ref()
+    }
+
+    #[test]
+    fn auto_prefers_onnx_when_installed() {
+        let (Some(_), Some(dir)) = (onnx_model(), default_minilm_dir()) else {
+            return;
+        };
+        assert_eq!(MiniLm::load(&dir).unwrap().backend(), MiniLmBackend::Onnx);
+        assert_eq!(
+            MiniLm::load_backend(&dir, MiniLmBackend::Candle).unwrap().backend(),
+            MiniLmBackend::Candle
+        );
+    }
+
+    #[test]
+    fn onnx_missing_files_are_a_clear_error() {
+        let Some(dir) = default_minilm_dir() else { return };
+        // The safetensors model without the exported graph beside it.
+        let bare = tempfile::tempdir().unwrap();
+        for f in MODEL_FILES {
+            std::fs::copy(dir.join(f), bare.path().join(f)).unwrap();
+        }
+        let err = MiniLm::load_backend(bare.path(), MiniLmBackend::Onnx)
+            .err()
+            .expect("no graph");
+        assert!(matches!(err, EmbedError::ModelFileMissing { .. }), "{err}");
+        assert_eq!(MiniLm::load(bare.path()).unwrap().backend(), MiniLmBackend::Candle);
+    }
+
+    /// The two backends are one embedder: same id, and vectors equal to float
+    /// rounding, over texts long enough to be truncated and padded.
+    #[test]
+    fn onnx_matches_candle() {
+        let (Some(dir), Some(onnx)) = (default_minilm_dir(), onnx_model()) else {
+            return;
+        };
+        let candle = MiniLm::load_backend(&dir, MiniLmBackend::Candle).unwrap();
+        let texts: Vec<String> = (0..12)
+            .map(|i| format!("fn item_{i}() {{ {} }}", "let x = compute(x, y); ".repeat(i * 7)))
+            .chain(["This is an example sentence".to_string(), "x".repeat(5000)])
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let a = candle.embed(&refs).unwrap();
+        let b = onnx.embed(&refs).unwrap();
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert!(cos(x, y) > 0.9999, "text {i}: cosine {}", cos(x, y));
+        }
+        let v = &b[12];
+        let max_diff = v
+            .iter()
+            .zip(REFERENCE_EXAMPLE_SENTENCE)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(max_diff < 1e-3, "onnx differs from the reference by {max_diff}");
+    }
+
+    /// Measures throughput of both backends on the same code-like chunks, in
+    /// one run; run with `--ignored --nocapture`.
     #[test]
     #[ignore = "benchmark"]
     fn bench_throughput() {
-        let Some(m) = model() else { return };
+        let Some(dir) = default_minilm_dir() else { return };
         let texts: Vec<String> = (0..512)
             .map(|i| {
                 format!(
@@ -381,24 +526,37 @@ mod tests {
             })
             .collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let mut m2 = MiniLm::load(&default_minilm_dir().unwrap()).unwrap();
-        for parallel in [true, false] {
-            m2.set_parallel_batches(parallel);
-            let _ = m2.embed(&refs[..64]).unwrap();
-            let started = Instant::now();
-            for batch in refs.chunks(m.max_batch()) {
-                m2.embed(batch).unwrap();
+        for backend in [MiniLmBackend::Candle, MiniLmBackend::Onnx] {
+            let Ok(mut m) = MiniLm::load_backend(&dir, backend) else {
+                eprintln!("{backend:?}: not installed");
+                continue;
+            };
+            let parallel_modes: &[bool] = if backend == MiniLmBackend::Candle {
+                &[true, false]
+            } else {
+                &[false]
+            };
+            for &parallel in parallel_modes {
+                m.set_parallel_batches(parallel);
+                let _ = m.embed(&refs[..64]).unwrap();
+                let started = Instant::now();
+                for batch in refs.chunks(m.max_batch()) {
+                    m.embed(batch).unwrap();
+                }
+                let secs = started.elapsed().as_secs_f64();
+                eprintln!(
+                    "{backend:?} parallel={parallel}: {:.1} chunks/s",
+                    refs.len() as f64 / secs
+                );
             }
-            let secs = started.elapsed().as_secs_f64();
-            eprintln!("parallel={parallel}: {:.1} chunks/s", refs.len() as f64 / secs);
+            let started = Instant::now();
+            for _ in 0..20 {
+                m.embed(&["how do we retry failed http requests"]).unwrap();
+            }
+            eprintln!(
+                "{backend:?} single query: {:.1} ms",
+                started.elapsed().as_secs_f64() * 1000.0 / 20.0
+            );
         }
-        let started = Instant::now();
-        for _ in 0..20 {
-            m.embed(&["how do we retry failed http requests"]).unwrap();
-        }
-        eprintln!(
-            "single query: {:.1} ms",
-            started.elapsed().as_secs_f64() * 1000.0 / 20.0
-        );
     }
 }

@@ -3,8 +3,8 @@
 //! Two backends sit behind one [`Embedder`] trait so that the indexer and the
 //! query path do not care where vectors come from:
 //!
-//! * [`MiniLm`]: sentence-transformers/all-MiniLM-L6-v2 run in-process with
-//!   candle on the CPU. No service to deploy, 384 dimensions, good enough for
+//! * [`MiniLm`]: sentence-transformers/all-MiniLM-L6-v2 run in-process on the
+//!   CPU (ONNX Runtime, or candle). No service to deploy, 384 dimensions, good enough for
 //!   code search, and the default for self-contained clusters.
 //! * [`HttpEmbedder`]: any OpenAI-compatible `/v1/embeddings` endpoint
 //!   (text-embeddings-inference, Ollama, vLLM, OpenAI) for larger models.
@@ -17,13 +17,14 @@
 mod breaker;
 mod http;
 mod minilm;
+mod onnx;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use breaker::Breaker;
 pub use http::{HttpEmbedder, HttpEmbedderOptions};
-pub use minilm::{MINILM_DIMENSION, MINILM_ID, MINILM_MAX_TOKENS, MiniLm, default_minilm_dir};
+pub use minilm::{MINILM_DIMENSION, MINILM_ID, MINILM_MAX_TOKENS, MiniLm, MiniLmBackend, default_minilm_dir};
 
 use crate::model::Chunk;
 
@@ -65,6 +66,10 @@ pub enum EmbedError {
     Tokenizer(String),
     #[error("model: {0}")]
     Model(#[from] candle_core::Error),
+    #[error("loading ONNX Runtime from {path}: {reason} (install it with scripts/fetch-minilm.sh)")]
+    OnnxRuntime { path: PathBuf, reason: String },
+    #[error("onnx runtime: {0}")]
+    Onnx(#[from] ort::Error),
     #[error("embedding request to {url} failed with HTTP {status}: {body}")]
     Http { url: String, status: u16, body: String },
     #[error("embedding request to {url} failed: {reason}")]
