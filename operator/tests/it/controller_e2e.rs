@@ -10,6 +10,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 use trusty_operator::{
     Index, controller,
@@ -489,6 +490,80 @@ async fn missing_crd_is_detected_at_start() {
     controller::check_crd_installed(with_crd.client(), Some(NS))
         .await
         .unwrap();
+}
+
+/// A leader whose API connection hangs (requests accepted, never answered)
+/// stops its controller before its Lease expires, so no other replica can
+/// take over while it still reconciles; once the API answers again, the
+/// other replica leads and the old one stands by.
+#[tokio::test]
+async fn hung_api_stops_the_leader_before_its_lease_expires() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    install_crypto();
+    let api = FakeApiServer::start().await;
+    let leases: Api<Lease> = Api::namespaced(api.client(), LEASE_NAMESPACE);
+    let lease_duration = Duration::from_secs(3);
+    let a = LeaderElector::new(leases.clone(), LEASE_NAME, "a", lease_duration);
+
+    /// Set while the leader's work runs; cleared (with the time) when it is dropped.
+    struct Running(Arc<AtomicBool>, Arc<std::sync::Mutex<Option<std::time::SystemTime>>>);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::SeqCst);
+            *self.1.lock().unwrap() = Some(std::time::SystemTime::now());
+        }
+    }
+    let running = Arc::new(AtomicBool::new(false));
+    let stopped_at = Arc::new(std::sync::Mutex::new(None));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (r, at) = (running.clone(), stopped_at.clone());
+    let elector = tokio::spawn(async move {
+        a.run(
+            Arc::new(trusty_operator::metrics::Metrics::new()),
+            async {
+                let _ = rx.await;
+            },
+            move || {
+                let guard = Running(r.clone(), at.clone());
+                r.store(true, Ordering::SeqCst);
+                async move {
+                    let _guard = guard;
+                    std::future::pending::<()>().await;
+                }
+            },
+        )
+        .await
+    });
+    let wait = Duration::from_secs(30);
+    eventually("a leads", wait, || async { running.load(Ordering::SeqCst).then_some(()) }).await;
+
+    api.set_hung(LEASE, true);
+    eventually("a stops leading while the API hangs", wait, || async {
+        (!running.load(Ordering::SeqCst)).then_some(())
+    })
+    .await;
+    // The Lease as stored: its last renewal plus its duration is when another
+    // replica could have taken over; the old leader had stopped before then.
+    let stored = api.objects(LEASE).pop().expect("the Lease exists");
+    let renewed: k8s_openapi::jiff::Timestamp = stored["spec"]["renewTime"].as_str().unwrap().parse().unwrap();
+    let expires = std::time::UNIX_EPOCH
+        + Duration::from_micros(renewed.as_microsecond() as u64)
+        + lease_duration;
+    let stopped = stopped_at.lock().unwrap().expect("stop time recorded");
+    assert!(stopped < expires, "the leader stopped at {stopped:?}, after its lease expired at {expires:?}");
+
+    // The API answers again: b takes over once the lease expired, a stands by.
+    api.set_hung(LEASE, false);
+    let b = LeaderElector::new(leases.clone(), LEASE_NAME, "b", lease_duration);
+    eventually("b takes over the expired lease", wait, || async {
+        (b.try_acquire_or_renew().await.ok() == Some(LeaseState::Leading)).then_some(())
+    })
+    .await;
+    // Within b's lease, a (whose rounds answer again) must stand by.
+    tokio::time::sleep(lease_duration / 3).await;
+    assert!(!running.load(Ordering::SeqCst), "a must not lead while b holds the lease");
+    let _ = tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), elector).await;
 }
 
 #[tokio::test]

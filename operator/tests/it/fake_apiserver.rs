@@ -83,6 +83,9 @@ pub struct FakeApiServer {
     state: Arc<Mutex<State>>,
     tx: broadcast::Sender<Change>,
     kinds: Arc<Vec<Kind>>,
+    /// Resources (plural names) whose requests never get an answer, to play a
+    /// hung API connection.
+    hung: Arc<Mutex<std::collections::HashSet<&'static str>>>,
     pub addr: SocketAddr,
 }
 
@@ -166,15 +169,32 @@ impl FakeApiServer {
             state: Arc::new(Mutex::new(State::default())),
             tx,
             kinds: Arc::new(kinds),
+            hung: Arc::default(),
             addr: listener.local_addr().unwrap(),
         };
         let s = server.clone();
         let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
             let s = s.clone();
-            async move { s.handle(method, uri, headers, body) }
+            async move {
+                if s.parse(uri.path()).is_some_and(|t| s.hung.lock().unwrap().contains(t.kind.plural)) {
+                    std::future::pending::<()>().await;
+                }
+                s.handle(method, uri, headers, body)
+            }
         });
         tokio::spawn(async move { axum::serve(listener, app).await });
         server
+    }
+
+    /// From now on, requests for `kind` hang (accepted, never answered) while
+    /// `hung` is true; requests already hanging stay hung.
+    pub fn set_hung(&self, kind: Kind, hung: bool) {
+        let mut set = self.hung.lock().unwrap();
+        if hung {
+            set.insert(kind.plural);
+        } else {
+            set.remove(kind.plural);
+        }
     }
 
     pub fn url(&self) -> String {
