@@ -176,7 +176,9 @@ impl FakeApiServer {
         let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
             let s = s.clone();
             async move {
-                if s.parse(uri.path()).is_some_and(|t| s.hung.lock().unwrap().contains(t.kind.plural)) {
+                if s.parse(uri.path())
+                    .is_some_and(|t| s.hung.lock().unwrap().contains(t.kind.plural))
+                {
                     std::future::pending::<()>().await;
                 }
                 s.handle(method, uri, headers, body)
