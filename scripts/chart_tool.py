@@ -50,7 +50,7 @@ INSTALL_ORDER = [
 
 # Kinds served by CRDs: kubernetes-validate has no schema for them. PrometheusRule
 # content is checked with promtool instead; ServiceMonitor structurally below.
-CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "Index"}
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "Index", "HTTPRoute"}
 
 # The metric contract (DESIGN.md / the packaging brief). Dashboards and alerts may
 # only use these (plus histogram suffixes) and Prometheus' own `up`.
@@ -250,9 +250,16 @@ def policy_errors(docs: list[dict]) -> list[str]:
                 errs.append(f"{cn}: liveness/readiness probes missing")
         if not mounts_tmp:
             errs.append(f"{name}: no writable /tmp mount (root filesystem is read-only)")
+        # A role's ServiceAccount is rendered by the chart, or (create: false)
+        # pre-provisioned: then the chart renders none for that role.
         sa = ps.get("serviceAccountName")
-        if sa and sa not in by_kind.get("ServiceAccount", {}):
-            errs.append(f"{name}: ServiceAccount {sa} is not rendered")
+        component = tmpl.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/component")
+        rendered = {n for n, a in by_kind.get("ServiceAccount", {}).items()
+                    if a["metadata"].get("labels", {}).get("app.kubernetes.io/component") == component}
+        if not sa:
+            errs.append(f"{name}: no serviceAccountName")
+        elif rendered and sa not in rendered:
+            errs.append(f"{name}: runs as ServiceAccount {sa}, but the chart renders {sorted(rendered)} for it")
     for d in by_kind.get("StatefulSet", {}).values():
         spec = d["spec"]
         if spec.get("podManagementPolicy") != "Parallel":
@@ -321,6 +328,40 @@ def policy_errors(docs: list[dict]) -> list[str]:
             ports = {p.get("port") for r in np_["spec"].get("egress", []) for p in r.get("ports", [])}
             if port not in ports:
                 errs.append(f"NetworkPolicy/{np_['metadata']['name']}: shards cannot reach the embedder on port {port}")
+    # RBAC is granted to the accounts the pods actually run as.
+    used = {pod_spec(d).get("serviceAccountName") for d in docs if pod_spec(d) is not None}
+    for kind in ("RoleBinding", "ClusterRoleBinding"):
+        for b in by_kind.get(kind, {}).values():
+            for subj in b.get("subjects", []):
+                if subj.get("kind") == "ServiceAccount" and subj.get("name") not in used:
+                    errs.append(f"{kind}/{b['metadata']['name']}: binds ServiceAccount {subj.get('name')}, which no pod uses")
+    # Ingress and HTTPRoute send traffic to a rendered Service port.
+    services = by_kind.get("Service", {})
+
+    def service_port_errors(owner: str, svc_name: str, port_name=None, port_number=None) -> list[str]:
+        svc = services.get(svc_name)
+        if not svc:
+            return [f"{owner}: backend Service {svc_name} is not rendered"]
+        ports = svc["spec"].get("ports", [])
+        if port_name is not None and all(p.get("name") != port_name for p in ports):
+            return [f"{owner}: Service {svc_name} has no port named {port_name}"]
+        if port_number is not None and all(p.get("port") != port_number for p in ports):
+            return [f"{owner}: Service {svc_name} has no port {port_number}"]
+        return []
+
+    for ing in by_kind.get("Ingress", {}).values():
+        for rule in ing["spec"].get("rules", []):
+            for path in rule.get("http", {}).get("paths", []):
+                be = path["backend"]["service"]
+                errs += service_port_errors(f"Ingress/{ing['metadata']['name']}", be["name"],
+                                            port_name=be["port"].get("name"), port_number=be["port"].get("number"))
+    for route in by_kind.get("HTTPRoute", {}).values():
+        owner = f"HTTPRoute/{route['metadata']['name']}"
+        if not route["spec"].get("parentRefs"):
+            errs.append(f"{owner}: no parentRefs")
+        for rule in route["spec"].get("rules", []):
+            for be in rule.get("backendRefs", []):
+                errs += service_port_errors(owner, be["name"], port_number=be.get("port"))
     for sm in by_kind.get("ServiceMonitor", {}).values():
         for ep in sm["spec"].get("endpoints", []):
             if ep.get("port") != "http" or ep.get("path") != "/metrics":

@@ -75,8 +75,9 @@ declare -A SETS=(
   [gcs]="${CHART}/ci/gcs-values.yaml"
   [azure]="${CHART}/ci/azure-values.yaml"
   [embedder-http]="${CHART}/ci/embedder-http-values.yaml"
+  [exposure]="${CHART}/ci/exposure-values.yaml"
 )
-ORDER=(default production k8s-discovery s3-minimal gcs azure embedder-http)
+ORDER=(default production k8s-discovery s3-minimal gcs azure embedder-http exposure)
 
 step "values documentation"
 if "${TOOL[@]}" docs --check; then

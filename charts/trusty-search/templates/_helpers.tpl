@@ -278,3 +278,12 @@ readinessProbe:
       {{- include "trusty-search.selectorLabels" (dict "ctx" .ctx "component" .component) | nindent 6 }}
 {{- end }}
 {{- end }}
+
+{{/*
+The ServiceAccount a role runs as: <role>.serviceAccount.name, else <fullname>-<role>.
+Call with (dict "ctx" . "role" "router").
+*/}}
+{{- define "trusty-search.serviceAccountName" -}}
+{{- $sa := (index .ctx.Values .role).serviceAccount -}}
+{{- default (printf "%s-%s" (include "trusty-search.fullname" .ctx) .role) $sa.name -}}
+{{- end -}}
