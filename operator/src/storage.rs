@@ -52,16 +52,19 @@ async fn read_owner(store: &Store, id: &IndexId) -> Result<Option<Owner>, Storag
 }
 
 /// Claims `id` for `me` unless another Index owns it; returns the owner.
-/// Two first claims racing both write, and the later one wins: the loser
-/// sees the conflict on its next reconcile, before its build publishes.
+/// The claim is a create-if-absent write, so of two first claims racing,
+/// exactly one wins where the store supports conditional writes.
 pub async fn claim(url: &str, id: &IndexId, me: &Owner) -> Result<Owner, StorageError> {
     let store = Store::open(url)?;
     if let Some(owner) = read_owner(&store, id).await? {
         return Ok(owner);
     }
     let body = serde_json::to_vec(me).expect("owner serialises");
-    store.put(&owner_key(id), Bytes::from(body)).await?;
-    Ok(me.clone())
+    if store.put_if_absent(&owner_key(id), Bytes::from(body)).await? {
+        return Ok(me.clone());
+    }
+    // Someone claimed it between the read and the write: theirs stands.
+    Ok(read_owner(&store, id).await?.unwrap_or_else(|| me.clone()))
 }
 
 /// Gives up `me`'s claim on `id` (no-op when someone else holds it).
