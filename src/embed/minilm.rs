@@ -61,7 +61,7 @@ pub enum MiniLmBackend {
 }
 
 enum Backend {
-    Candle { model: BertModel, device: Device },
+    Candle { model: Box<BertModel>, device: Device },
     Onnx(OnnxEncoder),
 }
 
@@ -178,7 +178,10 @@ impl MiniLm {
         #[allow(unsafe_code)]
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device)? };
         let model = BertModel::load(vb, config)?;
-        Ok(Backend::Candle { model, device })
+        Ok(Backend::Candle {
+            model: Box::new(model),
+            device,
+        })
     }
 
     /// The engine this instance runs on, for logs and benchmarks.

@@ -64,13 +64,15 @@ impl OnnxEncoder {
     pub(super) fn load(model_dir: &Path, library: &Path) -> Result<Self, EmbedError> {
         let env = environment(library)?;
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let session = Session::builder(&env)?
+        let mut builder = Session::builder(&env)?
             .with_optimization_level(GraphOptimizationLevel::Level3)
-            .and_then(|b| b.with_intra_threads(threads))
-            // Idle intra-op threads would otherwise spin and take CPU from searches.
-            .and_then(|b| b.with_intra_op_spinning(false))
             .map_err(ort::Error::from)?
-            .commit_from_file(model_dir.join(ONNX_MODEL_FILE))?;
+            .with_intra_threads(threads)
+            .map_err(ort::Error::from)?
+            // Idle intra-op threads would otherwise spin and take CPU from searches.
+            .with_intra_op_spinning(false)
+            .map_err(ort::Error::from)?;
+        let session = builder.commit_from_file(model_dir.join(ONNX_MODEL_FILE))?;
         Ok(Self {
             session: Mutex::new(session),
         })
