@@ -376,7 +376,7 @@ async fn apply(index: &Index, id: &IndexId, api: &Api<Index>, ctx: &Context) -> 
         } else {
             // Another store: copy its current version into the cluster's
             // store (verified), on every reconcile that finds a new one.
-            match storage::import_index(&os.prefix, &ctx.build.store, id).await {
+            match storage::import_index(&os.prefix, &ctx.build.store, id, ctx.build.import_dir.as_deref()).await {
                 Ok(imported) => {
                     if imported.copied {
                         imported_new = true;

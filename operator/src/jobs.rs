@@ -107,6 +107,10 @@ pub struct BuildConfig {
     pub pod: BuildPod,
     /// Store prefixes `objectStore` sources may import from (empty: none).
     pub import_from: Vec<String>,
+    /// Where an import stages the version it copies: a volume sized for the
+    /// largest index (the chart's `operator.importScratch`), not the small
+    /// `/tmp`. The system temporary directory when `None`.
+    pub import_dir: Option<std::path::PathBuf>,
     /// Where build Jobs run: the operator's own namespace in the chart, so
     /// the store's write credentials and the build NetworkPolicy live in one
     /// place and tenants need neither. `None`: each Index's own namespace.
@@ -539,6 +543,7 @@ mod tests {
             }))
             .unwrap(),
             import_from: Vec::new(),
+            import_dir: None,
             namespace: None,
         };
         let job = build_job(&idx, "tokio", "tokio-0123456789", "hash", &cfg);
@@ -625,6 +630,7 @@ mod tests {
             env: Vec::new(),
             pod: BuildPod::default(),
             import_from: Vec::new(),
+            import_dir: None,
             namespace: None,
         };
         let job = build_job(&idx, "app", "app-1", "h", &cfg);

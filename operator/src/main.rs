@@ -65,6 +65,10 @@ struct Args {
     /// pointed at stores the cluster admin chose).
     #[arg(long, env = "TRUSTY_IMPORT_FROM", value_delimiter = ',')]
     import_from: Vec<String>,
+    /// Directory imports stage a version in (a volume sized for the largest
+    /// index); the system temporary directory when absent.
+    #[arg(long, env = "TRUSTY_IMPORT_DIR")]
+    import_dir: Option<std::path::PathBuf>,
     /// Namespace build Jobs run in (the chart: the operator's own), so the
     /// store credentials stay there; each Index's namespace when absent.
     /// Builds from a `volume` source run beside their claim regardless.
@@ -182,6 +186,7 @@ async fn main() -> ExitCode {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect(),
+        import_dir: args.import_dir.clone(),
         namespace: args.build_namespace.clone().filter(|n| !n.is_empty()),
     };
     let ctx = Arc::new(

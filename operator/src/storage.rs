@@ -112,9 +112,15 @@ pub fn same_store(a: &str, b: &str) -> bool {
 }
 
 /// Copies index `id`'s current version from the store at `source` into the
-/// cluster's store at `cluster`, unless it is there already. Staged in a
-/// temporary directory (the chart mounts an emptyDir at /tmp).
-pub async fn import_index(source: &str, cluster: &str, id: &IndexId) -> Result<Imported, ImportError> {
+/// cluster's store at `cluster`, unless it is there already. Staged file by
+/// file (bounded memory) in a fresh directory under `staging` (the system
+/// temporary directory when `None`), removed afterwards.
+pub async fn import_index(
+    source: &str,
+    cluster: &str,
+    id: &IndexId,
+    staging: Option<&std::path::Path>,
+) -> Result<Imported, ImportError> {
     use trusty_core::storage::import::import_current;
     use trusty_core::storage::open::OpenError;
     let open = |url: &str| {
@@ -125,13 +131,17 @@ pub async fn import_index(source: &str, cluster: &str, id: &IndexId) -> Result<I
     };
     let src = open(source).map_err(ImportError::Source)?;
     let dst = open(cluster).map_err(ImportError::DestinationRead)?;
-    let work = tempfile::tempdir().map_err(|e| {
-        ImportError::Source(OpenError::Io {
-            index_id: id.to_string(),
-            path: std::env::temp_dir().display().to_string(),
-            source: e,
-        })
-    })?;
+    let parent = staging.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+    let work = tempfile::Builder::new()
+        .prefix("import-")
+        .tempdir_in(&parent)
+        .map_err(|e| {
+            ImportError::Source(OpenError::Io {
+                index_id: id.to_string(),
+                path: parent.display().to_string(),
+                source: e,
+            })
+        })?;
     import_current(&src, &dst, id, work.path(), &Default::default()).await
 }
 
@@ -229,6 +239,25 @@ mod tests {
         );
         assert!(root.join("store/indexes/other/CURRENT").exists());
         assert_eq!(delete_index(&url, &id).await.unwrap(), 0, "second pass finds nothing");
+    }
+
+    #[tokio::test]
+    async fn imports_stage_under_the_configured_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir.path().join("import-volume");
+        let id = IndexId::new("repo").unwrap();
+        // The staging directory is where the copy is made: a missing one is
+        // the first thing an import trips over, and the error names it.
+        let err = import_index("memory://stage-src", "memory://stage-dst", &id, Some(&staging))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("import-volume"), "{err}");
+        std::fs::create_dir(&staging).unwrap();
+        let err = import_index("memory://stage-src", "memory://stage-dst", &id, Some(&staging))
+            .await
+            .unwrap_err();
+        assert!(!err.to_string().contains("import-volume"), "past staging: {err}");
+        assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0, "staging left clean");
     }
 
     #[test]

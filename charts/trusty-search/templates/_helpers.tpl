@@ -151,6 +151,7 @@ TRUSTY_BUILD_ENV: {{ include "trusty-search.buildEnv" . | fromYamlArray | toJson
 TRUSTY_BUILD_POD: {{ include "trusty-search.buildPod" . | fromYaml | toJson | quote }}
 {{- with .Values.operator.importFrom }}
 TRUSTY_IMPORT_FROM: {{ join "," . | quote }}
+TRUSTY_IMPORT_DIR: "/var/lib/trusty-search/import"
 {{- end }}
 {{- if not .Values.operator.build.inIndexNamespace }}
 TRUSTY_BUILD_NAMESPACE: {{ .Release.Namespace | quote }}
