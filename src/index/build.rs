@@ -309,13 +309,18 @@ async fn embed_with_cache(
     let mut vectors: Vec<Option<Vec<f32>>> = hashes.iter().map(|h| recalled.vectors.get(h).cloned()).collect();
     let todo: Vec<usize> = (0..vectors.len()).filter(|&i| vectors[i].is_none()).collect();
     let todo_texts: Vec<String> = todo.iter().map(|&i| texts[i].clone()).collect();
+    // `embed_texts` returns one vector per text (or fails), so every row is
+    // filled below: recalled, or embedded now.
     let fresh = embed_texts(embedder, todo_texts, progress).await?;
     let mut fresh_row = vec![false; vectors.len()];
     for (&row, v) in todo.iter().zip(fresh) {
         vectors[row] = Some(v);
         fresh_row[row] = true;
     }
-    let vectors: Vec<Vec<f32>> = vectors.into_iter().map(Option::unwrap_or_default).collect();
+    let vectors: Vec<Vec<f32>> = vectors
+        .into_iter()
+        .map(|v| v.expect("each row is recalled or embedded"))
+        .collect();
     let write: Vec<bool> = files
         .iter()
         .map(|f| !recalled.present.contains(&f.path) || f.rows.clone().any(|r| fresh_row[r]))

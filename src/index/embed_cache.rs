@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::IndexId;
@@ -193,10 +193,10 @@ impl EmbedCache {
 
     /// Fetches packs by name, in order; `None` for a missing or unusable pack.
     async fn fetch_packs(&self, packs: Vec<String>) -> Vec<Option<Vec<(TextHash, Vec<f32>)>>> {
-        let fetched: Result<Vec<_>, std::convert::Infallible> = futures::stream::iter(packs)
+        futures::stream::iter(packs)
             .map(|pack| async move {
                 let key = embed_pack_key(&self.model, &pack);
-                Ok(match self.store.get(&key).await {
+                match self.store.get(&key).await {
                     Ok(bytes) => match decode_pack(self.dimension, &bytes) {
                         Ok(entries) => Some(entries),
                         Err(reason) => {
@@ -209,12 +209,11 @@ impl EmbedCache {
                         tracing::warn!(key, error = %e, "cannot read an embedding pack; embedding instead");
                         None
                     }
-                })
+                }
             })
             .buffered(CONCURRENCY)
-            .try_collect()
-            .await;
-        fetched.unwrap_or_else(|never| match never {})
+            .collect()
+            .await
     }
 }
 
