@@ -59,12 +59,18 @@ pub async fn claim(url: &str, id: &IndexId, me: &Owner) -> Result<Owner, Storage
     if let Some(owner) = read_owner(&store, id).await? {
         return Ok(owner);
     }
-    let body = serde_json::to_vec(me).expect("owner serialises");
-    if store.put_if_absent(&owner_key(id), Bytes::from(body)).await? {
+    let body = Bytes::from(serde_json::to_vec(me).expect("owner serialises"));
+    if store.put_if_absent(&owner_key(id), body.clone()).await? {
         return Ok(me.clone());
     }
-    // Someone claimed it between the read and the write: theirs stands.
-    Ok(read_owner(&store, id).await?.unwrap_or_else(|| me.clone()))
+    // Someone claimed it between the read and the write: theirs stands. A
+    // record that still reads as none is unreadable (or was just released),
+    // and counts as none, as above: it is overwritten.
+    if let Some(owner) = read_owner(&store, id).await? {
+        return Ok(owner);
+    }
+    store.put(&owner_key(id), body).await?;
+    Ok(me.clone())
 }
 
 /// Gives up `me`'s claim on `id` (no-op when someone else holds it).
@@ -213,6 +219,15 @@ mod tests {
         );
         release(&url, &id, &a).await.unwrap();
         assert_eq!(claim(&url, &id, &b).await.unwrap(), b);
+
+        // An unreadable record counts as no claim: the next claimer takes it.
+        let store = Store::open(&url).unwrap();
+        store
+            .put(&owner_key(&id), Bytes::from_static(b"not json"))
+            .await
+            .unwrap();
+        assert_eq!(claim(&url, &id, &a).await.unwrap(), a);
+        assert_eq!(owner_of(&url, &id).await.unwrap(), Some(a.clone()));
     }
 
     #[tokio::test]
