@@ -135,32 +135,18 @@ impl MiniLm {
             .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
         tokenizer.with_padding(None);
 
-        let onnx = || -> Result<Backend, EmbedError> {
-            let library = runtime_library(dir).ok_or_else(|| EmbedError::ModelFileMissing {
-                dir: dir.to_path_buf(),
-                file: "libonnxruntime.so",
-            })?;
-            if !dir.join(ONNX_MODEL_FILE).is_file() {
-                return Err(EmbedError::ModelFileMissing {
-                    dir: dir.to_path_buf(),
-                    file: ONNX_MODEL_FILE,
-                });
-            }
-            Ok(Backend::Onnx(OnnxEncoder::load(dir, &library)?))
-        };
         let backend = match backend {
-            MiniLmBackend::Onnx => onnx()?,
+            MiniLmBackend::Onnx => Self::load_onnx(dir)?,
             MiniLmBackend::Candle => Self::load_candle(dir, &config)?,
-            MiniLmBackend::Auto if dir.join(ONNX_MODEL_FILE).is_file() && runtime_library(dir).is_some() => {
-                match onnx() {
-                    Ok(backend) => backend,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "ONNX MiniLM did not load; embedding with candle instead");
-                        Self::load_candle(dir, &config)?
-                    }
+            MiniLmBackend::Auto => match Self::load_onnx(dir) {
+                Ok(backend) => backend,
+                // Not installed: candle is the plan, not a fallback.
+                Err(EmbedError::ModelFileMissing { .. }) => Self::load_candle(dir, &config)?,
+                Err(e) => {
+                    tracing::warn!(error = %e, "ONNX MiniLM did not load; embedding with candle instead");
+                    Self::load_candle(dir, &config)?
                 }
-            }
-            MiniLmBackend::Auto => Self::load_candle(dir, &config)?,
+            },
         };
         Ok(Self {
             backend,
@@ -168,6 +154,18 @@ impl MiniLm {
             dimension: config.hidden_size,
             parallel: false,
         })
+    }
+
+    fn load_onnx(dir: &Path) -> Result<Backend, EmbedError> {
+        let missing = |file| EmbedError::ModelFileMissing {
+            dir: dir.to_path_buf(),
+            file,
+        };
+        let library = runtime_library(dir).ok_or_else(|| missing("libonnxruntime.so"))?;
+        if !dir.join(ONNX_MODEL_FILE).is_file() {
+            return Err(missing(ONNX_MODEL_FILE));
+        }
+        Ok(Backend::Onnx(OnnxEncoder::load(dir, &library)?))
     }
 
     fn load_candle(dir: &Path, config: &Config) -> Result<Backend, EmbedError> {
