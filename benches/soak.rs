@@ -44,7 +44,7 @@ use trusty_search::embed::{EmbedderConfig, load_embedder};
 use trusty_search::index::build::{BuildOptions, build_bundle};
 use trusty_search::router::config::RouterConfig;
 use trusty_search::router::membership::{self, ShardEndpoint};
-use trusty_search::search::engine::estimate_memory;
+use trusty_search::search::engine::{Engine, estimate_memory};
 use trusty_search::shard::disk::dir_bytes;
 use trusty_search::storage::publish::{PublishOptions, publish};
 use trusty_search::storage::store::Store;
@@ -170,6 +170,77 @@ async fn metric(url: &str, series: &str) -> f64 {
     support::http::sample(&resp.text().await.unwrap_or_default(), series)
 }
 
+/// What opening each index costs on the heap, against what the shard charges
+/// to its memory budget: the estimate before the download and the engine's own
+/// count after the open. The BM25 files are memory-mapped (page cache, not
+/// heap), so they are reported apart.
+#[derive(Default)]
+struct Accounting {
+    heap: u64,
+    counted: u64,
+    estimated: u64,
+    mapped: u64,
+    worst_heap: f64,
+    worst_estimate: f64,
+}
+
+impl Accounting {
+    async fn add(&mut self, dir: &std::path::Path, manifest: &trusty_search::storage::manifest::Manifest) {
+        let before = heap_in_use();
+        let engine = Engine::open(dir, manifest.clone(), None).await.unwrap();
+        let heap = heap_in_use().saturating_sub(before);
+        let mapped = manifest.bytes_under(trusty_search::storage::layout::bundle::BM25_DIR);
+        let counted = engine.memory_bytes() - mapped;
+        drop(engine);
+        self.heap += heap;
+        self.counted += counted;
+        self.estimated += estimate_memory(manifest) - mapped;
+        self.mapped += mapped;
+        self.worst_heap = self.worst_heap.max(heap as f64 / counted.max(1) as f64);
+        self.worst_estimate = self
+            .worst_estimate
+            .max(counted as f64 / (estimate_memory(manifest) - mapped).max(1) as f64);
+    }
+
+    fn print(&self) {
+        println!(
+            "heap taken by opening each index once (sum): {:.1} MB measured, {:.1} MB counted by the engine, \
+             {:.1} MB estimated before download (worst index: measured {:.2}x counted, \
+             counted {:.2}x estimated); plus {:.1} MB of memory-mapped BM25 files",
+            self.heap as f64 / 1e6,
+            self.counted as f64 / 1e6,
+            self.estimated as f64 / 1e6,
+            self.worst_heap,
+            self.worst_estimate,
+            self.mapped as f64 / 1e6,
+        );
+    }
+}
+
+/// Bytes glibc has handed out and not had back, over every arena.
+#[allow(unsafe_code)]
+fn heap_in_use() -> u64 {
+    #[repr(C)]
+    struct MallInfo2 {
+        arena: usize,
+        ordblks: usize,
+        smblks: usize,
+        hblks: usize,
+        hblkhd: usize,
+        usmblks: usize,
+        fsmblks: usize,
+        uordblks: usize,
+        fordblks: usize,
+        keepcost: usize,
+    }
+    unsafe extern "C" {
+        fn mallinfo2() -> MallInfo2;
+    }
+    // SAFETY: mallinfo2 takes no arguments and returns a plain struct.
+    let info = unsafe { mallinfo2() };
+    (info.uordblks + info.hblkhd) as u64
+}
+
 /// Crates with enough code to be a real index, spread over the alphabet.
 fn pick_crates(n: usize) -> Vec<PathBuf> {
     let all = registry_crates(&[""]);
@@ -261,6 +332,7 @@ async fn main() {
     let t = Instant::now();
     let mut ids = Vec::new();
     let (mut total_memory, mut total_disk) = (0u64, 0u64);
+    let mut accounting = Accounting::default();
     for (i, krate) in crates.iter().enumerate() {
         let name = krate.file_name().unwrap().to_string_lossy().to_lowercase();
         let id = format!(
@@ -279,11 +351,13 @@ async fn main() {
         let report = build_bundle(krate, &iid, &work.path().join("b"), opts).await.unwrap();
         total_memory += estimate_memory(&report.manifest);
         total_disk += report.manifest.total_bytes();
+        accounting.add(&report.dir, &report.manifest).await;
         publish(&store, &iid, &report.dir, &PublishOptions::default())
             .await
             .unwrap();
         ids.push(id);
     }
+    accounting.print();
     let memory_budget = total_memory / 3;
     let disk_budget = total_disk / 2;
     println!(

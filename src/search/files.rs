@@ -304,6 +304,33 @@ impl FileTable {
         self.paths.len()
     }
 
+    /// Approximate heap bytes, for the shard's memory budget: every string and
+    /// list with its allocation header, and hash-map slots at their load factor.
+    pub(crate) fn heap_bytes(&self) -> u64 {
+        // A heap allocation's header and rounding, and a hash-map entry's slot
+        // and control byte at 7/8 load.
+        const ALLOC: usize = 16;
+        const SLOT: usize = 9;
+        let string = |s: &String| s.len() + ALLOC;
+        let list = |v: &Vec<u32>| v.capacity() * 4 + ALLOC;
+        let paths: usize = self.paths.iter().map(|p| 24 + string(p)).sum();
+        let per_file = (self.chunk_file.capacity() + self.first_chunk.capacity()) * 4
+            + self.roles.capacity() * std::mem::size_of::<FileRole>();
+        let defines: usize = self.defines.iter().map(|(k, v)| 48 + SLOT + string(k) + list(v)).sum();
+        let members: usize = self
+            .members
+            .iter()
+            .map(|((a, b), v)| 72 + SLOT + string(a) + string(b) + list(v))
+            .sum();
+        let path_terms: usize = self
+            .path_terms
+            .iter()
+            .map(|(k, v)| 48 + SLOT + string(k) + list(v))
+            .sum();
+        let suffixes: usize = self.suffixes.keys().map(|k| 28 + SLOT + string(k)).sum();
+        (paths + per_file + defines + members + path_terms + suffixes) as u64
+    }
+
     pub(crate) fn path(&self, file: u32) -> &str {
         &self.paths[file as usize]
     }

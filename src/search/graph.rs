@@ -163,10 +163,18 @@ impl SymbolGraph {
         let names: usize = self
             .names
             .iter()
-            .map(|n| n.lower.len() * 2 + n.parts.iter().map(|p| p.len() + 24).sum::<usize>() + n.nodes.len() * 4 + 96)
+            .map(|n| {
+                // Four lists and strings of its own, and one per part, each with
+                // an allocation header.
+                n.lower.len() * 2 + n.parts.iter().map(|p| p.len() + 40).sum::<usize>() + n.nodes.len() * 4 + 96 + 64
+            })
             .sum();
-        let by_name: usize = self.by_name.iter().map(|(k, v)| k.len() + v.len() * 4 + ENTRY).sum();
-        let by_lower: usize = self.by_lower.keys().map(|k| k.len() + ENTRY).sum();
+        let by_name: usize = self
+            .by_name
+            .iter()
+            .map(|(k, v)| k.len() + v.len() * 4 + ENTRY + 32)
+            .sum();
+        let by_lower: usize = self.by_lower.keys().map(|k| k.len() + ENTRY + 16).sum();
         self.graph.heap_bytes() + (names + by_name + by_lower + self.calls_in.len() * 4) as u64
     }
 

@@ -198,21 +198,24 @@ impl CodeGraph {
     /// chunk and path lookups built on load.
     pub fn heap_bytes(&self) -> u64 {
         const ENTRY: usize = 48; // hash-map slot plus key/value headers
+        const ALLOC: usize = 16; // a heap allocation's header and rounding
+        // petgraph keeps two edge links beside each node's weight.
+        const NODE: usize = std::mem::size_of::<NodeKind>() + 8;
         let nodes: usize = self
             .graph
             .node_weights()
             .map(|n| {
-                std::mem::size_of::<NodeKind>()
-                    + match n {
-                        NodeKind::File { path, .. } => path.len(),
-                        NodeKind::Symbol(s) => {
-                            s.name.len()
-                                + s.path.len()
-                                + s.parent.as_ref().map_or(0, String::len)
-                                + s.more_chunks.len() * 4
-                        }
-                        NodeKind::External { name } => name.len(),
+                NODE + match n {
+                    NodeKind::File { path, .. } => path.len() + ALLOC,
+                    NodeKind::Symbol(s) => {
+                        s.name.len()
+                            + s.path.len()
+                            + s.parent.as_ref().map_or(0, |p| p.len() + ALLOC)
+                            + s.more_chunks.len() * 4
+                            + 3 * ALLOC
                     }
+                    NodeKind::External { name } => name.len() + ALLOC,
+                }
             })
             .sum();
         let edges = self.graph.edge_count() * 24;
