@@ -18,7 +18,7 @@ pub mod config;
 mod cpu_priority;
 pub(crate) mod discovery;
 pub mod disk;
-pub mod heap;
+mod heap;
 pub(crate) mod http;
 pub(crate) mod lazy_load;
 pub(crate) mod loaded;
