@@ -715,33 +715,3 @@ fn snippet(content: &str) -> String {
     }
     out
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::IndexId;
-    use crate::index::build::{BuildOptions, build_bundle};
-
-    /// A shard reserves [`estimate_memory`] before it downloads a version and
-    /// charges [`Engine::memory_bytes`] once it is open: on a real tree (this
-    /// crate's sources) the reservation covers the charge without reserving
-    /// several times more.
-    #[tokio::test]
-    async fn the_estimate_reserves_what_the_engine_counts() {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let work = tempfile::tempdir().unwrap();
-        let id = IndexId::new("estimate").unwrap();
-        let report = build_bundle(&src, &id, &work.path().join("bundle"), BuildOptions::default())
-            .await
-            .unwrap();
-        let engine = Engine::open(&report.dir, report.manifest.clone(), None).await.unwrap();
-        let counted = engine.memory_bytes() as f64;
-        let estimated = estimate_memory(&report.manifest) as f64;
-        let files = engine.files.heap_bytes() as f64;
-        assert!(files > 0.0, "the file-ranking tables are counted");
-        assert!(
-            estimated >= 0.9 * counted && estimated <= 2.0 * counted,
-            "estimated {estimated} bytes, the open engine counts {counted} (file tables {files})"
-        );
-    }
-}

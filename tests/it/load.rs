@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use trusty_search::IndexId;
-use trusty_search::search::engine::estimate_memory;
+use trusty_search::index::build::{BuildOptions, build_bundle};
+use trusty_search::search::engine::{Engine, estimate_memory};
 use trusty_search::shard::disk::dir_bytes;
 use trusty_search::storage::layout;
 use trusty_search::storage::manifest::Manifest;
@@ -62,6 +63,27 @@ where
         }
         max.max(sample().await)
     })
+}
+
+/// A shard reserves `estimate_memory` before it downloads a version and
+/// charges `Engine::memory_bytes` once it is open: on a real tree (this
+/// crate's sources) the reservation covers the charge without reserving
+/// several times more.
+#[tokio::test]
+async fn the_memory_estimate_reserves_what_the_open_engine_counts() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let work = tempfile::tempdir().unwrap();
+    let id = IndexId::new("estimate").unwrap();
+    let report = build_bundle(&src, &id, &work.path().join("bundle"), BuildOptions::default())
+        .await
+        .unwrap();
+    let engine = Engine::open(&report.dir, report.manifest.clone(), None).await.unwrap();
+    let counted = engine.memory_bytes() as f64;
+    let estimated = estimate_memory(&report.manifest) as f64;
+    assert!(
+        estimated >= 0.9 * counted && estimated <= 2.0 * counted,
+        "estimated {estimated} bytes, the open engine counts {counted}"
+    );
 }
 
 #[tokio::test]
