@@ -8,7 +8,7 @@ use crate::support::embedder::{self, EmbedStub, Mode};
 use crate::support::fixtures::{publish_copies, publish_fixture, write_repo};
 use crate::support::http::{metric, post_json, search};
 use crate::support::process::{ADMIN_TOKEN, shard_args, spawn};
-use crate::support::shard::{Env, admin, env, shard_env, start_shard};
+use crate::support::shard::{admin, env, shard_env, sizes, start_shard};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -19,25 +19,9 @@ use trusty_search::IndexId;
 use trusty_search::index::build::{BuildOptions, build_bundle};
 use trusty_search::search::engine::{Engine, estimate_memory};
 use trusty_search::shard::disk::dir_bytes;
-use trusty_search::storage::layout;
-use trusty_search::storage::manifest::Manifest;
-use trusty_search::storage::open::read_current;
 
 fn ids(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i:02}")).collect()
-}
-
-/// (estimated memory, bytes on disk) of the current version of `id`.
-async fn sizes(env: &Env, id: &str) -> (u64, u64) {
-    let id = IndexId::new(id).unwrap();
-    let (pointer, _) = read_current(&env.store, &id, None).await.unwrap().unwrap();
-    let bytes = env
-        .store
-        .get(&layout::manifest_key(&id, &pointer.version))
-        .await
-        .unwrap();
-    let m: Manifest = serde_json::from_slice(&bytes).unwrap();
-    (estimate_memory(&m), m.total_bytes())
 }
 
 async fn status_of(url: &str, id: &str) -> Value {

@@ -3,7 +3,7 @@
 use crate::support::fixtures::publish_fixture;
 use crate::support::http::{metric, post_json, search};
 use crate::support::process::Proc;
-use crate::support::shard::{admin, env, start_shard};
+use crate::support::shard::{admin, env, sizes, start_shard};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -256,8 +256,10 @@ async fn least_recently_used_index_is_evicted_under_the_memory_budget() {
     let env = env().await;
     publish_fixture(&env.store, "one", "a").await;
     publish_fixture(&env.store, "two", "b").await;
-    // The fixtures take under 20 KiB of memory each: 24 KiB holds one of them.
-    let shard = start_shard(&env, "s0", &env.dir.path().join("cache"), &["--memory-budget", "24KiB"]).await;
+    // Room for one of the two fixtures, not both.
+    let (memory, _) = sizes(&env, "one").await;
+    let budget = format!("{}", memory + memory / 2);
+    let shard = start_shard(&env, "s0", &env.dir.path().join("cache"), &["--memory-budget", &budget]).await;
     assert_eq!(search(&shard.url, "one", "config").await.status(), StatusCode::OK);
     assert_eq!(search(&shard.url, "two", "config").await.status(), StatusCode::OK);
     let one: Value = reqwest::get(format!("{}/v1/indexes/one", shard.url))

@@ -48,3 +48,19 @@ pub async fn admin(url: &str, method: reqwest::Method, path: &str) -> reqwest::R
         .await
         .unwrap()
 }
+
+/// (estimated memory, bytes on disk) of the current version of `id`.
+pub async fn sizes(env: &Env, id: &str) -> (u64, u64) {
+    let id = trusty_search::IndexId::new(id).unwrap();
+    let (pointer, _) = trusty_search::storage::open::read_current(&env.store, &id, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let bytes = env
+        .store
+        .get(&trusty_search::storage::layout::manifest_key(&id, &pointer.version))
+        .await
+        .unwrap();
+    let m: trusty_search::storage::manifest::Manifest = serde_json::from_slice(&bytes).unwrap();
+    (trusty_search::search::engine::estimate_memory(&m), m.total_bytes())
+}
