@@ -191,15 +191,14 @@ impl Accounting {
         let heap = heap_in_use().saturating_sub(before);
         let mapped = manifest.bytes_under(trusty_search::storage::layout::bundle::BM25_DIR);
         let counted = engine.memory_bytes() - mapped;
+        let estimated = estimate_memory(manifest) - mapped;
         drop(engine);
         self.heap += heap;
         self.counted += counted;
-        self.estimated += estimate_memory(manifest) - mapped;
+        self.estimated += estimated;
         self.mapped += mapped;
         self.worst_heap = self.worst_heap.max(heap as f64 / counted.max(1) as f64);
-        self.worst_estimate = self
-            .worst_estimate
-            .max(counted as f64 / (estimate_memory(manifest) - mapped).max(1) as f64);
+        self.worst_estimate = self.worst_estimate.max(counted as f64 / estimated.max(1) as f64);
     }
 
     fn print(&self) {

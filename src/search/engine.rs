@@ -638,7 +638,6 @@ pub enum ReadError {
     },
 }
 
-/// Heap bytes of one chunk: its strings, call and import lists, and the struct.
 /// A chunk's heap beyond its slot in the chunk vector: each string and list
 /// with its allocation header (glibc: 8 bytes, rounded up to 16).
 fn chunk_heap_bytes(c: &Chunk) -> u64 {
