@@ -15,6 +15,7 @@
 pub mod bundle;
 pub mod embed;
 pub mod eval;
+pub(crate) mod heap_size;
 pub mod index;
 pub mod mcp;
 pub mod model;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::heap_size;
 use crate::storage::layout::bundle::{SOURCES_FILE, SOURCES_INDEX_FILE};
 
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +115,7 @@ impl Sources {
 
     /// Heap bytes of the map (the text stays on disk).
     pub fn heap_bytes(&self) -> u64 {
-        self.ranges.keys().map(|k| k.len() as u64 + 64).sum()
+        (heap_size::table(&self.ranges) + self.ranges.keys().map(heap_size::string).sum::<usize>()) as u64
     }
 
     /// The whole text of `path`, or `None` when the version has no such file.

@@ -15,6 +15,7 @@ use crate::bundle::lexical::Bm25Error;
 use crate::bundle::sources::{Sources, SourcesError};
 use crate::bundle::vectors::VectorError;
 use crate::embed::Embedder;
+use crate::heap_size;
 use crate::model::{Chunk, Language};
 use crate::search::bm25::Bm25Index;
 use crate::search::files::{FileRankParams, FileTable, LexicalEvidence, rank_files};
@@ -254,8 +255,7 @@ impl Engine {
     /// the BM25 files (memory mapped: the pages a query touches count towards
     /// the process's memory).
     pub fn memory_bytes(&self) -> u64 {
-        let chunks = (self.chunks.capacity() * std::mem::size_of::<Chunk>()) as u64
-            + self.chunks.iter().map(chunk_heap_bytes).sum::<u64>();
+        let chunks = heap_size::buffer(&self.chunks) as u64 + self.chunks.iter().map(chunk_heap_bytes).sum::<u64>();
         let vectors = self.vectors.as_ref().map(|v| v.memory_bytes()).unwrap_or(0);
         let bm25 = self.manifest.bytes_under(bundle::BM25_DIR);
         let sources = self.sources.as_ref().map_or(0, Sources::heap_bytes);
@@ -638,22 +638,15 @@ pub enum ReadError {
     },
 }
 
-/// A chunk's heap beyond its slot in the chunk vector: each string and list
-/// with its allocation header (glibc: 8 bytes, rounded up to 16).
+/// A chunk's heap beyond its slot in the chunk vector: each string and list.
 fn chunk_heap_bytes(c: &Chunk) -> u64 {
-    const ALLOC: usize = 16;
-    let string = |s: &String| s.capacity() + ALLOC;
-    let optional = |s: &Option<String>| s.as_ref().map_or(0, string);
-    let list = |v: &Vec<String>| {
-        v.capacity() * 24 + ALLOC * usize::from(v.capacity() > 0) + v.iter().map(string).sum::<usize>()
-    };
-    (string(&c.content)
-        + string(&c.path)
-        + string(&c.content_hash)
-        + optional(&c.symbol)
-        + optional(&c.parent)
-        + list(&c.calls)
-        + list(&c.imports)) as u64
+    (heap_size::string(&c.content)
+        + heap_size::string(&c.path)
+        + heap_size::string(&c.content_hash)
+        + heap_size::optional(&c.symbol)
+        + heap_size::optional(&c.parent)
+        + heap_size::strings(&c.calls)
+        + heap_size::strings(&c.imports)) as u64
 }
 
 /// What [`Engine::memory_bytes`] will report for a version, from its

@@ -24,6 +24,7 @@
 use std::collections::HashMap;
 
 use crate::bundle::graph::{CodeGraph, NodeKind};
+use crate::heap_size;
 use crate::model::Chunk;
 
 use super::query_text::QueryText;
@@ -304,30 +305,27 @@ impl FileTable {
         self.paths.len()
     }
 
-    /// Approximate heap bytes, for the shard's memory budget: every string and
-    /// list with its allocation header, and hash-map slots at their load factor.
+    /// Approximate heap bytes, for the shard's memory budget: every string,
+    /// list and hash-map table.
     pub(crate) fn heap_bytes(&self) -> u64 {
-        // A heap allocation's header and rounding, and a hash-map entry's slot
-        // and control byte at 7/8 load.
-        const ALLOC: usize = 16;
-        const SLOT: usize = 9;
-        let string = |s: &String| s.len() + ALLOC;
-        let list = |v: &Vec<u32>| v.capacity() * 4 + ALLOC;
-        let paths: usize = self.paths.iter().map(|p| 24 + string(p)).sum();
-        let per_file = (self.chunk_file.capacity() + self.first_chunk.capacity()) * 4
-            + self.roles.capacity() * std::mem::size_of::<FileRole>();
-        let defines: usize = self.defines.iter().map(|(k, v)| 48 + SLOT + string(k) + list(v)).sum();
-        let members: usize = self
-            .members
-            .iter()
-            .map(|((a, b), v)| 72 + SLOT + string(a) + string(b) + list(v))
-            .sum();
-        let path_terms: usize = self
-            .path_terms
-            .iter()
-            .map(|(k, v)| 48 + SLOT + string(k) + list(v))
-            .sum();
-        let suffixes: usize = self.suffixes.keys().map(|k| 28 + SLOT + string(k)).sum();
+        use heap_size::{buffer, string, table};
+        let paths = buffer(&self.paths) + self.paths.iter().map(string).sum::<usize>();
+        let per_file = buffer(&self.chunk_file) + buffer(&self.first_chunk) + buffer(&self.roles);
+        let defines: usize =
+            table(&self.defines) + self.defines.iter().map(|(k, v)| string(k) + buffer(v)).sum::<usize>();
+        let members: usize = table(&self.members)
+            + self
+                .members
+                .iter()
+                .map(|((a, b), v)| string(a) + string(b) + buffer(v))
+                .sum::<usize>();
+        let path_terms: usize = table(&self.path_terms)
+            + self
+                .path_terms
+                .iter()
+                .map(|(k, v)| string(k) + buffer(v))
+                .sum::<usize>();
+        let suffixes: usize = table(&self.suffixes) + self.suffixes.keys().map(string).sum::<usize>();
         (paths + per_file + defines + members + path_terms + suffixes) as u64
     }
 

@@ -35,6 +35,7 @@ use petgraph::visit::EdgeRef;
 
 use crate::api::{GraphReason, OutlineSymbol, SymbolHit, SymbolRelation};
 use crate::bundle::graph::{CodeGraph, EdgeKind, NodeKind, SymbolNode, split_call, split_identifier};
+use crate::heap_size;
 use crate::model::{Chunk, SymbolKind};
 
 /// Deepest caller/callee walk a request may ask for.
@@ -159,23 +160,17 @@ impl SymbolGraph {
 
     /// The graph's heap bytes plus the name tables'.
     pub fn heap_bytes(&self) -> u64 {
-        const ENTRY: usize = 48; // hash-map slot plus key/value headers
-        let names: usize = self
-            .names
-            .iter()
-            .map(|n| {
-                // Four lists and strings of its own, and one per part, each with
-                // an allocation header.
-                n.lower.len() * 2 + n.parts.iter().map(|p| p.len() + 40).sum::<usize>() + n.nodes.len() * 4 + 96 + 64
-            })
-            .sum();
-        let by_name: usize = self
-            .by_name
-            .iter()
-            .map(|(k, v)| k.len() + v.len() * 4 + ENTRY + 32)
-            .sum();
-        let by_lower: usize = self.by_lower.keys().map(|k| k.len() + ENTRY + 16).sum();
-        self.graph.heap_bytes() + (names + by_name + by_lower + self.calls_in.len() * 4) as u64
+        use heap_size::{buffer, string, strings, table};
+        let names: usize = buffer(&self.names)
+            + self
+                .names
+                .iter()
+                .map(|n| string(&n.lower) + string(&n.compact) + strings(&n.parts) + buffer(&n.nodes))
+                .sum::<usize>();
+        let by_name: usize =
+            table(&self.by_name) + self.by_name.iter().map(|(k, v)| string(k) + buffer(v)).sum::<usize>();
+        let by_lower: usize = table(&self.by_lower) + self.by_lower.keys().map(string).sum::<usize>();
+        self.graph.heap_bytes() + (names + by_name + by_lower + buffer(&self.calls_in)) as u64
     }
 
     /// Symbol nodes for a name: `Parent::name` / `Parent.name` narrow by parent

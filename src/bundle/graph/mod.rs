@@ -52,7 +52,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use petgraph::Direction;
-use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::graph::{DiGraph, Edge, Node, NodeIndex};
 use petgraph::visit::EdgeRef;
 
 mod codec;
@@ -60,6 +60,7 @@ mod names;
 
 pub use codec::GRAPH_FORMAT_VERSION;
 
+use crate::heap_size;
 use crate::model::SymbolKind;
 pub(crate) use names::{split_call, split_identifier};
 
@@ -197,31 +198,23 @@ impl CodeGraph {
     /// Approximate heap bytes: nodes with their strings, edges, and the
     /// chunk and path lookups built on load.
     pub fn heap_bytes(&self) -> u64 {
-        const ENTRY: usize = 48; // hash-map slot plus key/value headers
-        const ALLOC: usize = 16; // a heap allocation's header and rounding
-        // petgraph keeps two edge links beside each node's weight.
-        const NODE: usize = std::mem::size_of::<NodeKind>() + 8;
+        use heap_size::{buffer, optional, string, table};
+        let (node_slots, edge_slots) = self.graph.capacity();
+        let slots = node_slots * std::mem::size_of::<Node<NodeKind>>()
+            + edge_slots * std::mem::size_of::<Edge<EdgeKind>>()
+            + 2 * heap_size::ALLOC;
         let nodes: usize = self
             .graph
             .node_weights()
-            .map(|n| {
-                NODE + match n {
-                    NodeKind::File { path, .. } => path.len() + ALLOC,
-                    NodeKind::Symbol(s) => {
-                        s.name.len()
-                            + s.path.len()
-                            + s.parent.as_ref().map_or(0, |p| p.len() + ALLOC)
-                            + s.more_chunks.len() * 4
-                            + 3 * ALLOC
-                    }
-                    NodeKind::External { name } => name.len() + ALLOC,
-                }
+            .map(|n| match n {
+                NodeKind::File { path, .. } => string(path),
+                NodeKind::Symbol(s) => string(&s.name) + string(&s.path) + optional(&s.parent) + buffer(&s.more_chunks),
+                NodeKind::External { name } => string(name),
             })
             .sum();
-        let edges = self.graph.edge_count() * 24;
-        let by_path: usize = self.by_path.keys().map(|k| k.len() + ENTRY).sum();
-        let by_chunk = self.by_chunk.len() * ENTRY;
-        (nodes + edges + by_path + by_chunk) as u64
+        let by_path: usize = table(&self.by_path) + self.by_path.keys().map(string).sum::<usize>();
+        let by_chunk = table(&self.by_chunk);
+        (slots + nodes + by_path + by_chunk) as u64
     }
 
     /// The underlying petgraph graph, for callers that want their own traversal.
