@@ -17,7 +17,8 @@
 //! code the router binary runs), fed the shard list directly so a shard can
 //! join. Prints per-route latency and failures, shard RSS and cache bytes
 //! against the budgets, restores per minute, ejections and the slowest
-//! `/healthz`.
+//! `/healthz`, as a prober on a thread of its own and as this (loaded)
+//! process's runtime see it.
 //!
 //!     cargo bench --profile dev --bench soak
 
@@ -572,6 +573,45 @@ async fn main() {
         }));
     }
 
+    // A prober on a thread and runtime of its own, as the kubelet probes from
+    // its own process: the sampler above shares this process's runtime with
+    // the router and the clients, so its timings include their queueing.
+    let probe_max = Arc::new(parking_lot::Mutex::new([0f64; 4]));
+    let prober = {
+        let (stop, urls, pids, probe_max) = (stop.clone(), shard_urls.clone(), pids.clone(), probe_max.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(2))
+                    .build()
+                    .unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    let pids_now = pids.lock().clone();
+                    for (i, url) in urls.iter().enumerate() {
+                        if pids_now[i] == 0 {
+                            continue;
+                        }
+                        let t = Instant::now();
+                        let ok = client
+                            .get(format!("{url}/healthz"))
+                            .send()
+                            .await
+                            .is_ok_and(|r| r.status().is_success());
+                        if ok {
+                            let mut m = probe_max.lock();
+                            m[i] = m[i].max(t.elapsed().as_secs_f64() * 1000.0);
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            })
+        })
+    };
+
     // The fault timeline.
     let at = |f: f64| started + run_for.mul_f64(f);
     tokio::time::sleep_until(at(0.3).into()).await;
@@ -610,6 +650,7 @@ async fn main() {
     for t in tasks {
         let _ = t.await;
     }
+    let _ = prober.join();
 
     // Report.
     let log = log.lock().clone();
@@ -645,15 +686,15 @@ async fn main() {
         println!("  error {e}: {n}");
     }
     println!(
-        "\n| shard | baseline RSS MB | peak RSS MB | peak − baseline MB (memory budget {:.1}) | peak anonymous MB | peak file-backed MB | RSS at end MB (anonymous) | peak cache MB (disk budget {:.1}) | max /healthz ms |",
+        "\n| shard | baseline RSS MB | peak RSS MB | peak − baseline MB (memory budget {:.1}) | peak anonymous MB | peak file-backed MB | RSS at end MB (anonymous) | peak cache MB (disk budget {:.1}) | max /healthz ms (own prober) | max /healthz ms (from the loaded runtime) |",
         memory_budget as f64 / 1e6,
         disk_budget as f64 / 1e6
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (i, (rss, cache, health, last)) in samples.lock().iter() {
         let baseline = shards.baseline_rss[*i];
         println!(
-            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} ({:.1}) | {:.1} | {:.1} |",
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} ({:.1}) | {:.1} | {:.1} | {:.1} |",
             shard_name(*i),
             baseline as f64 / 1e6,
             rss.total as f64 / 1e6,
@@ -663,6 +704,7 @@ async fn main() {
             last.total as f64 / 1e6,
             last.anon as f64 / 1e6,
             *cache as f64 / 1e6,
+            probe_max.lock()[*i],
             health
         );
     }

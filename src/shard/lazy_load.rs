@@ -320,8 +320,6 @@ impl Resolver {
                     self.dirs.doom(&copy.dir);
                 }
                 self.budget.settle(&self, &slot);
-                // Settling may have evicted other indexes: give their memory back.
-                super::heap::release_freed();
             }
             Err(RestoreError::Refused(refusal)) => {
                 RESTORE_REFUSALS

@@ -18,7 +18,6 @@ pub mod config;
 mod cpu_priority;
 pub(crate) mod discovery;
 pub mod disk;
-mod heap;
 pub(crate) mod http;
 pub(crate) mod lazy_load;
 pub(crate) mod loaded;
