@@ -654,10 +654,10 @@ fn chunk_heap_bytes(c: &Chunk) -> u64 {
 /// part is bounded from its file: chunk records take no more in memory than
 /// their JSON text plus a fixed per-chunk cost (the record's slot and its
 /// allocations), the graph's tables with the name and file-ranking tables
-/// built from it about ten times its compact encoding, vectors exactly
-/// `chunks × dimension × 4` when held in memory, BM25 its file size. The
-/// soak bench prints this estimate against the engine's count and the heap
-/// an open really takes.
+/// built from it about ten times its compact encoding, vectors
+/// `chunks × dimension × 4` (held in memory, or the cap on what lance caches
+/// for an ANN index), BM25 its file size. The soak bench prints this
+/// estimate against the engine's count and the heap an open really takes.
 pub fn estimate_memory(manifest: &Manifest) -> u64 {
     let chunks = manifest.bytes_under(bundle::CHUNKS_FILE) + manifest.counts.chunks * 448;
     let graph = manifest.bytes_under(bundle::GRAPH_FILE) * 10;

@@ -23,6 +23,7 @@ use arrow_array::{Array, FixedSizeListArray, Float32Array, RecordBatch, UInt32Ar
 use arrow_schema::DataType;
 use futures::{FutureExt, TryStreamExt};
 use lance::Dataset;
+use lance::dataset::builder::DatasetBuilder;
 use lance::index::DatasetIndexExt;
 
 mod ann;
@@ -49,7 +50,31 @@ enum Backend {
         dataset: Arc<Dataset>,
         kind: AnnKind,
         partitions: usize,
+        /// The most lance may cache for it: [`ann_cache_caps`].
+        cache_bytes: u64,
     },
+}
+
+/// Metadata lance may cache for one dataset: its manifest, file footers and
+/// index descriptions, small for a single vectors table.
+const METADATA_CACHE_BYTES: usize = 1 << 20;
+
+/// What lance may cache for an ANN dataset: the index partitions queries read,
+/// up to what exact search would hold for the same rows (full-precision
+/// vectors, which the memory estimate reserves and which is larger than the
+/// compressed index), plus its metadata. Lance's own defaults (6 GiB and
+/// 1 GiB per dataset) would let a hot index outgrow the shard's budget.
+fn ann_cache_caps(rows: usize, dimension: usize) -> (usize, usize) {
+    (rows * dimension * 4, METADATA_CACHE_BYTES)
+}
+
+/// Opens the dataset at `uri` with bounded caches.
+async fn open_dataset(uri: &str, (index_cache, metadata_cache): (usize, usize)) -> lance::Result<Dataset> {
+    DatasetBuilder::from_uri(uri)
+        .with_index_cache_size_bytes(index_cache)
+        .with_metadata_cache_size_bytes(metadata_cache)
+        .load()
+        .await
 }
 
 impl std::fmt::Debug for VectorIndex {
@@ -118,7 +143,12 @@ impl VectorIndex {
                 source: Some(source),
             }
         };
-        let dataset = Dataset::open(&uri(dir)?).await.map_err(lance_corrupt("opening"))?;
+        let uri = uri(dir)?;
+        // Read the schema and indices without caching partitions; an ANN
+        // dataset is reopened below with caches sized to its rows.
+        let dataset = open_dataset(&uri, (0, METADATA_CACHE_BYTES))
+            .await
+            .map_err(lance_corrupt("opening"))?;
         let schema = dataset.schema();
         let id_field = schema
             .field(ID_COLUMN)
@@ -142,15 +172,17 @@ impl VectorIndex {
             .iter()
             .find(|i| i.fields.contains(&vector_field_id) && i.name == INDEX_NAME)
             .is_some();
-        let dataset = Arc::new(dataset);
-
         let backend = if ann {
+            let caps = ann_cache_caps(len, dimension);
+            drop(dataset);
+            let dataset = Arc::new(open_dataset(&uri, caps).await.map_err(lance_corrupt("opening"))?);
             // The kind is informational (search parameters differ slightly); read it from the index description.
             let kind = ann::describe_kind(&dataset).await.unwrap_or(AnnKind::IvfHnswSq);
             Backend::Ann {
                 partitions: num_partitions(kind, len),
                 dataset,
                 kind,
+                cache_bytes: (caps.0 + caps.1) as u64,
             }
         } else {
             let mut ids = Vec::with_capacity(len);
@@ -185,12 +217,21 @@ impl VectorIndex {
         self.len == 0
     }
 
-    /// Bytes held in memory: the whole matrix for exact search, nothing
-    /// (lance reads on demand) with an ANN index.
+    /// Bytes held in memory: the whole matrix for exact search; with an ANN
+    /// index (read on demand), the most lance may cache for it.
     pub fn memory_bytes(&self) -> u64 {
         match &self.backend {
             Backend::Exact { ids, matrix } => (ids.len() * 4 + matrix.len() * 4) as u64,
-            Backend::Ann { .. } => 0,
+            Backend::Ann { cache_bytes, .. } => *cache_bytes,
+        }
+    }
+
+    /// What lance holds in its caches for this index now (0 for exact search).
+    #[cfg(test)]
+    fn cached_bytes(&self) -> u64 {
+        match &self.backend {
+            Backend::Exact { .. } => 0,
+            Backend::Ann { dataset, .. } => dataset.session().size_bytes(),
         }
     }
 
@@ -229,6 +270,7 @@ impl VectorIndex {
                 dataset,
                 kind,
                 partitions,
+                ..
             } => self.ann_search(dataset, *kind, *partitions, &q, k, allow).await,
         }
     }

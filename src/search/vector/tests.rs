@@ -156,6 +156,15 @@ async fn ann_index_has_high_recall_and_honours_filters() {
     }
     let recall = found as f64 / total as f64;
     assert!(recall >= 0.9, "recall@10 {recall}");
+    // What lance cached for those queries stays within what the index counts
+    // against the shard's budget.
+    assert!(index.memory_bytes() >= (n * dim * 4) as u64);
+    assert!(
+        index.cached_bytes() <= index.memory_bytes(),
+        "lance caches {} bytes, the index counts {}",
+        index.cached_bytes(),
+        index.memory_bytes()
+    );
 
     // A broad filter is served by over-fetching, a selective one by the exact fallback.
     let q = &queries[0];
