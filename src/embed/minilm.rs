@@ -161,7 +161,7 @@ impl MiniLm {
             dir: dir.to_path_buf(),
             file,
         };
-        let library = runtime_library(dir).ok_or_else(|| missing("libonnxruntime.so"))?;
+        let library = runtime_library(dir)?.ok_or_else(|| missing("libonnxruntime.so"))?;
         if !dir.join(ONNX_MODEL_FILE).is_file() {
             return Err(missing(ONNX_MODEL_FILE));
         }

@@ -27,13 +27,22 @@ pub(super) const ONNX_MODEL_FILE: &str = "model.onnx";
 const RUNTIME_FILE: &str = "libonnxruntime.so";
 
 /// The runtime library to load: `$ORT_DYLIB_PATH` (ort's own convention), else
-/// the one beside the model. `None` when neither exists.
-pub(super) fn runtime_library(model_dir: &Path) -> Option<PathBuf> {
-    std::env::var_os("ORT_DYLIB_PATH")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| Some(model_dir.join(RUNTIME_FILE)))
-        .filter(|p| p.is_file())
+/// the one beside the model; `None` when there is none beside the model.
+pub(super) fn runtime_library(model_dir: &Path) -> Result<Option<PathBuf>, EmbedError> {
+    library_from(std::env::var_os("ORT_DYLIB_PATH"), model_dir)
+}
+
+/// A path the operator named that holds no library is an error, not a
+/// reason to quietly embed several times slower with candle.
+fn library_from(named: Option<std::ffi::OsString>, model_dir: &Path) -> Result<Option<PathBuf>, EmbedError> {
+    match named.filter(|v| !v.is_empty()).map(PathBuf::from) {
+        Some(path) if path.is_file() => Ok(Some(path)),
+        Some(path) => Err(EmbedError::OnnxRuntime {
+            path,
+            reason: "ORT_DYLIB_PATH names no file".into(),
+        }),
+        None => Ok(Some(model_dir.join(RUNTIME_FILE)).filter(|p| p.is_file())),
+    }
 }
 
 /// ONNX Runtime allows one environment per process, and the library can only
@@ -100,5 +109,33 @@ impl OnnxEncoder {
             });
         }
         Ok(data.chunks_exact(dimension).map(<[f32]>::to_vec).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_named_runtime_must_exist_and_the_model_dir_is_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(library_from(None, dir.path()), Ok(None)));
+        let missing = dir.path().join("nowhere.so");
+        let err = library_from(Some(missing.clone().into()), dir.path()).unwrap_err();
+        assert!(
+            matches!(&err, EmbedError::OnnxRuntime { path, .. } if *path == missing),
+            "{err}"
+        );
+        std::fs::write(dir.path().join(RUNTIME_FILE), b"").unwrap();
+        assert_eq!(
+            library_from(Some("".into()), dir.path()).unwrap(),
+            Some(dir.path().join(RUNTIME_FILE))
+        );
+        let named = dir.path().join("other.so");
+        std::fs::write(&named, b"").unwrap();
+        assert_eq!(
+            library_from(Some(named.clone().into()), dir.path()).unwrap(),
+            Some(named)
+        );
     }
 }
