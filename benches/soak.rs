@@ -576,7 +576,8 @@ async fn main() {
     // A prober on a thread and runtime of its own, as the kubelet probes from
     // its own process: the sampler above shares this process's runtime with
     // the router and the clients, so its timings include their queueing.
-    let probe_max = Arc::new(parking_lot::Mutex::new([0f64; 4]));
+    // Per shard: the slowest answer, and probes that failed or timed out (2 s).
+    let probe_max = Arc::new(parking_lot::Mutex::new([(0f64, 0u64); 4]));
     let prober = {
         let (stop, urls, pids, probe_max) = (stop.clone(), shard_urls.clone(), pids.clone(), probe_max.clone());
         std::thread::spawn(move || {
@@ -601,9 +602,12 @@ async fn main() {
                             .send()
                             .await
                             .is_ok_and(|r| r.status().is_success());
+                        let mut m = probe_max.lock();
                         if ok {
-                            let mut m = probe_max.lock();
-                            m[i] = m[i].max(t.elapsed().as_secs_f64() * 1000.0);
+                            m[i].0 = m[i].0.max(t.elapsed().as_secs_f64() * 1000.0);
+                        } else if pids.lock()[i] != 0 {
+                            // Not a shard this bench has just killed.
+                            m[i].1 += 1;
                         }
                     }
                     tokio::time::sleep(Duration::from_millis(250)).await;
@@ -686,15 +690,16 @@ async fn main() {
         println!("  error {e}: {n}");
     }
     println!(
-        "\n| shard | baseline RSS MB | peak RSS MB | peak − baseline MB (memory budget {:.1}) | peak anonymous MB | peak file-backed MB | RSS at end MB (anonymous) | peak cache MB (disk budget {:.1}) | max /healthz ms (own prober) | max /healthz ms (from the loaded runtime) |",
+        "\n| shard | baseline RSS MB | peak RSS MB | peak − baseline MB (memory budget {:.1}) | peak anonymous MB | peak file-backed MB | RSS at end MB (anonymous) | peak cache MB (disk budget {:.1}) | max /healthz ms (own prober) | failed probes (own prober) | max /healthz ms (from the loaded runtime) |",
         memory_budget as f64 / 1e6,
         disk_budget as f64 / 1e6
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (i, (rss, cache, health, last)) in samples.lock().iter() {
         let baseline = shards.baseline_rss[*i];
+        let probed = probe_max.lock()[*i];
         println!(
-            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} ({:.1}) | {:.1} | {:.1} | {:.1} |",
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} ({:.1}) | {:.1} | {:.1} | {} | {:.1} |",
             shard_name(*i),
             baseline as f64 / 1e6,
             rss.total as f64 / 1e6,
@@ -704,7 +709,8 @@ async fn main() {
             last.total as f64 / 1e6,
             last.anon as f64 / 1e6,
             *cache as f64 / 1e6,
-            probe_max.lock()[*i],
+            probed.0,
+            probed.1,
             health
         );
     }

@@ -48,6 +48,12 @@ pub(crate) fn table<K, V>(m: &HashMap<K, V>) -> usize {
     buckets * (std::mem::size_of::<(K, V)>() + 1) + ALLOC
 }
 
+/// A map keyed by strings: its table, every key's buffer, and the heap
+/// `value` says each value owns.
+pub(crate) fn string_map<V>(m: &HashMap<String, V>, value: impl Fn(&V) -> usize) -> usize {
+    table(m) + m.iter().map(|(k, v)| string(k) + value(v)).sum::<usize>()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

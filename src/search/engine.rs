@@ -23,7 +23,7 @@ use crate::search::fusion::{FusionMethod, FusionWeights, weighted_convex, weight
 use crate::search::graph::SymbolGraph;
 use crate::search::query::{ParsedQuery, QueryError};
 use crate::search::query_text;
-use crate::search::vector::VectorIndex;
+use crate::search::vector::{self, VectorIndex};
 use crate::storage::layout::bundle;
 use crate::storage::manifest::Manifest;
 use crate::telemetry::metrics::ARM_UNAVAILABLE;
@@ -665,7 +665,8 @@ pub fn estimate_memory(manifest: &Manifest) -> u64 {
         .embedder
         .as_ref()
         .map(|e| manifest.counts.chunks * (e.dimension as u64 * 4 + 4))
-        .unwrap_or(0);
+        .unwrap_or(0)
+        + vector::ann_metadata_bytes(manifest);
     let bm25 = manifest.bytes_under(bundle::BM25_DIR);
     // The path map of the sources (their text stays on disk), and the paths'
     // suffixes and terms in the file-ranking tables.

@@ -308,24 +308,18 @@ impl FileTable {
     /// Approximate heap bytes, for the shard's memory budget: every string,
     /// list and hash-map table.
     pub(crate) fn heap_bytes(&self) -> u64 {
-        use heap_size::{buffer, string, table};
-        let paths = buffer(&self.paths) + self.paths.iter().map(string).sum::<usize>();
+        use heap_size::{buffer, string, string_map, strings, table};
+        let paths = strings(&self.paths);
         let per_file = buffer(&self.chunk_file) + buffer(&self.first_chunk) + buffer(&self.roles);
-        let defines: usize =
-            table(&self.defines) + self.defines.iter().map(|(k, v)| string(k) + buffer(v)).sum::<usize>();
+        let defines = string_map(&self.defines, buffer);
         let members: usize = table(&self.members)
             + self
                 .members
                 .iter()
                 .map(|((a, b), v)| string(a) + string(b) + buffer(v))
                 .sum::<usize>();
-        let path_terms: usize = table(&self.path_terms)
-            + self
-                .path_terms
-                .iter()
-                .map(|(k, v)| string(k) + buffer(v))
-                .sum::<usize>();
-        let suffixes: usize = table(&self.suffixes) + self.suffixes.keys().map(string).sum::<usize>();
+        let path_terms = string_map(&self.path_terms, buffer);
+        let suffixes = string_map(&self.suffixes, |_| 0);
         (paths + per_file + defines + members + path_terms + suffixes) as u64
     }
 

@@ -160,16 +160,15 @@ impl SymbolGraph {
 
     /// The graph's heap bytes plus the name tables'.
     pub fn heap_bytes(&self) -> u64 {
-        use heap_size::{buffer, string, strings, table};
+        use heap_size::{buffer, string, string_map, strings};
         let names: usize = buffer(&self.names)
             + self
                 .names
                 .iter()
                 .map(|n| string(&n.lower) + string(&n.compact) + strings(&n.parts) + buffer(&n.nodes))
                 .sum::<usize>();
-        let by_name: usize =
-            table(&self.by_name) + self.by_name.iter().map(|(k, v)| string(k) + buffer(v)).sum::<usize>();
-        let by_lower: usize = table(&self.by_lower) + self.by_lower.keys().map(string).sum::<usize>();
+        let by_name = string_map(&self.by_name, buffer);
+        let by_lower = string_map(&self.by_lower, |_| 0);
         self.graph.heap_bytes() + (names + by_name + by_lower + buffer(&self.calls_in)) as u64
     }
 

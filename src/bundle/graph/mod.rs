@@ -198,7 +198,7 @@ impl CodeGraph {
     /// Approximate heap bytes: nodes with their strings, edges, and the
     /// chunk and path lookups built on load.
     pub fn heap_bytes(&self) -> u64 {
-        use heap_size::{buffer, optional, string, table};
+        use heap_size::{buffer, optional, string, string_map, table};
         let (node_slots, edge_slots) = self.graph.capacity();
         let slots = node_slots * std::mem::size_of::<Node<NodeKind>>()
             + edge_slots * std::mem::size_of::<Edge<EdgeKind>>()
@@ -212,7 +212,7 @@ impl CodeGraph {
                 NodeKind::External { name } => string(name),
             })
             .sum();
-        let by_path: usize = table(&self.by_path) + self.by_path.keys().map(string).sum::<usize>();
+        let by_path = string_map(&self.by_path, |_| 0);
         let by_chunk = table(&self.by_chunk);
         (slots + nodes + by_path + by_chunk) as u64
     }

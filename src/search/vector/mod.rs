@@ -33,6 +33,9 @@ mod tests;
 
 pub use crate::bundle::vectors::{AnnKind, VectorError};
 use crate::bundle::vectors::{ID_COLUMN, INDEX_NAME, VECTOR_COLUMN, normalize, num_partitions, uri};
+use crate::heap_size;
+use crate::storage::layout::bundle;
+use crate::storage::manifest::Manifest;
 
 /// An opened vector dataset, ready to answer nearest-neighbour queries.
 pub struct VectorIndex {
@@ -58,6 +61,17 @@ enum Backend {
 /// Metadata lance may cache for one dataset: its manifest, file footers and
 /// index descriptions, small for a single vectors table.
 const METADATA_CACHE_BYTES: usize = 1 << 20;
+
+/// The metadata cache an ANN index adds to its reservation: a version whose
+/// vectors table holds index files gets one.
+pub(crate) fn ann_metadata_bytes(manifest: &Manifest) -> u64 {
+    let indices = format!("{}/_indices", bundle::VECTORS_DIR);
+    if manifest.bytes_under(&indices) > 0 {
+        METADATA_CACHE_BYTES as u64
+    } else {
+        0
+    }
+}
 
 /// What lance may cache for an ANN dataset: the index partitions queries read,
 /// up to what exact search would hold for the same rows (full-precision
@@ -221,7 +235,7 @@ impl VectorIndex {
     /// index (read on demand), the most lance may cache for it.
     pub fn memory_bytes(&self) -> u64 {
         match &self.backend {
-            Backend::Exact { ids, matrix } => (ids.len() * 4 + matrix.len() * 4) as u64,
+            Backend::Exact { ids, matrix } => (heap_size::buffer(ids) + heap_size::buffer(matrix)) as u64,
             Backend::Ann { cache_bytes, .. } => *cache_bytes,
         }
     }

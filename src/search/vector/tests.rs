@@ -137,6 +137,8 @@ async fn ann_index_has_high_recall_and_honours_filters() {
     };
     let stats = write_vectors_with(&path, &ids, &vectors, &opts).await.unwrap();
     assert_eq!(stats.ann_index, Some(AnnKind::IvfHnswSq));
+    // The memory estimate tells an ANN version by its index files' folder.
+    assert!(path.join("_indices").is_dir());
 
     let index = VectorIndex::open(&path).await.unwrap();
     assert_eq!(index.ann_kind(), Some(AnnKind::IvfHnswSq));
