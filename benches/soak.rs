@@ -51,6 +51,17 @@ use trusty_search::storage::publish::{PublishOptions, publish};
 use trusty_search::storage::store::Store;
 
 const CLIENTS: usize = 8;
+
+/// How long a shard took to answer `/healthz`, or `None` when it did not
+/// answer 200 within the client's timeout.
+async fn healthz_ms(client: &reqwest::Client, url: &str) -> Option<f64> {
+    let t = Instant::now();
+    let response = client.get(format!("{url}/healthz")).send().await.ok()?;
+    response
+        .status()
+        .is_success()
+        .then(|| t.elapsed().as_secs_f64() * 1000.0)
+}
 const ZIPF_S: f64 = 1.1;
 
 /// One finished request.
@@ -543,13 +554,7 @@ async fn main() {
                     }
                     let rss = rss_of(pids_now[i]);
                     let cache = dir_bytes(&root.join(format!("cache-{i}")));
-                    let t = Instant::now();
-                    let ok = health
-                        .get(format!("{url}/healthz"))
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status().is_success());
-                    let ms = if ok { t.elapsed().as_secs_f64() * 1000.0 } else { 0.0 };
+                    let ms = healthz_ms(&health, url).await.unwrap_or(0.0);
                     {
                         let mut s = samples.lock();
                         let e = s.entry(i).or_insert((Rss::default(), 0, 0.0, Rss::default()));
@@ -596,15 +601,10 @@ async fn main() {
                         if pids_now[i] == 0 {
                             continue;
                         }
-                        let t = Instant::now();
-                        let ok = client
-                            .get(format!("{url}/healthz"))
-                            .send()
-                            .await
-                            .is_ok_and(|r| r.status().is_success());
+                        let ms = healthz_ms(&client, url).await;
                         let mut m = probe_max.lock();
-                        if ok {
-                            m[i].0 = m[i].0.max(t.elapsed().as_secs_f64() * 1000.0);
+                        if let Some(ms) = ms {
+                            m[i].0 = m[i].0.max(ms);
                         } else if pids.lock()[i] != 0 {
                             // Not a shard this bench has just killed.
                             m[i].1 += 1;
