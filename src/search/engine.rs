@@ -459,7 +459,11 @@ impl Engine {
             })
             .collect();
         let chunk_hits = self.bm25.search_weighted(&weighted, params.chunk_hits, allow)?;
-        let evidence = LexicalEvidence { terms, chunk_hits };
+        let evidence = LexicalEvidence {
+            terms,
+            title_terms: title,
+            chunk_hits,
+        };
         let mut ranked = rank_files(&self.files, &query, &evidence, params, usize::MAX, FILE_CHUNKS);
         if let Some(allow) = allow {
             ranked.retain(|r| !r.chunks.is_empty() || self.files.first_chunk(r.file).is_some_and(allow));

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 
 use crate::bundle::graph::{CodeGraph, NodeKind};
 use crate::heap_size;
-use crate::model::Chunk;
+use crate::model::{Chunk, Language};
 
 use super::query_text::QueryText;
 
@@ -53,8 +53,11 @@ pub struct FileRankParams {
     pub chunk_hits: usize,
     /// Score multiplier of test files, unless the query mentions tests.
     pub test_prior: f32,
-    /// Score multiplier of docs, examples, benchmarks and scripts, unless asked for.
+    /// Score multiplier of docs (prose files and documentation directories),
+    /// examples, benchmarks and scripts, unless asked for.
     pub doc_prior: f32,
+    /// Score multiplier of vendored and minified third-party files.
+    pub vendor_prior: f32,
 }
 
 impl Default for FileRankParams {
@@ -72,6 +75,7 @@ impl Default for FileRankParams {
             chunk_hits: 1000,
             test_prior: 0.1,
             doc_prior: 0.3,
+            vendor_prior: 0.1,
         }
     }
 }
@@ -101,6 +105,7 @@ impl FileRankParams {
             "chunk_hits" => self.chunk_hits = count(),
             "test_prior" => self.test_prior = number,
             "doc_prior" => self.doc_prior = number,
+            "vendor_prior" => self.vendor_prior = number,
             other => return Err(format!("unknown file-ranking parameter {other:?}")),
         }
         Ok(())
@@ -188,6 +193,26 @@ const DOC_TOP_DIRS: &[&str] = &[
 ];
 /// The same, at any depth (narrower: these names are unambiguous).
 const DOC_ANY_DIRS: &[&str] = &["doc", "docs", "examples", "benchmarks", "asv_bench"];
+/// Files of prose whatever their extension.
+const PROSE_NAMES: &[&str] = &[
+    "readme",
+    "license",
+    "licence",
+    "copying",
+    "notice",
+    "authors",
+    "changelog",
+    "changes",
+];
+/// Directories of code copied in from elsewhere.
+const VENDOR_DIRS: &[&str] = &[
+    "vendor",
+    "vendored",
+    "_vendor",
+    "third_party",
+    "thirdparty",
+    "node_modules",
+];
 /// Query terms that ask for the files the priors would push down.
 const ASKS_FOR_TESTS: &[&str] = &["test", "tests", "testing", "pytest", "unittest", "fixture", "conftest"];
 const ASKS_FOR_DOCS: &[&str] = &[
@@ -206,12 +231,19 @@ enum FileRole {
     Source,
     Test,
     Docs,
+    Vendored,
 }
 
-fn file_role(path: &str) -> FileRole {
+/// A file's role from its path and language: prose (Markdown, reStructuredText,
+/// `.txt`) is documentation wherever it lives, since an issue's prose matches
+/// prose far better than the code it is about.
+fn file_role(path: &str, language: Language) -> FileRole {
     let mut parts: Vec<&str> = path.split('/').collect();
     let name = parts.pop().unwrap_or_default();
     let dirs: Vec<String> = parts.iter().map(|d| d.to_ascii_lowercase()).collect();
+    if dirs.iter().any(|d| VENDOR_DIRS.contains(&d.as_str())) || is_packaged_library(name) {
+        return FileRole::Vendored;
+    }
     let is_test = dirs.iter().any(|d| TEST_DIRS.contains(&d.as_str()))
         || name.starts_with("test_")
         || name.ends_with("_test.py")
@@ -226,11 +258,31 @@ fn file_role(path: &str) -> FileRole {
     }
     let top_doc = dirs.first().is_some_and(|d| DOC_TOP_DIRS.contains(&d.as_str()));
     let any_doc = dirs.len() > 1 && dirs.iter().any(|d| DOC_ANY_DIRS.contains(&d.as_str()));
-    if top_doc || any_doc {
+    let lower = name.to_ascii_lowercase();
+    let prose = language == Language::Markdown
+        || lower.ends_with(".txt")
+        || PROSE_NAMES.contains(&lower.split('.').next().unwrap_or_default());
+    if top_doc || any_doc || prose {
         FileRole::Docs
     } else {
         FileRole::Source
     }
+}
+
+/// A minified or version-stamped copy of a library (`jquery.min.js`,
+/// `jquery-3.4.1.js`, `underscore-1.3.1.js`): shipped with the product, not part of it.
+fn is_packaged_library(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    if lower.contains(".min.") {
+        return true;
+    }
+    let stem = lower.rsplit_once('.').map_or(lower.as_str(), |(stem, _)| stem);
+    stem.rsplit_once('-').is_some_and(|(_, version)| {
+        version.contains('.')
+            && version
+                .split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    })
 }
 
 /// The per-file tables file ranking reads, built once when an index opens.
@@ -258,18 +310,20 @@ impl FileTable {
     pub(crate) fn build(chunks: &[Chunk], graph: &CodeGraph, mut analyze: impl FnMut(&str) -> Vec<String>) -> Self {
         let mut t = FileTable::default();
         let mut ordinal: HashMap<&str, u32> = HashMap::new();
+        let mut languages = Vec::new();
         for c in chunks {
             let next = t.paths.len() as u32;
             let f = *ordinal.entry(c.path.as_str()).or_insert_with(|| {
                 t.paths.push(c.path.clone());
                 t.first_chunk.push(c.id);
+                languages.push(c.language);
                 next
             });
             t.chunk_file.push(f);
         }
         for (f, path) in t.paths.iter().enumerate() {
             let f = f as u32;
-            t.roles.push(file_role(path));
+            t.roles.push(file_role(path, languages[f as usize]));
             let mut terms = analyze(path);
             terms.sort();
             terms.dedup();
@@ -376,6 +430,10 @@ pub(crate) struct RankedFile {
 pub(crate) struct LexicalEvidence {
     /// Distinct analyzed terms of the query text, in order.
     pub(crate) terms: Vec<String>,
+    /// The analyzed terms of its title (first line): where a query asks for
+    /// tests or docs. Deeper in an issue, "the tests pass" or "see the docs"
+    /// is incidental.
+    pub(crate) title_terms: Vec<String>,
     /// BM25 chunk hits, best first.
     pub(crate) chunk_hits: Vec<(u32, f32)>,
 }
@@ -496,12 +554,13 @@ pub(crate) fn rank_files(
             }
         }
     }
-    let wants_tests = lexical.terms.iter().any(|t| ASKS_FOR_TESTS.contains(&t.as_str()));
-    let wants_docs = lexical.terms.iter().any(|t| ASKS_FOR_DOCS.contains(&t.as_str()));
+    let asks = |words: &[&str]| lexical.title_terms.iter().any(|t| words.contains(&t.as_str()));
+    let (wants_tests, wants_docs) = (asks(ASKS_FOR_TESTS), asks(ASKS_FOR_DOCS));
     for (s, role) in score.iter_mut().zip(&table.roles) {
         match role {
             FileRole::Test if !wants_tests => *s *= params.test_prior,
             FileRole::Docs if !wants_docs => *s *= params.doc_prior,
+            FileRole::Vendored => *s *= params.vendor_prior,
             _ => {}
         }
     }
@@ -558,9 +617,10 @@ mod tests {
 
     fn ranked_paths(t: &FileTable, query: &str, hits: &[(u32, f32)], params: &FileRankParams) -> Vec<String> {
         let q = super::super::query_text::understand(query);
-        let terms = q.cleaned.split_whitespace().map(str::to_lowercase).collect();
+        let words = |text: &str| text.split_whitespace().map(str::to_lowercase).collect();
         let evidence = LexicalEvidence {
-            terms,
+            terms: words(&q.cleaned),
+            title_terms: words(&q.title),
             chunk_hits: hits.to_vec(),
         };
         rank_files(t, &q, &evidence, params, 10, 3)
@@ -637,15 +697,38 @@ mod tests {
 
     #[test]
     fn roles_follow_repository_conventions() {
-        assert_eq!(file_role("src/_pytest/python.py"), FileRole::Source);
-        assert_eq!(file_role("testing/test_python.py"), FileRole::Test);
-        assert_eq!(file_role("sympy/core/tests/test_basic.py"), FileRole::Test);
-        assert_eq!(file_role("lib/conftest.py"), FileRole::Test);
-        assert_eq!(file_role("pkg/server_test.go"), FileRole::Test);
-        assert_eq!(file_role("doc/conf.py"), FileRole::Docs);
-        assert_eq!(file_role("examples/plot.py"), FileRole::Docs);
-        assert_eq!(file_role("astropy/io/docs/x.py"), FileRole::Docs);
+        let role = |path: &str| file_role(path, Language::from_path(path).unwrap_or(Language::Text));
+        assert_eq!(role("src/_pytest/python.py"), FileRole::Source);
+        assert_eq!(role("testing/test_python.py"), FileRole::Test);
+        assert_eq!(role("sympy/core/tests/test_basic.py"), FileRole::Test);
+        assert_eq!(role("lib/conftest.py"), FileRole::Test);
+        assert_eq!(role("pkg/server_test.go"), FileRole::Test);
+        assert_eq!(role("doc/conf.py"), FileRole::Docs);
+        assert_eq!(role("examples/plot.py"), FileRole::Docs);
+        assert_eq!(role("astropy/io/docs/x.py"), FileRole::Docs);
         // A top-level-only name deeper down is code (`sphinx/util/tools.py`-like).
-        assert_eq!(file_role("sphinx/tools/build.py"), FileRole::Source);
+        assert_eq!(role("sphinx/tools/build.py"), FileRole::Source);
+        // Prose is documentation wherever it lives; configuration is not.
+        assert_eq!(role("README.rst"), FileRole::Docs);
+        assert_eq!(role("CONTRIBUTING.md"), FileRole::Docs);
+        assert_eq!(role("requirements.txt"), FileRole::Docs);
+        assert_eq!(role("LICENSE"), FileRole::Docs);
+        assert_eq!(role("setup.cfg"), FileRole::Source);
+        // Copies of other projects' code.
+        assert_eq!(role("sphinx/themes/basic/static/jquery-3.4.1.js"), FileRole::Vendored);
+        assert_eq!(role("web/static/app.min.js"), FileRole::Vendored);
+        assert_eq!(role("src/_vendor/six.py"), FileRole::Vendored);
+        assert_eq!(role("lib/node_modules/x/index.js"), FileRole::Vendored);
+        assert_eq!(role("pkg/py-3/setup.py"), FileRole::Source);
+        assert_eq!(role("pkg/v1-2.py"), FileRole::Source);
+    }
+
+    #[test]
+    fn only_the_title_asks_for_tests() {
+        let (_, t) = table();
+        let hits = [(2, 5.0), (1, 3.0)];
+        let issue = "parse fails on empty input\n\nThe existing tests pass, but this breaks.";
+        let ranked = ranked_paths(&t, issue, &hits, &FileRankParams::default());
+        assert_eq!(ranked[0], "src/pkg/core.py", "{ranked:?}");
     }
 }
