@@ -719,6 +719,7 @@ mod tests {
         assert_eq!(role("web/static/app.min.js"), FileRole::Vendored);
         assert_eq!(role("src/_vendor/six.py"), FileRole::Vendored);
         assert_eq!(role("lib/node_modules/x/index.js"), FileRole::Vendored);
+        assert_eq!(role("astropy/extern/ply/lex.py"), FileRole::Vendored);
         assert_eq!(role("pkg/py-3/setup.py"), FileRole::Source);
         assert_eq!(role("pkg/v1-2.py"), FileRole::Source);
     }

@@ -84,7 +84,7 @@ pub(crate) struct QueryText {
 pub(crate) fn understand(input: &str) -> QueryText {
     // The reference read queries as text files, so it only ever saw '\n' line ends.
     let text = normalize_newlines(prefix_at_char_boundary(input, MAX_INPUT_BYTES));
-    let cleaned = strip_env(&text);
+    let cleaned = strip_env(&strip_html_comments(&text));
     let title = first_nonblank_line(&cleaned).to_owned();
     let regions = code_regions(&cleaned);
     let ticks: Vec<&str> = backticks(&regions.prose).collect();
@@ -121,6 +121,26 @@ pub(crate) fn understand(input: &str) -> QueryText {
         frames,
         shape,
     }
+}
+
+/// Drops `<!-- … -->` comments: issue templates fill them with instructions to
+/// the reporter ("please check the contributing guidelines") that GitHub hides
+/// but a pasted issue keeps. An unterminated comment is kept, as text.
+fn strip_html_comments(text: &str) -> Cow<'_, str> {
+    if !text.contains("<!--") {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("<!--") {
+        let Some(len) = rest[start + 4..].find("-->") else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        rest = &rest[start + 4 + len + 3..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 /// Drops environment dumps (runs of at least four `key: value` / `pkg==1.2` lines, blank lines allowed
@@ -817,6 +837,15 @@ mod tests {
 
     fn names(q: &QueryText) -> Vec<&str> {
         q.idents.iter().map(|i| i.name.as_str()).collect()
+    }
+
+    #[test]
+    fn drops_template_comments() {
+        let q = understand(
+            "<!-- Please search existing issues first. -->\nHTML writer ignores formats\n<!-- hidden\nhint -->body text\n<!-- open",
+        );
+        assert_eq!(q.title, "HTML writer ignores formats");
+        assert_eq!(q.cleaned, "\nHTML writer ignores formats\nbody text\n<!-- open");
     }
 
     #[test]
