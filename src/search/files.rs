@@ -69,9 +69,9 @@ impl Default for FileRankParams {
             path: 0.25,
             mentions: 1.0,
             modules: 0.1,
-            title_boost: 1.0,
+            title_boost: 2.0,
             chunk_top: 5,
-            chunk_decay: 0.7,
+            chunk_decay: 0.6,
             chunk_hits: 1000,
             test_prior: 0.1,
             doc_prior: 0.3,
@@ -212,6 +212,7 @@ const VENDOR_DIRS: &[&str] = &[
     "third_party",
     "thirdparty",
     "node_modules",
+    "extern",
 ];
 /// Query terms that ask for the files the priors would push down.
 const ASKS_FOR_TESTS: &[&str] = &["test", "tests", "testing", "pytest", "unittest", "fixture", "conftest"];
