@@ -18,11 +18,11 @@ use crate::embed::Embedder;
 use crate::heap_size;
 use crate::model::{Chunk, Language};
 use crate::search::bm25::Bm25Index;
-use crate::search::files::{FileRankParams, FileTable, LexicalEvidence, rank_files};
+use crate::search::files::{ChunkEvidence, FileRankParams, FileTable, rank_files};
 use crate::search::fusion::{FusionMethod, FusionWeights, weighted_convex, weighted_rrf};
 use crate::search::graph::SymbolGraph;
 use crate::search::query::{ParsedQuery, QueryError};
-use crate::search::query_text;
+use crate::search::query_text::{self, QueryText};
 use crate::search::vector::{self, VectorIndex};
 use crate::storage::layout::bundle;
 use crate::storage::manifest::Manifest;
@@ -295,16 +295,16 @@ impl Engine {
         let started = Instant::now();
         req.validate().map_err(SearchError::Invalid)?;
         let parsed = ParsedQuery::parse(&req.query, req.filters.as_ref())?;
-        if req.group_by == Some(GroupBy::File) {
-            let mut resp = self.search_files(&req.query, &parsed, req.top_k())?;
-            resp.took_ms = started.elapsed().as_secs_f64() * 1000.0;
-            return Ok(resp);
-        }
-        let wants_vector =
-            matches!(req.mode, SearchMode::Hybrid | SearchMode::Vector) && !parsed.text.trim().is_empty();
+        // File ranking reads the raw query's lines (see `search_files`) and
+        // embeds it without the environment dumps an issue carries.
+        let issue = (req.group_by == Some(GroupBy::File)).then(|| query_text::understand(&req.query));
+        let embed_text = issue.as_ref().map_or(parsed.text.as_str(), |q| q.cleaned.as_str());
+        let wants_vector = matches!(req.mode, SearchMode::Hybrid | SearchMode::Vector)
+            && self.vectors.is_some()
+            && !embed_text.trim().is_empty();
         let mut degraded = None;
         let query_vec = if wants_vector {
-            match self.embed_query(&parsed.text).await {
+            match self.embed_query(embed_text).await {
                 Ok(v) => v,
                 Err(f) if req.mode == SearchMode::Hybrid => {
                     ARM_UNAVAILABLE.with_label_values(&["vector", f.reason]).inc();
@@ -320,9 +320,16 @@ impl Engine {
         } else {
             None
         };
-        let mut resp = self
-            .search_parsed(req.mode, req.top_k(), &parsed, query_vec.as_deref())
-            .await?;
+        let mut resp = match issue {
+            Some(issue) => {
+                self.search_files(req.mode, &issue, &parsed, req.top_k(), query_vec.as_deref())
+                    .await?
+            }
+            None => {
+                self.search_parsed(req.mode, req.top_k(), &parsed, query_vec.as_deref())
+                    .await?
+            }
+        };
         if degraded.is_some() && !resp.unavailable_arms.iter().any(|a| a == "vector") {
             resp.unavailable_arms.push("vector".to_string());
         }
@@ -430,17 +437,24 @@ impl Engine {
 
     /// Ranks files rather than chunks (see [`crate::search::files`]): lexical
     /// evidence from the chunks plus what an issue-shaped query names (symbols,
-    /// `Class.method`, paths, stack frames). Filters keep files whose chunks
-    /// they allow (languages and paths; a symbol filter restricts the chunks).
-    /// The query is read from `raw`, not the parsed text: its lines (title,
-    /// code blocks, environment dumps, stack frames) carry meaning that the
-    /// parsed, whitespace-joined text has lost.
-    fn search_files(&self, raw: &str, parsed: &ParsedQuery, top_k: usize) -> Result<SearchResponse, SearchError> {
+    /// `Class.method`, paths, stack frames), and the nearest chunks to
+    /// `query_vec` when the mode includes vectors. Filters keep files whose
+    /// chunks they allow (languages and paths; a symbol filter restricts the
+    /// chunks). The query was read from the raw text, not the parsed one: its
+    /// lines (title, code blocks, environment dumps, stack frames) carry
+    /// meaning that the parsed, whitespace-joined text has lost.
+    async fn search_files(
+        &self,
+        mode: SearchMode,
+        query: &QueryText,
+        parsed: &ParsedQuery,
+        top_k: usize,
+        query_vec: Option<&[f32]>,
+    ) -> Result<SearchResponse, SearchError> {
         let params = &self.file_params;
         let filter = &parsed.filter;
         let allow_fn = |id: u32| self.chunks.get(id as usize).is_some_and(|c| filter.matches(c));
         let allow: Option<&(dyn Fn(u32) -> bool + Sync)> = if filter.is_empty() { None } else { Some(&allow_fn) };
-        let query = query_text::understand(raw);
         tracing::debug!(
             shape = query.shape.as_str(),
             identifiers = query.idents.len(),
@@ -449,6 +463,22 @@ impl Engine {
             frames = query.frames.len(),
             "file search"
         );
+        let mut unavailable = Vec::new();
+        let mut vector_hits = Vec::new();
+        if matches!(mode, SearchMode::Hybrid | SearchMode::Vector) {
+            match (&self.vectors, query_vec) {
+                (Some(v), Some(q)) => match v.search(q, params.vector_hits, allow).await {
+                    Ok(hits) => vector_hits = hits,
+                    Err(e) if mode == SearchMode::Hybrid => {
+                        tracing::warn!(error = %e, "vector arm failed; ranking files without it");
+                        ARM_UNAVAILABLE.with_label_values(&["vector", "arm_error"]).inc();
+                        unavailable.push("vector".to_string());
+                    }
+                    Err(e) => return Err(SearchError::Vector(e)),
+                },
+                _ => unavailable.push("vector".to_string()),
+            }
+        }
         let terms = self.bm25.terms(&query.cleaned);
         let title: Vec<String> = self.bm25.terms(&query.title);
         let weighted: Vec<(String, f32)> = terms
@@ -459,12 +489,13 @@ impl Engine {
             })
             .collect();
         let chunk_hits = self.bm25.search_weighted(&weighted, params.chunk_hits, allow)?;
-        let evidence = LexicalEvidence {
+        let evidence = ChunkEvidence {
             terms,
             title_terms: title,
             chunk_hits,
+            vector_hits,
         };
-        let mut ranked = rank_files(&self.files, &query, &evidence, params, usize::MAX, FILE_CHUNKS);
+        let mut ranked = rank_files(&self.files, query, &evidence, params, usize::MAX, FILE_CHUNKS);
         if let Some(allow) = allow {
             ranked.retain(|r| !r.chunks.is_empty() || self.files.first_chunk(r.file).is_some_and(allow));
         }
@@ -507,10 +538,10 @@ impl Engine {
             index_id: self.manifest.index_id.clone(),
             version: self.manifest.version.clone(),
             took_ms: 0.0,
-            mode: SearchMode::Bm25,
+            mode,
             hits: Vec::new(),
             files,
-            unavailable_arms: Vec::new(),
+            unavailable_arms: unavailable,
         })
     }
 

@@ -15,7 +15,10 @@
 //! - **path**: query terms occur in the file's path (rarer path terms weigh more);
 //! - **mentions**: the query names the file by path or a stack frame points at it;
 //! - **modules**: a dotted name in the query is the file's module path
-//!   (`sphinx.ext.autodoc` → `sphinx/ext/autodoc/__init__.py`, or `….py`).
+//!   (`sphinx.ext.autodoc` → `sphinx/ext/autodoc/__init__.py`, or `….py`);
+//! - **vectors** (when the index has them and the mode asks for them): the
+//!   file's nearest chunk to the query embedding, for the files an issue
+//!   describes in words none of them use.
 //!
 //! Then repository priors: tests, examples, benchmarks and docs are down-weighted
 //! unless the query asks for them. Every weight is a [`FileRankParams`] field;
@@ -44,6 +47,10 @@ pub struct FileRankParams {
     pub mentions: f32,
     /// Weight of dotted module paths that name the file.
     pub modules: f32,
+    /// Weight of the file's nearest chunk to the query embedding.
+    pub vectors: f32,
+    /// Nearest chunks retrieved for that evidence.
+    pub vector_hits: usize,
     /// Extra query-term weight for words of the title (first line).
     pub title_boost: f32,
     /// Chunks per file that count, and the decay from one to the next.
@@ -69,6 +76,8 @@ impl Default for FileRankParams {
             path: 0.25,
             mentions: 1.0,
             modules: 0.1,
+            vectors: 0.5,
+            vector_hits: 200,
             title_boost: 2.0,
             chunk_top: 5,
             chunk_decay: 0.6,
@@ -99,6 +108,8 @@ impl FileRankParams {
             "path" => self.path = number,
             "mentions" => self.mentions = number,
             "modules" => self.modules = number,
+            "vectors" => self.vectors = number,
+            "vector_hits" => self.vector_hits = count(),
             "title_boost" => self.title_boost = number,
             "chunk_top" => self.chunk_top = count(),
             "chunk_decay" => self.chunk_decay = number,
@@ -427,8 +438,8 @@ pub(crate) struct RankedFile {
     pub(crate) chunks: Vec<(u32, f32)>,
 }
 
-/// What the lexical index gives file ranking: the query's terms and the chunk hits for them.
-pub(crate) struct LexicalEvidence {
+/// What the indexes give file ranking: the query's terms and the chunks that match them.
+pub(crate) struct ChunkEvidence {
     /// Distinct analyzed terms of the query text, in order.
     pub(crate) terms: Vec<String>,
     /// The analyzed terms of its title (first line): where a query asks for
@@ -437,6 +448,9 @@ pub(crate) struct LexicalEvidence {
     pub(crate) title_terms: Vec<String>,
     /// BM25 chunk hits, best first.
     pub(crate) chunk_hits: Vec<(u32, f32)>,
+    /// Nearest chunks to the query embedding (cosine), best first; empty
+    /// without vectors.
+    pub(crate) vector_hits: Vec<(u32, f32)>,
 }
 
 /// Ranks the files of `table` for `query`; at most `top_k` files, each with
@@ -444,7 +458,7 @@ pub(crate) struct LexicalEvidence {
 pub(crate) fn rank_files(
     table: &FileTable,
     query: &QueryText,
-    lexical: &LexicalEvidence,
+    evidence: &ChunkEvidence,
     params: &FileRankParams,
     top_k: usize,
     chunks_per_file: usize,
@@ -454,7 +468,7 @@ pub(crate) fn rank_files(
         return Vec::new();
     }
     let mut best_chunks: Vec<Vec<(u32, f32)>> = vec![Vec::new(); n];
-    for &(chunk, score) in lexical.chunk_hits.iter().take(params.chunk_hits) {
+    for &(chunk, score) in evidence.chunk_hits.iter().take(params.chunk_hits) {
         if let Some(f) = table.file_of(chunk) {
             best_chunks[f as usize].push((chunk, score));
         }
@@ -471,6 +485,8 @@ pub(crate) fn rank_files(
             sum
         })
         .collect();
+
+    let vector_part = vector_part(table, &evidence.vector_hits, &mut best_chunks, n);
 
     let files_f = n as f32;
     let mut define_part = vec![0f32; n];
@@ -506,7 +522,7 @@ pub(crate) fn rank_files(
     }
 
     let mut path_part = vec![0f32; n];
-    for term in &lexical.terms {
+    for term in &evidence.terms {
         if let Some(files) = table.path_terms.get(term) {
             let w = (1.0 + files_f / files.len() as f32).ln();
             for &f in files {
@@ -547,6 +563,7 @@ pub(crate) fn rank_files(
         (params.path, &path_part),
         (params.mentions, &mention_part),
         (params.modules, &module_part),
+        (params.vectors, &vector_part),
     ] {
         let max = part.iter().copied().fold(0f32, f32::max);
         if weight > 0.0 && max > 0.0 {
@@ -555,7 +572,7 @@ pub(crate) fn rank_files(
             }
         }
     }
-    let asks = |words: &[&str]| lexical.title_terms.iter().any(|t| words.contains(&t.as_str()));
+    let asks = |words: &[&str]| evidence.title_terms.iter().any(|t| words.contains(&t.as_str()));
     let (wants_tests, wants_docs) = (asks(ASKS_FOR_TESTS), asks(ASKS_FOR_DOCS));
     for (s, role) in score.iter_mut().zip(&table.roles) {
         match role {
@@ -582,6 +599,28 @@ pub(crate) fn rank_files(
             }
         })
         .collect()
+}
+
+/// Each file's best cosine similarity among the nearest chunks, above the
+/// similarity of the last one retrieved: cosines of one model crowd into a
+/// narrow band, so the band's floor, not zero, is what "unrelated" means.
+/// A file found by vectors alone lists its nearest chunk.
+fn vector_part(table: &FileTable, hits: &[(u32, f32)], best_chunks: &mut [Vec<(u32, f32)>], n: usize) -> Vec<f32> {
+    let mut part = vec![0f32; n];
+    let Some(floor) = hits.iter().map(|&(_, s)| s).reduce(f32::min) else {
+        return part;
+    };
+    for &(chunk, similarity) in hits {
+        let Some(f) = table.file_of(chunk) else {
+            continue;
+        };
+        let f = f as usize;
+        part[f] = part[f].max(similarity - floor);
+        if best_chunks[f].is_empty() {
+            best_chunks[f].push((chunk, similarity));
+        }
+    }
+    part
 }
 
 #[cfg(test)]
@@ -619,10 +658,11 @@ mod tests {
     fn ranked_paths(t: &FileTable, query: &str, hits: &[(u32, f32)], params: &FileRankParams) -> Vec<String> {
         let q = super::super::query_text::understand(query);
         let words = |text: &str| text.split_whitespace().map(str::to_lowercase).collect();
-        let evidence = LexicalEvidence {
+        let evidence = ChunkEvidence {
             terms: words(&q.cleaned),
             title_terms: words(&q.title),
             chunk_hits: hits.to_vec(),
+            vector_hits: Vec::new(),
         };
         rank_files(t, &q, &evidence, params, 10, 3)
             .iter()
@@ -732,5 +772,35 @@ mod tests {
         let issue = "parse fails on empty input\n\nThe existing tests pass, but this breaks.";
         let ranked = ranked_paths(&t, issue, &hits, &FileRankParams::default());
         assert_eq!(ranked[0], "src/pkg/core.py", "{ranked:?}");
+    }
+
+    #[test]
+    fn nearest_chunks_bring_in_files_the_words_miss() {
+        let (_, t) = table();
+        let q = super::super::query_text::understand("numbers come out wrong");
+        let evidence = ChunkEvidence {
+            terms: vec!["numbers".into(), "wrong".into()],
+            title_terms: Vec::new(),
+            chunk_hits: Vec::new(),
+            // Cosines crowd into a band: the last one retrieved is the floor.
+            vector_hits: vec![(4, 0.62), (1, 0.55), (2, 0.50)],
+        };
+        let ranked = rank_files(&t, &q, &evidence, &FileRankParams::default(), 10, 3);
+        let paths: Vec<&str> = ranked.iter().map(|r| t.path(r.file)).collect();
+        assert_eq!(
+            paths,
+            vec!["src/pkg/util.py", "src/pkg/core.py"],
+            "the floor itself is no evidence"
+        );
+        assert_eq!(
+            ranked[0].chunks,
+            vec![(4, 0.62)],
+            "a file found by vectors lists its nearest chunk"
+        );
+        let off = FileRankParams {
+            vectors: 0.0,
+            ..FileRankParams::default()
+        };
+        assert!(rank_files(&t, &q, &evidence, &off, 10, 3).is_empty());
     }
 }

@@ -465,6 +465,22 @@ async fn embedder_outage_degrades_hybrid_fails_vector_and_shards_still_start() {
         body["hits"][0]["arms"]["vector"].is_object(),
         "vectors used while up: {body}"
     );
+    // File ranking takes the nearest chunks as one more kind of evidence.
+    let files = |url: String| async move {
+        post_json(
+            &format!("{url}/v1/indexes/vec/search"),
+            json!({"query": "load config file\n\nIt fails when the file is missing.", "group_by": "file"}),
+        )
+        .await
+    };
+    let (status, body) = files(shard.url.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["mode"], "hybrid", "{body}");
+    assert!(
+        body["unavailable_arms"].as_array().is_none_or(|a| a.is_empty()),
+        "{body}"
+    );
+    assert_eq!(body["files"][0]["path"], "src/config.rs", "{body}");
 
     stub.set(Mode::Hang);
     let t = Instant::now();
@@ -474,6 +490,13 @@ async fn embedder_outage_degrades_hybrid_fails_vector_and_shards_still_start() {
     assert_eq!(
         body["hits"][0]["symbol"], "load_config",
         "BM25 and graph still rank: {body}"
+    );
+    let (status, body) = files(shard.url.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["unavailable_arms"], json!(["vector"]), "{body}");
+    assert_eq!(
+        body["files"][0]["path"], "src/config.rs",
+        "lexical evidence still ranks: {body}"
     );
     assert!(
         t.elapsed() < Duration::from_secs(10),
