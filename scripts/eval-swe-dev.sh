@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # File retrieval on the SWE-bench development set (../shared/eval/swe-dev):
-# issue text -> the files its fix edited. Builds one lexical + graph index per
-# instance tree (kept in $STORES, so later runs only search), then evaluates
-# chunk search and file search (and any extra file-ranking settings) with the
-# set's own evaluate.py. Figures go to docs/EVAL.md by hand.
+# issue text -> the files its fix edited. Builds one index per instance tree
+# (kept in $STORES, so later runs only search), then evaluates chunk search
+# and file search (and any extra file-ranking settings) with the set's own
+# evaluate.py. Figures go to docs/EVAL.md by hand.
 #
 #   scripts/eval-swe-dev.sh INSTANCES.jsonl [NAME "--file-param k=v ..."]...
 #
 # INSTANCES.jsonl comes from `prep.py --mirrors ... --out DIR` (DIR/instances.jsonl).
+# EMBEDDER=minilm builds with vectors (one store per repository, so the
+# embedding cache shares unchanged chunks between its trees) and searches in
+# hybrid mode; REPOS="psf/requests pallets/flask" limits the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,25 +20,39 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/trusty-search/target}"
 cargo build --bin trusty-search
 bin="$CARGO_TARGET_DIR/debug/trusty-search"
 evaluate="$(cd ../shared/eval/swe-dev && pwd)/evaluate.py"
-stores="${STORES:-$HOME/.cache/trusty-search/swe-dev-stores}"
+embedder="${EMBEDDER:-none}"
 reports="${REPORTS:-$HOME/.cache/trusty-search/swe-dev-reports}"
 jobs="${JOBS:-2}"
-mkdir -p "$stores" "$reports"
+repos=()
+for r in ${REPOS:-}; do repos+=(--repo "$r"); done
 
-index_cmd="test -f $stores/{instance_id}/.built || ($bin index build {tree} --id swe --embedder none \
-  --store file://$stores/{instance_id} >/dev/null && touch $stores/{instance_id}/.built)"
-search="$bin search --store file://$stores/{instance_id} --cache-dir {workdir}/cache --id swe \
-  --embedder none --mode bm25 --top-k {k} --json --query-file {query_file}"
+if [ "$embedder" = none ]; then
+  stores="${STORES:-$HOME/.cache/trusty-search/swe-dev-stores}"
+  store="file://$stores/{instance_id}"
+  id=swe
+  mode=bm25
+else
+  stores="${STORES:-$HOME/.cache/trusty-search/swe-dev-stores-$embedder}"
+  store="file://$stores/{repo}"
+  id="{instance_id}"
+  mode=hybrid
+fi
+mkdir -p "$stores" "$reports"
+built="$stores/{instance_id}.built"
+index_cmd="test -f $built || ($bin index build {tree} --id $id --embedder $embedder \
+  --store $store >/dev/null && touch $built)"
+search="$bin search --store $store --cache-dir {workdir}/cache --id $id \
+  --embedder $embedder --mode $mode --top-k {k} --json --query-file {query_file}"
 
 run() {
   local name="$1" extra="$2"
-  python3 "$evaluate" --instances "$instances" --name "$name" --jobs "$jobs" \
+  python3 "$evaluate" --instances "$instances" --name "$name" --jobs "$jobs" "${repos[@]}" \
     --index-cmd "$index_cmd" --search-cmd "$search $extra" --out "$reports/$name.json" >/dev/null
   python3 "$evaluate" --instances "$instances" --show "$reports/$name.json"
 }
 
-run chunks ""
-run files "--files"
+run "chunks-$embedder" ""
+run "files-$embedder" "--files"
 while [ $# -ge 2 ]; do
   run "$1" "--files $2"
   shift 2
