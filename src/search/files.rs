@@ -486,7 +486,7 @@ pub(crate) fn rank_files(
         })
         .collect();
 
-    let vector_part = vector_part(table, &evidence.vector_hits, &mut best_chunks, n);
+    let vector_part = vector_part(table, &evidence.vector_hits, &mut best_chunks);
 
     let files_f = n as f32;
     let mut define_part = vec![0f32; n];
@@ -605,8 +605,8 @@ pub(crate) fn rank_files(
 /// similarity of the last one retrieved: cosines of one model crowd into a
 /// narrow band, so the band's floor, not zero, is what "unrelated" means.
 /// A file found by vectors alone lists its nearest chunk.
-fn vector_part(table: &FileTable, hits: &[(u32, f32)], best_chunks: &mut [Vec<(u32, f32)>], n: usize) -> Vec<f32> {
-    let mut part = vec![0f32; n];
+fn vector_part(table: &FileTable, hits: &[(u32, f32)], best_chunks: &mut [Vec<(u32, f32)>]) -> Vec<f32> {
+    let mut part = vec![0f32; best_chunks.len()];
     let Some(floor) = hits.iter().map(|&(_, s)| s).reduce(f32::min) else {
         return part;
     };
