@@ -10,7 +10,8 @@
 # INSTANCES.jsonl comes from `prep.py --mirrors ... --out DIR` (DIR/instances.jsonl).
 # EMBEDDER=minilm builds with vectors (one store per repository, so the
 # embedding cache shares unchanged chunks between its trees) and searches in
-# hybrid mode; REPOS="psf/requests pallets/flask" limits the run.
+# hybrid mode (MODE=vector for the vector arm alone); REPOS="psf/requests
+# pallets/flask" limits the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,7 +36,7 @@ else
   stores="${STORES:-$HOME/.cache/trusty-search/swe-dev-stores-$embedder}"
   store="file://$stores/{repo}"
   id="{instance_id}"
-  mode=hybrid
+  mode="${MODE:-hybrid}"
 fi
 mkdir -p "$stores" "$reports"
 built="$stores/{instance_id}.built"
@@ -51,8 +52,8 @@ run() {
   python3 "$evaluate" --instances "$instances" --show "$reports/$name.json"
 }
 
-run "chunks-$embedder" ""
-run "files-$embedder" "--files"
+run "chunks-$embedder-$mode" ""
+run "files-$embedder-$mode" "--files"
 while [ $# -ge 2 ]; do
   run "$1" "--files $2"
   shift 2

@@ -65,6 +65,9 @@ pub struct FileRankParams {
     pub doc_prior: f32,
     /// Score multiplier of vendored and minified third-party files.
     pub vendor_prior: f32,
+    /// Score multiplier of tests (or docs) when the title asks for them: a
+    /// title about tests is as often about the test machinery as about a test.
+    pub asked_prior: f32,
 }
 
 impl Default for FileRankParams {
@@ -85,6 +88,7 @@ impl Default for FileRankParams {
             test_prior: 0.1,
             doc_prior: 0.3,
             vendor_prior: 0.1,
+            asked_prior: 1.0,
         }
     }
 }
@@ -117,6 +121,7 @@ impl FileRankParams {
             "test_prior" => self.test_prior = number,
             "doc_prior" => self.doc_prior = number,
             "vendor_prior" => self.vendor_prior = number,
+            "asked_prior" => self.asked_prior = number,
             other => return Err(format!("unknown file-ranking parameter {other:?}")),
         }
         Ok(())
@@ -576,8 +581,20 @@ pub(crate) fn rank_files(
     let (wants_tests, wants_docs) = (asks(ASKS_FOR_TESTS), asks(ASKS_FOR_DOCS));
     for (s, role) in score.iter_mut().zip(&table.roles) {
         match role {
-            FileRole::Test if !wants_tests => *s *= params.test_prior,
-            FileRole::Docs if !wants_docs => *s *= params.doc_prior,
+            FileRole::Test => {
+                *s *= if wants_tests {
+                    params.asked_prior
+                } else {
+                    params.test_prior
+                }
+            }
+            FileRole::Docs => {
+                *s *= if wants_docs {
+                    params.asked_prior
+                } else {
+                    params.doc_prior
+                }
+            }
             FileRole::Vendored => *s *= params.vendor_prior,
             _ => {}
         }
