@@ -88,7 +88,7 @@ impl Default for FileRankParams {
             test_prior: 0.1,
             doc_prior: 0.3,
             vendor_prior: 0.1,
-            asked_prior: 1.0,
+            asked_prior: 0.5,
         }
     }
 }
@@ -738,8 +738,15 @@ mod tests {
     fn a_query_about_tests_lifts_the_test_prior() {
         let (_, t) = table();
         let hits = [(2, 5.0), (1, 3.0)];
-        let ranked = ranked_paths(&t, "the parse test fails", &hits, &FileRankParams::default());
+        let asked = FileRankParams {
+            asked_prior: 1.0,
+            ..FileRankParams::default()
+        };
+        let ranked = ranked_paths(&t, "the parse test fails", &hits, &asked);
         assert_eq!(ranked[0], "tests/test_core.py", "{ranked:?}");
+        // Not asked: the test prior holds the test file back.
+        let ranked = ranked_paths(&t, "the parse fails", &hits, &asked);
+        assert_eq!(ranked[0], "src/pkg/core.py", "{ranked:?}");
     }
 
     #[test]
