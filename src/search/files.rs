@@ -20,8 +20,9 @@
 //!   file's nearest chunk to the query embedding, for the files an issue
 //!   describes in words none of them use.
 //!
-//! Then repository priors: tests, examples, benchmarks and docs are down-weighted
-//! unless the query asks for them. Every weight is a [`FileRankParams`] field;
+//! Then repository priors: tests, examples, benchmarks, docs and vendored
+//! copies are down-weighted, tests and docs less so when the title asks for
+//! them. Every weight is a [`FileRankParams`] field;
 //! `docs/EVAL.md` gives each one's measured effect.
 
 use std::collections::HashMap;
