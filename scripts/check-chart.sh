@@ -4,8 +4,8 @@
 #   scripts/check-chart.sh            # from anywhere; exits non-zero on any failure
 #
 # Steps (each prints PASS/FAIL; all run, the exit code reports any failure):
-#   1. tools: pip installs helm-python-sdk + kubernetes-validate (Helm v4 via its Go
-#      SDK, no helm binary); apt-get installs promtool (Debian package prometheus)
+#   1. tools: scripts/chart-tools.sh installs helm-python-sdk + kubernetes-validate
+#      (Helm v4 via its Go SDK, no helm binary) and promtool (Debian package prometheus)
 #   2. CRD: charts/trusty-search/crds/index.yaml == manifests/crds/index.yaml
 #   2b. every value in values.yaml is documented in the chart README (generated table)
 #   3. helm lint --strict for every value set, for each Kubernetes version
@@ -32,22 +32,8 @@ fail() { printf 'FAIL %s\n' "$*"; FAILED+=("$*"); }
 
 # ---------------------------------------------------------------------------
 step "tools"
-PIP=(python3 -m pip)
-if ! python3 -c 'import helm_python, kubernetes_validate, yaml' 2>/dev/null; then
-  "${PIP[@]}" install --quiet --disable-pip-version-check --root-user-action=ignore \
-    helm-python-sdk kubernetes-validate pyyaml 2>&1 | grep -v '^WARNING' || true
-fi
-if ! python3 -c 'import helm_python, kubernetes_validate, yaml' 2>/dev/null; then
-  fail "tools: python packages helm-python-sdk / kubernetes-validate / pyyaml could not be installed"
-  printf '\n%d check(s) failed\n' "${#FAILED[@]}"; exit 1
-fi
-if ! command -v promtool >/dev/null 2>&1; then
-  if command -v apt-get >/dev/null 2>&1; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) >/dev/null 2>&1 || true
-  fi
-fi
-if ! command -v promtool >/dev/null 2>&1; then
-  fail "tools: promtool not found and 'apt-get install prometheus' failed"
+if ! "${ROOT}/scripts/chart-tools.sh"; then
+  fail "tools: see the message above"
   printf '\n%d check(s) failed\n' "${#FAILED[@]}"; exit 1
 fi
 pass "tools: helm-python-sdk $(python3 -c 'import helm_python as h; print(h.__version__, "(Helm", h.helm_sdk_version() + ")")'), kubernetes-validate $(python3 -c 'import kubernetes_validate as k; print(k.__version__)'), $(promtool --version 2>&1 | head -n1)"

@@ -7,11 +7,14 @@
 #
 #   scripts/eval-swe-dev.sh INSTANCES.jsonl [NAME "--file-param k=v ..."]...
 #
+# A NAME starting with `chunks-` evaluates chunk search with its flags
+# (e.g. "--long-text-fusion bm25=0.3") instead of file search.
+#
 # INSTANCES.jsonl comes from `prep.py --mirrors ... --out DIR` (DIR/instances.jsonl).
 # EMBEDDER=minilm builds with vectors (one store per repository, so the
 # embedding cache shares unchanged chunks between its trees) and searches in
 # hybrid mode (MODE=vector for the vector arm alone); REPOS="psf/requests
-# pallets/flask" limits the run.
+# pallets/flask" limits the run; SKIP_DEFAULTS=1 runs only the named settings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,9 +55,14 @@ run() {
   python3 "$evaluate" --instances "$instances" --show "$reports/$name.json"
 }
 
-run "chunks-$embedder-$mode" ""
-run "files-$embedder-$mode" "--files"
+if [ -z "${SKIP_DEFAULTS:-}" ]; then
+  run "chunks-$embedder-$mode" ""
+  run "files-$embedder-$mode" "--files"
+fi
 while [ $# -ge 2 ]; do
-  run "$1" "--files $2"
+  case "$1" in
+    chunks-*) run "$1" "$2" ;;
+    *) run "$1" "--files $2" ;;
+  esac
   shift 2
 done

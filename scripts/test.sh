@@ -10,7 +10,6 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 need=()
 command -v protoc >/dev/null || need+=(protobuf-compiler)
-command -v promtool >/dev/null || need+=(prometheus)
 command -v git >/dev/null || need+=(git)
 command -v unzip >/dev/null || need+=(unzip)
 if [ ${#need[@]} -gt 0 ]; then
@@ -28,11 +27,9 @@ export TRUSTY_REQUIRE_MODEL=1
 # The official Python MCP SDK, the independent client tests/mcp/client_check.py uses.
 python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('mcp') != '2.3.0')" 2>/dev/null \
   || python3 -m pip install -q mcp==2.3.0
-# Helm's own engine and strict schema validation, used by the probe check
-# (right after the build) and the chart check.
-python3 -c 'import helm_python, kubernetes_validate, yaml' 2>/dev/null \
-  || python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
-       helm-python-sdk kubernetes-validate pyyaml
+# Helm's own engine, strict schema validation and promtool, used by the probe
+# check (right after the build) and the chart check.
+scripts/chart-tools.sh
 
 # One formatting for the whole tree (rustfmt.toml), checked before the long build.
 if cargo fmt --version >/dev/null 2>&1; then

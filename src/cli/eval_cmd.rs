@@ -140,7 +140,7 @@ pub async fn run(args: EvalArgs) -> Result<()> {
     for q in &queries {
         let p = ParsedQuery::parse(&q.text, None).ok();
         let v = match &p {
-            Some(p) if engine.has_vectors() => engine.embed_query(&p.text).await?,
+            Some(p) if engine.has_vectors() => engine.embed_query(p.embed_text()).await?,
             _ => None,
         };
         parsed.push((p, v));

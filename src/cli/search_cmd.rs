@@ -8,6 +8,7 @@ use trusty_search::IndexId;
 use trusty_search::api::{Filters, GroupBy, SearchMode, SearchRequest, SearchResponse, SymbolRelation};
 use trusty_search::search::engine::Engine;
 use trusty_search::search::files::FileRankParams;
+use trusty_search::search::fusion::FusionWeights;
 use trusty_search::storage::open::{fetch_version, read_current};
 use trusty_search::storage::store::Store;
 
@@ -46,6 +47,11 @@ pub struct SearchArgs {
     /// (repeatable; names in `FileRankParams`). For evaluation sweeps.
     #[arg(long = "file-param", requires = "files")]
     pub file_params: Vec<String>,
+    /// Set a fusion weight for issue-shaped and stack-trace queries in chunk
+    /// search, e.g. `bm25=0.3` (repeatable; names in `FusionWeights`). For
+    /// evaluation sweeps.
+    #[arg(long = "long-text-fusion", conflicts_with = "files")]
+    pub long_text_fusion: Vec<String>,
     /// Print the JSON response.
     #[arg(long)]
     pub json: bool,
@@ -97,6 +103,11 @@ pub async fn run_search(args: SearchArgs) -> Result<()> {
         params.set(p).map_err(anyhow::Error::msg)?;
     }
     engine.set_file_params(params);
+    let mut weights = FusionWeights::long_text();
+    for p in &args.long_text_fusion {
+        weights.set(p).map_err(anyhow::Error::msg)?;
+    }
+    engine.set_long_text_weights(weights);
     let filters = (!args.languages.is_empty() || !args.paths.is_empty()).then(|| Filters {
         languages: args.languages.clone(),
         paths: args.paths.clone(),

@@ -1,9 +1,12 @@
 //! One opened index version and the search pipeline over it.
 //!
 //! Hybrid search runs BM25 and vector retrieval over the same filter, fuses
-//! them with weighted RRF, then lets the code graph pull in the definitions
-//! and callers of the top hits. Every hit keeps its per-arm ranks so users
-//! (and evaluations) can see why it ranked where it did.
+//! them (a convex combination of normalised scores by default), then lets the
+//! code graph pull in the definitions and callers of the top hits. A pasted
+//! issue or stack trace is read differently from a short query: its BM25 arm
+//! weighs the title's words, and it fuses with weights of its own. Every hit
+//! keeps its per-arm ranks so users (and evaluations) can see why it ranked
+//! where it did.
 
 use crate::api::{
     ArmScore, Arms, FileContent, FileHit, FileOutline, GraphReason, GroupBy, Hit, LineRange, MAX_READ_LINES,
@@ -106,9 +109,19 @@ pub struct Engine {
     sources: Option<Sources>,
     embedder: Option<Arc<dyn Embedder>>,
     weights: FusionWeights,
+    /// Fusion for issue-shaped and stack-trace queries, whose BM25 arm reads
+    /// hundreds of words and needs another balance than a short phrase.
+    long_text_weights: FusionWeights,
     embed_timeout: std::time::Duration,
     files: FileTable,
     file_params: FileRankParams,
+}
+
+/// An issue's query terms, see [`Engine::issue_terms`].
+struct IssueTerms {
+    terms: Vec<String>,
+    title: Vec<String>,
+    weighted: Vec<(String, f32)>,
 }
 
 /// How long a query waits for its embedding unless told otherwise.
@@ -204,6 +217,7 @@ impl Engine {
             sources,
             embedder,
             weights: FusionWeights::default(),
+            long_text_weights: FusionWeights::long_text(),
             embed_timeout: DEFAULT_EMBED_TIMEOUT,
             files,
             file_params: FileRankParams::default(),
@@ -222,6 +236,11 @@ impl Engine {
 
     pub fn weights(&self) -> FusionWeights {
         self.weights
+    }
+
+    /// Replaces the fusion weights of issue-shaped queries (evaluation sweeps).
+    pub fn set_long_text_weights(&mut self, weights: FusionWeights) {
+        self.long_text_weights = weights;
     }
 
     /// Replaces the file-ranking weights and priors (evaluation sweeps).
@@ -297,8 +316,12 @@ impl Engine {
         let parsed = ParsedQuery::parse(&req.query, req.filters.as_ref())?;
         // File ranking reads the raw query's lines (see `search_files`) and
         // embeds it without the environment dumps an issue carries.
-        let issue = (req.group_by == Some(GroupBy::File)).then(|| query_text::understand(&req.query));
-        let embed_text = issue.as_ref().map_or(parsed.text.as_str(), |q| q.cleaned.as_str());
+        let by_file = req.group_by == Some(GroupBy::File);
+        let embed_text = if by_file {
+            parsed.read.cleaned.as_str()
+        } else {
+            parsed.embed_text()
+        };
         let wants_vector = matches!(req.mode, SearchMode::Hybrid | SearchMode::Vector)
             && self.vectors.is_some()
             && !embed_text.trim().is_empty();
@@ -320,15 +343,12 @@ impl Engine {
         } else {
             None
         };
-        let mut resp = match issue {
-            Some(issue) => {
-                self.search_files(req.mode, &issue, &parsed, req.top_k(), query_vec.as_deref())
-                    .await?
-            }
-            None => {
-                self.search_parsed(req.mode, req.top_k(), &parsed, query_vec.as_deref())
-                    .await?
-            }
+        let mut resp = if by_file {
+            self.search_files(req.mode, &parsed, req.top_k(), query_vec.as_deref())
+                .await?
+        } else {
+            self.search_parsed(req.mode, req.top_k(), &parsed, query_vec.as_deref())
+                .await?
         };
         if degraded.is_some() && !resp.unavailable_arms.iter().any(|a| a == "vector") {
             resp.unavailable_arms.push("vector".to_string());
@@ -338,7 +358,9 @@ impl Engine {
     }
 
     /// The search pipeline with the query embedding supplied by the caller
-    /// (benchmarks time embedding separately through this).
+    /// (benchmarks time embedding separately through this). The query's shape
+    /// picks the BM25 query and the fusion weights; embed
+    /// [`ParsedQuery::embed_text`] to match what [`Engine::search`] does.
     pub async fn search_parsed(
         &self,
         mode: SearchMode,
@@ -352,6 +374,12 @@ impl Engine {
         let allow_fn = |id: u32| self.chunks.get(id as usize).is_some_and(|c| filter.matches(c));
         let allow: Option<&(dyn Fn(u32) -> bool + Sync)> = if filter.is_empty() { None } else { Some(&allow_fn) };
         let text = parsed.text.trim();
+        let long_text = parsed.is_long_text();
+        let weights = if long_text {
+            self.long_text_weights
+        } else {
+            self.weights
+        };
 
         let mut bm25_hits = Vec::new();
         let mut vec_hits = Vec::new();
@@ -367,7 +395,13 @@ impl Engine {
         } else {
             let depth = ARM_DEPTH.max(top_k * 2);
             if matches!(mode, SearchMode::Hybrid | SearchMode::Bm25) {
-                bm25_hits = self.bm25.search(text, depth, &filter.languages, allow)?;
+                bm25_hits = if long_text {
+                    // `allow` carries the language filter here.
+                    self.bm25
+                        .search_weighted(&self.issue_terms(&parsed.read).weighted, depth, allow)?
+                } else {
+                    self.bm25.search(text, depth, &filter.languages, allow)?
+                };
             }
             if matches!(mode, SearchMode::Hybrid | SearchMode::Vector) {
                 match (&self.vectors, query_vec) {
@@ -390,11 +424,10 @@ impl Engine {
                 SearchMode::Bm25 => bm25_hits.clone(),
                 SearchMode::Vector => vec_hits.clone(),
                 SearchMode::Hybrid => {
-                    let lists: [(&[(u32, f32)], f32); 2] =
-                        [(&bm25_hits, self.weights.bm25), (&vec_hits, self.weights.vector)];
+                    let lists: [(&[(u32, f32)], f32); 2] = [(&bm25_hits, weights.bm25), (&vec_hits, weights.vector)];
                     // With one arm missing, fusion degenerates to that arm's ranking.
-                    match self.weights.method {
-                        FusionMethod::Rrf => weighted_rrf(&lists, self.weights.k),
+                    match weights.method {
+                        FusionMethod::Rrf => weighted_rrf(&lists, weights.k),
                         FusionMethod::Convex => weighted_convex(&lists),
                     }
                 }
@@ -404,8 +437,8 @@ impl Engine {
                     hits
                 }
             };
-            if mode == SearchMode::Hybrid && self.weights.graph > 0.0 {
-                self.expand_with_graph(&mut fused, &mut reasons, top_k, allow);
+            if mode == SearchMode::Hybrid && weights.graph > 0.0 {
+                self.expand_with_graph(&mut fused, &mut reasons, top_k, allow, weights.graph);
             }
         }
 
@@ -446,12 +479,12 @@ impl Engine {
     async fn search_files(
         &self,
         mode: SearchMode,
-        query: &QueryText,
         parsed: &ParsedQuery,
         top_k: usize,
         query_vec: Option<&[f32]>,
     ) -> Result<SearchResponse, SearchError> {
         let params = &self.file_params;
+        let query = &parsed.read;
         let filter = &parsed.filter;
         let allow_fn = |id: u32| self.chunks.get(id as usize).is_some_and(|c| filter.matches(c));
         let allow: Option<&(dyn Fn(u32) -> bool + Sync)> = if filter.is_empty() { None } else { Some(&allow_fn) };
@@ -479,15 +512,7 @@ impl Engine {
                 _ => unavailable.push("vector".to_string()),
             }
         }
-        let terms = self.bm25.terms(&query.cleaned);
-        let title: Vec<String> = self.bm25.terms(&query.title);
-        let weighted: Vec<(String, f32)> = terms
-            .iter()
-            .map(|t| {
-                let boost = if title.contains(t) { params.title_boost } else { 0.0 };
-                (t.clone(), 1.0 + boost)
-            })
-            .collect();
+        let IssueTerms { terms, title, weighted } = self.issue_terms(query);
         let chunk_hits = self.bm25.search_weighted(&weighted, params.chunk_hits, allow)?;
         let evidence = ChunkEvidence {
             terms,
@@ -545,14 +570,37 @@ impl Engine {
         })
     }
 
+    /// The analyzed terms of an issue's cleaned text, its title's terms, and
+    /// each term weighted by whether the title says it (the title is the
+    /// strongest signal in a bug report). File ranking and issue-shaped chunk
+    /// search read an issue the same way.
+    fn issue_terms(&self, query: &QueryText) -> IssueTerms {
+        let terms = self.bm25.terms(&query.cleaned);
+        let title: Vec<String> = self.bm25.terms(&query.title);
+        let weighted = terms
+            .iter()
+            .map(|t| {
+                let boost = if title.contains(t) {
+                    self.file_params.title_boost
+                } else {
+                    0.0
+                };
+                (t.clone(), 1.0 + boost)
+            })
+            .collect();
+        IssueTerms { terms, title, weighted }
+    }
+
     /// Adds the graph neighbours of the top hits: a neighbour already in the
-    /// list is boosted, a new one enters just below the hit it was reached from.
+    /// list is boosted (by `weight` times the boost the graph gives), a new one
+    /// enters just below the hit it was reached from.
     fn expand_with_graph(
         &self,
         fused: &mut Vec<(u32, f32)>,
         reasons: &mut HashMap<u32, GraphReason>,
         top_k: usize,
         allow: Option<&(dyn Fn(u32) -> bool + Sync)>,
+        weight: f32,
     ) {
         let seeds: Vec<(u32, f32)> = fused.iter().take(GRAPH_SEEDS).copied().collect();
         if seeds.is_empty() {
@@ -564,7 +612,7 @@ impl Engine {
                 continue;
             }
             // The graph scales boosts by the seed's fused score, so they are on the fused scale.
-            let bonus = reason.boost * self.weights.graph;
+            let bonus = reason.boost * weight;
             match position.get(&id) {
                 Some(&i) => fused[i].1 += bonus,
                 None => {

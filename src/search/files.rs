@@ -581,24 +581,14 @@ pub(crate) fn rank_files(
     let asks = |words: &[&str]| evidence.title_terms.iter().any(|t| words.contains(&t.as_str()));
     let (wants_tests, wants_docs) = (asks(ASKS_FOR_TESTS), asks(ASKS_FOR_DOCS));
     for (s, role) in score.iter_mut().zip(&table.roles) {
-        match role {
-            FileRole::Test => {
-                *s *= if wants_tests {
-                    params.asked_prior
-                } else {
-                    params.test_prior
-                }
-            }
-            FileRole::Docs => {
-                *s *= if wants_docs {
-                    params.asked_prior
-                } else {
-                    params.doc_prior
-                }
-            }
-            FileRole::Vendored => *s *= params.vendor_prior,
-            _ => {}
-        }
+        *s *= match role {
+            FileRole::Test if wants_tests => params.asked_prior,
+            FileRole::Test => params.test_prior,
+            FileRole::Docs if wants_docs => params.asked_prior,
+            FileRole::Docs => params.doc_prior,
+            FileRole::Vendored => params.vendor_prior,
+            FileRole::Source => 1.0,
+        };
     }
 
     let mut order: Vec<u32> = (0..n as u32).filter(|&f| score[f as usize] > 0.0).collect();

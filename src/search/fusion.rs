@@ -47,6 +47,49 @@ impl Default for FusionWeights {
     }
 }
 
+impl FusionWeights {
+    /// The weights of pasted issues and stack traces. Their BM25 scores come
+    /// from hundreds of weighted terms and say little about how far apart two
+    /// hits are, so ranks fuse better than scores here (docs/EVAL.md).
+    pub fn long_text() -> Self {
+        FusionWeights {
+            method: FusionMethod::Rrf,
+            bm25: 0.3,
+            ..FusionWeights::default()
+        }
+    }
+
+    /// Sets one weight by its field name (`bm25=0.3`, `method=rrf`), for
+    /// evaluation sweeps from the command line.
+    pub fn set(&mut self, assignment: &str) -> Result<(), String> {
+        let (key, value) = assignment
+            .split_once('=')
+            .ok_or_else(|| format!("expected NAME=VALUE, got {assignment:?}"))?;
+        let (key, value) = (key.trim(), value.trim());
+        if key == "method" {
+            self.method = match value {
+                "rrf" => FusionMethod::Rrf,
+                "convex" => FusionMethod::Convex,
+                other => return Err(format!("method: {other:?} is not rrf or convex")),
+            };
+            return Ok(());
+        }
+        let number: f32 = value
+            .parse()
+            .ok()
+            .filter(|n: &f32| n.is_finite() && *n >= 0.0)
+            .ok_or_else(|| format!("{key}: {value:?} is not a non-negative number"))?;
+        match key {
+            "bm25" => self.bm25 = number,
+            "vector" => self.vector = number,
+            "k" => self.k = number,
+            "graph" => self.graph = number,
+            other => return Err(format!("unknown fusion weight {other:?}")),
+        }
+        Ok(())
+    }
+}
+
 /// Fuses ranked lists (best first) into one: `score(d) = Σ w_arm / (k + rank_arm(d))`
 /// with 1-based ranks. Ties break by chunk id so results are deterministic.
 pub fn weighted_rrf(lists: &[(&[(u32, f32)], f32)], k: f32) -> Vec<(u32, f32)> {
@@ -89,6 +132,19 @@ pub fn weighted_convex(lists: &[(&[(u32, f32)], f32)]) -> Vec<(u32, f32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weights_are_set_by_name_and_bad_values_are_refused() {
+        let mut w = FusionWeights::default();
+        w.set("method=rrf").unwrap();
+        w.set(" bm25 = 0.3").unwrap();
+        w.set("k=30").unwrap();
+        assert_eq!((w.method, w.bm25, w.k), (FusionMethod::Rrf, 0.3, 30.0));
+        for bad in ["bm25", "bm25=-1", "bm25=NaN", "bm25=x", "method=sum", "alpha=1"] {
+            assert!(w.set(bad).is_err(), "{bad} was accepted");
+        }
+        assert_eq!(w.bm25, 0.3, "a refused assignment changes nothing");
+    }
 
     #[test]
     fn agreement_beats_a_single_arm() {

@@ -1,9 +1,11 @@
 //! Query parsing: free text plus inline filters `lang:`, `path:` (glob) and
 //! `sym:`, merged with the structured `filters` of a request into one
-//! [`ChunkFilter`] that every arm applies.
+//! [`ChunkFilter`] that every arm applies, and the raw text read for its
+//! shape (a short phrase and a pasted issue are searched differently).
 
 use crate::api::Filters;
 use crate::model::{Chunk, Language};
+use crate::search::query_text::{self, QueryText, Shape};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,10 +19,13 @@ pub enum QueryError {
 }
 
 /// A query split into the text the arms rank and the filter they must honour.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ParsedQuery {
     pub text: String,
     pub filter: ChunkFilter,
+    /// The raw query read line by line: its shape, title and cleaned text
+    /// (whitespace-joined `text` has lost the lines that carry them).
+    pub(crate) read: QueryText,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -117,11 +122,28 @@ impl ParsedQuery {
                 paths,
                 symbols,
             },
+            read: query_text::understand(query),
         };
         if parsed.text.trim().is_empty() && parsed.filter.symbols.is_empty() {
             return Err(QueryError::Empty);
         }
         Ok(parsed)
+    }
+
+    /// A pasted issue or stack trace rather than a name or a phrase: searched
+    /// with its title words weighted and its own fusion weights.
+    pub fn is_long_text(&self) -> bool {
+        matches!(self.read.shape, Shape::Issue | Shape::StackTrace)
+    }
+
+    /// The text to embed: long texts lose their environment dumps and
+    /// template comments first; short ones are embedded as parsed.
+    pub fn embed_text(&self) -> &str {
+        if self.is_long_text() {
+            &self.read.cleaned
+        } else {
+            &self.text
+        }
     }
 }
 
@@ -246,6 +268,24 @@ mod tests {
         let q = ParsedQuery::parse("std::fs::read http://x", None).unwrap();
         assert_eq!(q.text, "std::fs::read http://x");
         assert!(q.filter.is_empty());
+    }
+
+    #[test]
+    fn long_texts_are_embedded_without_their_environment_dump() {
+        let short = ParsedQuery::parse("parse the config lang:rust", None).unwrap();
+        assert!(!short.is_long_text());
+        assert_eq!(short.embed_text(), "parse the config");
+
+        let issue = "Plot fails with dask arrays\n\nThe plot call raises a ValueError when the data is \
+                     backed by dask, although the same array loaded in memory plots fine. Expected the \
+                     plot to compute the array first, as the docs describe for every other method. \
+                     Passing `compute=True` does not help either; the error names the chunk sizes.\n\n\
+                     INSTALLED VERSIONS\ncommit: None\npython: 3.8.5\npython-bits: 64\nOS: Linux\nxarray: 0.16.0\n";
+        let q = ParsedQuery::parse(issue, None).unwrap();
+        assert!(q.is_long_text());
+        assert!(q.embed_text().starts_with("Plot fails with dask arrays"));
+        assert!(!q.embed_text().contains("python-bits"), "{}", q.embed_text());
+        assert!(q.text.contains("python-bits"), "the parsed text keeps every word");
     }
 
     #[test]

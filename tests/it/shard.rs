@@ -509,3 +509,26 @@ async fn file_search_reads_a_pasted_issue_and_ranks_files() {
     assert!(!files.is_empty(), "{body}");
     assert!(files.iter().all(|f| f["index_id"] == "demo"), "{body}");
 }
+
+#[tokio::test]
+async fn chunk_search_reads_a_pasted_issue_by_its_title() {
+    let env = env().await;
+    publish_fixture(&env.store, "demo", "a").await;
+    let shard = start_shard(&env, "s0", &env.dir.path().join("cache"), &[]).await;
+    // The title names the bug; the body rambles about the configuration, in
+    // more of the index's words than the title has.
+    let issue = "handle_request drops the request body when the port is busy\n\n\
+        We load the config file from disk with load_config, and parse_config reads its text into \
+        the Config struct with the raw string and the flavour. The path is read with \
+        fs::read_to_string and the configuration text is parsed again after every load, so the \
+        config file, its path and its text are all fine. Loading the configuration works.";
+    for mode in ["bm25", "hybrid"] {
+        let (status, body) = post_json(
+            &format!("{}/v1/indexes/demo/search", shard.url),
+            json!({"query": issue, "mode": mode, "top_k": 3}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["hits"][0]["symbol"], "handle_request", "{mode}: {body}");
+    }
+}
