@@ -1,10 +1,12 @@
-//! `trusty-search index …`: build and publish versions, list, roll back, delete.
+//! `trusty-search index …`: build and publish versions, list, roll back, delete,
+//! and prune the store's embedding cache.
 
 use super::embedder_args::EmbedderArgs;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use trusty_search::IndexId;
 use trusty_search::index::build::{BuildOptions, build_bundle, git_commit};
+use trusty_search::index::embed_cache;
 use trusty_search::index::walk::WalkConfig;
 use trusty_search::model::Language;
 use trusty_search::storage::manifest::SourceInfo;
@@ -36,6 +38,18 @@ pub enum IndexCommand {
         store: String,
         #[arg(long)]
         id: IndexId,
+    },
+    /// Remove the store's cached chunk vectors that no index's last build uses.
+    PruneEmbedCache {
+        #[arg(long, env = "TRUSTY_STORE")]
+        store: String,
+        /// Keep unused packs younger than this: longer than the longest build
+        /// that writes to this store (a build names its packs when it finishes).
+        #[arg(long, default_value_t = 24)]
+        min_age_hours: u64,
+        /// Count what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -108,6 +122,27 @@ pub async fn run(cmd: IndexCommand) -> Result<()> {
             let store = Store::open(&store)?;
             let n = publish::delete_index(&store, &id).await?;
             println!("deleted {n} objects of {id}");
+            Ok(())
+        }
+        IndexCommand::PruneEmbedCache {
+            store,
+            min_age_hours,
+            dry_run,
+        } => {
+            let store = Store::open(&store)?;
+            let min_age = std::time::Duration::from_secs(min_age_hours.saturating_mul(3600));
+            let r = embed_cache::prune(&store, min_age, dry_run).await?;
+            let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+            println!(
+                "{} packs ({:.1} MiB): {} in use, {} unused but younger than {min_age_hours} h, {} {} ({:.1} MiB)",
+                r.packs,
+                mib(r.bytes),
+                r.referenced,
+                r.young,
+                r.removed,
+                if dry_run { "would be removed" } else { "removed" },
+                mib(r.removed_bytes)
+            );
             Ok(())
         }
     }

@@ -12,6 +12,11 @@
 //! same value under the same embedder, so a stale or foreign pack can cost a
 //! miss but never a wrong vector. The cache is an optimisation: reading or
 //! writing it never fails a build (failures are logged and counted as misses).
+//!
+//! Packs outlive the builds that wrote them: a changed file leaves its old
+//! pack behind, a deleted index all of its own. [`prune`] removes the packs
+//! no index's path map names, once they are old enough that no build still
+//! running can be about to name them.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
@@ -21,7 +26,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::IndexId;
-use crate::storage::layout::{embed_pack_key, embed_paths_key};
+use crate::storage::layout::{EMBED_CACHE_DIR, INDEXES_DIR, embed_pack_key, embed_paths_key, embed_paths_prefix};
 use crate::storage::store::{Store, StoreError};
 
 /// sha256 of a chunk's embedding text.
@@ -68,6 +73,94 @@ pub struct EmbedCache {
     /// are not key-safe, and a vector is only valid for the embedder that made it.
     model: String,
     dimension: usize,
+}
+
+/// Why the cache could not be pruned; nothing was deleted when the live
+/// packs could not all be known.
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    #[error("listing or deleting in the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("path map {key} is unreadable, so the packs it names are unknown: {source}")]
+    PathMap {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// What [`prune`] found and removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PruneReport {
+    /// Packs in the store, and their bytes.
+    pub packs: usize,
+    pub bytes: u64,
+    /// Packs some index's path map names: kept.
+    pub referenced: usize,
+    /// Packs no path map names, but younger than the minimum age: kept.
+    pub young: usize,
+    /// Packs removed (or, in a dry run, that would be), and their bytes.
+    pub removed: usize,
+    pub removed_bytes: u64,
+}
+
+/// Deletes the embedding packs that no index's path map names and that are
+/// at least `min_age` old (`dry_run` only counts them). A build names its
+/// packs only when it finishes, so `min_age` must exceed the longest build;
+/// a pack removed anyway costs that build's next run a re-embedding of one
+/// file, never a wrong vector. An unreadable path map stops the prune before
+/// anything is deleted.
+pub async fn prune(store: &Store, min_age: std::time::Duration, dry_run: bool) -> Result<PruneReport, PruneError> {
+    let mut live = HashSet::new();
+    for name in store.list_dirs(INDEXES_DIR).await? {
+        // Only indexes this service wrote have path maps; other names are not ours.
+        let Ok(id) = IndexId::new(name) else { continue };
+        for map in store.list(&embed_paths_prefix(&id)).await? {
+            let Some(model) = map.key.rsplit('/').next().and_then(|f| f.strip_suffix(".json")) else {
+                continue;
+            };
+            let bytes = match store.get(&map.key).await {
+                Ok(bytes) => bytes,
+                // Deleted since the listing: it names nothing any more.
+                Err(StoreError::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let paths: HashMap<String, String> =
+                serde_json::from_slice(&bytes).map_err(|source| PruneError::PathMap {
+                    key: map.key.clone(),
+                    source,
+                })?;
+            live.extend(paths.into_values().map(|pack| embed_pack_key(model, &pack)));
+        }
+    }
+    let now = std::time::SystemTime::now();
+    let mut report = PruneReport::default();
+    let mut doomed = Vec::new();
+    for pack in store.list(EMBED_CACHE_DIR).await? {
+        if !pack.key.ends_with(".vec") {
+            continue;
+        }
+        report.packs += 1;
+        report.bytes += pack.size;
+        if live.contains(&pack.key) {
+            report.referenced += 1;
+        } else if now.duration_since(pack.last_modified).unwrap_or_default() < min_age {
+            report.young += 1;
+        } else {
+            report.removed += 1;
+            report.removed_bytes += pack.size;
+            doomed.push(pack.key);
+        }
+    }
+    if !dry_run {
+        let results: Vec<Result<(), StoreError>> = futures::stream::iter(doomed)
+            .map(|key| async move { store.delete(&key).await })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<(), StoreError>>()?;
+    }
+    Ok(report)
 }
 
 /// Vectors recalled for a build, by text hash.
@@ -323,5 +416,72 @@ mod tests {
         // A different embedder never sees these vectors.
         let foreign = EmbedCache::new(store, IndexId::new("idx").unwrap(), "another-model", 2);
         assert!(foreign.recall(&files2).await.vectors.is_empty());
+    }
+
+    #[tokio::test]
+    async fn prune_removes_only_old_packs_no_path_map_names() {
+        let store = Store::open("memory://embed-cache-prune").unwrap();
+        let c = cache(&store);
+        let hashes = [text_hash("one"), text_hash("two")];
+        let vectors = vec![vec![1.0, 0.0], vec![0.0, 1.0]];
+        let v1 = [file("a.py", "v1", 0..1), file("b.py", "same", 1..2)];
+        c.remember(&v1, &[true, true], &hashes, &vectors).await;
+        // a.py changes: its v1 pack is no longer named by the path map.
+        let v2 = [file("a.py", "v2", 0..1), file("b.py", "same", 1..2)];
+        c.remember(&v2, &[true, false], &hashes, &vectors).await;
+        // A second index names b.py's pack too; a third was deleted, leaving its pack.
+        let other = EmbedCache::new(store.clone(), IndexId::new("other").unwrap(), "test-embedder", 2);
+        other.remember(&v2[1..], &[false], &hashes, &vectors).await;
+        let gone = EmbedCache::new(store.clone(), IndexId::new("gone").unwrap(), "test-embedder", 2);
+        gone.remember(&[file("c.py", "only here", 0..1)], &[true], &hashes, &vectors)
+            .await;
+        crate::storage::publish::delete_index(&store, &IndexId::new("gone").unwrap())
+            .await
+            .unwrap();
+
+        // Everything is young: nothing goes, the two orphans are counted.
+        let hour = std::time::Duration::from_secs(3600);
+        let young = prune(&store, hour, false).await.unwrap();
+        assert_eq!(
+            (young.packs, young.referenced, young.young, young.removed),
+            (4, 2, 2, 0)
+        );
+
+        let dry = prune(&store, std::time::Duration::ZERO, true).await.unwrap();
+        assert_eq!((dry.removed, dry.young), (2, 0));
+        assert_eq!(
+            prune(&store, hour, false).await.unwrap().packs,
+            4,
+            "a dry run deletes nothing"
+        );
+
+        let done = prune(&store, std::time::Duration::ZERO, false).await.unwrap();
+        assert_eq!((done.removed, done.referenced), (2, 2));
+        assert!(done.removed_bytes > 0 && done.removed_bytes < done.bytes);
+        // The packs still named are intact: an unchanged rebuild reuses both files.
+        let again = c.recall(&v2).await;
+        assert_eq!(again.present.len(), 2);
+        assert_eq!(
+            prune(&store, std::time::Duration::ZERO, false).await.unwrap().removed,
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_path_map_stops_the_prune_before_any_delete() {
+        let store = Store::open("memory://embed-cache-prune-bad").unwrap();
+        let c = cache(&store);
+        let hashes = [text_hash("one")];
+        let vectors = vec![vec![1.0, 0.0]];
+        c.remember(&[file("a.py", "v1", 0..1)], &[true], &hashes, &vectors)
+            .await;
+        c.remember(&[file("a.py", "v2", 0..1)], &[true], &hashes, &vectors)
+            .await;
+        let map = embed_paths_key(&IndexId::new("idx").unwrap(), &c.model);
+        store.put(&map, Bytes::from_static(b"{not json")).await.unwrap();
+
+        let err = prune(&store, std::time::Duration::ZERO, false).await.unwrap_err();
+        assert!(matches!(err, PruneError::PathMap { .. }), "{err}");
+        assert_eq!(store.list(EMBED_CACHE_DIR).await.unwrap().len(), 2, "nothing deleted");
     }
 }

@@ -2,7 +2,9 @@
 
 use crate::support::fixtures::{build_and_publish, write_repo};
 use crate::support::s3::{S3Server, set_process_env};
+use std::time::Duration;
 use trusty_search::IndexId;
+use trusty_search::index::embed_cache::{EmbedCache, FileRows, prune, text_hash};
 use trusty_search::storage::layout;
 use trusty_search::storage::open::{OpenError, fetch_version, read_current};
 use trusty_search::storage::publish::{list_versions, rollback};
@@ -29,8 +31,19 @@ async fn publish_then_open_round_trips_through_s3() {
         let bytes = std::fs::read(local.dir.join(&f.path)).unwrap();
         assert_eq!(trusty_search::model::sha256_hex(&bytes), f.sha256, "{}", f.path);
     }
-    // Objects live under the prefix in the bucket.
+    // Objects live under the prefix in the bucket; listings name them by key.
     assert!(s3.object_path(&format!("team-a/{}", layout::current_key(&id))).exists());
+    let listed = store.list(&layout::versions_prefix(&id)).await.unwrap();
+    assert_eq!(
+        listed.len(),
+        local.manifest.files.len() + 1,
+        "the files and the manifest"
+    );
+    for f in &local.manifest.files {
+        let key = layout::file_key(&id, &pointer.version, &f.path);
+        let found = listed.iter().find(|o| o.key == key);
+        assert_eq!(found.map(|o| o.size), Some(f.size), "{key} in {listed:?}");
+    }
 
     // A second publish keeps the first for rollback.
     write_repo(&src, "two");
@@ -101,4 +114,33 @@ async fn unknown_index_and_unreachable_store_are_typed_errors() {
     s3.stop().await;
     let err = read_current(&store, &id, None).await.unwrap_err();
     assert_eq!(err.reason(), "store_unavailable", "{err}");
+}
+
+#[tokio::test]
+async fn pruning_the_embedding_cache_removes_only_unused_packs() {
+    set_process_env();
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(&dir.path().join("s3")).await;
+    let store = Store::open(&s3.url("team-b")).unwrap();
+    let cache = EmbedCache::new(store.clone(), IndexId::new("demo").unwrap(), "test-embedder", 2);
+    let file = |text: &str| FileRows {
+        path: "src/a.py".into(),
+        text_sha: trusty_search::model::sha256_hex(text.as_bytes()),
+        rows: 0..1,
+    };
+    let (hashes, vectors) = ([text_hash("chunk")], vec![vec![0.6, 0.8]]);
+    cache.remember(&[file("v1")], &[true], &hashes, &vectors).await;
+    cache.remember(&[file("v2")], &[true], &hashes, &vectors).await;
+    let packs = || async { store.list(layout::EMBED_CACHE_DIR).await.unwrap() };
+    assert_eq!(packs().await.len(), 2);
+
+    let kept = prune(&store, Duration::from_secs(3600), false).await.unwrap();
+    assert_eq!((kept.referenced, kept.young, kept.removed), (1, 1, 0));
+    let removed = prune(&store, Duration::ZERO, false).await.unwrap();
+    assert_eq!((removed.referenced, removed.removed), (1, 1));
+    let left = packs().await;
+    assert_eq!(left.len(), 1);
+    assert!(s3.object_path(&format!("team-b/{}", left[0].key)).exists());
+    // The pack still in use serves the unchanged file.
+    assert_eq!(cache.recall(&[file("v2")]).await.present.len(), 1);
 }

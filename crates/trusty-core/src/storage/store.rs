@@ -70,6 +70,15 @@ pub const DEFAULT_STALL: Duration = Duration::from_secs(30);
 const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
 const MULTIPART_CHUNK: usize = 8 * 1024 * 1024;
 
+/// One object found by [`Store::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Relative to the store prefix, like every key this type takes.
+    pub key: String,
+    pub size: u64,
+    pub last_modified: std::time::SystemTime,
+}
+
 /// A backend plus the key prefix every key is relative to.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -413,6 +422,33 @@ impl Store {
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    /// Every object under a key prefix, keys relative to the store prefix,
+    /// sorted by key.
+    pub async fn list(&self, key: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let path = self.path(key);
+        OBJECT_STORE_REQUESTS.with_label_values(&["list"]).inc();
+        let mut listing = self.inner.list(Some(&path));
+        let mut out = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = match meta {
+                Ok(meta) => meta,
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => return Err(StoreError::from_object(&path, e)),
+            };
+            let Some(parts) = meta.location.prefix_match(&self.prefix) else {
+                continue;
+            };
+            let key = parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/");
+            out.push(ObjectInfo {
+                key,
+                size: meta.size,
+                last_modified: meta.last_modified.into(),
+            });
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
     }
 
     /// Deletes every object under a key prefix; returns how many were removed.
