@@ -453,22 +453,11 @@ impl Store {
 
     /// Deletes every object under a key prefix; returns how many were removed.
     pub async fn delete_prefix(&self, key: &str) -> Result<usize, StoreError> {
-        let path = self.path(key);
-        OBJECT_STORE_REQUESTS.with_label_values(&["list"]).inc();
-        let mut listing = self.inner.list(Some(&path));
-        let mut keys = Vec::new();
-        while let Some(meta) = listing.next().await {
-            let meta = meta.map_err(|e| StoreError::from_object(&path, e))?;
-            keys.push(meta.location);
+        let objects = self.list(key).await?;
+        for o in &objects {
+            self.delete(&o.key).await?;
         }
-        for k in &keys {
-            OBJECT_STORE_REQUESTS.with_label_values(&["delete"]).inc();
-            match self.inner.delete(k).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(StoreError::from_object(k, e)),
-            }
-        }
-        Ok(keys.len())
+        Ok(objects.len())
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
