@@ -141,12 +141,40 @@ async fn timed(
 }
 
 /// Resident bytes of a process: all, heap and other anonymous pages, and
-/// file-backed pages (memory-mapped index files the kernel can reclaim).
+/// file-backed pages, of which the program's own (its code, paged in as code
+/// paths first run: large for a dev-profile binary, and no index's doing).
 #[derive(Debug, Clone, Copy, Default)]
 struct Rss {
     total: u64,
     anon: u64,
     file: u64,
+    program: u64,
+}
+
+/// Resident bytes of the pages mapped from the process's own executable.
+fn program_rss(pid: u32) -> u64 {
+    let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
+        return 0;
+    };
+    let exe = exe.to_string_lossy().into_owned();
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut in_program = false;
+    let mut kb = 0u64;
+    for line in smaps.lines() {
+        if let Some(value) = line.strip_prefix("Rss:") {
+            if in_program {
+                kb += value.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap_or(0);
+            }
+        } else if line
+            .split_whitespace()
+            .next()
+            .is_some_and(|f| f.contains('-') && !f.ends_with(':'))
+        {
+            // A mapping's header: "start-end perms offset dev inode [path]".
+            in_program = line.split_whitespace().nth(5) == Some(exe.as_str());
+        }
+    }
+    kb * 1024
 }
 
 fn rss_of(pid: u32) -> Rss {
@@ -164,12 +192,38 @@ fn rss_of(pid: u32) -> Rss {
         total: field("VmRSS:"),
         anon: field("RssAnon:"),
         file: field("RssFile:"),
+        program: program_rss(pid),
     }
+}
+
+/// What the sampler keeps per shard: peaks, and the last RSS read.
+#[derive(Debug, Default)]
+struct ShardPeaks {
+    rss: Rss,
+    /// Bytes under the shard's cache directory.
+    cache: u64,
+    healthz_ms: f64,
+    last: Rss,
+    /// Live heap objects by the allocator's count (`trusty_heap_bytes`).
+    heap_allocated: u64,
+    /// Peak file-backed pages other than the program's (mapped index files).
+    other_file: u64,
+    /// Peak RSS less the program's pages, in one sample.
+    held: u64,
+    /// Of which freed objects parked in per-thread caches.
+    heap_thread_caches: u64,
+    /// What the engines charge against the memory budget.
+    counted: u64,
 }
 
 /// One sample from a process's `/metrics`; 0 when it cannot be read (a shard
 /// that was just killed must not stop the sampler).
 async fn metric(url: &str, series: &str) -> f64 {
+    support::http::sample(&metrics_text(url).await, series)
+}
+
+/// A process's whole `/metrics` text; empty when it cannot be read.
+async fn metrics_text(url: &str) -> String {
     static CLIENT: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(|| {
         reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
@@ -177,9 +231,9 @@ async fn metric(url: &str, series: &str) -> f64 {
             .expect("HTTP client")
     });
     let Ok(resp) = CLIENT.get(format!("{url}/metrics")).send().await else {
-        return 0.0;
+        return String::new();
     };
-    support::http::sample(&resp.text().await.unwrap_or_default(), series)
+    resp.text().await.unwrap_or_default()
 }
 
 /// What opening each index costs on the heap, against what the shard charges
@@ -194,6 +248,9 @@ struct Accounting {
     mapped: u64,
     worst_heap: f64,
     worst_estimate: f64,
+    /// The largest index by the engine's count, BM25 files included: the
+    /// "one index" a shard may exceed its budget by.
+    largest: u64,
 }
 
 impl Accounting {
@@ -211,19 +268,21 @@ impl Accounting {
         self.mapped += mapped;
         self.worst_heap = self.worst_heap.max(heap as f64 / counted.max(1) as f64);
         self.worst_estimate = self.worst_estimate.max(counted as f64 / estimated.max(1) as f64);
+        self.largest = self.largest.max(counted + mapped);
     }
 
     fn print(&self) {
         println!(
             "heap taken by opening each index once (sum): {:.1} MB measured, {:.1} MB counted by the engine, \
              {:.1} MB estimated before download (worst index: measured {:.2}x counted, \
-             counted {:.2}x estimated); plus {:.1} MB of memory-mapped BM25 files",
+             counted {:.2}x estimated); plus {:.1} MB of memory-mapped BM25 files; the largest index counts {:.1} MB",
             self.heap as f64 / 1e6,
             self.counted as f64 / 1e6,
             self.estimated as f64 / 1e6,
             self.worst_heap,
             self.worst_estimate,
             self.mapped as f64 / 1e6,
+            self.largest as f64 / 1e6,
         );
     }
 }
@@ -276,6 +335,8 @@ struct Shards {
     /// RSS of each shard process right after it became healthy, before it
     /// held any index (the lowest over its starts): the runtime's share.
     baseline_rss: Vec<u64>,
+    /// The anonymous part of it, likewise.
+    baseline_anon: Vec<u64>,
 }
 
 impl Shards {
@@ -290,6 +351,10 @@ impl Shards {
         self.baseline_rss[i] = match self.baseline_rss[i] {
             0 => rss.total,
             b => b.min(rss.total),
+        };
+        self.baseline_anon[i] = match self.baseline_anon[i] {
+            0 => rss.anon,
+            b => b.min(rss.anon),
         };
         self.procs[i] = Some(proc);
     }
@@ -388,6 +453,7 @@ async fn main() {
         ports: (0..4).map(|_| free_port()).collect(),
         procs: (0..4).map(|_| None).collect(),
         baseline_rss: vec![0; 4],
+        baseline_anon: vec![0; 4],
         flags: [
             "--memory-budget",
             &memory_budget.to_string(),
@@ -522,7 +588,7 @@ async fn main() {
         }));
     }
     // Sampling: RSS, cache bytes, /healthz latency, loads per minute.
-    let samples = Arc::new(parking_lot::Mutex::new(BTreeMap::<usize, (Rss, u64, f64, Rss)>::new()));
+    let samples = Arc::new(parking_lot::Mutex::new(BTreeMap::<usize, ShardPeaks>::new()));
     let loads_by_minute = Arc::new(parking_lot::Mutex::new(Vec::<f64>::new()));
     let shard_urls: Vec<String> = (0..4).map(|i| shards.url(i)).collect();
     let pids = Arc::new(parking_lot::Mutex::new(vec![0u32; 4]));
@@ -555,17 +621,28 @@ async fn main() {
                     let rss = rss_of(pids_now[i]);
                     let cache = dir_bytes(&root.join(format!("cache-{i}")));
                     let ms = healthz_ms(&health, url).await.unwrap_or(0.0);
+                    let text = metrics_text(url).await;
+                    let heap = support::http::sample(&text, "trusty_heap_bytes{state=\"allocated\"}") as u64;
+                    let counted = support::http::sample(&text, "trusty_cache_bytes{tier=\"memory\"}") as u64;
+                    let cached = support::http::sample(&text, "trusty_heap_bytes{state=\"thread_caches\"}") as u64;
                     {
                         let mut s = samples.lock();
-                        let e = s.entry(i).or_insert((Rss::default(), 0, 0.0, Rss::default()));
-                        e.0.total = e.0.total.max(rss.total);
-                        e.0.anon = e.0.anon.max(rss.anon);
-                        e.0.file = e.0.file.max(rss.file);
-                        e.1 = e.1.max(cache);
-                        e.2 = e.2.max(ms);
-                        e.3 = rss;
+                        let e = s.entry(i).or_default();
+                        e.rss.total = e.rss.total.max(rss.total);
+                        e.rss.anon = e.rss.anon.max(rss.anon);
+                        e.rss.file = e.rss.file.max(rss.file);
+                        e.rss.program = e.rss.program.max(rss.program);
+                        // Index files and other mappings: file-backed pages not the program's.
+                        e.other_file = e.other_file.max(rss.file.saturating_sub(rss.program));
+                        e.held = e.held.max(rss.total.saturating_sub(rss.program));
+                        e.cache = e.cache.max(cache);
+                        e.healthz_ms = e.healthz_ms.max(ms);
+                        e.last = rss;
+                        e.heap_allocated = e.heap_allocated.max(heap);
+                        e.counted = e.counted.max(counted);
+                        e.heap_thread_caches = e.heap_thread_caches.max(cached);
                     }
-                    loads_now += metric(url, "trusty_index_loads_total").await;
+                    loads_now += support::http::sample(&text, "trusty_index_loads_total");
                 }
                 if last_minute.elapsed() >= Duration::from_secs(60) {
                     // Counters restart with a killed shard; negative minutes are clamped.
@@ -695,7 +772,17 @@ async fn main() {
         disk_budget as f64 / 1e6
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for (i, (rss, cache, health, last)) in samples.lock().iter() {
+    for (
+        i,
+        ShardPeaks {
+            rss,
+            cache,
+            healthz_ms: health,
+            last,
+            ..
+        },
+    ) in samples.lock().iter()
+    {
         let baseline = shards.baseline_rss[*i];
         let probed = probe_max.lock()[*i];
         println!(
@@ -712,6 +799,23 @@ async fn main() {
             probed.0,
             probed.1,
             health
+        );
+    }
+    println!(
+        "\n| shard | peak program pages MB | peak other file-backed MB | peak RSS less program pages, less anonymous at start MB (budget {:.1}) | peak heap allocated MB (not freed to the allocator) | peak of it in thread caches MB | peak engines' count MB |",
+        memory_budget as f64 / 1e6
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (i, peaks) in samples.lock().iter() {
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            shard_name(*i),
+            peaks.rss.program as f64 / 1e6,
+            peaks.other_file as f64 / 1e6,
+            peaks.held.saturating_sub(shards.baseline_anon[*i]) as f64 / 1e6,
+            peaks.heap_allocated as f64 / 1e6,
+            peaks.heap_thread_caches as f64 / 1e6,
+            peaks.counted as f64 / 1e6
         );
     }
     let per_minute = loads_by_minute.lock().clone();

@@ -26,7 +26,57 @@ struct ConfString(*const std::ffi::c_char);
 #[allow(unsafe_code)]
 unsafe impl Sync for ConfString {}
 
+/// jemalloc's statistics for `trusty_heap_bytes`: live bytes against the
+/// pages it holds, the split a shard's RSS alone cannot show.
+#[allow(unsafe_code)]
+fn jemalloc_stats() -> Option<trusty_search::telemetry::HeapStats> {
+    use std::ffi::{CStr, c_void};
+    use tikv_jemalloc_sys::mallctl;
+    // Statistics are a snapshot taken when the epoch advances.
+    let mut epoch: u64 = 1;
+    let mut len = std::mem::size_of::<u64>();
+    // SAFETY: "epoch" reads and writes a u64; both pointers are to live u64s
+    // and `len` is their size.
+    let refreshed = unsafe {
+        mallctl(
+            c"epoch".as_ptr(),
+            (&raw mut epoch).cast::<c_void>(),
+            &raw mut len,
+            (&raw mut epoch).cast::<c_void>(),
+            len,
+        )
+    };
+    if refreshed != 0 {
+        return None;
+    }
+    let read = |name: &CStr| -> Option<u64> {
+        let mut value: usize = 0;
+        let mut len = std::mem::size_of::<usize>();
+        // SAFETY: every "stats.*" name read here is a size_t; `value` is one
+        // and `len` its size; nothing is written.
+        let rc = unsafe {
+            mallctl(
+                name.as_ptr(),
+                (&raw mut value).cast::<c_void>(),
+                &raw mut len,
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        (rc == 0).then_some(value as u64)
+    };
+    Some(trusty_search::telemetry::HeapStats {
+        allocated: read(c"stats.allocated")?,
+        active: read(c"stats.active")?,
+        resident: read(c"stats.resident")?,
+        retained: read(c"stats.retained")?,
+        // 4096 is MALLCTL_ARENAS_ALL: the sum over arenas.
+        thread_caches: read(c"stats.arenas.4096.tcache_bytes")?,
+    })
+}
+
 fn main() -> std::process::ExitCode {
+    trusty_search::telemetry::set_heap_stats_reader(jemalloc_stats);
     // Two rustls crypto backends end up linked (aws-lc-rs and ring); pick one
     // before any TLS client (kube, object_store, reqwest) is built.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

@@ -7,8 +7,8 @@
 //! request ([`VersionDirs::doom`]) honoured when the last lease drops; a new
 //! lease on a doomed directory revives it.
 //!
-//! At start, [`inventory`] walks the cache: partial downloads and unverified
-//! directories go, and every verified version is returned so the shard can count
+//! At start, [`inventory`] walks the cache: partial downloads, directories a
+//! previous run was still deleting and unverified directories go, and every verified version is returned so the shard can count
 //! it against its disk budget.
 
 use parking_lot::Mutex;
@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
+use trusty_core::storage::local_dir;
 
 #[derive(Debug, Default)]
 struct DirState {
@@ -101,10 +102,10 @@ impl Drop for DirLease {
     }
 }
 
+/// Frees `path` at once; its files are deleted off the async workers.
 fn remove(path: &Path) {
-    match std::fs::remove_dir_all(path) {
+    match local_dir::remove_dir(path) {
         Ok(()) => tracing::debug!(dir = %path.display(), "removed version directory"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => tracing::warn!(dir = %path.display(), error = %e, "could not remove version directory"),
     }
 }
@@ -136,7 +137,7 @@ pub fn inventory(cache_dir: &Path, is_verified: impl Fn(&Path) -> bool) -> std::
         for entry in std::fs::read_dir(index_dir.path())?.flatten() {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.contains(".partial-") || !is_verified(&path) {
+            if name.contains(".partial-") || local_dir::is_being_removed(&name) || !is_verified(&path) {
                 remove(&path);
                 continue;
             }
@@ -233,6 +234,8 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         make(&root.join("a/v2"), &[("ok", 20)]);
         make(&root.join("a/v3.partial-123"), &[("ok", 5)]);
+        // A verified version a previous run renamed aside and did not finish deleting.
+        make(&root.join("a/v2.removing-456"), &[("ok", 30)]);
         make(&root.join("b/v1"), &[("junk", 7)]);
         let kept = inventory(root, |p| p.join("ok").exists()).unwrap();
         assert_eq!(kept.len(), 1);
@@ -240,6 +243,7 @@ mod tests {
         assert_eq!(kept[0].bytes, 20);
         assert!(!root.join("a/v1").exists(), "older version removed");
         assert!(!root.join("a/v3.partial-123").exists(), "partial removed");
+        assert!(!root.join("a/v2.removing-456").exists(), "unfinished removal finished");
         assert!(
             !root.join("b").exists(),
             "unverified directory and its empty parent removed"

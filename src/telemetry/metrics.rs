@@ -192,12 +192,61 @@ pub static FANOUT_PARTIAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Marks this process's role and version; call once at start.
+pub static HEAP_BYTES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "trusty_heap_bytes",
+        "What the process's allocator holds, by state: allocated (objects not freed, including those parked in thread caches), thread_caches (freed objects parked in per-thread caches for reuse), active (pages of allocated objects), resident (pages it maps), retained (address space kept, not resident). Absent where the allocator keeps no statistics.",
+        &["state"],
+    )
+});
+
+/// The allocator's own figures, which separate live objects from pages it
+/// keeps after they are freed: RSS alone cannot tell a leak from a cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeapStats {
+    pub allocated: u64,
+    pub active: u64,
+    pub resident: u64,
+    pub retained: u64,
+    pub thread_caches: u64,
+}
+
+/// Reads the allocator's statistics; `None` when it keeps none.
+pub type HeapStatsReader = fn() -> Option<HeapStats>;
+
+static HEAP_STATS_READER: std::sync::OnceLock<HeapStatsReader> = std::sync::OnceLock::new();
+
+/// Installs the reader [`render`] calls for `trusty_heap_bytes`. The binary
+/// installs it because the binary chooses the allocator; libraries and tests
+/// run on the system allocator and export no heap series.
+pub fn set_heap_stats_reader(reader: HeapStatsReader) {
+    let _ = HEAP_STATS_READER.set(reader);
+}
+
+fn refresh_heap_stats() {
+    let Some(stats) = HEAP_STATS_READER.get().and_then(|read| read()) else {
+        return;
+    };
+    for (state, bytes) in [
+        ("allocated", stats.allocated),
+        ("active", stats.active),
+        ("resident", stats.resident),
+        ("retained", stats.retained),
+        ("thread_caches", stats.thread_caches),
+    ] {
+        HEAP_BYTES
+            .with_label_values(&[state])
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+}
+
 pub fn set_build_info(role: &str) {
     BUILD_INFO.with_label_values(&[env!("CARGO_PKG_VERSION"), role]).set(1);
 }
 
 /// Text exposition of everything registered.
 pub fn render() -> String {
+    refresh_heap_stats();
     let mut buf = Vec::new();
     let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut buf);
     String::from_utf8(buf).unwrap_or_default()
@@ -295,6 +344,22 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from exposition");
         }
+    }
+
+    #[test]
+    fn heap_series_come_from_the_installed_reader() {
+        set_heap_stats_reader(|| {
+            Some(HeapStats {
+                allocated: 1_000,
+                active: 2_000,
+                resident: 3_000,
+                retained: 4_000,
+                thread_caches: 5_000,
+            })
+        });
+        let text = render();
+        assert!(text.contains("trusty_heap_bytes{state=\"allocated\"} 1000"), "{text}");
+        assert!(text.contains("trusty_heap_bytes{state=\"retained\"} 4000"), "{text}");
     }
 
     #[test]

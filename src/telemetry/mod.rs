@@ -2,3 +2,5 @@
 
 pub mod logging;
 pub(crate) mod metrics;
+
+pub use metrics::{HeapStats, HeapStatsReader, set_heap_stats_reader};

@@ -208,7 +208,9 @@ struct PartialDir {
 impl Drop for PartialDir {
     fn drop(&mut self) {
         if !self.completed {
-            let _ = std::fs::remove_dir_all(&self.path);
+            if let Err(e) = super::local_dir::remove_dir(&self.path) {
+                tracing::warn!(dir = %self.path.display(), error = %e, "could not remove a partial download");
+            }
         }
     }
 }
@@ -243,8 +245,9 @@ pub async fn download_version(
         return Ok(existing);
     }
     if final_dir.exists() {
-        // An unverifiable leftover (no marker or wrong manifest): nothing reads it.
-        std::fs::remove_dir_all(&final_dir).map_err(|e| OpenError::io(id, &final_dir, e))?;
+        // An unverifiable leftover (no marker or wrong manifest): nothing reads
+        // it. Only the path must be free before the rename below.
+        super::local_dir::remove_dir(&final_dir).map_err(|e| OpenError::io(id, &final_dir, e))?;
     }
     std::fs::rename(&partial.path, &final_dir).map_err(|e| OpenError::io(id, &final_dir, e))?;
     partial.completed = true;
