@@ -633,8 +633,12 @@ async fn main() {
                         e.rss.file = e.rss.file.max(rss.file);
                         e.rss.program = e.rss.program.max(rss.program);
                         // Index files and other mappings: file-backed pages not the program's.
-                        e.other_file = e.other_file.max(rss.file.saturating_sub(rss.program));
-                        e.held = e.held.max(rss.total.saturating_sub(rss.program));
+                        // A process read between its death and its restart has no pages
+                        // of its own program: that sample says nothing about the rest.
+                        if rss.program > 0 {
+                            e.other_file = e.other_file.max(rss.file.saturating_sub(rss.program));
+                            e.held = e.held.max(rss.total.saturating_sub(rss.program));
+                        }
                         e.cache = e.cache.max(cache);
                         e.healthz_ms = e.healthz_ms.max(ms);
                         e.last = rss;
