@@ -5,18 +5,22 @@ mod cli;
 
 /// Shards load and drop indexes all day. glibc keeps freed memory in its
 /// arenas, so a shard's RSS climbs to every arena's high-water mark whatever
-/// its budget counts; jemalloc hands freed pages back to the kernel on a
-/// background thread after [`MALLOC_CONF`]'s decay time.
+/// its budget counts; jemalloc hands freed pages back to the kernel as
+/// [`MALLOC_CONF`] says.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// jemalloc's options, read once at its first allocation: purge freed pages
-/// after a second (`dirty_decay_ms`) straight to the kernel
-/// (`muzzy_decay_ms:0`), from its own thread rather than on the next
-/// allocation of the thread that freed them.
+/// jemalloc's options, read once at its first allocation. A shard restores
+/// and drops indexes many times a minute, and memory freed on one thread is
+/// otherwise kept for reuse twice over: emptied pages wait out a decay time
+/// (`dirty_decay_ms`), and every thread parks freed objects in a cache of its
+/// own, across dozens of blocking threads. Purging emptied pages at once and
+/// caching only small objects per thread keeps a shard's RSS near what its
+/// budget counts, at no throughput measurable on the soak (docs/BENCHMARKS.md).
 #[allow(unsafe_code)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
-static MALLOC_CONF: ConfString = ConfString(c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
+static MALLOC_CONF: ConfString =
+    ConfString(c"background_thread:true,dirty_decay_ms:0,muzzy_decay_ms:0,tcache_max:4096".as_ptr());
 
 /// A C string pointer jemalloc reads as its `malloc_conf` symbol.
 #[repr(transparent)]

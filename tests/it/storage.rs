@@ -1,7 +1,7 @@
 //! Publish and open through a real S3-compatible server.
 
 use crate::support::fixtures::{build_and_publish, write_repo};
-use crate::support::s3::{S3Server, set_process_env};
+use crate::support::s3::{self, S3Env};
 use std::time::Duration;
 use trusty_search::IndexId;
 use trusty_search::index::embed_cache::{EmbedCache, FileRows, prune, text_hash};
@@ -12,10 +12,7 @@ use trusty_search::storage::store::Store;
 
 #[tokio::test]
 async fn publish_then_open_round_trips_through_s3() {
-    set_process_env();
-    let dir = tempfile::tempdir().unwrap();
-    let s3 = S3Server::start(&dir.path().join("s3")).await;
-    let store = Store::open(&s3.url("team-a")).unwrap();
+    let S3Env { s3, store, dir, .. } = s3::env("team-a").await;
     let src = dir.path().join("src");
     write_repo(&src, "one");
     let published = build_and_publish(&store, "demo", &src).await;
@@ -56,10 +53,7 @@ async fn publish_then_open_round_trips_through_s3() {
 
 #[tokio::test]
 async fn corrupt_and_missing_objects_are_detected_on_open() {
-    set_process_env();
-    let dir = tempfile::tempdir().unwrap();
-    let s3 = S3Server::start(&dir.path().join("s3")).await;
-    let store = Store::open(&s3.url("p")).unwrap();
+    let S3Env { s3, store, dir, .. } = s3::env("p").await;
     let src = dir.path().join("src");
     write_repo(&src, "x");
     let published = build_and_publish(&store, "demo", &src).await;
@@ -102,10 +96,13 @@ async fn corrupt_and_missing_objects_are_detected_on_open() {
 
 #[tokio::test]
 async fn unknown_index_and_unreachable_store_are_typed_errors() {
-    set_process_env();
-    let dir = tempfile::tempdir().unwrap();
-    let mut s3 = S3Server::start(&dir.path().join("s3")).await;
-    let store = Store::open(&s3.url("p")).unwrap();
+    // The directory is bound so that it lives as long as the server.
+    let S3Env {
+        mut s3,
+        store,
+        dir: _dir,
+        ..
+    } = s3::env("p").await;
     let id = IndexId::new("nope").unwrap();
     assert!(matches!(
         read_current(&store, &id, None).await,
@@ -118,10 +115,9 @@ async fn unknown_index_and_unreachable_store_are_typed_errors() {
 
 #[tokio::test]
 async fn pruning_the_embedding_cache_removes_only_unused_packs() {
-    set_process_env();
-    let dir = tempfile::tempdir().unwrap();
-    let s3 = S3Server::start(&dir.path().join("s3")).await;
-    let store = Store::open(&s3.url("team-b")).unwrap();
+    let S3Env {
+        s3, store, dir: _dir, ..
+    } = s3::env("team-b").await;
     let cache = EmbedCache::new(store.clone(), IndexId::new("demo").unwrap(), "test-embedder", 2);
     let file = |text: &str| FileRows {
         path: "src/a.py".into(),

@@ -3,7 +3,7 @@
 //! router process with a static shard list.
 
 use super::process::{ADMIN_TOKEN, Proc, shard_args, spawn};
-use super::s3::{S3Server, set_process_env};
+use super::s3::{S3Env, S3Server};
 use std::path::PathBuf;
 use trusty_search::storage::store::Store;
 
@@ -44,12 +44,13 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with flags for every shard (they replace the test defaults).
     pub async fn start_with(shards: usize, replicas: usize, shard_extra: &[&str], router_extra: &[&str]) -> Cluster {
-        set_process_env();
         let shard_extra: Vec<String> = shard_extra.iter().map(|s| s.to_string()).collect();
-        let dir = tempfile::tempdir().unwrap();
-        let s3 = S3Server::start(&dir.path().join("s3")).await;
-        let store_url = s3.url("cluster");
-        let store = Store::open(&store_url).unwrap();
+        let S3Env {
+            s3,
+            store_url,
+            store,
+            dir,
+        } = super::s3::env("cluster").await;
         let ports: Vec<u16> = (0..shards).map(|_| free_port()).collect();
         let mut procs = Vec::new();
         for (i, &port) in ports.iter().enumerate() {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use trusty_search::storage::store::Store;
 
 pub const ACCESS_KEY: &str = "trusty-test";
 pub const SECRET_KEY: &str = "trusty-test-secret";
@@ -127,6 +128,30 @@ impl Drop for S3Server {
         if let Some(t) = self.task.take() {
             t.abort();
         }
+    }
+}
+
+/// A fresh S3 server in a temporary directory of its own, and a store on it
+/// under `prefix`: where every test against real object storage starts.
+pub struct S3Env {
+    pub s3: S3Server,
+    pub store_url: String,
+    pub store: Store,
+    /// Declared last so the server stops before its directory goes.
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn env(prefix: &str) -> S3Env {
+    set_process_env();
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(&dir.path().join("s3")).await;
+    let store_url = s3.url(prefix);
+    let store = Store::open(&store_url).unwrap();
+    S3Env {
+        s3,
+        store_url,
+        store,
+        dir,
     }
 }
 

@@ -2,30 +2,14 @@
 //! drive a single shard directly.
 
 use super::process::{ADMIN_TOKEN, Proc, shard_args, spawn};
-use super::s3::{S3Server, set_process_env};
+use super::s3::S3Server;
 use std::path::Path;
-use trusty_search::storage::store::Store;
 
-pub struct Env {
-    pub dir: tempfile::TempDir,
-    pub s3: S3Server,
-    pub store_url: String,
-    pub store: Store,
-}
+pub use super::s3::S3Env as Env;
 
 /// A fresh bucket on a fresh S3 server.
 pub async fn env() -> Env {
-    set_process_env();
-    let dir = tempfile::tempdir().unwrap();
-    let s3 = S3Server::start(&dir.path().join("s3")).await;
-    let store_url = s3.url("cluster");
-    let store = Store::open(&store_url).unwrap();
-    Env {
-        dir,
-        s3,
-        store_url,
-        store,
-    }
+    super::s3::env("cluster").await
 }
 
 /// The environment a shard process needs: S3 credentials and the admin token.
