@@ -5,7 +5,7 @@
 
 use crate::support::cluster::{Cluster, free_port, shard_name};
 use crate::support::embedder::{self, EmbedStub, Mode};
-use crate::support::fixtures::{publish_copies, publish_fixture, write_repo};
+use crate::support::fixtures::{publish_copies, publish_fixture, settled_entries, write_repo};
 use crate::support::http::{metric, post_json, search};
 use crate::support::process::{ADMIN_TOKEN, shard_args, spawn};
 use crate::support::shard::{admin, env, shard_env, sizes, start_shard};
@@ -577,15 +577,8 @@ async fn a_held_query_keeps_its_files_through_eviction_and_reload() {
     assert!(!dir.exists(), "removed once the last reader let go");
 }
 
-fn partials(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.contains(".partial-"))
-                .collect()
-        })
-        .unwrap_or_default()
+async fn partials(dir: &Path) -> Vec<String> {
+    settled_entries(dir, ".partial-").await
 }
 
 #[tokio::test]
@@ -637,11 +630,8 @@ async fn reload_is_asynchronous_and_a_timed_out_download_leaves_no_partial_direc
     }
     env.s3.set_delay(Duration::ZERO);
     assert!(failed, "{}", status_of(&shard.url, "demo").await);
-    assert!(
-        partials(&cache.join("demo")).is_empty(),
-        "{:?}",
-        partials(&cache.join("demo"))
-    );
+    let left = partials(&cache.join("demo")).await;
+    assert!(left.is_empty(), "{left:?}");
     let st = status_of(&shard.url, "demo").await;
     assert_eq!(st["version"], first.version.as_str(), "the old version keeps serving");
     assert_eq!(search(&shard.url, "demo", "config").await.status(), StatusCode::OK);
@@ -674,7 +664,7 @@ async fn a_restart_counts_old_versions_on_disk_against_the_budget() {
     let budget = (real + (1 << 20)).to_string();
     let shard = start_shard(&env, "s0", &cache, &["--disk-budget", &budget, "--warm", "false"]).await;
     assert!(!old.exists(), "older version removed");
-    assert!(partials(&cache.join("demo")).is_empty(), "partial removed");
+    assert!(partials(&cache.join("demo")).await.is_empty(), "partial removed");
     assert!(
         !cache.join("gone/v1").exists(),
         "over budget: the least recently used copy went"

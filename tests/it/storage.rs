@@ -1,6 +1,6 @@
 //! Publish and open through a real S3-compatible server.
 
-use crate::support::fixtures::{build_and_publish, write_repo};
+use crate::support::fixtures::{build_and_publish, settled_entries, write_repo};
 use crate::support::s3::{self, S3Env};
 use std::time::Duration;
 use trusty_search::IndexId;
@@ -8,7 +8,6 @@ use trusty_search::index::embed_cache::{EmbedCache, FileRows, prune, text_hash};
 use trusty_search::storage::layout;
 use trusty_search::storage::open::{OpenError, fetch_version, read_current};
 use trusty_search::storage::publish::{list_versions, rollback};
-use trusty_search::storage::store::Store;
 
 #[tokio::test]
 async fn publish_then_open_round_trips_through_s3() {
@@ -85,8 +84,8 @@ async fn corrupt_and_missing_objects_are_detected_on_open() {
     );
 
     // Nothing half-downloaded is left behind.
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("c2/demo")).unwrap().collect();
-    assert!(leftovers.is_empty(), "partial download left behind");
+    let leftovers = settled_entries(&dir.path().join("c2/demo"), "").await;
+    assert!(leftovers.is_empty(), "partial download left behind: {leftovers:?}");
 
     std::fs::write(&path, &original).unwrap();
     fetch_version(&store, &id, &dir.path().join("c3"), &pointer, 4)

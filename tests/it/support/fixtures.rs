@@ -132,3 +132,28 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Names under `dir` that contain `marker` ("" for all), once removals in
+/// the background have had up to five seconds to finish: a cache directory
+/// is renamed aside at once and deleted off the async workers, so a test
+/// that looks right after a failure may still see it going.
+pub async fn settled_entries(dir: &Path, marker: &str) -> Vec<String> {
+    let list = || -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.contains(marker))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for _ in 0..100 {
+        let names = list();
+        if names.is_empty() {
+            return names;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    list()
+}
