@@ -207,10 +207,10 @@ struct PartialDir {
 
 impl Drop for PartialDir {
     fn drop(&mut self) {
-        if !self.completed {
-            if let Err(e) = super::local_dir::remove_dir(&self.path) {
-                tracing::warn!(dir = %self.path.display(), error = %e, "could not remove a partial download");
-            }
+        if !self.completed
+            && let Err(e) = super::local_dir::remove_dir(&self.path)
+        {
+            tracing::warn!(dir = %self.path.display(), error = %e, "could not remove a partial download");
         }
     }
 }
