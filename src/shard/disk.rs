@@ -8,8 +8,9 @@
 //! lease on a doomed directory revives it.
 //!
 //! At start, [`inventory`] walks the cache: partial downloads, directories a
-//! previous run was still deleting and unverified directories go, and every verified version is returned so the shard can count
-//! it against its disk budget.
+//! previous run was still deleting and unverified directories go, and every
+//! verified version is returned so the shard can count it against its disk
+//! budget.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 use trusty_core::storage::local_dir;
+use trusty_core::storage::open::is_partial_download;
 
 #[derive(Debug, Default)]
 struct DirState {
@@ -137,7 +139,7 @@ pub fn inventory(cache_dir: &Path, is_verified: impl Fn(&Path) -> bool) -> std::
         for entry in std::fs::read_dir(index_dir.path())?.flatten() {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.contains(".partial-") || local_dir::is_being_removed(&name) || !is_verified(&path) {
+            if is_partial_download(&name) || local_dir::is_being_removed(&name) || !is_verified(&path) {
                 remove(&path);
                 continue;
             }

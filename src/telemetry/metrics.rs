@@ -191,7 +191,6 @@ pub static FANOUT_PARTIAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
-/// Marks this process's role and version; call once at start.
 pub static HEAP_BYTES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     gauge_vec(
         "trusty_heap_bytes",
@@ -240,6 +239,7 @@ fn refresh_heap_stats() {
     }
 }
 
+/// Marks this process's role and version; call once at start.
 pub fn set_build_info(role: &str) {
     BUILD_INFO.with_label_values(&[env!("CARGO_PKG_VERSION"), role]).set(1);
 }

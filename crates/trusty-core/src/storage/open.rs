@@ -198,6 +198,15 @@ pub async fn fetch_manifest(
     Ok((manifest, manifest_bytes))
 }
 
+/// Marks a download directory whose files are not all in and verified yet.
+const PARTIAL: &str = ".partial-";
+
+/// True for a directory a download had not finished: a cache inventory
+/// removes these.
+pub fn is_partial_download(name: &str) -> bool {
+    name.contains(PARTIAL)
+}
+
 /// A download directory that removes itself unless it was completed, so a
 /// cancelled or failed restore (timeout, dropped task) leaves nothing behind.
 struct PartialDir {
@@ -230,7 +239,7 @@ pub async fn download_version(
     let final_dir = index_dir.join(&pointer.version);
     std::fs::create_dir_all(&index_dir).map_err(|e| OpenError::io(id, &index_dir, e))?;
     let mut partial = PartialDir {
-        path: index_dir.join(format!("{}.partial-{}", pointer.version, uuid::Uuid::new_v4().simple())),
+        path: index_dir.join(format!("{}{PARTIAL}{}", pointer.version, uuid::Uuid::new_v4().simple())),
         completed: false,
     };
     std::fs::create_dir_all(&partial.path).map_err(|e| OpenError::io(id, &partial.path, e))?;
