@@ -54,6 +54,30 @@ const CLIENTS: usize = 8;
 
 /// How long a shard took to answer `/healthz`, or `None` when it did not
 /// answer 200 within the client's timeout.
+/// One shard's `/healthz` answers as the bench's own prober saw them.
+#[derive(Debug, Clone, Copy, Default)]
+struct ProbeStats {
+    answers: u64,
+    /// Answers that took 100 ms or more: one outlier and a pattern differ.
+    slow: u64,
+    max_ms: f64,
+    max_at: Duration,
+    failed: u64,
+}
+
+impl ProbeStats {
+    fn answered(&mut self, ms: f64, at: Duration) {
+        self.answers += 1;
+        if ms >= 100.0 {
+            self.slow += 1;
+        }
+        if ms > self.max_ms {
+            self.max_ms = ms;
+            self.max_at = at;
+        }
+    }
+}
+
 async fn healthz_ms(client: &reqwest::Client, url: &str) -> Option<f64> {
     let t = Instant::now();
     let response = client.get(format!("{url}/healthz")).send().await.ok()?;
@@ -662,8 +686,9 @@ async fn main() {
     // A prober on a thread and runtime of its own, as the kubelet probes from
     // its own process: the sampler above shares this process's runtime with
     // the router and the clients, so its timings include their queueing.
-    // Per shard: the slowest answer, and probes that failed or timed out (2 s).
-    let probe_max = Arc::new(parking_lot::Mutex::new([(0f64, 0u64); 4]));
+    // Per shard: the slowest answer and when, how many were slow, and probes
+    // that failed or timed out (2 s).
+    let probe_max = Arc::new(parking_lot::Mutex::new([ProbeStats::default(); 4]));
     let prober = {
         let (stop, urls, pids, probe_max) = (stop.clone(), shard_urls.clone(), pids.clone(), probe_max.clone());
         std::thread::spawn(move || {
@@ -685,10 +710,10 @@ async fn main() {
                         let ms = healthz_ms(&client, url).await;
                         let mut m = probe_max.lock();
                         if let Some(ms) = ms {
-                            m[i].0 = m[i].0.max(ms);
+                            m[i].answered(ms, started.elapsed());
                         } else if pids.lock()[i] != 0 {
                             // Not a shard this bench has just killed.
-                            m[i].1 += 1;
+                            m[i].failed += 1;
                         }
                     }
                     tokio::time::sleep(Duration::from_millis(250)).await;
@@ -771,11 +796,11 @@ async fn main() {
         println!("  error {e}: {n}");
     }
     println!(
-        "\n| shard | baseline RSS MB | peak RSS MB | peak − baseline MB (memory budget {:.1}) | peak anonymous MB | peak file-backed MB | RSS at end MB (anonymous) | peak cache MB (disk budget {:.1}) | max /healthz ms (own prober) | failed probes (own prober) | max /healthz ms (from the loaded runtime) |",
+        "\n| shard | baseline RSS MB | peak RSS MB | peak − baseline MB (memory budget {:.1}) | peak anonymous MB | peak file-backed MB | RSS at end MB (anonymous) | peak cache MB (disk budget {:.1}) | max /healthz ms (own prober), at t | probes ≥ 100 ms / answered | failed probes (own prober) | max /healthz ms (from the loaded runtime) |",
         memory_budget as f64 / 1e6,
         disk_budget as f64 / 1e6
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (
         i,
         ShardPeaks {
@@ -790,7 +815,7 @@ async fn main() {
         let baseline = shards.baseline_rss[*i];
         let probed = probe_max.lock()[*i];
         println!(
-            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} ({:.1}) | {:.1} | {:.1} | {} | {:.1} |",
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} ({:.1}) | {:.1} | {:.1}, {:.0} s | {} / {} | {} | {:.1} |",
             shard_name(*i),
             baseline as f64 / 1e6,
             rss.total as f64 / 1e6,
@@ -800,8 +825,11 @@ async fn main() {
             last.total as f64 / 1e6,
             last.anon as f64 / 1e6,
             *cache as f64 / 1e6,
-            probed.0,
-            probed.1,
+            probed.max_ms,
+            probed.max_at.as_secs_f64(),
+            probed.slow,
+            probed.answers,
+            probed.failed,
             health
         );
     }

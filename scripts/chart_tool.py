@@ -77,6 +77,7 @@ CONTRACT_METRICS = {
     "trusty_operator_reconcile_failures_total": "counter",
     "trusty_operator_leader": "gauge",
     "trusty_build_info": "gauge",
+    "trusty_heap_bytes": "gauge",
 }
 
 

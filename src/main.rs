@@ -15,12 +15,13 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// otherwise kept for reuse twice over: emptied pages wait out a decay time
 /// (`dirty_decay_ms`), and every thread parks freed objects in a cache of its
 /// own, across dozens of blocking threads. Purging emptied pages at once and
-/// caching only small objects per thread keeps a shard's RSS near what its
-/// budget counts, at no throughput measurable on the soak (docs/BENCHMARKS.md).
+/// caching a few small objects per thread keeps a shard's RSS near what its
+/// budget counts; no thread caches at all cost throughput (docs/BENCHMARKS.md).
 #[allow(unsafe_code)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
-static MALLOC_CONF: ConfString =
-    ConfString(c"background_thread:true,dirty_decay_ms:0,muzzy_decay_ms:0,tcache_max:4096".as_ptr());
+static MALLOC_CONF: ConfString = ConfString(
+    c"background_thread:true,dirty_decay_ms:0,muzzy_decay_ms:0,tcache_max:1024,tcache_nslots_small_max:64".as_ptr(),
+);
 
 /// A C string pointer jemalloc reads as its `malloc_conf` symbol.
 #[repr(transparent)]
