@@ -203,7 +203,7 @@ async fn main() {
         for q in QUERIES {
             let req = SearchRequest::new(*q);
             let t = Instant::now();
-            loaded.engine.search(&req).await.unwrap();
+            loaded.engine().search(&req).await.unwrap();
             direct.push(t.elapsed());
             http.push(timed_post(&client, &format!("{}/v1/indexes/large/search", shard.url()), &req).await);
         }

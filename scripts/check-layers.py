@@ -26,6 +26,7 @@ FORBIDDEN = {
     "mcp": {"index", "search", "shard", "eval", "cli"},
     "server": {"index", "search", "shard", "router", "mcp", "eval", "cli"},
     "model": {"index", "search", "bundle", "embed", "shard", "router", "mcp", "server", "eval", "cli"},
+    "allocator": {"model", "index", "search", "bundle", "embed", "shard", "router", "mcp", "server", "eval", "cli", "telemetry"},
     "heap_size": {"model", "index", "search", "bundle", "embed", "shard", "router", "mcp", "server", "eval", "cli"},
 }
 ENGINE_CRATES = ("lance", "datafusion", "candle", "tantivy", "tree-sitter", "arrow")

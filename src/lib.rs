@@ -9,9 +9,12 @@
 //! exposes the router to coding agents. [`embed`] turns text into vectors for
 //! both the indexer and the query path; [`model`] is the chunk vocabulary
 //! everyone shares; [`api`] the JSON bodies of every HTTP role; [`server`] the
-//! HTTP plumbing shards and routers share; [`telemetry`] metrics and logs.
+//! HTTP plumbing shards and routers share; [`telemetry`] metrics and logs;
+//! [`allocator`] the hooks through which the binary's allocator is read and
+//! asked to release thread caches.
 //! `index` and `search` never import each other (scripts/check-layers.py).
 
+pub mod allocator;
 pub mod bundle;
 pub mod embed;
 pub mod eval;

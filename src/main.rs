@@ -34,7 +34,7 @@ unsafe impl Sync for ConfString {}
 /// jemalloc's statistics for `trusty_heap_bytes`: live bytes against the
 /// pages it holds, the split a shard's RSS alone cannot show.
 #[allow(unsafe_code)]
-fn jemalloc_stats() -> Option<trusty_search::telemetry::HeapStats> {
+fn jemalloc_stats() -> Option<trusty_search::allocator::HeapStats> {
     use std::ffi::{CStr, c_void};
     use tikv_jemalloc_sys::mallctl;
     // Statistics are a snapshot taken when the epoch advances.
@@ -70,7 +70,7 @@ fn jemalloc_stats() -> Option<trusty_search::telemetry::HeapStats> {
         };
         (rc == 0).then_some(value as u64)
     };
-    Some(trusty_search::telemetry::HeapStats {
+    Some(trusty_search::allocator::HeapStats {
         allocated: read(c"stats.allocated")?,
         active: read(c"stats.active")?,
         resident: read(c"stats.resident")?,
@@ -80,8 +80,27 @@ fn jemalloc_stats() -> Option<trusty_search::telemetry::HeapStats> {
     })
 }
 
+/// Returns the calling thread's cached objects to jemalloc's arenas.
+#[allow(unsafe_code)]
+fn jemalloc_flush_thread_cache() {
+    // SAFETY: "thread.tcache.flush" reads and writes nothing; null pointers
+    // and zero lengths say so.
+    let _ = unsafe {
+        tikv_jemalloc_sys::mallctl(
+            c"thread.tcache.flush".as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+}
+
 fn main() -> std::process::ExitCode {
-    trusty_search::telemetry::set_heap_stats_reader(jemalloc_stats);
+    trusty_search::allocator::install(trusty_search::allocator::Hooks {
+        heap_stats: jemalloc_stats,
+        release_thread_cache: jemalloc_flush_thread_cache,
+    });
     // Two rustls crypto backends end up linked (aws-lc-rs and ring); pick one
     // before any TLS client (kube, object_store, reqwest) is built.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

@@ -177,7 +177,7 @@ pub async fn poll_once(resolver: &Arc<Resolver>) {
             resolver.load_in_background(&slot, Priority::Background);
         }
     }
-    save_recent(resolver);
+    save_recent(resolver).await;
 }
 
 /// Polls forever (until the task is dropped).
@@ -191,7 +191,10 @@ pub async fn poll_loop(resolver: Arc<Resolver>) {
     }
 }
 
-fn save_recent(resolver: &Resolver) {
+/// Saves the recently used list for the next process's warm start; the write
+/// and rename run on a blocking thread, as filesystem calls can wait on the
+/// journal behind other writers.
+async fn save_recent(resolver: &Resolver) {
     let recent: Vec<Recent> = resolver
         .registry
         .all()
@@ -203,13 +206,17 @@ fn save_recent(resolver: &Resolver) {
         })
         .collect();
     let path = resolver.cfg.cache_dir.join(RECENT_FILE);
-    let tmp = path.with_extension("json.tmp");
-    let ok = serde_json::to_vec(&recent)
-        .ok()
-        .and_then(|b| std::fs::write(&tmp, b).ok())
-        .is_some()
-        && std::fs::rename(&tmp, &path).is_ok();
-    if !ok {
+    let saved = tokio::task::spawn_blocking(move || {
+        let tmp = path.with_extension("json.tmp");
+        let ok = serde_json::to_vec(&recent)
+            .ok()
+            .and_then(|b| std::fs::write(&tmp, b).ok())
+            .is_some()
+            && std::fs::rename(&tmp, &path).is_ok();
+        ok.then_some(()).ok_or(path)
+    })
+    .await;
+    if let Ok(Err(path)) = saved {
         tracing::debug!(path = %path.display(), "could not save recently used indexes");
     }
 }

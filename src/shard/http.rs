@@ -86,7 +86,7 @@ async fn run_search(
     req: SearchRequest,
 ) -> Result<SearchResponse, ApiError> {
     let handle = tokio::runtime::Handle::current();
-    on_search_pool(r, id, move || handle.block_on(loaded.engine.search(&req)))
+    on_search_pool(r, id, move || handle.block_on(loaded.engine().search(&req)))
         .await?
         .map_err(|e| search_error(id, e))
 }
@@ -148,7 +148,7 @@ async fn symbols(
         return Err(ApiError::bad_request("symbol name must be 1 to 256 bytes"));
     }
     let loaded = r.resolve(&id, wait_for(Patience::from_headers(&headers))).await?;
-    let resp = on_search_pool(&r, &id, move || loaded.engine.symbols(&name, rel, depth, limit)).await?;
+    let resp = on_search_pool(&r, &id, move || loaded.engine().symbols(&name, rel, depth, limit)).await?;
     Ok(Json(resp))
 }
 
@@ -164,7 +164,7 @@ async fn read_file(
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let lines = params.lines()?;
     let loaded = r.resolve(&id, wait_for(Patience::from_headers(&headers))).await?;
-    let result = on_search_pool(&r, &id, move || loaded.engine.read_file(&path, lines)).await?;
+    let result = on_search_pool(&r, &id, move || loaded.engine().read_file(&path, lines)).await?;
     result.map(Json).map_err(|e| read_error(&id, e))
 }
 
@@ -177,7 +177,7 @@ async fn outline(
     let id = parse_id(&id)?;
     let path = parse_file_path(&path)?;
     let loaded = r.resolve(&id, wait_for(Patience::from_headers(&headers))).await?;
-    let result = on_search_pool(&r, &id, move || loaded.engine.outline(&path)).await?;
+    let result = on_search_pool(&r, &id, move || loaded.engine().outline(&path)).await?;
     result.map(Json).map_err(|e| read_error(&id, e))
 }
 

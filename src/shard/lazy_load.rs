@@ -407,7 +407,7 @@ impl Resolver {
         let dir = version_dir(&self.cfg.cache_dir, id, &pointer.version);
         // Leased before it is looked at: nothing may remove it from here on.
         let lease = self.dirs.lease(&dir);
-        let local = local_copy(id, &dir, &pointer)?;
+        let local = local_copy(id, &dir, &pointer).await?;
         let (manifest, manifest_bytes) = match &local {
             Some(l) => (l.manifest.clone(), None),
             None => {
@@ -491,7 +491,7 @@ impl Resolver {
                 SlotState::Hot(l) => {
                     inner.disk_copy = Some(DiskCopy {
                         version: l.version.clone(),
-                        dir: l.engine.dir().to_path_buf(),
+                        dir: l.engine().dir().to_path_buf(),
                         bytes: l.disk_bytes,
                     });
                     true

@@ -163,7 +163,7 @@ impl Slot {
         match &inner.state {
             SlotState::Hot(l) => {
                 s.version = Some(l.version.clone());
-                s.counts = Some((&l.engine.manifest.counts).into());
+                s.counts = Some((&l.engine().manifest.counts).into());
                 s.bytes = Some(l.memory_bytes);
                 s.last_loaded_at = Some(rfc3339(l.loaded_at));
             }

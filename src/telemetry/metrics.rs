@@ -199,31 +199,8 @@ pub static HEAP_BYTES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     )
 });
 
-/// The allocator's own figures, which separate live objects from pages it
-/// keeps after they are freed: RSS alone cannot tell a leak from a cache.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HeapStats {
-    pub allocated: u64,
-    pub active: u64,
-    pub resident: u64,
-    pub retained: u64,
-    pub thread_caches: u64,
-}
-
-/// Reads the allocator's statistics; `None` when it keeps none.
-pub type HeapStatsReader = fn() -> Option<HeapStats>;
-
-static HEAP_STATS_READER: std::sync::OnceLock<HeapStatsReader> = std::sync::OnceLock::new();
-
-/// Installs the reader [`render`] calls for `trusty_heap_bytes`. The binary
-/// installs it because the binary chooses the allocator; libraries and tests
-/// run on the system allocator and export no heap series.
-pub fn set_heap_stats_reader(reader: HeapStatsReader) {
-    let _ = HEAP_STATS_READER.set(reader);
-}
-
 fn refresh_heap_stats() {
-    let Some(stats) = HEAP_STATS_READER.get().and_then(|read| read()) else {
+    let Some(stats) = crate::allocator::heap_stats() else {
         return;
     };
     for (state, bytes) in [
@@ -347,15 +324,18 @@ mod tests {
     }
 
     #[test]
-    fn heap_series_come_from_the_installed_reader() {
-        set_heap_stats_reader(|| {
-            Some(HeapStats {
-                allocated: 1_000,
-                active: 2_000,
-                resident: 3_000,
-                retained: 4_000,
-                thread_caches: 5_000,
-            })
+    fn heap_series_come_from_the_installed_allocator_hooks() {
+        crate::allocator::install(crate::allocator::Hooks {
+            heap_stats: || {
+                Some(crate::allocator::HeapStats {
+                    allocated: 1_000,
+                    active: 2_000,
+                    resident: 3_000,
+                    retained: 4_000,
+                    thread_caches: 5_000,
+                })
+            },
+            release_thread_cache: || {},
         });
         let text = render();
         assert!(text.contains("trusty_heap_bytes{state=\"allocated\"} 1000"), "{text}");

@@ -2,5 +2,3 @@
 
 pub mod logging;
 pub(crate) mod metrics;
-
-pub use metrics::{HeapStats, HeapStatsReader, set_heap_stats_reader};

@@ -555,7 +555,7 @@ async fn a_held_query_keeps_its_files_through_eviction_and_reload() {
     );
     let id = IndexId::new("held").unwrap();
     let held = resolver.get_or_load_index(&id).await.unwrap();
-    let dir = held.engine.dir().to_path_buf();
+    let dir = held.engine().dir().to_path_buf();
     let slot = resolver.registry.get(&id).unwrap();
     // Evicted from memory, then its local copy dropped for disk: the held
     // handle still reads the directory, so it stays.
@@ -564,10 +564,10 @@ async fn a_held_query_keeps_its_files_through_eviction_and_reload() {
     assert!(dir.exists(), "a reader still holds it");
     // Reloaded while the old handle lives: the new handle claims the same directory.
     let again = resolver.get_or_load_index(&id).await.unwrap();
-    assert_eq!(again.engine.dir(), dir);
+    assert_eq!(again.engine().dir(), dir);
     drop(held);
     assert!(dir.exists(), "the new handle keeps its files");
-    let resp = again.engine.search(&SearchRequest::new("load config")).await.unwrap();
+    let resp = again.engine().search(&SearchRequest::new("load config")).await.unwrap();
     assert_eq!(resp.hits[0].symbol.as_deref(), Some("load_config"));
     // Retired (replaced or evicted from disk) and no longer read: gone.
     again.retire();

@@ -156,7 +156,7 @@ pub async fn fetch_version(
     parallelism: usize,
 ) -> Result<LocalVersion, OpenError> {
     let final_dir = version_dir(cache_dir, id, &pointer.version);
-    if let Some(local) = local_copy(id, &final_dir, pointer)? {
+    if let Some(local) = local_copy(id, &final_dir, pointer).await? {
         return Ok(local);
     }
     let (manifest, manifest_bytes) = fetch_manifest(store, id, pointer).await?;
@@ -236,19 +236,44 @@ pub async fn download_version(
     opts: DownloadOptions,
 ) -> Result<LocalVersion, OpenError> {
     let index_dir = cache_dir.join(id.as_str());
-    let final_dir = index_dir.join(&pointer.version);
-    std::fs::create_dir_all(&index_dir).map_err(|e| OpenError::io(id, &index_dir, e))?;
-    let mut partial = PartialDir {
+    // Guarded before it exists: a restore cancelled while the directory is
+    // being created still removes it.
+    let partial = PartialDir {
         path: index_dir.join(format!("{}{PARTIAL}{}", pointer.version, uuid::Uuid::new_v4().simple())),
         completed: false,
     };
-    std::fs::create_dir_all(&partial.path).map_err(|e| OpenError::io(id, &partial.path, e))?;
+    tokio::fs::create_dir_all(&partial.path)
+        .await
+        .map_err(|e| OpenError::io(id, &partial.path, e))?;
     download_all(store, id, manifest, &partial.path, opts).await?;
+    // Writing the manifest and marker and renaming are filesystem calls that
+    // can wait on the journal behind other writers: a blocking thread's work.
+    let final_dir = index_dir.join(&pointer.version);
+    let sealing = {
+        let (id, final_dir, pointer, manifest) = (id.clone(), final_dir.clone(), pointer.clone(), manifest.clone());
+        let manifest_bytes = manifest_bytes.to_vec();
+        move || seal(partial, &id, &final_dir, &pointer, manifest, &manifest_bytes)
+    };
+    tokio::task::spawn_blocking(sealing)
+        .await
+        .map_err(|e| OpenError::io(id, &final_dir, std::io::Error::other(e)))?
+}
+
+/// Completes a verified download: writes its manifest and completion marker
+/// and renames it into place, unless an equal copy got there first.
+fn seal(
+    mut partial: PartialDir,
+    id: &IndexId,
+    final_dir: &Path,
+    pointer: &CurrentPointer,
+    manifest: Manifest,
+    manifest_bytes: &[u8],
+) -> Result<LocalVersion, OpenError> {
     let manifest_path = partial.path.join(MANIFEST_FILE);
     std::fs::write(&manifest_path, manifest_bytes).map_err(|e| OpenError::io(id, &manifest_path, e))?;
     let marker = partial.path.join(COMPLETE_MARKER);
     std::fs::write(&marker, &pointer.manifest_sha256).map_err(|e| OpenError::io(id, &marker, e))?;
-    if let Some(existing) = local_copy(id, &final_dir, pointer)? {
+    if let Some(existing) = read_local_copy(id, final_dir, pointer) {
         // Another restore of the same version finished first; its copy may be
         // in use, so keep it and drop ours.
         return Ok(existing);
@@ -256,13 +281,13 @@ pub async fn download_version(
     if final_dir.exists() {
         // An unverifiable leftover (no marker or wrong manifest): nothing reads
         // it. Only the path must be free before the rename below.
-        super::local_dir::remove_dir(&final_dir).map_err(|e| OpenError::io(id, &final_dir, e))?;
+        super::local_dir::remove_dir(final_dir).map_err(|e| OpenError::io(id, final_dir, e))?;
     }
-    std::fs::rename(&partial.path, &final_dir).map_err(|e| OpenError::io(id, &final_dir, e))?;
+    std::fs::rename(&partial.path, final_dir).map_err(|e| OpenError::io(id, final_dir, e))?;
     partial.completed = true;
     Ok(LocalVersion {
-        manifest: manifest.clone(),
-        dir: final_dir,
+        manifest,
+        dir: final_dir.to_path_buf(),
     })
 }
 
@@ -300,32 +325,33 @@ fn parse_manifest(id: &IndexId, bytes: &[u8], version: &str) -> Result<Manifest,
     Ok(manifest)
 }
 
-/// The verified copy of `pointer`'s version in `dir`, if there is one.
-pub fn local_copy(id: &IndexId, dir: &Path, pointer: &CurrentPointer) -> Result<Option<LocalVersion>, OpenError> {
+/// The verified copy of `pointer`'s version in `dir`, if there is one. It
+/// reads a few small files and stats the rest, on a blocking thread.
+pub async fn local_copy(id: &IndexId, dir: &Path, pointer: &CurrentPointer) -> Result<Option<LocalVersion>, OpenError> {
+    let (owned_id, owned_dir, owned_pointer) = (id.clone(), dir.to_path_buf(), pointer.clone());
+    tokio::task::spawn_blocking(move || read_local_copy(&owned_id, &owned_dir, &owned_pointer))
+        .await
+        .map_err(|e| OpenError::io(id, dir, std::io::Error::other(e)))
+}
+
+fn read_local_copy(id: &IndexId, dir: &Path, pointer: &CurrentPointer) -> Option<LocalVersion> {
     let marker = dir.join(COMPLETE_MARKER);
-    let Ok(recorded) = std::fs::read_to_string(&marker) else {
-        return Ok(None);
-    };
+    let recorded = std::fs::read_to_string(&marker).ok()?;
     if recorded != pointer.manifest_sha256 {
-        return Ok(None);
+        return None;
     }
-    let manifest_path = dir.join(MANIFEST_FILE);
-    let Ok(bytes) = std::fs::read(&manifest_path) else {
-        return Ok(None);
-    };
-    let Ok(manifest) = parse_manifest(id, &bytes, &pointer.version) else {
-        return Ok(None);
-    };
+    let bytes = std::fs::read(dir.join(MANIFEST_FILE)).ok()?;
+    let manifest = parse_manifest(id, &bytes, &pointer.version).ok()?;
     // Sizes are cheap to check; full checksums were verified when the copy was made.
     let intact = manifest.files.iter().all(|f| {
         std::fs::metadata(dir.join(&f.path))
             .map(|m| m.len() == f.size)
             .unwrap_or(false)
     });
-    Ok(intact.then(|| LocalVersion {
+    intact.then(|| LocalVersion {
         manifest,
         dir: dir.to_path_buf(),
-    }))
+    })
 }
 
 async fn download_all(
