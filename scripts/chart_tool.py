@@ -288,8 +288,11 @@ def policy_errors(docs: list[dict]) -> list[str]:
                    else d["spec"].get("selector"))
             if not sel or sel.get("app.kubernetes.io/component") == "index-build":
                 continue  # build Job pods are created by the operator, not the chart
-            if not any(all(w["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in sel.items())
-                       for k2 in ("Deployment", "StatefulSet") for w in by_kind.get(k2, {}).values()):
+            pod_labels = [w["spec"]["template"]["metadata"]["labels"]
+                          for k2 in ("Deployment", "StatefulSet") for w in by_kind.get(k2, {}).values()]
+            pod_labels += [c["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+                           for c in by_kind.get("CronJob", {}).values()]
+            if not any(all(labels.get(k) == v for k, v in sel.items()) for labels in pod_labels):
                 errs.append(f"{kind}/{d['metadata']['name']}: selector {sel} matches no workload")
     # Build Jobs reach the store with the same settings as the operator.
     for cm in configmaps.values():
