@@ -98,15 +98,10 @@ impl FileRankParams {
     /// Sets one parameter by its field name (`test_prior=1` turns that prior off),
     /// for evaluation sweeps from the command line.
     pub fn set(&mut self, assignment: &str) -> Result<(), String> {
-        let (key, value) = assignment
-            .split_once('=')
-            .ok_or_else(|| format!("expected NAME=VALUE, got {assignment:?}"))?;
-        let number: f32 = value
-            .trim()
-            .parse()
-            .map_err(|_| format!("{key}: {value:?} is not a number"))?;
-        let count = || number.max(0.0) as usize;
-        match key.trim() {
+        let (key, value) = super::param::split(assignment)?;
+        let number = super::param::weight(key, value)?;
+        let count = || number as usize;
+        match key {
             "chunks" => self.chunks = number,
             "defines" => self.defines = number,
             "members" => self.members = number,
@@ -748,7 +743,12 @@ mod tests {
         assert_eq!((p.test_prior, p.chunk_top), (1.0, 3));
         assert!(p.set("nope=1").unwrap_err().contains("unknown"));
         assert!(p.set("path").unwrap_err().contains("NAME=VALUE"));
-        assert!(p.set("path=x").unwrap_err().contains("not a number"));
+        assert!(p.set("path=x").unwrap_err().contains("not a non-negative number"));
+        assert!(
+            p.set("defines=NaN").is_err(),
+            "a NaN weight would make scores incomparable"
+        );
+        assert!(p.set("chunk_top=-1").is_err());
     }
 
     #[test]

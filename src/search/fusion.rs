@@ -62,10 +62,7 @@ impl FusionWeights {
     /// Sets one weight by its field name (`bm25=0.3`, `method=rrf`), for
     /// evaluation sweeps from the command line.
     pub fn set(&mut self, assignment: &str) -> Result<(), String> {
-        let (key, value) = assignment
-            .split_once('=')
-            .ok_or_else(|| format!("expected NAME=VALUE, got {assignment:?}"))?;
-        let (key, value) = (key.trim(), value.trim());
+        let (key, value) = super::param::split(assignment)?;
         if key == "method" {
             self.method = match value {
                 "rrf" => FusionMethod::Rrf,
@@ -74,11 +71,7 @@ impl FusionWeights {
             };
             return Ok(());
         }
-        let number: f32 = value
-            .parse()
-            .ok()
-            .filter(|n: &f32| n.is_finite() && *n >= 0.0)
-            .ok_or_else(|| format!("{key}: {value:?} is not a non-negative number"))?;
+        let number = super::param::weight(key, value)?;
         match key {
             "bm25" => self.bm25 = number,
             "vector" => self.vector = number,
