@@ -206,17 +206,16 @@ async fn save_recent(resolver: &Resolver) {
         })
         .collect();
     let path = resolver.cfg.cache_dir.join(RECENT_FILE);
+    let (tmp, target) = (path.with_extension("json.tmp"), path.clone());
     let saved = tokio::task::spawn_blocking(move || {
-        let tmp = path.with_extension("json.tmp");
-        let ok = serde_json::to_vec(&recent)
+        serde_json::to_vec(&recent)
             .ok()
             .and_then(|b| std::fs::write(&tmp, b).ok())
             .is_some()
-            && std::fs::rename(&tmp, &path).is_ok();
-        ok.then_some(()).ok_or(path)
+            && std::fs::rename(&tmp, &target).is_ok()
     })
     .await;
-    if let Ok(Err(path)) = saved {
+    if !matches!(saved, Ok(true)) {
         tracing::debug!(path = %path.display(), "could not save recently used indexes");
     }
 }
