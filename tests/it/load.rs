@@ -565,7 +565,9 @@ async fn a_held_query_keeps_its_files_through_eviction_and_reload() {
     // Reloaded while the old handle lives: the new handle claims the same directory.
     let again = resolver.get_or_load_index(&id).await.unwrap();
     assert_eq!(again.engine().dir(), dir);
-    drop(held);
+    // Dropped where no runtime is, the old handle lets go before `join`
+    // returns, so the check below sees its release, not a pending one.
+    std::thread::spawn(move || drop(held)).join().unwrap();
     assert!(dir.exists(), "the new handle keeps its files");
     let resp = again.engine().search(&SearchRequest::new("load config")).await.unwrap();
     assert_eq!(resp.hits[0].symbol.as_deref(), Some("load_config"));
@@ -573,8 +575,18 @@ async fn a_held_query_keeps_its_files_through_eviction_and_reload() {
     again.retire();
     resolver.evict(&slot);
     resolver.drop_disk_copy(&slot);
+    // Inside the runtime the engine is freed on a blocking thread, so the
+    // directory goes shortly after the handle, not during the drop.
     drop(again);
-    assert!(!dir.exists(), "removed once the last reader let go");
+    let mut gone = false;
+    for _ in 0..100 {
+        if !dir.exists() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "removed once the last reader let go");
 }
 
 async fn partials(dir: &Path) -> Vec<String> {
