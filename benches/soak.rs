@@ -35,7 +35,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use support::cluster::{free_port, shard_name};
+use support::cluster::{port_of, shard_name};
 use support::embedder::{self as stub, EmbedStub, Mode};
 use support::process::{ADMIN_TOKEN, Proc, shard_args, spawn};
 use support::s3::S3Server;
@@ -353,6 +353,7 @@ fn pick_crates(n: usize) -> Vec<PathBuf> {
 struct Shards {
     store_url: String,
     root: PathBuf,
+    /// 0 until a shard first binds; a restart comes back on the same port.
     ports: Vec<u16>,
     procs: Vec<Option<Proc>>,
     flags: Vec<String>,
@@ -371,6 +372,7 @@ impl Shards {
         let cache = self.root.join(format!("cache-{i}"));
         let args = shard_args(&self.store_url, &cache, &shard_name(i), &flags);
         let proc = spawn(&shard_name(i), &args, &shard_env()).await;
+        self.ports[i] = port_of(&proc);
         let rss = rss_of(proc.child.id());
         self.baseline_rss[i] = match self.baseline_rss[i] {
             0 => rss.total,
@@ -384,6 +386,9 @@ impl Shards {
     }
     fn url(&self, i: usize) -> String {
         format!("http://127.0.0.1:{}", self.ports[i])
+    }
+    fn running(&self, i: usize) -> (u32, String) {
+        (self.procs[i].as_ref().map_or(0, |p| p.child.id()), self.url(i))
     }
     fn endpoint(&self, i: usize) -> ShardEndpoint {
         ShardEndpoint {
@@ -474,7 +479,7 @@ async fn main() {
     let mut shards = Shards {
         store_url: store_url.clone(),
         root: dir.path().to_path_buf(),
-        ports: (0..4).map(|_| free_port()).collect(),
+        ports: vec![0; 4],
         procs: (0..4).map(|_| None).collect(),
         baseline_rss: vec![0; 4],
         baseline_anon: vec![0; 4],
@@ -614,17 +619,16 @@ async fn main() {
     // Sampling: RSS, cache bytes, /healthz latency, loads per minute.
     let samples = Arc::new(parking_lot::Mutex::new(BTreeMap::<usize, ShardPeaks>::new()));
     let loads_by_minute = Arc::new(parking_lot::Mutex::new(Vec::<f64>::new()));
-    let shard_urls: Vec<String> = (0..4).map(|i| shards.url(i)).collect();
-    let pids = Arc::new(parking_lot::Mutex::new(vec![0u32; 4]));
+    // Per shard: its process id (0 while it is down or not yet started) and URL.
+    let running = Arc::new(parking_lot::Mutex::new(vec![(0u32, String::new()); 4]));
     for i in 0..3 {
-        pids.lock()[i] = shards.procs[i].as_ref().unwrap().child.id();
+        running.lock()[i] = shards.running(i);
     }
     {
-        let (samples, stop, urls, pids, root, loads_by_minute) = (
+        let (samples, stop, running, root, loads_by_minute) = (
             samples.clone(),
             stop.clone(),
-            shard_urls.clone(),
-            pids.clone(),
+            running.clone(),
             dir.path().to_path_buf(),
             loads_by_minute.clone(),
         );
@@ -636,13 +640,13 @@ async fn main() {
             let mut last_minute = Instant::now();
             let mut loads_then = 0f64;
             while !stop.load(Ordering::Relaxed) {
-                let pids_now = pids.lock().clone();
+                let now = running.lock().clone();
                 let mut loads_now = 0f64;
-                for (i, url) in urls.iter().enumerate() {
-                    if pids_now[i] == 0 {
+                for (i, (pid, url)) in now.iter().enumerate() {
+                    if *pid == 0 {
                         continue;
                     }
-                    let rss = rss_of(pids_now[i]);
+                    let rss = rss_of(*pid);
                     let cache = dir_bytes(&root.join(format!("cache-{i}")));
                     let ms = healthz_ms(&health, url).await.unwrap_or(0.0);
                     let text = metrics_text(url).await;
@@ -690,7 +694,7 @@ async fn main() {
     // that failed or timed out (2 s).
     let probe_max = Arc::new(parking_lot::Mutex::new([ProbeStats::default(); 4]));
     let prober = {
-        let (stop, urls, pids, probe_max) = (stop.clone(), shard_urls.clone(), pids.clone(), probe_max.clone());
+        let (stop, running, probe_max) = (stop.clone(), running.clone(), probe_max.clone());
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -702,16 +706,16 @@ async fn main() {
                     .build()
                     .unwrap();
                 while !stop.load(Ordering::Relaxed) {
-                    let pids_now = pids.lock().clone();
-                    for (i, url) in urls.iter().enumerate() {
-                        if pids_now[i] == 0 {
+                    let now = running.lock().clone();
+                    for (i, (pid, url)) in now.iter().enumerate() {
+                        if *pid == 0 {
                             continue;
                         }
                         let ms = healthz_ms(&client, url).await;
                         let mut m = probe_max.lock();
                         if let Some(ms) = ms {
                             m[i].answered(ms, started.elapsed());
-                        } else if pids.lock()[i] != 0 {
+                        } else if running.lock()[i].0 != 0 {
                             // Not a shard this bench has just killed.
                             m[i].failed += 1;
                         }
@@ -729,7 +733,7 @@ async fn main() {
     let inflight_at_kill = router.state.health.inflight(&shard_name(victim));
     let killed_at = started.elapsed();
     shards.procs[victim].take().unwrap().kill();
-    pids.lock()[victim] = 0;
+    running.lock()[victim].0 = 0;
     println!(
         "t={:.0}s: killed {} (-9) with {inflight_at_kill} requests in flight to it",
         killed_at.as_secs_f64(),
@@ -737,7 +741,7 @@ async fn main() {
     );
     tokio::time::sleep(Duration::from_secs(10)).await;
     shards.start(victim).await;
-    pids.lock()[victim] = shards.procs[victim].as_ref().unwrap().child.id();
+    running.lock()[victim] = shards.running(victim);
     println!(
         "t={:.0}s: restarted {}",
         started.elapsed().as_secs_f64(),
@@ -752,7 +756,7 @@ async fn main() {
     println!("t={:.0}s: embedder back", started.elapsed().as_secs_f64());
     tokio::time::sleep_until(at(0.7).into()).await;
     shards.start(3).await;
-    pids.lock()[3] = shards.procs[3].as_ref().unwrap().child.id();
+    running.lock()[3] = shards.running(3);
     tx.send_replace((0..4).map(|i| shards.endpoint(i)).collect());
     println!("t={:.0}s: {} joined", started.elapsed().as_secs_f64(), shard_name(3));
     tokio::time::sleep_until((started + run_for).into()).await;

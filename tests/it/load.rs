@@ -3,7 +3,7 @@
 //! outlive their readers, and hand-off when a shard joins. Real shard
 //! processes against a real S3-compatible server.
 
-use crate::support::cluster::{Cluster, free_port, shard_name};
+use crate::support::cluster::{Cluster, shard_name};
 use crate::support::embedder::{self, EmbedStub, Mode};
 use crate::support::fixtures::{publish_copies, publish_fixture, settled_entries, write_repo};
 use crate::support::http::{metric, post_json, search};
@@ -761,15 +761,13 @@ async fn a_shard_joining_takes_over_its_indexes_without_cold_errors() {
     let names = ids("hand", 16);
     publish_copies(&env.store, &names, "a").await;
     // Four shard processes; the router starts with three of them.
-    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
     let mut shards = Vec::new();
-    for (i, port) in ports.iter().enumerate() {
-        let listen = format!("127.0.0.1:{port}");
+    for i in 0..4 {
         let cache = env.dir.path().join(format!("cache-{i}"));
         shards.push(
             spawn(
                 &shard_name(i),
-                &shard_args(&env.store_url, &cache, &shard_name(i), &["--listen", &listen]),
+                &shard_args(&env.store_url, &cache, &shard_name(i), &[]),
                 &shard_env(),
             )
             .await,
@@ -777,7 +775,7 @@ async fn a_shard_joining_takes_over_its_indexes_without_cold_errors() {
     }
     let endpoint = |i: usize| ShardEndpoint {
         name: shard_name(i),
-        url: format!("http://127.0.0.1:{}", ports[i]),
+        url: shards[i].url.clone(),
     };
     let (tx, members) = membership::fixed((0..3).map(endpoint).collect());
     let mut cfg = RouterConfig::local("");
@@ -814,7 +812,7 @@ async fn a_shard_joining_takes_over_its_indexes_without_cold_errors() {
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     tx.send_replace((0..4).map(endpoint).collect());
-    let new_shard = format!("http://127.0.0.1:{}", ports[3]);
+    let new_shard = shards[3].url.clone();
     let route = "trusty_http_requests_total{outcome=\"ok\",role=\"shard\",route=\"/v1/indexes/{id}/search\"}";
     let mut took_over = false;
     for _ in 0..100 {

@@ -1,8 +1,8 @@
-//! A real cluster on 127.0.0.1: an S3-compatible server, N shard processes on
-//! fixed ports (so a killed shard can come back at the same address) and a
-//! router process with a static shard list.
+//! A real cluster on 127.0.0.1: an S3-compatible server, N shard processes,
+//! each keeping the port it first bound (so a killed shard can come back at
+//! the same address), and a router process with a static shard list.
 
-use super::process::{ADMIN_TOKEN, Proc, shard_args, spawn};
+use super::process::{ADMIN_TOKEN, Proc, shard_args, spawn, try_spawn};
 use super::s3::{S3Env, S3Server};
 use std::path::PathBuf;
 use trusty_search::storage::store::Store;
@@ -19,12 +19,13 @@ pub struct Cluster {
     shard_extra: Vec<String>,
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The port a process listens on, from the URL it printed.
+pub fn port_of(proc: &Proc) -> u16 {
+    proc.url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("URL ends with its port")
 }
 
 pub fn shard_name(i: usize) -> String {
@@ -51,11 +52,17 @@ impl Cluster {
             store,
             dir,
         } = super::s3::env("cluster").await;
-        let ports: Vec<u16> = (0..shards).map(|_| free_port()).collect();
+        // Each shard picks its own port: a port chosen here and bound later
+        // may be taken in between by any process the parallel tests start.
         let mut procs = Vec::new();
-        for (i, &port) in ports.iter().enumerate() {
+        let mut ports = Vec::new();
+        for i in 0..shards {
             let cache = dir.path().join(format!("cache-{i}"));
-            procs.push(Some(Self::spawn_shard(&store_url, cache, i, port, &shard_extra).await));
+            let proc = Self::spawn_shard(&store_url, cache, i, 0, &shard_extra)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            ports.push(port_of(&proc));
+            procs.push(Some(proc));
         }
         let list: Vec<String> = (0..shards)
             .map(|i| format!("{}=http://127.0.0.1:{}", shard_name(i), ports[i]))
@@ -87,12 +94,18 @@ impl Cluster {
         }
     }
 
-    async fn spawn_shard(store_url: &str, cache: PathBuf, i: usize, port: u16, extra: &[String]) -> Proc {
+    async fn spawn_shard(
+        store_url: &str,
+        cache: PathBuf,
+        i: usize,
+        port: u16,
+        extra: &[String],
+    ) -> Result<Proc, String> {
         let listen = format!("127.0.0.1:{port}");
         let mut flags: Vec<&str> = vec!["--listen", &listen];
         flags.extend(extra.iter().map(String::as_str));
         let args = shard_args(store_url, &cache, &shard_name(i), &flags);
-        spawn(&shard_name(i), &args, &env_vars()).await
+        try_spawn(&shard_name(i), &args, &env_vars()).await
     }
 
     pub fn kill_shard(&mut self, i: usize) {
@@ -101,9 +114,22 @@ impl Cluster {
         }
     }
 
+    /// Restarts shard `i` on its old port, which the router knows it by. An
+    /// outgoing connection of another test may hold that port for a moment
+    /// after the kill, so a failed start is retried.
     pub async fn restart_shard(&mut self, i: usize) {
-        let cache = self.cache_dir(i);
-        self.shards[i] = Some(Self::spawn_shard(&self.store_url, cache, i, self.ports[i], &self.shard_extra).await);
+        let mut last = String::new();
+        for _ in 0..20 {
+            match Self::spawn_shard(&self.store_url, self.cache_dir(i), i, self.ports[i], &self.shard_extra).await {
+                Ok(proc) => {
+                    self.shards[i] = Some(proc);
+                    return;
+                }
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        panic!("{last}");
     }
 
     /// Local cache directory of shard `i`.

@@ -51,6 +51,13 @@ impl Drop for Proc {
 /// Starts a process whose first stdout line ends with its URL
 /// (`... listening on http://127.0.0.1:PORT`), and waits until `/readyz` answers 200.
 pub async fn spawn(name: &str, args: &[String], env: &[(&str, String)]) -> Proc {
+    try_spawn(name, args, env).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`spawn`], answering an error instead of panicking when the process exits
+/// (or stays silent for a minute) before printing its URL: for a restart on a
+/// fixed port, which another process may hold for a moment.
+pub async fn try_spawn(name: &str, args: &[String], env: &[(&str, String)]) -> Result<Proc, String> {
     let mut cmd = Command::new(binary());
     cmd.args(args)
         .env("TRUSTY_EMBEDDER", "none")
@@ -70,13 +77,18 @@ pub async fn spawn(name: &str, args: &[String], env: &[(&str, String)]) -> Proc 
         }
         for _ in lines {} // keep draining so the child never blocks on stdout
     });
-    let line = rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| panic!("{name} did not start"));
+    let line = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(line) => line,
+        Err(_) => {
+            let _ = child.kill();
+            let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+            return Err(format!("{name} did not start ({status}; its log is above)"));
+        }
+    };
     let url = line.rsplit(' ').next().unwrap().trim().to_string();
     let proc = Proc { child, url };
     wait_ready(&proc.url).await;
-    proc
+    Ok(proc)
 }
 
 pub async fn wait_ready(url: &str) {
