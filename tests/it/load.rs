@@ -657,7 +657,13 @@ async fn a_restart_counts_old_versions_on_disk_against_the_budget() {
     let mut shard = start_shard(&env, "s0", &cache, &[]).await;
     assert_eq!(search(&shard.url, "demo", "config").await.status(), StatusCode::OK);
     // Let the poller save the recently used list, then kill -9.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let recent = cache.join("recent.json");
+    for _ in 0..100 {
+        if std::fs::read_to_string(&recent).is_ok_and(|r| r.contains("demo")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     shard.kill();
     let real = dir_bytes(&cache.join("demo"));
     let junk = |dir: &Path, bytes: usize| {

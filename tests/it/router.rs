@@ -110,7 +110,12 @@ async fn killing_a_shard_under_load_fails_no_queries_and_it_comes_back() {
     c.kill_shard(victim);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let ok_after_kill = ok.load(Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if ok.load(Ordering::Relaxed) > ok_after_kill {
+            break;
+        }
+    }
     assert!(
         ok.load(Ordering::Relaxed) > ok_after_kill,
         "queries keep succeeding after the kill"
@@ -127,10 +132,18 @@ async fn killing_a_shard_under_load_fails_no_queries_and_it_comes_back() {
     );
 
     // Restart under the same name: its indexes come back to it.
+    // It comes back cold, and the router keeps the traffic on the hot
+    // replica until it has warmed: how long that takes depends on the machine.
     c.restart_shard(victim).await;
     let before = metric(&c.shard_url(victim), SHARD_SEARCH_OK).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = metric(&c.shard_url(victim), SHARD_SEARCH_OK).await;
+    let mut after = before;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        after = metric(&c.shard_url(victim), SHARD_SEARCH_OK).await;
+        if after > before {
+            break;
+        }
+    }
     stop.store(true, Ordering::Relaxed);
     client.await.unwrap();
     assert!(
