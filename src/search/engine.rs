@@ -21,11 +21,11 @@ use crate::embed::Embedder;
 use crate::heap_size;
 use crate::model::{Chunk, Language};
 use crate::search::bm25::Bm25Index;
-use crate::search::files::{ChunkEvidence, FileRankParams, FileTable, rank_files};
-use crate::search::fusion::{FusionMethod, FusionWeights, weighted_convex, weighted_rrf};
+use crate::search::files::{ChunkEvidence, FileRankParams, FileTable, definers_first, rank_files};
+use crate::search::fusion::{FusionMethod, FusionWeights, definitions_first, weighted_convex, weighted_rrf};
 use crate::search::graph::SymbolGraph;
 use crate::search::query::{ParsedQuery, QueryError};
-use crate::search::query_text::{self, QueryText};
+use crate::search::query_text::{self, QueryText, Shape};
 use crate::search::vector::{self, VectorIndex};
 use crate::storage::layout::bundle;
 use crate::storage::manifest::Manifest;
@@ -440,6 +440,11 @@ impl Engine {
             if mode == SearchMode::Hybrid && weights.graph > 0.0 {
                 self.expand_with_graph(&mut fused, &mut reasons, top_k, allow, weights.graph);
             }
+            if parsed.read.shape == Shape::Identifier && matches!(mode, SearchMode::Hybrid | SearchMode::Bm25) {
+                let mut defined = self.graph.chunks_for_symbol(text);
+                defined.retain(|&id| allow.is_none_or(|f| f(id)));
+                definitions_first(&mut fused, &defined);
+            }
         }
 
         fused.truncate(top_k);
@@ -523,6 +528,16 @@ impl Engine {
         let mut ranked = rank_files(&self.files, query, &evidence, params, usize::MAX, FILE_CHUNKS);
         if let Some(allow) = allow {
             ranked.retain(|r| !r.chunks.is_empty() || self.files.first_chunk(r.file).is_some_and(allow));
+        }
+        if query.shape == Shape::Identifier {
+            let definers: Vec<u32> = self
+                .graph
+                .chunks_for_symbol(parsed.text.trim())
+                .into_iter()
+                .filter(|&id| allow.is_none_or(|f| f(id)))
+                .filter_map(|id| self.files.file_of(id))
+                .collect();
+            definers_first(&mut ranked, &definers);
         }
         ranked.truncate(top_k);
         let files = ranked

@@ -439,6 +439,22 @@ pub(crate) struct RankedFile {
     pub(crate) chunks: Vec<(u32, f32)>,
 }
 
+/// Puts the files in `definers` ahead of the others, in ranked order, with
+/// scores kept descending: for a query that names one symbol, the file that
+/// defines it before the files that call or test it.
+pub(crate) fn definers_first(ranked: &mut Vec<RankedFile>, definers: &[u32]) {
+    if definers.is_empty() {
+        return;
+    }
+    let top = ranked.first().map_or(0.0, |r| r.score);
+    let (mut first, rest): (Vec<_>, Vec<_>) = ranked.drain(..).partition(|r| definers.contains(&r.file));
+    for r in &mut first {
+        r.score += top;
+    }
+    first.extend(rest);
+    *ranked = first;
+}
+
 /// What the indexes give file ranking: the query's terms and the chunks that match them.
 pub(crate) struct ChunkEvidence {
     /// Distinct analyzed terms of the query text, in order.
@@ -629,6 +645,21 @@ fn vector_part(table: &FileTable, hits: &[(u32, f32)], best_chunks: &mut [Vec<(u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn definers_go_first_in_ranked_order() {
+        let file = |file, score| RankedFile {
+            file,
+            score,
+            chunks: Vec::new(),
+        };
+        let mut ranked = vec![file(1, 3.0), file(2, 2.0), file(3, 1.0)];
+        definers_first(&mut ranked, &[3, 7]);
+        let order: Vec<(u32, f32)> = ranked.iter().map(|r| (r.file, r.score)).collect();
+        assert_eq!(order, [(3, 4.0), (1, 3.0), (2, 2.0)]);
+        definers_first(&mut ranked, &[]);
+        assert_eq!(ranked[0].file, 3, "no definers: unchanged");
+    }
 
     use crate::model::SymbolKind;
     use crate::test_support::{build_graph, symbol_chunk};

@@ -122,9 +122,52 @@ pub fn weighted_convex(lists: &[(&[(u32, f32)], f32)]) -> Vec<(u32, f32)> {
     fused
 }
 
+/// Puts `definitions` (chunk ids, any order) ahead of every other hit, for a
+/// query that names one symbol: whoever types an identifier wants where it is
+/// defined before its callers and tests. Definitions keep their fused order;
+/// those no arm returned follow them. Scores stay descending, so a fan-out
+/// that merges indexes by score keeps the order too.
+pub fn definitions_first(fused: &mut Vec<(u32, f32)>, definitions: &[u32]) {
+    if definitions.is_empty() {
+        return;
+    }
+    let top = fused.first().map_or(0.0, |h| h.1);
+    let (mut first, rest): (Vec<_>, Vec<_>) = fused.drain(..).partition(|(id, _)| definitions.contains(id));
+    let mut seen: std::collections::HashSet<u32> = first.iter().map(|h| h.0).collect();
+    for h in &mut first {
+        h.1 += top;
+    }
+    for &id in definitions {
+        if seen.insert(id) {
+            first.push((id, top));
+        }
+    }
+    *fused = first;
+    fused.extend(rest);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn definitions_go_first_in_fused_order_and_scores_stay_descending() {
+        let mut fused = vec![(1, 0.9), (2, 0.5), (3, 0.4), (4, 0.1)];
+        definitions_first(&mut fused, &[4, 9, 2]);
+        let ids: Vec<u32> = fused.iter().map(|h| h.0).collect();
+        assert_eq!(
+            ids,
+            [2, 4, 9, 1, 3],
+            "fused definitions, then missed ones, then the rest"
+        );
+        assert!(fused.windows(2).all(|w| w[0].1 >= w[1].1), "{fused:?}");
+        let mut untouched = vec![(1, 0.9), (2, 0.5)];
+        definitions_first(&mut untouched, &[]);
+        assert_eq!(untouched, [(1, 0.9), (2, 0.5)]);
+        let mut empty = Vec::new();
+        definitions_first(&mut empty, &[7]);
+        assert_eq!(empty, [(7, 0.0)]);
+    }
 
     #[test]
     fn weights_are_set_by_name_and_bad_values_are_refused() {
