@@ -646,6 +646,9 @@ fn vector_part(table: &FileTable, hits: &[(u32, f32)], best_chunks: &mut [Vec<(u
 mod tests {
     use super::*;
 
+    use crate::model::SymbolKind;
+    use crate::test_support::{build_graph, symbol_chunk};
+
     #[test]
     fn definers_go_first_in_ranked_order() {
         let file = |file, score| RankedFile {
@@ -660,9 +663,6 @@ mod tests {
         definers_first(&mut ranked, &[]);
         assert_eq!(ranked[0].file, 3, "no definers: unchanged");
     }
-
-    use crate::model::SymbolKind;
-    use crate::test_support::{build_graph, symbol_chunk};
 
     /// A Python symbol with no calls (`Language` follows the path).
     fn chunk(id: u32, path: &str, symbol: &str, kind: SymbolKind, parent: Option<&str>) -> Chunk {
