@@ -9,6 +9,7 @@ use crate::support::fixtures::{publish_copies, publish_fixture, settled_entries,
 use crate::support::http::{metric, post_json, search};
 use crate::support::process::{ADMIN_TOKEN, shard_args, spawn};
 use crate::support::shard::{admin, env, shard_env, sizes, start_shard};
+use crate::support::wait;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -578,14 +579,7 @@ async fn a_held_query_keeps_its_files_through_eviction_and_reload() {
     // Inside the runtime the engine is freed on a blocking thread, so the
     // directory goes shortly after the handle, not during the drop.
     drop(again);
-    let mut gone = false;
-    for _ in 0..100 {
-        if !dir.exists() {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let gone = wait::until(100, Duration::from_millis(50), async || !dir.exists()).await;
     assert!(gone, "removed once the last reader let go");
 }
 
@@ -658,12 +652,10 @@ async fn a_restart_counts_old_versions_on_disk_against_the_budget() {
     assert_eq!(search(&shard.url, "demo", "config").await.status(), StatusCode::OK);
     // Let the poller save the recently used list, then kill -9.
     let recent = cache.join("recent.json");
-    for _ in 0..100 {
-        if std::fs::read_to_string(&recent).is_ok_and(|r| r.contains("demo")) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait::until(100, Duration::from_millis(100), async || {
+        std::fs::read_to_string(&recent).is_ok_and(|r| r.contains("demo"))
+    })
+    .await;
     shard.kill();
     let real = dir_bytes(&cache.join("demo"));
     let junk = |dir: &Path, bytes: usize| {

@@ -5,6 +5,7 @@ use crate::support::cluster::{Cluster, shard_name};
 use crate::support::fixtures::publish_fixture;
 use crate::support::http::{metric, post_json, search};
 use crate::support::process::ADMIN_TOKEN;
+use crate::support::wait;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -110,12 +111,10 @@ async fn killing_a_shard_under_load_fails_no_queries_and_it_comes_back() {
     c.kill_shard(victim);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let ok_after_kill = ok.load(Ordering::Relaxed);
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if ok.load(Ordering::Relaxed) > ok_after_kill {
-            break;
-        }
-    }
+    wait::until(100, Duration::from_millis(100), async || {
+        ok.load(Ordering::Relaxed) > ok_after_kill
+    })
+    .await;
     assert!(
         ok.load(Ordering::Relaxed) > ok_after_kill,
         "queries keep succeeding after the kill"
@@ -136,14 +135,11 @@ async fn killing_a_shard_under_load_fails_no_queries_and_it_comes_back() {
     // replica until it has warmed: how long that takes depends on the machine.
     c.restart_shard(victim).await;
     let before = metric(&c.shard_url(victim), SHARD_SEARCH_OK).await;
-    let mut after = before;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        after = metric(&c.shard_url(victim), SHARD_SEARCH_OK).await;
-        if after > before {
-            break;
-        }
-    }
+    wait::until(100, Duration::from_millis(200), async || {
+        metric(&c.shard_url(victim), SHARD_SEARCH_OK).await > before
+    })
+    .await;
+    let after = metric(&c.shard_url(victim), SHARD_SEARCH_OK).await;
     stop.store(true, Ordering::Relaxed);
     client.await.unwrap();
     assert!(

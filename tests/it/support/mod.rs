@@ -5,3 +5,4 @@ pub mod http;
 pub mod process;
 pub mod s3;
 pub mod shard;
+pub mod wait;
