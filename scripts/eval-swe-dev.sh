@@ -13,7 +13,8 @@
 # INSTANCES.jsonl comes from `prep.py --mirrors ... --out DIR` (DIR/instances.jsonl).
 # EMBEDDER=minilm builds with vectors (one store per repository, so the
 # embedding cache shares unchanged chunks between its trees) and searches in
-# hybrid mode (MODE=vector for the vector arm alone); REPOS="psf/requests
+# hybrid mode (MODE=vector for the vector arm alone; without vectors MODE
+# defaults to bm25, and MODE=hybrid adds the file arm); REPOS="psf/requests
 # pallets/flask" limits the run; SKIP_DEFAULTS=1 runs only the named settings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +35,7 @@ if [ "$embedder" = none ]; then
   stores="${STORES:-$HOME/.cache/trusty-search/swe-dev-stores}"
   store="file://$stores/{instance_id}"
   id=swe
-  mode=bm25
+  mode="${MODE:-bm25}"
 else
   stores="${STORES:-$HOME/.cache/trusty-search/swe-dev-stores-$embedder}"
   store="file://$stores/{repo}"

@@ -180,6 +180,7 @@ pub async fn run(args: EvalArgs) -> Result<()> {
                     vector: 1.0,
                     k,
                     graph: 0.0,
+                    ..base
                 });
             }
         }
@@ -188,8 +189,8 @@ pub async fn run(args: EvalArgs) -> Result<()> {
                 method: FusionMethod::Convex,
                 bm25,
                 vector: 1.0,
-                k: base.k,
                 graph: 0.0,
+                ..base
             });
         }
         for graph in [0.05, 0.1, 0.3, 1.0] {

@@ -94,6 +94,8 @@ const GRAPH_SEEDS: usize = 10;
 const EMBED_QUERY_BYTES: usize = 4096;
 /// Best chunks listed per ranked file.
 const FILE_CHUNKS: usize = 3;
+/// Files the file arm of issue-shaped chunk search contributes.
+const FILE_ARM_FILES: usize = ARM_DEPTH;
 /// Lines of a chunk shown as its snippet.
 const SNIPPET_LINES: usize = 12;
 const SNIPPET_BYTES: usize = 1200;
@@ -394,18 +396,31 @@ impl Engine {
                 .collect();
         } else {
             let depth = ARM_DEPTH.max(top_k * 2);
+            // A pasted issue in hybrid mode also ranks files (see `file_arm`),
+            // which reads deeper candidate lists than the arms fuse.
+            let file_arm = long_text && mode == SearchMode::Hybrid && weights.files > 0.0;
+            let issue = long_text.then(|| self.issue_terms(&parsed.read));
             if matches!(mode, SearchMode::Hybrid | SearchMode::Bm25) {
-                bm25_hits = if long_text {
+                bm25_hits = if let Some(issue) = &issue {
+                    let deep = if file_arm {
+                        depth.max(self.file_params.chunk_hits)
+                    } else {
+                        depth
+                    };
                     // `allow` carries the language filter here.
-                    self.bm25
-                        .search_weighted(&self.issue_terms(&parsed.read).weighted, depth, allow)?
+                    self.bm25.search_weighted(&issue.weighted, deep, allow)?
                 } else {
                     self.bm25.search(text, depth, &filter.languages, allow)?
                 };
             }
             if matches!(mode, SearchMode::Hybrid | SearchMode::Vector) {
+                let deep = if file_arm {
+                    depth.max(self.file_params.vector_hits)
+                } else {
+                    depth
+                };
                 match (&self.vectors, query_vec) {
-                    (Some(v), Some(q)) => match v.search(q, depth, allow).await {
+                    (Some(v), Some(q)) => match v.search(q, deep, allow).await {
                         Ok(hits) => vec_hits = hits,
                         // Hybrid answers from the other arms; vector mode has nothing else.
                         Err(e) if mode == SearchMode::Hybrid => {
@@ -420,11 +435,21 @@ impl Engine {
                     _ => unavailable.push("vector".to_string()),
                 }
             }
+            let files_hits = match issue {
+                Some(issue) if file_arm => self.file_arm(parsed, issue, &bm25_hits, &vec_hits, allow),
+                _ => Vec::new(),
+            };
+            bm25_hits.truncate(depth);
+            vec_hits.truncate(depth);
             fused = match mode {
                 SearchMode::Bm25 => bm25_hits.clone(),
                 SearchMode::Vector => vec_hits.clone(),
                 SearchMode::Hybrid => {
-                    let lists: [(&[(u32, f32)], f32); 2] = [(&bm25_hits, weights.bm25), (&vec_hits, weights.vector)];
+                    let lists: [(&[(u32, f32)], f32); 3] = [
+                        (&bm25_hits, weights.bm25),
+                        (&vec_hits, weights.vector),
+                        (&files_hits, weights.files),
+                    ];
                     // With one arm missing, fusion degenerates to that arm's ranking.
                     match weights.method {
                         FusionMethod::Rrf => weighted_rrf(&lists, weights.k),
@@ -583,6 +608,44 @@ impl Engine {
             files,
             unavailable_arms: unavailable,
         })
+    }
+
+    /// The file arm of issue-shaped chunk search: files ranked as
+    /// [`Engine::search_files`] ranks them, each standing for its best chunk
+    /// (its first chunk when only its path or a stack frame pointed at it).
+    /// A pasted issue names paths, frames and symbols whose evidence is about
+    /// files, and chunk scores alone cannot see it; fused as an arm, a chunk
+    /// in a file the issue points at rises above an equally worded one
+    /// elsewhere.
+    fn file_arm(
+        &self,
+        parsed: &ParsedQuery,
+        issue: IssueTerms,
+        bm25_hits: &[(u32, f32)],
+        vector_hits: &[(u32, f32)],
+        allow: Option<&(dyn Fn(u32) -> bool + Sync)>,
+    ) -> Vec<(u32, f32)> {
+        let evidence = ChunkEvidence {
+            terms: issue.terms,
+            title_terms: issue.title,
+            chunk_hits: bm25_hits.to_vec(),
+            vector_hits: vector_hits.to_vec(),
+        };
+        rank_files(
+            &self.files,
+            &parsed.read,
+            &evidence,
+            &self.file_params,
+            FILE_ARM_FILES,
+            1,
+        )
+        .into_iter()
+        .filter_map(|r| {
+            let best = r.chunks.first().map(|&(id, _)| id);
+            let id = best.or_else(|| self.files.first_chunk(r.file).filter(|&id| allow.is_none_or(|f| f(id))))?;
+            Some((id, r.score))
+        })
+        .collect()
     }
 
     /// The analyzed terms of an issue's cleaned text, its title's terms, and

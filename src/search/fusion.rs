@@ -33,6 +33,10 @@ pub struct FusionWeights {
     /// jumping over the hit it was reached from. CoSQA cannot tune this (its
     /// documents are isolated functions); see docs/EVAL.md.
     pub graph: f32,
+    /// Weight of the file arm: files ranked on a pasted issue's evidence, each
+    /// standing for its best chunk. Only issue-shaped queries in hybrid mode
+    /// rank files; 0 leaves chunk search to the chunk arms.
+    pub files: f32,
 }
 
 impl Default for FusionWeights {
@@ -43,6 +47,7 @@ impl Default for FusionWeights {
             vector: 1.0,
             k: 60.0,
             graph: 0.1,
+            files: 0.0,
         }
     }
 }
@@ -50,11 +55,13 @@ impl Default for FusionWeights {
 impl FusionWeights {
     /// The weights of pasted issues and stack traces. Their BM25 scores come
     /// from hundreds of weighted terms and say little about how far apart two
-    /// hits are, so ranks fuse better than scores here (docs/EVAL.md).
+    /// hits are, so ranks fuse better than scores here; the file ranking
+    /// weighs most, as it reads what the issue points at (docs/EVAL.md).
     pub fn long_text() -> Self {
         FusionWeights {
             method: FusionMethod::Rrf,
             bm25: 0.3,
+            files: 3.0,
             ..FusionWeights::default()
         }
     }
@@ -77,6 +84,7 @@ impl FusionWeights {
             "vector" => self.vector = number,
             "k" => self.k = number,
             "graph" => self.graph = number,
+            "files" => self.files = number,
             other => return Err(format!("unknown fusion weight {other:?}")),
         }
         Ok(())

@@ -5,6 +5,7 @@ mod k8s_membership;
 mod load;
 mod mcp;
 mod metrics_contract;
+mod ranking;
 mod router;
 mod shard;
 mod storage;

@@ -176,12 +176,14 @@ impl FakeApiServer {
         let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
             let s = s.clone();
             async move {
-                if s.parse(uri.path())
+                let target = s.parse(uri.path());
+                if target
+                    .as_ref()
                     .is_some_and(|t| s.hung.lock().unwrap().contains(t.kind.plural))
                 {
                     std::future::pending::<()>().await;
                 }
-                s.handle(method, uri, headers, body)
+                s.handle(target, method, uri, headers, body)
             }
         });
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -246,8 +248,8 @@ impl FakeApiServer {
         Some(Target { kind, ns, name, status })
     }
 
-    fn handle(&self, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-        let Some(t) = self.parse(uri.path()) else {
+    fn handle(&self, target: Option<Target>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+        let Some(t) = target else {
             return status_body(
                 404,
                 "NotFound",

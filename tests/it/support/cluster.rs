@@ -2,9 +2,10 @@
 //! each keeping the port it first bound (so a killed shard can come back at
 //! the same address), and a router process with a static shard list.
 
-use super::process::{ADMIN_TOKEN, Proc, shard_args, spawn, try_spawn};
+use super::process::{ADMIN_TOKEN, Proc, START_PATIENCE, shard_args, spawn, try_spawn};
 use super::s3::{S3Env, S3Server};
 use std::path::PathBuf;
+use std::time::Duration;
 use trusty_search::storage::store::Store;
 
 pub struct Cluster {
@@ -58,7 +59,7 @@ impl Cluster {
         let mut ports = Vec::new();
         for i in 0..shards {
             let cache = dir.path().join(format!("cache-{i}"));
-            let proc = Self::spawn_shard(&store_url, cache, i, 0, &shard_extra)
+            let proc = Self::spawn_shard(&store_url, cache, i, 0, &shard_extra, START_PATIENCE)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             ports.push(port_of(&proc));
@@ -100,12 +101,13 @@ impl Cluster {
         i: usize,
         port: u16,
         extra: &[String],
+        patience: Duration,
     ) -> Result<Proc, String> {
         let listen = format!("127.0.0.1:{port}");
         let mut flags: Vec<&str> = vec!["--listen", &listen];
         flags.extend(extra.iter().map(String::as_str));
         let args = shard_args(store_url, &cache, &shard_name(i), &flags);
-        try_spawn(&shard_name(i), &args, &env_vars()).await
+        try_spawn(&shard_name(i), &args, &env_vars(), patience).await
     }
 
     pub fn kill_shard(&mut self, i: usize) {
@@ -116,20 +118,28 @@ impl Cluster {
 
     /// Restarts shard `i` on its old port, which the router knows it by. An
     /// outgoing connection of another test may hold that port for a moment
-    /// after the kill, so a failed start is retried.
+    /// after the kill, so a failed start is retried for up to a minute in all.
     pub async fn restart_shard(&mut self, i: usize) {
-        let mut last = String::new();
-        for _ in 0..20 {
-            match Self::spawn_shard(&self.store_url, self.cache_dir(i), i, self.ports[i], &self.shard_extra).await {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let patience = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let started = Self::spawn_shard(
+                &self.store_url,
+                self.cache_dir(i),
+                i,
+                self.ports[i],
+                &self.shard_extra,
+                patience,
+            );
+            match started.await {
                 Ok(proc) => {
                     self.shards[i] = Some(proc);
                     return;
                 }
-                Err(e) => last = e,
+                Err(e) if tokio::time::Instant::now() >= deadline => panic!("{e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
             }
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         }
-        panic!("{last}");
     }
 
     /// Local cache directory of shard `i`.

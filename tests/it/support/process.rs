@@ -48,16 +48,26 @@ impl Drop for Proc {
     }
 }
 
+/// How long a process may take to print its URL.
+pub const START_PATIENCE: Duration = Duration::from_secs(60);
+
 /// Starts a process whose first stdout line ends with its URL
 /// (`... listening on http://127.0.0.1:PORT`), and waits until `/readyz` answers 200.
 pub async fn spawn(name: &str, args: &[String], env: &[(&str, String)]) -> Proc {
-    try_spawn(name, args, env).await.unwrap_or_else(|e| panic!("{e}"))
+    try_spawn(name, args, env, START_PATIENCE)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// [`spawn`], answering an error instead of panicking when the process exits
-/// (or stays silent for a minute) before printing its URL: for a restart on a
-/// fixed port, which another process may hold for a moment.
-pub async fn try_spawn(name: &str, args: &[String], env: &[(&str, String)]) -> Result<Proc, String> {
+/// (or stays silent for `patience`) before printing its URL: for a restart on
+/// a fixed port, which another process may hold for a moment.
+pub async fn try_spawn(
+    name: &str,
+    args: &[String],
+    env: &[(&str, String)],
+    patience: Duration,
+) -> Result<Proc, String> {
     let mut cmd = Command::new(binary());
     cmd.args(args)
         .env("TRUSTY_EMBEDDER", "none")
@@ -69,7 +79,7 @@ pub async fn try_spawn(name: &str, args: &[String], env: &[(&str, String)]) -> R
     }
     let mut child = cmd.spawn().expect("spawn trusty-search");
     let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
         if let Some(Ok(line)) = lines.next() {
@@ -77,9 +87,11 @@ pub async fn try_spawn(name: &str, args: &[String], env: &[(&str, String)]) -> R
         }
         for _ in lines {} // keep draining so the child never blocks on stdout
     });
-    let line = match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(line) => line,
-        Err(_) => {
+    // Awaited, not blocked on: the test's S3 server and stubs share this
+    // runtime, and a starting shard may need them.
+    let line = match tokio::time::timeout(patience, rx).await {
+        Ok(Ok(line)) => line,
+        Ok(Err(_)) | Err(_) => {
             let _ = child.kill();
             let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
             return Err(format!("{name} did not start ({status}; its log is above)"));
