@@ -60,12 +60,18 @@ def parse_settings_files(paths):
     }
 }
 
-async fn open(src: &Path, work: &Path) -> Engine {
+/// The tree of [`write_definition_and_caller`], built and opened; the
+/// directory lives as long as the engine reads from it.
+async fn definition_and_caller() -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    write_definition_and_caller(&src);
     let id = IndexId::new("ranking").unwrap();
-    let report = build_bundle(src, &id, &work.join("bundle"), BuildOptions::default())
+    let report = build_bundle(&src, &id, &dir.path().join("bundle"), BuildOptions::default())
         .await
         .unwrap();
-    Engine::open(&report.dir, report.manifest.clone(), None).await.unwrap()
+    let engine = Engine::open(&report.dir, report.manifest.clone(), None).await.unwrap();
+    (dir, engine)
 }
 
 fn request(query: &str, mode: SearchMode, group_by: Option<GroupBy>) -> SearchRequest {
@@ -82,10 +88,7 @@ fn request(query: &str, mode: SearchMode, group_by: Option<GroupBy>) -> SearchRe
 /// ranking the caller first, this test would prove nothing.
 #[tokio::test]
 async fn a_name_alone_finds_its_definition_before_its_callers() {
-    let src = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
-    write_definition_and_caller(src.path());
-    let engine = open(src.path(), work.path()).await;
+    let (_dir, engine) = definition_and_caller().await;
 
     let bm25_words = engine
         .bm25()
@@ -138,10 +141,7 @@ async fn a_name_alone_finds_its_definition_before_its_callers() {
 /// control.
 #[tokio::test]
 async fn a_pasted_issue_lifts_the_chunks_of_the_file_it_points_at() {
-    let src = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
-    write_definition_and_caller(src.path());
-    let engine = open(src.path(), work.path()).await;
+    let (_dir, engine) = definition_and_caller().await;
     let issue = "reload_all loses values when reloading texts\n\n\
         Calling reload_all on texts returns empty values: every result \
         that reload_all collects is empty after the first reload, and \
