@@ -399,8 +399,9 @@ impl Engine {
             // A pasted issue in hybrid mode also ranks files (see `file_arm`),
             // which reads deeper candidate lists than the arms fuse.
             let file_arm = long_text && mode == SearchMode::Hybrid && weights.files > 0.0;
-            let issue = long_text.then(|| self.issue_terms(&parsed.read));
-            if matches!(mode, SearchMode::Hybrid | SearchMode::Bm25) {
+            let reads_words = matches!(mode, SearchMode::Hybrid | SearchMode::Bm25);
+            let issue = (long_text && reads_words).then(|| self.issue_terms(&parsed.read));
+            if reads_words {
                 bm25_hits = if let Some(issue) = &issue {
                     let deep = if file_arm {
                         depth.max(self.file_params.chunk_hits)
