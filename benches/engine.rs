@@ -9,6 +9,8 @@
 
 #[path = "common.rs"]
 mod common;
+#[path = "issue_queries.rs"]
+mod issue_queries;
 #[path = "peer_tantivy.rs"]
 mod peer_tantivy;
 
@@ -16,7 +18,7 @@ use common::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use trusty_search::IndexId;
-use trusty_search::api::SearchMode;
+use trusty_search::api::{GroupBy, SearchMode, SearchRequest};
 use trusty_search::embed::{Embedder, EmbedderConfig, embedding_text, load_embedder};
 use trusty_search::index::build::{BuildOptions, build_bundle};
 use trusty_search::search::engine::Engine;
@@ -257,5 +259,86 @@ async fn query_latency() {
             s.mean,
             s.n
         );
+    }
+    issue_latency(&engine, &peer).await;
+}
+
+/// Pasted issues through `Engine::search`, as a shard runs them: reading the
+/// issue, both arms, the file arm of chunk search, file ranking. The query is
+/// embedded inside by the hash embedder (microseconds; MiniLM's cost is
+/// reported apart). The peer is stock tantivy given the whole issue.
+async fn issue_latency(engine: &Engine, peer: &peer_tantivy::StockTantivy) {
+    let rounds = 10;
+    let sizes: Vec<usize> = issue_queries::ISSUES.iter().map(|t| t.len()).collect();
+    println!(
+        "issue-length queries: {} texts of {}-{} bytes, {} rounds, top 10",
+        sizes.len(),
+        sizes.iter().min().unwrap(),
+        sizes.iter().max().unwrap(),
+        rounds
+    );
+    let mut stock = Vec::new();
+    for _ in 0..rounds {
+        for text in issue_queries::ISSUES {
+            let t = Instant::now();
+            std::hint::black_box(peer.same_fields(text, 10));
+            stock.push(t.elapsed());
+        }
+    }
+    let s = stats(&mut stock);
+    println!(
+        "  stock tantivy, whole issue (lenient QueryParser, symbol+path+content, TopDocs 10): p50 {:.2} ms p99 {:.2} ms",
+        s.p50, s.p99
+    );
+    let cases = [
+        ("chunks bm25", SearchMode::Bm25, None),
+        ("chunks hybrid", SearchMode::Hybrid, None),
+        ("files bm25", SearchMode::Bm25, Some(GroupBy::File)),
+        ("files hybrid", SearchMode::Hybrid, Some(GroupBy::File)),
+    ];
+    let request = |text: &str, mode, group_by| SearchRequest {
+        query: text.to_string(),
+        mode,
+        top_k: Some(10),
+        filters: None,
+        group_by,
+    };
+    for (label, mode, group_by) in cases {
+        let mut samples = Vec::new();
+        for _ in 0..rounds {
+            for text in issue_queries::ISSUES {
+                let req = request(text, mode, group_by);
+                let t = Instant::now();
+                std::hint::black_box(engine.search(&req).await.unwrap());
+                samples.push(t.elapsed());
+            }
+        }
+        let s = stats(&mut samples);
+        println!(
+            "  engine {label:<13}: p50 {:.2} ms p99 {:.2} ms mean {:.2} ms (n={})",
+            s.p50, s.p99, s.mean, s.n
+        );
+    }
+    for (label, text) in [
+        ("64 KiB of random identifiers", issue_queries::random_identifiers()),
+        ("500-frame backtrace", issue_queries::deep_backtrace()),
+    ] {
+        for (case, mode, group_by) in cases {
+            let mut samples = Vec::new();
+            for _ in 0..rounds {
+                let req = request(&text, mode, group_by);
+                let t = Instant::now();
+                let resp = std::hint::black_box(engine.search(&req).await.unwrap());
+                samples.push(t.elapsed());
+                assert!(!resp.hits.is_empty() || !resp.files.is_empty(), "{label}: an answer");
+            }
+            let s = stats(&mut samples);
+            println!(
+                "  {label} ({} bytes), {case:<13}: p50 {:.2} ms max {:.2} ms",
+                text.len(),
+                s.p50,
+                samples.iter().max().unwrap().as_secs_f64() * 1000.0
+            );
+        }
     }
 }
