@@ -186,6 +186,24 @@ pub fn deep_backtrace() -> String {
     out
 }
 
+/// The text's words, lowercased and split at case changes, one token each
+/// under the code analyzer: what a flat bag-of-words query of it reads.
+pub fn flat_words(text: &str) -> String {
+    let mut out = String::new();
+    for run in text.split(|c: char| !c.is_ascii_alphabetic()).filter(|r| !r.is_empty()) {
+        let mut prev_lower = false;
+        for c in run.chars() {
+            if c.is_ascii_uppercase() && prev_lower {
+                out.push(' ');
+            }
+            prev_lower = c.is_ascii_lowercase();
+            out.push(c.to_ascii_lowercase());
+        }
+        out.push(' ');
+    }
+    out
+}
+
 fn capitalise(word: &str) -> String {
     let mut chars = word.chars();
     chars

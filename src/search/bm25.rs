@@ -5,10 +5,11 @@
 //! the same code-aware analyzers as the index and turned into a flat OR of
 //! term queries over `symbol`, `path` and `content`, with symbol and path
 //! matches boosted. No input can therefore be a syntax error, and a flat
-//! union of term scorers keeps tantivy's block-WAND pruning.
+//! union of term scorers keeps tantivy's block-WAND pruning (for short
+//! queries: a pasted issue's hundreds of clauses are cheaper scored in full).
 //!
 //! Hits are collected by our own top-k loop over `Weight::for_each_pruning`
-//! rather than `TopDocs`, for three reasons: chunk ids are read from the fast
+//! (or `Weight::for_each`) rather than `TopDocs`, for three reasons: chunk ids are read from the fast
 //! field as hits arrive (no `DocAddress` round trip); the caller's `allow`
 //! predicate is applied inside the loop, so pruning only counts allowed hits
 //! and `k` allowed hits come back whenever `k` exist, without over-fetching;
@@ -56,6 +57,11 @@ pub const DEFAULT_BOOSTS: Boosts = Boosts {
 /// At most this many distinct terms per field are taken from a query, so a
 /// pasted page of code cannot build a query with thousands of clauses.
 pub const MAX_QUERY_TERMS: usize = 128;
+
+/// Unions of more term clauses than this are scored exhaustively rather than
+/// with block-max WAND, whose per-document reordering of its scorers grows
+/// with their number (a pasted issue makes hundreds; a short query tens).
+const MAX_PRUNED_CLAUSES: usize = 64;
 
 /// An opened BM25 index: one mmap-backed index and one searcher reused by
 /// every query (the index is immutable, so the searcher never needs reloading).
@@ -165,7 +171,7 @@ impl Bm25Index {
         if k == 0 {
             return Ok(Vec::new());
         }
-        let Some(mut query) = self.text_query(text) else {
+        let Some((mut query, clauses)) = self.text_query(text) else {
             return Ok(Vec::new());
         };
         if !languages.is_empty() {
@@ -189,7 +195,7 @@ impl Bm25Index {
                 ]));
             }
         }
-        self.collect(query.as_ref(), k, allow)
+        self.collect(query.as_ref(), k, allow, clauses <= MAX_PRUNED_CLAUSES)
     }
 
     /// The distinct terms of `text` under the content analyzer, in order of
@@ -223,12 +229,13 @@ impl Bm25Index {
         if clauses.is_empty() || k == 0 {
             return Ok(Vec::new());
         }
-        self.collect(&BooleanQuery::new(clauses), k, allow)
+        let prune = clauses.len() <= MAX_PRUNED_CLAUSES;
+        self.collect(&BooleanQuery::new(clauses), k, allow, prune)
     }
 
-    /// The flat boosted OR over every (field, query term); `None` when the text
-    /// has no tokens.
-    fn text_query(&self, text: &str) -> Option<Box<dyn Query>> {
+    /// The flat boosted OR over every (field, query term) and its number of
+    /// clauses; `None` when the text has no tokens.
+    fn text_query(&self, text: &str) -> Option<(Box<dyn Query>, usize)> {
         let code_terms = distinct_terms(&self.code_analyzer, text);
         // The path analyzer differs from the code analyzer only in keeping `-`
         // inside identifiers, so without a `-` the code terms are the path terms.
@@ -261,23 +268,28 @@ impl Bm25Index {
         if clauses.is_empty() {
             None
         } else {
-            Some(Box::new(BooleanQuery::new(clauses)))
+            let n = clauses.len();
+            Some((Box::new(BooleanQuery::new(clauses)), n))
         }
     }
 
-    /// Runs `query` segment by segment with block-max pruning, keeping the best
-    /// `k` allowed hits. The pruning threshold carries across segments.
+    /// Runs `query` segment by segment, keeping the best `k` allowed hits.
+    /// With `prune`, block-max WAND skips what cannot enter the top `k` (the
+    /// threshold carries across segments); without, every match is scored by
+    /// tantivy's buffered union, which is far cheaper than WAND once the union
+    /// has hundreds of term scorers to keep ordered.
     fn collect(
         &self,
         query: &dyn Query,
         k: usize,
         allow: Option<&(dyn Fn(u32) -> bool + Sync)>,
+        prune: bool,
     ) -> Result<Vec<(u32, f32)>, Bm25Error> {
         let weight = query.weight(EnableScoring::enabled_from_searcher(&self.searcher))?;
         let mut top = TopK::new(k);
         for (segment, ids) in self.searcher.segment_readers().iter().zip(&self.ids) {
             let alive = segment.alive_bitset();
-            weight.for_each_pruning(top.threshold(), segment, &mut |doc, score| {
+            let keep = |top: &mut TopK, doc, score| {
                 if alive.is_none_or(|a| a.is_alive(doc))
                     && let Some(id) = ids.first(doc)
                 {
@@ -286,8 +298,15 @@ impl Bm25Index {
                         top.push(id, score);
                     }
                 }
-                top.threshold()
-            })?;
+            };
+            if prune {
+                weight.for_each_pruning(top.threshold(), segment, &mut |doc, score| {
+                    keep(&mut top, doc, score);
+                    top.threshold()
+                })?;
+            } else {
+                weight.for_each(segment, &mut |doc, score| keep(&mut top, doc, score))?;
+            }
         }
         Ok(top.into_sorted())
     }
@@ -448,6 +467,44 @@ mod tests {
         // Fewer allowed docs than k: all of them come back.
         let few = |id: u32| id < 5;
         assert_eq!(index.search("token", 20, &[], Some(&few)).unwrap().len(), 5);
+    }
+
+    #[test]
+    fn long_queries_are_scored_in_full_with_the_same_answer_as_pruning() {
+        // 400 chunks over a vocabulary of 120 words, each chunk a different mix.
+        let words: Vec<String> = (0..120).map(|w| format!("word{w}")).collect();
+        let chunks: Vec<Chunk> = (0..400u32)
+            .map(|i| {
+                let text: Vec<&str> = (0..12)
+                    .map(|j| words[((i * 7 + j * j * 13) % 120) as usize].as_str())
+                    .collect();
+                chunk(i, &format!("src/f{}.rs", i % 40), None, &text.join(" "))
+            })
+            .collect();
+        let (_dir, index) = build(&chunks);
+        let text = words.join(" ");
+        let (query, clauses) = index.text_query(&text).unwrap();
+        assert!(
+            clauses > MAX_PRUNED_CLAUSES,
+            "{clauses} clauses take the exhaustive path"
+        );
+        for k in [5, 50, 1000] {
+            let full = index.collect(query.as_ref(), k, None, false).unwrap();
+            let pruned = index.collect(query.as_ref(), k, None, true).unwrap();
+            assert_eq!(full.len(), k.min(400));
+            // The same hits with the same scores, up to the order WAND adds
+            // clause scores in (identical chunks may differ in the last bit).
+            let by_id = |hits: &[(u32, f32)]| {
+                let mut v = hits.to_vec();
+                v.sort_by_key(|h| h.0);
+                v
+            };
+            let (a, b) = (by_id(&full), by_id(&pruned));
+            assert_eq!(ids(&a), ids(&b), "k={k}");
+            assert!(a.iter().zip(&b).all(|(x, y)| (x.1 - y.1).abs() <= 1e-4 * x.1), "k={k}");
+            assert!(full.windows(2).all(|w| w[0].1 >= w[1].1));
+            assert_eq!(index.search(&text, k, &[], None).unwrap(), full);
+        }
     }
 
     #[test]
