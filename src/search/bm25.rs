@@ -9,12 +9,13 @@
 //! queries: a pasted issue's hundreds of clauses are cheaper scored in full).
 //!
 //! Hits are collected by our own top-k loop over `Weight::for_each_pruning`
-//! (or `Weight::for_each`) rather than `TopDocs`, for three reasons: chunk ids are read from the fast
-//! field as hits arrive (no `DocAddress` round trip); the caller's `allow`
-//! predicate is applied inside the loop, so pruning only counts allowed hits
-//! and `k` allowed hits come back whenever `k` exist, without over-fetching;
-//! and ties are broken by chunk id, so results do not depend on the order in
-//! which writer threads happened to lay out documents.
+//! (or `Weight::for_each`) rather than `TopDocs`, for three reasons: chunk
+//! ids are read from the fast field as hits arrive (no `DocAddress` round
+//! trip); the caller's `allow` predicate is applied inside the loop, so
+//! pruning only counts allowed hits and `k` allowed hits come back whenever
+//! `k` exist, without over-fetching; and ties are broken by chunk id, so
+//! results do not depend on the order in which writer threads happened to
+//! lay out documents.
 //!
 //! Language filters are pushed down as a term-set filter on the raw `language`
 //! field, but skipped when the requested set covers every language the index
