@@ -265,8 +265,8 @@ async fn query_latency() {
 
 /// Pasted issues through `Engine::search`, as a shard runs them: reading the
 /// issue, both arms, the file arm of chunk search, file ranking. The query is
-/// embedded inside by the hash embedder (microseconds; MiniLM's cost is
-/// reported apart). The peer is stock tantivy given the whole issue.
+/// embedded inside by the hash embedder, which takes microseconds (MiniLM's
+/// time is not counted). The peer is stock tantivy given every word of it.
 async fn issue_latency(engine: &Engine, peer: &peer_tantivy::StockTantivy) {
     let rounds = 10;
     let sizes: Vec<usize> = issue_queries::ISSUES.iter().map(|t| t.len()).collect();
