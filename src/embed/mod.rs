@@ -26,6 +26,7 @@ pub use breaker::Breaker;
 pub use http::{HttpEmbedder, HttpEmbedderOptions};
 pub use minilm::{MINILM_DIMENSION, MINILM_ID, MINILM_MAX_TOKENS, MiniLm, MiniLmBackend, default_minilm_dir};
 
+use crate::bundle::graph::split_identifier;
 use crate::model::Chunk;
 
 /// A text → vector model. Implementations are synchronous and may be slow
@@ -172,7 +173,7 @@ pub fn embedding_text(chunk: &Chunk) -> String {
             out.push_str("::");
         }
         out.push_str(symbol);
-        let words = split_identifier(symbol);
+        let words = split_identifier(symbol).join(" ");
         if !words.is_empty() && words != symbol.to_lowercase() {
             out.push_str(" (");
             out.push_str(&words);
@@ -201,34 +202,6 @@ pub fn embedding_text(chunk: &Chunk) -> String {
         out.pop();
     }
     out
-}
-
-/// `parseHTTPResponse_v2` → "parse http response v2"; lower-case words joined by spaces.
-fn split_identifier(ident: &str) -> String {
-    let chars: Vec<char> = ident.chars().collect();
-    let mut words: Vec<String> = Vec::new();
-    let mut cur = String::new();
-    for (i, &c) in chars.iter().enumerate() {
-        if !c.is_alphanumeric() {
-            if !cur.is_empty() {
-                words.push(std::mem::take(&mut cur));
-            }
-            continue;
-        }
-        if c.is_uppercase() && !cur.is_empty() {
-            let prev = chars[i - 1];
-            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-            // Boundary at aB, and at the last capital of an acronym (HTTPResponse → HTTP Response).
-            if prev.is_lowercase() || prev.is_ascii_digit() || (prev.is_uppercase() && next_lower) {
-                words.push(std::mem::take(&mut cur));
-            }
-        }
-        cur.extend(c.to_lowercase());
-    }
-    if !cur.is_empty() {
-        words.push(cur);
-    }
-    words.join(" ")
 }
 
 fn truncate_at_char_boundary(s: &str, max: usize) -> &str {
@@ -274,10 +247,11 @@ mod tests {
 
     #[test]
     fn identifiers_split_into_words() {
-        assert_eq!(split_identifier("read_file"), "read file");
-        assert_eq!(split_identifier("parseHTTPResponse_v2"), "parse http response v2");
-        assert_eq!(split_identifier("Server"), "server");
-        assert_eq!(split_identifier("__init__"), "init");
+        let words = |s| split_identifier(s).join(" ");
+        assert_eq!(words("read_file"), "read file");
+        assert_eq!(words("parseHTTPResponse_v2"), "parse http response v2");
+        assert_eq!(words("Server"), "server");
+        assert_eq!(words("__init__"), "init");
     }
 
     #[test]
