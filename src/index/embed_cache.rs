@@ -6,7 +6,10 @@
 //! that file's chunks, keyed by a digest of the file's path and text, so any
 //! index in the store with the same file at the same path reuses it. A per-index
 //! path map remembers which pack each path used last time: when a file changes,
-//! its old pack still supplies the vectors of the chunks that did not.
+//! its old pack still supplies the vectors of the chunks that did not. A path
+//! this index never built falls back to the pack any index of the store last
+//! wrote for it, so a new index of another branch or commit of a repository
+//! embeds only the chunks that differ.
 //!
 //! A vector is only ever taken for a chunk whose embedding text hashes to the
 //! same value under the same embedder, so a stale or foreign pack can cost a
@@ -26,7 +29,9 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::IndexId;
-use crate::storage::layout::{EMBED_CACHE_DIR, INDEXES_DIR, embed_pack_key, embed_paths_key, embed_paths_prefix};
+use crate::storage::layout::{
+    EMBED_CACHE_DIR, INDEXES_DIR, embed_latest_key, embed_pack_key, embed_paths_key, embed_paths_prefix,
+};
 use crate::storage::store::{Store, StoreError};
 
 /// sha256 of a chunk's embedding text.
@@ -209,7 +214,9 @@ impl EmbedCache {
             return out;
         }
         let last = self.last_paths().await;
-        let old: Vec<String> = missing.iter().filter_map(|p| last.get(*p).cloned()).collect();
+        let (mapped, unmapped): (Vec<&String>, Vec<&String>) = missing.into_iter().partition(|p| last.contains_key(*p));
+        let mut old: Vec<String> = mapped.iter().filter_map(|p| last.get(*p).cloned()).collect();
+        old.extend(self.latest_packs(&unmapped).await);
         for entries in self.fetch_packs(old).await.into_iter().flatten() {
             out.vectors.extend(entries);
         }
@@ -226,28 +233,31 @@ impl EmbedCache {
         hashes: &[TextHash],
         vectors: &[Vec<f32>],
     ) -> usize {
-        let new: Vec<(String, Bytes)> = files
+        let new: Vec<(&str, String, Bytes)> = files
             .iter()
             .zip(write)
             .filter(|(f, w)| **w && !f.rows.is_empty())
             .map(|(f, _)| f)
             .map(|f| {
                 (
+                    f.path.as_str(),
                     self.pack_name(f),
                     encode_pack(self.dimension, f.rows.clone(), hashes, vectors),
                 )
             })
             .collect();
         let written = futures::stream::iter(new)
-            .map(|(pack, bytes)| async move {
+            .map(|(path, pack, bytes)| async move {
                 let key = embed_pack_key(&self.model, &pack);
-                match self.store.put(&key, bytes).await {
-                    Ok(()) => 1,
-                    Err(e) => {
-                        tracing::warn!(key, error = %e, "could not write an embedding pack; the next build re-embeds this file");
-                        0
-                    }
+                if let Err(e) = self.store.put(&key, bytes).await {
+                    tracing::warn!(key, error = %e, "could not write an embedding pack; the next build re-embeds this file");
+                    return 0;
                 }
+                let latest = embed_latest_key(&self.model, &path_digest(path));
+                if let Err(e) = self.store.put(&latest, Bytes::from(pack)).await {
+                    tracing::warn!(key = latest, error = %e, "could not point this path at its new embedding pack");
+                }
+                1
             })
             .buffer_unordered(CONCURRENCY)
             .fold(0usize, |n, w| async move { n + w })
@@ -284,6 +294,33 @@ impl EmbedCache {
         }
     }
 
+    /// The packs any index of the store last wrote for these paths (those
+    /// that have one). A pointer that is unreadable or names no pack is a miss.
+    async fn latest_packs(&self, paths: &[&String]) -> Vec<String> {
+        futures::stream::iter(paths)
+            .map(|path| async move {
+                let key = embed_latest_key(&self.model, &path_digest(path));
+                match self.store.get(&key).await {
+                    Ok(bytes) => match std::str::from_utf8(&bytes) {
+                        Ok(pack) if is_pack_name(pack) => Some(pack.to_string()),
+                        _ => {
+                            tracing::warn!(key, "ignoring an unreadable embedding pack pointer");
+                            None
+                        }
+                    },
+                    Err(StoreError::NotFound { .. }) => None,
+                    Err(e) => {
+                        tracing::warn!(key, error = %e, "cannot read an embedding pack pointer; embedding instead");
+                        None
+                    }
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .filter_map(std::future::ready)
+            .collect()
+            .await
+    }
+
     /// Fetches packs by name, in order; `None` for a missing or unusable pack.
     async fn fetch_packs(&self, packs: Vec<String>) -> Vec<Option<Vec<(TextHash, Vec<f32>)>>> {
         futures::stream::iter(packs)
@@ -308,6 +345,17 @@ impl EmbedCache {
             .collect()
             .await
     }
+}
+
+/// Hex sha256 of a path: paths are repository text, not key-safe.
+fn path_digest(path: &str) -> String {
+    hex::encode(Sha256::digest(path.as_bytes()))
+}
+
+/// Pack names are hex sha256 digests; anything else read back from the store
+/// is not used in a key.
+fn is_pack_name(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// `MAGIC`, dimension and count (u32 LE), then per chunk its text hash and
@@ -406,12 +454,22 @@ mod tests {
         assert_eq!(second.vectors.len(), 3);
         assert_eq!(second.vectors[&hashes[1]], vectors[1]);
 
-        // Another index of the same store shares the unchanged file's pack, not
-        // the first index's path map.
+        // Another index of the same store (another branch of the repository)
+        // shares the unchanged file's pack, and a.py's chunks through the
+        // pack the store last wrote for that path.
         let other = EmbedCache::new(store.clone(), IndexId::new("other").unwrap(), "test-embedder", 2);
         let shared = other.recall(&files2).await;
         assert_eq!(shared.present, HashSet::from(["b.py".to_string()]));
-        assert_eq!(shared.vectors.len(), 1);
+        assert_eq!(shared.vectors.len(), 3);
+        assert_eq!(shared.vectors[&hashes[0]], vectors[0]);
+
+        // A damaged pointer costs a miss, not the build.
+        let latest = embed_latest_key(&other.model, &path_digest("a.py"));
+        store
+            .put(&latest, Bytes::from_static(b"../../etc/passwd"))
+            .await
+            .unwrap();
+        assert_eq!(other.recall(&files2).await.vectors.len(), 1);
 
         // A different embedder never sees these vectors.
         let foreign = EmbedCache::new(store, IndexId::new("idx").unwrap(), "another-model", 2);
@@ -482,6 +540,11 @@ mod tests {
 
         let err = prune(&store, std::time::Duration::ZERO, false).await.unwrap_err();
         assert!(matches!(err, PruneError::PathMap { .. }), "{err}");
-        assert_eq!(store.list(EMBED_CACHE_DIR).await.unwrap().len(), 2, "nothing deleted");
+        let packs = store.list(EMBED_CACHE_DIR).await.unwrap();
+        assert_eq!(
+            packs.iter().filter(|o| o.key.ends_with(".vec")).count(),
+            2,
+            "nothing deleted"
+        );
     }
 }

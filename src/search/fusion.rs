@@ -57,10 +57,14 @@ impl FusionWeights {
     /// from hundreds of weighted terms and say little about how far apart two
     /// hits are, so ranks fuse better than scores here; the file ranking
     /// weighs most, as it reads what the issue points at (docs/EVAL.md).
+    /// The nearest chunks to a whole issue are evidence about files, not
+    /// answers: they reach the ranking through the file arm only, since as
+    /// chunks of their own they push the right file out of the top ranks.
     pub fn long_text() -> Self {
         FusionWeights {
             method: FusionMethod::Rrf,
             bm25: 0.3,
+            vector: 0.0,
             files: 3.0,
             ..FusionWeights::default()
         }

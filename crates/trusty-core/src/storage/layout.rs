@@ -6,6 +6,7 @@
 //! indexes/{index_id}/versions/{version}/{file}       every file the manifest lists
 //! indexes/{index_id}/embed-cache/{model}.json        path → pack of this index's last build
 //! embed-cache/{model}/files/{pack}.vec               vectors of one file's chunks (shared)
+//! embed-cache/{model}/latest/{path digest}           the pack a path was last written to, by any index
 //! ```
 //!
 //! Keys are only ever built from a validated [`IndexId`], a validated version
@@ -52,6 +53,12 @@ pub const EMBED_CACHE_DIR: &str = "embed-cache";
 /// the builder, never user text.
 pub fn embed_pack_key(model: &str, pack: &str) -> String {
     format!("{EMBED_CACHE_DIR}/{model}/files/{pack}.vec")
+}
+
+/// The name of the pack last written for one path by any index of the store;
+/// `model` and `path_digest` are hex digests made by the builder.
+pub fn embed_latest_key(model: &str, path_digest: &str) -> String {
+    format!("{EMBED_CACHE_DIR}/{model}/latest/{path_digest}")
 }
 
 /// Where every embedder's path map of one index lives.
