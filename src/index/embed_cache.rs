@@ -29,6 +29,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::IndexId;
+use crate::model::sha256_hex;
 use crate::storage::layout::{
     EMBED_CACHE_DIR, INDEXES_DIR, embed_latest_key, embed_pack_key, embed_paths_key, embed_paths_prefix,
 };
@@ -253,7 +254,7 @@ impl EmbedCache {
                     tracing::warn!(key, error = %e, "could not write an embedding pack; the next build re-embeds this file");
                     return 0;
                 }
-                let latest = embed_latest_key(&self.model, &path_digest(path));
+                let latest = embed_latest_key(&self.model, &sha256_hex(path.as_bytes()));
                 if let Err(e) = self.store.put(&latest, Bytes::from(pack)).await {
                     tracing::warn!(key = latest, error = %e, "could not point this path at its new embedding pack");
                 }
@@ -299,7 +300,7 @@ impl EmbedCache {
     async fn latest_packs(&self, paths: &[&String]) -> Vec<String> {
         futures::stream::iter(paths)
             .map(|path| async move {
-                let key = embed_latest_key(&self.model, &path_digest(path));
+                let key = embed_latest_key(&self.model, &sha256_hex(path.as_bytes()));
                 match self.store.get(&key).await {
                     Ok(bytes) => match std::str::from_utf8(&bytes) {
                         Ok(pack) if is_pack_name(pack) => Some(pack.to_string()),
@@ -345,11 +346,6 @@ impl EmbedCache {
             .collect()
             .await
     }
-}
-
-/// Hex sha256 of a path: paths are repository text, not key-safe.
-fn path_digest(path: &str) -> String {
-    hex::encode(Sha256::digest(path.as_bytes()))
 }
 
 /// Pack names are hex sha256 digests; anything else read back from the store
@@ -464,7 +460,7 @@ mod tests {
         assert_eq!(shared.vectors[&hashes[0]], vectors[0]);
 
         // A damaged pointer costs a miss, not the build.
-        let latest = embed_latest_key(&other.model, &path_digest("a.py"));
+        let latest = embed_latest_key(&other.model, &sha256_hex(b"a.py"));
         store
             .put(&latest, Bytes::from_static(b"../../etc/passwd"))
             .await
