@@ -220,6 +220,34 @@ pub struct Chunk {
 
 pub use trusty_core::sha256_hex;
 
+/// Identifier parts, lower-cased, as the graph's name lookup and the embedder's
+/// symbol words both spell them: `parseHTTPRequest_v2` → `parse`, `http`, `request`, `v2`.
+pub(crate) fn split_identifier(name: &str) -> Vec<String> {
+    let chars: Vec<char> = name.chars().collect();
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        if !c.is_alphanumeric() {
+            if !cur.is_empty() {
+                parts.push(std::mem::take(&mut cur));
+            }
+            continue;
+        }
+        if c.is_uppercase() && !cur.is_empty() {
+            let prev = chars[i - 1];
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            if prev.is_lowercase() || prev.is_numeric() || (prev.is_uppercase() && next_lower) {
+                parts.push(std::mem::take(&mut cur));
+            }
+        }
+        cur.extend(c.to_lowercase());
+    }
+    if !cur.is_empty() {
+        parts.push(cur);
+    }
+    parts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,5 +279,14 @@ mod tests {
             assert_eq!(serde_json::to_string(&l).unwrap(), format!("\"{}\"", l.as_str()));
         }
         assert_eq!(seen.len(), ROWS.len());
+    }
+
+    #[test]
+    fn identifiers_split_on_case_and_separators() {
+        assert_eq!(
+            split_identifier("parseHTTPRequest_v2"),
+            ["parse", "http", "request", "v2"]
+        );
+        assert_eq!(split_identifier("CodeGraph"), ["code", "graph"]);
     }
 }

@@ -26,8 +26,7 @@ pub use breaker::Breaker;
 pub use http::{HttpEmbedder, HttpEmbedderOptions};
 pub use minilm::{MINILM_DIMENSION, MINILM_ID, MINILM_MAX_TOKENS, MiniLm, MiniLmBackend, default_minilm_dir};
 
-use crate::bundle::graph::split_identifier;
-use crate::model::Chunk;
+use crate::model::{Chunk, split_identifier};
 
 /// A text → vector model. Implementations are synchronous and may be slow
 /// (tens of milliseconds per batch): call them from `spawn_blocking` or rayon,

@@ -34,9 +34,9 @@ use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 
 use crate::api::{GraphReason, OutlineSymbol, SymbolHit, SymbolRelation};
-use crate::bundle::graph::{CodeGraph, EdgeKind, NodeKind, SymbolNode, split_call, split_identifier};
+use crate::bundle::graph::{CodeGraph, EdgeKind, NodeKind, SymbolNode, split_call};
 use crate::heap_size;
-use crate::model::{Chunk, SymbolKind};
+use crate::model::{Chunk, SymbolKind, split_identifier};
 
 /// Deepest caller/callee walk a request may ask for.
 pub const MAX_DEPTH: u32 = 5;

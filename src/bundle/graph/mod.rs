@@ -62,7 +62,7 @@ pub use codec::GRAPH_FORMAT_VERSION;
 
 use crate::heap_size;
 use crate::model::SymbolKind;
-pub(crate) use names::{split_call, split_identifier};
+pub(crate) use names::split_call;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {

@@ -1,4 +1,4 @@
-//! Name helpers shared by the graph builder (call resolution) and the
+//! Call-name parsing shared by the graph builder (call resolution) and the
 //! search side (name lookup).
 
 /// Splits a call expression into (qualifier, name): `Foo::new` → (`Foo`, `new`),
@@ -25,31 +25,4 @@ pub(crate) fn split_call(call: &str) -> Option<(Option<&str>, &str)> {
         return None;
     }
     Some((prev, name))
-}
-
-/// Identifier parts, lower-cased: `parseHTTPRequest_v2` → `parse`, `http`, `request`, `v2`.
-pub(crate) fn split_identifier(name: &str) -> Vec<String> {
-    let chars: Vec<char> = name.chars().collect();
-    let mut parts = Vec::new();
-    let mut cur = String::new();
-    for (i, &c) in chars.iter().enumerate() {
-        if !c.is_alphanumeric() {
-            if !cur.is_empty() {
-                parts.push(std::mem::take(&mut cur));
-            }
-            continue;
-        }
-        if c.is_uppercase() && !cur.is_empty() {
-            let prev = chars[i - 1];
-            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-            if prev.is_lowercase() || prev.is_numeric() || (prev.is_uppercase() && next_lower) {
-                parts.push(std::mem::take(&mut cur));
-            }
-        }
-        cur.extend(c.to_lowercase());
-    }
-    if !cur.is_empty() {
-        parts.push(cur);
-    }
-    parts
 }

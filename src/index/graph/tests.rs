@@ -4,7 +4,7 @@ use petgraph::Direction;
 use petgraph::graph::NodeIndex;
 
 use super::*;
-use crate::bundle::graph::{split_call, split_identifier};
+use crate::bundle::graph::split_call;
 use crate::test_support::{function as f, symbol_chunk as chunk};
 
 fn sym_node(g: &CodeGraph, chunk_id: u32) -> NodeIndex {
@@ -336,11 +336,6 @@ fn call_names_and_identifier_parts() {
     assert_eq!(split_call("p->next"), Some((Some("p"), "next")));
     assert_eq!(split_call("parse"), Some((None, "parse")));
     assert_eq!(split_call("()"), None);
-    assert_eq!(
-        split_identifier("parseHTTPRequest_v2"),
-        ["parse", "http", "request", "v2"]
-    );
-    assert_eq!(split_identifier("CodeGraph"), ["code", "graph"]);
     assert_eq!(expand_braces("crate::a::{b, c::D}"), ["crate::a::b", "crate::a::c::D"]);
 }
 
