@@ -280,19 +280,28 @@ impl EmbedCache {
         written
     }
 
-    async fn last_paths(&self) -> HashMap<String, String> {
-        let key = embed_paths_key(&self.index, &self.model);
-        match self.store.get(&key).await {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::warn!(key, error = %e, "ignoring an unreadable embedding path map");
-                HashMap::new()
-            }),
-            Err(StoreError::NotFound { .. }) => HashMap::new(),
+    /// The object at `key`, or `None` when it is absent or cannot be read: the
+    /// cache only saves work, so a store fault here means embedding instead.
+    async fn get_optional(&self, key: &str, what: &str) -> Option<Bytes> {
+        match self.store.get(key).await {
+            Ok(bytes) => Some(bytes),
+            Err(StoreError::NotFound { .. }) => None,
             Err(e) => {
-                tracing::warn!(key, error = %e, "cannot read the embedding path map");
-                HashMap::new()
+                tracing::warn!(key, error = %e, "cannot read {what}; embedding instead");
+                None
             }
         }
+    }
+
+    async fn last_paths(&self) -> HashMap<String, String> {
+        let key = embed_paths_key(&self.index, &self.model);
+        let Some(bytes) = self.get_optional(&key, "the embedding path map").await else {
+            return HashMap::new();
+        };
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(key, error = %e, "ignoring an unreadable embedding path map");
+            HashMap::new()
+        })
     }
 
     /// The packs any index of the store last wrote for these paths (those
@@ -301,17 +310,11 @@ impl EmbedCache {
         futures::stream::iter(paths)
             .map(|path| async move {
                 let key = embed_latest_key(&self.model, &sha256_hex(path.as_bytes()));
-                match self.store.get(&key).await {
-                    Ok(bytes) => match std::str::from_utf8(&bytes) {
-                        Ok(pack) if is_pack_name(pack) => Some(pack.to_string()),
-                        _ => {
-                            tracing::warn!(key, "ignoring an unreadable embedding pack pointer");
-                            None
-                        }
-                    },
-                    Err(StoreError::NotFound { .. }) => None,
-                    Err(e) => {
-                        tracing::warn!(key, error = %e, "cannot read an embedding pack pointer; embedding instead");
+                let bytes = self.get_optional(&key, "an embedding pack pointer").await?;
+                match std::str::from_utf8(&bytes) {
+                    Ok(pack) if is_pack_name(pack) => Some(pack.to_string()),
+                    _ => {
+                        tracing::warn!(key, "ignoring an unreadable embedding pack pointer");
                         None
                     }
                 }
@@ -327,17 +330,11 @@ impl EmbedCache {
         futures::stream::iter(packs)
             .map(|pack| async move {
                 let key = embed_pack_key(&self.model, &pack);
-                match self.store.get(&key).await {
-                    Ok(bytes) => match decode_pack(self.dimension, &bytes) {
-                        Ok(entries) => Some(entries),
-                        Err(reason) => {
-                            tracing::warn!(key, reason, "ignoring a corrupt embedding pack");
-                            None
-                        }
-                    },
-                    Err(StoreError::NotFound { .. }) => None,
-                    Err(e) => {
-                        tracing::warn!(key, error = %e, "cannot read an embedding pack; embedding instead");
+                let bytes = self.get_optional(&key, "an embedding pack").await?;
+                match decode_pack(self.dimension, &bytes) {
+                    Ok(entries) => Some(entries),
+                    Err(reason) => {
+                        tracing::warn!(key, reason, "ignoring a corrupt embedding pack");
                         None
                     }
                 }
