@@ -22,6 +22,7 @@ use trusty_search::api::{GroupBy, SearchMode, SearchRequest};
 use trusty_search::embed::{Embedder, EmbedderConfig, embedding_text, load_embedder};
 use trusty_search::index::build::{BuildOptions, build_bundle};
 use trusty_search::search::engine::Engine;
+use trusty_search::search::files::FileRankParams;
 use trusty_search::search::query::ParsedQuery;
 use trusty_search::storage::layout::bundle;
 
@@ -190,7 +191,7 @@ async fn query_latency() {
         m.total_bytes() as f64 / 1e6,
         m.total_bytes() as f64 / m.counts.source_bytes.max(1) as f64
     );
-    let engine = Engine::open(&report.dir, report.manifest.clone(), Some(embedder.clone()))
+    let mut engine = Engine::open(&report.dir, report.manifest.clone(), Some(embedder.clone()))
         .await
         .unwrap();
     let rounds = 5;
@@ -260,6 +261,18 @@ async fn query_latency() {
             s.n
         );
     }
+    issue_latency(&engine, &peer).await;
+    // The same issues with file ranking reading the vector arm twice as deep:
+    // what the depth costs, beside the default in the same run.
+    let deeper = FileRankParams {
+        vector_hits: FileRankParams::default().vector_hits * 2,
+        ..FileRankParams::default()
+    };
+    println!(
+        "issue-length queries again, file ranking's vector depth {}:",
+        deeper.vector_hits
+    );
+    engine.set_file_params(deeper);
     issue_latency(&engine, &peer).await;
 }
 

@@ -50,7 +50,8 @@ pub struct FileRankParams {
     pub modules: f32,
     /// Weight of the file's nearest chunk to the query embedding.
     pub vectors: f32,
-    /// Nearest chunks retrieved for that evidence.
+    /// Nearest chunks retrieved for that evidence; the ANN search costs more
+    /// the deeper it reads.
     pub vector_hits: usize,
     /// Extra query-term weight for words of the title (first line).
     pub title_boost: f32,
@@ -81,7 +82,7 @@ impl Default for FileRankParams {
             mentions: 1.0,
             modules: 0.1,
             vectors: 0.5,
-            vector_hits: 200,
+            vector_hits: 100,
             title_boost: 2.0,
             chunk_top: 5,
             chunk_decay: 0.6,
