@@ -555,7 +555,7 @@ impl Engine {
         if let Some(allow) = allow {
             ranked.retain(|r| !r.chunks.is_empty() || self.files.first_chunk(r.file).is_some_and(allow));
         }
-        if query.shape == Shape::Identifier {
+        if query.shape == Shape::Identifier && params.definers_first {
             let definers: Vec<u32> = self
                 .graph
                 .chunks_for_symbol(parsed.text.trim())

@@ -70,6 +70,9 @@ pub struct FileRankParams {
     /// Score multiplier of tests (or docs) when the title asks for them: a
     /// title about tests is as often about the test machinery as about a test.
     pub asked_prior: f32,
+    /// A query that is one identifier asks where it is defined: the files
+    /// defining it go first, in ranked order (`definers_first=0` turns it off).
+    pub definers_first: bool,
 }
 
 impl Default for FileRankParams {
@@ -91,6 +94,7 @@ impl Default for FileRankParams {
             doc_prior: 0.3,
             vendor_prior: 0.1,
             asked_prior: 0.5,
+            definers_first: true,
         }
     }
 }
@@ -119,6 +123,7 @@ impl FileRankParams {
             "doc_prior" => self.doc_prior = number,
             "vendor_prior" => self.vendor_prior = number,
             "asked_prior" => self.asked_prior = number,
+            "definers_first" => self.definers_first = number != 0.0,
             other => return Err(format!("unknown file-ranking parameter {other:?}")),
         }
         Ok(())
@@ -773,6 +778,8 @@ mod tests {
         p.set("test_prior=1").unwrap();
         p.set("chunk_top = 3").unwrap();
         assert_eq!((p.test_prior, p.chunk_top), (1.0, 3));
+        p.set("definers_first=0").unwrap();
+        assert!(!p.definers_first);
         assert!(p.set("nope=1").unwrap_err().contains("unknown"));
         assert!(p.set("path").unwrap_err().contains("NAME=VALUE"));
         assert!(p.set("path=x").unwrap_err().contains("not a non-negative number"));

@@ -8,6 +8,7 @@ use trusty_search::IndexId;
 use trusty_search::api::{GroupBy, SearchMode, SearchRequest};
 use trusty_search::index::build::{BuildOptions, build_bundle};
 use trusty_search::search::engine::Engine;
+use trusty_search::search::files::FileRankParams;
 
 /// One definition of `parse_settings` in a file whose path does not say so,
 /// and a wrapper named after it, in a file whose path does, that names it
@@ -84,11 +85,12 @@ fn request(query: &str, mode: SearchMode, group_by: Option<GroupBy>) -> SearchRe
 
 /// A query that is just a name asks where that name is defined: the
 /// definition comes first although a caller matches the words better, in
-/// chunk and in file search. The BM25 arm alone is the control: without it
-/// ranking the caller first, this test would prove nothing.
+/// chunk and in file search. The controls, the BM25 arm alone and file
+/// ranking with `definers_first` off, rank the caller first: without them
+/// this test would prove nothing.
 #[tokio::test]
 async fn a_name_alone_finds_its_definition_before_its_callers() {
-    let (_dir, engine) = definition_and_caller().await;
+    let (_dir, mut engine) = definition_and_caller().await;
 
     let bm25_words = engine
         .bm25()
@@ -122,16 +124,25 @@ async fn a_name_alone_finds_its_definition_before_its_callers() {
         );
     }
 
-    let files = engine
-        .search(&request("parse_settings", SearchMode::Bm25, Some(GroupBy::File)))
-        .await
-        .unwrap()
-        .files;
+    let file_search = request("parse_settings", SearchMode::Bm25, Some(GroupBy::File));
+    let files = engine.search(&file_search).await.unwrap().files;
     assert_eq!(
         files[0].path,
         "app/config.py",
         "{:?}",
         files.iter().map(|f| &f.path).collect::<Vec<_>>()
+    );
+
+    engine.set_file_params(FileRankParams {
+        definers_first: false,
+        ..FileRankParams::default()
+    });
+    let on_evidence = engine.search(&file_search).await.unwrap().files;
+    assert_eq!(
+        on_evidence[0].path,
+        "app/settings_cli.py",
+        "control: file ranking's evidence alone should rank the caller first ({:?})",
+        on_evidence.iter().map(|f| &f.path).collect::<Vec<_>>()
     );
 }
 
