@@ -13,6 +13,9 @@
 //! - the embedder hanging from 50% to 60% of the run,
 //! - a fourth shard joining at 70%.
 //!
+//! With `SOAK_FIT=1` the budgets hold every index instead (the working set
+//! fits), to see that restores then follow only those events.
+//!
 //! The router runs in this process (`router::server::start_with_members`, the
 //! code the router binary runs), fed the shard list directly so a shard can
 //! join. Prints per-route latency and failures, shard RSS and cache bytes
@@ -463,8 +466,14 @@ async fn main() {
         ids.push(id);
     }
     accounting.print();
-    let memory_budget = total_memory / 3;
-    let disk_budget = total_disk / 2;
+    // `SOAK_FIT=1` sizes each shard for every index, so the working set fits
+    // and restores should follow only the faults, reloads and the join.
+    let fit = std::env::var("SOAK_FIT").is_ok_and(|v| v == "1");
+    let (memory_budget, disk_budget) = if fit {
+        (total_memory + total_memory / 4, total_disk + total_disk / 4)
+    } else {
+        (total_memory / 3, total_disk / 2)
+    };
     println!(
         "{} indexes from registry crates built in {:.0} s: {:.1} MB resident (estimated), {:.1} MB on disk; \
          per-shard budgets: memory {:.1} MB, disk {:.1} MB; replicas 2",
