@@ -1,5 +1,6 @@
 //! The vocabulary every layer shares: languages, symbol kinds and the chunk,
-//! the unit that is indexed, ranked and returned.
+//! the unit that is indexed, ranked and returned; and how an identifier
+//! splits into words, which the graph and the embedder must agree on.
 
 use serde::{Deserialize, Serialize};
 
