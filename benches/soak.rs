@@ -647,10 +647,13 @@ async fn main() {
             .unwrap();
         tasks.push(tokio::spawn(async move {
             let mut last_minute = Instant::now();
-            let mut loads_then = 0f64;
+            // Each shard's load counter as last read, by process: a restarted
+            // shard counts from zero again (loads in the last 250 ms before a
+            // kill are not seen).
+            let mut last_loads: Vec<(u32, f64)> = vec![(0, 0.0); 4];
+            let mut loads_this_minute = 0f64;
             while !stop.load(Ordering::Relaxed) {
                 let now = running.lock().clone();
-                let mut loads_now = 0f64;
                 for (i, (pid, url)) in now.iter().enumerate() {
                     if *pid == 0 {
                         continue;
@@ -683,16 +686,27 @@ async fn main() {
                         e.counted = e.counted.max(counted);
                         e.heap_thread_caches = e.heap_thread_caches.max(cached);
                     }
-                    loads_now += support::http::sample(&text, "trusty_index_loads_total");
+                    // An unanswered scrape (a dying shard) says nothing about its count.
+                    if !text.is_empty() {
+                        let loads = support::http::sample(&text, "trusty_index_loads_total");
+                        let (last_pid, last) = last_loads[i];
+                        loads_this_minute += if last_pid == *pid {
+                            (loads - last).max(0.0)
+                        } else {
+                            loads
+                        };
+                        last_loads[i] = (*pid, loads);
+                    }
                 }
                 if last_minute.elapsed() >= Duration::from_secs(60) {
-                    // Counters restart with a killed shard; negative minutes are clamped.
-                    loads_by_minute.lock().push((loads_now - loads_then).max(0.0));
-                    loads_then = loads_now;
+                    loads_by_minute.lock().push(loads_this_minute);
+                    loads_this_minute = 0.0;
                     last_minute = Instant::now();
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
+            // The last, partial minute: restores near the end count too.
+            loads_by_minute.lock().push(loads_this_minute);
         }));
     }
 
@@ -864,7 +878,7 @@ async fn main() {
         );
     }
     let per_minute = loads_by_minute.lock().clone();
-    println!("restores per minute (all shards): {per_minute:?}");
+    println!("restores per minute (all shards; the last entry is the partial minute before the stop): {per_minute:?}");
     println!(
         "router ejections: {}",
         metric(&base, "trusty_router_ejections_total").await
