@@ -466,8 +466,8 @@ async fn main() {
         ids.push(id);
     }
     accounting.print();
-    // `SOAK_FIT=1` sizes each shard for every index, so the working set fits
-    // and restores should follow only the faults, reloads and the join.
+    // Budgets: a third of the memory and half the disk the indexes need, or
+    // with `SOAK_FIT=1` all of it and a quarter more (see the module doc).
     let fit = std::env::var("SOAK_FIT").is_ok_and(|v| v == "1");
     let (memory_budget, disk_budget) = if fit {
         (total_memory + total_memory / 4, total_disk + total_disk / 4)
