@@ -192,6 +192,11 @@ impl EmbedCache {
         hex::encode(Sha256::digest(format!("{}\0{}", file.path, file.text_sha).as_bytes()))
     }
 
+    /// Where the store-wide pointer to `path`'s newest pack lives.
+    fn latest_key(&self, path: &str) -> String {
+        embed_latest_key(&self.model, &sha256_hex(path.as_bytes()))
+    }
+
     /// Every cached vector that may serve these files: their own packs, and for
     /// files without one, the pack their path had in this index's last build.
     pub async fn recall(&self, files: &[FileRows]) -> Recalled {
@@ -254,7 +259,7 @@ impl EmbedCache {
                     tracing::warn!(key, error = %e, "could not write an embedding pack; the next build re-embeds this file");
                     return 0;
                 }
-                let latest = embed_latest_key(&self.model, &sha256_hex(path.as_bytes()));
+                let latest = self.latest_key(path);
                 if let Err(e) = self.store.put(&latest, Bytes::from(pack)).await {
                     tracing::warn!(key = latest, error = %e, "could not point this path at its new embedding pack");
                 }
@@ -309,7 +314,7 @@ impl EmbedCache {
     async fn latest_packs(&self, paths: &[&String]) -> Vec<String> {
         futures::stream::iter(paths)
             .map(|path| async move {
-                let key = embed_latest_key(&self.model, &sha256_hex(path.as_bytes()));
+                let key = self.latest_key(path);
                 let bytes = self.get_optional(&key, "an embedding pack pointer").await?;
                 match std::str::from_utf8(&bytes) {
                     Ok(pack) if is_pack_name(pack) => Some(pack.to_string()),
@@ -457,7 +462,7 @@ mod tests {
         assert_eq!(shared.vectors[&hashes[0]], vectors[0]);
 
         // A damaged pointer costs a miss, not the build.
-        let latest = embed_latest_key(&other.model, &sha256_hex(b"a.py"));
+        let latest = other.latest_key("a.py");
         store
             .put(&latest, Bytes::from_static(b"../../etc/passwd"))
             .await
