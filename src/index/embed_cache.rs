@@ -198,7 +198,8 @@ impl EmbedCache {
     }
 
     /// Every cached vector that may serve these files: their own packs, and for
-    /// files without one, the pack their path had in this index's last build.
+    /// files without one, the pack their path had in this index's last build,
+    /// or else the pack any index of the store last wrote for that path.
     pub async fn recall(&self, files: &[FileRows]) -> Recalled {
         let mut out = Recalled::default();
         let own: Vec<(String, String)> = files.iter().map(|f| (f.path.clone(), self.pack_name(f))).collect();
@@ -220,8 +221,14 @@ impl EmbedCache {
             return out;
         }
         let last = self.last_paths().await;
-        let (mapped, unmapped): (Vec<&String>, Vec<&String>) = missing.into_iter().partition(|p| last.contains_key(*p));
-        let mut old: Vec<String> = mapped.iter().filter_map(|p| last.get(*p).cloned()).collect();
+        let mut old = Vec::new();
+        let mut unmapped = Vec::new();
+        for path in missing {
+            match last.get(path) {
+                Some(pack) => old.push(pack.clone()),
+                None => unmapped.push(path),
+            }
+        }
         old.extend(self.latest_packs(&unmapped).await);
         for entries in self.fetch_packs(old).await.into_iter().flatten() {
             out.vectors.extend(entries);
