@@ -8,7 +8,8 @@
 #   scripts/eval-swe-dev.sh INSTANCES.jsonl [NAME "--file-param k=v ..."]...
 #
 # A NAME starting with `chunks-` evaluates chunk search with its flags
-# (e.g. "--long-text-fusion bm25=0.3") instead of file search.
+# (e.g. "--long-text-fusion bm25=0.3", or "--file-param vector_hits=50" for
+# its file arm) instead of file search.
 #
 # INSTANCES.jsonl comes from `prep.py --mirrors ... --out DIR` (DIR/instances.jsonl).
 # EMBEDDER=minilm builds with vectors (one store per repository, so the

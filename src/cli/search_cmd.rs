@@ -43,9 +43,10 @@ pub struct SearchArgs {
     /// handled?" and pasted issues or stack traces.
     #[arg(long)]
     pub files: bool,
-    /// With --files: set a file-ranking weight or prior, e.g. `test_prior=1`
-    /// (repeatable; names in `FileRankParams`). For evaluation sweeps.
-    #[arg(long = "file-param", requires = "files")]
+    /// Set a file-ranking weight or prior, e.g. `test_prior=1` (repeatable;
+    /// names in `FileRankParams`). Applies to `--files` and to the file arm
+    /// chunk search fuses for a pasted issue. For evaluation sweeps.
+    #[arg(long = "file-param")]
     pub file_params: Vec<String>,
     /// Set a fusion weight for issue-shaped and stack-trace queries in chunk
     /// search, e.g. `bm25=0.3` (repeatable; names in `FusionWeights`). For
