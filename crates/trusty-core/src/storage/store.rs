@@ -93,8 +93,9 @@ static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<object_store::memory::I
 impl Store {
     /// Opens a store from its URL; a bare path is a local directory.
     pub fn open(url: &str) -> Result<Store, StoreError> {
+        // Errors are logged and returned to clients: never with the URL's secrets.
         let invalid = |reason: &str| StoreError::InvalidUrl {
-            url: url.to_string(),
+            url: redact(url),
             reason: reason.to_string(),
         };
         if !url.contains("://") {
@@ -573,6 +574,8 @@ mod tests {
             Err(StoreError::InvalidUrl { .. })
         ));
         assert_eq!(redact("s3://b/p?secret=abc"), "s3://b/p?<redacted>");
+        let err = Store::open("ftp://x/y?secret_key=hunter2").unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]
