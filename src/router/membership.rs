@@ -30,8 +30,6 @@ pub enum MembershipError {
     BadDns(String),
     #[error("invalid --shards-k8s {0:?}: expected namespace/service")]
     BadK8s(String),
-    #[error("kubernetes client: {0}")]
-    Kube(String),
 }
 
 /// Parses `s0=http://127.0.0.1:7001,s1=http://127.0.0.1:7002`.

@@ -9,6 +9,27 @@ use crate::server::serve;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// Why a router could not start; each keeps the error underneath it.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("give one of --shards, --shards-dns or --shards-k8s")]
+    NoMembership,
+    #[error(transparent)]
+    Membership(#[from] membership::MembershipError),
+    #[error("connecting to the Kubernetes API for --shards-k8s")]
+    Kube(#[source] kube::Error),
+    #[error("building the HTTP client for shards")]
+    HttpClient(#[source] reqwest::Error),
+    #[error("listening on {addr}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("mounting /mcp")]
+    Mcp(#[source] crate::mcp::McpError),
+}
+
 pub struct RouterHandle {
     pub addr: std::net::SocketAddr,
     pub state: Arc<RouterState>,
@@ -41,7 +62,7 @@ impl RouterHandle {
     }
 }
 
-pub async fn start(cfg: RouterConfig) -> anyhow::Result<RouterHandle> {
+pub async fn start(cfg: RouterConfig) -> Result<RouterHandle, StartError> {
     crate::telemetry::metrics::touch_all();
     crate::telemetry::metrics::set_build_info("router");
     let (tx, members) = membership::fixed(Vec::new());
@@ -60,7 +81,7 @@ pub async fn start(cfg: RouterConfig) -> anyhow::Result<RouterHandle> {
         }
         (None, None, Some(spec)) => {
             let (ns, svc) = membership::parse_k8s(spec)?;
-            let client = kube::Client::try_default().await?;
+            let client = kube::Client::try_default().await.map_err(StartError::Kube)?;
             let tx = tx.clone();
             background.push(tokio::spawn(async move {
                 if let Err(e) = membership::run_k8s(client, ns, svc, tx).await {
@@ -68,7 +89,7 @@ pub async fn start(cfg: RouterConfig) -> anyhow::Result<RouterHandle> {
                 }
             }));
         }
-        (None, None, None) => anyhow::bail!("give one of --shards, --shards-dns or --shards-k8s"),
+        (None, None, None) => return Err(StartError::NoMembership),
     }
     start_with_members(cfg, tx, members, background).await
 }
@@ -79,11 +100,12 @@ pub async fn start_with_members(
     tx: tokio::sync::watch::Sender<Vec<membership::ShardEndpoint>>,
     members: membership::Members,
     mut background: Vec<tokio::task::JoinHandle<()>>,
-) -> anyhow::Result<RouterHandle> {
+) -> Result<RouterHandle, StartError> {
     let client = reqwest::Client::builder()
         .pool_idle_timeout(std::time::Duration::from_secs(30))
         .tcp_nodelay(true)
-        .build()?;
+        .build()
+        .map_err(StartError::HttpClient)?;
     let health = Arc::new(Health::new(&cfg));
     let state = Arc::new(RouterState::new(
         cfg.clone(),
@@ -98,12 +120,17 @@ pub async fn start_with_members(
         tx.closed().await;
     }));
 
-    let listener = serve::bind(&cfg.listen).await?;
-    let addr = listener.local_addr()?;
-    let ready = Arc::new(AtomicBool::new(true));
+    let listen_error = |source| StartError::Listen {
+        addr: cfg.listen.clone(),
+        source,
+    };
+    let listener = serve::bind(&cfg.listen).await.map_err(listen_error)?;
+    let addr = listener.local_addr().map_err(listen_error)?;
+    let ready = Arc::new(AtomicBool::new(false));
     // MCP tools call the public API; on a router that is this very process.
     let self_url = format!("http://127.0.0.1:{}", addr.port());
-    let app = app(state.clone(), ready.clone()).nest_service("/mcp", crate::mcp::mcp_http_service(self_url)?);
+    let app = app(state.clone(), ready.clone())
+        .nest_service("/mcp", crate::mcp::mcp_http_service(self_url).map_err(StartError::Mcp)?);
     let (stx, srx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(serve::serve(listener, app, async move {
         let _ = srx.await;

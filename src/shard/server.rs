@@ -11,9 +11,29 @@ use crate::IndexId;
 use crate::embed::Embedder;
 use crate::server::serve;
 use crate::storage::open::is_complete;
-use crate::storage::store::Store;
+use crate::storage::store::{Store, StoreError};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Why a shard could not start; each keeps the error underneath it.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("preparing the cache directory {}", path.display())]
+    CacheDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("opening the index store")]
+    Store(#[source] StoreError),
+    #[error("listening on {addr}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// A running shard, for tests and the local cluster.
 pub struct ShardHandle {
@@ -59,16 +79,24 @@ pub fn app(resolver: Arc<Resolver>, ready: Arc<AtomicBool>) -> axum::Router {
 }
 
 /// Starts a shard in this process and returns once it is listening.
-pub async fn start(cfg: ShardConfig, embedder: Option<Arc<dyn Embedder>>) -> anyhow::Result<ShardHandle> {
+pub async fn start(cfg: ShardConfig, embedder: Option<Arc<dyn Embedder>>) -> Result<ShardHandle, StartError> {
     crate::telemetry::metrics::touch_all();
     crate::telemetry::metrics::set_build_info("shard");
-    std::fs::create_dir_all(&cfg.cache_dir)?;
+    let cache_error = |source| StartError::CacheDir {
+        path: cfg.cache_dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&cfg.cache_dir).map_err(cache_error)?;
     // What an earlier process left: partial downloads and older versions go,
     // verified versions stay and count against the disk budget.
-    let cached = disk::inventory(&cfg.cache_dir, is_complete)?;
-    let store = Store::open(&cfg.store)?;
-    let listener = serve::bind(&cfg.listen).await?;
-    let addr = listener.local_addr()?;
+    let cached = disk::inventory(&cfg.cache_dir, is_complete).map_err(cache_error)?;
+    let store = Store::open(&cfg.store).map_err(StartError::Store)?;
+    let listen_error = |source| StartError::Listen {
+        addr: cfg.listen.clone(),
+        source,
+    };
+    let listener = serve::bind(&cfg.listen).await.map_err(listen_error)?;
+    let addr = listener.local_addr().map_err(listen_error)?;
     let resolver = Resolver::new(cfg, store, embedder);
     let ready = Arc::new(AtomicBool::new(false));
     let app = app(resolver.clone(), ready.clone());
