@@ -23,7 +23,7 @@ FORBIDDEN = {
     "search": {"index", "shard", "router", "mcp", "eval", "cli"},
     "shard": {"index", "router", "mcp", "eval", "cli"},
     "router": {"index", "search", "shard", "eval", "cli"},
-    "mcp": {"index", "search", "shard", "eval", "cli"},
+    "mcp": {"index", "search", "shard", "router", "eval", "cli"},
     "server": {"index", "search", "shard", "router", "mcp", "eval", "cli"},
     "model": {"index", "search", "bundle", "embed", "shard", "router", "mcp", "server", "eval", "cli"},
     "allocator": {"model", "index", "search", "bundle", "embed", "shard", "router", "mcp", "server", "eval", "cli", "telemetry"},
