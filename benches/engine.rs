@@ -1,7 +1,8 @@
 //! Engine benchmarks (a bench binary, not a test): build throughput on real
 //! code no one here wrote (tokio from the cargo registry), query latency per
 //! mode on a ≥100k-chunk corpus next to a raw tantivy query on the same index,
-//! index size per MB of source, and MiniLM embedding throughput.
+//! index size per MB of source, and MiniLM embedding throughput on both
+//! backends (candle and ONNX Runtime).
 //!
 //!     cargo bench --profile dev --bench engine            # results on stdout
 //!
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use trusty_search::IndexId;
 use trusty_search::api::{GroupBy, SearchMode, SearchRequest};
-use trusty_search::embed::{Embedder, EmbedderConfig, embedding_text, load_embedder};
+use trusty_search::embed::{Embedder, MiniLm, MiniLmBackend, default_minilm_dir, embedding_text};
 use trusty_search::index::build::{BuildOptions, build_bundle};
 use trusty_search::search::engine::Engine;
 use trusty_search::search::files::FileRankParams;
@@ -96,8 +97,11 @@ async fn build_throughput() {
     );
 }
 
+/// Both MiniLM backends on the same chunks of real code, in one run: candle is
+/// the peer ONNX Runtime is measured against. Texts and vectors are the same, so
+/// only the encoder's speed differs.
 fn embed_throughput() {
-    let Ok(Some(minilm)) = load_embedder(&EmbedderConfig::MiniLm { model_dir: None }) else {
+    let Some(dir) = default_minilm_dir() else {
         println!("embed: MiniLM weights not found (scripts/fetch-minilm.sh); skipped");
         return;
     };
@@ -119,26 +123,40 @@ fn embed_throughput() {
     .join()
     .unwrap();
     let sample: Vec<String> = chunks.iter().take(256).map(embedding_text).collect();
-    let t = Instant::now();
-    for batch in sample.chunks(minilm.max_batch()) {
-        let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
-        minilm.embed(&refs).unwrap();
-    }
-    let secs = t.elapsed().as_secs_f64();
-    println!(
-        "embed MiniLM: {} tantivy chunks in {:.1} s → {:.1} chunks/s",
-        sample.len(),
-        secs,
-        sample.len() as f64 / secs
-    );
-    let mut q = Vec::new();
-    for query in QUERIES.iter().cycle().take(200) {
+    for backend in [MiniLmBackend::Candle, MiniLmBackend::Onnx] {
+        let minilm = match MiniLm::load_backend(&dir, backend) {
+            Ok(m) => m,
+            Err(e) => {
+                println!("embed MiniLM {backend:?}: not available ({e}); skipped");
+                continue;
+            }
+        };
+        let refs: Vec<&str> = sample.iter().map(String::as_str).collect();
+        // Warm-up: the first call pays for allocation and kernel selection.
+        minilm.embed(&refs[..minilm.max_batch().min(refs.len())]).unwrap();
         let t = Instant::now();
-        minilm.embed(&[query]).unwrap();
-        q.push(t.elapsed());
+        for batch in refs.chunks(minilm.max_batch()) {
+            minilm.embed(batch).unwrap();
+        }
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "embed MiniLM {backend:?}: {} tantivy chunks in {:.1} s → {:.1} chunks/s",
+            sample.len(),
+            secs,
+            sample.len() as f64 / secs
+        );
+        let mut q = Vec::new();
+        for query in QUERIES.iter().cycle().take(200) {
+            let t = Instant::now();
+            minilm.embed(&[query]).unwrap();
+            q.push(t.elapsed());
+        }
+        let s = stats(&mut q);
+        println!(
+            "embed MiniLM {backend:?} single query: p50 {:.2} ms, p99 {:.2} ms",
+            s.p50, s.p99
+        );
     }
-    let s = stats(&mut q);
-    println!("embed MiniLM single query: p50 {:.2} ms, p99 {:.2} ms", s.p50, s.p99);
 }
 
 async fn query_latency() {

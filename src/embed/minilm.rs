@@ -22,7 +22,6 @@ use std::time::Duration;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
-use rayon::prelude::*;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use super::onnx::{ONNX_MODEL_FILE, OnnxEncoder, runtime_library};
@@ -46,7 +45,6 @@ pub struct MiniLm {
     backend: Backend,
     tokenizer: Tokenizer,
     dimension: usize,
-    parallel: bool,
 }
 
 /// Which engine runs the encoder.
@@ -152,7 +150,6 @@ impl MiniLm {
             backend,
             tokenizer,
             dimension: config.hidden_size,
-            parallel: false,
         })
     }
 
@@ -236,12 +233,6 @@ impl MiniLm {
         Self::load(&dir)
     }
 
-    /// Run sub-batches in parallel on rayon, or one after another (default),
-    /// leaving parallelism to candle's matmul. Exposed for benchmarking.
-    pub fn set_parallel_batches(&mut self, parallel: bool) {
-        self.parallel = parallel;
-    }
-
     /// One forward pass over texts already tokenised; returns normalised mean-pooled vectors.
     fn forward(&self, encodings: &[&tokenizers::Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let batch = encodings.len();
@@ -302,11 +293,8 @@ impl Embedder for MiniLm {
             let encs: Vec<&tokenizers::Encoding> = group.iter().map(|&i| &encodings[i]).collect();
             self.forward(&encs)
         };
-        let results: Vec<Vec<Vec<f32>>> = if self.parallel && groups.len() > 1 {
-            groups.par_iter().map(run).collect::<Result<_, _>>()?
-        } else {
-            groups.iter().map(run).collect::<Result<_, _>>()?
-        };
+        // One sub-batch at a time: each forward pass already uses every core.
+        let results: Vec<Vec<Vec<f32>>> = groups.iter().map(run).collect::<Result<_, _>>()?;
         let mut out = vec![Vec::new(); texts.len()];
         for (group, vectors) in groups.iter().zip(results) {
             for (&i, v) in group.iter().zip(vectors) {
@@ -321,7 +309,6 @@ impl Embedder for MiniLm {
 mod tests {
     use super::*;
     use std::sync::OnceLock;
-    use std::time::Instant;
 
     /// The shared model, or `None` (with a printed reason) when the weights are
     /// not installed. With `TRUSTY_REQUIRE_MODEL=1` (CI) a missing model fails.
@@ -510,54 +497,5 @@ mod tests {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f32::max);
         assert!(max_diff < 1e-3, "onnx differs from the reference by {max_diff}");
-    }
-
-    /// Measures throughput of both backends on the same code-like chunks, in
-    /// one run; run with `--ignored --nocapture`.
-    #[test]
-    #[ignore = "benchmark"]
-    fn bench_throughput() {
-        let Some(dir) = default_minilm_dir() else { return };
-        let texts: Vec<String> = (0..512)
-            .map(|i| {
-                format!(
-                    "function handler_{i} in src/mod_{i}.rs (rust)\n{}",
-                    "let value = client.request(path).await?;\n".repeat(2 + i % 17)
-                )
-            })
-            .collect();
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        for backend in [MiniLmBackend::Candle, MiniLmBackend::Onnx] {
-            let Ok(mut m) = MiniLm::load_backend(&dir, backend) else {
-                eprintln!("{backend:?}: not installed");
-                continue;
-            };
-            let parallel_modes: &[bool] = if backend == MiniLmBackend::Candle {
-                &[true, false]
-            } else {
-                &[false]
-            };
-            for &parallel in parallel_modes {
-                m.set_parallel_batches(parallel);
-                let _ = m.embed(&refs[..64]).unwrap();
-                let started = Instant::now();
-                for batch in refs.chunks(m.max_batch()) {
-                    m.embed(batch).unwrap();
-                }
-                let secs = started.elapsed().as_secs_f64();
-                eprintln!(
-                    "{backend:?} parallel={parallel}: {:.1} chunks/s",
-                    refs.len() as f64 / secs
-                );
-            }
-            let started = Instant::now();
-            for _ in 0..20 {
-                m.embed(&["how do we retry failed http requests"]).unwrap();
-            }
-            eprintln!(
-                "{backend:?} single query: {:.1} ms",
-                started.elapsed().as_secs_f64() * 1000.0 / 20.0
-            );
-        }
     }
 }
