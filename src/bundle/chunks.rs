@@ -53,7 +53,7 @@ pub fn load_chunks(path: &Path) -> Result<Vec<Chunk>, ChunksError> {
     Ok(chunks)
 }
 
-pub fn write_chunks(path: &Path, chunks: &[Chunk]) -> Result<(), ChunksError> {
+pub(crate) fn write_chunks(path: &Path, chunks: &[Chunk]) -> Result<(), ChunksError> {
     let io = |source| ChunksError::Io {
         path: path.to_path_buf(),
         source,

@@ -38,50 +38,33 @@ use tantivy::tokenizer::{
 };
 
 /// Name under which the code analyzer is registered on every index.
-pub const CODE_TOKENIZER: &str = "code";
+pub(crate) const CODE_TOKENIZER: &str = "code";
 /// Name under which the path analyzer is registered on every index.
-pub const PATH_TOKENIZER: &str = "code_path";
+pub(crate) const PATH_TOKENIZER: &str = "code_path";
 
 /// Tokens (whole identifiers or parts) longer than this many bytes are dropped.
-pub const MAX_TOKEN_BYTES: usize = 64;
+pub(crate) const MAX_TOKEN_BYTES: usize = 64;
 /// Identifier runs longer than this are treated as data, not names: neither
 /// the whole nor its parts are emitted.
-pub const MAX_SPLIT_BYTES: usize = 256;
+pub(crate) const MAX_SPLIT_BYTES: usize = 256;
 
-/// Whether the analyzers registered by [`register`] stem English words.
-/// On the CoSQA evaluation (`search::bm25` tests) stemming lifts nDCG@10 from
-/// 0.381 to 0.409 with the default boosts: docstrings say "returns", queries
-/// say "return". Identifiers are stemmed too, consistently on both sides.
-pub const STEM_ENGLISH: bool = true;
+/// Whether the analyzers registered by [`register`] stem English words:
+/// docstrings say "returns" where queries say "return" (measured in
+/// docs/EVAL.md). Identifiers are stemmed too, consistently on both sides.
+pub(crate) const STEM_ENGLISH: bool = true;
 
 /// Registers [`CODE_TOKENIZER`] and [`PATH_TOKENIZER`] on `index`. Must be
 /// called on every index that is created or opened, before indexing or
 /// building queries: tantivy resolves analyzers by name at use time.
 pub fn register(index: &Index) {
-    register_with(index, STEM_ENGLISH);
-}
-
-/// [`register`] with an explicit stemming choice; the evaluation compares both.
-/// An index must be queried with the choice it was built with.
-pub(crate) fn register_with(index: &Index, stem: bool) {
     let manager = index.tokenizers();
-    manager.register(CODE_TOKENIZER, analyzer_with(TokenMode::Code, stem));
-    manager.register(PATH_TOKENIZER, analyzer_with(TokenMode::Path, stem));
-}
-
-/// The code analyzer as registered on indexes.
-pub fn code_analyzer() -> TextAnalyzer {
-    analyzer_with(TokenMode::Code, STEM_ENGLISH)
-}
-
-/// The path analyzer as registered on indexes.
-pub fn path_analyzer() -> TextAnalyzer {
-    analyzer_with(TokenMode::Path, STEM_ENGLISH)
+    manager.register(CODE_TOKENIZER, analyzer_with(TokenMode::Code, STEM_ENGLISH));
+    manager.register(PATH_TOKENIZER, analyzer_with(TokenMode::Path, STEM_ENGLISH));
 }
 
 /// Which characters, besides Unicode alphanumerics and `_`, belong to an identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenMode {
+pub(crate) enum TokenMode {
     /// Source text and symbol names: `-` separates.
     Code,
     /// File paths: `-` joins (kebab-case file names are kept whole too).
@@ -89,7 +72,7 @@ pub enum TokenMode {
 }
 
 /// Builds an analyzer for `mode`, optionally followed by an English stemmer.
-pub fn analyzer_with(mode: TokenMode, stem: bool) -> TextAnalyzer {
+pub(crate) fn analyzer_with(mode: TokenMode, stem: bool) -> TextAnalyzer {
     let builder = TextAnalyzer::builder(CodeTokenizer { mode });
     if stem {
         builder.filter(Stemmer::new(StemLanguage::English)).build()
@@ -101,7 +84,7 @@ pub fn analyzer_with(mode: TokenMode, stem: bool) -> TextAnalyzer {
 /// An analyzer for query text: the index analyzer for `mode` with `stop_words`
 /// (lowercase, unstemmed) removed before stemming. With no stop words it is the
 /// same token stream as the index analyzer (boxed, which is fine for short queries).
-pub fn query_analyzer(mode: TokenMode, stem: bool, stop_words: &[&str]) -> TextAnalyzer {
+pub(crate) fn query_analyzer(mode: TokenMode, stem: bool, stop_words: &[&str]) -> TextAnalyzer {
     let mut builder = TextAnalyzer::builder(CodeTokenizer { mode }).dynamic();
     if !stop_words.is_empty() {
         builder = builder.filter_dynamic(StopWordFilter::remove(stop_words.iter().map(|w| w.to_string())));
@@ -112,21 +95,11 @@ pub fn query_analyzer(mode: TokenMode, stem: bool, stop_words: &[&str]) -> TextA
     builder.build()
 }
 
-/// Runs `analyzer` over `text` and returns the token texts (for tests and query building).
-pub fn token_texts(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stream = analyzer.token_stream(text);
-    while let Some(token) = stream.next() {
-        out.push(token.text.clone());
-    }
-    out
-}
-
 /// The tokenizer behind both analyzers. Lowercases itself, so no `LowerCaser`
 /// filter is needed (and case is needed here, before lowercasing, to split).
 #[derive(Debug, Clone, Copy)]
-pub struct CodeTokenizer {
-    pub mode: TokenMode,
+pub(crate) struct CodeTokenizer {
+    pub(crate) mode: TokenMode,
 }
 
 impl Tokenizer for CodeTokenizer {
@@ -155,7 +128,7 @@ struct Pending {
 
 /// Streams tokens lazily, one identifier at a time: the whole identifier and its
 /// parts are computed when the identifier is reached and drained from `pending`.
-pub struct CodeTokenStream<'a> {
+pub(crate) struct CodeTokenStream<'a> {
     text: &'a str,
     mode: TokenMode,
     /// Byte offset where scanning for the next identifier resumes.
@@ -311,6 +284,15 @@ fn split_identifier(text: &str, start: usize, end: usize, parts: &mut Vec<(usize
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn token_texts(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stream = analyzer.token_stream(text);
+        while let Some(token) = stream.next() {
+            out.push(token.text.clone());
+        }
+        out
+    }
 
     fn plain(text: &str) -> Vec<String> {
         token_texts(&mut analyzer_with(TokenMode::Code, false), text)

@@ -115,11 +115,6 @@ impl HttpEmbedder {
         })
     }
 
-    /// The full URL requests go to.
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
     /// Embeds one short text to learn the dimension when it was not configured.
     pub fn probe_dimension(&self) -> Result<usize, EmbedError> {
         if let Some(&d) = self.dimension.get() {

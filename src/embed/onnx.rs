@@ -2,7 +2,7 @@
 //!
 //! Why: on a CPU the embedder is compute-bound, and ONNX Runtime's kernels
 //! (MLAS GEMMs, fused softmax and layer norm, no per-op allocation) run the same
-//! fp32 graph several times faster than candle. The graph is
+//! fp32 graph much faster than candle (docs/BENCHMARKS.md). The graph is
 //! `scripts/export-minilm-onnx.py`'s export of the same safetensors weights and
 //! ends in sentence-transformers' pooling, so its vectors equal candle's to
 //! float rounding and both backends share one embedder id.
@@ -33,7 +33,7 @@ pub(super) fn runtime_library(model_dir: &Path) -> Result<Option<PathBuf>, Embed
 }
 
 /// A path the operator named that holds no library is an error, not a
-/// reason to quietly embed several times slower with candle.
+/// reason to quietly embed far slower with candle.
 fn library_from(named: Option<std::ffi::OsString>, model_dir: &Path) -> Result<Option<PathBuf>, EmbedError> {
     match named.filter(|v| !v.is_empty()).map(PathBuf::from) {
         Some(path) if path.is_file() => Ok(Some(path)),

@@ -63,16 +63,6 @@ fn indexing_threads(memory_budget_bytes: usize, text_bytes: usize) -> usize {
 /// already hold an index), using at most `memory_budget_bytes` of indexing
 /// arena across all writer threads, and merges it to one segment.
 pub fn write_bm25(dir: &Path, chunks: &[Chunk], memory_budget_bytes: usize) -> Result<Bm25Stats, Bm25Error> {
-    write_bm25_with(dir, chunks, memory_budget_bytes, tokenize::STEM_ENGLISH)
-}
-
-/// [`write_bm25`] with an explicit stemming choice, for the evaluation that picks it.
-pub(crate) fn write_bm25_with(
-    dir: &Path,
-    chunks: &[Chunk],
-    memory_budget_bytes: usize,
-    stem: bool,
-) -> Result<Bm25Stats, Bm25Error> {
     let started = Instant::now();
     if memory_budget_bytes < MIN_MEMORY_PER_THREAD {
         return Err(Bm25Error::MemoryBudget {
@@ -94,7 +84,7 @@ pub(crate) fn write_bm25_with(
         }
         Err(e) => return Err(e.into()),
     };
-    tokenize::register_with(&index, stem);
+    tokenize::register(&index);
 
     let text_bytes: usize = chunks.iter().map(|c| c.content.len()).sum();
     let threads = indexing_threads(memory_budget_bytes, text_bytes);

@@ -77,7 +77,6 @@ pub struct Bm25Index {
     present_languages: Vec<Language>,
     code_analyzer: TextAnalyzer,
     path_analyzer: TextAnalyzer,
-    boosts: Boosts,
 }
 
 // Engines share one index across request threads.
@@ -92,7 +91,6 @@ impl std::fmt::Debug for Bm25Index {
             .field("num_docs", &self.num_docs())
             .field("segments", &self.ids.len())
             .field("languages", &self.present_languages)
-            .field("boosts", &self.boosts)
             .finish()
     }
 }
@@ -111,7 +109,7 @@ impl Bm25Index {
             source,
         };
         let index = Index::open_in_dir(dir).map_err(corrupt)?;
-        tokenize::register_with(&index, stem);
+        tokenize::register(&index);
         let fields = Bm25Schema::from_schema(index.schema(), dir)?;
         let reader = index
             .reader_builder()
@@ -140,17 +138,7 @@ impl Bm25Index {
             searcher,
             ids,
             present_languages,
-            boosts: DEFAULT_BOOSTS,
         })
-    }
-
-    /// Replaces the field boosts (the defaults are [`DEFAULT_BOOSTS`]).
-    pub fn set_boosts(&mut self, boosts: Boosts) {
-        self.boosts = boosts;
-    }
-
-    pub fn boosts(&self) -> Boosts {
-        self.boosts
     }
 
     pub fn num_docs(&self) -> u64 {
@@ -246,9 +234,9 @@ impl Bm25Index {
             code_terms.clone()
         };
         let per_field = [
-            (self.fields.symbol, &code_terms, self.boosts.symbol),
-            (self.fields.path, &path_terms, self.boosts.path),
-            (self.fields.content, &code_terms, self.boosts.content),
+            (self.fields.symbol, &code_terms, DEFAULT_BOOSTS.symbol),
+            (self.fields.path, &path_terms, DEFAULT_BOOSTS.path),
+            (self.fields.content, &code_terms, DEFAULT_BOOSTS.content),
         ];
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for (field, terms, boost) in per_field {

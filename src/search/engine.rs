@@ -107,7 +107,8 @@ pub struct Engine {
     bm25: Bm25Index,
     vectors: Option<VectorIndex>,
     graph: SymbolGraph,
-    /// The files' text, read back on request (absent in older versions).
+    /// The files' text, read back on request; optional in the format (without
+    /// it, reading code asks for a rebuild).
     sources: Option<Sources>,
     embedder: Option<Arc<dyn Embedder>>,
     weights: FusionWeights,

@@ -4,7 +4,7 @@
 //! RRF needs no score calibration between arms (BM25 scores and cosine
 //! similarities live on different scales), but equal weights are wrong for
 //! natural-language queries over code: on CoSQA equal-weight RRF scores below
-//! dense retrieval alone. The default weights come from `trusty-search eval`
+//! dense retrieval alone (docs/EVAL.md). The default weights come from `trusty-search eval`
 //! (see docs/EVAL.md); they are parameters, not constants baked into ranking.
 
 use std::collections::HashMap;
@@ -97,7 +97,7 @@ impl FusionWeights {
 
 /// Fuses ranked lists (best first) into one: `score(d) = Σ w_arm / (k + rank_arm(d))`
 /// with 1-based ranks. Ties break by chunk id so results are deterministic.
-pub fn weighted_rrf(lists: &[(&[(u32, f32)], f32)], k: f32) -> Vec<(u32, f32)> {
+pub(crate) fn weighted_rrf(lists: &[(&[(u32, f32)], f32)], k: f32) -> Vec<(u32, f32)> {
     let mut scores: HashMap<u32, f32> = HashMap::new();
     for (list, weight) in lists {
         if *weight <= 0.0 {
@@ -115,7 +115,7 @@ pub fn weighted_rrf(lists: &[(&[(u32, f32)], f32)], k: f32) -> Vec<(u32, f32)> {
 /// Fuses by `score(d) = Σ w_arm · (s_arm(d) − min_arm) / (max_arm − min_arm)`
 /// over each arm's candidate list; a document an arm did not return gets 0
 /// from it. An arm whose scores are all equal contributes `w_arm` to each.
-pub fn weighted_convex(lists: &[(&[(u32, f32)], f32)]) -> Vec<(u32, f32)> {
+pub(crate) fn weighted_convex(lists: &[(&[(u32, f32)], f32)]) -> Vec<(u32, f32)> {
     let mut scores: HashMap<u32, f32> = HashMap::new();
     for (list, weight) in lists {
         if *weight <= 0.0 || list.is_empty() {
@@ -139,7 +139,7 @@ pub fn weighted_convex(lists: &[(&[(u32, f32)], f32)]) -> Vec<(u32, f32)> {
 /// defined before its callers and tests. Definitions keep their fused order;
 /// those no arm returned follow them. Scores stay descending, so a fan-out
 /// that merges indexes by score keeps the order too.
-pub fn definitions_first(fused: &mut Vec<(u32, f32)>, definitions: &[u32]) {
+pub(crate) fn definitions_first(fused: &mut Vec<(u32, f32)>, definitions: &[u32]) {
     if definitions.is_empty() {
         return;
     }

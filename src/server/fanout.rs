@@ -6,7 +6,6 @@
 //! in `skipped` with the reason, one that errored in `failed`. Shards search
 //! their local indexes, routers their indexes' owners.
 
-use crate::IndexId;
 use crate::api::{
     ApiError, FileHit, Hit, IndexFailure, MultiSearchRequest, MultiSearchResponse, SearchRequest, SearchResponse,
 };
@@ -48,9 +47,7 @@ impl MultiSearch {
         let named = match req.indexes {
             Some(ids) => {
                 for id in &ids {
-                    IndexId::new(id.as_str()).map_err(|e| {
-                        ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_index_id", e.to_string())
-                    })?;
+                    super::params::parse_id(id)?;
                 }
                 Some(dedup(ids))
             }

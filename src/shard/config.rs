@@ -105,7 +105,7 @@ impl ShardConfig {
             warm_queue: 16,
             search_threads: 0,
             max_fanout_indexes: 256,
-            embed_timeout: Duration::from_secs(2),
+            embed_timeout: crate::search::engine::DEFAULT_EMBED_TIMEOUT,
             load_wait: Duration::from_secs(20),
             retry_base: Duration::from_secs(2),
             retry_max: Duration::from_secs(60),

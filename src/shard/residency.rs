@@ -252,11 +252,6 @@ impl Registry {
         (self.used.0.load(Ordering::Relaxed), self.used.1.load(Ordering::Relaxed))
     }
 
-    /// Ids remembered as absent (bounded by the configured entries).
-    pub fn absent_len(&self) -> usize {
-        self.absent.lock().len()
-    }
-
     /// True when storage said `id` does not exist less than `ttl` ago.
     pub fn recently_absent(&self, id: &IndexId, ttl: Duration) -> bool {
         let mut absent = self.absent.lock();

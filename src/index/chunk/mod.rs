@@ -367,7 +367,6 @@ pub(super) mod test_util {
     use super::*;
 
     /// `(symbol, kind, parent, start_line, end_line)` of every chunk, for compact assertions.
-    /// `(symbol, kind, parent, start_line, end_line)`.
     pub(crate) type Outline<'c> = (Option<&'c str>, SymbolKind, Option<&'c str>, u32, u32);
 
     pub(crate) fn outline(chunks: &[Chunk]) -> Vec<Outline<'_>> {

@@ -3,7 +3,6 @@
 use super::*;
 use crate::test_support::{VectorWriteOptions, write_vectors, write_vectors_with};
 use std::collections::HashSet;
-use std::time::Instant;
 
 /// splitmix64: deterministic test data without a rand dependency.
 struct Rng(u64);
@@ -205,8 +204,8 @@ async fn ivf_pq_is_supported() {
         total += 10;
     }
     let recall = found as f64 / total as f64;
-    // PQ is lossy and its k-means is seeded randomly: 0.89–0.95 is typical
-    // here; chance would be ~0.01.
+    // PQ is lossy and its k-means is seeded randomly, so the bar sits well
+    // below exact search; chance would be ~0.01.
     assert!(recall >= 0.8, "IVF_PQ recall@10 {recall}");
 }
 
@@ -279,79 +278,4 @@ async fn bad_input_and_bad_datasets_are_typed_errors() {
         index.search(&[1.0, 0.0, 0.0], 1, None).await,
         Err(VectorError::DimensionMismatch { expected: 2, got: 3 })
     ));
-}
-
-/// Latency at 100k × 384; run with `--ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark"]
-async fn bench_100k() {
-    let dir = tempfile::tempdir().unwrap();
-    let (n, dim) = (100_000, 384);
-    let vectors = clustered(n, dim, 500, 11);
-    let ids: Vec<u32> = (0..n as u32).collect();
-    let queries = clustered(50, dim, 500, 12);
-    let time = |label: &str, mut samples: Vec<f64>| {
-        samples.sort_by(f64::total_cmp);
-        eprintln!(
-            "{label}: p50 {:.2} ms, p95 {:.2} ms",
-            samples[samples.len() / 2],
-            samples[samples.len() * 95 / 100]
-        );
-    };
-    let exact_path = dir.path().join("exact.lance");
-    let exact_opts = VectorWriteOptions {
-        ann_threshold: usize::MAX,
-        ..Default::default()
-    };
-    let stats = write_vectors_with(&exact_path, &ids, &vectors, &exact_opts)
-        .await
-        .unwrap();
-    let started = Instant::now();
-    let exact = VectorIndex::open(&exact_path).await.unwrap();
-    assert_eq!(exact.ann_kind(), None);
-    eprintln!(
-        "exact: write {} ms, open {} ms",
-        stats.write_ms,
-        started.elapsed().as_millis()
-    );
-    let allow = |id: u32| id.is_multiple_of(3);
-    for (label, filter) in [
-        ("exact", None),
-        ("exact filtered", Some(&allow as &(dyn Fn(u32) -> bool + Sync))),
-    ] {
-        let mut samples = Vec::new();
-        for q in &queries {
-            let t = Instant::now();
-            exact.search(q, 20, filter).await.unwrap();
-            samples.push(t.elapsed().as_secs_f64() * 1000.0);
-        }
-        time(label, samples);
-    }
-    // IVF_PQ is left out: its build takes ~85 s here and its recall on this data is poor.
-    for kind in [AnnKind::IvfHnswSq] {
-        let path = dir.path().join(format!("{}.lance", kind.as_str()));
-        let opts = VectorWriteOptions {
-            ann_threshold: 50_000,
-            ann_kind: kind,
-        };
-        let stats = write_vectors_with(&path, &ids, &vectors, &opts).await.unwrap();
-        let ann = VectorIndex::open(&path).await.unwrap();
-        let mut samples = Vec::new();
-        let (mut found, mut total) = (0, 0);
-        for q in &queries {
-            let t = Instant::now();
-            let got = ann.search(q, 20, None).await.unwrap();
-            samples.push(t.elapsed().as_secs_f64() * 1000.0);
-            let want: HashSet<u32> = exact.search(q, 20, None).await.unwrap().iter().map(|h| h.0).collect();
-            found += got.iter().filter(|h| want.contains(&h.0)).count();
-            total += 20;
-        }
-        eprintln!(
-            "{}: index build {} ms, recall@20 {:.3}",
-            kind.as_str(),
-            stats.index_ms,
-            found as f64 / total as f64
-        );
-        time(kind.as_str(), samples);
-    }
 }

@@ -163,7 +163,8 @@ pub mod bundle {
     pub const VECTORS_DIR: &str = "vectors.lance";
     /// The serialised code graph.
     pub const GRAPH_FILE: &str = "graph.bin";
-    /// The indexed files' text, concatenated (absent in versions built before it existed).
+    /// The indexed files' text, concatenated (optional: readers treat its
+    /// absence as no stored sources).
     pub const SOURCES_FILE: &str = "sources.bin";
     /// Where each file's text sits in [`SOURCES_FILE`].
     pub const SOURCES_INDEX_FILE: &str = "sources.json";
