@@ -4,12 +4,26 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+/// Why an evaluation set could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
-    #[error("reading {path}: {reason}")]
-    Read { path: String, reason: String },
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} line {line}: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        line: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{} line {line}: relevance {value:?} is not a number", path.display())]
+    Grade { path: PathBuf, line: usize, value: String },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -41,9 +55,9 @@ impl BeirData {
         let corpus: Vec<BeirDoc> = read_jsonl(&dir.join("corpus.jsonl"))?;
         let mut queries: Vec<BeirQuery> = read_jsonl(&dir.join("queries.jsonl"))?;
         let qrels_path = dir.join("qrels").join(format!("{split}.tsv"));
-        let text = std::fs::read_to_string(&qrels_path).map_err(|e| EvalError::Read {
-            path: qrels_path.display().to_string(),
-            reason: e.to_string(),
+        let text = std::fs::read_to_string(&qrels_path).map_err(|source| EvalError::Read {
+            path: qrels_path.clone(),
+            source,
         })?;
         let mut qrels: HashMap<String, HashMap<String, u32>> = HashMap::new();
         for (i, line) in text.lines().enumerate() {
@@ -51,9 +65,10 @@ impl BeirData {
             if cols.len() < 3 || (i == 0 && cols[2].parse::<u32>().is_err()) {
                 continue; // header or blank
             }
-            let grade: u32 = cols[2].trim().parse().map_err(|_| EvalError::Read {
-                path: qrels_path.display().to_string(),
-                reason: format!("line {}: relevance {:?} is not a number", i + 1, cols[2]),
+            let grade: u32 = cols[2].trim().parse().map_err(|_| EvalError::Grade {
+                path: qrels_path.clone(),
+                line: i + 1,
+                value: cols[2].to_string(),
             })?;
             if grade > 0 {
                 qrels
@@ -68,17 +83,18 @@ impl BeirData {
 }
 
 fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, EvalError> {
-    let text = std::fs::read_to_string(path).map_err(|e| EvalError::Read {
-        path: path.display().to_string(),
-        reason: e.to_string(),
+    let text = std::fs::read_to_string(path).map_err(|source| EvalError::Read {
+        path: path.to_path_buf(),
+        source,
     })?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| EvalError::Read {
-                path: path.display().to_string(),
-                reason: format!("line {}: {e}", i + 1),
+            serde_json::from_str(l).map_err(|source| EvalError::Json {
+                path: path.to_path_buf(),
+                line: i + 1,
+                source,
             })
         })
         .collect()

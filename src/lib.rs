@@ -10,6 +10,7 @@
 //! both the indexer and the query path; [`model`] is the chunk vocabulary
 //! everyone shares; [`api`] the JSON bodies of every HTTP role; [`server`] the
 //! HTTP plumbing shards and routers share; [`telemetry`] metrics and logs;
+//! [`error_chain`] renders an error and its causes where only text travels;
 //! [`allocator`] the hooks through which the binary's allocator is read and
 //! asked to release thread caches.
 //! `index` and `search` never import each other (scripts/check-layers.py).
@@ -17,6 +18,7 @@
 pub mod allocator;
 pub mod bundle;
 pub mod embed;
+pub mod error_chain;
 pub mod eval;
 pub(crate) mod heap_size;
 pub mod index;

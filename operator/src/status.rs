@@ -53,11 +53,7 @@ pub fn condition_is(status: &IndexStatus, type_: &str, value: bool) -> bool {
 /// Job messages and router errors can be long, so keep them readable.
 pub fn truncate(mut s: String, max: usize) -> String {
     if s.len() > max {
-        let mut cut = max.saturating_sub(3);
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
+        s.truncate(s.floor_char_boundary(max.saturating_sub(3)));
         s.push_str("...");
     }
     s

@@ -40,6 +40,8 @@ pub enum VectorError {
     DimensionMismatch { expected: usize, got: usize },
     #[error("invalid vectors: {0}")]
     InvalidInput(String),
+    #[error("assembling the vector batch: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

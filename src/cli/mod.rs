@@ -74,51 +74,8 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", report(&e));
+            eprintln!("error: {}", trusty_search::error_chain::one_line(e.as_ref()));
             ExitCode::FAILURE
         }
-    }
-}
-
-/// The error and its causes on one line, each cause once: many of our error
-/// messages already spell out their source (API answers show only the top
-/// message), so a cause already in the text so far is not repeated.
-fn report(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::report;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("opening the index: {0}")]
-    struct Spelled(#[source] std::io::Error);
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("listening on :80")]
-    struct Terse(#[source] std::io::Error);
-
-    #[test]
-    fn causes_are_reported_once() {
-        let io = || std::io::Error::other("permission denied");
-        let spelled = anyhow::Error::new(Spelled(io())).context("starting the shard");
-        assert_eq!(
-            report(&spelled),
-            "starting the shard: opening the index: permission denied"
-        );
-        let terse = anyhow::Error::new(Terse(io()));
-        assert_eq!(report(&terse), "listening on :80: permission denied");
     }
 }

@@ -86,9 +86,10 @@ mod tests {
         fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             if self.down.load(Ordering::SeqCst) {
-                return Err(EmbedError::Transport {
+                return Err(EmbedError::Http {
                     url: "http://x".into(),
-                    reason: "refused".into(),
+                    status: 503,
+                    body: "down".into(),
                 });
             }
             Ok(texts.iter().map(|_| vec![1.0, 0.0]).collect())
@@ -102,7 +103,7 @@ mod tests {
             down: std::sync::atomic::AtomicBool::new(true),
         });
         let b = Breaker::new(flaky.clone(), Duration::from_millis(50));
-        assert!(matches!(b.embed(&["a"]), Err(EmbedError::Transport { .. })));
+        assert!(matches!(b.embed(&["a"]), Err(EmbedError::Http { status: 503, .. })));
         assert!(matches!(b.embed(&["a"]), Err(EmbedError::Unavailable { .. })));
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 1, "open: the service is not called");
         flaky.down.store(false, Ordering::SeqCst);

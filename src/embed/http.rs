@@ -96,7 +96,7 @@ impl HttpEmbedder {
             .timeout(opts.timeout)
             .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
             .build()
-            .map_err(|e| EmbedError::InvalidConfig(format!("building HTTP client: {e}")))?;
+            .map_err(EmbedError::HttpClient)?;
         let runtime = OwnedRuntime::new()?;
         let dimension = OnceLock::new();
         if let Some(d) = opts.dimension {
@@ -136,7 +136,7 @@ impl HttpEmbedder {
             model: &self.opts.model,
             input: texts,
         })
-        .map_err(|e| EmbedError::InvalidConfig(format!("encoding request: {e}")))?;
+        .map_err(EmbedError::Encode)?;
         let client = self.client.clone();
         let url = self.endpoint.clone();
         let api_key = self.opts.api_key.clone();
@@ -163,8 +163,10 @@ impl HttpEmbedder {
             url: self.endpoint.clone(),
             reason,
         };
-        let resp: EmbeddingResponse =
-            serde_json::from_slice(raw).map_err(|e| invalid(format!("not an embeddings response: {e}")))?;
+        let resp: EmbeddingResponse = serde_json::from_slice(raw).map_err(|source| EmbedError::Decode {
+            url: self.endpoint.clone(),
+            source,
+        })?;
         if resp.data.len() != expected {
             return Err(invalid(format!("{} embeddings for {expected} inputs", resp.data.len())));
         }
@@ -212,22 +214,16 @@ async fn send_once(
     if let Some(key) = api_key {
         req = req.bearer_auth(key);
     }
-    let transport = |e: reqwest::Error| EmbedError::Transport {
+    let transport = |source| EmbedError::Transport {
         url: url.to_string(),
-        reason: error_chain(&e),
+        source,
     };
     let resp = req.send().await.map_err(transport)?;
     let status = resp.status();
     let bytes = resp.bytes().await.map_err(transport)?;
     if !status.is_success() {
         let mut body = String::from_utf8_lossy(&bytes).into_owned();
-        if body.len() > 512 {
-            let mut end = 512;
-            while !body.is_char_boundary(end) {
-                end -= 1;
-            }
-            body.truncate(end);
-        }
+        body.truncate(body.floor_char_boundary(512));
         return Err(EmbedError::Http {
             url: url.to_string(),
             status: status.as_u16(),
@@ -237,22 +233,13 @@ async fn send_once(
     Ok(bytes.to_vec())
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
-
 /// `http://h:1` → `http://h:1/v1/embeddings`; `.../v1` → `.../v1/embeddings`; a full URL is kept.
 fn endpoint_url(base: &str) -> Result<String, EmbedError> {
     let trimmed = base.trim().trim_end_matches('/');
-    let parsed =
-        url::Url::parse(trimmed).map_err(|e| EmbedError::InvalidConfig(format!("embedding URL {base:?}: {e}")))?;
+    let parsed = url::Url::parse(trimmed).map_err(|source| EmbedError::InvalidUrl {
+        url: base.to_string(),
+        source,
+    })?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(EmbedError::InvalidConfig(format!(
             "embedding URL {base:?} must be http or https"
@@ -304,7 +291,10 @@ impl OwnedRuntime {
             .thread_name("http-embedder")
             .enable_all()
             .build()
-            .map_err(|e| EmbedError::Runtime(e.to_string()))?;
+            .map_err(|source| EmbedError::Runtime {
+                what: "HTTP runtime",
+                source,
+            })?;
         Ok(Self(Some(rt)))
     }
 
@@ -318,8 +308,7 @@ impl OwnedRuntime {
         rt.spawn(async move {
             let _ = tx.send(fut.await);
         });
-        rx.recv()
-            .map_err(|_| EmbedError::Runtime("embedding task was cancelled".into()))
+        rx.recv().map_err(|_| EmbedError::TaskLost("embedding request"))
     }
 }
 
@@ -548,6 +537,14 @@ mod tests {
             err.to_string().contains(&format!("127.0.0.1:{port}/v1/embeddings")),
             "{err}"
         );
+        // The message names the actual cause, and the typed source is kept.
+        let source = std::error::Error::source(&err).expect("the reqwest error is the source");
+        assert!(
+            source
+                .downcast_ref::<reqwest::Error>()
+                .is_some_and(reqwest::Error::is_connect)
+        );
+        assert!(err.to_string().to_lowercase().contains("connect"), "{err}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,7 +25,7 @@ use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{Tokenizer, TruncationParams};
 
 use super::onnx::{ONNX_MODEL_FILE, OnnxEncoder, runtime_library};
-use super::{EmbedError, Embedder, l2_normalize};
+use super::{EmbedError, Embedder, HubError, l2_normalize};
 
 /// Manifest id of vectors made by [`MiniLm`].
 pub const MINILM_ID: &str = "minilm-l6-v2";
@@ -110,19 +110,23 @@ impl MiniLm {
             path: config_path.clone(),
             source,
         })?;
-        let config: Config = serde_json::from_str(&raw).map_err(|e| EmbedError::Config {
+        let config: Config = serde_json::from_str(&raw).map_err(|source| EmbedError::Config {
             path: config_path.clone(),
-            reason: e.to_string(),
+            source,
         })?;
         if config.hidden_size != MINILM_DIMENSION {
-            return Err(EmbedError::Config {
+            return Err(EmbedError::NotMiniLm {
                 path: config_path,
-                reason: format!("hidden_size {} is not MiniLM's {MINILM_DIMENSION}", config.hidden_size),
+                hidden_size: config.hidden_size,
+                expected: MINILM_DIMENSION,
             });
         }
 
-        let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
-            .map_err(|e| EmbedError::Tokenizer(format!("{}: {e}", dir.join("tokenizer.json").display())))?;
+        let tokenizer_path = dir.join("tokenizer.json");
+        let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|source| EmbedError::Tokenizer {
+            what: format!("loading {}", tokenizer_path.display()),
+            source,
+        })?;
         // tokenizer.json ships with 128-token truncation and fixed padding; we want
         // sentence-transformers' 256 and pad per sub-batch ourselves.
         tokenizer
@@ -130,7 +134,10 @@ impl MiniLm {
                 max_length: MINILM_MAX_TOKENS,
                 ..Default::default()
             }))
-            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+            .map_err(|source| EmbedError::Tokenizer {
+                what: "setting truncation".into(),
+                source,
+            })?;
         tokenizer.with_padding(None);
 
         let backend = match backend {
@@ -197,39 +204,38 @@ impl MiniLm {
             .map(|d| d.display().to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        let unavailable = |reason: String| EmbedError::HubUnavailable {
-            searched: searched.clone(),
-            reason,
-        };
         // hf-hub is async; run it on a private runtime on its own thread so this
         // works whether or not the caller is inside a tokio runtime.
         let handle = std::thread::Builder::new()
             .name("minilm-hub".into())
-            .spawn(|| -> Result<PathBuf, String> {
+            .spawn(|| -> Result<PathBuf, HubError> {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(|e| e.to_string())?;
+                    .map_err(HubError::Runtime)?;
                 rt.block_on(async {
-                    let client = hf_hub::HFClient::new().map_err(|e| e.to_string())?;
+                    let client = hf_hub::HFClient::new().map_err(HubError::Client)?;
                     let repo = client.model(HUB_REPO.0, HUB_REPO.1);
                     let mut dir = None;
                     for file in MODEL_FILES {
                         let download = repo.download_file().filename(file).send();
                         let path = tokio::time::timeout(Duration::from_secs(600), download)
                             .await
-                            .map_err(|_| format!("timed out downloading {file}"))?
-                            .map_err(|e| format!("downloading {file}: {e}"))?;
+                            .map_err(|_| HubError::Timeout { file })?
+                            .map_err(|source| HubError::Download { file, source })?;
                         dir = path.parent().map(Path::to_path_buf);
                     }
-                    dir.ok_or_else(|| "hub returned no file path".to_string())
+                    dir.ok_or(HubError::NoPath)
                 })
             })
-            .map_err(|e| EmbedError::Runtime(e.to_string()))?;
+            .map_err(|source| EmbedError::Runtime {
+                what: "hub download thread",
+                source,
+            })?;
         let dir = handle
             .join()
-            .map_err(|_| EmbedError::Runtime("hub download thread panicked".into()))?
-            .map_err(unavailable)?;
+            .map_err(|_| EmbedError::TaskLost("hub download thread"))?
+            .map_err(|source| EmbedError::HubUnavailable { searched, source })?;
         Self::load(&dir)
     }
 
@@ -285,7 +291,10 @@ impl Embedder for MiniLm {
         let encodings = self
             .tokenizer
             .encode_batch_fast(texts.to_vec(), true)
-            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+            .map_err(|source| EmbedError::Tokenizer {
+                what: "encoding".into(),
+                source,
+            })?;
         let mut order: Vec<usize> = (0..encodings.len()).collect();
         order.sort_by_key(|&i| encodings[i].get_ids().len());
         let groups: Vec<Vec<usize>> = order.chunks(SUB_BATCH).map(<[usize]>::to_vec).collect();

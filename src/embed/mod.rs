@@ -26,6 +26,7 @@ pub use breaker::Breaker;
 pub use http::{HttpEmbedder, HttpEmbedderOptions};
 pub use minilm::{MINILM_DIMENSION, MINILM_ID, MINILM_MAX_TOKENS, MiniLm, MiniLmBackend, default_minilm_dir};
 
+use crate::error_chain::one_line;
 use crate::model::{Chunk, split_identifier};
 
 /// A text → vector model. Implementations are synchronous and may be slow
@@ -46,44 +47,119 @@ pub trait Embedder: Send + Sync {
 }
 
 /// Why an embedder could not be loaded or could not embed.
+///
+/// Messages that reach an HTTP answer or a log line spell out their causes
+/// (only the top message travels there); each keeps its source as well.
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
     #[error("model directory {dir} is missing {file} (install the weights with scripts/fetch-minilm.sh)")]
     ModelFileMissing { dir: PathBuf, file: &'static str },
     #[error(
-        "no MiniLM model found locally (looked in {searched}) and the Hugging Face hub is unreachable: {reason}; install the weights with scripts/fetch-minilm.sh or set TRUSTY_MODEL_DIR"
+        "no MiniLM model found locally (looked in {searched}) and the Hugging Face hub is unreachable: {}; install the weights with scripts/fetch-minilm.sh or set TRUSTY_MODEL_DIR",
+        one_line(source)
     )]
-    HubUnavailable { searched: String, reason: String },
+    HubUnavailable {
+        searched: String,
+        #[source]
+        source: HubError,
+    },
     #[error("reading {path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("invalid model config {path}: {reason}")]
-    Config { path: PathBuf, reason: String },
-    #[error("tokenizer: {0}")]
-    Tokenizer(String),
+    #[error("invalid model config {path}: {source}")]
+    Config {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path} describes a model with hidden size {hidden_size}, not MiniLM's {expected}")]
+    NotMiniLm {
+        path: PathBuf,
+        hidden_size: usize,
+        expected: usize,
+    },
+    #[error("tokenizer: {what}: {source}")]
+    Tokenizer {
+        what: String,
+        #[source]
+        source: tokenizers::Error,
+    },
     #[error("model: {0}")]
     Model(#[from] candle_core::Error),
-    #[error("loading ONNX Runtime from {path}: {reason} (install it with scripts/fetch-minilm.sh)")]
-    OnnxRuntime { path: PathBuf, reason: String },
+    #[error("ORT_DYLIB_PATH names no file: {path} (install ONNX Runtime with scripts/fetch-minilm.sh)")]
+    OnnxRuntimeMissing { path: PathBuf },
+    #[error("loading ONNX Runtime from {path}: {source} (install it with scripts/fetch-minilm.sh)")]
+    OnnxRuntime {
+        path: PathBuf,
+        /// Shared: the runtime loads once per process and every later
+        /// session gets the same failure.
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
     #[error("onnx runtime: {0}")]
     Onnx(#[from] ort::Error),
     #[error("embedding request to {url} failed with HTTP {status}: {body}")]
     Http { url: String, status: u16, body: String },
-    #[error("embedding request to {url} failed: {reason}")]
-    Transport { url: String, reason: String },
+    #[error("embedding request to {url} failed: {}", one_line(source))]
+    Transport {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
     #[error("embedding response from {url} is invalid: {reason}")]
     InvalidResponse { url: String, reason: String },
+    #[error("embedding response from {url} is not an embeddings response: {source}")]
+    Decode {
+        url: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("embedding dimension mismatch: expected {expected}, got {got}")]
     DimensionMismatch { expected: usize, got: usize },
     #[error("embedder configuration: {0}")]
     InvalidConfig(String),
-    #[error("embedder runtime: {0}")]
-    Runtime(String),
+    #[error("embedding URL {url:?} is not a URL: {source}")]
+    InvalidUrl {
+        url: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("building the embedder's HTTP client: {}", one_line(.0))]
+    HttpClient(#[source] reqwest::Error),
+    #[error("encoding the embedding request: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("starting the embedder's {what}: {source}")]
+    Runtime {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the embedder's {0} stopped before answering")]
+    TaskLost(&'static str),
     #[error("embedder {id} is unavailable after a recent failure; trying again in {retry_in:?}")]
     Unavailable { id: String, retry_in: std::time::Duration },
+}
+
+/// Why the Hugging Face hub could not supply the model.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("starting the download runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error("creating the hub client")]
+    Client(#[source] hf_hub::HFError),
+    #[error("timed out downloading {file}")]
+    Timeout { file: &'static str },
+    #[error("downloading {file}")]
+    Download {
+        file: &'static str,
+        #[source]
+        source: hf_hub::HFError,
+    },
+    #[error("the hub returned no file path")]
+    NoPath,
 }
 
 impl EmbedError {
@@ -191,7 +267,7 @@ pub fn embedding_text(chunk: &Chunk) -> String {
         }
         if out.len() + line.len() + 1 > MAX_EMBED_CHARS {
             let room = MAX_EMBED_CHARS.saturating_sub(out.len());
-            out.push_str(truncate_at_char_boundary(line, room));
+            out.push_str(&line[..line.floor_char_boundary(room)]);
             break;
         }
         out.push_str(line);
@@ -201,17 +277,6 @@ pub fn embedding_text(chunk: &Chunk) -> String {
         out.pop();
     }
     out
-}
-
-fn truncate_at_char_boundary(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// Scales `v` to unit length in place (a zero vector stays zero).

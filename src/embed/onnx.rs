@@ -12,7 +12,7 @@
 //! or download, and a machine without it falls back to candle.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
@@ -37,10 +37,7 @@ pub(super) fn runtime_library(model_dir: &Path) -> Result<Option<PathBuf>, Embed
 fn library_from(named: Option<std::ffi::OsString>, model_dir: &Path) -> Result<Option<PathBuf>, EmbedError> {
     match named.filter(|v| !v.is_empty()).map(PathBuf::from) {
         Some(path) if path.is_file() => Ok(Some(path)),
-        Some(path) => Err(EmbedError::OnnxRuntime {
-            path,
-            reason: "ORT_DYLIB_PATH names no file".into(),
-        }),
+        Some(path) => Err(EmbedError::OnnxRuntimeMissing { path }),
         None => Ok(Some(model_dir.join(RUNTIME_FILE)).filter(|p| p.is_file())),
     }
 }
@@ -48,18 +45,22 @@ fn library_from(named: Option<std::ffi::OsString>, model_dir: &Path) -> Result<O
 /// ONNX Runtime allows one environment per process, and the library can only
 /// be loaded once: every session shares this one (or its load error).
 fn environment(library: &Path) -> Result<ort::environment::Environment, EmbedError> {
-    static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+    type Shared = Arc<dyn std::error::Error + Send + Sync>;
+    static ENV: OnceLock<Result<ort::environment::Environment, Shared>> = OnceLock::new();
     ENV.get_or_init(|| {
-        let builder = ort::init_from(library).map_err(|e| e.to_string())?;
-        let env = builder.with_name("trusty-search").build().map_err(|e| e.to_string())?;
+        let builder = ort::init_from(library).map_err(|e| Arc::new(e) as Shared)?;
+        let env = builder
+            .with_name("trusty-search")
+            .build()
+            .map_err(|e| Arc::new(e) as Shared)?;
         // The runtime's info level narrates every allocation; keep warnings and errors.
         env.set_log_level(ort::logging::LogLevel::Warning);
         Ok(env)
     })
     .clone()
-    .map_err(|reason| EmbedError::OnnxRuntime {
+    .map_err(|source| EmbedError::OnnxRuntime {
         path: library.to_path_buf(),
-        reason,
+        source,
     })
 }
 
@@ -123,7 +124,7 @@ mod tests {
         let missing = dir.path().join("nowhere.so");
         let err = library_from(Some(missing.clone().into()), dir.path()).unwrap_err();
         assert!(
-            matches!(&err, EmbedError::OnnxRuntime { path, .. } if *path == missing),
+            matches!(&err, EmbedError::OnnxRuntimeMissing { path } if *path == missing),
             "{err}"
         );
         std::fs::write(dir.path().join(RUNTIME_FILE), b"").unwrap();

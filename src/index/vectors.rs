@@ -115,13 +115,11 @@ pub async fn write_vectors_with(
         dimension as i32,
         Arc::new(Float32Array::from(values)),
         None,
-    )
-    .map_err(|e| VectorError::InvalidInput(e.to_string()))?;
+    )?;
     let batch = RecordBatch::try_new(
         schema.clone(),
         vec![Arc::new(UInt32Array::from(ids.to_vec())), Arc::new(vector_array)],
-    )
-    .map_err(|e| VectorError::InvalidInput(e.to_string()))?;
+    )?;
     let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
     let params = WriteParams {
         mode: WriteMode::Create,

@@ -16,6 +16,7 @@ use crate::api::{
     ErrorBody, FileContent, FileOutline, IndexList, IndexStatus, MultiSearchRequest, MultiSearchResponse,
     SearchRequest, SearchResponse, SymbolRelation, SymbolResponse,
 };
+use crate::error_chain::one_line;
 use reqwest::header::RETRY_AFTER;
 use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
@@ -42,8 +43,9 @@ pub enum BackendError {
         body: ErrorBody,
         retry_after_secs: Option<u64>,
     },
-    /// No HTTP answer at all (connection refused, reset, timed out).
-    #[error("cannot reach the search API at {url}: {}", error_chain(source))]
+    /// No HTTP answer at all (connection refused, reset, timed out). The
+    /// message carries reqwest's causes: its outermost alone does not say which.
+    #[error("cannot reach the search API at {url}: {}", one_line(source))]
     Transport {
         url: String,
         #[source]
@@ -281,22 +283,6 @@ impl McpBackend {
         }
         decode_error(&shown, status, retry_after_secs, &bytes)
     }
-}
-
-/// `error sending request: connection refused` rather than reqwest's
-/// outermost message alone, so an agent (or its user) sees the actual cause.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        let msg = cause.to_string();
-        if !out.contains(&msg) {
-            out.push_str(": ");
-            out.push_str(&msg);
-        }
-        next = cause.source();
-    }
-    out
 }
 
 /// Maps a non-2xx answer: the API's error body when it is one, otherwise a

@@ -29,7 +29,7 @@ pub enum McpError {
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error("the MCP client did not complete the handshake on stdio: {0}")]
-    Handshake(String),
+    Handshake(#[source] Box<rmcp::service::ServerInitializeError>),
     #[error("the MCP stdio server stopped abnormally: {0}")]
     Stopped(#[from] tokio::task::JoinError),
 }
@@ -66,7 +66,7 @@ pub async fn serve_stdio(backend: McpBackend) -> Result<(), McpError> {
     let running = SearchTools::new(backend)
         .serve(rmcp::transport::stdio())
         .await
-        .map_err(|e| McpError::Handshake(e.to_string()))?;
+        .map_err(|e| McpError::Handshake(Box::new(e)))?;
     let reason = running.waiting().await?;
     tracing::debug!(?reason, "MCP stdio session ended");
     Ok(())

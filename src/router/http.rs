@@ -7,6 +7,7 @@ use crate::api::{
     ApiError, IndexList, IndexStatus, MultiSearchRequest, MultiSearchResponse, ResidencyState, SearchRequest,
     ShardIndexStatus,
 };
+use crate::error_chain::one_line;
 use crate::server::auth::require_admin;
 use crate::server::fanout::MultiSearch;
 use crate::server::params::{FileParams, SymbolParams, parse_file_path, parse_id};
@@ -127,16 +128,15 @@ fn urlencode(s: &str) -> String {
 }
 
 /// Asks one shard directly (no retry), for status aggregation.
-async fn ask(s: &RouterState, shard: &ShardEndpoint, path: &str) -> Result<Upstream, String> {
+async fn ask(s: &RouterState, shard: &ShardEndpoint, path: &str) -> Result<Upstream, reqwest::Error> {
     let resp = s
         .client
         .get(format!("{}{path}", shard.url))
         .timeout(s.cfg.shard_timeout.min(Duration::from_secs(5)))
         .send()
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let status = resp.status();
-    let body = resp.bytes().await.map_err(|e| e.to_string())?;
+    let body = resp.bytes().await?;
     Ok(Upstream {
         status,
         content_type: None,
@@ -174,7 +174,9 @@ pub async fn owner_status(s: &RouterState, id: &str) -> Result<IndexStatus, ApiE
             },
             Ok(up) if up.status == StatusCode::NOT_FOUND => not_found += 1,
             Ok(up) => out.owners.push(unknown(id, owner, format!("HTTP {}", up.status))),
-            Err(e) => out.owners.push(unknown(id, owner, format!("unreachable: {e}"))),
+            Err(e) => out
+                .owners
+                .push(unknown(id, owner, format!("unreachable: {}", one_line(&e)))),
         }
     }
     if not_found == owners.len() {
@@ -292,7 +294,7 @@ async fn admin_each(
     method: Method,
     path: &str,
     body: Option<serde_json::Value>,
-) -> Vec<(ShardEndpoint, Result<Upstream, String>)> {
+) -> Vec<(ShardEndpoint, Result<Upstream, reqwest::Error>)> {
     let calls = targets.iter().map(|t| {
         let mut req = s
             .client
@@ -306,9 +308,9 @@ async fn admin_each(
         }
         async move {
             let r = async {
-                let resp = req.send().await.map_err(|e| e.to_string())?;
+                let resp = req.send().await?;
                 let status = resp.status();
-                let body = resp.bytes().await.map_err(|e| e.to_string())?;
+                let body = resp.bytes().await?;
                 Ok(Upstream {
                     status,
                     content_type: None,
@@ -376,7 +378,7 @@ async fn admin_on_owners(
             }
             Err(e) => st
                 .owners
-                .push(unknown(id.as_str(), &owner, format!("unreachable: {e}"))),
+                .push(unknown(id.as_str(), &owner, format!("unreachable: {}", one_line(&e)))),
         }
     }
     if ok == 0 {

@@ -25,7 +25,7 @@ use crate::search::files::{ChunkEvidence, FileRankParams, FileTable, definers_fi
 use crate::search::fusion::{FusionMethod, FusionWeights, definitions_first, weighted_convex, weighted_rrf};
 use crate::search::graph::SymbolGraph;
 use crate::search::query::{ParsedQuery, QueryError};
-use crate::search::query_text::{self, QueryText, Shape};
+use crate::search::query_text::{QueryText, Shape};
 use crate::search::vector::{self, VectorIndex};
 use crate::storage::layout::bundle;
 use crate::storage::manifest::Manifest;
@@ -291,7 +291,7 @@ impl Engine {
         let Some(embedder) = self.embedder.clone() else {
             return Ok(None);
         };
-        let text = query_text::prefix_at_char_boundary(text, EMBED_QUERY_BYTES).to_string();
+        let text = text[..text.floor_char_boundary(EMBED_QUERY_BYTES)].to_string();
         let job = tokio::task::spawn_blocking(move || embedder.embed(&[text.as_str()]));
         match tokio::time::timeout(self.embed_timeout, job).await {
             Err(_) => Err(EmbedFailure {

@@ -83,7 +83,7 @@ pub(crate) struct QueryText {
 /// Extracts the title, identifiers, dotted names, paths and frames of a query and classifies its shape.
 pub(crate) fn understand(input: &str) -> QueryText {
     // The reference read queries as text files, so it only ever saw '\n' line ends.
-    let text = normalize_newlines(prefix_at_char_boundary(input, MAX_INPUT_BYTES));
+    let text = normalize_newlines(&input[..input.floor_char_boundary(MAX_INPUT_BYTES)]);
     let cleaned = strip_env(&strip_html_comments(&text));
     let title = first_nonblank_line(&cleaned).to_owned();
     let regions = code_regions(&cleaned);
@@ -211,18 +211,6 @@ fn is_py_space(c: char) -> bool {
 /// Python's `not line.strip()`: blank lines may sit inside an environment dump.
 fn is_blank(line: &str) -> bool {
     line.chars().all(is_py_space)
-}
-
-/// The longest prefix of at most `max` bytes that ends on a char boundary.
-pub(crate) fn prefix_at_char_boundary(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 /// Universal newlines, as Python's text-mode read applies them: "\r\n" and a lone "\r" become "\n".

@@ -19,6 +19,7 @@ use super::residency::{DiskCopy, Failure, Refused, Registry, Slot, SlotInner, Sl
 use crate::IndexId;
 use crate::api::ApiError;
 use crate::embed::Embedder;
+use crate::error_chain::one_line;
 use crate::search::engine::{Engine, estimate_memory};
 use crate::storage::layout;
 use crate::storage::open::{
@@ -77,7 +78,9 @@ impl From<ResolveError> for ApiError {
     }
 }
 
-/// Why a restore failed, with its metric label.
+/// Why a restore failed, with its metric label: a snapshot in text (the
+/// slot remembers it and every waiter gets a copy), so the message carries
+/// the whole cause chain.
 #[derive(Debug, Clone)]
 pub struct LoadFailure {
     pub reason: &'static str,
@@ -88,7 +91,7 @@ impl From<OpenError> for LoadFailure {
     fn from(e: OpenError) -> Self {
         LoadFailure {
             reason: e.reason(),
-            message: e.to_string(),
+            message: one_line(&e),
         }
     }
 }
@@ -165,7 +168,7 @@ impl Resolver {
             }
             Err(e) => Err(ResolveError::StoreUnavailable {
                 id: id.clone(),
-                message: e.to_string(),
+                message: one_line(&e),
             }),
         }
     }
@@ -451,7 +454,7 @@ impl Resolver {
                 self.dirs.doom(&local.dir);
                 RestoreError::Failed(LoadFailure {
                     reason: "corrupt",
-                    message: e.to_string(),
+                    message: one_line(&e),
                 })
             })?;
         engine.set_embed_timeout(self.cfg.embed_timeout);

@@ -8,14 +8,10 @@ use prometheus::{
 };
 use std::sync::LazyLock;
 
+use trusty_core::metrics::register;
 /// One registry per process; the storage layer's metrics (object-store
 /// traffic) live in `trusty-core` and register there too.
 pub use trusty_core::metrics::{OBJECT_STORE_BYTES, OBJECT_STORE_REQUESTS, OBJECT_STORE_RESUMES, REGISTRY};
-
-fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
-    REGISTRY.register(Box::new(c.clone())).expect("metric registered twice");
-    c
-}
 
 fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     register(IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))

@@ -7,7 +7,8 @@ use std::sync::LazyLock;
 
 pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
 
-fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
+/// Adds `c` to [`REGISTRY`] and hands it back, for `LazyLock` initialisers.
+pub fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
     REGISTRY.register(Box::new(c.clone())).expect("metric registered twice");
     c
 }

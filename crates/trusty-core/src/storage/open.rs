@@ -25,6 +25,13 @@ pub enum OpenError {
     NotFound { index_id: String },
     #[error("index {index_id} is corrupt: {what}")]
     Corrupt { index_id: String, what: String },
+    #[error("index {index_id} is corrupt: {file} is not valid: {source}")]
+    CorruptJson {
+        index_id: String,
+        file: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("index {index_id} has schema version {found}; this build reads {supported}")]
     IncompatibleSchema {
         index_id: String,
@@ -51,7 +58,7 @@ impl OpenError {
     pub fn reason(&self) -> &'static str {
         match self {
             OpenError::NotFound { .. } => "not_found",
-            OpenError::Corrupt { .. } => "corrupt",
+            OpenError::Corrupt { .. } | OpenError::CorruptJson { .. } => "corrupt",
             OpenError::IncompatibleSchema { .. } => "incompatible_schema",
             OpenError::StoreUnavailable { .. } => "store_unavailable",
             OpenError::Io { .. } => "io",
@@ -76,6 +83,14 @@ impl OpenError {
         OpenError::Corrupt {
             index_id: id.to_string(),
             what: what.into(),
+        }
+    }
+
+    fn corrupt_json(id: &IndexId, file: &'static str) -> impl FnOnce(serde_json::Error) -> Self {
+        move |source| OpenError::CorruptJson {
+            index_id: id.to_string(),
+            file,
+            source,
         }
     }
 
@@ -117,8 +132,7 @@ pub async fn read_current(
         Err(e) => return Err(OpenError::store(id, e)),
     };
     let Some((bytes, new_etag)) = got else { return Ok(None) };
-    let pointer: CurrentPointer =
-        serde_json::from_slice(&bytes).map_err(|e| OpenError::corrupt(id, format!("CURRENT is not valid: {e}")))?;
+    let pointer: CurrentPointer = serde_json::from_slice(&bytes).map_err(OpenError::corrupt_json(id, "CURRENT"))?;
     layout::check_version(&pointer.version).map_err(|r| OpenError::corrupt(id, format!("CURRENT: {r}")))?;
     Ok(Some((pointer, new_etag)))
 }
@@ -298,8 +312,7 @@ pub fn is_complete(dir: &Path) -> bool {
 
 fn parse_manifest(id: &IndexId, bytes: &[u8], version: &str) -> Result<Manifest, OpenError> {
     // Check the schema version before the full shape: a future schema may not parse at all.
-    let raw: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| OpenError::corrupt(id, format!("manifest is not JSON: {e}")))?;
+    let raw: serde_json::Value = serde_json::from_slice(bytes).map_err(OpenError::corrupt_json(id, "the manifest"))?;
     let found = raw.get("schema_version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
     if found != SCHEMA_VERSION {
         return Err(OpenError::IncompatibleSchema {
@@ -308,8 +321,7 @@ fn parse_manifest(id: &IndexId, bytes: &[u8], version: &str) -> Result<Manifest,
             supported: SCHEMA_VERSION,
         });
     }
-    let manifest: Manifest =
-        serde_json::from_value(raw).map_err(|e| OpenError::corrupt(id, format!("manifest is not valid: {e}")))?;
+    let manifest: Manifest = serde_json::from_value(raw).map_err(OpenError::corrupt_json(id, "the manifest"))?;
     if manifest.index_id != id.as_str() || manifest.version != version {
         return Err(OpenError::corrupt(
             id,
