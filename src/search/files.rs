@@ -46,6 +46,10 @@ pub struct FileRankParams {
     pub path: f32,
     /// Weight of explicit path mentions and stack frames.
     pub mentions: f32,
+    /// What each stack frame counts, from the one nearest the error outwards:
+    /// the frame that raised is the likeliest fix site, its callers less so
+    /// (1 counts every frame alike).
+    pub frame_decay: f32,
     /// Weight of dotted module paths that name the file.
     pub modules: f32,
     /// Weight of the file's nearest chunk to the query embedding.
@@ -83,6 +87,7 @@ impl Default for FileRankParams {
             members: 1.0,
             path: 0.25,
             mentions: 1.0,
+            frame_decay: 1.0,
             modules: 0.1,
             vectors: 0.5,
             vector_hits: 100,
@@ -112,6 +117,7 @@ impl FileRankParams {
             "members" => self.members = number,
             "path" => self.path = number,
             "mentions" => self.mentions = number,
+            "frame_decay" => self.frame_decay = number.min(1.0),
             "modules" => self.modules = number,
             "vectors" => self.vectors = number,
             "vector_hits" => self.vector_hits = count(),
@@ -563,11 +569,14 @@ pub(crate) fn rank_files(
             mention_part[f as usize] += 1.0;
         }
     }
+    // Frames come nearest the error first; only those in this repository count.
+    let mut frame_weight = 1.0;
     for p in &query.frames {
         if let Some((f, k)) = table.resolve(p)
             && k >= 2
         {
-            mention_part[f as usize] += 1.0;
+            mention_part[f as usize] += frame_weight;
+            frame_weight *= params.frame_decay;
         }
     }
 
@@ -755,6 +764,37 @@ mod tests {
         assert!(ranked_paths(&t, "extensions = ['pkg.sub']", &[], &off).is_empty());
         // One segment names a whole package, not a file.
         assert!(t.resolve_module("pkg").is_none());
+    }
+
+    #[test]
+    fn the_frame_nearest_the_error_counts_most() {
+        let (_, t) = table();
+        // Python prints the innermost call last: util.py raised, core.py called it.
+        let trace = "Traceback (most recent call last):\n  File \"/site/pkg/core.py\", line 9, in parse\n  \
+                     File \"/site/pkg/util.py\", line 3, in helper\nValueError: boom";
+        let decayed = FileRankParams {
+            frame_decay: 0.5,
+            ..FileRankParams::default()
+        };
+        assert_eq!(
+            ranked_paths(&t, trace, &[], &decayed),
+            ["src/pkg/util.py", "src/pkg/core.py"]
+        );
+        // Every frame alike: a tie, which index order breaks the other way.
+        let flat = FileRankParams {
+            frame_decay: 1.0,
+            ..FileRankParams::default()
+        };
+        assert_eq!(
+            ranked_paths(&t, trace, &[], &flat),
+            ["src/pkg/core.py", "src/pkg/util.py"]
+        );
+        let mut p = FileRankParams::default();
+        p.set("frame_decay=3").unwrap();
+        assert_eq!(
+            p.frame_decay, 1.0,
+            "a frame never counts more than the one nearer the error"
+        );
     }
 
     #[test]

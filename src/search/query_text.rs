@@ -74,7 +74,8 @@ pub(crate) struct QueryText {
     pub(crate) dotted: Vec<String>,
     /// Distinct source-file paths mentioned in the text, with `/` separators.
     pub(crate) paths: Vec<String>,
-    /// Distinct file paths of stack-trace frames (Python, JavaScript and Rust styles).
+    /// Distinct file paths of stack-trace frames (Python, JavaScript and Rust
+    /// styles), the frame nearest the error first.
     pub(crate) frames: Vec<String>,
     /// What kind of query this is, by the reference's thresholds.
     pub(crate) shape: Shape,
@@ -88,11 +89,14 @@ pub(crate) fn understand(input: &str) -> QueryText {
     let title = first_nonblank_line(&cleaned).to_owned();
     let regions = code_regions(&cleaned);
     let ticks: Vec<&str> = backticks(&regions.prose).collect();
-    let frames: Vec<Cow<'_, str>> = lines_with_frame_hints(&cleaned)
-        .filter(|&(_, hinted)| hinted)
-        .flat_map(|(line, _)| frames_in_line(line))
-        .map(slash_separated)
-        .collect();
+    // Nearest the error first: Python prints the innermost call last,
+    // JavaScript and Rust print it first.
+    let (mut python, mut located) = (Vec::new(), Vec::new());
+    for (line, _) in lines_with_frame_hints(&cleaned).filter(|&(_, hinted)| hinted) {
+        python.extend(python_frames(line));
+        located.extend(located_frames(line));
+    }
+    let frames: Vec<Cow<'_, str>> = python.into_iter().rev().chain(located).map(slash_separated).collect();
     let (dotted, paths) = dotted_names_and_paths(&cleaned);
     let call_text = format!("{}\n{}", regions.code, ticks.join("\n"));
 
@@ -974,12 +978,13 @@ mod tests {
                     File \"<stdin>\", line 1\nFile \"/x/site-packages/astropy/io/fits/card.py\", line 40\n\
                     File \"bad\", line x\nValueError: boom";
         let q = understand(text);
+        // The innermost call (printed last) first.
         assert_eq!(
             q.frames,
             [
                 "/x/site-packages/astropy/io/fits/card.py",
-                "C:/proj/pkg/mod.py",
-                "<stdin>"
+                "<stdin>",
+                "C:/proj/pkg/mod.py"
             ]
         );
         assert_eq!(q.shape, Shape::StackTrace);
