@@ -47,5 +47,11 @@ mod tests {
         );
         assert_eq!(one_line(&Terse(io())), "listening on :80: permission denied");
         assert_eq!(one_line(&io()), "permission denied");
+        // The CLI hands over anyhow's outermost error; its context chain is walked the same way.
+        let with_context = anyhow::Error::new(Spelled(io())).context("starting the shard");
+        assert_eq!(
+            one_line(with_context.as_ref()),
+            "starting the shard: opening the index: permission denied"
+        );
     }
 }
