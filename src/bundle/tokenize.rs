@@ -33,9 +33,7 @@
 //! stemming then runs over every token ([`STEM_ENGLISH`], chosen by measurement).
 
 use tantivy::Index;
-use tantivy::tokenizer::{
-    Language as StemLanguage, Stemmer, StopWordFilter, TextAnalyzer, Token, TokenStream, Tokenizer,
-};
+use tantivy::tokenizer::{Language as StemLanguage, Stemmer, TextAnalyzer, Token, TokenStream, Tokenizer};
 
 /// Name under which the code analyzer is registered on every index.
 pub(crate) const CODE_TOKENIZER: &str = "code";
@@ -79,20 +77,6 @@ pub(crate) fn analyzer_with(mode: TokenMode, stem: bool) -> TextAnalyzer {
     } else {
         builder.build()
     }
-}
-
-/// An analyzer for query text: the index analyzer for `mode` with `stop_words`
-/// (lowercase, unstemmed) removed before stemming. With no stop words it is the
-/// same token stream as the index analyzer (boxed, which is fine for short queries).
-pub(crate) fn query_analyzer(mode: TokenMode, stem: bool, stop_words: &[&str]) -> TextAnalyzer {
-    let mut builder = TextAnalyzer::builder(CodeTokenizer { mode }).dynamic();
-    if !stop_words.is_empty() {
-        builder = builder.filter_dynamic(StopWordFilter::remove(stop_words.iter().map(|w| w.to_string())));
-    }
-    if stem {
-        builder = builder.filter_dynamic(Stemmer::new(StemLanguage::English));
-    }
-    builder.build()
 }
 
 /// The tokenizer behind both analyzers. Lowercases itself, so no `LowerCaser`

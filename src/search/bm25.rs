@@ -98,7 +98,6 @@ impl std::fmt::Debug for Bm25Index {
 impl Bm25Index {
     /// Opens the index in `dir` (memory-mapped) and registers the analyzers on it.
     pub fn open(dir: &Path) -> Result<Self, Bm25Error> {
-        let stem = tokenize::STEM_ENGLISH;
         if !dir.is_dir() {
             return Err(Bm25Error::Missing {
                 path: dir.to_path_buf(),
@@ -131,8 +130,9 @@ impl Bm25Index {
             }
         }
         Ok(Bm25Index {
-            code_analyzer: tokenize::query_analyzer(TokenMode::Code, stem, &[]),
-            path_analyzer: tokenize::query_analyzer(TokenMode::Path, stem, &[]),
+            // Queries are analysed exactly as the indexed text was.
+            code_analyzer: tokenize::analyzer_with(TokenMode::Code, tokenize::STEM_ENGLISH),
+            path_analyzer: tokenize::analyzer_with(TokenMode::Path, tokenize::STEM_ENGLISH),
             fields,
             _reader: reader,
             searcher,
