@@ -7,8 +7,8 @@ use prometheus::{
     TextEncoder,
 };
 use std::sync::LazyLock;
-
 use trusty_core::metrics::register;
+
 /// One registry per process; the storage layer's metrics (object-store
 /// traffic) live in `trusty-core` and register there too.
 pub use trusty_core::metrics::{OBJECT_STORE_BYTES, OBJECT_STORE_REQUESTS, OBJECT_STORE_RESUMES, REGISTRY};
