@@ -16,11 +16,12 @@ use crate::api::{
 use crate::search::engine::{ReadError, SearchError};
 use crate::server::auth::require_admin;
 use crate::server::fanout::MultiSearch;
+use crate::server::index_api::IndexApi;
 use crate::server::params::{FileParams, Patience, SymbolParams, parse_file_path, parse_id};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -28,19 +29,22 @@ use std::sync::Arc;
 pub type AppState = Arc<Resolver>;
 
 pub fn routes(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/indexes", get(list))
-        .route("/v1/indexes/{id}", get(status))
-        .route("/v1/indexes/{id}/search", post(search))
-        .route("/v1/indexes/{id}/symbols/{name}", get(symbols))
-        .route("/v1/indexes/{id}/files/{*path}", get(read_file))
-        .route("/v1/indexes/{id}/outline/{*path}", get(outline))
-        .route("/v1/search", post(search_many))
-        .route("/v1/admin/indexes/{id}", post(register).delete(unregister))
-        .route("/v1/admin/indexes/{id}/reset", post(reset))
-        .route("/v1/admin/indexes/{id}/evict", post(evict))
-        .route("/v1/admin/indexes/{id}/reload", post(reload))
-        .with_state(state)
+    IndexApi {
+        list: get(list),
+        status: get(status),
+        search: post(search),
+        symbols: get(symbols),
+        read_file: get(read_file),
+        outline: get(outline),
+        search_many: post(search_many),
+        register: post(register),
+        unregister: delete(unregister),
+        reset: post(reset),
+        reload: post(reload),
+        evict: post(evict),
+    }
+    .into_router()
+    .with_state(state)
 }
 
 pub fn search_error(id: &IndexId, e: SearchError) -> ApiError {
