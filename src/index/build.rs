@@ -249,7 +249,7 @@ pub async fn build_bundle(
         schema_version: SCHEMA_VERSION,
         index_id: id.to_string(),
         version: layout::new_version(),
-        created_at: now_rfc3339(),
+        created_at: trusty_core::rfc3339(std::time::SystemTime::now()),
         chunker_version: CHUNKER_VERSION,
         embedder: embedder_info,
         source: opts.source.clone(),
@@ -384,12 +384,6 @@ fn progress_bar(enabled: bool, len: u64, what: &'static str) -> ProgressBar {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// The commit checked out at `root`, when it is a git work tree.

@@ -165,12 +165,12 @@ impl Slot {
                 s.version = Some(l.version.clone());
                 s.counts = Some((&l.engine().manifest.counts).into());
                 s.bytes = Some(l.memory_bytes);
-                s.last_loaded_at = Some(rfc3339(l.loaded_at));
+                s.last_loaded_at = Some(trusty_core::rfc3339(l.loaded_at));
             }
             SlotState::Failed(f) => {
                 s.last_error = Some(format!("{}: {}", f.reason, f.message));
                 let wait = f.retry_at.saturating_duration_since(Instant::now());
-                s.next_retry_at = Some(rfc3339(SystemTime::now() + wait));
+                s.next_retry_at = Some(trusty_core::rfc3339(SystemTime::now() + wait));
             }
             SlotState::Cold | SlotState::Loading { .. } => {
                 s.version = inner.disk_copy.as_ref().map(|c| c.version.clone());
@@ -181,12 +181,6 @@ impl Slot {
         }
         s
     }
-}
-
-pub fn rfc3339(t: SystemTime) -> String {
-    time::OffsetDateTime::from(t)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// Every index this shard knows, plus a short, bounded memory of ids storage

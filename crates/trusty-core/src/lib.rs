@@ -16,3 +16,19 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(bytes))
 }
+
+/// A time as manifests and status bodies write it: RFC 3339, UTC.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_are_written_in_utc() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_250);
+        assert_eq!(super::rfc3339(t), "2023-11-14T22:13:20.25Z");
+    }
+}
