@@ -93,14 +93,22 @@ mod tests {
             for method in methods.as_object().unwrap().keys() {
                 operations += 1;
                 let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-                let request = Request::builder().method(&method).uri(&uri).body(Body::empty()).unwrap();
+                let request = Request::builder()
+                    .method(&method)
+                    .uri(&uri)
+                    .body(Body::empty())
+                    .unwrap();
                 let response = named().oneshot(request).await.unwrap();
                 assert_eq!(response.status(), StatusCode::OK, "{method} {uri}");
                 let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
                 reached.insert(String::from_utf8(body.to_vec()).unwrap());
             }
         }
-        assert_eq!(reached.len(), operations, "two documented operations reach one handler: {reached:?}");
+        assert_eq!(
+            reached.len(),
+            operations,
+            "two documented operations reach one handler: {reached:?}"
+        );
         assert_eq!(reached.len(), 12, "a route the document leaves out: {reached:?}");
     }
 

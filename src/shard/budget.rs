@@ -17,6 +17,7 @@
 //! `over_budget`.
 
 use super::admission::Priority;
+use super::failure::Refusal;
 use super::lazy_load::Resolver;
 use super::residency::{Slot, SlotState};
 use crate::telemetry::metrics::{CACHE_BUDGET_BYTES, CACHE_EVICTIONS};
@@ -31,17 +32,6 @@ pub struct Need {
     pub disk: u64,
     /// The version's full size on disk, for the too-large check.
     pub disk_total: u64,
-}
-
-/// Why a restore could not get room.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    #[error("the index needs {need} bytes of {tier}, more than this shard's whole {tier} budget of {budget} bytes")]
-    TooLarge { tier: &'static str, need: u64, budget: u64 },
-    #[error(
-        "no room in the {tier} budget: it is held by restores in flight or by indexes a background load may not evict"
-    )]
-    Full { tier: &'static str },
 }
 
 #[derive(Debug, Default)]

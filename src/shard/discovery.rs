@@ -4,9 +4,11 @@
 //! list of recently used indexes it keeps in its cache directory.
 
 use super::admission::Priority;
-use super::lazy_load::{Resolver, RestoreError};
+use super::failure::RestoreError;
+use super::lazy_load::Resolver;
 use super::residency::{Slot, SlotState};
 use crate::IndexId;
+use crate::error_chain::one_line;
 use crate::storage::layout::{self, INDEXES_DIR};
 use crate::storage::open::{OpenError, read_current};
 use crate::telemetry::metrics::{INDEX_SWAPS, LOAD_FAILURES};
@@ -130,11 +132,13 @@ pub async fn refresh(resolver: &Arc<Resolver>, slot: &Arc<Slot>, force: bool) ->
             swapped
         }
         Err(RestoreError::Failed(f)) => {
-            LOAD_FAILURES.with_label_values(&[f.reason]).inc();
-            tracing::warn!(index_id = %slot.id, reason = f.reason, error = %f.message, "new version failed to load; keeping the old one");
+            let error = one_line(&f);
+            LOAD_FAILURES.with_label_values(&[f.reason()]).inc();
+            tracing::warn!(index_id = %slot.id, reason = f.reason(), %error, "new version failed to load; keeping the old one");
             slot.lock().last_error = Some(format!(
-                "new version {} failed ({}): {}",
-                pointer.version, f.reason, f.message
+                "new version {} failed ({}): {error}",
+                pointer.version,
+                f.reason()
             ));
             false
         }

@@ -11,9 +11,10 @@
 //! router trying a replica first) only start a restore and answer at once.
 
 use super::admission::{Admission, BackgroundTicket, Priority};
-use super::budget::{Budget, Need, Refusal, Reservation};
+use super::budget::{Budget, Need, Reservation};
 use super::config::ShardConfig;
 use super::disk::VersionDirs;
+use super::failure::{LoadFailure, Refusal, RestoreError};
 use super::loaded::LoadedIndex;
 use super::residency::{DiskCopy, Failure, Refused, Registry, Slot, SlotInner, SlotState};
 use crate::IndexId;
@@ -22,9 +23,7 @@ use crate::embed::Embedder;
 use crate::error_chain::one_line;
 use crate::search::engine::{Engine, estimate_memory};
 use crate::storage::layout;
-use crate::storage::open::{
-    DownloadOptions, OpenError, download_version, fetch_manifest, local_copy, read_current, version_dir,
-};
+use crate::storage::open::{DownloadOptions, download_version, fetch_manifest, local_copy, read_current, version_dir};
 use crate::storage::store::Store;
 use crate::telemetry::metrics::{LOAD_DURATION, LOAD_FAILURES, LOADS_STARTED, RESTORE_REFUSALS};
 use axum::http::StatusCode;
@@ -43,11 +42,11 @@ pub enum ResolveError {
     Loading { id: IndexId, retry_after: Duration },
     #[error("index {id} is not loaded on this shard ({detail})")]
     Cold { id: IndexId, detail: &'static str },
-    #[error("index {id} failed to load ({reason}): {message}")]
+    #[error("index {id} failed to load ({})", error.reason())]
     Failed {
         id: IndexId,
-        reason: &'static str,
-        message: String,
+        #[source]
+        error: Arc<LoadFailure>,
         retry_in: Duration,
     },
     #[error("no room to load index {id}: {message}")]
@@ -59,7 +58,7 @@ pub enum ResolveError {
 impl From<ResolveError> for ApiError {
     fn from(e: ResolveError) -> ApiError {
         let unavailable = |code: &'static str, id: &IndexId| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, e.to_string()).with_index(id.as_str())
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, one_line(&e)).with_index(id.as_str())
         };
         match &e {
             ResolveError::NotFound(id) => ApiError::not_found(id.as_str()),
@@ -78,41 +77,10 @@ impl From<ResolveError> for ApiError {
     }
 }
 
-/// Why a restore failed, with its metric label: a snapshot in text (the
-/// slot remembers it and every waiter gets a copy), so the message carries
-/// the whole cause chain.
-#[derive(Debug, Clone)]
-pub struct LoadFailure {
-    pub reason: &'static str,
-    pub message: String,
-}
-
-impl From<OpenError> for LoadFailure {
-    fn from(e: OpenError) -> Self {
-        LoadFailure {
-            reason: e.reason(),
-            message: one_line(&e),
-        }
-    }
-}
-
-/// How a restore ended without an index.
-#[derive(Debug)]
-pub enum RestoreError {
-    Failed(LoadFailure),
-    Refused(Refusal),
-}
-
-impl From<OpenError> for RestoreError {
-    fn from(e: OpenError) -> Self {
-        RestoreError::Failed(e.into())
-    }
-}
-
 fn timed_out(what: &str, after: Duration) -> RestoreError {
-    RestoreError::Failed(LoadFailure {
-        reason: "timeout",
-        message: format!("{what} did not finish within {after:?}"),
+    RestoreError::Failed(LoadFailure::TimedOut {
+        what: what.to_string(),
+        after,
     })
 }
 
@@ -195,14 +163,13 @@ impl Resolver {
                         }
                         return Ok(loaded.clone());
                     }
-                    SlotState::Failed(f) if f.reason == "not_found" => {
+                    SlotState::Failed(f) if f.error.is_not_found() => {
                         return Err(ResolveError::NotFound(id.clone()));
                     }
                     SlotState::Failed(f) if Instant::now() < f.retry_at => {
                         return Err(ResolveError::Failed {
                             id: id.clone(),
-                            reason: f.reason,
-                            message: f.message.clone(),
+                            error: f.error.clone(),
                             retry_in: f.retry_at.saturating_duration_since(Instant::now()),
                         });
                     }
@@ -255,7 +222,7 @@ impl Resolver {
         let mut inner = slot.lock();
         let startable = match &inner.state {
             SlotState::Cold => true,
-            SlotState::Failed(f) => Instant::now() >= f.retry_at && f.reason != "not_found",
+            SlotState::Failed(f) => Instant::now() >= f.retry_at && !f.error.is_not_found(),
             _ => false,
         };
         startable && self.start_load_locked(slot, &mut inner, priority)
@@ -326,7 +293,7 @@ impl Resolver {
             }
             Err(RestoreError::Refused(refusal)) => {
                 RESTORE_REFUSALS
-                    .with_label_values(&[refusal_label(&refusal), priority.as_str()])
+                    .with_label_values(&[refusal.label(), priority.as_str()])
                     .inc();
                 span.in_scope(|| tracing::info!(error = %refusal, "restore refused"));
                 let mut inner = slot.lock();
@@ -336,8 +303,7 @@ impl Resolver {
                         inner.attempts += 1;
                         let retry_in = self.cfg.retry_max;
                         inner.state = SlotState::Failed(Failure {
-                            reason: "too_large",
-                            message: refusal.to_string(),
+                            error: Arc::new(LoadFailure::TooLarge(refusal)),
                             at: SystemTime::now(),
                             retry_at: Instant::now() + retry_in,
                         });
@@ -359,20 +325,21 @@ impl Resolver {
                 LOAD_DURATION
                     .with_label_values(&["failed"])
                     .observe(elapsed.as_secs_f64());
-                LOAD_FAILURES.with_label_values(&[failure.reason]).inc();
-                span.in_scope(|| tracing::warn!(reason = failure.reason, error = %failure.message, "restore failed"));
+                LOAD_FAILURES.with_label_values(&[failure.reason()]).inc();
+                span.in_scope(
+                    || tracing::warn!(reason = failure.reason(), error = %one_line(&failure), "restore failed"),
+                );
                 let mut inner = slot.lock();
                 inner.attempts += 1;
                 let retry_in = self.cfg.backoff(inner.attempts);
                 inner.state = SlotState::Failed(Failure {
-                    reason: failure.reason,
-                    message: failure.message,
+                    error: Arc::new(failure),
                     at: SystemTime::now(),
                     retry_at: Instant::now() + retry_in,
                 });
             }
         }
-        let gone = matches!(&slot.lock().state, SlotState::Failed(f) if f.reason == "not_found");
+        let gone = matches!(&slot.lock().state, SlotState::Failed(f) if f.error.is_not_found());
         if gone {
             // Forget the index and any local copy; the slot keeps saying not_found to its waiters.
             self.registry.remove(&id);
@@ -401,12 +368,7 @@ impl Resolver {
         let (pointer, etag) = tokio::time::timeout(base, read_current(&self.store, id, None))
             .await
             .map_err(|_| timed_out("reading CURRENT", base))??
-            .ok_or_else(|| {
-                RestoreError::Failed(LoadFailure {
-                    reason: "io",
-                    message: "CURRENT unreadable".into(),
-                })
-            })?;
+            .ok_or(RestoreError::Failed(LoadFailure::CurrentNotModified))?;
         let dir = version_dir(&self.cfg.cache_dir, id, &pointer.version);
         // Leased before it is looked at: nothing may remove it from here on.
         let lease = self.dirs.lease(&dir);
@@ -452,10 +414,7 @@ impl Resolver {
             .map_err(|e| {
                 // Checksums matched but an arm would not open: the bundle itself is bad.
                 self.dirs.doom(&local.dir);
-                RestoreError::Failed(LoadFailure {
-                    reason: "corrupt",
-                    message: one_line(&e),
-                })
+                RestoreError::Failed(LoadFailure::Bundle(e))
             })?;
         engine.set_embed_timeout(self.cfg.embed_timeout);
         let loaded = LoadedIndex::new(
@@ -548,12 +507,5 @@ impl Resolver {
         self.registry.refresh_gauges();
         slot.notify();
         true
-    }
-}
-
-fn refusal_label(r: &Refusal) -> &'static str {
-    match r {
-        Refusal::TooLarge { .. } => "too_large",
-        Refusal::Full { .. } => "full",
     }
 }

@@ -1,7 +1,7 @@
 //! The shard service: a cache of index versions in front of object storage.
 //!
 //! Every handler reaches an index through one resolver,
-//! [`lazy_load::Resolver::get_or_load_index`], which keeps a per-index state
+//! [`lazy_load::Resolver::resolve`], which keeps a per-index state
 //! (`Unknown → Cold → Loading → Hot`, or `Failed`) and a loading gate so that
 //! any number of concurrent requests for a cold index cause exactly one
 //! restore. Loads run as background tasks: a request that waits too long gets
@@ -18,6 +18,7 @@ pub mod config;
 mod cpu_priority;
 pub(crate) mod discovery;
 pub mod disk;
+pub(crate) mod failure;
 pub(crate) mod http;
 pub(crate) mod lazy_load;
 pub(crate) mod loaded;

@@ -4,9 +4,11 @@
 //! on a `watch` channel. Waiters subscribe *while holding the mutex*, so a
 //! change cannot slip between their check and their wait.
 
+use super::failure::LoadFailure;
 use super::loaded::LoadedIndex;
 use crate::IndexId;
 use crate::api::{ResidencyState, ShardIndexStatus};
+use crate::error_chain::one_line;
 use crate::telemetry::metrics::{CACHE_BYTES, INDEXES, UNKNOWN_IDS};
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use std::collections::HashMap;
@@ -18,9 +20,7 @@ use tokio::sync::watch;
 
 #[derive(Debug, Clone)]
 pub struct Failure {
-    /// Metric label / error reason: not_found, corrupt, incompatible_schema, store_unavailable, timeout, io.
-    pub reason: &'static str,
-    pub message: String,
+    pub error: Arc<LoadFailure>,
     pub at: SystemTime,
     pub retry_at: Instant,
 }
@@ -168,7 +168,7 @@ impl Slot {
                 s.last_loaded_at = Some(trusty_core::rfc3339(l.loaded_at));
             }
             SlotState::Failed(f) => {
-                s.last_error = Some(format!("{}: {}", f.reason, f.message));
+                s.last_error = Some(format!("{}: {}", f.error.reason(), one_line(f.error.as_ref())));
                 let wait = f.retry_at.saturating_duration_since(Instant::now());
                 s.next_retry_at = Some(trusty_core::rfc3339(SystemTime::now() + wait));
             }
