@@ -33,7 +33,7 @@ use crate::model::{Chunk, split_identifier};
 /// (tens of milliseconds per batch): call them from `spawn_blocking` or rayon,
 /// never directly on an async worker.
 pub trait Embedder: Send + Sync {
-    /// Stable id recorded in the manifest, e.g. "minilm-l6-v2" or "openai:<model>";
+    /// Stable id recorded in the manifest, e.g. `minilm-l6-v2` or `openai:<model>`;
     /// a shard only uses an index's vectors with the same id.
     fn id(&self) -> &str;
     /// Length of every vector this embedder returns.

@@ -1,7 +1,7 @@
 //! MCP tools over the public search API, for AI coding agents.
 //!
 //! [`client`] is an HTTP client of the API (router or shard — they speak the
-//! same routes), [`tools`] the nine tools agents call, [`format`] the compact
+//! same routes), [`tools`] the nine tools agents call, [`format`](mod@format) the compact
 //! text they read, and [`server`] the two transports: streamable HTTP, which
 //! the router mounts at `/mcp` via [`mcp_http_service`], and stdio for
 //! `trusty-search mcp --router URL`.
