@@ -704,15 +704,22 @@ fn refresh_token(index: &Index, st: &IndexStatus, desired: &str, now: Timestamp)
     }
     let interval = jobs::parse_interval(index.spec.refresh_interval.as_deref()?)?;
     let last = st.last_build_time.as_ref()?.0;
-    let due = last + SignedDuration::try_from(interval).ok()?;
+    let due = refresh_due(last, interval)?;
     (due <= now).then(|| last.to_string())
 }
 
 fn refresh_due_in(index: &Index, st: &IndexStatus, now: Timestamp) -> Option<Duration> {
     index.spec.source.git.as_ref()?;
     let interval = jobs::parse_interval(index.spec.refresh_interval.as_deref()?)?;
-    let due = st.last_build_time.as_ref()?.0 + SignedDuration::try_from(interval).ok()?;
+    let due = refresh_due(st.last_build_time.as_ref()?.0, interval)?;
     Some(Duration::try_from(due.duration_since(now)).unwrap_or(Duration::ZERO))
+}
+
+/// When a build finished at `last` is due again; `None` (never) when the
+/// interval reaches past the last representable time. The CRD bounds the
+/// interval's form, not its size, and `+` on a timestamp panics on overflow.
+fn refresh_due(last: Timestamp, interval: Duration) -> Option<Timestamp> {
+    last.checked_add(SignedDuration::try_from(interval).ok()?).ok()
 }
 
 /// Finalizer cleanup. Storage first, so shards cannot rediscover the index
@@ -881,4 +888,18 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
             }
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refresh_interval_past_the_end_of_time_never_comes_due() {
+        let last: Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        let hour = jobs::parse_interval("1h").unwrap();
+        assert_eq!(refresh_due(last, hour), Some("2026-12-01T01:00:00Z".parse().unwrap()));
+        let forever = jobs::parse_interval("100000000d").expect("the CRD pattern accepts it");
+        assert_eq!(refresh_due(last, forever), None);
+    }
 }
