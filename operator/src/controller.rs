@@ -614,13 +614,59 @@ async fn build_step(
             )
             .await;
         }
-        // Created by an earlier pass whose status write was lost: follow it.
-        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        // Created by an earlier pass whose status write was lost: follow it,
+        // unless it is a leftover no pass of this Index is waiting for.
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            if let Some(existing) = job_api.get_opt(&wanted).await?
+                && leftover(&existing, index, st)
+            {
+                match job_api.delete(&wanted, &DeleteParams::background()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+                ctx.event(
+                    index,
+                    EventType::Normal,
+                    "BuildRestarted",
+                    "Build",
+                    format!("Job {wanted} was left by an earlier build; deleted it to build again"),
+                )
+                .await;
+                // Not recorded as the last build: the next pass creates it afresh.
+                set_building(st, generation, now, wanted);
+                return Ok(Build::Running);
+            }
+        }
         Err(e) => return Err(e.into()),
     }
     st.last_build_job = Some(wanted.clone());
     set_building(st, generation, now, wanted);
     Ok(Build::Running)
+}
+
+/// Whether a Job found under the wanted name must be built again rather
+/// than followed: Job names repeat with their inputs, so the name may belong
+/// to an earlier Index of the same name (deleted and created again, its Job
+/// kept for a day), or to a build that finished before the one now served
+/// (a spec reverted to earlier inputs), whose version `CURRENT` no longer
+/// names. A Job being deleted is never followed either.
+fn leftover(job: &Job, index: &Index, st: &IndexStatus) -> bool {
+    if job.metadata.deletion_timestamp.is_some() {
+        return true;
+    }
+    if let (Some(ours), Some(its)) = (index.metadata.uid.as_deref(), jobs::job_index_uid(job))
+        && ours != its
+    {
+        return true;
+    }
+    let finished = match jobs::job_outcome(job) {
+        JobOutcome::Running => return false,
+        JobOutcome::Succeeded { completion_time } => completion_time,
+        JobOutcome::Failed { .. } => None,
+    };
+    let finished = finished.or_else(|| job.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    matches!((finished, &st.last_build_time), (Some(done), Some(last)) if done <= last.0)
 }
 
 fn set_building(st: &mut IndexStatus, generation: Option<i64>, now: Timestamp, job: String) {

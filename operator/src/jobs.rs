@@ -25,6 +25,9 @@ pub const INDEX_LABEL: &str = "search.trusty.dev/index";
 pub const INDEX_NAMESPACE_LABEL: &str = "search.trusty.dev/index-namespace";
 /// Annotation carrying the source hash a Job builds.
 pub const SOURCE_HASH_ANNOTATION: &str = "search.trusty.dev/source-hash";
+/// Annotation carrying the uid of the Index a Job builds for: an Index
+/// deleted and created again has the same name and a new uid.
+pub const INDEX_UID_ANNOTATION: &str = "search.trusty.dev/index-uid";
 
 const BACKOFF_LIMIT: i32 = 2;
 const TTL_AFTER_FINISHED: i32 = 24 * 3600;
@@ -241,7 +244,10 @@ pub fn build_job(index: &Index, id: &str, name: &str, source_hash: &str, cfg: &B
     labels.insert("app.kubernetes.io/component".into(), "index-build".into());
     labels.insert(INDEX_LABEL.into(), id.to_string());
     labels.insert(INDEX_NAMESPACE_LABEL.into(), index.namespace().unwrap_or_default());
-    let annotations = BTreeMap::from([(SOURCE_HASH_ANNOTATION.to_string(), source_hash.to_string())]);
+    let mut annotations = BTreeMap::from([(SOURCE_HASH_ANNOTATION.to_string(), source_hash.to_string())]);
+    if let Some(uid) = &index.metadata.uid {
+        annotations.insert(INDEX_UID_ANNOTATION.to_string(), uid.clone());
+    }
 
     let mut volumes = vec![Volume {
         name: "work".into(),
@@ -408,6 +414,10 @@ pub fn job_outcome(job: &Job) -> JobOutcome {
 /// The source hash a Job was created for.
 pub fn job_source_hash(job: &Job) -> Option<&str> {
     job.annotations().get(SOURCE_HASH_ANNOTATION).map(String::as_str)
+}
+
+pub fn job_index_uid(job: &Job) -> Option<&str> {
+    job.annotations().get(INDEX_UID_ANNOTATION).map(String::as_str)
 }
 
 /// Parses a refresh interval such as "90m" or "1h30m".

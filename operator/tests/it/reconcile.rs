@@ -781,3 +781,120 @@ async fn object_store_source_without_an_index_is_an_import_failure() {
     assert_eq!(status["phase"], "Failed");
     assert!(router.calls().is_empty(), "nothing to register");
 }
+
+/// The Job a build with `spec` would create, already finished at `done`,
+/// annotated for the Index with `uid`.
+fn finished_job(name: &str, hash: &str, uid: &str, done: &str) -> Value {
+    json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "namespace": NS, "creationTimestamp": "2025-01-01T00:00:00Z",
+                     "annotations": {"search.trusty.dev/source-hash": hash, "search.trusty.dev/index-uid": uid}},
+        "status": {"succeeded": 1, "completionTime": done,
+                   "conditions": [{"type": "Complete", "status": "True"}]},
+    })
+}
+
+fn already_exists() -> (u16, Value) {
+    (
+        409,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+               "message": "jobs already exists", "reason": "AlreadyExists", "code": 409}),
+    )
+}
+
+#[tokio::test]
+async fn a_job_left_by_an_earlier_index_of_the_same_name_is_built_again() {
+    let router = FakeRouter::start().await;
+    let (ctx, verifier) = context(&router.url(), "memory://trusty-reconcile");
+    // Deleted and created again: a new uid, no status, the old Job still there.
+    let obj = index_obj("tokio", git_spec(), None);
+    let hash = jobs::source_hash(&spec_of(&obj));
+    let jn = jobs::job_name("tokio", &hash, 0, "");
+    let old = finished_job(&jn, &hash, "earlier-uid", "2025-01-02T00:00:00Z");
+    let o = obj.clone();
+    run(ctx, verifier, &obj, move |mut api| async move {
+        api.expect(Method::POST, JOBS, |_| already_exists()).await;
+        api.expect(Method::GET, &format!("{JOBS}/{jn}"), |_| (200, old.clone()))
+            .await;
+        let del = api
+            .expect(Method::DELETE, &format!("{JOBS}/{jn}"), |_| (200, old))
+            .await;
+        assert_eq!(del.body["propagationPolicy"], "Background");
+        api.expect_event(NS, "BuildRestarted").await;
+        let st = api.expect_status_apply(NS, "tokio", &o).await;
+        assert_eq!(st["phase"], "Building");
+        assert!(
+            st["sourceHash"].is_null(),
+            "the old build is not taken as this one: {st:#}"
+        );
+        assert!(st["lastBuildJob"].is_null(), "{st:#}");
+        api
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn reverting_to_earlier_inputs_builds_again_instead_of_following_the_old_job() {
+    let router = FakeRouter::start().await;
+    let (ctx, verifier) = context(&router.url(), "memory://trusty-reconcile");
+    let spec = git_spec();
+    let hash_a = jobs::source_hash(&serde_json::from_value(spec.clone()).unwrap());
+    let job_a = jobs::job_name("tokio", &hash_a, 0, "");
+    // B was built after A; the spec is back at A.
+    let obj = index_obj(
+        "tokio",
+        spec,
+        Some(
+            json!({"phase": "Available", "lastBuildJob": "tokio-b000000000", "sourceHash": "b-hash",
+                    "lastBuildTime": "2025-01-03T00:00:00Z"}),
+        ),
+    );
+    let uid = obj["metadata"]["uid"].as_str().unwrap().to_string();
+    let b = finished_job("tokio-b000000000", "b-hash", &uid, "2025-01-03T00:00:00Z");
+    let a = finished_job(&job_a, &hash_a, &uid, "2025-01-02T00:00:00Z");
+    let o = obj.clone();
+    run(ctx, verifier, &obj, move |mut api| async move {
+        api.expect(Method::GET, &format!("{JOBS}/tokio-b000000000"), |_| (200, b))
+            .await;
+        api.expect(Method::POST, JOBS, |_| already_exists()).await;
+        api.expect(Method::GET, &format!("{JOBS}/{job_a}"), |_| (200, a.clone()))
+            .await;
+        api.expect(Method::DELETE, &format!("{JOBS}/{job_a}"), |_| (200, a))
+            .await;
+        api.expect_event(NS, "BuildRestarted").await;
+        // B keeps being served (and registered) while A builds again.
+        api.expect_event(NS, "Registered").await;
+        let st = api.expect_status_apply(NS, "tokio", &o).await;
+        assert_eq!(st["sourceHash"], "b-hash", "B is still what is served");
+        assert_eq!(st["lastBuildJob"], "tokio-b000000000");
+        api
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_job_whose_creation_was_not_recorded_is_followed() {
+    let router = FakeRouter::start().await;
+    let (ctx, verifier) = context(&router.url(), "memory://trusty-reconcile");
+    let spec = git_spec();
+    let hash = jobs::source_hash(&serde_json::from_value(spec.clone()).unwrap());
+    let jn = jobs::job_name("tokio", &hash, 0, "");
+    // An earlier pass created the Job and lost its status write; the Job is
+    // this Index's and newer than anything consumed.
+    let obj = index_obj("tokio", spec, None);
+    let uid = obj["metadata"]["uid"].as_str().unwrap().to_string();
+    let ours = finished_job(&jn, &hash, &uid, "2025-01-02T00:00:00Z");
+    let (o, name) = (obj.clone(), jn.clone());
+    run(ctx, verifier, &obj, move |mut api| async move {
+        api.expect(Method::POST, JOBS, |_| already_exists()).await;
+        api.expect(Method::GET, &format!("{JOBS}/{name}"), |_| (200, ours))
+            .await;
+        let st = api.expect_status_apply(NS, "tokio", &o).await;
+        assert_eq!(st["lastBuildJob"], name.as_str(), "followed, not deleted");
+        api
+    })
+    .await
+    .unwrap();
+}
