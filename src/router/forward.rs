@@ -189,6 +189,10 @@ impl RouterState {
         // resident); the next shard past them is a failover target, never a
         // load-balancing one, since sending it traffic would mean a cold load.
         let owners = ranked.len().min(self.cfg.replicas.max(1));
+        if owners == 0 {
+            // No shard known yet (discovery has not answered) or none left.
+            return Vec::new();
+        }
         let loads: Vec<u64> = ranked[..owners].iter().map(|n| self.health.inflight(n)).collect();
         let total: u64 = names.iter().map(|n| self.health.inflight(n)).sum();
         let mean = total as f64 / names.len().max(1) as f64;
@@ -249,11 +253,11 @@ impl RouterState {
         if candidates.is_empty() {
             return Err(no_shards());
         }
-        let max_attempts = if candidates.iter().any(|c| c.role == Role::Previous) {
-            3
-        } else {
-            2
-        };
+        // Every owner, or one owner and the failover; plus the previous owner
+        // during a hand-off.
+        let owners = candidates.iter().filter(|c| c.role == Role::Owner).count();
+        let handing_off = candidates.iter().any(|c| c.role == Role::Previous);
+        let max_attempts = owners.max(2) + usize::from(handing_off);
         let mut kept: Option<Upstream> = None;
         let mut last_reason = String::new();
         let mut last_trouble = Trouble::Broken;
@@ -456,4 +460,73 @@ pub fn no_shards() -> ApiError {
         "no shards are known to this router",
     )
     .retry_after(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::post;
+    use tokio::sync::watch;
+
+    fn state(members: Vec<ShardEndpoint>, replicas: usize) -> RouterState {
+        let mut cfg = RouterConfig::local("");
+        cfg.replicas = replicas;
+        let health = Arc::new(Health::new(&cfg));
+        // A closed channel still holds its last value: a fixed member set.
+        let (_, members) = watch::channel(members);
+        RouterState::new(cfg, members, health, reqwest::Client::new())
+    }
+
+    #[tokio::test]
+    async fn with_no_shard_known_a_request_is_refused_not_a_panic() {
+        let s = state(Vec::new(), 2);
+        assert!(s.candidates("repo").is_empty());
+        let err = s
+            .forward("repo", Method::GET, "/v1/indexes/repo", None, ForwardPatience::Serve)
+            .await
+            .unwrap_err();
+        assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(err.body.error, "no_shards");
+    }
+
+    /// Three owners, two of them cold: the hot one is asked too, whatever
+    /// its place in the order.
+    #[tokio::test]
+    async fn every_owner_is_asked_before_waiting_on_a_cold_one() {
+        let hot = Arc::new(parking_lot::Mutex::new(String::new()));
+        let mut members = Vec::new();
+        for name in ["s0", "s1", "s2"] {
+            let hot = hot.clone();
+            let app = axum::Router::new().route(
+                "/v1/indexes/repo/search",
+                post(move || async move {
+                    if *hot.lock() == name {
+                        Ok(name)
+                    } else {
+                        Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "index_cold", "cold").retryable(true))
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            members.push(ShardEndpoint { name: name.into(), url });
+        }
+        let s = state(members, 3);
+        let order = s.candidates("repo");
+        assert_eq!(order.iter().filter(|c| c.role == Role::Owner).count(), 3);
+        *hot.lock() = order[2].shard.name.clone();
+        let up = s
+            .forward(
+                "repo",
+                Method::POST,
+                "/v1/indexes/repo/search",
+                Some(Bytes::from_static(b"{}")),
+                ForwardPatience::FanOut,
+            )
+            .await
+            .unwrap();
+        assert_eq!(up.status, StatusCode::OK);
+        assert_eq!(up.shard, order[2].shard.name);
+    }
 }
