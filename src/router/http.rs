@@ -255,7 +255,7 @@ async fn search_many(
     body: Result<Json<MultiSearchRequest>, JsonRejection>,
 ) -> Result<Json<MultiSearchResponse>, ApiError> {
     let Json(req) = body?;
-    let plan = MultiSearch::parse(req, s.cfg.max_fanout_indexes)?;
+    let plan = MultiSearch::parse(req, s.cfg.max_fanout_indexes, s.cfg.request_timeout)?;
     let all = match plan.named {
         Some(_) => Vec::new(),
         None => all_statuses(&s).await?.into_iter().map(|st| st.index_id).collect(),

@@ -20,6 +20,14 @@ pub const MAX_DEADLINE: Duration = Duration::from_secs(60);
 /// that had not answered by then.
 pub const DEADLINE: &str = "deadline";
 
+/// The longest deadline a request may set: a fifth of the request's time
+/// stays for what comes before the fan-out (a router's status lookups) and
+/// for answering, so a long deadline returns its partial results instead of
+/// losing them all to the request timeout.
+fn longest_deadline(request_timeout: Duration) -> Duration {
+    MAX_DEADLINE.min(request_timeout - request_timeout / 5)
+}
+
 /// A validated cross-index search, before its index list is known.
 #[derive(Debug, Clone)]
 pub struct MultiSearch {
@@ -34,8 +42,13 @@ pub struct MultiSearch {
 
 impl MultiSearch {
     /// Checks the request: the query as for one index, every named id, and at
-    /// most `max_indexes` distinct ids.
-    pub fn parse(req: MultiSearchRequest, max_indexes: usize) -> Result<MultiSearch, ApiError> {
+    /// most `max_indexes` distinct ids. The deadline is cut to fit well
+    /// within `request_timeout`, the time the whole request is given.
+    pub fn parse(
+        req: MultiSearchRequest,
+        max_indexes: usize,
+        request_timeout: Duration,
+    ) -> Result<MultiSearch, ApiError> {
         let request = SearchRequest {
             query: req.query,
             mode: req.mode,
@@ -57,7 +70,7 @@ impl MultiSearch {
             .deadline_ms
             .map(Duration::from_millis)
             .unwrap_or(DEFAULT_DEADLINE)
-            .min(MAX_DEADLINE);
+            .min(longest_deadline(request_timeout));
         let search = MultiSearch {
             request,
             named,
@@ -303,15 +316,22 @@ mod tests {
             deadline_ms: Some(120_000),
             group_by: None,
         };
-        let m = MultiSearch::parse(req(Some(vec!["b", "a", "b"])), 2).unwrap();
+        let long = Duration::from_secs(600);
+        let m = MultiSearch::parse(req(Some(vec!["b", "a", "b"])), 2, long).unwrap();
         assert_eq!(m.named.as_deref(), Some(&["a".to_string(), "b".to_string()][..]));
         assert_eq!(m.deadline, MAX_DEADLINE, "capped");
-        let e = MultiSearch::parse(req(Some(vec!["a", "b", "c"])), 2).unwrap_err();
+        let within = MultiSearch::parse(req(None), 2, Duration::from_secs(30)).unwrap();
+        assert_eq!(
+            within.deadline,
+            Duration::from_secs(24),
+            "ends well before the request does"
+        );
+        let e = MultiSearch::parse(req(Some(vec!["a", "b", "c"])), 2, long).unwrap_err();
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
         assert!(e.body.message.contains("at most 2"), "{}", e.body.message);
-        let e = MultiSearch::parse(req(Some(vec!["../x"])), 2).unwrap_err();
+        let e = MultiSearch::parse(req(Some(vec!["../x"])), 2, long).unwrap_err();
         assert_eq!(e.body.error, "invalid_index_id");
-        let all = MultiSearch::parse(req(None), 2).unwrap();
+        let all = MultiSearch::parse(req(None), 2, long).unwrap();
         assert_eq!(all.ids(|| vec!["x".into(), "x".into()]).unwrap(), vec!["x"]);
         let e = all.ids(|| vec!["x".into(), "y".into(), "z".into()]).unwrap_err();
         assert!(e.body.message.contains("would search 3 indexes"), "{}", e.body.message);

@@ -124,7 +124,7 @@ async fn search_many(
     body: Result<Json<MultiSearchRequest>, JsonRejection>,
 ) -> Result<Json<MultiSearchResponse>, ApiError> {
     let Json(req) = body?;
-    let plan = MultiSearch::parse(req, r.cfg.max_fanout_indexes)?;
+    let plan = MultiSearch::parse(req, r.cfg.max_fanout_indexes, r.cfg.request_timeout)?;
     let ids = plan.ids(|| r.registry.all().iter().map(|s| s.id.to_string()).collect())?;
     let resp = plan
         .run(ids, r.cfg.search_parallelism(), |id| {

@@ -212,7 +212,8 @@ pub struct MultiSearchRequest {
     /// Indexes to search; all known indexes when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub indexes: Option<Vec<String>>,
-    /// Deadline of the whole request in milliseconds.
+    /// Deadline of the whole request in milliseconds (default 5 s; at most
+    /// 60 s and four fifths of the server's request timeout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
     /// `file`: rank files instead of chunks (answers in `files`).
