@@ -456,7 +456,10 @@ async fn evict(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<Str
     require_admin(&headers, s.cfg.admin_token.as_deref())?;
     let id = parse_id(&id)?;
     let members = s.members();
-    admin_each(
+    if members.is_empty() {
+        return Err(no_shards());
+    }
+    let results = admin_each(
         &s,
         &members,
         Method::POST,
@@ -464,7 +467,7 @@ async fn evict(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<Str
         None,
     )
     .await;
-    Ok(StatusCode::NO_CONTENT)
+    done_on_some_shard(&id, &results)
 }
 
 /// Unregisters everywhere (not only on current owners: placement may have moved).
@@ -480,12 +483,79 @@ async fn unregister(
         return Err(no_shards());
     }
     let results = admin_each(&s, &members, Method::DELETE, &format!("/v1/admin/indexes/{id}"), None).await;
-    let removed = results
+    done_on_some_shard(&id, &results)
+}
+
+/// What an admin call sent to every shard comes to: done if any shard did
+/// it; not found only if every shard said so; otherwise (shards down or
+/// failing, none done) a retryable 503, as the index may be on one that did
+/// not answer.
+fn done_on_some_shard(
+    id: &crate::IndexId,
+    results: &[(ShardEndpoint, Result<Upstream, reqwest::Error>)],
+) -> Result<StatusCode, ApiError> {
+    let done = |r: &Result<Upstream, reqwest::Error>| matches!(r, Ok(up) if up.status.is_success());
+    let absent = |r: &Result<Upstream, reqwest::Error>| matches!(r, Ok(up) if up.status == StatusCode::NOT_FOUND);
+    if results.iter().any(|(_, r)| done(r)) {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    if results.iter().all(|(_, r)| absent(r)) {
+        return Err(ApiError::not_found(id.as_str()));
+    }
+    let unanswered: Vec<String> = results
         .iter()
-        .any(|(_, r)| matches!(r, Ok(up) if up.status.is_success()));
-    if removed {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found(id.as_str()))
+        .filter(|(_, r)| !absent(r))
+        .map(|(shard, r)| match r {
+            Ok(up) => format!("{} answered {}", shard.name, up.status),
+            Err(e) => format!("{}: {}", shard.name, one_line(e)),
+        })
+        .collect();
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "shard_unavailable",
+        format!("not every shard answered for {id}: {}", unanswered.join("; ")),
+    )
+    .with_index(id.as_str())
+    .retryable(true)
+    .retry_after(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(status: StatusCode) -> (ShardEndpoint, Result<Upstream, reqwest::Error>) {
+        let shard = ShardEndpoint {
+            name: format!("s{}", status.as_u16()),
+            url: String::new(),
+        };
+        let up = Upstream {
+            status,
+            content_type: None,
+            retry_after: None,
+            body: Bytes::new(),
+            shard: shard.name.clone(),
+        };
+        (shard, Ok(up))
+    }
+
+    #[test]
+    fn an_admin_call_is_not_found_only_when_every_shard_says_so() {
+        let id = crate::IndexId::new("repo").unwrap();
+        let (gone, failing, done) = (
+            StatusCode::NOT_FOUND,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::NO_CONTENT,
+        );
+        assert_eq!(
+            done_on_some_shard(&id, &[answered(gone), answered(done)]).unwrap(),
+            StatusCode::NO_CONTENT
+        );
+        let err = done_on_some_shard(&id, &[answered(gone), answered(gone)]).unwrap_err();
+        assert_eq!(err.status, StatusCode::NOT_FOUND);
+        let err = done_on_some_shard(&id, &[answered(gone), answered(failing)]).unwrap_err();
+        assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(err.body.retryable, "the index may be on the shard that failed");
+        assert!(err.body.message.contains("s500 answered 500"), "{}", err.body.message);
     }
 }
