@@ -138,6 +138,9 @@ impl FileRankParams {
 
 /// Identifiers shorter than this are too ambiguous for an exact lookup.
 const MIN_IDENT_LEN: usize = 3;
+/// Segments of a path or dotted name tried against the index: resolving one
+/// costs the square of its segments, and a 64 KiB mention could have 30,000.
+const MAX_MENTION_SEGMENTS: usize = 32;
 /// Identifiers of prose and of every Python snippet: not worth a lookup.
 const PROSE_STOP: &[&str] = &[
     "self",
@@ -418,7 +421,7 @@ impl FileTable {
     /// segments) of the dotted name `a.b.c…`: `a/b/c.py` or `a/b/c/__init__.py`
     /// as a path suffix. One segment (`sphinx`) names a whole package: too broad.
     fn resolve_module(&self, dotted: &str) -> Option<u32> {
-        let parts: Vec<&str> = dotted.split('.').collect();
+        let parts: Vec<&str> = dotted.split('.').take(MAX_MENTION_SEGMENTS).collect();
         (2..=parts.len()).rev().find_map(|k| {
             let path = parts[..k].join("/");
             self.suffixes
@@ -433,7 +436,9 @@ impl FileTable {
     /// number of segments matched.
     fn resolve(&self, mention: &str) -> Option<(u32, usize)> {
         let clean = mention.trim_start_matches("./").trim_start_matches('/');
-        let segments: Vec<&str> = clean.split('/').filter(|s| !s.is_empty()).collect();
+        let mut segments: Vec<&str> = clean.split('/').filter(|s| !s.is_empty()).collect();
+        // Every suffix of an indexed path is a key, so the last segments suffice.
+        segments.drain(..segments.len().saturating_sub(MAX_MENTION_SEGMENTS));
         (1..=segments.len()).rev().find_map(|k| {
             self.suffixes
                 .get(&segments[segments.len() - k..].join("/"))
@@ -702,6 +707,20 @@ mod tests {
         };
         let t = FileTable::build(&chunks, &graph, words);
         (chunks, t)
+    }
+
+    #[test]
+    fn a_mention_is_resolved_on_its_last_segments_however_deep_it_is() {
+        let (_, t) = table();
+        let deep = format!("{}src/pkg/core.py", "a/".repeat(30_000));
+        let core = t.resolve("src/pkg/core.py").unwrap();
+        assert_eq!(t.resolve(&deep), Some(core));
+        assert_eq!(t.resolve(&"a/".repeat(30_000)), None);
+        assert_eq!(
+            t.resolve_module(&format!("src.pkg.sub.{}", "a.".repeat(30_000))),
+            t.resolve_module("src.pkg.sub")
+        );
+        assert!(t.resolve_module("src.pkg.sub").is_some());
     }
 
     fn ranked_paths(t: &FileTable, query: &str, hits: &[(u32, f32)], params: &FileRankParams) -> Vec<String> {
