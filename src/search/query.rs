@@ -16,7 +16,13 @@ pub enum QueryError {
     InvalidGlob { pattern: String, reason: String },
     #[error("query has no search text and no sym: filter")]
     Empty,
+    #[error("at most {max} distinct {kind} filters")]
+    TooManyFilters { kind: &'static str, max: usize },
 }
+
+/// Distinct values one filter kind may hold: every candidate of every arm is
+/// checked against each of them.
+pub const MAX_FILTER_VALUES: usize = 32;
 
 /// A query split into the text the arms rank and the filter they must honour.
 #[derive(Debug, Clone)]
@@ -39,8 +45,9 @@ pub struct ChunkFilter {
 #[derive(Debug, Clone)]
 struct PathMatcher {
     globs: GlobSet,
-    /// Patterns without glob syntax match as a path prefix or a path segment run.
-    literals: Vec<String>,
+    /// Patterns without glob syntax match as a path prefix or a path segment
+    /// run: each kept trimmed and with a leading slash.
+    literals: Vec<(String, String)>,
 }
 
 impl ChunkFilter {
@@ -60,26 +67,30 @@ impl ChunkFilter {
         }
         match &self.paths {
             None => true,
-            Some(m) => m.globs.is_match(&chunk.path) || m.literals.iter().any(|l| literal_path_match(l, &chunk.path)),
+            Some(m) => {
+                m.globs.is_match(&chunk.path)
+                    || m.literals.iter().any(|(bare, slashed)| {
+                        chunk.path.starts_with(bare.as_str()) || chunk.path.contains(slashed.as_str())
+                    })
+            }
         }
     }
 }
 
-fn literal_path_match(pattern: &str, path: &str) -> bool {
-    let p = pattern.trim_matches('/');
-    path.starts_with(p) || path.contains(&format!("/{p}"))
-}
-
 impl ParsedQuery {
     /// Parses inline filters out of `query` and merges the structured ones.
+    /// A pasted issue or log keeps its `lang:` or `path:` words as text: they
+    /// are what it says, not filters its author typed.
     pub fn parse(query: &str, filters: Option<&Filters>) -> Result<ParsedQuery, QueryError> {
+        let read = query_text::understand(query);
+        let inline = !matches!(read.shape, Shape::Issue | Shape::StackTrace);
         let mut text = Vec::new();
         let mut langs: Vec<String> = Vec::new();
         let mut paths: Vec<String> = Vec::new();
         let mut syms: Vec<String> = Vec::new();
         for token in split_respecting_quotes(query) {
             let (key, value) = match token.split_once(':') {
-                Some((k, v)) if !v.is_empty() && matches!(k, "lang" | "path" | "sym") => (k, v),
+                Some((k, v)) if inline && !v.is_empty() && matches!(k, "lang" | "path" | "sym") => (k, v),
                 _ => {
                     text.push(token);
                     continue;
@@ -97,6 +108,9 @@ impl ParsedQuery {
             paths.extend(f.paths.iter().cloned());
             syms.extend(f.symbols.iter().cloned());
         }
+        let langs = distinct("lang", langs)?;
+        let paths = distinct("path", paths)?;
+        let syms = distinct("sym", syms.into_iter().map(|s| s.to_lowercase()).collect())?;
         let mut languages = Vec::new();
         for l in langs.iter().filter(|l| !l.is_empty()) {
             let lang = Language::parse(l).ok_or_else(|| QueryError::UnknownLanguage(l.clone()))?;
@@ -109,11 +123,7 @@ impl ParsedQuery {
             }
         }
         let paths = build_path_matcher(&paths)?;
-        let symbols = syms
-            .into_iter()
-            .filter(|s| !s.is_empty())
-            .map(|s| s.to_lowercase())
-            .collect();
+        let symbols = syms.into_iter().filter(|s| !s.is_empty()).collect();
         let text = text.join(" ");
         let parsed = ParsedQuery {
             text,
@@ -122,7 +132,7 @@ impl ParsedQuery {
                 paths,
                 symbols,
             },
-            read: query_text::understand(query),
+            read,
         };
         if parsed.text.trim().is_empty() && parsed.filter.symbols.is_empty() {
             return Err(QueryError::Empty);
@@ -161,7 +171,9 @@ fn build_path_matcher(patterns: &[String]) -> Result<Option<PathMatcher>, QueryE
             })?;
             builder.add(glob);
         } else {
-            literals.push(p.clone());
+            let bare = p.trim_matches('/').to_string();
+            let slashed = format!("/{bare}");
+            literals.push((bare, slashed));
         }
     }
     let globs = builder.build().map_err(|e| QueryError::InvalidGlob {
@@ -169,6 +181,19 @@ fn build_path_matcher(patterns: &[String]) -> Result<Option<PathMatcher>, QueryE
         reason: e.to_string(),
     })?;
     Ok(Some(PathMatcher { globs, literals }))
+}
+
+/// `values` without repeats, or an error when more than [`MAX_FILTER_VALUES`] remain.
+fn distinct(kind: &'static str, mut values: Vec<String>) -> Result<Vec<String>, QueryError> {
+    let mut seen = std::collections::HashSet::new();
+    values.retain(|v| seen.insert(v.clone()));
+    if values.len() > MAX_FILTER_VALUES {
+        return Err(QueryError::TooManyFilters {
+            kind,
+            max: MAX_FILTER_VALUES,
+        });
+    }
+    Ok(values)
 }
 
 /// Splits on whitespace, keeping `key:"a b"` together.
@@ -261,6 +286,52 @@ mod tests {
         ));
         assert_eq!(ParsedQuery::parse("lang:rust", None).unwrap_err(), QueryError::Empty);
         assert!(ParsedQuery::parse("sym:main", None).is_ok());
+    }
+
+    #[test]
+    fn a_pasted_issue_keeps_its_filter_words_as_text() {
+        let issue = "Date picker breaks with lang:de\n\nSetting lang:de in the config and opening the \
+                     picker raises an error in path:a[ handling; sym:foo is not involved. It worked in \
+                     the previous release and the changelog says nothing about locales. Steps: open \
+                     the settings page, choose German, open the date picker, see the traceback.";
+        let q = ParsedQuery::parse(issue, None).unwrap();
+        assert!(q.is_long_text());
+        assert!(q.filter.is_empty(), "{:?}", q.filter);
+        assert!(q.text.contains("lang:de") && q.text.contains("sym:foo"), "{}", q.text);
+        let f = Filters {
+            languages: vec!["python".into()],
+            paths: vec![],
+            symbols: vec![],
+        };
+        let q = ParsedQuery::parse(issue, Some(&f)).unwrap();
+        assert_eq!(
+            q.filter.languages,
+            vec![Language::Python],
+            "structured filters still apply"
+        );
+    }
+
+    #[test]
+    fn filters_are_counted_without_repeats_and_capped() {
+        let repeated = format!("x {}", "path:src ".repeat(100));
+        assert!(ParsedQuery::parse(&repeated, None).is_ok());
+        let many: String = (0..=MAX_FILTER_VALUES).map(|i| format!(" path:p{i}")).collect();
+        assert_eq!(
+            ParsedQuery::parse(&format!("x{many}"), None).unwrap_err(),
+            QueryError::TooManyFilters {
+                kind: "path",
+                max: MAX_FILTER_VALUES
+            }
+        );
+        let f = Filters {
+            languages: vec![],
+            paths: vec![],
+            symbols: (0..=MAX_FILTER_VALUES).map(|i| format!("s{i}")).collect(),
+        };
+        assert!(matches!(
+            ParsedQuery::parse("x", Some(&f)),
+            Err(QueryError::TooManyFilters { kind: "sym", .. })
+        ));
     }
 
     #[test]

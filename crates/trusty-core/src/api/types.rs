@@ -58,8 +58,9 @@ impl std::str::FromStr for GroupBy {
     }
 }
 
-/// Structured filters; the same can be written inline in the query
-/// (`lang:rust path:src/** sym:parse`).
+/// Structured filters; the same can be written inline in a short query
+/// (`lang:rust path:src/** sym:parse`), not in a pasted issue, which keeps
+/// such words as text. At most 32 distinct values of each kind.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Filters {
