@@ -458,11 +458,7 @@ impl Engine {
                         FusionMethod::Convex => weighted_convex(&lists),
                     }
                 }
-                SearchMode::Graph => {
-                    let mut hits = self.graph.graph_search(&self.chunks, text, depth);
-                    hits.retain(|(id, _)| allow.is_none_or(|f| f(*id)));
-                    hits
-                }
+                SearchMode::Graph => self.graph.graph_search(&self.chunks, text, depth, allow),
             };
             if mode == SearchMode::Hybrid && weights.graph > 0.0 {
                 self.expand_with_graph(&mut fused, &mut reasons, top_k, allow, weights.graph);

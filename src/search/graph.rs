@@ -493,8 +493,15 @@ impl SymbolGraph {
     /// 0.1. The 1-hop call and containment neighbours of the top matches follow
     /// with a quarter of their score. `chunks` is the version's chunk list: hits
     /// whose chunk it does not hold are dropped, so a graph and chunk list out
-    /// of step never yield dangling ids.
-    pub fn graph_search(&self, chunks: &[Chunk], query: &str, k: usize) -> Vec<(u32, f32)> {
+    /// of step never yield dangling ids; `allow` (a request's filter) applies
+    /// before the top `k` are taken.
+    pub fn graph_search(
+        &self,
+        chunks: &[Chunk],
+        query: &str,
+        k: usize,
+        allow: Option<&(dyn Fn(u32) -> bool + Sync)>,
+    ) -> Vec<(u32, f32)> {
         if k == 0 {
             return Vec::new();
         }
@@ -585,7 +592,8 @@ impl SymbolGraph {
                 out.push((id, s - 1e-4 * i as f32));
             }
         }
-        out.retain(|&(id, _)| chunk_by_id(chunks, id).is_some());
+        // Filtered before the cut, so a filter narrows the top k, not empties it.
+        out.retain(|&(id, _)| chunk_by_id(chunks, id).is_some() && allow.is_none_or(|f| f(id)));
         let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         // A common word matches thousands of symbols: select the top k before sorting.
         if out.len() > k {
@@ -665,14 +673,15 @@ mod tests {
         long.push_str("helper");
         assert!(long.len() > 4096);
         assert!(
-            g.graph_search(&chunks, &long, 10).is_empty(),
+            g.graph_search(&chunks, &long, 10, None).is_empty(),
             "terms past the cap are not read"
         );
         assert!(
             g.graph_search(
                 &chunks,
                 &format!("{} helper", filler[..MAX_GRAPH_TERMS - 1].join(" ")),
-                10
+                10,
+                None
             )
             .iter()
             .any(|(id, _)| *id == 4),
@@ -774,23 +783,27 @@ mod tests {
     fn graph_search_ranks_exact_symbol_first() {
         let chunks = repo();
         let g = SymbolGraph::new(build_graph(&chunks));
-        let hits = g.graph_search(&chunks, "parse_query", 10);
+        let hits = g.graph_search(&chunks, "parse_query", 10, None);
         assert_eq!(hits[0].0, 10, "{hits:?}");
         let prefix = hits.iter().position(|h| h.0 == 9).unwrap();
         let contains = hits.iter().position(|h| h.0 == 11).unwrap();
         assert!(prefix < contains);
         // Two words written apart still find the identifier.
-        assert_eq!(g.graph_search(&chunks, "parse query", 3)[0].0, 10);
+        assert_eq!(g.graph_search(&chunks, "parse query", 3, None)[0].0, 10);
         // Camel/snake parts: `helper` is exact for chunk 4, a part/prefix for 8.
-        let hits = g.graph_search(&chunks, "helper lang:rust", 10);
+        let hits = g.graph_search(&chunks, "helper lang:rust", 10, None);
         assert_eq!(hits[0].0, 4);
         assert!(hits.iter().any(|h| h.0 == 8));
         // Neighbours of the match follow with a decayed score: run calls helper.
         let run = hits.iter().find(|h| h.0 == 2).expect("neighbour");
         assert!(run.1 < hits[0].1 * 0.5);
-        assert!(g.graph_search(&chunks, "zzz", 10).is_empty());
+        assert!(g.graph_search(&chunks, "zzz", 10, None).is_empty());
+        // A filter narrows the top k instead of cutting it and then emptying it.
+        let only_8 = |id: u32| id == 8;
+        assert_eq!(g.graph_search(&chunks, "helper", 1, None)[0].0, 4);
+        assert_eq!(g.graph_search(&chunks, "helper", 1, Some(&only_8))[0].0, 8);
         assert!(
-            g.graph_search(&chunks[..5], "parse_query", 10).is_empty(),
+            g.graph_search(&chunks[..5], "parse_query", 10, None).is_empty(),
             "ids outside the chunk list"
         );
     }
