@@ -187,7 +187,7 @@ impl Budget {
                 if mine(u) && reusing_copy {
                     continue;
                 }
-                if let Some(bytes) = resolver.drop_disk_copy(&u.slot) {
+                if let Some(bytes) = resolver.drop_disk_copy(&u.slot, mine(u)) {
                     disk -= bytes;
                     u.copy_disk = 0;
                     CACHE_EVICTIONS.inc();
@@ -198,7 +198,7 @@ impl Budget {
                 if disk <= self.disk {
                     break;
                 }
-                if resolver.evict(&u.slot) && resolver.drop_disk_copy(&u.slot).is_some() {
+                if resolver.evict(&u.slot) && resolver.drop_disk_copy(&u.slot, false).is_some() {
                     disk -= u.hot_disk;
                     tracing::info!(index_id = %u.slot.id, bytes = u.hot_disk, for_index = %slot.id, "evicted and removed from disk to make room");
                 }
@@ -250,7 +250,7 @@ impl Budget {
             if disk <= self.disk {
                 break;
             }
-            if let Some(bytes) = resolver.drop_disk_copy(&u.slot) {
+            if let Some(bytes) = resolver.drop_disk_copy(&u.slot, false) {
                 disk -= bytes;
                 removed += 1;
             }

@@ -56,6 +56,9 @@ pub enum LoadFailure {
     /// More than a whole budget: nothing changes until the index or the budget does.
     #[error(transparent)]
     TooLarge(Refusal),
+    /// An admin unregistered the index; its slot is no longer the registry's.
+    #[error("unregistered")]
+    Unregistered,
 }
 
 impl LoadFailure {
@@ -67,12 +70,17 @@ impl LoadFailure {
             LoadFailure::CurrentNotModified => "io",
             LoadFailure::Bundle(_) => "corrupt",
             LoadFailure::TooLarge(_) => "too_large",
+            LoadFailure::Unregistered => "not_found",
         }
     }
 
-    /// Storage says the index does not exist: forget it rather than retry.
+    /// Storage says the index does not exist, or it was unregistered:
+    /// forget it rather than retry.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, LoadFailure::Open(OpenError::NotFound { .. }))
+        matches!(
+            self,
+            LoadFailure::Open(OpenError::NotFound { .. }) | LoadFailure::Unregistered
+        )
     }
 }
 

@@ -276,6 +276,13 @@ impl Resolver {
                 );
                 let stale_copy = {
                     let mut inner = slot.lock();
+                    if !matches!(inner.state, SlotState::Loading { .. }) {
+                        // Unregistered while it loaded: nobody may reach it now.
+                        drop(inner);
+                        loaded.retire();
+                        slot.notify();
+                        return;
+                    }
                     inner.state = SlotState::Hot(loaded.clone());
                     inner.attempts = 0;
                     inner.last_error = None;
@@ -342,8 +349,9 @@ impl Resolver {
         let gone = matches!(&slot.lock().state, SlotState::Failed(f) if f.error.is_not_found());
         if gone {
             // Forget the index and any local copy; the slot keeps saying not_found to its waiters.
-            self.registry.remove(&id);
-            self.registry.mark_absent(&id);
+            if self.registry.remove_slot(&slot) {
+                self.registry.mark_absent(&id);
+            }
             let copy = slot.lock().disk_copy.take();
             if let Some(copy) = copy {
                 self.dirs.doom(&copy.dir);
@@ -473,12 +481,16 @@ impl Resolver {
     }
 
     /// Removes a cold index's local copy (when no reader holds it; else when the
-    /// last one finishes). Returns the bytes it accounted for.
-    pub fn drop_disk_copy(&self, slot: &Slot) -> Option<u64> {
+    /// last one finishes). Returns the bytes it accounted for. A restoring
+    /// index keeps its copy, which it may be about to open, unless `own` says
+    /// the caller is that very restore (which is not opening it).
+    pub fn drop_disk_copy(&self, slot: &Slot, own: bool) -> Option<u64> {
         let copy = {
             let mut inner = slot.lock();
-            if matches!(inner.state, SlotState::Hot(_)) {
-                return None;
+            match inner.state {
+                SlotState::Hot(_) => return None,
+                SlotState::Loading { .. } if !own => return None,
+                _ => {}
             }
             inner.disk_copy.take()?
         };
@@ -497,7 +509,13 @@ impl Resolver {
             if let SlotState::Hot(l) = &inner.state {
                 l.retire();
             }
-            inner.state = SlotState::Cold;
+            // Not Cold: its waiters must not start a restore of a slot the
+            // registry no longer holds, and one in flight is discarded.
+            inner.state = SlotState::Failed(Failure {
+                error: Arc::new(LoadFailure::Unregistered),
+                at: SystemTime::now(),
+                retry_at: Instant::now(),
+            });
             inner.disk_copy.take()
         };
         if let Some(copy) = copy {
@@ -507,5 +525,45 @@ impl Resolver {
         self.registry.refresh_gauges();
         slot.notify();
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::store::Store;
+
+    /// A restoring index may be about to open its local copy: another
+    /// restore making room must not take it, but its own restore may.
+    #[tokio::test]
+    async fn a_restoring_index_keeps_its_local_copy_from_other_restores() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("file://{}", dir.path().join("store").display())).unwrap();
+        let cache = dir.path().join("cache");
+        let resolver = Resolver::new(ShardConfig::local("file:///unused", cache.clone(), "s0"), store, None);
+        let slot = resolver.registry.get_or_insert(&IndexId::new("copy").unwrap());
+        let copy_dir = cache.join("copy-v1");
+        std::fs::create_dir_all(&copy_dir).unwrap();
+        let give_copy = || {
+            slot.lock().disk_copy = Some(DiskCopy {
+                version: "v1".into(),
+                dir: copy_dir.clone(),
+                bytes: 100,
+            })
+        };
+        give_copy();
+        slot.lock().state = SlotState::Loading {
+            started: Instant::now(),
+        };
+        assert_eq!(resolver.drop_disk_copy(&slot, false), None, "another restore's room");
+        assert!(slot.lock().disk_copy.is_some());
+        assert_eq!(
+            resolver.drop_disk_copy(&slot, true),
+            Some(100),
+            "its own restore's room"
+        );
+        give_copy();
+        slot.lock().state = SlotState::Cold;
+        assert_eq!(resolver.drop_disk_copy(&slot, false), Some(100), "a cold index's copy");
     }
 }

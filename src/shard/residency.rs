@@ -229,6 +229,19 @@ impl Registry {
         s
     }
 
+    /// Removes `slot`'s entry only if it is still that slot, not a newer one
+    /// registered under the same id since.
+    pub fn remove_slot(&self, slot: &Arc<Slot>) -> bool {
+        let mut slots = self.slots.write();
+        let same = slots.get(&slot.id).is_some_and(|s| Arc::ptr_eq(s, slot));
+        if same {
+            slots.remove(&slot.id);
+        }
+        drop(slots);
+        self.refresh_gauges();
+        same
+    }
+
     pub fn all(&self) -> Vec<Arc<Slot>> {
         let mut v: Vec<_> = self.slots.read().values().cloned().collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));

@@ -561,7 +561,7 @@ async fn a_held_query_keeps_its_files_through_eviction_and_reload() {
     // Evicted from memory, then its local copy dropped for disk: the held
     // handle still reads the directory, so it stays.
     assert!(resolver.evict(&slot));
-    assert!(resolver.drop_disk_copy(&slot).is_some());
+    assert!(resolver.drop_disk_copy(&slot, false).is_some());
     assert!(dir.exists(), "a reader still holds it");
     // Reloaded while the old handle lives: the new handle claims the same directory.
     let again = resolver.get_or_load_index(&id).await.unwrap();
@@ -575,7 +575,7 @@ async fn a_held_query_keeps_its_files_through_eviction_and_reload() {
     // Retired (replaced or evicted from disk) and no longer read: gone.
     again.retire();
     resolver.evict(&slot);
-    resolver.drop_disk_copy(&slot);
+    resolver.drop_disk_copy(&slot, false);
     // Inside the runtime the engine is freed on a blocking thread, so the
     // directory goes shortly after the handle, not during the drop.
     drop(again);
@@ -641,6 +641,41 @@ async fn reload_is_asynchronous_and_a_timed_out_download_leaves_no_partial_direc
     let st = status_of(&shard.url, "demo").await;
     assert_eq!(st["version"], first.version.as_str(), "the old version keeps serving");
     assert_eq!(search(&shard.url, "demo", "config").await.status(), StatusCode::OK);
+}
+
+/// An index unregistered while it restores: the request waiting on it is
+/// told it is gone, no second restore starts, and the first one's result is
+/// discarded rather than served from a slot the shard no longer lists.
+#[tokio::test]
+async fn unregistering_an_index_while_it_restores_discards_the_restore() {
+    let env = env().await;
+    publish_fixture(&env.store, "demo", "a").await;
+    let cache = env.dir.path().join("cache");
+    let shard = start_shard(&env, "s0", &cache, &["--warm", "false", "--negative-cache", "1h"]).await;
+    env.s3.set_delay(Duration::from_millis(200));
+    let url = shard.url.clone();
+    let waiting = tokio::spawn(async move { search(&url, "demo", "config").await.status() });
+    let loading = wait::until(50, Duration::from_millis(20), async || {
+        metric(&shard.url, "trusty_index_loads_total").await >= 1.0
+    })
+    .await;
+    assert!(loading, "the search started a restore");
+    let r = admin(&shard.url, reqwest::Method::DELETE, "/v1/admin/indexes/demo").await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        waiting.await.unwrap(),
+        StatusCode::NOT_FOUND,
+        "the waiter learns it is gone"
+    );
+    env.s3.set_delay(Duration::ZERO);
+    // Long enough for the restore in flight to have finished.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        metric(&shard.url, "trusty_index_loads_total").await,
+        1.0,
+        "no second restore"
+    );
+    assert_eq!(metric(&shard.url, "trusty_indexes{state=\"hot\"}").await, 0.0);
 }
 
 #[tokio::test]
