@@ -61,22 +61,20 @@ impl VersionDirs {
 
     /// Asks for `path` to be removed: now if nobody holds it, else when the last lease drops.
     pub fn doom(&self, path: &Path) {
-        let remove_now = {
+        let aside = {
             let mut dirs = self.dirs.lock();
             match dirs.get_mut(path) {
                 Some(st) if st.leases > 0 => {
                     st.doomed = true;
-                    false
+                    return;
                 }
                 _ => {
                     dirs.remove(path);
-                    true
+                    local_dir::move_aside(path)
                 }
             }
         };
-        if remove_now {
-            remove(path);
-        }
+        finish_removal(path, aside);
     }
 
     /// Leases currently held on `path` (for tests and status).
@@ -87,7 +85,7 @@ impl VersionDirs {
 
 impl Drop for DirLease {
     fn drop(&mut self) {
-        let remove_now = {
+        let aside = {
             let mut dirs = self.dirs.dirs.lock();
             let Some(st) = dirs.get_mut(&self.path) else { return };
             st.leases -= 1;
@@ -96,17 +94,32 @@ impl Drop for DirLease {
             }
             let doomed = st.doomed;
             dirs.remove(&self.path);
-            doomed
+            if !doomed {
+                return;
+            }
+            local_dir::move_aside(&self.path)
         };
-        if remove_now {
-            remove(&self.path);
-        }
+        finish_removal(&self.path, aside);
     }
 }
 
 /// Frees `path` at once; its files are deleted off the async workers.
 fn remove(path: &Path) {
-    match local_dir::remove_dir(path) {
+    finish_removal(path, local_dir::move_aside(path));
+}
+
+/// Deletes what was moved aside from `path`. The move happens under the
+/// lock that leases take, so a lease taken after the decision finds the path
+/// free rather than losing its directory to a late rename; only the deletion
+/// itself runs after letting go (off the async workers).
+fn finish_removal(path: &Path, aside: std::io::Result<Option<local_dir::Aside>>) {
+    let result = match aside {
+        Ok(Some(aside)) => aside.delete(),
+        Ok(None) => Ok(()),
+        // It could not be renamed: delete it in place.
+        Err(_) => local_dir::remove_dir(path),
+    };
+    match result {
         Ok(()) => tracing::debug!(dir = %path.display(), "removed version directory"),
         Err(e) => tracing::warn!(dir = %path.display(), error = %e, "could not remove version directory"),
     }

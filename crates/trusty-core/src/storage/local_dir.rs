@@ -18,23 +18,45 @@ pub const REMOVING: &str = ".removing-";
 /// (a missing directory counts); a failure of the background deletion is
 /// logged, as there is no caller left to tell.
 pub fn remove_dir(path: &Path) -> std::io::Result<()> {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return remove_now(path);
-    };
-    let aside = aside_name(path);
-    match std::fs::rename(path, &aside) {
-        Ok(()) => {
-            runtime.spawn_blocking(move || {
-                if let Err(e) = remove_now(&aside) {
-                    tracing::warn!(dir = %aside.display(), error = %e, "could not remove directory");
-                }
-            });
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+    match move_aside(path) {
+        Ok(Some(aside)) => aside.delete(),
+        Ok(None) => Ok(()),
         // Renaming aside can fail where deleting would not: delete in place,
         // so that the path is free when this returns.
         Err(_) => remove_now(path),
+    }
+}
+
+/// A directory renamed aside: its old path is free, its files are still to delete.
+#[derive(Debug)]
+#[must_use = "an aside directory is deleted only by `delete`"]
+pub struct Aside(PathBuf);
+
+/// Renames `path` aside, one syscall: the first half of [`remove_dir`], for
+/// a caller that must free the path while it holds a lock and delete the
+/// files after letting go. `None` when there was nothing at `path`.
+pub fn move_aside(path: &Path) -> std::io::Result<Option<Aside>> {
+    let aside = aside_name(path);
+    match std::fs::rename(path, &aside) {
+        Ok(()) => Ok(Some(Aside(aside))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl Aside {
+    /// Deletes the files: on a blocking thread under a tokio runtime (a
+    /// failure is logged), inline otherwise.
+    pub fn delete(self) -> std::io::Result<()> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return remove_now(&self.0);
+        };
+        runtime.spawn_blocking(move || {
+            if let Err(e) = remove_now(&self.0) {
+                tracing::warn!(dir = %self.0.display(), error = %e, "could not remove directory");
+            }
+        });
+        Ok(())
     }
 }
 
