@@ -104,16 +104,22 @@ pub async fn refresh(resolver: &Arc<Resolver>, slot: &Arc<Slot>, force: bool) ->
     drop(permit);
     match restored {
         Ok((next, reservation)) => {
-            let swapped = {
+            let (swapped, next_dir_in_use) = {
                 let mut inner = slot.lock();
                 match &inner.state {
-                    SlotState::Hot(old) if Arc::ptr_eq(old, &current) => {
+                    SlotState::Hot(old) if Arc::ptr_eq(old, &current) && old.version != next.version => {
                         old.retire();
                         inner.state = SlotState::Hot(next.clone());
                         inner.last_error = None;
-                        true
+                        (true, true)
                     }
-                    _ => false,
+                    // The slot holds this very version (loaded again since, or
+                    // CURRENT moved back): same directory, so it stays.
+                    SlotState::Hot(l) if l.version == next.version => (false, true),
+                    _ => (
+                        false,
+                        inner.disk_copy.as_ref().is_some_and(|c| c.version == next.version),
+                    ),
                 }
             };
             drop(reservation);
@@ -126,7 +132,7 @@ pub async fn refresh(resolver: &Arc<Resolver>, slot: &Arc<Slot>, force: bool) ->
                 resolver.budget.settle(resolver, slot);
                 resolver.registry.refresh_gauges();
                 slot.notify();
-            } else {
+            } else if !next_dir_in_use {
                 next.retire();
             }
             swapped
