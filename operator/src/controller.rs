@@ -500,13 +500,13 @@ async fn build_step(
     let mut failed: Option<String> = None;
 
     if let Some(last) = st.last_build_job.clone()
-        && let Some(job) = job_api.get_opt(&last).await?
+        && let Some((job, last_api)) = find_build_job(index, id, &last, ctx).await?
     {
         let job_hash = jobs::job_source_hash(&job).map(str::to_string);
         match jobs::job_outcome(&job) {
             JobOutcome::Running if job_hash.as_deref() == Some(desired) => running = true,
             JobOutcome::Running => {
-                match job_api.delete(&last, &DeleteParams::background()).await {
+                match last_api.delete(&last, &DeleteParams::background()).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
                     Err(e) => return Err(e.into()),
@@ -667,6 +667,26 @@ fn leftover(job: &Job, index: &Index, st: &IndexStatus) -> bool {
     };
     let finished = finished.or_else(|| job.metadata.creation_timestamp.as_ref().map(|t| t.0));
     matches!((finished, &st.last_build_time), (Some(done), Some(last)) if done <= last.0)
+}
+
+/// The build Job `name` of `index`, in whichever namespace it runs (the
+/// source may have moved the builds since), with the API to reach it there.
+async fn find_build_job(index: &Index, id: &IndexId, name: &str, ctx: &Context) -> Result<Option<(Job, Api<Job>)>> {
+    let own_ns = index.namespace().unwrap_or_default();
+    for (i, ns) in ctx.build.job_namespaces(index).into_iter().enumerate() {
+        let api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+        let Some(job) = api.get_opt(name).await? else {
+            continue;
+        };
+        // Elsewhere than where it builds now, the name alone proves nothing.
+        let labels = job.labels();
+        let ours = labels.get(jobs::INDEX_LABEL).map(String::as_str) == Some(id.as_str())
+            && labels.get(jobs::INDEX_NAMESPACE_LABEL) == Some(&own_ns);
+        if i == 0 || ours {
+            return Ok(Some((job, api)));
+        }
+    }
+    Ok(None)
 }
 
 fn set_building(st: &mut IndexStatus, generation: Option<i64>, now: Timestamp, job: String) {
@@ -841,40 +861,44 @@ async fn cleanup(index: &Index, id: &IndexId, ctx: &Context) -> Result<Action> {
 /// is gone and bring back an index no Index owns. Failing (not returning an
 /// action) keeps the finalizer; the Job's deletion triggers the next pass.
 async fn stop_running_builds(index: &Index, id: &IndexId, ctx: &Context) -> Result<()> {
-    let job_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.build.job_namespace(index));
     let selector = format!(
         "{}={id},{}={}",
         jobs::INDEX_LABEL,
         jobs::INDEX_NAMESPACE_LABEL,
         index.namespace().unwrap_or_default()
     );
-    let running: Vec<Job> = job_api
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items
-        .into_iter()
-        .filter(|j| jobs::job_outcome(j) == JobOutcome::Running)
-        .collect();
-    for job in &running {
-        if job.metadata.deletion_timestamp.is_some() {
-            continue;
+    let mut stopping = 0;
+    for ns in ctx.build.job_namespaces(index) {
+        let job_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+        let running: Vec<Job> = job_api
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items
+            .into_iter()
+            .filter(|j| jobs::job_outcome(j) == JobOutcome::Running)
+            .collect();
+        stopping += running.len();
+        for job in &running {
+            if job.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let name = job.name_any();
+            match job_api.delete(&name, &DeleteParams::foreground()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let note = format!("stopping build Job {name} before deleting {id}");
+            ctx.event(index, EventType::Normal, "BuildStopped", "Delete", note)
+                .await;
         }
-        let name = job.name_any();
-        match job_api.delete(&name, &DeleteParams::foreground()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => continue,
-            Err(e) => return Err(e.into()),
-        }
-        let note = format!("stopping build Job {name} before deleting {id}");
-        ctx.event(index, EventType::Normal, "BuildStopped", "Delete", note)
-            .await;
     }
-    if running.is_empty() {
+    if stopping == 0 {
         Ok(())
     } else {
         Err(Error::BuildsStopping {
             id: id.to_string(),
-            jobs: running.len(),
+            jobs: stopping,
         })
     }
 }

@@ -130,6 +130,21 @@ impl BuildConfig {
         }
         self.namespace.clone().unwrap_or(own)
     }
+
+    /// Every namespace a build Job of `index` may be in: where it builds now
+    /// first, then where it would with the other kind of source, since a
+    /// source changed from git to a volume (or back) leaves its Job there.
+    pub fn job_namespaces(&self, index: &Index) -> Vec<String> {
+        let own = index.namespace().unwrap_or_default();
+        let shared = self.namespace.clone().unwrap_or_else(|| own.clone());
+        let mut namespaces = vec![self.job_namespace(index)];
+        for ns in [own, shared] {
+            if !namespaces.contains(&ns) {
+                namespaces.push(ns);
+            }
+        }
+        namespaces
+    }
 }
 
 /// Hash of everything that changes the built index: source and indexing

@@ -24,6 +24,12 @@ const INDEXES: &str = "/apis/search.trusty.dev/v1alpha1/namespaces/default/index
 const JOBS: &str = "/apis/batch/v1/namespaces/default/jobs";
 
 fn context(router_url: &str, store: &str) -> (Arc<Context>, ApiServerVerifier) {
+    context_building_in(router_url, store, None)
+}
+
+/// A context whose build Jobs run in `namespace` (the chart's shared build
+/// namespace), or in each Index's own with `None`.
+fn context_building_in(router_url: &str, store: &str, namespace: Option<&str>) -> (Arc<Context>, ApiServerVerifier) {
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(svc, NS);
     let router = RouterClient::new(router_url, Some(TOKEN.into())).unwrap();
@@ -33,7 +39,7 @@ fn context(router_url: &str, store: &str) -> (Arc<Context>, ApiServerVerifier) {
         store_secret: Some("store-creds".into()),
         // The tests import from temporary directories.
         import_from: vec!["file:///".into()],
-        namespace: None,
+        namespace: namespace.map(str::to_string),
         ..Default::default()
     };
     let ctx = Context::new(client, router, build, Arc::new(Metrics::new()), Some("test".into()));
@@ -893,6 +899,45 @@ async fn a_job_whose_creation_was_not_recorded_is_followed() {
             .await;
         let st = api.expect_status_apply(NS, "tokio", &o).await;
         assert_eq!(st["lastBuildJob"], name.as_str(), "followed, not deleted");
+        api
+    })
+    .await
+    .unwrap();
+}
+
+/// A source moved from git (built in the shared namespace) to a volume
+/// (built beside its claim): the Job still running in the shared namespace
+/// is found and superseded there, not left to publish the old source.
+#[tokio::test]
+async fn a_build_left_running_in_another_namespace_is_superseded_there() {
+    let router = FakeRouter::start().await;
+    let (ctx, verifier) = context_building_in(&router.url(), "memory://trusty-reconcile", Some("trusty-system"));
+    let spec = json!({"source": {"volume": {"claimName": "code"}}, "replicas": 1});
+    let obj = index_obj(
+        "tokio",
+        spec,
+        Some(json!({"phase": "Building", "lastBuildJob": "tokio-git0000000"})),
+    );
+    let running_git = json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "tokio-git0000000", "namespace": "trusty-system",
+                     "labels": {"search.trusty.dev/index": "tokio", "search.trusty.dev/index-namespace": NS},
+                     "annotations": {"search.trusty.dev/source-hash": "git-hash"}},
+        "status": {"active": 1}});
+    let o = obj.clone();
+    run(ctx, verifier, &obj, move |mut api| async move {
+        api.expect(Method::GET, &format!("{JOBS}/tokio-git0000000"), |_| status_404("jobs"))
+            .await;
+        let shared = "/apis/batch/v1/namespaces/trusty-system/jobs/tokio-git0000000";
+        api.expect(Method::GET, shared, |_| (200, running_git.clone())).await;
+        api.expect(Method::DELETE, shared, |_| (200, running_git)).await;
+        api.expect_event(NS, "BuildSuperseded").await;
+        let job = api.expect(Method::POST, JOBS, |s| (201, s.body.clone())).await;
+        assert_eq!(
+            job.body["metadata"]["namespace"], NS,
+            "a volume build runs beside its claim"
+        );
+        api.expect_event(NS, "BuildStarted").await;
+        api.expect_status_apply(NS, "tokio", &o).await;
         api
     })
     .await
