@@ -159,6 +159,7 @@ impl LeaderElector {
         loop {
             // A hung API connection must not keep an old leader reconciling:
             // each round gets a third of the lease, then counts as failed.
+            let round_started = tokio::time::Instant::now();
             let state = match tokio::time::timeout(retry, self.try_acquire_or_renew()).await {
                 Ok(state) => state,
                 Err(_) => Err(kube::Error::Service(
@@ -170,7 +171,9 @@ impl LeaderElector {
             }
             match state {
                 Ok(LeaseState::Leading) => {
-                    last_renew = tokio::time::Instant::now();
+                    // The renewal written may be as old as the round's start,
+                    // and the others count the lease from it: so do we.
+                    last_renew = round_started;
                     if task.as_ref().is_none_or(|t| t.is_finished()) {
                         tracing::info!(identity = %self.identity, lease = %self.name, "acquired leadership");
                         metrics.leader.set(1);
