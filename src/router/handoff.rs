@@ -31,10 +31,17 @@ pub async fn run(state: Arc<RouterState>) {
                 after = now.len(),
                 "shard membership changed; handing indexes off"
             );
-            *state.previous.lock() = Some(PreviousMembers {
-                members: last.clone(),
-                until: Instant::now() + state.cfg.handoff_grace,
-            });
+            let until = Instant::now() + state.cfg.handoff_grace;
+            let mut previous = state.previous.lock();
+            // A change within the grace of another (a StatefulSet scales one
+            // pod at a time) keeps the set from before the first: its owners
+            // are the ones still hot.
+            let members = match previous.take() {
+                Some(p) if Instant::now() < p.until => p.members,
+                _ => last.clone(),
+            };
+            *previous = Some(PreviousMembers { members, until });
+            drop(previous);
             tokio::spawn(warm_new_owners(state.clone(), last.clone(), now.clone()));
         }
         last = now;
@@ -125,5 +132,37 @@ mod tests {
         // With 2 of 4 owners, the new shard owns about half of the indexes.
         assert!((150..=250).contains(&pairs.len()), "{}", pairs.len());
         assert!(gained(&ids, &after, &after, 2).is_empty());
+    }
+
+    /// Scaling 3 → 4 → 5 one pod at a time: the fallback stays the three
+    /// shards that were hot before the first change.
+    #[tokio::test]
+    async fn a_second_change_within_the_grace_keeps_the_first_previous_set() {
+        let (tx, rx) = tokio::sync::watch::channel(members(3));
+        let cfg = super::super::config::RouterConfig::local("");
+        let health = Arc::new(super::super::health::Health::new(&cfg));
+        let state = Arc::new(RouterState::new(cfg, rx, health, reqwest::Client::new()));
+        let follow = tokio::spawn(run(state.clone()));
+        let previous = || state.previous.lock().as_ref().map(|p| (p.members.len(), p.until));
+        // Polls until `done`; the handing off runs on another task.
+        let settle = async |done: &dyn Fn() -> bool| {
+            for _ in 0..5_000 {
+                if done() {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        };
+        settle(&|| tx.receiver_count() == 2).await; // it has read the first set
+        tx.send(members(4)).unwrap();
+        settle(&|| previous().is_some()).await;
+        let (_, first_until) = previous().expect("the first change was handed off");
+        tx.send(members(5)).unwrap();
+        settle(&|| previous().is_some_and(|(_, until)| until > first_until)).await;
+        let (kept, until) = previous().unwrap();
+        assert!(until > first_until, "the second change was handed off too");
+        assert_eq!(kept, 3);
+        drop(tx);
+        follow.await.unwrap();
     }
 }
