@@ -506,11 +506,7 @@ async fn build_step(
         match jobs::job_outcome(&job) {
             JobOutcome::Running if job_hash.as_deref() == Some(desired) => running = true,
             JobOutcome::Running => {
-                match last_api.delete(&last, &DeleteParams::background()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => return Err(e.into()),
-                }
+                delete_job(&last_api, &last, &DeleteParams::background()).await?;
                 ctx.event(
                     index,
                     EventType::Normal,
@@ -620,11 +616,7 @@ async fn build_step(
             if let Some(existing) = job_api.get_opt(&wanted).await?
                 && leftover(&existing, index, st)
             {
-                match job_api.delete(&wanted, &DeleteParams::background()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => return Err(e.into()),
-                }
+                delete_job(&job_api, &wanted, &DeleteParams::background()).await?;
                 ctx.event(
                     index,
                     EventType::Normal,
@@ -667,6 +659,15 @@ fn leftover(job: &Job, index: &Index, st: &IndexStatus) -> bool {
     };
     let finished = finished.or_else(|| job.metadata.creation_timestamp.as_ref().map(|t| t.0));
     matches!((finished, &st.last_build_time), (Some(done), Some(last)) if done <= last.0)
+}
+
+/// Deletes a Job; `false` when it was already gone.
+async fn delete_job(api: &Api<Job>, name: &str, how: &DeleteParams) -> Result<bool> {
+    match api.delete(name, how).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The build Job `name` of `index`, in whichever namespace it runs (the
@@ -883,10 +884,8 @@ async fn stop_running_builds(index: &Index, id: &IndexId, ctx: &Context) -> Resu
                 continue;
             }
             let name = job.name_any();
-            match job_api.delete(&name, &DeleteParams::foreground()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => continue,
-                Err(e) => return Err(e.into()),
+            if !delete_job(&job_api, &name, &DeleteParams::foreground()).await? {
+                continue;
             }
             let note = format!("stopping build Job {name} before deleting {id}");
             ctx.event(index, EventType::Normal, "BuildStopped", "Delete", note)
