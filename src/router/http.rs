@@ -453,21 +453,7 @@ async fn reload(
 }
 
 async fn evict(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    require_admin(&headers, s.cfg.admin_token.as_deref())?;
-    let id = parse_id(&id)?;
-    let members = s.members();
-    if members.is_empty() {
-        return Err(no_shards());
-    }
-    let results = admin_each(
-        &s,
-        &members,
-        Method::POST,
-        &format!("/v1/admin/indexes/{id}/evict"),
-        None,
-    )
-    .await;
-    done_on_some_shard(&id, &results)
+    admin_on_every_shard(&s, &headers, &id, Method::POST, "/evict").await
 }
 
 /// Unregisters everywhere (not only on current owners: placement may have moved).
@@ -476,13 +462,25 @@ async fn unregister(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    require_admin(&headers, s.cfg.admin_token.as_deref())?;
-    let id = parse_id(&id)?;
+    admin_on_every_shard(&s, &headers, &id, Method::DELETE, "").await
+}
+
+/// An admin call sent to every member, not only the owners, answered as
+/// [`done_on_some_shard`] decides.
+async fn admin_on_every_shard(
+    s: &RouterState,
+    headers: &HeaderMap,
+    id: &str,
+    method: Method,
+    suffix: &str,
+) -> Result<StatusCode, ApiError> {
+    require_admin(headers, s.cfg.admin_token.as_deref())?;
+    let id = parse_id(id)?;
     let members = s.members();
     if members.is_empty() {
         return Err(no_shards());
     }
-    let results = admin_each(&s, &members, Method::DELETE, &format!("/v1/admin/indexes/{id}"), None).await;
+    let results = admin_each(s, &members, method, &format!("/v1/admin/indexes/{id}{suffix}"), None).await;
     done_on_some_shard(&id, &results)
 }
 
