@@ -113,13 +113,7 @@ fn remove(path: &Path) {
 /// free rather than losing its directory to a late rename; only the deletion
 /// itself runs after letting go (off the async workers).
 fn finish_removal(path: &Path, aside: std::io::Result<Option<local_dir::Aside>>) {
-    let result = match aside {
-        Ok(Some(aside)) => aside.delete(),
-        Ok(None) => Ok(()),
-        // It could not be renamed: delete it in place.
-        Err(_) => local_dir::remove_dir(path),
-    };
-    match result {
+    match local_dir::remove_moved(path, aside) {
         Ok(()) => tracing::debug!(dir = %path.display(), "removed version directory"),
         Err(e) => tracing::warn!(dir = %path.display(), error = %e, "could not remove version directory"),
     }

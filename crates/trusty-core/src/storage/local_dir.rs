@@ -18,11 +18,17 @@ pub const REMOVING: &str = ".removing-";
 /// (a missing directory counts); a failure of the background deletion is
 /// logged, as there is no caller left to tell.
 pub fn remove_dir(path: &Path) -> std::io::Result<()> {
-    match move_aside(path) {
+    remove_moved(path, move_aside(path))
+}
+
+/// The second half of [`remove_dir`], given what [`move_aside`] did with
+/// `path`: deletes the directory moved aside, or `path` in place where the
+/// rename failed (it can fail where deleting would not), so that the path
+/// is free when this returns.
+pub fn remove_moved(path: &Path, moved: std::io::Result<Option<Aside>>) -> std::io::Result<()> {
+    match moved {
         Ok(Some(aside)) => aside.delete(),
         Ok(None) => Ok(()),
-        // Renaming aside can fail where deleting would not: delete in place,
-        // so that the path is free when this returns.
         Err(_) => remove_now(path),
     }
 }
