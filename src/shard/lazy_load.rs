@@ -271,18 +271,21 @@ impl Resolver {
         match result {
             Ok((loaded, reservation)) => {
                 LOAD_DURATION.with_label_values(&["ok"]).observe(elapsed.as_secs_f64());
-                span.in_scope(
-                    || tracing::info!(version = %loaded.version, ms = elapsed.as_millis() as u64, "index hot"),
-                );
                 let stale_copy = {
                     let mut inner = slot.lock();
                     if !matches!(inner.state, SlotState::Loading { .. }) {
                         // Unregistered while it loaded: nobody may reach it now.
                         drop(inner);
+                        span.in_scope(
+                            || tracing::info!(version = %loaded.version, "unregistered while it loaded; discarded"),
+                        );
                         loaded.retire();
                         slot.notify();
                         return;
                     }
+                    span.in_scope(
+                        || tracing::info!(version = %loaded.version, ms = elapsed.as_millis() as u64, "index hot"),
+                    );
                     inner.state = SlotState::Hot(loaded.clone());
                     inner.attempts = 0;
                     inner.last_error = None;
