@@ -238,8 +238,22 @@ async fn build(args: BuildArgs) -> Result<()> {
 }
 
 /// Shallow clone of one ref; falls back to a full clone for commit ids, which
-/// `--branch` cannot name.
+/// `--branch` cannot name. `dest` must be absent or empty: the fallback
+/// deletes what the first attempt left there, and that must never be
+/// anything of the user's.
 fn clone(url: &str, git_ref: Option<&str>, dest: &Path) -> Result<()> {
+    match std::fs::read_dir(dest) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                bail!(
+                    "{} is not empty; --git-url clones into a new or empty directory",
+                    dest.display()
+                );
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dest.display())),
+    }
     let run = |args: &[&str]| -> Result<()> {
         let out = std::process::Command::new("git")
             .args(args)
@@ -277,4 +291,22 @@ pub fn human_bytes(n: u64) -> String {
         u += 1;
     }
     format!("{v:.1} {}", UNITS[u])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A clone that fails falls back to deleting its destination and cloning
+    /// again, so a destination holding anything is refused before git runs.
+    #[test]
+    fn a_clone_never_touches_a_directory_that_holds_something() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        std::fs::write(work.join("notes.txt"), "uncommitted").unwrap();
+        let err = clone("file:///nowhere/repo.git", Some("v1"), &work).unwrap_err();
+        assert!(err.to_string().contains("is not empty"), "{err:#}");
+        assert_eq!(std::fs::read_to_string(work.join("notes.txt")).unwrap(), "uncommitted");
+    }
 }
