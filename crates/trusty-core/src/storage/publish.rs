@@ -218,21 +218,45 @@ pub async fn list_versions(store: &Store, id: &IndexId) -> Result<Vec<String>, S
     Ok(versions)
 }
 
-/// Deletes all but the newest `keep` versions, never the current one.
-async fn prune(store: &Store, id: &IndexId, current: &str, keep: usize) -> Result<Vec<String>, StoreError> {
+/// A version without a manifest younger than this may be another builder's
+/// publish still uploading; an older one was abandoned.
+const ABANDONED_AFTER: time::Duration = time::Duration::days(1);
+
+/// Deletes all but the newest `keep` complete versions, and versions a failed
+/// publish abandoned. Never deletes `published` or whatever `CURRENT` names
+/// by now (a rollback, or another builder's newer publish), nor a version
+/// still uploading. A version's manifest goes first, so one whose deletion
+/// stops half-way is no longer complete: a rollback refuses it and a later
+/// prune finishes it as abandoned.
+async fn prune(store: &Store, id: &IndexId, published: &str, keep: usize) -> Result<Vec<String>, StoreError> {
     let versions = list_versions(store, id).await?;
     let keep = keep.max(1);
     if versions.len() <= keep {
         return Ok(Vec::new());
     }
-    let mut pruned = Vec::new();
-    for v in &versions[..versions.len() - keep] {
-        if v != current {
-            store.delete_prefix(&layout::version_prefix(id, v)).await?;
-            pruned.push(v.clone());
+    let current = match store.get(&layout::current_key(id)).await {
+        Ok(bytes) => serde_json::from_slice::<CurrentPointer>(&bytes).ok().map(|p| p.version),
+        // Deleted or withdrawn meanwhile: whoever did that owns the versions now.
+        Err(StoreError::NotFound { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let abandoned_before = layout::version_stamp(time::OffsetDateTime::now_utc() - ABANDONED_AFTER);
+    let (mut complete, mut doomed) = (Vec::new(), Vec::new());
+    for v in versions {
+        if store.exists(&layout::manifest_key(id, &v)).await? {
+            complete.push(v);
+        } else if v < abandoned_before {
+            doomed.push(v);
         }
     }
-    Ok(pruned)
+    let old = complete.len().saturating_sub(keep);
+    doomed.extend(complete.drain(..old));
+    doomed.retain(|v| v != published && current.as_deref() != Some(v.as_str()));
+    for v in &doomed {
+        store.delete(&layout::manifest_key(id, v)).await?;
+        store.delete_prefix(&layout::version_prefix(id, v)).await?;
+    }
+    Ok(doomed)
 }
 
 /// Points `CURRENT` back at an older version that is still in storage.
@@ -442,6 +466,62 @@ pub(crate) mod tests {
         let versions = list_versions(&store, &id).await.unwrap();
         assert_eq!(versions.len(), 2);
         assert!(versions.contains(&last));
+    }
+
+    /// Pruning keeps what `CURRENT` names when it runs, not only what this
+    /// publish made current: here an operator rolled back while a builder
+    /// was between its `CURRENT` write and its prune.
+    #[tokio::test]
+    async fn a_prune_spares_the_version_a_rollback_made_current_meanwhile() {
+        let store = Store::open("memory://prune-rollback").unwrap();
+        let id = IndexId::new("demo").unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let mut made = Vec::new();
+        for i in 0..3 {
+            let dir = tmp.path().join(format!("v{i}"));
+            made.push(bundle(&dir, "demo", &format!("v{i}")).version);
+            publish(&store, &id, &dir, &PublishOptions::default()).await.unwrap();
+        }
+        rollback(&store, &id, &made[0]).await.unwrap();
+        let pruned = prune(&store, &id, &made[2], 1).await.unwrap();
+        assert_eq!(pruned, [made[1].clone()]);
+        assert_eq!(
+            list_versions(&store, &id).await.unwrap(),
+            [made[0].clone(), made[2].clone()]
+        );
+        rollback(&store, &id, &made[0])
+            .await
+            .expect("the rollback target is still whole");
+    }
+
+    /// A version without a manifest is another publish still uploading, or
+    /// one that failed: it neither counts among the versions kept nor is
+    /// deleted until it is old enough to have been abandoned.
+    #[tokio::test]
+    async fn a_prune_leaves_uploads_in_flight_and_clears_abandoned_ones() {
+        let store = Store::open("memory://prune-partial").unwrap();
+        let id = IndexId::new("demo").unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let (uploading, abandoned) = (layout::new_version(), "20000101T000000000000000Z-0badf00d".to_string());
+        for v in [&uploading, &abandoned] {
+            store
+                .put(&layout::file_key(&id, v, "chunks.jsonl"), Bytes::from_static(b"part"))
+                .await
+                .unwrap();
+        }
+        let mut made = Vec::new();
+        for i in 0..2 {
+            let dir = tmp.path().join(format!("v{i}"));
+            made.push(bundle(&dir, "demo", &format!("v{i}")).version);
+            let opts = PublishOptions {
+                keep_versions: 2,
+                ..PublishOptions::default()
+            };
+            publish(&store, &id, &dir, &opts).await.unwrap();
+        }
+        let mut expect = vec![made[0].clone(), made[1].clone(), uploading.clone()];
+        expect.sort();
+        assert_eq!(list_versions(&store, &id).await.unwrap(), expect);
     }
 
     #[tokio::test]
