@@ -629,21 +629,19 @@ impl Engine {
             chunk_hits: bm25_hits.to_vec(),
             vector_hits: vector_hits.to_vec(),
         };
-        rank_files(
-            &self.files,
-            &parsed.read,
-            &evidence,
-            &self.file_params,
-            FILE_ARM_FILES,
-            1,
-        )
-        .into_iter()
-        .filter_map(|r| {
-            let best = r.chunks.first().map(|&(id, _)| id);
-            let id = best.or_else(|| self.files.first_chunk(r.file).filter(|&id| allow.is_none_or(|f| f(id))))?;
-            Some((id, r.score))
-        })
-        .collect()
+        // Files with chunk hits passed the filter in the arms; a file only
+        // named by the issue is filtered here, so with a filter the cut comes
+        // after it rather than leaving fewer files in the arm.
+        let depth = if allow.is_some() { usize::MAX } else { FILE_ARM_FILES };
+        rank_files(&self.files, &parsed.read, &evidence, &self.file_params, depth, 1)
+            .into_iter()
+            .filter_map(|r| {
+                let best = r.chunks.first().map(|&(id, _)| id);
+                let id = best.or_else(|| self.files.first_chunk(r.file).filter(|&id| allow.is_none_or(|f| f(id))))?;
+                Some((id, r.score))
+            })
+            .take(FILE_ARM_FILES)
+            .collect()
     }
 
     /// The analyzed terms of an issue's cleaned text, its title's terms, and
