@@ -6,13 +6,14 @@
 use super::admission::Priority;
 use super::failure::RestoreError;
 use super::lazy_load::Resolver;
-use super::residency::{Slot, SlotState};
+use super::residency::{FailedSwap, Slot, SlotState};
 use crate::IndexId;
 use crate::error_chain::one_line;
 use crate::storage::layout::{self, INDEXES_DIR};
 use crate::storage::open::{OpenError, read_current};
 use crate::telemetry::metrics::{INDEX_SWAPS, LOAD_FAILURES};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -27,13 +28,17 @@ struct Recent {
 
 /// Adds every index in storage that has a `CURRENT` as Cold (a directory
 /// without one holds a withdrawn or half-deleted index). Only ids not yet
-/// known are checked, so a poll costs one listing plus one HEAD per new
-/// directory. Returns how many listed indexes are known.
+/// known are checked, so a poll costs one listing, one HEAD per new
+/// directory and a bounded number for cold indexes. Returns how many listed
+/// indexes are known.
+///
+/// Cold indexes deleted or withdrawn from storage are then forgotten (see
+/// [`forget_deleted`]); nothing else would take them off the shard's list.
 pub async fn discover_all(resolver: &Resolver) -> Result<usize, crate::storage::store::StoreError> {
     use futures::{StreamExt, TryStreamExt};
     let names = resolver.store.list_dirs(INDEXES_DIR).await?;
     let (mut known, mut unknown) = (0, Vec::new());
-    for name in names {
+    for name in &names {
         match IndexId::new(name.clone()) {
             Ok(id) if resolver.registry.get(&id).is_some() => known += 1,
             Ok(id) => unknown.push(id),
@@ -50,9 +55,71 @@ pub async fn discover_all(resolver: &Resolver) -> Result<usize, crate::storage::
         .try_collect()
         .await?;
     for id in &served {
-        resolver.registry.get_or_insert(id);
+        resolver.registry.get_or_insert(id).lock().presence_checked = Some(Instant::now());
     }
+    forget_deleted(resolver, &names).await;
     Ok(known + served.len())
+}
+
+/// Most cold indexes whose `CURRENT` one poll looks for: the listing is
+/// free, a HEAD per cold index is not, so they take turns, longest unchecked
+/// first.
+const PRESENCE_CHECKS: usize = 32;
+
+/// Finds cold and failed indexes gone from storage: missing from the listing
+/// `names` (deleted) or listed without a `CURRENT` (withdrawn). One found gone
+/// on two checks in a row is unregistered; found present, it counts afresh.
+/// Hot and restoring indexes are left to [`refresh`] and their restore, which
+/// read `CURRENT` themselves.
+async fn forget_deleted(resolver: &Resolver, names: &[String]) {
+    use futures::StreamExt;
+    let listed: HashSet<&str> = names.iter().map(String::as_str).collect();
+    let idle = |state: &SlotState| matches!(state, SlotState::Cold | SlotState::Failed(_));
+    let (mut verdicts, mut to_check) = (Vec::new(), Vec::new());
+    for slot in resolver.registry.all() {
+        let mut inner = slot.lock();
+        if !idle(&inner.state) {
+            inner.absent_checks = 0;
+        } else if !listed.contains(slot.id.as_str()) {
+            drop(inner);
+            verdicts.push((slot, false));
+        } else {
+            let checked = inner.presence_checked;
+            drop(inner);
+            to_check.push((checked, slot));
+        }
+    }
+    to_check.sort_by_key(|(checked, _)| *checked);
+    to_check.truncate(PRESENCE_CHECKS);
+    let checked: Vec<_> = futures::stream::iter(to_check)
+        .map(|(_, slot)| async move {
+            let present = resolver.store.exists(&layout::current_key(&slot.id)).await;
+            (slot, present)
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for (slot, present) in checked {
+        slot.lock().presence_checked = Some(Instant::now());
+        match present {
+            Ok(present) => verdicts.push((slot, present)),
+            Err(e) => tracing::debug!(index_id = %slot.id, error = %e, "could not check CURRENT; no verdict this poll"),
+        }
+    }
+    for (slot, present) in verdicts {
+        let gone = {
+            let mut inner = slot.lock();
+            if !idle(&inner.state) {
+                continue;
+            }
+            inner.absent_checks = if present { 0 } else { inner.absent_checks + 1 };
+            inner.absent_checks >= 2
+        };
+        if gone {
+            tracing::info!(index_id = %slot.id, "index deleted or withdrawn from storage; unregistering");
+            resolver.unregister(&slot.id);
+        }
+    }
 }
 
 /// Checks a hot index for a new version and swaps it in; returns true if swapped.
@@ -97,6 +164,14 @@ pub async fn refresh(resolver: &Arc<Resolver>, slot: &Arc<Slot>, force: bool) ->
     if pointer.version == current.version {
         return false;
     }
+    let backing_off = slot
+        .lock()
+        .failed_swap
+        .as_ref()
+        .is_some_and(|f| f.version == pointer.version && Instant::now() < f.retry_at);
+    if backing_off && !force {
+        return false;
+    }
     let started = Instant::now();
     // A new version is a restore like any other: it waits its turn and reserves its bytes.
     let permit = resolver.admission.acquire().await;
@@ -111,6 +186,7 @@ pub async fn refresh(resolver: &Arc<Resolver>, slot: &Arc<Slot>, force: bool) ->
                         old.retire();
                         inner.state = SlotState::Hot(next.clone());
                         inner.last_error = None;
+                        inner.failed_swap = None;
                         (true, true)
                     }
                     // The slot holds this very version (loaded again since, or
@@ -140,20 +216,47 @@ pub async fn refresh(resolver: &Arc<Resolver>, slot: &Arc<Slot>, force: bool) ->
         Err(RestoreError::Failed(f)) => {
             let error = one_line(&f);
             LOAD_FAILURES.with_label_values(&[f.reason()]).inc();
-            tracing::warn!(index_id = %slot.id, reason = f.reason(), %error, "new version failed to load; keeping the old one");
+            let retry_in = back_off_swap(resolver, slot, &pointer.version);
+            tracing::warn!(
+                index_id = %slot.id, reason = f.reason(), %error, retry_in_s = retry_in.as_secs(),
+                "new version failed to load; keeping the old one"
+            );
             slot.lock().last_error = Some(format!(
-                "new version {} failed ({}): {error}",
+                "new version {} failed ({}), next try in {}: {error}",
                 pointer.version,
-                f.reason()
+                f.reason(),
+                humantime::format_duration(retry_in)
             ));
             false
         }
         Err(RestoreError::Refused(r)) => {
+            let retry_in = back_off_swap(resolver, slot, &pointer.version);
             tracing::warn!(index_id = %slot.id, error = %r, "no room for the new version; keeping the old one");
-            slot.lock().last_error = Some(format!("new version {} not loaded: {r}", pointer.version));
+            slot.lock().last_error = Some(format!(
+                "new version {} not loaded, next try in {}: {r}",
+                pointer.version,
+                humantime::format_duration(retry_in)
+            ));
             false
         }
     }
+}
+
+/// Records another failed try of `version` and returns how long the polls
+/// leave it alone: the restore backoff, counted per version.
+fn back_off_swap(resolver: &Resolver, slot: &Slot, version: &str) -> std::time::Duration {
+    let mut inner = slot.lock();
+    let attempts = match &inner.failed_swap {
+        Some(f) if f.version == version => f.attempts + 1,
+        _ => 1,
+    };
+    let retry_in = resolver.cfg.backoff(attempts);
+    inner.failed_swap = Some(FailedSwap {
+        version: version.to_string(),
+        attempts,
+        retry_at: Instant::now() + retry_in,
+    });
+    retry_in
 }
 
 struct UpgradeGuard(Arc<Slot>);
@@ -271,5 +374,62 @@ pub async fn warm(resolver: Arc<Resolver>) {
             }
             other => tracing::info!(index_id = %id, state = ?other.residency(), "warming skipped"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::config::ShardConfig;
+    use crate::storage::store::Store;
+    use bytes::Bytes;
+
+    /// An index deleted from storage (its directory gone) or withdrawn (its
+    /// `CURRENT` gone) leaves the shard's list on the second poll that finds
+    /// it so, not on the first; found again in between, it counts afresh.
+    #[tokio::test]
+    async fn cold_indexes_deleted_or_withdrawn_from_storage_are_forgotten_on_the_second_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let store = Store::open(&format!("file://{}", root.display())).unwrap();
+        let resolver = Resolver::new(
+            ShardConfig::local("file:///unused", dir.path().join("cache"), "s0"),
+            store,
+            None,
+        );
+        let ids = ["deleted", "kept", "withdrawn"].map(|id| IndexId::new(id).unwrap());
+        for id in &ids {
+            let key = layout::current_key(id);
+            resolver.store.put(&key, Bytes::from_static(b"{}")).await.unwrap();
+        }
+        let listed = || -> Vec<String> { resolver.registry.all().iter().map(|s| s.id.to_string()).collect() };
+        assert_eq!(discover_all(&resolver).await.unwrap(), 3);
+        assert_eq!(listed(), ["deleted", "kept", "withdrawn"]);
+
+        std::fs::remove_dir_all(root.join(layout::index_prefix(&ids[0]))).unwrap();
+        resolver.store.delete(&layout::current_key(&ids[2])).await.unwrap();
+        discover_all(&resolver).await.unwrap();
+        assert_eq!(
+            listed(),
+            ["deleted", "kept", "withdrawn"],
+            "found gone once is not enough"
+        );
+
+        resolver
+            .store
+            .put(&layout::current_key(&ids[2]), Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        discover_all(&resolver).await.unwrap();
+        assert_eq!(listed(), ["kept", "withdrawn"], "deleted on two polls in a row");
+        resolver.store.delete(&layout::current_key(&ids[2])).await.unwrap();
+        discover_all(&resolver).await.unwrap();
+        assert_eq!(
+            listed(),
+            ["kept", "withdrawn"],
+            "published again in between: the count starts over"
+        );
+        discover_all(&resolver).await.unwrap();
+        assert_eq!(listed(), ["kept"]);
     }
 }

@@ -75,6 +75,22 @@ pub struct SlotInner {
     pub last_need: Option<super::budget::Need>,
     /// Consecutive polls that found no `CURRENT` (a hot index is dropped only on the second).
     pub current_missing: u32,
+    /// Consecutive checks that found a cold index gone from storage (it is
+    /// dropped on the second), and when its `CURRENT` was last looked for.
+    pub absent_checks: u32,
+    pub presence_checked: Option<Instant>,
+    /// A new version that failed to load while an older one served.
+    pub failed_swap: Option<FailedSwap>,
+}
+
+/// A new version that could not be swapped in: polls leave it alone until
+/// `retry_at` (unless `CURRENT` moves on, or an admin reload asks), rather
+/// than download it again every poll.
+#[derive(Debug, Clone)]
+pub struct FailedSwap {
+    pub version: String,
+    pub attempts: u32,
+    pub retry_at: Instant,
 }
 
 #[derive(Debug)]
@@ -106,6 +122,9 @@ impl Slot {
                 refused: None,
                 last_need: None,
                 current_missing: 0,
+                absent_checks: 0,
+                presence_checked: None,
+                failed_swap: None,
             }),
             changed: watch::channel(0).0,
             last_used_ms: AtomicU64::new(0),

@@ -7,6 +7,8 @@ use crate::support::shard::{admin, env, sizes, start_shard};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::Duration;
+use trusty_search::IndexId;
+use trusty_search::storage::layout;
 
 #[tokio::test]
 async fn hundred_concurrent_requests_cause_one_restore() {
@@ -332,6 +334,74 @@ async fn new_version_is_swapped_in_under_queries_with_no_failures() {
         "{versions:?}"
     );
     assert_eq!(metric(&shard.url, "trusty_index_swaps_total").await, 1.0);
+}
+
+/// A new version that cannot load leaves the old one serving, and polls do
+/// not download it again each time: its retries back off (10 minutes here,
+/// against a poll every half second). An admin reload still tries at once.
+#[tokio::test]
+async fn a_new_version_that_fails_to_load_is_not_fetched_again_every_poll() {
+    let env = env().await;
+    let first = publish_fixture(&env.store, "demo", "first").await;
+    let args = ["--retry-base", "10m", "--retry-max", "1h"];
+    let shard = start_shard(&env, "s0", &env.dir.path().join("cache"), &args).await;
+    assert_eq!(search(&shard.url, "demo", "config").await.status(), StatusCode::OK);
+
+    // A version of "demo" whose manifest names another index: every try fails.
+    // (Through the store, not the server's files: `CURRENT` must get a new ETag.)
+    let other = publish_fixture(&env.store, "other", "second").await;
+    let (demo, other_id) = (IndexId::new("demo").unwrap(), IndexId::new("other").unwrap());
+    let manifest = env
+        .store
+        .get(&layout::manifest_key(&other_id, &other.version))
+        .await
+        .unwrap();
+    env.store
+        .put(&layout::manifest_key(&demo, &other.version), manifest)
+        .await
+        .unwrap();
+    let pointer = json!({"version": other.version, "manifest_sha256": other.manifest_sha256});
+    env.store
+        .put(
+            &layout::current_key(&demo),
+            serde_json::to_vec(&pointer).unwrap().into(),
+        )
+        .await
+        .unwrap();
+
+    let url = shard.url.as_str();
+    let failures = || metric(url, "trusty_index_load_failures_total{reason=\"corrupt\"}");
+    let wait_for = |n: f64| async move {
+        for _ in 0..100 {
+            if failures().await >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("fewer than {n} failed tries");
+    };
+    wait_for(1.0).await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // six polls
+    assert_eq!(failures().await, 1.0, "one try, then backing off");
+    let r: Value = search(&shard.url, "demo", "config").await.json().await.unwrap();
+    assert_eq!(r["version"], first.version.as_str(), "the old version still serves");
+    let status: Value = reqwest::get(format!("{}/v1/indexes/demo", shard.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        status["owners"][0]["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("next try in"),
+        "{status}"
+    );
+
+    let r = admin(&shard.url, reqwest::Method::POST, "/v1/admin/indexes/demo/reload").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    wait_for(2.0).await;
 }
 
 #[tokio::test]
