@@ -126,6 +126,13 @@ pub struct McpBackend {
 
 /// A file path's segments, refused up front when it could leave the
 /// repository: URL building would quietly resolve `..` segments away.
+/// An index id as one path segment; checked here because a `.` or `..`
+/// segment would be dropped from the URL and the call reach another route.
+fn index_segment(index: &str) -> Result<&str, BackendError> {
+    crate::IndexId::new(index).map_err(|e| BackendError::InvalidArgument(e.to_string()))?;
+    Ok(index)
+}
+
 fn file_segments(path: &str) -> Result<std::str::Split<'_, char>, BackendError> {
     crate::server::params::parse_file_path(path).map_err(|e| BackendError::InvalidArgument(e.body.message))?;
     Ok(path.split('/'))
@@ -166,7 +173,7 @@ impl McpBackend {
 
     /// `POST /v1/indexes/{id}/search`.
     pub async fn search(&self, index: &str, req: &SearchRequest) -> Result<SearchResponse, BackendError> {
-        let url = self.url(&["v1", "indexes", index, "search"], &[]);
+        let url = self.url(&["v1", "indexes", index_segment(index)?, "search"], &[]);
         self.call(Method::POST, url, Some(req)).await
     }
 
@@ -191,8 +198,9 @@ impl McpBackend {
             SymbolRelation::Callers => "callers",
             SymbolRelation::Callees => "callees",
         };
+        crate::api::check_symbol_name(symbol).map_err(BackendError::InvalidArgument)?;
         let url = self.url(
-            &["v1", "indexes", index, "symbols", symbol],
+            &["v1", "indexes", index_segment(index)?, "symbols", symbol],
             &[
                 ("rel", rel.to_string()),
                 ("depth", depth.to_string()),
@@ -205,7 +213,7 @@ impl McpBackend {
     /// `GET /v1/indexes/{id}/files/{path}?lines=a-b`; the path keeps its
     /// slashes as segment separators.
     pub async fn read_file(&self, index: &str, path: &str, lines: Option<&str>) -> Result<FileContent, BackendError> {
-        let mut segments = vec!["v1", "indexes", index, "files"];
+        let mut segments = vec!["v1", "indexes", index_segment(index)?, "files"];
         segments.extend(file_segments(path)?);
         let query: Vec<(&str, String)> = lines.map(|l| ("lines", l.to_string())).into_iter().collect();
         let url = self.url(&segments, &query);
@@ -214,7 +222,7 @@ impl McpBackend {
 
     /// `GET /v1/indexes/{id}/outline/{path}`.
     pub async fn outline(&self, index: &str, path: &str) -> Result<FileOutline, BackendError> {
-        let mut segments = vec!["v1", "indexes", index, "outline"];
+        let mut segments = vec!["v1", "indexes", index_segment(index)?, "outline"];
         segments.extend(file_segments(path)?);
         let url = self.url(&segments, &[]);
         self.call::<(), _>(Method::GET, url, None).await
@@ -228,12 +236,13 @@ impl McpBackend {
 
     /// `GET /v1/indexes/{id}`.
     pub async fn index_status(&self, index: &str) -> Result<IndexStatus, BackendError> {
-        let url = self.url(&["v1", "indexes", index], &[]);
+        let url = self.url(&["v1", "indexes", index_segment(index)?], &[]);
         self.call::<(), _>(Method::GET, url, None).await
     }
 
-    /// Appends percent-encoded path segments (an index id or symbol name can
-    /// never escape its segment) and query pairs to the base URL.
+    /// Appends percent-encoded path segments and query pairs to the base
+    /// URL. A segment cannot escape into the next, but `.` and `..` are
+    /// dropped as dot segments: callers refuse them first.
     fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
         let mut url = self.base.clone();
         url.set_query(None);

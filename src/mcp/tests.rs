@@ -350,6 +350,13 @@ async fn out_of_range_arguments_are_rejected_before_calling_the_api() {
         ("search_all", json!({"query": "x", "top_k": 500})),
         ("find_references", json!({"index": "demo", "symbol": "f", "limit": 501})),
         ("find_definition", json!({"index": "demo", "symbol": "  "})),
+        // Dot segments would be dropped from the URL and reach another route.
+        ("find_definition", json!({"index": "demo", "symbol": ".."})),
+        ("find_definition", json!({"index": "..", "symbol": "f"})),
+        ("search", json!({"index": "..", "query": "x"})),
+        ("read_code", json!({"index": ".", "path": "src/lib.rs"})),
+        ("file_outline", json!({"index": "..", "path": "src/lib.rs"})),
+        ("index_status", json!({"index": "."})),
     ] {
         let r = call(&client, tool, args.clone()).await;
         assert_eq!(r.is_error, Some(true), "{tool} {args}");

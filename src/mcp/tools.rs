@@ -83,7 +83,7 @@ pub struct SearchParams {
 pub struct SearchAllParams {
     /// What to look for; the same syntax as `search`.
     pub query: String,
-    /// Index ids to search; all indexes when omitted.
+    /// Index ids to search; all indexes when omitted or empty.
     #[serde(default)]
     pub indexes: Option<Vec<String>>,
     /// Ranking mode, as for `search`.
@@ -239,8 +239,10 @@ impl SearchTools {
             mode: p.mode.unwrap_or_default(),
             top_k: p.top_k,
             filters: None,
+            // An empty list is read as "all": an agent sending one means nothing narrower.
             indexes: p
                 .indexes
+                .filter(|ids| !ids.is_empty())
                 .map(|ids| ids.into_iter().map(|s| s.trim().to_string()).collect()),
             deadline_ms: None,
             group_by: p.group_by,

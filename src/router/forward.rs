@@ -139,6 +139,7 @@ const INDEX_LEVEL: &[&str] = &[
     "index_restore_failed",
     "over_budget",
     "store_unavailable",
+    "index_data_error",
 ];
 
 impl RouterState {

@@ -11,7 +11,7 @@ use crate::error_chain::one_line;
 use crate::server::auth::require_admin;
 use crate::server::fanout::MultiSearch;
 use crate::server::index_api::IndexApi;
-use crate::server::params::{FileParams, SymbolParams, parse_file_path, parse_id};
+use crate::server::params::{FileParams, SymbolParams, parse_file_path, parse_id, parse_symbol_name};
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, RawQuery, State};
@@ -73,6 +73,7 @@ async fn symbols(
     let id = parse_id(&id)?;
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     params.parse()?;
+    parse_symbol_name(&name)?;
     let name_enc = urlencode(&name);
     let q = raw.map(|q| format!("?{q}")).unwrap_or_default();
     s.forward(

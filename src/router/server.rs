@@ -127,10 +127,10 @@ pub async fn start_with_members(
     let listener = serve::bind(&cfg.listen).await.map_err(listen_error)?;
     let addr = listener.local_addr().map_err(listen_error)?;
     let ready = Arc::new(AtomicBool::new(false));
-    // MCP tools call the public API; on a router that is this very process.
-    let self_url = format!("http://127.0.0.1:{}", addr.port());
-    let app = app(state.clone(), ready.clone())
-        .nest_service("/mcp", crate::mcp::mcp_http_service(self_url).map_err(StartError::Mcp)?);
+    let app = app(state.clone(), ready.clone()).nest_service(
+        "/mcp",
+        crate::mcp::mcp_http_service(self_url(addr)).map_err(StartError::Mcp)?,
+    );
     let (stx, srx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(serve::serve(listener, app, async move {
         let _ = srx.await;
@@ -145,6 +145,19 @@ pub async fn start_with_members(
     })
 }
 
+/// Where MCP tools reach the public API: on a router, this very process, at
+/// the address it listens on (the loopback of the same family when that is
+/// the unspecified address).
+fn self_url(addr: std::net::SocketAddr) -> String {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
+}
+
 fn app(state: Arc<RouterState>, ready: Arc<AtomicBool>) -> axum::Router {
     let cfg = state.cfg.clone();
     serve::harden(
@@ -155,4 +168,18 @@ fn app(state: Arc<RouterState>, ready: Arc<AtomicBool>) -> axum::Router {
         cfg.request_timeout,
         crate::server::params::BODY_LIMIT,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::self_url;
+
+    #[test]
+    fn mcp_calls_the_api_where_the_router_listens() {
+        let url = |a: &str| self_url(a.parse().unwrap());
+        assert_eq!(url("0.0.0.0:8080"), "http://127.0.0.1:8080");
+        assert_eq!(url("[::]:8080"), "http://[::1]:8080");
+        assert_eq!(url("10.0.0.5:8080"), "http://10.0.0.5:8080");
+        assert_eq!(url("[fd00::5]:8080"), "http://[fd00::5]:8080");
+    }
 }

@@ -58,6 +58,11 @@ impl MultiSearch {
         };
         request.validate().map_err(ApiError::bad_request)?;
         let named = match req.indexes {
+            Some(ids) if ids.is_empty() => {
+                return Err(ApiError::bad_request(
+                    "`indexes` is empty: name at least one index, or leave it out to search all",
+                ));
+            }
             Some(ids) => {
                 for id in &ids {
                     super::params::parse_id(id)?;
@@ -331,6 +336,12 @@ mod tests {
         assert!(e.body.message.contains("at most 2"), "{}", e.body.message);
         let e = MultiSearch::parse(req(Some(vec!["../x"])), 2, long).unwrap_err();
         assert_eq!(e.body.error, "invalid_index_id");
+        let e = MultiSearch::parse(req(Some(vec![])), 2, long).unwrap_err();
+        assert!(
+            e.body.message.contains("leave it out to search all"),
+            "{}",
+            e.body.message
+        );
         let all = MultiSearch::parse(req(None), 2, long).unwrap();
         assert_eq!(all.ids(|| vec!["x".into(), "x".into()]).unwrap(), vec!["x"]);
         let e = all.ids(|| vec!["x".into(), "y".into(), "z".into()]).unwrap_err();

@@ -76,6 +76,11 @@ pub fn parse_file_path(raw: &str) -> Result<String, ApiError> {
     Ok(raw.to_string())
 }
 
+/// The `{name}` of symbol navigation (see [`crate::api::check_symbol_name`]).
+pub fn parse_symbol_name(raw: &str) -> Result<(), ApiError> {
+    crate::api::check_symbol_name(raw).map_err(ApiError::bad_request)
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SymbolParams {

@@ -17,7 +17,7 @@ use crate::search::engine::{ReadError, SearchError};
 use crate::server::auth::require_admin;
 use crate::server::fanout::MultiSearch;
 use crate::server::index_api::IndexApi;
-use crate::server::params::{FileParams, Patience, SymbolParams, parse_file_path, parse_id};
+use crate::server::params::{FileParams, Patience, SymbolParams, parse_file_path, parse_id, parse_symbol_name};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -148,9 +148,7 @@ async fn symbols(
     let id = parse_id(&id)?;
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let (rel, depth, limit) = params.parse()?;
-    if name.is_empty() || name.len() > 256 {
-        return Err(ApiError::bad_request("symbol name must be 1 to 256 bytes"));
-    }
+    parse_symbol_name(&name)?;
     let loaded = r.resolve(&id, wait_for(Patience::from_headers(&headers))).await?;
     let resp = on_search_pool(&r, &id, move || loaded.engine().symbols(&name, rel, depth, limit)).await?;
     Ok(Json(resp))
@@ -190,7 +188,9 @@ fn read_error(id: &IndexId, e: ReadError) -> ApiError {
         ReadError::NotFound { .. } => (StatusCode::NOT_FOUND, "file_not_found"),
         ReadError::NoSources => (StatusCode::NOT_FOUND, "file_contents_not_indexed"),
         ReadError::PastEnd { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
-        ReadError::Sources { .. } => return ApiError::internal(e.to_string()).with_index(id.as_str()),
+        // This copy's sources are unreadable: the index's trouble, not the
+        // shard's, and another owner's copy may read fine.
+        ReadError::Sources { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "index_data_error"),
     };
     ApiError::new(status, code, e.to_string()).with_index(id.as_str())
 }

@@ -210,7 +210,8 @@ pub struct MultiSearchRequest {
     pub top_k: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Filters>,
-    /// Indexes to search; all known indexes when absent.
+    /// Indexes to search; all known indexes when absent. An empty list is
+    /// refused (400) rather than searching nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub indexes: Option<Vec<String>>,
     /// Deadline of the whole request in milliseconds (default 5 s; at most
@@ -241,6 +242,22 @@ pub struct MultiSearchResponse {
     pub skipped: Vec<IndexFailure>,
     /// Indexes whose search failed.
     pub failed: Vec<IndexFailure>,
+}
+
+/// Longest symbol name navigation accepts.
+pub const MAX_SYMBOL_BYTES: usize = 256;
+
+/// Checks a symbol name for `GET /v1/indexes/{id}/symbols/{name}`: 1 to
+/// [`MAX_SYMBOL_BYTES`] bytes, and not `.` or `..`, which HTTP clients drop
+/// from a URL path as dot segments (the request would reach another route).
+pub fn check_symbol_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_SYMBOL_BYTES {
+        return Err(format!("symbol name must be 1 to {MAX_SYMBOL_BYTES} bytes"));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("{name:?} is not a symbol name"));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
