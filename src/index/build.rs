@@ -222,6 +222,9 @@ pub async fn build_bundle(
 
     let mut embedding = CacheStats::default();
     let embedder_info = match &opts.embedder {
+        // Nothing to embed (an empty tree, or nothing in it indexable): the
+        // version has no vector arm, as a lexical build, rather than failing.
+        Some(_) if chunks.is_empty() => None,
         Some(embedder) => {
             let t = Instant::now();
             let cache = opts
@@ -434,6 +437,20 @@ mod tests {
     fn texts(report: &BuildReport) -> HashSet<String> {
         let chunks = load_chunks(&report.dir.join(bundle::CHUNKS_FILE)).unwrap();
         chunks.iter().map(embedding_text).collect()
+    }
+
+    /// A tree with nothing to index still builds, with an embedder too: one
+    /// such directory must not fail a build (or `up` over many).
+    #[tokio::test]
+    async fn a_tree_with_nothing_to_index_builds_without_vectors() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("logo.png"), [0u8, 1, 2, 0, 255]).unwrap();
+        let store = Store::open("memory://empty-tree").unwrap();
+        let embedder = Arc::new(CountingEmbedder::new());
+        let (report, _keep) = build(src.path(), &store, &embedder).await;
+        assert_eq!(report.manifest.counts.chunks, 0);
+        assert!(report.manifest.embedder.is_none());
+        assert_eq!(embedder.embedded.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]

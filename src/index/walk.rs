@@ -9,8 +9,9 @@
 //! Rules:
 //! * `.gitignore`, `.ignore` and `.git/info/exclude` are honoured even when the
 //!   tree is not a git checkout (sources may be tarballs or object-store copies);
-//!   the user's global gitignore is not, so the same tree indexes the same on every
-//!   machine. Hidden files and directories are skipped; symlinks are not followed.
+//!   the user's global gitignore and ignore files above the root are not, so the
+//!   same tree indexes the same on every machine (a `*` in a home directory's
+//!   `.gitignore` would otherwise leave a tree unpacked below it empty). Hidden files and directories are skipped; symlinks are not followed.
 //! * Vendored and build-output directories are pruned: `vendor`, `node_modules`,
 //!   `third_party`, `dist`, … always; `target` and `build` only when they look like
 //!   output (a `CACHEDIR.TAG` inside, or a build manifest such as `Cargo.toml`,
@@ -278,7 +279,7 @@ pub fn walk(root: &Path, cfg: &WalkConfig) -> Result<Walk, WalkError> {
         .git_ignore(true)
         .git_exclude(true)
         .git_global(false)
-        .parents(true)
+        .parents(false)
         .require_git(false)
         .follow_links(false);
     {
@@ -534,6 +535,17 @@ mod tests {
         write(dir.path(), ".config.yaml", b"a: 1\n");
         write(dir.path(), "kept.rs", b"fn k() {}\n");
         let walk = walk(dir.path(), &WalkConfig::default()).expect("walk");
+        assert_eq!(paths(&walk), vec!["kept.rs"]);
+    }
+
+    #[test]
+    fn ignore_files_above_the_root_do_not_apply() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), ".gitignore", b"*\n");
+        write(dir.path(), "repo/.gitignore", b"skip.rs\n");
+        write(dir.path(), "repo/kept.rs", b"fn k() {}\n");
+        write(dir.path(), "repo/skip.rs", b"fn s() {}\n");
+        let walk = walk(&dir.path().join("repo"), &WalkConfig::default()).expect("walk");
         assert_eq!(paths(&walk), vec!["kept.rs"]);
     }
 
