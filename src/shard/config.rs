@@ -122,7 +122,8 @@ impl ShardConfig {
     /// Deadline of a restore whose download is `bytes` long.
     pub fn restore_deadline(&self, bytes: u64) -> Duration {
         let rate = self.min_download_rate.max(1);
-        self.load_timeout + Duration::from_secs_f64(bytes as f64 / rate as f64)
+        let download = Duration::try_from_secs_f64(bytes as f64 / rate as f64).unwrap_or(Duration::MAX);
+        self.load_timeout.saturating_add(download)
     }
 
     /// Searches computed at once.
@@ -151,5 +152,16 @@ mod tests {
         assert_eq!(c.backoff(2), Duration::from_secs(4));
         assert_eq!(c.backoff(3), Duration::from_secs(8));
         assert_eq!(c.backoff(40), Duration::from_secs(60));
+    }
+
+    /// Sizes come from a manifest in storage: an absurd one must not panic.
+    #[test]
+    fn the_restore_deadline_saturates() {
+        let c = ShardConfig {
+            min_download_rate: 1,
+            ..ShardConfig::local("memory://x", "/tmp".into(), "s0")
+        };
+        assert_eq!(c.restore_deadline(u64::MAX), Duration::MAX);
+        assert!(c.restore_deadline(10) > c.load_timeout);
     }
 }

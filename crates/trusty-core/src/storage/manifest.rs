@@ -72,8 +72,10 @@ pub struct CurrentPointer {
 }
 
 impl Manifest {
+    /// Saturates: sizes come from storage, and an absurd one must read as
+    /// too large for any budget, not wrap to a small number.
     pub fn total_bytes(&self) -> u64 {
-        self.files.iter().map(|f| f.size).sum()
+        self.files.iter().fold(0u64, |sum, f| sum.saturating_add(f.size))
     }
 
     /// Bytes of the file at `path`, or of every file under the directory `path`.
@@ -81,8 +83,7 @@ impl Manifest {
         self.files
             .iter()
             .filter(|f| f.path == path || f.path.strip_prefix(path).is_some_and(|rest| rest.starts_with('/')))
-            .map(|f| f.size)
-            .sum()
+            .fold(0u64, |sum, f| sum.saturating_add(f.size))
     }
 
     pub fn to_json(&self) -> Vec<u8> {
