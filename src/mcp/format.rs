@@ -9,8 +9,8 @@
 
 use super::client::BackendError;
 use crate::api::{
-    Arms, FileContent, FileHit, FileOutline, Hit, IndexFailure, IndexList, IndexStatus, MultiSearchResponse,
-    SearchResponse, ShardIndexStatus, SymbolRelation, SymbolResponse,
+    Arms, FileContent, FileHit, FileOutline, Hit, IndexFailure, IndexList, IndexStatus, MAX_READ_BYTES,
+    MultiSearchResponse, SearchResponse, ShardIndexStatus, SymbolRelation, SymbolResponse,
 };
 use std::fmt::Write;
 
@@ -150,6 +150,13 @@ pub fn file_text(f: &FileContent) -> String {
     let width = f.end_line.max(1).to_string().len();
     for (i, line) in f.text.lines().enumerate() {
         let _ = writeln!(out, "{:>width$} | {line}", f.start_line as usize + i);
+    }
+    if f.truncated {
+        let _ = writeln!(
+            out,
+            "… stopped at {} KiB of text (a line longer than that is cut)",
+            MAX_READ_BYTES / 1024
+        );
     }
     if f.end_line < f.total_lines {
         let _ = writeln!(
@@ -552,6 +559,7 @@ mod tests {
             end_line: 10,
             total_lines: 12,
             text: "fn a() {}\nfn b() {}\n".into(),
+            truncated: false,
         };
         let text = file_text(&f);
         assert!(text.starts_with("src/lib.rs lines 9-10 of 12 (rust"), "{text}");

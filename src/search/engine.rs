@@ -9,8 +9,8 @@
 //! where it did.
 
 use crate::api::{
-    ArmScore, Arms, FileContent, FileHit, FileOutline, GraphReason, GroupBy, Hit, LineRange, MAX_READ_LINES,
-    SearchMode, SearchRequest, SearchResponse, SymbolRelation, SymbolResponse,
+    ArmScore, Arms, FileContent, FileHit, FileOutline, GraphReason, GroupBy, Hit, LineRange, MAX_READ_BYTES,
+    MAX_READ_LINES, SearchMode, SearchRequest, SearchResponse, SymbolRelation, SymbolResponse,
 };
 use crate::bundle::chunks::{ChunksError, load_chunks};
 use crate::bundle::graph::{CodeGraph, GraphError};
@@ -742,9 +742,22 @@ impl Engine {
         } else {
             &all[(range.start - 1) as usize..last as usize]
         };
-        let mut out = picked.join("\n");
-        if !picked.is_empty() {
+        // Whole lines up to the byte budget: an agent asking for 2,000 lines
+        // of a file with a megabyte-long line gets the lines before it.
+        let (mut out, mut end, mut truncated) = (String::new(), range.start.saturating_sub(1), false);
+        for line in picked {
+            if out.len() + line.len() + 1 > MAX_READ_BYTES {
+                truncated = true;
+                if out.is_empty() {
+                    out.push_str(&line[..line.floor_char_boundary(MAX_READ_BYTES - 1)]);
+                    out.push('\n');
+                    end += 1;
+                }
+                break;
+            }
+            out.push_str(line);
             out.push('\n');
+            end += 1;
         }
         Ok(FileContent {
             index_id: self.manifest.index_id.clone(),
@@ -752,9 +765,10 @@ impl Engine {
             path: path.to_string(),
             language: language_of(path),
             start_line: if total == 0 { 0 } else { range.start },
-            end_line: last,
+            end_line: end,
             total_lines: total,
             text: out,
+            truncated,
         })
     }
 

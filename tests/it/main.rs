@@ -6,6 +6,7 @@ mod load;
 mod mcp;
 mod metrics_contract;
 mod ranking;
+mod reading;
 mod router;
 mod shard;
 mod storage;

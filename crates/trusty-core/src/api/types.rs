@@ -310,6 +310,8 @@ pub struct SymbolResponse {
 
 /// Most lines one `files/{path}` read returns; a wider range is refused.
 pub const MAX_READ_LINES: u32 = 2000;
+/// Most text one file read returns (whole lines, but for one longer than this).
+pub const MAX_READ_BYTES: usize = 256 * 1024;
 
 /// `GET /v1/indexes/{id}/files/{path}?lines=a-b`: lines of a file as indexed
 /// (from the index version, not the live repository).
@@ -325,6 +327,10 @@ pub struct FileContent {
     pub end_line: u32,
     pub total_lines: u32,
     pub text: String,
+    /// The text stopped at [`MAX_READ_BYTES`] before the range asked for
+    /// ended; if a single line was longer than that, its start is shown.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 /// One symbol of a file's outline.
