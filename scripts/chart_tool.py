@@ -319,19 +319,41 @@ def policy_errors(docs: list[dict]) -> list[str]:
             for r in ("cpu", "memory"):
                 if r not in bp.get("resources", {}).get(part, {}):
                     errs.append(f"{name}: resources.{part}.{r} missing (ResourceQuotas reject such pods)")
-    # An HTTP embedder must be reachable through the shards' NetworkPolicy.
-    for cm in configmaps.values():
-        data = cm.get("data") or {}
-        if data.get("TRUSTY_EMBEDDER") != "http" or not data.get("TRUSTY_EMBEDDER_URL"):
-            continue
-        u = urllib.parse.urlparse(data["TRUSTY_EMBEDDER_URL"])
+    def egress_errors(url: str, components: tuple[str, ...], what: str) -> list[str]:
+        u = urllib.parse.urlparse(url)
         port = u.port or (443 if u.scheme == "https" else 80)
+        found = []
         for np_ in by_kind.get("NetworkPolicy", {}).values():
-            if np_["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/component") != "shard":
+            component = np_["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/component")
+            if component not in components:
                 continue
             ports = {p.get("port") for r in np_["spec"].get("egress", []) for p in r.get("ports", [])}
             if port not in ports:
-                errs.append(f"NetworkPolicy/{np_['metadata']['name']}: shards cannot reach the embedder on port {port}")
+                found.append(f"NetworkPolicy/{np_['metadata']['name']}: {component} pods cannot reach {what} on port {port}")
+        return found
+
+    # An HTTP embedder must be reachable by the shards (queries) and the build
+    # Jobs (which embed with it unless an Index names another); an
+    # S3-compatible endpoint by everything that reads or writes the store.
+    for cm in configmaps.values():
+        data = cm.get("data") or {}
+        if data.get("TRUSTY_EMBEDDER") == "http" and data.get("TRUSTY_EMBEDDER_URL"):
+            errs += egress_errors(data["TRUSTY_EMBEDDER_URL"], ("shard", "index-build"), "the embedder")
+        if data.get("AWS_ENDPOINT_URL"):
+            errs += egress_errors(data["AWS_ENDPOINT_URL"], ("shard", "operator", "index-build", "embed-cache-prune"),
+                                  "the object store")
+    # Build Jobs embed with the shards' embedder, or the shards switch the
+    # vectors of what they built off as a mismatch.
+    shard_cms = [cm.get("data") or {} for cm in configmaps.values() if "TRUSTY_EMBEDDER" in (cm.get("data") or {})]
+    for cm in configmaps.values():
+        raw = (cm.get("data") or {}).get("TRUSTY_BUILD_ENV")
+        if raw is None:
+            continue
+        passed = {e.get("name"): e.get("value") for e in json.loads(raw)}
+        for shard in shard_cms:
+            for k, v in shard.items():
+                if (k.startswith("TRUSTY_EMBEDDER") or k == "TRUSTY_MODEL_DIR") and passed.get(k) != v:
+                    errs.append(f"ConfigMap/{cm['metadata']['name']}: build Jobs get {k}={passed.get(k)!r}, shards {v!r}")
     # RBAC is granted to the accounts the pods actually run as.
     used = {pod_spec(d).get("serviceAccountName") for d in docs if pod_spec(d) is not None}
     for kind in ("RoleBinding", "ClusterRoleBinding"):

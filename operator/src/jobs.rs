@@ -64,6 +64,13 @@ pub struct BuildPod {
     /// Where the extra volumes are mounted in the build container.
     #[serde(default)]
     pub volume_mounts: Option<Vec<VolumeMount>>,
+    /// Extra labels of build pods (e.g. `azure.workload.identity/use`, which
+    /// that webhook requires); the operator's own labels win a clash.
+    #[serde(default)]
+    pub pod_labels: Option<BTreeMap<String, String>>,
+    /// Extra annotations of build pods.
+    #[serde(default)]
+    pub pod_annotations: Option<BTreeMap<String, String>>,
 }
 
 /// Non-root, no privilege escalation, no capabilities, RuntimeDefault
@@ -259,6 +266,8 @@ pub fn build_job(index: &Index, id: &str, name: &str, source_hash: &str, cfg: &B
     labels.insert("app.kubernetes.io/component".into(), "index-build".into());
     labels.insert(INDEX_LABEL.into(), id.to_string());
     labels.insert(INDEX_NAMESPACE_LABEL.into(), index.namespace().unwrap_or_default());
+    let mut pod_labels = cfg.pod.pod_labels.clone().unwrap_or_default();
+    pod_labels.extend(labels.clone());
     let mut annotations = BTreeMap::from([(SOURCE_HASH_ANNOTATION.to_string(), source_hash.to_string())]);
     if let Some(uid) = &index.metadata.uid {
         annotations.insert(INDEX_UID_ANNOTATION.to_string(), uid.clone());
@@ -359,7 +368,8 @@ pub fn build_job(index: &Index, id: &str, name: &str, source_hash: &str, cfg: &B
             active_deadline_seconds: Some(ACTIVE_DEADLINE),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(labels),
+                    labels: Some(pod_labels),
+                    annotations: cfg.pod.pod_annotations.clone(),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
@@ -565,6 +575,8 @@ mod tests {
                 "serviceAccountName": "indexer",
                 "volumes": [{"name": "gcs-credentials", "secret": {"secretName": "gcs-key"}}],
                 "volumeMounts": [{"name": "gcs-credentials", "mountPath": "/var/run/secrets/gcs", "readOnly": true}],
+                "podLabels": {"azure.workload.identity/use": "true", "app.kubernetes.io/component": "mine"},
+                "podAnnotations": {"team": "search"},
             }))
             .unwrap(),
             import_from: Vec::new(),
@@ -613,6 +625,19 @@ mod tests {
         assert_eq!(pod.node_selector.as_ref().unwrap()["pool"], "builds");
         assert_eq!(pod.image_pull_secrets.as_ref().unwrap()[0].name, "registry");
         assert_eq!(pod.service_account_name.as_deref(), Some("indexer"));
+        let meta = spec.template.metadata.as_ref().unwrap();
+        let pod_labels = meta.labels.as_ref().unwrap();
+        assert_eq!(pod_labels["azure.workload.identity/use"], "true");
+        assert_eq!(
+            pod_labels["app.kubernetes.io/component"], "index-build",
+            "the operator's own labels win"
+        );
+        assert_eq!(pod_labels[INDEX_LABEL], "tokio");
+        assert_eq!(meta.annotations.as_ref().unwrap()["team"], "search");
+        assert!(
+            !job.labels().contains_key("azure.workload.identity/use"),
+            "pod labels stay on the pod"
+        );
         let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
         assert_eq!(limits["memory"].0, "4Gi");
         // Unset security contexts fall back to the restricted defaults.

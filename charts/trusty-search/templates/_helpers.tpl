@@ -90,6 +90,14 @@ TRUSTY_MIN_DOWNLOAD_RATE: {{ .Values.shard.minDownloadRate | quote }}
 TRUSTY_MAX_RESTORES: {{ .Values.shard.maxRestores | quote }}
 TRUSTY_WARM_QUEUE: {{ .Values.shard.warmQueue | quote }}
 TRUSTY_EMBED_TIMEOUT: {{ .Values.shard.embedTimeout | quote }}
+{{ include "trusty-search.config.embedder" . }}
+{{ include "trusty-search.config.store" . }}
+{{- end }}
+
+{{/* The embedder, for shards (query embeddings) and build Jobs alike: an
+Index without spec.embedder is built with the embedder its shards query
+with, or its vectors would be switched off as a mismatch. */}}
+{{- define "trusty-search.config.embedder" -}}
 TRUSTY_EMBEDDER: {{ .Values.embedder.kind | quote }}
 {{- if eq .Values.embedder.kind "minilm" }}
 TRUSTY_MODEL_DIR: {{ .Values.embedder.modelDir | quote }}
@@ -100,7 +108,38 @@ TRUSTY_EMBEDDER_URL: {{ required "embedder.url is required when embedder.kind=ht
 TRUSTY_EMBEDDER_MODEL: {{ . | quote }}
 {{- end }}
 {{- end }}
-{{ include "trusty-search.config.store" . }}
+{{- end }}
+
+{{/* NetworkPolicy egress to the object store: networkPolicy.objectStoreEgress,
+plus the port of an S3-compatible endpoint (MinIO's 9000) when it is another. */}}
+{{- define "trusty-search.objectStoreEgress" -}}
+{{ toYaml .Values.networkPolicy.objectStoreEgress }}
+{{- with .Values.store.s3.endpoint }}
+{{- $hostPort := splitList ":" (urlParse .).host }}
+{{- if and (gt (len $hostPort) 1) (not (has (last $hostPort) (list "443" "80"))) }}
+# -> the S3-compatible endpoint {{ . }}
+- ports:
+    - port: {{ last $hostPort | int }}
+      protocol: TCP
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* NetworkPolicy egress to an HTTP embedder (embedder.kind=http), on the port of embedder.url. */}}
+{{- define "trusty-search.embedderEgress" -}}
+{{- if eq .Values.embedder.kind "http" }}
+{{- $u := urlParse .Values.embedder.url }}
+{{- $hostPort := splitList ":" $u.host }}
+{{- $port := ternary (last $hostPort) (ternary "443" "80" (eq $u.scheme "https")) (gt (len $hostPort) 1) }}
+# -> the HTTP embedder
+- ports:
+    - port: {{ $port | int }}
+      protocol: TCP
+  {{- with .Values.networkPolicy.embedderEgressTo }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "trusty-search.config.store" -}}
@@ -184,16 +223,38 @@ affinity: {{ toJson . }}
 {{- with .Values.imagePullSecrets }}
 imagePullSecrets: {{ toJson . }}
 {{- end }}
-{{- with $b.serviceAccountName }}
+{{- with (include "trusty-search.buildServiceAccountName" .) }}
 serviceAccountName: {{ . | quote }}
+{{- end }}
+{{- with $b.podLabels }}
+podLabels: {{ toJson . }}
+{{- end }}
+{{- with $b.podAnnotations }}
+podAnnotations: {{ toJson . }}
 {{- end }}
 {{- end }}
 
-{{/* What build Jobs need to reach the store besides its Secret: the store's
-non-secret settings and store.extraEnv. (A GCS key file is not mounted into
-build Jobs; use workload identity there.) */}}
+{{/* The ServiceAccount of build pods: the one named, else the chart's
+<fullname>-build when created (it exists only in the release namespace),
+else none (the namespace's default). */}}
+{{- define "trusty-search.buildServiceAccountName" -}}
+{{- $b := .Values.operator.build }}
+{{- if $b.serviceAccountName }}
+{{- $b.serviceAccountName }}
+{{- else if and $b.serviceAccount.create (not $b.inIndexNamespace) }}
+{{- printf "%s-build" (include "trusty-search.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* What build Jobs need besides the store's Secret: the embedder settings,
+the store's non-secret settings and store.extraEnv. (A GCS key file is
+mounted only when builds run in the release namespace.) */}}
 {{- define "trusty-search.buildEnv" -}}
 {{- $keyMounted := and .Values.store.gcs.credentialsSecret (not .Values.operator.build.inIndexNamespace) }}
+{{- range $k, $v := (include "trusty-search.config.embedder" . | fromYaml) }}
+- name: {{ $k }}
+  value: {{ $v | quote }}
+{{- end }}
 {{- range $k, $v := (include "trusty-search.config.store" . | fromYaml) }}
 {{- if or $keyMounted (not (hasPrefix "GOOGLE_" $k)) }}
 - name: {{ $k }}
