@@ -18,7 +18,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-const RECENT_FILE: &str = "recent.json";
+/// In the cache directory beside the index directories: the leading dot
+/// keeps it (and its `.tmp`) apart from every index id, which cannot start
+/// with one.
+const RECENT_FILE: &str = ".recent.json";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Recent {

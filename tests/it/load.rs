@@ -686,7 +686,7 @@ async fn a_restart_counts_old_versions_on_disk_against_the_budget() {
     let mut shard = start_shard(&env, "s0", &cache, &[]).await;
     assert_eq!(search(&shard.url, "demo", "config").await.status(), StatusCode::OK);
     // Let the poller save the recently used list, then kill -9.
-    let recent = cache.join("recent.json");
+    let recent = cache.join(".recent.json");
     wait::until(100, Duration::from_millis(100), async || {
         std::fs::read_to_string(&recent).is_ok_and(|r| r.contains("demo"))
     })

@@ -398,7 +398,7 @@ async fn download_all(
                 hex::encode(hasher.finalize())
             });
             let downloaded = store
-                .download(&key, &target, opts.stall, |c| {
+                .download(&key, &target, Some(f.size), opts.stall, |c| {
                     let _ = tx.send(c.clone());
                 })
                 .await;
@@ -413,6 +413,9 @@ async fn download_all(
                         id,
                         format!("object {key} listed in the manifest is missing"),
                     ));
+                }
+                Err(e @ StoreError::Oversized { .. }) => {
+                    return Err(OpenError::corrupt(id, format!("{e}; the manifest says {}", f.size)));
                 }
                 Err(e) => return Err(OpenError::store(id, e)),
             };

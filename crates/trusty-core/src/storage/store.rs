@@ -33,6 +33,8 @@ pub enum StoreError {
     },
     #[error("object {key} stopped arriving: nothing received for {after:?}")]
     Stalled { key: String, after: Duration },
+    #[error("object {key} is larger than the {expected} bytes expected")]
+    Oversized { key: String, expected: u64 },
     #[error("local file {path}: {source}")]
     Io {
         path: String,
@@ -250,14 +252,17 @@ impl Store {
     /// Streams an object into a local file, feeding every chunk to `inspect`
     /// (used to hash while downloading). Returns the bytes written.
     ///
-    /// A transfer that breaks or receives nothing for `stall` is resumed from
-    /// the byte it reached with a range request, so a large file is never
-    /// started over; it gives up after [`MAX_RESUMES`] resumes in a row that
-    /// made no progress.
+    /// A transfer that breaks, fails or receives nothing for `stall` is
+    /// resumed from the byte it reached with a range request, so a large file
+    /// is never started over; it gives up after [`MAX_RESUMES`] resumes in a
+    /// row that made no progress. With an `expected` size, a larger object
+    /// fails before more than that is written (a disk budget reserved it),
+    /// and one that breaks after its last byte is complete.
     pub async fn download(
         &self,
         key: &str,
         dest: &Path,
+        expected: Option<u64>,
         stall: Duration,
         mut inspect: impl FnMut(&Bytes),
     ) -> Result<u64, StoreError> {
@@ -273,34 +278,51 @@ impl Store {
                 range: (total > 0).then_some(GetRange::Offset(total)),
                 ..Default::default()
             };
-            let result = match tokio::time::timeout(stall, self.inner.get_opts(&path, opts)).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => return Err(StoreError::from_object(&path, e)),
-                Err(_) => {
+            let before = total;
+            let broken: Option<String> = match tokio::time::timeout(stall, self.inner.get_opts(&path, opts)).await {
+                // The first request's error is the caller's to handle (the
+                // client has retried it); a resume's is one more broken try.
+                Ok(Err(e)) if total == 0 || matches!(e, object_store::Error::NotFound { .. }) => {
+                    return Err(StoreError::from_object(&path, e));
+                }
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) if total == 0 => {
                     return Err(StoreError::Stalled {
                         key: path.to_string(),
                         after: stall,
                     });
                 }
-            };
-            let before = total;
-            let mut stream = result.into_stream();
-            let broken: Option<String> = loop {
-                match tokio::time::timeout(stall, stream.next()).await {
-                    Err(_) => break Some(format!("no data for {stall:?}")),
-                    Ok(None) => break None,
-                    Ok(Some(Err(e))) => break Some(e.to_string()),
-                    Ok(Some(Ok(chunk))) => {
-                        inspect(&chunk);
-                        file.write_all(&chunk).await.map_err(|e| StoreError::io(dest, e))?;
-                        total += chunk.len() as u64;
-                        OBJECT_STORE_BYTES
-                            .with_label_values(&["read"])
-                            .inc_by(chunk.len() as u64);
+                Err(_) => Some(format!("no answer for {stall:?}")),
+                Ok(Ok(result)) => {
+                    let mut stream = result.into_stream();
+                    loop {
+                        match tokio::time::timeout(stall, stream.next()).await {
+                            Err(_) => break Some(format!("no data for {stall:?}")),
+                            Ok(None) => break None,
+                            Ok(Some(Err(e))) => break Some(e.to_string()),
+                            Ok(Some(Ok(chunk))) => {
+                                let len = chunk.len() as u64;
+                                if let Some(expected) = expected
+                                    && total.saturating_add(len) > expected
+                                {
+                                    return Err(StoreError::Oversized {
+                                        key: path.to_string(),
+                                        expected,
+                                    });
+                                }
+                                inspect(&chunk);
+                                file.write_all(&chunk).await.map_err(|e| StoreError::io(dest, e))?;
+                                total += len;
+                                OBJECT_STORE_BYTES.with_label_values(&["read"]).inc_by(len);
+                            }
+                        }
                     }
                 }
             };
             let Some(why) = broken else { break };
+            if expected == Some(total) {
+                break;
+            }
             fruitless = if total > before { 1 } else { fruitless + 1 };
             if fruitless > MAX_RESUMES {
                 return Err(StoreError::Stalled {
@@ -378,23 +400,37 @@ impl Store {
             .await
             .map_err(|e| StoreError::from_object(&path, e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, MULTIPART_CHUNK);
+        match Self::write_parts(&mut writer, src, &path).await {
+            Ok(()) => {
+                writer.finish().await.map_err(|e| StoreError::from_object(&path, e))?;
+            }
+            Err(e) => {
+                // Parts of an upload never completed are kept (and billed) until aborted.
+                if let Err(abort) = writer.abort().await {
+                    tracing::warn!(key = %path, error = %abort, "could not abort a failed multipart upload");
+                }
+                return Err(e);
+            }
+        }
+        OBJECT_STORE_BYTES.with_label_values(&["written"]).inc_by(size);
+        Ok(size)
+    }
+
+    async fn write_parts(writer: &mut WriteMultipart, src: &Path, path: &ObjPath) -> Result<(), StoreError> {
+        use tokio::io::AsyncReadExt;
         let mut file = tokio::fs::File::open(src).await.map_err(|e| StoreError::io(src, e))?;
         let mut buf = vec![0u8; MULTIPART_CHUNK];
         loop {
-            use tokio::io::AsyncReadExt;
             let n = file.read(&mut buf).await.map_err(|e| StoreError::io(src, e))?;
             if n == 0 {
-                break;
+                return Ok(());
             }
             writer
                 .wait_for_capacity(4)
                 .await
-                .map_err(|e| StoreError::from_object(&path, e))?;
+                .map_err(|e| StoreError::from_object(path, e))?;
             writer.write(&buf[..n]);
         }
-        writer.finish().await.map_err(|e| StoreError::from_object(&path, e))?;
-        OBJECT_STORE_BYTES.with_label_values(&["written"]).inc_by(size);
-        Ok(size)
     }
 
     pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
@@ -597,11 +633,144 @@ mod tests {
         let dest = dir.path().join("back");
         let mut seen = 0usize;
         let n = store
-            .download("big", &dest, DEFAULT_STALL, |c| seen += c.len())
+            .download("big", &dest, Some(data.len() as u64), DEFAULT_STALL, |c| {
+                seen += c.len()
+            })
             .await
             .unwrap();
         assert_eq!(n as usize, data.len());
         assert_eq!(seen, data.len());
         assert_eq!(std::fs::read(&dest).unwrap(), data);
+    }
+
+    /// An in-memory store whose object bodies break after `cut` bytes (each
+    /// GET's, resumes included), and whose GETs numbered in `fail` fail.
+    #[derive(Debug)]
+    struct Breaking {
+        inner: object_store::memory::InMemory,
+        cut: usize,
+        fail: Vec<usize>,
+        gets: std::sync::atomic::AtomicUsize,
+    }
+
+    impl std::fmt::Display for Breaking {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Breaking")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Breaking {
+        async fn put_opts(
+            &self,
+            location: &ObjPath,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &ObjPath,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &ObjPath,
+            options: GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            let n = self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let broken = || object_store::Error::Generic {
+                store: "breaking",
+                source: "connection reset".into(),
+            };
+            if self.fail.contains(&n) {
+                return Err(broken());
+            }
+            let mut result = self.inner.get_opts(location, options).await?;
+            let empty = object_store::GetResultPayload::Stream(futures::stream::empty().boxed());
+            let object_store::GetResultPayload::Stream(body) = std::mem::replace(&mut result.payload, empty) else {
+                unreachable!("memory stores stream")
+            };
+            let body: Vec<Bytes> = body.map(|c| c.unwrap()).collect().await;
+            let body = Bytes::from(body.concat());
+            let parts = if body.len() > self.cut {
+                vec![Ok(body.slice(..self.cut)), Err(broken())]
+            } else {
+                vec![Ok(body)]
+            };
+            result.payload = object_store::GetResultPayload::Stream(futures::stream::iter(parts).boxed());
+            Ok(result)
+        }
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<'static, object_store::Result<ObjPath>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<ObjPath>> {
+            self.inner.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&ObjPath>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&ObjPath>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(
+            &self,
+            from: &ObjPath,
+            to: &ObjPath,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    /// A body that breaks part-way is resumed from the byte it reached, with
+    /// range requests, until whole; a resume whose request fails is one more
+    /// try, not the end of the download.
+    #[tokio::test]
+    async fn a_broken_download_resumes_where_it_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let breaking = Arc::new(Breaking {
+            inner: object_store::memory::InMemory::new(),
+            cut: 3000,
+            fail: vec![2],
+            gets: Default::default(),
+        });
+        let store = Store::from_backend(breaking.clone(), "", "breaking://");
+        let data: Vec<u8> = (0..10_000).map(|i| (i % 251) as u8).collect();
+        store.put("obj", Bytes::from(data.clone())).await.unwrap();
+        let dest = dir.path().join("obj");
+        let n = store
+            .download("obj", &dest, Some(data.len() as u64), DEFAULT_STALL, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(n, data.len() as u64);
+        assert_eq!(std::fs::read(&dest).unwrap(), data);
+        // 0-3000, 3000-6000, a failed request, 6000-9000, 9000-10000.
+        assert_eq!(breaking.gets.load(std::sync::atomic::Ordering::SeqCst), 5);
+    }
+
+    /// An object larger than its manifest says fails the download before
+    /// more than the expected bytes reach the disk a budget reserved.
+    #[tokio::test]
+    async fn a_download_larger_than_expected_fails_before_writing_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open("memory://oversized").unwrap();
+        store.put("obj", Bytes::from(vec![7u8; 4096])).await.unwrap();
+        let dest = dir.path().join("obj");
+        let err = store
+            .download("obj", &dest, Some(1000), DEFAULT_STALL, |_| {})
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Oversized { expected: 1000, .. }), "{err}");
+        assert!(std::fs::metadata(&dest).unwrap().len() <= 1000);
     }
 }
