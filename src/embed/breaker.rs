@@ -3,18 +3,29 @@
 //! When an embeddings service is down, every hybrid query would otherwise
 //! park a blocking thread for the request timeout before giving up. After a
 //! transient failure the breaker stays open for a cool-down and answers at
-//! once, so queries skip the vector arm without waiting; the first call after
-//! the cool-down tries the service again.
+//! once, so queries skip the vector arm without waiting; after the cool-down
+//! one call tries the service again while the others still skip it, so a
+//! service still down costs one timeout, not one per waiting query.
 
 use super::{EmbedError, Embedder};
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Closed,
+    Open {
+        until: Instant,
+    },
+    /// One call is trying the service.
+    Trial,
+}
+
 pub struct Breaker {
     inner: Arc<dyn Embedder>,
     cooldown: Duration,
-    open_until: Mutex<Option<Instant>>,
+    state: Mutex<State>,
 }
 
 impl Breaker {
@@ -22,7 +33,22 @@ impl Breaker {
         Breaker {
             inner,
             cooldown,
-            open_until: Mutex::new(None),
+            state: Mutex::new(State::Closed),
+        }
+    }
+
+    /// Whether this call may use the service, or how long until one may.
+    fn admit(&self) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut state = self.state.lock();
+        match *state {
+            State::Closed => Ok(()),
+            State::Open { until } if now < until => Err(until - now),
+            State::Trial => Err(self.cooldown.min(Duration::from_secs(1))),
+            State::Open { .. } => {
+                *state = State::Trial;
+                Ok(())
+            }
         }
     }
 }
@@ -41,28 +67,39 @@ impl Embedder for Breaker {
     }
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        if let Some(until) = *self.open_until.lock() {
-            let now = Instant::now();
-            if now < until {
-                return Err(EmbedError::Unavailable {
-                    id: self.inner.id().to_string(),
-                    retry_in: until - now,
-                });
-            }
+        if let Err(retry_in) = self.admit() {
+            return Err(EmbedError::Unavailable {
+                id: self.inner.id().to_string(),
+                retry_in,
+            });
         }
-        match self.inner.embed(texts) {
-            Ok(v) => {
-                *self.open_until.lock() = None;
-                Ok(v)
+        // A call that panics reopens the breaker rather than leaving a trial
+        // no one finishes.
+        let reopen = ReopenOnUnwind(self);
+        let result = self.inner.embed(texts);
+        std::mem::forget(reopen);
+        let mut state = self.state.lock();
+        match &result {
+            Err(e) if e.is_transient() => {
+                *state = State::Open {
+                    until: Instant::now() + self.cooldown,
+                };
+                tracing::warn!(embedder = self.inner.id(), error = %e, cooldown = ?self.cooldown, "embedder failed; skipping it for a while");
             }
-            Err(e) => {
-                if e.is_transient() {
-                    *self.open_until.lock() = Some(Instant::now() + self.cooldown);
-                    tracing::warn!(embedder = self.inner.id(), error = %e, cooldown = ?self.cooldown, "embedder failed; skipping it for a while");
-                }
-                Err(e)
-            }
+            // It answered (an error about this input is still an answer).
+            _ => *state = State::Closed,
         }
+        result
+    }
+}
+
+struct ReopenOnUnwind<'a>(&'a Breaker);
+
+impl Drop for ReopenOnUnwind<'_> {
+    fn drop(&mut self) {
+        *self.0.state.lock() = State::Open {
+            until: Instant::now() + self.0.cooldown,
+        };
     }
 }
 
@@ -110,5 +147,61 @@ mod tests {
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(b.embed(&["a"]).unwrap().len(), 1, "half-open: tried again and closed");
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 2);
+    }
+
+    /// An embedder that takes `delay` to fail, as a hung service does.
+    struct Slow {
+        calls: AtomicUsize,
+        delay: Duration,
+    }
+
+    impl Embedder for Slow {
+        fn id(&self) -> &str {
+            "slow"
+        }
+        fn dimension(&self) -> usize {
+            2
+        }
+        fn embed(&self, _: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(self.delay);
+            Err(EmbedError::Http {
+                url: "http://x".into(),
+                status: 504,
+                body: "timed out".into(),
+            })
+        }
+    }
+
+    /// After the cool-down one call tries a still-hung service; the calls
+    /// arriving meanwhile skip it at once instead of each waiting it out.
+    #[test]
+    fn after_the_cooldown_one_call_tries_while_the_others_skip() {
+        let slow = Arc::new(Slow {
+            calls: AtomicUsize::new(0),
+            delay: Duration::from_millis(500),
+        });
+        let b = Arc::new(Breaker::new(slow.clone(), Duration::from_millis(50)));
+        assert!(b.embed(&["a"]).is_err());
+        std::thread::sleep(Duration::from_millis(60));
+        let trial = {
+            let b = b.clone();
+            std::thread::spawn(move || b.embed(&["a"]))
+        };
+        while slow.calls.load(Ordering::SeqCst) < 2 {
+            std::thread::yield_now(); // until the trial is inside the service
+        }
+        for _ in 0..8 {
+            assert!(matches!(b.embed(&["a"]), Err(EmbedError::Unavailable { .. })));
+        }
+        assert!(matches!(
+            trial.join().unwrap(),
+            Err(EmbedError::Http { status: 504, .. })
+        ));
+        assert_eq!(slow.calls.load(Ordering::SeqCst), 2, "the first failure and one trial");
+        assert!(
+            matches!(b.embed(&["a"]), Err(EmbedError::Unavailable { .. })),
+            "open again"
+        );
     }
 }
