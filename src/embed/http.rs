@@ -10,6 +10,7 @@
 //! anything else fails at once with the URL and the server's message.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
@@ -60,8 +61,32 @@ pub struct HttpEmbedder {
     id: String,
     opts: HttpEmbedderOptions,
     dimension: OnceLock<usize>,
+    /// The longest text (bytes) the server has taken since it refused a
+    /// longer one: later texts are cut to it before sending.
+    max_text: AtomicUsize,
     client: reqwest::Client,
     runtime: OwnedRuntime,
+}
+
+/// Shortest a refused text is cut to before giving up on it.
+const MIN_SHORTENED: usize = 256;
+
+/// Whether the server refused an input for its length: TEI answers 413
+/// ("must have less than 512 tokens"), OpenAI-style servers 400 naming the
+/// context length.
+fn refused_as_too_long(e: &EmbedError) -> bool {
+    match e {
+        EmbedError::Http { status: 413, .. } => true,
+        EmbedError::Http {
+            status: 400 | 422,
+            body,
+            ..
+        } => {
+            let body = body.to_ascii_lowercase();
+            ["token", "too long", "context length"].iter().any(|w| body.contains(w))
+        }
+        _ => false,
+    }
 }
 
 #[derive(Serialize)]
@@ -110,6 +135,7 @@ impl HttpEmbedder {
             endpoint,
             opts,
             dimension,
+            max_text: AtomicUsize::new(usize::MAX),
             client,
             runtime,
         })
@@ -270,12 +296,56 @@ impl Embedder for HttpEmbedder {
     }
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let max = self.max_text.load(Ordering::Relaxed);
+        let texts: Vec<&str> = texts.iter().map(|t| cut(t, max)).collect();
         let mut out = Vec::with_capacity(texts.len());
         for batch in texts.chunks(self.opts.max_batch) {
-            out.extend(self.request(batch)?);
+            out.extend(self.embed_batch(batch)?);
         }
         Ok(out)
     }
+}
+
+impl HttpEmbedder {
+    /// One batch; a batch the server refuses as too long is split until the
+    /// texts it refuses are alone, and those are shortened (the start of a
+    /// chunk carries its name and signature), so one long chunk neither
+    /// fails a build nor leaves its neighbours without vectors.
+    fn embed_batch(&self, batch: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        match self.request(batch) {
+            Err(e) if refused_as_too_long(&e) && batch.len() > 1 => {
+                let (a, b) = batch.split_at(batch.len() / 2);
+                let mut out = self.embed_batch(a)?;
+                out.extend(self.embed_batch(b)?);
+                Ok(out)
+            }
+            Err(e) if refused_as_too_long(&e) => self.embed_shortened(batch[0], e),
+            other => other,
+        }
+    }
+
+    fn embed_shortened(&self, text: &str, mut refused: EmbedError) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut text = text;
+        while text.len() > MIN_SHORTENED {
+            text = cut(text, text.len() / 2);
+            match self.request(&[text]) {
+                Err(e) if refused_as_too_long(&e) => refused = e,
+                Ok(v) => {
+                    if self.max_text.fetch_min(text.len(), Ordering::Relaxed) > text.len() {
+                        tracing::info!(url = %self.endpoint, bytes = text.len(), "the embedding server refuses longer texts; cutting them to this");
+                    }
+                    return Ok(v);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(refused)
+    }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    &text[..text.floor_char_boundary(max)]
 }
 
 /// A one-worker tokio runtime owned by the embedder. Futures are spawned onto it
@@ -342,6 +412,8 @@ mod tests {
         BadRequest,
         /// Returns vectors whose length grows with the input position.
         RaggedDims,
+        /// 413 as TEI does when any input is longer than `max` bytes.
+        TooLong { max: usize },
     }
 
     struct Fake {
@@ -373,8 +445,13 @@ mod tests {
         assert_eq!(req["model"], "test-model");
         let dim = match fake.behaviour {
             Behaviour::BadRequest => {
-                return (StatusCode::BAD_REQUEST, "input too long for model test-model").into_response();
+                return (StatusCode::BAD_REQUEST, "model test-model is not served here").into_response();
             }
+            Behaviour::TooLong { max } if inputs.iter().any(|t| t.len() > max) => {
+                let msg = r#"{"error":"Input validation error: `inputs` must have less than 512 tokens","error_type":"Validation"}"#;
+                return (StatusCode::PAYLOAD_TOO_LARGE, msg).into_response();
+            }
+            Behaviour::TooLong { .. } => 4,
             Behaviour::FailThenOk { failures, .. } if n < failures => {
                 return (StatusCode::INTERNAL_SERVER_ERROR, "warming up").into_response();
             }
@@ -495,8 +572,26 @@ mod tests {
         let msg = err.to_string();
         assert!(matches!(err, EmbedError::Http { status: 400, .. }), "{msg}");
         assert!(msg.contains(&format!("{url}/v1/embeddings")), "{msg}");
-        assert!(msg.contains("input too long"), "{msg}");
+        assert!(msg.contains("not served here"), "{msg}");
         assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+    }
+
+    /// A server that refuses long inputs (TEI without --auto-truncate): the
+    /// batch is split, the long text shortened until taken, and later long
+    /// texts are cut to what was taken before they are sent.
+    #[test]
+    fn texts_refused_as_too_long_are_shortened_not_fatal() {
+        let (url, fake) = serve(Behaviour::TooLong { max: 1000 });
+        let e = embedder(&url, Some(4));
+        let long = "x".repeat(3000);
+        let out = e.embed(&["a", &long, "b"]).unwrap();
+        assert_eq!(out.len(), 3);
+        // The batch, its halves ["a"] and [long, "b"], that one's halves, then
+        // the long text at 1500 and at 750 bytes.
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 7);
+        let before = fake.calls.load(Ordering::SeqCst);
+        assert_eq!(e.embed(&[&long, "c"]).unwrap().len(), 2);
+        assert_eq!(fake.calls.load(Ordering::SeqCst), before + 1, "cut before sending");
     }
 
     #[test]
