@@ -62,12 +62,20 @@ pub(crate) fn function(id: u32, path: &str, name: &str, calls: &[&str]) -> Chunk
 /// each text's hash, so equal texts get equal vectors across builds.
 pub(crate) struct CountingEmbedder {
     pub(crate) embedded: std::sync::atomic::AtomicUsize,
+    /// A batch that would take the count past this fails, as a service
+    /// going down mid-build does.
+    fail_after: usize,
 }
 
 impl CountingEmbedder {
     pub(crate) fn new() -> Self {
+        Self::failing_after(usize::MAX)
+    }
+
+    pub(crate) fn failing_after(texts: usize) -> Self {
         Self {
             embedded: std::sync::atomic::AtomicUsize::new(0),
+            fail_after: texts,
         }
     }
 }
@@ -80,6 +88,13 @@ impl crate::embed::Embedder for CountingEmbedder {
         4
     }
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, crate::embed::EmbedError> {
+        let before = self.embedded.load(std::sync::atomic::Ordering::Relaxed);
+        if before + texts.len() > self.fail_after {
+            return Err(crate::embed::EmbedError::Unavailable {
+                id: "counting-test".into(),
+                retry_in: std::time::Duration::from_secs(1),
+            });
+        }
         self.embedded
             .fetch_add(texts.len(), std::sync::atomic::Ordering::Relaxed);
         Ok(texts

@@ -297,7 +297,9 @@ async fn embed_with_cache(
 ) -> Result<(Vec<Vec<f32>>, CacheStats), BuildError> {
     let texts: Vec<String> = chunks.par_iter().map(embedding_text).collect();
     let Some(cache) = cache else {
-        let vectors = embed_texts(embedder, texts, progress).await?;
+        let bar = progress_bar(progress, texts.len() as u64, "embedding");
+        let vectors = embed_texts(embedder, texts, bar.clone()).await?;
+        bar.finish_and_clear();
         let embedded = vectors.len();
         return Ok((
             vectors,
@@ -309,26 +311,42 @@ async fn embed_with_cache(
     };
     let hashes: Vec<TextHash> = texts.par_iter().map(|t| text_hash(t)).collect();
     let recalled = cache.recall(files).await;
-    let mut vectors: Vec<Option<Vec<f32>>> = hashes.iter().map(|h| recalled.vectors.get(h).cloned()).collect();
-    let todo: Vec<usize> = (0..vectors.len()).filter(|&i| vectors[i].is_none()).collect();
-    let todo_texts: Vec<String> = todo.iter().map(|&i| texts[i].clone()).collect();
-    // `embed_texts` returns one vector per text (or fails), so every row is
-    // filled below: recalled, or embedded now.
-    let fresh = embed_texts(embedder, todo_texts, progress).await?;
-    let mut fresh_row = vec![false; vectors.len()];
-    for (&row, v) in todo.iter().zip(fresh) {
-        vectors[row] = Some(v);
-        fresh_row[row] = true;
-    }
-    let vectors: Vec<Vec<f32>> = vectors
-        .into_iter()
-        .map(|v| v.expect("each row is recalled or embedded"))
+    // Rows still empty after recall are embedded below; every row ends filled.
+    let mut vectors: Vec<Vec<f32>> = hashes
+        .iter()
+        .map(|h| recalled.vectors.get(h).cloned().unwrap_or_default())
         .collect();
+    let todo: Vec<usize> = (0..vectors.len()).filter(|&i| vectors[i].is_empty()).collect();
+    let fresh_row: Vec<bool> = vectors.iter().map(Vec::is_empty).collect();
     let write: Vec<bool> = files
         .iter()
         .map(|f| !recalled.present.contains(&f.path) || f.rows.clone().any(|r| fresh_row[r]))
         .collect();
-    let packs_written = cache.remember(files, &write, &hashes, &vectors).await;
+    // Packs are written as their files complete, a checkpoint at a time, so
+    // a build that fails part-way keeps what it embedded for the next one.
+    let bar = progress_bar(progress, todo.len() as u64, "embedding");
+    let (mut written, mut packs_written) = (vec![false; files.len()], 0);
+    for part in todo.chunks(EMBED_CHECKPOINT_ROWS) {
+        let part_texts: Vec<String> = part.iter().map(|&i| texts[i].clone()).collect();
+        let fresh = embed_texts(embedder.clone(), part_texts, bar.clone()).await?;
+        for (&row, v) in part.iter().zip(fresh) {
+            vectors[row] = v;
+        }
+        let done: Vec<bool> = files
+            .iter()
+            .zip(&written)
+            .map(|(f, &w)| !w && f.rows.clone().all(|r| !vectors[r].is_empty()))
+            .collect();
+        let now: Vec<bool> = write.iter().zip(&done).map(|(&w, &d)| w && d).collect();
+        packs_written += cache.write_packs(files, &now, &hashes, &vectors).await;
+        for (w, d) in written.iter_mut().zip(done) {
+            *w |= d;
+        }
+    }
+    bar.finish_and_clear();
+    let unwritten: Vec<bool> = write.iter().zip(&written).map(|(&w, &d)| w && !d).collect();
+    packs_written += cache.write_packs(files, &unwritten, &hashes, &vectors).await;
+    cache.record_paths(files).await;
     let stats = CacheStats {
         reused: vectors.len() - todo.len(),
         embedded: todo.len(),
@@ -339,17 +357,20 @@ async fn embed_with_cache(
     Ok((vectors, stats))
 }
 
-/// Embeds `texts` in order, in batches on the blocking pool, with progress.
+/// Chunks embedded between two writes of the embedding cache (a handful in
+/// unit tests, so a small tree crosses several).
+const EMBED_CHECKPOINT_ROWS: usize = if cfg!(test) { 2 } else { 2048 };
+
+/// Embeds `texts` in order, in batches on the blocking pool, advancing `bar`.
 async fn embed_texts(
     embedder: Arc<dyn Embedder>,
     texts: Vec<String>,
-    progress: bool,
+    bar: ProgressBar,
 ) -> Result<Vec<Vec<f32>>, BuildError> {
     if texts.is_empty() {
         return Ok(Vec::new());
     }
     tokio::task::spawn_blocking(move || {
-        let bar = progress_bar(progress, texts.len() as u64, "embedding");
         let mut out = Vec::with_capacity(texts.len());
         for batch in texts.chunks(embedder.max_batch().max(1)) {
             let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
@@ -363,7 +384,6 @@ async fn embed_texts(
             out.append(&mut v);
             bar.inc(refs.len() as u64);
         }
-        bar.finish_and_clear();
         Ok(out)
     })
     .await
@@ -451,6 +471,54 @@ mod tests {
         assert_eq!(report.manifest.counts.chunks, 0);
         assert!(report.manifest.embedder.is_none());
         assert_eq!(embedder.embedded.load(Ordering::Relaxed), 0);
+    }
+
+    /// A build whose embedder fails part-way keeps the vectors of the files
+    /// it finished: the next build embeds only the rest.
+    #[tokio::test]
+    async fn a_failed_build_keeps_what_it_embedded_for_the_next() {
+        let src = tempfile::tempdir().unwrap();
+        for i in 0..6 {
+            std::fs::write(
+                src.path().join(format!("m{i}.py")),
+                format!("def f{i}(x):\n    return x + {i}\n\n\ndef g{i}(y):\n    return y * {i}\n"),
+            )
+            .unwrap();
+        }
+        let store = Store::open("memory://failed-build").unwrap();
+        let whole = {
+            let counting = Arc::new(CountingEmbedder::new());
+            let (report, _keep) = build(src.path(), &Store::open("memory://count-only").unwrap(), &counting).await;
+            report.manifest.counts.chunks as usize
+        };
+        assert!(whole >= 6, "{whole} chunks");
+
+        let failing = Arc::new(CountingEmbedder::failing_after(whole - 2));
+        let out = tempfile::tempdir().unwrap();
+        let opts = BuildOptions {
+            embedder: Some(failing.clone()),
+            embed_cache: Some(store.clone()),
+            ..Default::default()
+        };
+        let failed = build_bundle(
+            src.path(),
+            &IndexId::new("cached").unwrap(),
+            &out.path().join("b"),
+            opts,
+        )
+        .await;
+        assert!(failed.is_err(), "the embedder went down");
+        let kept = failing.embedded.load(Ordering::Relaxed);
+        assert!(kept >= 2, "{kept}");
+
+        let counting = Arc::new(CountingEmbedder::new());
+        let (report, _keep) = build(src.path(), &store, &counting).await;
+        assert_eq!(report.embedding.embedded + report.embedding.reused, whole);
+        assert!(report.embedding.reused >= 2, "{:?}", report.embedding);
+        assert_eq!(
+            counting.embedded.load(Ordering::Relaxed),
+            whole - report.embedding.reused
+        );
     }
 
     #[tokio::test]

@@ -237,9 +237,10 @@ impl EmbedCache {
     }
 
     /// Writes the packs of the files `write` selects (new text, or chunks the
-    /// cache did not know) and records this build's path map. `hashes[i]` and
-    /// `vectors[i]` belong to row `i`; `write[j]` to `files[j]`.
-    pub async fn remember(
+    /// cache did not know). `hashes[i]` and `vectors[i]` belong to row `i`;
+    /// `write[j]` to `files[j]`, whose rows must all be embedded. A build
+    /// calls it as files complete, so a build that fails later keeps them.
+    pub async fn write_packs(
         &self,
         files: &[FileRows],
         write: &[bool],
@@ -259,7 +260,7 @@ impl EmbedCache {
                 )
             })
             .collect();
-        let written = futures::stream::iter(new)
+        futures::stream::iter(new)
             .map(|(path, pack, bytes)| async move {
                 let key = embed_pack_key(&self.model, &pack);
                 if let Err(e) = self.store.put(&key, bytes).await {
@@ -274,7 +275,26 @@ impl EmbedCache {
             })
             .buffer_unordered(CONCURRENCY)
             .fold(0usize, |n, w| async move { n + w })
-            .await;
+            .await
+    }
+
+    /// [`EmbedCache::write_packs`] then [`EmbedCache::record_paths`], for a
+    /// build whose vectors are all embedded.
+    pub async fn remember(
+        &self,
+        files: &[FileRows],
+        write: &[bool],
+        hashes: &[TextHash],
+        vectors: &[Vec<f32>],
+    ) -> usize {
+        let written = self.write_packs(files, write, hashes, vectors).await;
+        self.record_paths(files).await;
+        written
+    }
+
+    /// Records which pack each path of this build used, for the next build
+    /// of this index (a changed file reuses its unchanged chunks' vectors).
+    pub async fn record_paths(&self, files: &[FileRows]) {
         let paths: HashMap<&str, String> = files
             .iter()
             .filter(|f| !f.rows.is_empty())
@@ -289,7 +309,6 @@ impl EmbedCache {
             }
             Err(e) => tracing::warn!(error = %e, "could not encode the embedding path map"),
         }
-        written
     }
 
     /// The object at `key`, or `None` when it is absent or cannot be read: the
