@@ -273,6 +273,9 @@ pub async fn download_version(
         .map_err(|e| OpenError::io(id, &final_dir, std::io::Error::other(e)))?
 }
 
+/// Held while a seal checks, clears and renames a version directory.
+static SEALING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Completes a verified download: writes its manifest and completion marker
 /// and renames it into place, unless an equal copy got there first.
 fn seal(
@@ -287,17 +290,28 @@ fn seal(
     std::fs::write(&manifest_path, manifest_bytes).map_err(|e| OpenError::io(id, &manifest_path, e))?;
     let marker = partial.path.join(COMPLETE_MARKER);
     std::fs::write(&marker, &pointer.manifest_sha256).map_err(|e| OpenError::io(id, &marker, e))?;
-    if let Some(existing) = read_local_copy(id, final_dir, pointer) {
-        // Another restore of the same version finished first; its copy may be
-        // in use, so keep it and drop ours.
-        return Ok(existing);
+    // Check, clear and rename as one step: restores of the same version
+    // sealing at once must not take each other's verified copy for a
+    // leftover. The steps are a few syscalls; a leftover's files are deleted
+    // after letting go.
+    let leftover = {
+        let _sealing = SEALING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(existing) = read_local_copy(id, final_dir, pointer) {
+            // Another restore of the same version finished first; its copy may
+            // be in use, so keep it and drop ours.
+            return Ok(existing);
+        }
+        // Anything else there is an unverifiable leftover (no marker or
+        // another manifest): nothing reads it.
+        let leftover = super::local_dir::move_aside(final_dir).map_err(|e| OpenError::io(id, final_dir, e))?;
+        std::fs::rename(&partial.path, final_dir).map_err(|e| OpenError::io(id, final_dir, e))?;
+        leftover
+    };
+    if let Some(leftover) = leftover
+        && let Err(e) = leftover.delete()
+    {
+        tracing::warn!(dir = %final_dir.display(), error = %e, "could not remove a leftover version directory");
     }
-    if final_dir.exists() {
-        // An unverifiable leftover (no marker or wrong manifest): nothing reads
-        // it. Only the path must be free before the rename below.
-        super::local_dir::remove_dir(final_dir).map_err(|e| OpenError::io(id, final_dir, e))?;
-    }
-    std::fs::rename(&partial.path, final_dir).map_err(|e| OpenError::io(id, final_dir, e))?;
     partial.completed = true;
     Ok(LocalVersion {
         manifest,
@@ -435,4 +449,49 @@ async fn download_all(
     .try_collect::<Vec<()>>()
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::publish::tests::bundle;
+    use crate::storage::publish::{PublishOptions, publish};
+
+    /// Restores of one version racing each other end with one verified copy
+    /// that all of them return, and an unverifiable leftover in its place
+    /// (no completion marker) is replaced rather than served.
+    #[tokio::test]
+    async fn racing_fetches_of_a_version_share_one_verified_copy() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open("memory://seal-race").unwrap();
+        let id = IndexId::new("demo").unwrap();
+        bundle(&tmp.path().join("b"), "demo", "payload");
+        publish(&store, &id, &tmp.path().join("b"), &PublishOptions::default())
+            .await
+            .unwrap();
+        let (pointer, _) = read_current(&store, &id, None).await.unwrap().unwrap();
+        let cache = tmp.path().join("cache");
+        let leftover = version_dir(&cache, &id, &pointer.version);
+        std::fs::create_dir_all(&leftover).unwrap();
+        std::fs::write(leftover.join("junk"), "from a crash").unwrap();
+
+        let fetches = (0..4).map(|_| fetch_version(&store, &id, &cache, &pointer, 2));
+        let copies = futures::future::join_all(fetches).await;
+        for copy in &copies {
+            let copy = copy.as_ref().unwrap();
+            assert_eq!(copy.dir, leftover);
+        }
+        assert!(is_complete(&leftover));
+        assert!(!leftover.join("junk").exists(), "the leftover was replaced");
+        assert_eq!(
+            std::fs::read_to_string(leftover.join("chunks.jsonl")).unwrap(),
+            "payload"
+        );
+        let partials: Vec<String> = std::fs::read_dir(cache.join("demo"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(PARTIAL) && !crate::storage::local_dir::is_being_removed(n))
+            .collect();
+        assert!(partials.is_empty(), "{partials:?}");
+    }
 }
