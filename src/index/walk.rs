@@ -365,8 +365,27 @@ pub fn walk(root: &Path, cfg: &WalkConfig) -> Result<Walk, WalkError> {
 }
 
 /// Reads a walked file as text, or says why it should be skipped. Never panics.
+///
+/// The walk's size and type checks are made again, before opening (a file
+/// swapped for a FIFO would block the open and the read forever) and on the
+/// open file; one grown since the walk (a log being written) is skipped and
+/// never read past the walk's size.
 pub fn read_source(file: &SourceFile) -> Result<String, SkipReason> {
-    let bytes = std::fs::read(&file.abs_path).map_err(|_| SkipReason::Unreadable)?;
+    use std::io::Read;
+    let before = std::fs::symlink_metadata(&file.abs_path).map_err(|_| SkipReason::Unreadable)?;
+    if !before.is_file() {
+        return Err(SkipReason::Unreadable);
+    }
+    let opened = std::fs::File::open(&file.abs_path).map_err(|_| SkipReason::Unreadable)?;
+    let meta = opened.metadata().map_err(|_| SkipReason::Unreadable)?;
+    if !meta.is_file() || meta.len() > file.size {
+        return Err(SkipReason::Unreadable);
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    opened
+        .take(file.size)
+        .read_to_end(&mut bytes)
+        .map_err(|_| SkipReason::Unreadable)?;
     if bytes[..bytes.len().min(BINARY_PROBE)].contains(&0) {
         return Err(SkipReason::Binary);
     }
@@ -726,5 +745,25 @@ mod tests {
             size: 1,
         };
         assert_eq!(read_source(&gone), Err(SkipReason::Unreadable));
+    }
+
+    /// Between the walk and the read a file may grow past what the walk let
+    /// through, or be replaced by a FIFO, whose read would never end.
+    #[test]
+    fn a_file_changed_since_the_walk_is_not_read_unbounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "grows.rs", b"fn a() {}\n");
+        write(dir.path(), "pipe.rs", b"fn b() {}\n");
+        let walk = walk(dir.path(), &WalkConfig::default()).expect("walk");
+        std::fs::write(dir.path().join("grows.rs"), "fn a() {}\n".repeat(1000)).unwrap();
+        std::fs::remove_file(dir.path().join("pipe.rs")).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.path().join("pipe.rs"))
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        for file in &walk.files {
+            assert_eq!(read_source(file), Err(SkipReason::Unreadable), "{}", file.rel_path);
+        }
     }
 }
