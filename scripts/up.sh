@@ -5,6 +5,7 @@
 #   scripts/up.sh                 # serve until Ctrl-C
 #   scripts/up.sh --once ~/src/x  # index, run one sample search, exit
 set -euo pipefail
+caller="$PWD"
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/trusty-search/target}"
 if ! command -v protoc >/dev/null; then
@@ -15,7 +16,10 @@ fi
 # lexical + graph. The first build embeds every chunk (~10 chunks/s on 2
 # cores); the local store's embedding cache makes later runs embed only what
 # changed. TRUSTY_EMBEDDER=none skips vectors; =http uses TRUSTY_EMBEDDER_URL.
-if [ -z "${TRUSTY_EMBEDDER:-}" ]; then
+# An --embedder or --model-dir on the command line decides instead.
+chosen=0
+for a in "$@"; do case "$a" in --embedder|--embedder=*|--model-dir|--model-dir=*) chosen=1 ;; esac; done
+if [ -z "${TRUSTY_EMBEDDER:-}" ] && [ "$chosen" = 0 ]; then
   TRUSTY_EMBEDDER=none
   models="${TRUSTY_MODEL_DIR:-$HOME/.cache/trusty-search/models}"
   for d in "$models" "$models/all-MiniLM-L6-v2" "$HOME/.cache/trusty-search/models/all-MiniLM-L6-v2"; do
@@ -26,10 +30,19 @@ if [ -z "${TRUSTY_EMBEDDER:-}" ]; then
     fi
   done
 fi
-export TRUSTY_EMBEDDER
+[ -z "${TRUSTY_EMBEDDER:-}" ] || export TRUSTY_EMBEDDER
 cargo build --bin trusty-search
-args=("$@")
+# Paths are the caller's: relative ones are made absolute before the cd
+# above could change what they name.
+args=()
 has_dir=0
-for a in "${args[@]+"${args[@]}"}"; do case "$a" in -*) ;; *) has_dir=1 ;; esac; done
+for a in "$@"; do
+  case "$a" in
+    -*) ;;
+    /*) has_dir=1 ;;
+    *) if [ -e "$caller/$a" ]; then a="$caller/$a"; has_dir=1; fi ;;
+  esac
+  args+=("$a")
+done
 [ "$has_dir" = 1 ] || args+=("$PWD")
 exec "$CARGO_TARGET_DIR/debug/trusty-search" up "${args[@]}"

@@ -174,14 +174,18 @@ pub async fn run(args: UpArgs) -> Result<()> {
 
     if args.once {
         let client = reqwest::Client::new();
-        let resp: trusty_search::api::SearchResponse = client
+        let answer = client
             .post(format!("{url}/v1/indexes/{example}/search"))
             .json(&serde_json::json!({"query": "parse configuration file", "top_k": 5}))
             .send()
-            .await?
-            .error_for_status()?
-            .json()
             .await?;
+        let status = answer.status();
+        if !status.is_success() {
+            // The API's error body says why (index_loading, over_budget, ...).
+            let body = answer.text().await.unwrap_or_default();
+            anyhow::bail!("the sample search answered {status}: {body}");
+        }
+        let resp: trusty_search::api::SearchResponse = answer.json().await?;
         println!();
         super::search_cmd::print_hits(&resp);
         router.stop().await;

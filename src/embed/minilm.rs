@@ -83,6 +83,18 @@ fn candidate_dirs() -> Vec<PathBuf> {
     dirs
 }
 
+/// The model directory a given `dir` means: `dir` itself, or its
+/// `all-MiniLM-L6-v2/` when `dir` is a models root (as `TRUSTY_MODEL_DIR`
+/// may be) and only that holds the files.
+pub fn model_dir_in(dir: &Path) -> PathBuf {
+    let inside = dir.join(DIR_NAME);
+    if !has_model_files(dir) && has_model_files(&inside) {
+        inside
+    } else {
+        dir.to_path_buf()
+    }
+}
+
 fn has_model_files(dir: &Path) -> bool {
     MODEL_FILES.iter().all(|f| dir.join(f).is_file())
 }
@@ -318,6 +330,21 @@ impl Embedder for MiniLm {
 mod tests {
     use super::*;
     use std::sync::OnceLock;
+
+    /// `--model-dir` (or `TRUSTY_MODEL_DIR`) may name the model directory or
+    /// the models root above it.
+    #[test]
+    fn a_models_root_names_the_model_inside_it() {
+        let root = tempfile::tempdir().unwrap();
+        let model = root.path().join(DIR_NAME);
+        std::fs::create_dir_all(&model).unwrap();
+        assert_eq!(model_dir_in(root.path()), root.path(), "no model anywhere: as given");
+        for f in MODEL_FILES {
+            std::fs::write(model.join(f), "x").unwrap();
+        }
+        assert_eq!(model_dir_in(root.path()), model);
+        assert_eq!(model_dir_in(&model), model);
+    }
 
     /// The shared model, or `None` (with a printed reason) when the weights are
     /// not installed. With `TRUSTY_REQUIRE_MODEL=1` (CI) a missing model fails.

@@ -199,7 +199,9 @@ pub enum EmbedderConfig {
 pub fn load_embedder(cfg: &EmbedderConfig) -> Result<Option<Arc<dyn Embedder>>, EmbedError> {
     match cfg {
         EmbedderConfig::None => Ok(None),
-        EmbedderConfig::MiniLm { model_dir: Some(dir) } => Ok(Some(Arc::new(MiniLm::load(dir)?))),
+        EmbedderConfig::MiniLm { model_dir: Some(dir) } => {
+            Ok(Some(Arc::new(MiniLm::load(&minilm::model_dir_in(dir))?)))
+        }
         EmbedderConfig::MiniLm { model_dir: None } => match default_minilm_dir() {
             Some(dir) => Ok(Some(Arc::new(MiniLm::load(&dir)?))),
             None => Ok(Some(Arc::new(MiniLm::from_hub()?))),
