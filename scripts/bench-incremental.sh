@@ -16,7 +16,7 @@ tree="${1:-$(ls -d "$HOME"/.cargo/registry/src/*/tokio-1.54.1 | head -1)}"
 file="${2:-src/sync/mutex.rs}"
 sig="${3:-pub fn try_lock(&self)}"
 bin="$CARGO_TARGET_DIR/debug/trusty-search"
-[ -x "$bin" ] || cargo build --bin trusty-search
+cargo build --bin trusty-search # never time a stale binary
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cp -r "$tree" "$work/src"

@@ -53,7 +53,9 @@ search="$bin search --store $store --cache-dir {workdir}/cache --id $id \
 run() {
   local name="$1" extra="$2"
   python3 "$evaluate" --instances "$instances" --name "$name" --jobs "$jobs" "${repos[@]}" \
-    --index-cmd "$index_cmd" --search-cmd "$search $extra" --out "$reports/$name.json" >/dev/null
+    --index-cmd "$index_cmd" --search-cmd "$search $extra" --out "$reports/$name.json" >"$reports/$name.log"
+  # Failed builds or searches score zero: say so rather than hide it.
+  grep -E "WARNING" "$reports/$name.log" || true
   python3 "$evaluate" --instances "$instances" --show "$reports/$name.json"
 }
 

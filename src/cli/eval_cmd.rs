@@ -106,11 +106,22 @@ pub async fn run(args: EvalArgs) -> Result<()> {
     let id = IndexId::new("eval").expect("valid id");
     let started = Instant::now();
     let bundle = args.bundle_dir.clone().unwrap_or_else(|| tmp.path().join("bundle"));
+    // A bundle left by an earlier run is reused only if this build would make
+    // the same one: every document indexed or skipped (e.g. a generated-code
+    // marker), by the same embedder, chunker and bundle format. (A change to
+    // the indexing code without a version bump still needs a fresh
+    // --bundle-dir.)
+    let embedder_id = embedder.as_ref().map(|e| e.id().to_string());
     let cached = std::fs::read(bundle.join("manifest.json"))
         .ok()
         .and_then(|b| serde_json::from_slice::<trusty_search::storage::manifest::Manifest>(&b).ok())
-        // Every document was either indexed or skipped (e.g. a generated-code marker).
-        .filter(|m| (m.counts.files + m.counts.skipped_files) as usize == data.corpus.len());
+        .filter(|m| (m.counts.files + m.counts.skipped_files) as usize == data.corpus.len())
+        .filter(|m| m.embedder.as_ref().map(|e| e.id.clone()) == embedder_id)
+        .filter(|m| m.chunker_version == trusty_search::index::CHUNKER_VERSION)
+        .filter(|m| m.schema_version == trusty_search::storage::manifest::SCHEMA_VERSION);
+    if let Some(m) = &cached {
+        eprintln!("reusing the bundle in {} (built {})", bundle.display(), m.created_at);
+    }
     let manifest = match cached {
         Some(m) => m,
         None => {

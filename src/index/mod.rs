@@ -11,3 +11,6 @@ pub(crate) mod graph;
 pub(crate) mod lang;
 pub(crate) mod vectors;
 pub mod walk;
+
+/// What a manifest's `chunker_version` says: bumped when chunking changes.
+pub use chunk::CHUNKER_VERSION;
