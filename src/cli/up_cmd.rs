@@ -65,6 +65,14 @@ pub fn id_for_dir(dir: &std::path::Path) -> Result<IndexId> {
 }
 
 pub async fn run(args: UpArgs) -> Result<()> {
+    // Before indexing, which can take minutes: a router already on the
+    // address (an earlier `up` still serving) would only fail at the end.
+    std::net::TcpListener::bind(&args.listen).with_context(|| {
+        format!(
+            "the router address {} is not free (is another `up` serving?); pass --listen to use another",
+            args.listen
+        )
+    })?;
     let data = args.data_dir.clone().unwrap_or_else(|| {
         std::env::var_os("HOME")
             .map(PathBuf::from)
