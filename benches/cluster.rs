@@ -112,7 +112,12 @@ async fn main() {
                 let key = layout::file_key(&iid, &pointer.version, &f.path);
                 let dest = cache.join(i.to_string());
                 let store = store.clone();
-                async move { store.download(&key, &dest, DEFAULT_STALL, |_| {}).await.unwrap() }
+                async move {
+                    store
+                        .download(&key, &dest, Some(f.size), DEFAULT_STALL, |_| {})
+                        .await
+                        .unwrap()
+                }
             }))
             .await;
             downloads.push(t.elapsed());
