@@ -69,30 +69,30 @@ pub async fn discover_all(resolver: &Resolver) -> Result<usize, crate::storage::
 /// first.
 const PRESENCE_CHECKS: usize = 32;
 
-/// Finds cold and failed indexes gone from storage: missing from the listing
-/// `names` (deleted) or listed without a `CURRENT` (withdrawn). One found gone
-/// on two checks in a row is unregistered; found present, it counts afresh.
-/// Hot and restoring indexes are left to [`refresh`] and their restore, which
-/// read `CURRENT` themselves.
+/// Finds cold and failed indexes gone from storage: deleted, or withdrawn
+/// (listed without a `CURRENT`). Each poll looks for the `CURRENT` of a
+/// bounded number of them, those missing from the listing `names` first; one
+/// found gone on two checks in a row is unregistered, one found present
+/// counts afresh. The listing alone decides nothing: an empty one (a store
+/// briefly unmounted, a prefix changed) must not drop every index. Hot and
+/// restoring indexes are left to [`refresh`] and their restore, which read
+/// `CURRENT` themselves.
 async fn forget_deleted(resolver: &Resolver, names: &[String]) {
     use futures::StreamExt;
     let listed: HashSet<&str> = names.iter().map(String::as_str).collect();
     let idle = |state: &SlotState| matches!(state, SlotState::Cold | SlotState::Failed(_));
-    let (mut verdicts, mut to_check) = (Vec::new(), Vec::new());
+    let mut to_check = Vec::new();
     for slot in resolver.registry.all() {
         let mut inner = slot.lock();
         if !idle(&inner.state) {
             inner.absent_checks = 0;
-        } else if !listed.contains(slot.id.as_str()) {
-            drop(inner);
-            verdicts.push((slot, false));
-        } else {
-            let checked = inner.presence_checked;
-            drop(inner);
-            to_check.push((checked, slot));
+            continue;
         }
+        let key = (listed.contains(slot.id.as_str()), inner.presence_checked);
+        drop(inner);
+        to_check.push((key, slot));
     }
-    to_check.sort_by_key(|(checked, _)| *checked);
+    to_check.sort_by_key(|(key, _)| *key);
     to_check.truncate(PRESENCE_CHECKS);
     let checked: Vec<_> = futures::stream::iter(to_check)
         .map(|(_, slot)| async move {
@@ -102,6 +102,7 @@ async fn forget_deleted(resolver: &Resolver, names: &[String]) {
         .buffer_unordered(16)
         .collect()
         .await;
+    let mut verdicts = Vec::new();
     for (slot, present) in checked {
         slot.lock().presence_checked = Some(Instant::now());
         match present {

@@ -218,45 +218,52 @@ pub async fn list_versions(store: &Store, id: &IndexId) -> Result<Vec<String>, S
     Ok(versions)
 }
 
-/// A version without a manifest younger than this may be another builder's
-/// publish still uploading; an older one was abandoned.
-const ABANDONED_AFTER: time::Duration = time::Duration::days(1);
+/// A version without a manifest whose newest object is younger than this
+/// may be another builder's publish (or an import) still uploading; an older
+/// one was abandoned.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Deletes all but the newest `keep` complete versions, and versions a failed
 /// publish abandoned. Never deletes `published` or whatever `CURRENT` names
 /// by now (a rollback, or another builder's newer publish), nor a version
-/// still uploading. A version's manifest goes first, so one whose deletion
-/// stops half-way is no longer complete: a rollback refuses it and a later
-/// prune finishes it as abandoned.
+/// still uploading: age is its objects' upload time, not its name, which
+/// was given when it was built (an import keeps its source's). A version's
+/// manifest goes first, so one whose deletion stops half-way is no longer
+/// complete: a rollback refuses it and a later prune finishes it.
 async fn prune(store: &Store, id: &IndexId, published: &str, keep: usize) -> Result<Vec<String>, StoreError> {
     let versions = list_versions(store, id).await?;
     let keep = keep.max(1);
-    if versions.len() <= keep {
-        return Ok(Vec::new());
-    }
     let current = match store.get(&layout::current_key(id)).await {
         Ok(bytes) => serde_json::from_slice::<CurrentPointer>(&bytes).ok().map(|p| p.version),
         // Deleted or withdrawn meanwhile: whoever did that owns the versions now.
         Err(StoreError::NotFound { .. }) => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    let abandoned_before = layout::version_stamp(time::OffsetDateTime::now_utc() - ABANDONED_AFTER);
+    let spared = |v: &str| v == published || current.as_deref() == Some(v);
     let (mut complete, mut doomed) = (Vec::new(), Vec::new());
     for v in versions {
         if store.exists(&layout::manifest_key(id, &v)).await? {
             complete.push(v);
-        } else if v < abandoned_before {
+        } else if !spared(&v) && abandoned(store, id, &v).await? {
             doomed.push(v);
         }
     }
     let old = complete.len().saturating_sub(keep);
     doomed.extend(complete.drain(..old));
-    doomed.retain(|v| v != published && current.as_deref() != Some(v.as_str()));
+    doomed.retain(|v| !spared(v));
     for v in &doomed {
         store.delete(&layout::manifest_key(id, v)).await?;
         store.delete_prefix(&layout::version_prefix(id, v)).await?;
     }
     Ok(doomed)
+}
+
+/// Whether nothing under a version without a manifest was written within
+/// [`ABANDONED_AFTER`].
+async fn abandoned(store: &Store, id: &IndexId, version: &str) -> Result<bool, StoreError> {
+    let objects = store.list(&layout::version_prefix(id, version)).await?;
+    let newest = objects.iter().map(|o| o.last_modified).max();
+    Ok(newest.is_none_or(|t| t.elapsed().is_ok_and(|age| age > ABANDONED_AFTER)))
 }
 
 /// Points `CURRENT` back at an older version that is still in storage.
@@ -496,19 +503,28 @@ pub(crate) mod tests {
 
     /// A version without a manifest is another publish still uploading, or
     /// one that failed: it neither counts among the versions kept nor is
-    /// deleted until it is old enough to have been abandoned.
+    /// deleted until its objects are a day old. Age is upload time: an
+    /// import in flight keeps the (old) name its source gave it.
     #[tokio::test]
     async fn a_prune_leaves_uploads_in_flight_and_clears_abandoned_ones() {
-        let store = Store::open("memory://prune-partial").unwrap();
-        let id = IndexId::new("demo").unwrap();
         let tmp = tempfile::tempdir().unwrap();
-        let (uploading, abandoned) = (layout::new_version(), "20000101T000000000000000Z-0badf00d".to_string());
-        for v in [&uploading, &abandoned] {
+        let root = tmp.path().join("store");
+        let store = Store::open(&format!("file://{}", root.display())).unwrap();
+        let id = IndexId::new("demo").unwrap();
+        let (importing, abandoned) = ("20000101T000000000000000Z-0badf00d".to_string(), layout::new_version());
+        for v in [&importing, &abandoned] {
             store
                 .put(&layout::file_key(&id, v, "chunks.jsonl"), Bytes::from_static(b"part"))
                 .await
                 .unwrap();
         }
+        let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 24 * 3600);
+        std::fs::File::options()
+            .write(true)
+            .open(root.join(layout::file_key(&id, &abandoned, "chunks.jsonl")))
+            .unwrap()
+            .set_modified(two_days_ago)
+            .unwrap();
         let mut made = Vec::new();
         for i in 0..2 {
             let dir = tmp.path().join(format!("v{i}"));
@@ -519,7 +535,7 @@ pub(crate) mod tests {
             };
             publish(&store, &id, &dir, &opts).await.unwrap();
         }
-        let mut expect = vec![made[0].clone(), made[1].clone(), uploading.clone()];
+        let mut expect = vec![made[0].clone(), made[1].clone(), importing.clone()];
         expect.sort();
         assert_eq!(list_versions(&store, &id).await.unwrap(), expect);
     }

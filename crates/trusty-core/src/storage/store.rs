@@ -62,6 +62,32 @@ impl StoreError {
     }
 }
 
+/// How a download attempt broke off.
+enum Broken {
+    /// Nothing arrived for the stall timeout.
+    Stalled,
+    /// The request or the stream failed.
+    Failed(object_store::Error),
+}
+
+/// Whether a download may resume after `e`: not after an answer no retry
+/// changes (missing, forbidden, a failed precondition).
+fn resumable(e: &object_store::Error) -> bool {
+    !matches!(
+        e,
+        object_store::Error::NotFound { .. }
+            | object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. }
+            | object_store::Error::Precondition { .. }
+            | object_store::Error::NotSupported { .. }
+            | object_store::Error::NotImplemented { .. }
+    )
+}
+
+/// The pause before a resume that follows a try without progress, times
+/// the tries so far.
+const RESUME_PAUSE: Duration = Duration::from_millis(200);
+
 /// Resumes in a row without progress before a download gives up.
 const MAX_RESUMES: u32 = 5;
 
@@ -279,27 +305,28 @@ impl Store {
                 ..Default::default()
             };
             let before = total;
-            let broken: Option<String> = match tokio::time::timeout(stall, self.inner.get_opts(&path, opts)).await {
+            let broken: Option<Broken> = match tokio::time::timeout(stall, self.inner.get_opts(&path, opts)).await {
                 // The first request's error is the caller's to handle (the
-                // client has retried it); a resume's is one more broken try.
-                Ok(Err(e)) if total == 0 || matches!(e, object_store::Error::NotFound { .. }) => {
+                // client has retried it), as is one no retry can mend; a
+                // resume's other errors are one more broken try.
+                Ok(Err(e)) if total == 0 || !resumable(&e) => {
                     return Err(StoreError::from_object(&path, e));
                 }
-                Ok(Err(e)) => Some(e.to_string()),
+                Ok(Err(e)) => Some(Broken::Failed(e)),
                 Err(_) if total == 0 => {
                     return Err(StoreError::Stalled {
                         key: path.to_string(),
                         after: stall,
                     });
                 }
-                Err(_) => Some(format!("no answer for {stall:?}")),
+                Err(_) => Some(Broken::Stalled),
                 Ok(Ok(result)) => {
                     let mut stream = result.into_stream();
                     loop {
                         match tokio::time::timeout(stall, stream.next()).await {
-                            Err(_) => break Some(format!("no data for {stall:?}")),
+                            Err(_) => break Some(Broken::Stalled),
                             Ok(None) => break None,
-                            Ok(Some(Err(e))) => break Some(e.to_string()),
+                            Ok(Some(Err(e))) => break Some(Broken::Failed(e)),
                             Ok(Some(Ok(chunk))) => {
                                 let len = chunk.len() as u64;
                                 if let Some(expected) = expected
@@ -319,19 +346,29 @@ impl Store {
                     }
                 }
             };
-            let Some(why) = broken else { break };
+            let Some(broken) = broken else { break };
             if expected == Some(total) {
                 break;
             }
             fruitless = if total > before { 1 } else { fruitless + 1 };
             if fruitless > MAX_RESUMES {
-                return Err(StoreError::Stalled {
-                    key: path.to_string(),
-                    after: stall,
+                // The last failure says why, not a stall that did not happen.
+                return Err(match broken {
+                    Broken::Failed(e) => StoreError::from_object(&path, e),
+                    Broken::Stalled => StoreError::Stalled {
+                        key: path.to_string(),
+                        after: stall,
+                    },
                 });
             }
             OBJECT_STORE_RESUMES.inc();
+            let why = match &broken {
+                Broken::Failed(e) => e.to_string(),
+                Broken::Stalled => format!("nothing received for {stall:?}"),
+            };
             tracing::warn!(key = %path, offset = total, error = %why, "download broke; resuming with a range request");
+            // Tries without progress wait a little longer each time.
+            tokio::time::sleep(RESUME_PAUSE * (fruitless - 1)).await;
         }
         file.flush().await.map_err(|e| StoreError::io(dest, e))?;
         file.sync_all().await.map_err(|e| StoreError::io(dest, e))?;
@@ -650,6 +687,8 @@ mod tests {
         inner: object_store::memory::InMemory,
         cut: usize,
         fail: Vec<usize>,
+        /// GETs answered "forbidden", as with credentials that expired.
+        deny: Vec<usize>,
         gets: std::sync::atomic::AtomicUsize,
     }
 
@@ -688,6 +727,12 @@ mod tests {
             };
             if self.fail.contains(&n) {
                 return Err(broken());
+            }
+            if self.deny.contains(&n) {
+                return Err(object_store::Error::PermissionDenied {
+                    path: location.to_string(),
+                    source: "credentials expired".into(),
+                });
             }
             let mut result = self.inner.get_opts(location, options).await?;
             let empty = object_store::GetResultPayload::Stream(futures::stream::empty().boxed());
@@ -742,6 +787,7 @@ mod tests {
             inner: object_store::memory::InMemory::new(),
             cut: 3000,
             fail: vec![2],
+            deny: vec![],
             gets: Default::default(),
         });
         let store = Store::from_backend(breaking.clone(), "", "breaking://");
@@ -756,6 +802,28 @@ mod tests {
         assert_eq!(std::fs::read(&dest).unwrap(), data);
         // 0-3000, 3000-6000, a failed request, 6000-9000, 9000-10000.
         assert_eq!(breaking.gets.load(std::sync::atomic::Ordering::SeqCst), 5);
+    }
+
+    /// A resume refused for good (credentials expired) ends the download
+    /// with that error at once, not with retries and a stall it never had.
+    #[tokio::test]
+    async fn a_resume_refused_for_good_fails_with_its_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let breaking = Arc::new(Breaking {
+            inner: object_store::memory::InMemory::new(),
+            cut: 3000,
+            fail: vec![],
+            deny: vec![1],
+            gets: Default::default(),
+        });
+        let store = Store::from_backend(breaking.clone(), "", "breaking://");
+        store.put("obj", Bytes::from(vec![1u8; 10_000])).await.unwrap();
+        let err = store
+            .download("obj", &dir.path().join("obj"), Some(10_000), DEFAULT_STALL, |_| {})
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("credentials expired"), "{err}");
+        assert_eq!(breaking.gets.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     /// An object larger than its manifest says fails the download before
