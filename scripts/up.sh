@@ -32,8 +32,9 @@ if [ -z "${TRUSTY_EMBEDDER:-}" ] && [ "$chosen" = 0 ]; then
 fi
 [ -z "${TRUSTY_EMBEDDER:-}" ] || export TRUSTY_EMBEDDER
 cargo build --bin trusty-search
-# Paths are the caller's: relative ones are made absolute before the cd
-# above could change what they name.
+# Paths are the caller's: relative ones that exist are made absolute before
+# the cd above could change what they name (one still to be created, such as
+# a new --data-dir, is best given absolute).
 args=()
 has_dir=0
 for a in "$@"; do

@@ -324,6 +324,15 @@ pub fn build_job(index: &Index, id: &str, name: &str, source_hash: &str, cfg: &B
         }]
     });
 
+    // The cluster's embedder settings apply only to an Index that names
+    // none: one that does (or is lexical-only) must not pick up, say, the
+    // cluster's model name for its own server.
+    let own_embedder = index.spec.lexical_only || index.spec.embedder.is_some();
+    let env = cfg
+        .env
+        .iter()
+        .filter(|e| !(own_embedder && (e.name.starts_with("TRUSTY_EMBEDDER") || e.name == "TRUSTY_MODEL_DIR")))
+        .cloned();
     let container = Container {
         name: "build".into(),
         image: Some(cfg.image.clone()),
@@ -335,7 +344,7 @@ pub fn build_job(index: &Index, id: &str, name: &str, source_hash: &str, cfg: &B
                 value: Some("/work".into()),
                 ..Default::default()
             })
-            .chain(cfg.env.iter().cloned())
+            .chain(env)
             .collect(),
         ),
         volume_mounts: Some(mounts),
@@ -562,11 +571,22 @@ mod tests {
             image: "ghcr.io/trusty/trusty-search:1".into(),
             store: "s3://bucket/trusty".into(),
             store_secret: Some("store-creds".into()),
-            env: vec![EnvVar {
-                name: "AWS_REGION".into(),
-                value: Some("eu-west-3".into()),
-                ..Default::default()
-            }],
+            // The chart's embedder settings, which this Index's own replace.
+            env: [
+                "AWS_REGION=eu-west-3",
+                "TRUSTY_EMBEDDER=http",
+                "TRUSTY_EMBEDDER_MODEL=cluster-model",
+            ]
+            .into_iter()
+            .map(|kv| {
+                let (name, value) = kv.split_once('=').unwrap();
+                EnvVar {
+                    name: name.into(),
+                    value: Some(value.into()),
+                    ..Default::default()
+                }
+            })
+            .collect(),
             // What the chart passes (TRUSTY_BUILD_POD).
             pod: serde_json::from_value(json!({
                 "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},

@@ -82,8 +82,17 @@ fn refused_as_too_long(e: &EmbedError) -> bool {
             body,
             ..
         } => {
+            // Phrases about length, not any mention of a token ("invalid token").
             let body = body.to_ascii_lowercase();
-            ["token", "too long", "context length"].iter().any(|w| body.contains(w))
+            [
+                "context length",
+                "too long",
+                "too many tokens",
+                "must have less than",
+                "maximum input length",
+            ]
+            .iter()
+            .any(|w| body.contains(w))
         }
         _ => false,
     }

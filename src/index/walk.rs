@@ -11,7 +11,8 @@
 //!   tree is not a git checkout (sources may be tarballs or object-store copies);
 //!   the user's global gitignore and ignore files above the root are not, so the
 //!   same tree indexes the same on every machine (a `*` in a home directory's
-//!   `.gitignore` would otherwise leave a tree unpacked below it empty). Hidden files and directories are skipped; symlinks are not followed.
+//!   `.gitignore` would otherwise leave a tree unpacked below it empty), except
+//!   those of the git work tree the root lies in, as git applies them. Hidden files and directories are skipped; symlinks are not followed.
 //! * Vendored and build-output directories are pruned: `vendor`, `node_modules`,
 //!   `third_party`, `dist`, … always; `target` and `build` only when they look like
 //!   output (a `CACHEDIR.TAG` inside, or a build manifest such as `Cargo.toml`,
@@ -282,6 +283,11 @@ pub fn walk(root: &Path, cfg: &WalkConfig) -> Result<Walk, WalkError> {
         .parents(false)
         .require_git(false)
         .follow_links(false);
+    for file in enclosing_ignore_files(root) {
+        if let Some(e) = builder.add_ignore(&file) {
+            tracing::warn!(file = %file.display(), error = %e, "ignore file not read");
+        }
+    }
     {
         let root = root.to_path_buf();
         let exclude = exclude.clone();
@@ -364,19 +370,41 @@ pub fn walk(root: &Path, cfg: &WalkConfig) -> Result<Walk, WalkError> {
     Ok(Walk { files, skipped })
 }
 
+/// The ignore files that apply to `root` from above it: those of the git
+/// work tree it lies in, from that tree's top down to `root`'s parent, and
+/// the tree's `.git/info/exclude` (as git applies them to a subdirectory).
+/// None above the work tree, nor any when `root` is in none: a `*` in a home
+/// directory's `.gitignore` must not empty a tree unpacked below it.
+fn enclosing_ignore_files(root: &Path) -> Vec<PathBuf> {
+    let Some(top) = root.ancestors().skip(1).find(|d| d.join(".git").exists()) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<&Path> = root.ancestors().skip(1).take_while(|d| *d != top).collect();
+    dirs.push(top);
+    dirs.reverse();
+    let mut files = vec![top.join(".git/info/exclude")];
+    for d in dirs {
+        files.push(d.join(".gitignore"));
+        files.push(d.join(".ignore"));
+    }
+    files.retain(|f| f.is_file());
+    files
+}
+
 /// Reads a walked file as text, or says why it should be skipped. Never panics.
 ///
-/// The walk's size and type checks are made again, before opening (a file
-/// swapped for a FIFO would block the open and the read forever) and on the
-/// open file; one grown since the walk (a log being written) is skipped and
-/// never read past the walk's size.
+/// The walk's size and type checks are made again on the open file: one
+/// swapped for a FIFO since would block a plain open and read forever (so
+/// the open does not wait), and one grown since (a log being written) is
+/// skipped and never read past the walk's size.
 pub fn read_source(file: &SourceFile) -> Result<String, SkipReason> {
     use std::io::Read;
-    let before = std::fs::symlink_metadata(&file.abs_path).map_err(|_| SkipReason::Unreadable)?;
-    if !before.is_file() {
-        return Err(SkipReason::Unreadable);
-    }
-    let opened = std::fs::File::open(&file.abs_path).map_err(|_| SkipReason::Unreadable)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&file.abs_path)
+        .map_err(|_| SkipReason::Unreadable)?;
     let meta = opened.metadata().map_err(|_| SkipReason::Unreadable)?;
     if !meta.is_file() || meta.len() > file.size {
         return Err(SkipReason::Unreadable);
@@ -566,6 +594,22 @@ mod tests {
         write(dir.path(), "repo/skip.rs", b"fn s() {}\n");
         let walk = walk(&dir.path().join("repo"), &WalkConfig::default()).expect("walk");
         assert_eq!(paths(&walk), vec!["kept.rs"]);
+    }
+
+    /// A subdirectory of a git work tree is walked with the work tree's
+    /// ignore rules above it, and none from beyond the work tree.
+    #[test]
+    fn a_subdirectory_of_a_repository_keeps_the_repository_ignore_rules() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), ".gitignore", b"*\n");
+        write(dir.path(), "mono/.git/info/exclude", b"local.py\n");
+        write(dir.path(), "mono/.gitignore", b"generated.py\n");
+        write(dir.path(), "mono/services/.ignore", b"scratch.py\n");
+        for f in ["kept.py", "generated.py", "local.py", "scratch.py"] {
+            write(dir.path(), &format!("mono/services/api/{f}"), b"x = 1\n");
+        }
+        let walk = walk(&dir.path().join("mono/services/api"), &WalkConfig::default()).expect("walk");
+        assert_eq!(paths(&walk), vec!["kept.py"]);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use std::time::Instant;
 /// keeps it (and its `.tmp`) apart from every index id, which cannot start
 /// with one.
 const RECENT_FILE: &str = ".recent.json";
+const LEGACY_RECENT_FILE: &str = "recent.json";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Recent {
@@ -324,12 +325,17 @@ async fn save_recent(resolver: &Resolver) {
         .collect();
     let path = resolver.cfg.cache_dir.join(RECENT_FILE);
     let (tmp, target) = (path.with_extension("json.tmp"), path.clone());
+    let legacy = resolver.cfg.cache_dir.join(LEGACY_RECENT_FILE);
     let saved = tokio::task::spawn_blocking(move || {
-        serde_json::to_vec(&recent)
+        let saved = serde_json::to_vec(&recent)
             .ok()
             .and_then(|b| std::fs::write(&tmp, b).ok())
             .is_some()
-            && std::fs::rename(&tmp, &target).is_ok()
+            && std::fs::rename(&tmp, &target).is_ok();
+        if saved && legacy.is_file() {
+            let _ = std::fs::remove_file(&legacy);
+        }
+        saved
     })
     .await;
     if !matches!(saved, Ok(true)) {
@@ -339,7 +345,11 @@ async fn save_recent(resolver: &Resolver) {
 
 /// Reads the recently used list saved by an earlier process: (id, last used ms).
 pub fn load_recent(cache_dir: &std::path::Path) -> Vec<(IndexId, u64)> {
-    let Ok(bytes) = std::fs::read(cache_dir.join(RECENT_FILE)) else {
+    // A cache written without the leading dot still warms this start; the
+    // next save writes the new name.
+    let Ok(bytes) =
+        std::fs::read(cache_dir.join(RECENT_FILE)).or_else(|_| std::fs::read(cache_dir.join(LEGACY_RECENT_FILE)))
+    else {
         return Vec::new();
     };
     let Ok(mut recent) = serde_json::from_slice::<Vec<Recent>>(&bytes) else {

@@ -115,11 +115,12 @@ plus the port of an S3-compatible endpoint (MinIO's 9000) when it is another. */
 {{- define "trusty-search.objectStoreEgress" -}}
 {{ toYaml .Values.networkPolicy.objectStoreEgress }}
 {{- with .Values.store.s3.endpoint }}
-{{- $hostPort := splitList ":" (urlParse .).host }}
-{{- if and (gt (len $hostPort) 1) (not (has (last $hostPort) (list "443" "80"))) }}
+{{- /* The port after the host (after the brackets of an IPv6 address). */}}
+{{- $port := regexFind "[0-9]+$" (regexFind ":[0-9]+$" (urlParse .).host) }}
+{{- if and $port (not (has $port (list "443" "80"))) }}
 # -> the S3-compatible endpoint {{ . }}
 - ports:
-    - port: {{ last $hostPort | int }}
+    - port: {{ $port | int }}
       protocol: TCP
 {{- end }}
 {{- end }}
@@ -129,8 +130,7 @@ plus the port of an S3-compatible endpoint (MinIO's 9000) when it is another. */
 {{- define "trusty-search.embedderEgress" -}}
 {{- if eq .Values.embedder.kind "http" }}
 {{- $u := urlParse .Values.embedder.url }}
-{{- $hostPort := splitList ":" $u.host }}
-{{- $port := ternary (last $hostPort) (ternary "443" "80" (eq $u.scheme "https")) (gt (len $hostPort) 1) }}
+{{- $port := regexFind "[0-9]+$" (regexFind ":[0-9]+$" $u.host) | default (ternary "443" "80" (eq $u.scheme "https")) }}
 # -> the HTTP embedder
 - ports:
     - port: {{ $port | int }}
@@ -241,7 +241,7 @@ else none (the namespace's default). */}}
 {{- $b := .Values.operator.build }}
 {{- if $b.serviceAccountName }}
 {{- $b.serviceAccountName }}
-{{- else if and $b.serviceAccount.create (not $b.inIndexNamespace) }}
+{{- else if and (dig "serviceAccount" "create" false $b) (not $b.inIndexNamespace) }}
 {{- printf "%s-build" (include "trusty-search.fullname" .) }}
 {{- end }}
 {{- end }}
