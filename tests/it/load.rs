@@ -6,7 +6,7 @@
 use crate::support::cluster::{Cluster, shard_name};
 use crate::support::embedder::{self, EmbedStub, Mode};
 use crate::support::fixtures::{publish_copies, publish_fixture, settled_entries, write_repo};
-use crate::support::http::{metric, post_json, search};
+use crate::support::http::{get_json, metric, post_json, search};
 use crate::support::process::{ADMIN_TOKEN, shard_args, spawn};
 use crate::support::shard::{admin, env, shard_env, sizes, start_shard};
 use crate::support::wait;
@@ -26,12 +26,7 @@ fn ids(prefix: &str, n: usize) -> Vec<String> {
 }
 
 async fn status_of(url: &str, id: &str) -> Value {
-    reqwest::get(format!("{url}/v1/indexes/{id}"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json(&format!("{url}/v1/indexes/{id}")).await
 }
 
 /// Runs `sample` every 20 ms until `stop` is set; returns the largest value seen.

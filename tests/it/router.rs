@@ -3,7 +3,7 @@
 
 use crate::support::cluster::{Cluster, shard_name};
 use crate::support::fixtures::publish_fixture;
-use crate::support::http::{metric, post_json, search};
+use crate::support::http::{get_json, metric, post_json, search};
 use crate::support::process::ADMIN_TOKEN;
 use crate::support::wait;
 use reqwest::StatusCode;
@@ -29,12 +29,7 @@ async fn searches_route_to_owners_and_status_shows_each_owner() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["hits"][0]["symbol"], "load_config");
 
-    let st: Value = reqwest::get(format!("{}/v1/indexes/demo", c.router.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let st: Value = get_json(&format!("{}/v1/indexes/demo", c.router.url)).await;
     let owners = st["owners"].as_array().unwrap();
     assert_eq!(owners.len(), 2, "{st}");
     let names: Vec<String> = (0..3).map(shard_name).collect();
@@ -45,12 +40,7 @@ async fn searches_route_to_owners_and_status_shows_each_owner() {
     assert_eq!(owners[0]["state"], "hot", "the first owner served the query: {st}");
     assert_eq!(st["version"], owners[0]["version"]);
 
-    let list: Value = reqwest::get(format!("{}/v1/indexes", c.router.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = get_json(&format!("{}/v1/indexes", c.router.url)).await;
     assert!(
         list["indexes"]
             .as_array()
@@ -180,12 +170,7 @@ async fn fan_out_over_fifty_indexes_with_an_owner_down_returns_partial_results()
     // Shards discover new indexes by polling storage; then "all" means all 50.
     let mut listed = 0;
     for _ in 0..50 {
-        let list: Value = reqwest::get(format!("{}/v1/indexes", c.router.url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: Value = get_json(&format!("{}/v1/indexes", c.router.url)).await;
         let mut names: Vec<&str> = list["indexes"]
             .as_array()
             .unwrap()
@@ -400,12 +385,7 @@ async fn admin_register_preloads_and_delete_unregisters_everywhere() {
     // Both owners load it in the background.
     let mut hot = 0;
     for _ in 0..100 {
-        let st: Value = reqwest::get(format!("{}/v1/indexes/demo", c.router.url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let st: Value = get_json(&format!("{}/v1/indexes/demo", c.router.url)).await;
         hot = st["owners"]
             .as_array()
             .unwrap()

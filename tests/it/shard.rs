@@ -1,7 +1,7 @@
 //! The shard as a real process against a real S3-compatible server.
 
 use crate::support::fixtures::{publish_fixture, settled_entries};
-use crate::support::http::{metric, post_json, search};
+use crate::support::http::{get_json, metric, post_json, search};
 use crate::support::process::Proc;
 use crate::support::shard::{admin, env, sizes, start_shard};
 use reqwest::StatusCode;
@@ -109,12 +109,7 @@ async fn corrupt_index_fails_alone_and_recovers_after_reset() {
 
     // Other indexes are unaffected.
     assert_eq!(search(&shard.url, "good", "config").await.status(), StatusCode::OK);
-    let status: Value = reqwest::get(format!("{}/v1/indexes/bad", shard.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = get_json(&format!("{}/v1/indexes/bad", shard.url)).await;
     assert_eq!(status["owners"][0]["state"], "failed");
     assert!(
         status["owners"][0]["last_error"]
@@ -265,18 +260,8 @@ async fn least_recently_used_index_is_evicted_under_the_memory_budget() {
     let shard = start_shard(&env, "s0", &env.dir.path().join("cache"), &["--memory-budget", &budget]).await;
     assert_eq!(search(&shard.url, "one", "config").await.status(), StatusCode::OK);
     assert_eq!(search(&shard.url, "two", "config").await.status(), StatusCode::OK);
-    let one: Value = reqwest::get(format!("{}/v1/indexes/one", shard.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let two: Value = reqwest::get(format!("{}/v1/indexes/two", shard.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one: Value = get_json(&format!("{}/v1/indexes/one", shard.url)).await;
+    let two: Value = get_json(&format!("{}/v1/indexes/two", shard.url)).await;
     assert_eq!(one["owners"][0]["state"], "cold", "{one}");
     assert_eq!(two["owners"][0]["state"], "hot", "{two}");
     assert_eq!(metric(&shard.url, "trusty_cache_evictions_total").await, 1.0);
@@ -311,12 +296,7 @@ async fn new_version_is_swapped_in_under_queries_with_no_failures() {
     let second = publish_fixture(&env.store, "demo", "second").await;
     let mut swapped = false;
     for _ in 0..100 {
-        let st: Value = reqwest::get(format!("{}/v1/indexes/demo", shard.url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let st: Value = get_json(&format!("{}/v1/indexes/demo", shard.url)).await;
         if st["version"] == second.version.as_str() {
             swapped = true;
             break;
@@ -385,12 +365,7 @@ async fn a_new_version_that_fails_to_load_is_not_fetched_again_every_poll() {
     assert_eq!(failures().await, 1.0, "one try, then backing off");
     let r: Value = search(&shard.url, "demo", "config").await.json().await.unwrap();
     assert_eq!(r["version"], first.version.as_str(), "the old version still serves");
-    let status: Value = reqwest::get(format!("{}/v1/indexes/demo", shard.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = get_json(&format!("{}/v1/indexes/demo", shard.url)).await;
     assert!(
         status["owners"][0]["last_error"]
             .as_str()
@@ -507,20 +482,14 @@ async fn symbols_and_status_go_through_the_resolver() {
     let env = env().await;
     publish_fixture(&env.store, "demo", "a").await;
     let shard = start_shard(&env, "s0", &env.dir.path().join("cache"), &["--warm", "false"]).await;
-    let st: Value = reqwest::get(format!("{}/v1/indexes/demo", shard.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let st: Value = get_json(&format!("{}/v1/indexes/demo", shard.url)).await;
     assert_eq!(st["owners"][0]["state"], "cold", "status does not load: {st}");
     assert_eq!(st["owners"][0]["shard"], "s0");
-    let r: Value = reqwest::get(format!("{}/v1/indexes/demo/symbols/load_config?rel=callers", shard.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = get_json(&format!(
+        "{}/v1/indexes/demo/symbols/load_config?rel=callers",
+        shard.url
+    ))
+    .await;
     let callers: Vec<&str> = r["results"]
         .as_array()
         .unwrap()
@@ -528,12 +497,7 @@ async fn symbols_and_status_go_through_the_resolver() {
         .map(|h| h["symbol"].as_str().unwrap())
         .collect();
     assert!(callers.contains(&"start"), "{r}");
-    let list: Value = reqwest::get(format!("{}/v1/indexes", shard.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = get_json(&format!("{}/v1/indexes", shard.url)).await;
     assert_eq!(list["indexes"][0]["state"], "hot");
     assert_eq!(
         reqwest::get(format!("{}/v1/indexes/nope", shard.url))

@@ -21,6 +21,11 @@ pub async fn post_json(url: &str, body: Value) -> (StatusCode, Value) {
 }
 
 /// The Prometheus text exposition at `{url}/metrics`.
+/// `GET url` answered with JSON, whatever the status (tests assert on the body).
+pub async fn get_json(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
 pub async fn scrape(url: &str) -> String {
     reqwest::get(format!("{url}/metrics"))
         .await
