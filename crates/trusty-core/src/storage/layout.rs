@@ -104,25 +104,20 @@ pub fn check_relative_path(path: &str) -> Result<(), String> {
 /// A new version name: UTC timestamp to the nanosecond (names sort by age)
 /// plus randomness (two builders publishing at once never collide).
 pub fn new_version() -> String {
-    let rand = uuid::Uuid::new_v4().simple().to_string();
-    format!("{}-{}", version_stamp(time::OffsetDateTime::now_utc()), &rand[..8])
-}
-
-/// The timestamp a version name made at `at` starts with: every version made
-/// before `at` sorts below it.
-pub fn version_stamp(at: time::OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
+    let now = time::OffsetDateTime::now_utc();
     // Nanoseconds keep versions of one index ordered even when published within a second.
-    format!(
+    let stamp = format!(
         "{:04}{:02}{:02}T{:02}{:02}{:02}{:09}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.nanosecond()
-    )
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        now.nanosecond()
+    );
+    let rand = uuid::Uuid::new_v4().simple().to_string();
+    format!("{stamp}-{}", &rand[..8])
 }
 
 #[cfg(test)]
