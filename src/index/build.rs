@@ -317,35 +317,25 @@ async fn embed_with_cache(
         .map(|h| recalled.vectors.get(h).cloned().unwrap_or_default())
         .collect();
     let todo: Vec<usize> = (0..vectors.len()).filter(|&i| vectors[i].is_empty()).collect();
-    let fresh_row: Vec<bool> = vectors.iter().map(Vec::is_empty).collect();
-    let write: Vec<bool> = files
+    // Files whose pack is still to write: new text, or chunks to embed now.
+    let mut unwritten: Vec<bool> = files
         .iter()
-        .map(|f| !recalled.present.contains(&f.path) || f.rows.clone().any(|r| fresh_row[r]))
+        .map(|f| !recalled.present.contains(&f.path) || f.rows.clone().any(|r| vectors[r].is_empty()))
         .collect();
-    // Packs are written as their files complete, a checkpoint at a time, so
-    // a build that fails part-way keeps what it embedded for the next one.
+    // Packs are written as their files complete (those needing no embedding
+    // at once, the rest a checkpoint at a time), so a build that fails
+    // part-way keeps what it embedded for the next one.
     let bar = progress_bar(progress, todo.len() as u64, "embedding");
-    let (mut written, mut packs_written) = (vec![false; files.len()], 0);
+    let mut packs_written = write_complete(&cache, files, &mut unwritten, &hashes, &vectors).await;
     for part in todo.chunks(EMBED_CHECKPOINT_ROWS) {
         let part_texts: Vec<String> = part.iter().map(|&i| texts[i].clone()).collect();
         let fresh = embed_texts(embedder.clone(), part_texts, bar.clone()).await?;
         for (&row, v) in part.iter().zip(fresh) {
             vectors[row] = v;
         }
-        let done: Vec<bool> = files
-            .iter()
-            .zip(&written)
-            .map(|(f, &w)| !w && f.rows.clone().all(|r| !vectors[r].is_empty()))
-            .collect();
-        let now: Vec<bool> = write.iter().zip(&done).map(|(&w, &d)| w && d).collect();
-        packs_written += cache.write_packs(files, &now, &hashes, &vectors).await;
-        for (w, d) in written.iter_mut().zip(done) {
-            *w |= d;
-        }
+        packs_written += write_complete(&cache, files, &mut unwritten, &hashes, &vectors).await;
     }
     bar.finish_and_clear();
-    let unwritten: Vec<bool> = write.iter().zip(&written).map(|(&w, &d)| w && !d).collect();
-    packs_written += cache.write_packs(files, &unwritten, &hashes, &vectors).await;
     cache.record_paths(files).await;
     let stats = CacheStats {
         reused: vectors.len() - todo.len(),
@@ -355,6 +345,26 @@ async fn embed_with_cache(
     };
     tracing::info!(?stats, "embedding cache");
     Ok((vectors, stats))
+}
+
+/// Writes the packs of the `unwritten` files whose rows are all embedded by
+/// now and marks them written; returns how many it wrote.
+async fn write_complete(
+    cache: &EmbedCache,
+    files: &[FileRows],
+    unwritten: &mut [bool],
+    hashes: &[TextHash],
+    vectors: &[Vec<f32>],
+) -> usize {
+    let complete: Vec<bool> = files
+        .iter()
+        .zip(unwritten.iter())
+        .map(|(f, &u)| u && f.rows.clone().all(|r| !vectors[r].is_empty()))
+        .collect();
+    for (u, c) in unwritten.iter_mut().zip(&complete) {
+        *u &= !c;
+    }
+    cache.write_packs(files, &complete, hashes, vectors).await
 }
 
 /// Chunks embedded between two writes of the embedding cache (a handful in

@@ -278,20 +278,6 @@ impl EmbedCache {
             .await
     }
 
-    /// [`EmbedCache::write_packs`] then [`EmbedCache::record_paths`], for a
-    /// build whose vectors are all embedded.
-    pub async fn remember(
-        &self,
-        files: &[FileRows],
-        write: &[bool],
-        hashes: &[TextHash],
-        vectors: &[Vec<f32>],
-    ) -> usize {
-        let written = self.write_packs(files, write, hashes, vectors).await;
-        self.record_paths(files).await;
-        written
-    }
-
     /// Records which pack each path of this build used, for the next build
     /// of this index (a changed file reuses its unchanged chunks' vectors).
     pub async fn record_paths(&self, files: &[FileRows]) {
@@ -431,6 +417,20 @@ fn decode_pack(dimension: usize, bytes: &[u8]) -> Result<Vec<(TextHash, Vec<f32>
 mod tests {
     use super::*;
 
+    /// What a build does once every vector is embedded: its packs, then its
+    /// path map. Returns the packs written.
+    async fn remember(
+        c: &EmbedCache,
+        files: &[FileRows],
+        write: &[bool],
+        hashes: &[TextHash],
+        vectors: &[Vec<f32>],
+    ) -> usize {
+        let written = c.write_packs(files, write, hashes, vectors).await;
+        c.record_paths(files).await;
+        written
+    }
+
     fn cache(store: &Store) -> EmbedCache {
         EmbedCache::new(store.clone(), IndexId::new("idx").unwrap(), "test-embedder", 2)
     }
@@ -468,7 +468,7 @@ mod tests {
 
         let first = c.recall(&files).await;
         assert!(first.vectors.is_empty() && first.present.is_empty());
-        assert_eq!(c.remember(&files, &[true, true], &hashes, &vectors).await, 2);
+        assert_eq!(remember(&c, &files, &[true, true], &hashes, &vectors).await, 2);
 
         // a.py changed (new text), b.py did not: b.py's pack is found as is,
         // and a.py's old pack still offers its chunk vectors by text hash.
@@ -507,16 +507,15 @@ mod tests {
         let hashes = [text_hash("one"), text_hash("two")];
         let vectors = vec![vec![1.0, 0.0], vec![0.0, 1.0]];
         let v1 = [file("a.py", "v1", 0..1), file("b.py", "same", 1..2)];
-        c.remember(&v1, &[true, true], &hashes, &vectors).await;
+        remember(&c, &v1, &[true, true], &hashes, &vectors).await;
         // a.py changes: its v1 pack is no longer named by the path map.
         let v2 = [file("a.py", "v2", 0..1), file("b.py", "same", 1..2)];
-        c.remember(&v2, &[true, false], &hashes, &vectors).await;
+        remember(&c, &v2, &[true, false], &hashes, &vectors).await;
         // A second index names b.py's pack too; a third was deleted, leaving its pack.
         let other = EmbedCache::new(store.clone(), IndexId::new("other").unwrap(), "test-embedder", 2);
-        other.remember(&v2[1..], &[false], &hashes, &vectors).await;
+        remember(&other, &v2[1..], &[false], &hashes, &vectors).await;
         let gone = EmbedCache::new(store.clone(), IndexId::new("gone").unwrap(), "test-embedder", 2);
-        gone.remember(&[file("c.py", "only here", 0..1)], &[true], &hashes, &vectors)
-            .await;
+        remember(&gone, &[file("c.py", "only here", 0..1)], &[true], &hashes, &vectors).await;
         crate::storage::publish::delete_index(&store, &IndexId::new("gone").unwrap())
             .await
             .unwrap();
@@ -555,10 +554,8 @@ mod tests {
         let c = cache(&store);
         let hashes = [text_hash("one")];
         let vectors = vec![vec![1.0, 0.0]];
-        c.remember(&[file("a.py", "v1", 0..1)], &[true], &hashes, &vectors)
-            .await;
-        c.remember(&[file("a.py", "v2", 0..1)], &[true], &hashes, &vectors)
-            .await;
+        remember(&c, &[file("a.py", "v1", 0..1)], &[true], &hashes, &vectors).await;
+        remember(&c, &[file("a.py", "v2", 0..1)], &[true], &hashes, &vectors).await;
         let map = embed_paths_key(&IndexId::new("idx").unwrap(), &c.model);
         store.put(&map, Bytes::from_static(b"{not json")).await.unwrap();
 

@@ -124,8 +124,10 @@ async fn pruning_the_embedding_cache_removes_only_unused_packs() {
         rows: 0..1,
     };
     let (hashes, vectors) = ([text_hash("chunk")], vec![vec![0.6, 0.8]]);
-    cache.remember(&[file("v1")], &[true], &hashes, &vectors).await;
-    cache.remember(&[file("v2")], &[true], &hashes, &vectors).await;
+    for build in [[file("v1")], [file("v2")]] {
+        cache.write_packs(&build, &[true], &hashes, &vectors).await;
+        cache.record_paths(&build).await;
+    }
     // Packs only: the store-wide pointer of `src/a.py` lives beside them.
     let packs = || async {
         let mut objects = store.list(layout::EMBED_CACHE_DIR).await.unwrap();
