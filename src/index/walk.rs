@@ -12,7 +12,8 @@
 //!   the user's global gitignore and ignore files above the root are not, so the
 //!   same tree indexes the same on every machine (a `*` in a home directory's
 //!   `.gitignore` would otherwise leave a tree unpacked below it empty), except
-//!   those of the git work tree the root lies in, as git applies them. Hidden files and directories are skipped; symlinks are not followed.
+//!   those of the git work tree the root lies in, as git applies them. Hidden
+//!   files and directories are skipped; symlinks are not followed.
 //! * Vendored and build-output directories are pruned: `vendor`, `node_modules`,
 //!   `third_party`, `dist`, … always; `target` and `build` only when they look like
 //!   output (a `CACHEDIR.TAG` inside, or a build manifest such as `Cargo.toml`,
