@@ -872,10 +872,33 @@ fn snippet(content: &str) -> String {
     let mut out = String::new();
     for line in content.lines().take(SNIPPET_LINES) {
         if out.len() + line.len() > SNIPPET_BYTES {
+            // A first line longer than the whole budget is shown cut rather
+            // than leaving the hit without a snippet.
+            if out.is_empty() {
+                out.push_str(&line[..line.floor_char_boundary(SNIPPET_BYTES)]);
+                out.push('\n');
+            }
             break;
         }
         out.push_str(line);
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippet_keeps_whole_lines_within_budget_and_cuts_an_overlong_first_line() {
+        let lines: String = (0..20).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(snippet(&lines).lines().count(), SNIPPET_LINES);
+
+        let long = format!("{}\nnext\n", "é".repeat(SNIPPET_BYTES));
+        let shown = snippet(&long);
+        assert!(!shown.trim().is_empty());
+        assert!(shown.len() <= SNIPPET_BYTES + 1);
+        assert!(!shown.contains("next"));
+    }
 }
