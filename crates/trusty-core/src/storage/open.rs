@@ -18,6 +18,8 @@ use std::time::Duration;
 
 /// Marker written last into a verified cache directory.
 const COMPLETE_MARKER: &str = ".complete";
+/// Downloaded chunks waiting for the hasher, per file.
+const HASH_QUEUE_CHUNKS: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -402,18 +404,20 @@ async fn download_all(
             }
             let key = layout::file_key(id, &version, &f.path);
             // Hash on a blocking thread fed chunk by chunk, so checksumming a
-            // large file overlaps its download instead of stalling it.
-            let (tx, rx) = std::sync::mpsc::channel::<Bytes>();
+            // large file overlaps its download instead of stalling it; the
+            // queue is bounded so a starved hasher slows the download rather
+            // than holding the file in memory.
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE_CHUNKS);
             let hashing = tokio::task::spawn_blocking(move || {
                 let mut hasher = Sha256::new();
-                for chunk in rx {
+                while let Some(chunk) = rx.blocking_recv() {
                     hasher.update(&chunk);
                 }
                 hex::encode(hasher.finalize())
             });
             let downloaded = store
-                .download(&key, &target, Some(f.size), opts.stall, |c| {
-                    let _ = tx.send(c.clone());
+                .download(&key, &target, Some(f.size), opts.stall, async |c| {
+                    let _ = tx.send(c.clone()).await;
                 })
                 .await;
             drop(tx);

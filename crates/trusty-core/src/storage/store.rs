@@ -276,7 +276,9 @@ impl Store {
     }
 
     /// Streams an object into a local file, feeding every chunk to `inspect`
-    /// (used to hash while downloading). Returns the bytes written.
+    /// (used to hash while downloading; it is awaited, so a slow consumer
+    /// holds the transfer back instead of queueing the file in memory).
+    /// Returns the bytes written.
     ///
     /// A transfer that breaks, fails or receives nothing for `stall` is
     /// resumed from the byte it reached with a range request, so a large file
@@ -290,7 +292,7 @@ impl Store {
         dest: &Path,
         expected: Option<u64>,
         stall: Duration,
-        mut inspect: impl FnMut(&Bytes),
+        mut inspect: impl AsyncFnMut(&Bytes),
     ) -> Result<u64, StoreError> {
         let path = self.path(key);
         let mut file = tokio::fs::File::create(dest)
@@ -337,7 +339,7 @@ impl Store {
                                         expected,
                                     });
                                 }
-                                inspect(&chunk);
+                                inspect(&chunk).await;
                                 file.write_all(&chunk).await.map_err(|e| StoreError::io(dest, e))?;
                                 total += len;
                                 OBJECT_STORE_BYTES.with_label_values(&["read"]).inc_by(len);
@@ -670,7 +672,7 @@ mod tests {
         let dest = dir.path().join("back");
         let mut seen = 0usize;
         let n = store
-            .download("big", &dest, Some(data.len() as u64), DEFAULT_STALL, |c| {
+            .download("big", &dest, Some(data.len() as u64), DEFAULT_STALL, async |c| {
                 seen += c.len()
             })
             .await
@@ -795,7 +797,7 @@ mod tests {
         store.put("obj", Bytes::from(data.clone())).await.unwrap();
         let dest = dir.path().join("obj");
         let n = store
-            .download("obj", &dest, Some(data.len() as u64), DEFAULT_STALL, |_| {})
+            .download("obj", &dest, Some(data.len() as u64), DEFAULT_STALL, async |_| {})
             .await
             .unwrap();
         assert_eq!(n, data.len() as u64);
@@ -819,7 +821,7 @@ mod tests {
         let store = Store::from_backend(breaking.clone(), "", "breaking://");
         store.put("obj", Bytes::from(vec![1u8; 10_000])).await.unwrap();
         let err = store
-            .download("obj", &dir.path().join("obj"), Some(10_000), DEFAULT_STALL, |_| {})
+            .download("obj", &dir.path().join("obj"), Some(10_000), DEFAULT_STALL, async |_| {})
             .await
             .unwrap_err();
         assert!(err.to_string().contains("credentials expired"), "{err}");
@@ -835,7 +837,7 @@ mod tests {
         store.put("obj", Bytes::from(vec![7u8; 4096])).await.unwrap();
         let dest = dir.path().join("obj");
         let err = store
-            .download("obj", &dest, Some(1000), DEFAULT_STALL, |_| {})
+            .download("obj", &dest, Some(1000), DEFAULT_STALL, async |_| {})
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Oversized { expected: 1000, .. }), "{err}");
