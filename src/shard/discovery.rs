@@ -84,9 +84,8 @@ async fn forget_deleted(resolver: &Resolver, names: &[String]) {
     let idle = |state: &SlotState| matches!(state, SlotState::Cold | SlotState::Failed(_));
     let mut to_check = Vec::new();
     for slot in resolver.registry.all() {
-        let mut inner = slot.lock();
+        let inner = slot.lock();
         if !idle(&inner.state) {
-            inner.absent_checks = 0;
             continue;
         }
         let key = (listed.contains(slot.id.as_str()), inner.presence_checked);
@@ -140,18 +139,18 @@ pub async fn refresh(resolver: &Arc<Resolver>, slot: &Arc<Slot>, force: bool) ->
     let etag = if force { None } else { current.current_etag.clone() };
     let pointer = match read_current(&resolver.store, &slot.id, etag.as_deref()).await {
         Ok(None) => {
-            slot.lock().current_missing = 0;
+            slot.lock().absent_checks = 0;
             return false;
         }
         Ok(Some((p, _))) => {
-            slot.lock().current_missing = 0;
+            slot.lock().absent_checks = 0;
             p
         }
         Err(OpenError::NotFound { .. }) => {
             let missing = {
                 let mut inner = slot.lock();
-                inner.current_missing += 1;
-                inner.current_missing
+                inner.absent_checks += 1;
+                inner.absent_checks
             };
             if missing >= 2 {
                 tracing::info!(index_id = %slot.id, "index deleted from storage; unregistering");

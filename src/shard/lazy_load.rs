@@ -288,6 +288,7 @@ impl Resolver {
                     );
                     inner.state = SlotState::Hot(loaded.clone());
                     inner.attempts = 0;
+                    inner.absent_checks = 0;
                     inner.last_error = None;
                     inner.refused = None;
                     inner.disk_copy.take().filter(|c| c.version != loaded.version)

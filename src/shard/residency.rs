@@ -73,11 +73,11 @@ pub struct SlotInner {
     /// What the last restore of this index needed, from its manifest: a
     /// background restore that clearly cannot fit is not even started.
     pub last_need: Option<super::budget::Need>,
-    /// Consecutive polls that found no `CURRENT` (a hot index is dropped only on the second).
-    pub current_missing: u32,
-    /// Consecutive checks that found a cold index gone from storage (it is
-    /// dropped on the second), and when its `CURRENT` was last looked for.
+    /// Consecutive looks that found no `CURRENT`, hot or cold: the index is
+    /// dropped on the second, so one passing glitch cannot unregister it.
+    /// Loading a version proves `CURRENT` was there and starts it afresh.
     pub absent_checks: u32,
+    /// When the discovery poll last looked for a cold index's `CURRENT`.
     pub presence_checked: Option<Instant>,
     /// A new version that failed to load while an older one served.
     pub failed_swap: Option<FailedSwap>,
@@ -121,7 +121,6 @@ impl Slot {
                 disk_copy: None,
                 refused: None,
                 last_need: None,
-                current_missing: 0,
                 absent_checks: 0,
                 presence_checked: None,
                 failed_swap: None,
