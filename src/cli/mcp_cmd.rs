@@ -10,8 +10,9 @@ pub struct McpArgs {
     /// Base URL of the search API: a router (or a single shard).
     #[arg(long, env = "TRUSTY_ROUTER_URL")]
     pub router: String,
-    /// Per-request timeout for API calls.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    /// Per-request timeout for API calls; keep it above the router's
+    /// `--request-timeout` so the router's own answer arrives first.
+    #[arg(long, default_value = "65s", value_parser = humantime::parse_duration)]
     pub timeout: std::time::Duration,
 }
 

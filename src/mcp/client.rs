@@ -23,9 +23,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
-/// How long one API call may take end to end. Searches on a cold index wait
-/// for the shard's load gate, which answers 503 well before this.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one API call may take end to end: longer than the router's own
+/// default deadline, so its answer (a 503 with retry advice) arrives before
+/// this client gives up. Searches on a cold index wait for the shard's load
+/// gate, which answers 503 well before either.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(65);
+/// How much longer than the API's own deadline a client in front of it waits.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Error bodies larger than this are cut when quoted back to the agent.
 const MAX_QUOTED_BODY: usize = 512;
@@ -61,13 +65,15 @@ pub enum BackendError {
 
 impl BackendError {
     /// The machine-readable code: the API's own, or one of `bad_request`
-    /// (caught locally), `invalid_backend_url`, `backend_unreachable`,
+    /// (caught locally), `invalid_backend_url`, `backend_timeout` (the API
+    /// took longer than this client waits), `backend_unreachable`,
     /// `bad_backend_response`.
     pub fn code(&self) -> &str {
         match self {
             BackendError::InvalidUrl { .. } => "invalid_backend_url",
             BackendError::Api { body, .. } => &body.error,
             BackendError::InvalidArgument(_) => "bad_request",
+            BackendError::Transport { source, .. } if source.is_timeout() => "backend_timeout",
             BackendError::Transport { .. } => "backend_unreachable",
             BackendError::Protocol { .. } => "bad_backend_response",
         }

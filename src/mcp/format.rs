@@ -102,8 +102,9 @@ pub fn multi_search_text(resp: &MultiSearchResponse) -> String {
     out
 }
 
-/// Graph navigation: definition, references, callers or callees.
-pub fn symbols_text(resp: &SymbolResponse) -> String {
+/// Graph navigation: definition, references, callers or callees; `limit` is
+/// what was asked for, so a full page can say there may be more.
+pub fn symbols_text(resp: &SymbolResponse, limit: usize) -> String {
     let what = match resp.rel {
         SymbolRelation::Definition => "definition",
         SymbolRelation::References => "references",
@@ -138,6 +139,9 @@ pub fn symbols_text(resp: &SymbolResponse) -> String {
         }
         out.push('\n');
     }
+    if resp.results.len() >= limit {
+        let _ = writeln!(out, "… limit of {limit} reached; there may be more (raise `limit`)");
+    }
     out
 }
 
@@ -169,28 +173,33 @@ pub fn file_text(f: &FileContent) -> String {
     out
 }
 
-/// A file's symbols, one line each, members indented under their parent.
-pub fn outline_text(o: &FileOutline) -> String {
+/// A file's symbols, one line each as `start-end  symbol (kind)`, members
+/// indented under their parent; `total` counts those left out of `o`.
+pub fn outline_text(o: &FileOutline, total: usize) -> String {
     let mut out = format!(
         "outline of {} ({}, index {} version {}): {} symbol{}\n",
         o.path,
         o.language,
         o.index_id,
         o.version,
-        o.symbols.len(),
-        plural(o.symbols.len())
+        total,
+        plural(total)
     );
     for s in &o.symbols {
         let indent = if s.parent.is_some() { "  " } else { "" };
-        let _ = write!(
-            out,
-            "{indent}- {}:{}-{}  {} ({})",
-            o.path, s.start_line, s.end_line, s.symbol, s.kind
-        );
+        let _ = write!(out, "{indent}- {}-{}  {} ({})", s.start_line, s.end_line, s.symbol, s.kind);
         if let Some(p) = &s.parent {
             let _ = write!(out, " in {p}");
         }
         out.push('\n');
+    }
+    if total > o.symbols.len() {
+        let _ = writeln!(
+            out,
+            "… {} more symbols not listed; `read_code` from line {} to see the rest",
+            total - o.symbols.len(),
+            o.symbols.last().map_or(1, |s| s.end_line + 1)
+        );
     }
     out
 }
@@ -506,7 +515,9 @@ mod tests {
                 },
             ],
         };
-        let text = symbols_text(&resp);
+        let text = symbols_text(&resp, 50);
+        assert!(!text.contains("limit of"), "{text}");
+        assert!(symbols_text(&resp, 2).contains("limit of 2 reached"));
         assert!(
             text.starts_with("callers of `parse_config` in index demo (version v1): 2 results\n"),
             "{text}"
@@ -524,7 +535,7 @@ mod tests {
             results: vec![],
             ..resp
         };
-        let text = symbols_text(&def);
+        let text = symbols_text(&def, 50);
         assert!(text.contains("definition of `parse_config`"), "{text}");
         assert!(text.contains("nothing found"), "{text}");
     }
@@ -587,11 +598,15 @@ mod tests {
                 },
             ],
         };
-        let text = outline_text(&o);
+        let text = outline_text(&o, 2);
         assert!(
-            text.contains("- src/lib.rs:1-9  Server (impl)\n  - src/lib.rs:2-8  run (method) in Server\n"),
+            text.contains("- 1-9  Server (impl)\n  - 2-8  run (method) in Server\n"),
             "{text}"
         );
+        assert!(!text.contains("more symbols"), "{text}");
+        let text = outline_text(&o, 7);
+        assert!(text.contains(": 7 symbols\n"), "{text}");
+        assert!(text.contains("5 more symbols not listed; `read_code` from line 9"), "{text}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub(crate) mod format;
 pub(crate) mod server;
 pub(crate) mod tools;
 
-pub use client::{BackendError, McpBackend};
+pub use client::{BackendError, DEADLINE_MARGIN, DEFAULT_REQUEST_TIMEOUT, McpBackend};
 pub use server::{McpError, McpHttpService, http_config, mcp_http_service, mcp_http_service_with, serve_stdio};
 pub use tools::{SearchTools, TOOL_NAMES};
 

@@ -19,6 +19,7 @@ use rmcp::ServiceExt;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A `tower::Service` over HTTP requests; mount it with
 /// `axum::Router::nest_service("/mcp", service)`.
@@ -35,19 +36,22 @@ pub enum McpError {
 }
 
 /// The `/mcp` endpoint in front of the public API at `backend_base_url`
-/// (the router's own listen URL, or a shard's). Fails only on an unusable URL.
-pub fn mcp_http_service(backend_base_url: String) -> Result<McpHttpService, McpError> {
-    let backend = McpBackend::new(&backend_base_url)?;
+/// (the router's own listen URL, or a shard's), whose calls wait at most
+/// `call_timeout`. Fails only on an unusable URL.
+pub fn mcp_http_service(backend_base_url: String, call_timeout: Duration) -> Result<McpHttpService, McpError> {
+    let backend = McpBackend::with_timeout(&backend_base_url, call_timeout)?;
     Ok(mcp_http_service_with(backend, http_config()))
 }
 
 /// The configuration [`mcp_http_service`] uses: stateless, JSON responses,
-/// any `Host`.
+/// any `Host`, and the public API's body limit (a tool call carries at most
+/// one query, and the transport buffers a body whole before parsing it).
 pub fn http_config() -> StreamableHttpServerConfig {
     StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
         .with_json_response(true)
         .with_sse_keep_alive(None)
+        .with_max_request_body_bytes(crate::server::params::BODY_LIMIT)
         .disable_allowed_hosts()
 }
 

@@ -5,8 +5,9 @@
 
 use super::{McpBackend, TOOL_NAMES, mcp_http_service};
 use crate::api::{
-    ApiError, ArmScore, Arms, Hit, IndexList, MultiSearchRequest, MultiSearchResponse, ResidencyState, SearchMode,
-    SearchRequest, SearchResponse, ShardIndexStatus, SymbolHit, SymbolRelation, SymbolResponse,
+    ApiError, ArmScore, Arms, FileContent, FileOutline, Hit, IndexList, LineRange, MultiSearchRequest,
+    MultiSearchResponse, OutlineSymbol, ResidencyState, SearchMode, SearchRequest, SearchResponse, ShardIndexStatus,
+    SymbolHit, SymbolRelation, SymbolResponse,
 };
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -28,6 +29,8 @@ struct Seen {
     search: Vec<(String, SearchRequest)>,
     multi: Vec<MultiSearchRequest>,
     symbols: Vec<(String, String, HashMap<String, String>)>,
+    /// The `lines` asked of the files route.
+    reads: Vec<Option<String>>,
 }
 
 type Shared = Arc<Mutex<Seen>>;
@@ -120,6 +123,47 @@ async fn fake_symbols(
     .into_response()
 }
 
+/// A 5000-line file, cut to the range asked for.
+async fn fake_read(
+    State(seen): State<Shared>,
+    Path((id, path)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Json<FileContent> {
+    seen.lock().reads.push(q.get("lines").cloned());
+    let range: LineRange = q.get("lines").map_or("1-", String::as_str).parse().unwrap();
+    let end = range.end.unwrap_or(5000).min(5000);
+    Json(FileContent {
+        index_id: id,
+        version: "v1".into(),
+        path,
+        language: "rust".into(),
+        start_line: range.start,
+        end_line: end,
+        total_lines: 5000,
+        text: (range.start..=end).map(|n| format!("line {n}\n")).collect(),
+        truncated: false,
+    })
+}
+
+/// A generated file's outline: 600 symbols.
+async fn fake_outline(Path((id, path)): Path<(String, String)>) -> Json<FileOutline> {
+    Json(FileOutline {
+        index_id: id,
+        version: "v1".into(),
+        path,
+        language: "rust".into(),
+        symbols: (1..=600)
+            .map(|n| OutlineSymbol {
+                symbol: format!("f{n}"),
+                kind: "function".into(),
+                parent: None,
+                start_line: n,
+                end_line: n,
+            })
+            .collect(),
+    })
+}
+
 async fn fake_list() -> Json<IndexList> {
     Json(IndexList {
         indexes: vec![ShardIndexStatus {
@@ -148,8 +192,10 @@ async fn start() -> (String, Shared) {
         .route("/v1/indexes/{id}/search", post(fake_search))
         .route("/v1/indexes/{id}/symbols/{name}", get(fake_symbols))
         .route("/v1/search", post(fake_multi))
+        .route("/v1/indexes/{id}/files/{*path}", get(fake_read))
+        .route("/v1/indexes/{id}/outline/{*path}", get(fake_outline))
         .with_state(seen.clone())
-        .nest_service("/mcp", mcp_http_service(base.clone()).unwrap());
+        .nest_service("/mcp", mcp_http_service(base.clone(), crate::mcp::DEFAULT_REQUEST_TIMEOUT).unwrap());
     tokio::spawn(async move { axum::serve(listener, api).await.unwrap() });
     (base, seen)
 }
@@ -168,6 +214,10 @@ async fn call(client: &RunningService<RoleClient, ()>, tool: &str, args: Value) 
         .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args))
         .await
         .unwrap()
+}
+
+fn error_meta(r: &CallToolResult) -> Value {
+    r.meta.as_ref().expect("an error carries _meta").0[super::tools::ERROR_META_KEY].clone()
 }
 
 fn text(r: &CallToolResult) -> String {
@@ -252,10 +302,13 @@ async fn api_errors_become_tool_errors_with_retry_advice() {
     let t = text(&r);
     assert!(t.starts_with("error: index_not_found (HTTP 404)"), "{t}");
     assert!(t.contains("retryable: false"), "{t}");
-    let sc = r.structured_content.unwrap();
-    assert_eq!(sc["error"], "index_not_found");
-    assert_eq!(sc["index_id"], "nope");
-    assert_eq!(sc["retryable"], false);
+    // Clients check structured content against the output schema even on
+    // errors, so the error body travels in `_meta`.
+    assert_eq!(r.structured_content, None);
+    let body = error_meta(&r);
+    assert_eq!(body["error"], "index_not_found");
+    assert_eq!(body["index_id"], "nope");
+    assert_eq!(body["retryable"], false);
 
     let r = call(&client, "search", json!({"index": "cold", "query": "x"})).await;
     assert_eq!(r.is_error, Some(true));
@@ -263,7 +316,7 @@ async fn api_errors_become_tool_errors_with_retry_advice() {
     assert!(t.contains("index_loading"), "{t}");
     assert!(t.contains("retryable: true"), "{t}");
     assert!(t.contains("retry_after_secs: 7"), "{t}");
-    assert_eq!(r.structured_content.unwrap()["retry_after_secs"], 7);
+    assert_eq!(error_meta(&r)["retry_after_secs"], 7);
 
     let r = call(&client, "search", json!({"index": "proxy", "query": "x"})).await;
     assert_eq!(r.is_error, Some(true));
@@ -296,6 +349,13 @@ async fn graph_tools_pick_the_relation_depth_and_limit() {
     );
     let r = call(
         &client,
+        "find_definition",
+        json!({"index": "demo", "symbol": "new", "limit": 1}),
+    )
+    .await;
+    assert!(text(&r).contains("limit of 1 reached"), "{}", text(&r));
+    let r = call(
+        &client,
         "find_references",
         json!({"index": "demo", "symbol": "load_config"}),
     )
@@ -326,6 +386,7 @@ async fn graph_tools_pick_the_relation_depth_and_limit() {
         asked,
         [
             ("Server::start", "definition", "1", "50"),
+            ("new", "definition", "1", "1"),
             ("load_config", "references", "1", "50"),
             ("parse_config", "callers", "3", "20"),
         ]
@@ -364,6 +425,15 @@ async fn out_of_range_arguments_are_rejected_before_calling_the_api() {
         assert!(t.starts_with("error: bad_request: "), "{t}");
         assert!(t.contains("retryable: false"), "{t}");
     }
+    // An argument the tool does not know is refused, not silently ignored.
+    for (tool, args) in [
+        ("search_all", json!({"query": "x", "lang": "rust"})),
+        ("read_code", json!({"index": "demo", "path": "src/lib.rs", "lines": "10-20"})),
+    ] {
+        let r = call(&client, tool, args.clone()).await;
+        assert_eq!(r.is_error, Some(true), "{tool} {args}");
+        assert!(text(&r).contains("unknown field"), "{}", text(&r));
+    }
     let s = seen.lock();
     assert!(s.symbols.is_empty() && s.search.is_empty() && s.multi.is_empty());
 }
@@ -375,17 +445,20 @@ async fn search_all_and_list_indexes() {
     let r = call(
         &client,
         "search_all",
-        json!({"query": "config", "indexes": ["demo", "other"]}),
+        json!({"query": "config", "indexes": ["demo", "other"], "language": "rust", "path": "src/**"}),
     )
     .await;
     assert_eq!(r.is_error, Some(false), "{}", text(&r));
     let t = text(&r);
     assert!(t.starts_with("searched 2 indexes (demo, other)"), "{t}");
     assert!(t.contains("1. [demo] src/config.rs:4-7"), "{t}");
+    let multi = seen.lock().multi[0].clone();
     assert_eq!(
-        seen.lock().multi[0].indexes.as_deref(),
+        multi.indexes.as_deref(),
         Some(&["demo".to_string(), "other".to_string()][..])
     );
+    let f = multi.filters.expect("filters forwarded");
+    assert_eq!((f.languages, f.paths), (vec!["rust".to_string()], vec!["src/**".to_string()]));
 
     let r = call(&client, "list_indexes", json!({})).await;
     assert_eq!(r.is_error, Some(false), "{}", text(&r));
@@ -412,8 +485,38 @@ async fn an_unreachable_api_is_a_retryable_tool_error() {
 
 #[test]
 fn an_invalid_backend_url_is_an_error_not_a_panic() {
-    let Err(err) = mcp_http_service("not a url".into()) else {
+    let Err(err) = mcp_http_service("not a url".into(), crate::mcp::DEFAULT_REQUEST_TIMEOUT) else {
         panic!("an invalid URL was accepted")
     };
     assert!(err.to_string().contains("invalid search API URL"), "{err}");
+}
+
+#[tokio::test]
+async fn reads_stay_within_an_agents_budget_and_say_how_to_go_on() {
+    let (base, seen) = start().await;
+    let client = connect(&base).await;
+    let read = |args: Value| call(&client, "read_code", args);
+
+    let r = read(json!({"index": "demo", "path": "src/gen.rs"})).await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    assert!(text(&r).contains("read from line 401 to continue"), "{}", text(&r));
+    read(json!({"index": "demo", "path": "src/gen.rs", "start_line": 10})).await;
+    // A long definition's whole range is cut to what one read returns.
+    let r = read(json!({"index": "demo", "path": "src/gen.rs", "start_line": 10, "end_line": 4000})).await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    assert!(text(&r).contains("read from line 2010 to continue"), "{}", text(&r));
+    assert_eq!(
+        std::mem::take(&mut seen.lock().reads),
+        [Some("1-400".to_string()), Some("10-409".into()), Some("10-2009".into())]
+    );
+
+    let r = call(&client, "file_outline", json!({"index": "demo", "path": "src/gen.rs"})).await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    let t = text(&r);
+    assert!(t.contains(": 600 symbols"), "{t}");
+    assert!(t.contains("100 more symbols not listed; `read_code` from line 501"), "{t}");
+    assert_eq!(t.matches("src/gen.rs").count(), 1, "the path is named once: {t}");
+    let listed = r.structured_content.unwrap()["symbols"].as_array().unwrap().len();
+    assert_eq!(listed, super::tools::MAX_OUTLINE_SYMBOLS);
+    client.cancel().await.unwrap();
 }

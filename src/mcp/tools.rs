@@ -7,12 +7,18 @@
 //! API's error code, message and `retryable` flag (plus `retry_after_secs`),
 //! because agents read tool results but usually only see an opaque failure
 //! for JSON-RPC errors. Successful results carry the API's JSON as structured
-//! content (with a declared output schema) next to the concise text.
+//! content (with a declared output schema) next to the concise text; a
+//! failed call carries its error body in `_meta` instead, because clients
+//! check structured content against the tool's output schema even on errors.
+//! Arguments a tool does not know are refused, not ignored: an agent that
+//! sends `lines` or `language` where they mean nothing would otherwise act
+//! on results it believes were narrowed.
 
 use super::client::{BackendError, McpBackend};
 use super::format;
 use crate::api::{
-    FileContent, FileOutline, Filters, GroupBy, IndexList, IndexStatus, LineRange, MAX_TOP_K, MultiSearchRequest,
+    FileContent, FileOutline, Filters, GroupBy, IndexList, IndexStatus, LineRange, MAX_READ_LINES, MAX_TOP_K,
+    MultiSearchRequest,
     MultiSearchResponse, SearchMode, SearchRequest, SearchResponse, SymbolRelation, SymbolResponse,
 };
 use rmcp::handler::server::common::schema_for_output;
@@ -42,6 +48,13 @@ pub const DEFAULT_SYMBOL_LIMIT: usize = 50;
 pub const MAX_SYMBOL_LIMIT: usize = 500;
 /// The API's cap on call-graph depth.
 pub const MAX_DEPTH: u32 = 5;
+/// Lines `read_code` returns when the caller names no last line: enough for
+/// most definitions, small enough for an agent's tool-output budget.
+pub const DEFAULT_READ_LINES: u32 = 400;
+/// Symbols `file_outline` lists; a generated file can define thousands.
+pub const MAX_OUTLINE_SYMBOLS: usize = 500;
+/// The `_meta` key under which a failed call carries its error body.
+pub const ERROR_META_KEY: &str = "search.trusty.dev/error";
 
 const INSTRUCTIONS: &str = "Code search over indexed repositories. Start with `list_indexes` to learn the index ids. \
 `search` ranks code chunks in one index (mode hybrid by default; bm25 is best for exact identifiers, vector for \
@@ -52,6 +65,7 @@ give path:start-end: `read_code` returns those lines as indexed, `file_outline` 
 `retry_after_secs` (if given) and call again.";
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SearchParams {
     /// Index id to search (see `list_indexes`).
     pub index: String,
@@ -80,6 +94,7 @@ pub struct SearchParams {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SearchAllParams {
     /// What to look for; the same syntax as `search`.
     pub query: String,
@@ -93,20 +108,32 @@ pub struct SearchAllParams {
     #[serde(default)]
     #[schemars(range(min = 1, max = 200))]
     pub top_k: Option<usize>,
+    /// Only hits in this language (e.g. `rust`, `python`).
+    #[serde(default)]
+    pub language: Option<String>,
+    /// Only hits whose repository-relative path matches this glob.
+    #[serde(default)]
+    pub path: Option<String>,
     /// `file`: rank files instead of chunks, as for `search`.
     #[serde(default)]
     pub group_by: Option<GroupBy>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DefinitionParams {
     /// Index id (see `list_indexes`).
     pub index: String,
     /// Exact symbol name (case-insensitive), e.g. `load_config` or `Server`.
     pub symbol: String,
+    /// Maximum results (default 50, at most 500).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 500))]
+    pub limit: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ReferencesParams {
     /// Index id (see `list_indexes`).
     pub index: String,
@@ -129,6 +156,7 @@ pub enum Direction {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CallGraphParams {
     /// Index id (see `list_indexes`).
     pub index: String,
@@ -147,6 +175,7 @@ pub struct CallGraphParams {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ReadCodeParams {
     /// Index id (see `list_indexes`).
     pub index: String,
@@ -156,13 +185,15 @@ pub struct ReadCodeParams {
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub start_line: Option<u32>,
-    /// Last line (default: the end of the file, at most 2000 lines per call).
+    /// Last line (default: 400 lines on; a range over 2000 lines is cut to
+    /// 2000, and the answer says where to continue).
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub end_line: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct FileParams {
     /// Index id (see `list_indexes`).
     pub index: String,
@@ -171,6 +202,7 @@ pub struct FileParams {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct IndexParams {
     /// Index id.
     pub index: String,
@@ -234,11 +266,16 @@ impl SearchTools {
         if let Err(e) = check_top_k(p.top_k) {
             return invalid(e);
         }
+        let filters = Filters {
+            languages: nonempty(p.language),
+            paths: nonempty(p.path),
+            symbols: vec![],
+        };
         let req = MultiSearchRequest {
             query: p.query,
             mode: p.mode.unwrap_or_default(),
             top_k: p.top_k,
-            filters: None,
+            filters: (filters != Filters::default()).then_some(filters),
             // An empty list is read as "all": an agent sending one means nothing narrower.
             indexes: p
                 .indexes
@@ -256,7 +293,11 @@ impl SearchTools {
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     pub async fn find_definition(&self, Parameters(p): Parameters<DefinitionParams>) -> CallToolResult {
-        self.symbols(&p.index, &p.symbol, SymbolRelation::Definition, 1, DEFAULT_SYMBOL_LIMIT)
+        let limit = match check_limit(p.limit) {
+            Ok(l) => l,
+            Err(e) => return invalid(e),
+        };
+        self.symbols(&p.index, &p.symbol, SymbolRelation::Definition, 1, limit)
             .await
     }
 
@@ -298,29 +339,26 @@ impl SearchTools {
 
     #[tool(
         description = "Read lines of a file as the index holds it (the version that was searched, not a live checkout), \
-                       with line numbers. Up to 2000 lines per call; omit the lines for the whole (or first 2000 \
-                       lines of the) file.",
+                       with line numbers. `start_line` alone reads 400 lines from there; a range reads up to 2000 \
+                       lines. The answer says where to continue when the file goes on.",
         output_schema = schema_for_output::<FileContent>(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     pub async fn read_code(&self, Parameters(p): Parameters<ReadCodeParams>) -> CallToolResult {
-        let lines = match (p.start_line, p.end_line) {
-            (None, None) => None,
-            (start, end) => {
-                let start = start.unwrap_or(1);
-                let range = match end {
-                    Some(end) => format!("{start}-{end}"),
-                    None => format!("{start}-"),
-                };
-                if let Err(e) = range.parse::<LineRange>() {
-                    return invalid(e);
-                }
-                Some(range)
-            }
+        let start = p.start_line.unwrap_or(1);
+        let end = match p.end_line {
+            // A long definition's whole range is a natural thing to ask for:
+            // cut it, and let the answer say where to continue.
+            Some(end) => end.min(start.saturating_add(MAX_READ_LINES - 1)),
+            None => start.saturating_add(DEFAULT_READ_LINES - 1),
         };
+        let range = format!("{start}-{end}");
+        if let Err(e) = range.parse::<LineRange>() {
+            return invalid(e);
+        }
         respond(
             self.backend
-                .read_file(p.index.trim(), p.path.trim(), lines.as_deref())
+                .read_file(p.index.trim(), p.path.trim(), Some(&range))
                 .await,
             format::file_text,
         )
@@ -333,10 +371,15 @@ impl SearchTools {
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     pub async fn file_outline(&self, Parameters(p): Parameters<FileParams>) -> CallToolResult {
-        respond(
-            self.backend.outline(p.index.trim(), p.path.trim()).await,
-            format::outline_text,
-        )
+        let outline = self.backend.outline(p.index.trim(), p.path.trim()).await.map(|mut o| {
+            let total = o.symbols.len();
+            o.symbols.truncate(MAX_OUTLINE_SYMBOLS);
+            (o, total)
+        });
+        match outline {
+            Ok((o, total)) => success_result(&o, format::outline_text(&o, total)),
+            Err(e) => respond::<()>(Err(e), |_| String::new()),
+        }
     }
 
     #[tool(
@@ -377,7 +420,7 @@ impl SearchTools {
         }
         respond(
             self.backend.symbols(index.trim(), symbol, rel, depth, limit).await,
-            format::symbols_text,
+            |r| format::symbols_text(r, limit),
         )
     }
 }
@@ -399,8 +442,8 @@ pub fn success_result<T: Serialize>(value: &T, text: String) -> CallToolResult {
     result
 }
 
-/// A failed call as a tool error: text for the agent, the error body
-/// (plus status and retry-after) as structured content.
+/// A failed call as a tool error: text for the agent, the error body (plus
+/// status and retry-after) in `_meta` under [`ERROR_META_KEY`].
 pub fn error_result(err: &BackendError) -> CallToolResult {
     let mut result = CallToolResult::error(vec![ContentBlock::text(format::error_text(err))]);
     let mut body = json!({
@@ -417,7 +460,9 @@ pub fn error_result(err: &BackendError) -> CallToolResult {
     if let Some(secs) = err.retry_after_secs() {
         body["retry_after_secs"] = Value::from(secs);
     }
-    result.structured_content = Some(body);
+    let mut meta = rmcp::model::MetaObject::default();
+    meta.0.insert(ERROR_META_KEY.to_string(), body);
+    result.meta = Some(meta);
     result
 }
 

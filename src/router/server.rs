@@ -5,6 +5,7 @@ use super::forward::RouterState;
 use super::health::{Health, probe_loop};
 use super::http::routes;
 use super::membership;
+use crate::mcp::DEADLINE_MARGIN;
 use crate::server::serve;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -127,10 +128,9 @@ pub async fn start_with_members(
     let listener = serve::bind(&cfg.listen).await.map_err(listen_error)?;
     let addr = listener.local_addr().map_err(listen_error)?;
     let ready = Arc::new(AtomicBool::new(false));
-    let app = app(state.clone(), ready.clone()).nest_service(
-        "/mcp",
-        crate::mcp::mcp_http_service(self_url(addr)).map_err(StartError::Mcp)?,
-    );
+    let mcp = crate::mcp::mcp_http_service(self_url(addr), cfg.request_timeout + DEADLINE_MARGIN)
+        .map_err(StartError::Mcp)?;
+    let app = app(state.clone(), ready.clone(), mcp);
     let (stx, srx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(serve::serve(listener, app, async move {
         let _ = srx.await;
@@ -158,11 +158,20 @@ fn self_url(addr: std::net::SocketAddr) -> String {
     format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
 }
 
-fn app(state: Arc<RouterState>, ready: Arc<AtomicBool>) -> axum::Router {
+/// The public API behind the shared limiter, and `/mcp` behind its own: each
+/// tool call is a second request to this router's API, which must find a
+/// permit of the shared limiter free. Its deadline outlasts the tool's call,
+/// so the API's own answer (with its retry advice) reaches the agent.
+fn app(state: Arc<RouterState>, ready: Arc<AtomicBool>, mcp: crate::mcp::McpHttpService) -> axum::Router {
     let cfg = state.cfg.clone();
+    let mcp = serve::shed(
+        axum::Router::new().nest_service("/mcp", mcp),
+        cfg.max_concurrency,
+        cfg.request_timeout + 2 * DEADLINE_MARGIN,
+    );
     serve::harden(
         routes(state),
-        serve::ops_routes(ready),
+        serve::ops_routes(ready).merge(mcp),
         "router",
         cfg.max_concurrency,
         cfg.request_timeout,

@@ -86,20 +86,33 @@ async fn termination() {
 }
 
 /// Wraps an app with what every role needs in front of its handlers: request
-/// metrics, a body limit, load shedding past `max_concurrency` (503 at once
-/// rather than an unbounded queue), and a per-request deadline.
+/// metrics, a body limit, load shedding past `max_concurrency` (see [`shed`]),
+/// and a per-request deadline.
 ///
-/// `ops` (probes, metrics) is merged *outside* the limiter and the deadline:
-/// a saturated process still answers its probes at once, so overload never
-/// looks like death to the kubelet or a router.
+/// `outside` is merged *outside* the limiter and the deadline: probes and
+/// metrics, so a saturated process still answers them at once and overload
+/// never looks like death to the kubelet or a router, and routes that shed on
+/// their own terms.
 pub fn harden(
     app: Router,
-    ops: Router,
+    outside: Router,
     role: &'static str,
     max_concurrency: usize,
     timeout: std::time::Duration,
     body_limit: usize,
 ) -> Router {
+    shed(app, max_concurrency, timeout)
+        .merge(outside)
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            super::metrics_layer::track(role, req, next)
+        }))
+}
+
+/// Answers 503 `overloaded` at once past `max_concurrency` requests in
+/// flight (rather than queueing without bound), and 503 `request_timeout`
+/// when one runs past `timeout`; both with `Retry-After`.
+pub fn shed(app: Router, max_concurrency: usize, timeout: std::time::Duration) -> Router {
     use crate::api::ApiError;
     let permits = Arc::new(tokio::sync::Semaphore::new(max_concurrency.max(1)));
     let guard = move |req: axum::extract::Request, next: axum::middleware::Next| {
@@ -127,9 +140,4 @@ pub fn harden(
         }
     };
     app.layer(axum::middleware::from_fn(guard))
-        .merge(ops)
-        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(move |req, next| {
-            super::metrics_layer::track(role, req, next)
-        }))
 }

@@ -10,7 +10,7 @@ It lists the tools, searches `index` for `query` and expects `symbol` among
 the hits (with the structured content the SDK validated against the declared
 output schema), finds the definition of `symbol`, and searches an index that
 does not exist expecting a tool error that says `index_not_found` and
-`retryable`. Exits non-zero with a message on the first failed check.
+`retryable` (in its text and in `_meta`). Exits non-zero with a message on the first failed check.
 """
 
 import asyncio
@@ -146,8 +146,11 @@ async def run(transport, target, index, symbol, query):
         check(res.is_error, "search on an unknown index is a tool error", text)
         check("index_not_found" in text, "the error names index_not_found", text)
         check("retryable: false" in text, "the error says it is not retryable", text)
-        sc = res.structured_content or {}
-        check(sc.get("error") == "index_not_found" and sc.get("retryable") is False, "the error is structured too", str(sc))
+        # Some clients check structured content against the output schema even
+        # on errors, so the error body travels in `_meta`, not there.
+        check(res.structured_content is None, "the error has no structured content", str(res.structured_content))
+        body = (res.meta or {}).get("search.trusty.dev/error") or {}
+        check(body.get("error") == "index_not_found" and body.get("retryable") is False, "the error is structured in _meta", str(res.meta))
 
         res = await session.call_tool("list_indexes", {})
         text = text_of(res)
