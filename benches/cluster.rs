@@ -114,7 +114,7 @@ async fn main() {
                 let store = store.clone();
                 async move {
                     store
-                        .download(&key, &dest, Some(f.size), DEFAULT_STALL, async |_| {})
+                        .download(&key, &dest, Some(f.size), DEFAULT_STALL, |_| async {})
                         .await
                         .unwrap()
                 }

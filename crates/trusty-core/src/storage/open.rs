@@ -416,8 +416,11 @@ async fn download_all(
                 hex::encode(hasher.finalize())
             });
             let downloaded = store
-                .download(&key, &target, Some(f.size), opts.stall, async |c| {
-                    let _ = tx.send(c.clone()).await;
+                .download(&key, &target, Some(f.size), opts.stall, |c| {
+                    let (tx, c) = (tx.clone(), c.clone());
+                    async move {
+                        let _ = tx.send(c).await;
+                    }
                 })
                 .await;
             drop(tx);

@@ -286,14 +286,17 @@ impl Store {
     /// row that made no progress. With an `expected` size, a larger object
     /// fails before more than that is written (a disk budget reserved it),
     /// and one that breaks after its last byte is complete.
-    pub async fn download(
+    pub async fn download<Inspected>(
         &self,
         key: &str,
         dest: &Path,
         expected: Option<u64>,
         stall: Duration,
-        mut inspect: impl AsyncFnMut(&Bytes),
-    ) -> Result<u64, StoreError> {
+        mut inspect: impl FnMut(&Bytes) -> Inspected,
+    ) -> Result<u64, StoreError>
+    where
+        Inspected: std::future::Future<Output = ()>,
+    {
         let path = self.path(key);
         let mut file = tokio::fs::File::create(dest)
             .await
@@ -672,8 +675,9 @@ mod tests {
         let dest = dir.path().join("back");
         let mut seen = 0usize;
         let n = store
-            .download("big", &dest, Some(data.len() as u64), DEFAULT_STALL, async |c| {
-                seen += c.len()
+            .download("big", &dest, Some(data.len() as u64), DEFAULT_STALL, |c| {
+                seen += c.len();
+                async {}
             })
             .await
             .unwrap();
@@ -797,7 +801,7 @@ mod tests {
         store.put("obj", Bytes::from(data.clone())).await.unwrap();
         let dest = dir.path().join("obj");
         let n = store
-            .download("obj", &dest, Some(data.len() as u64), DEFAULT_STALL, async |_| {})
+            .download("obj", &dest, Some(data.len() as u64), DEFAULT_STALL, |_| async {})
             .await
             .unwrap();
         assert_eq!(n, data.len() as u64);
@@ -821,7 +825,7 @@ mod tests {
         let store = Store::from_backend(breaking.clone(), "", "breaking://");
         store.put("obj", Bytes::from(vec![1u8; 10_000])).await.unwrap();
         let err = store
-            .download("obj", &dir.path().join("obj"), Some(10_000), DEFAULT_STALL, async |_| {})
+            .download("obj", &dir.path().join("obj"), Some(10_000), DEFAULT_STALL, |_| async {})
             .await
             .unwrap_err();
         assert!(err.to_string().contains("credentials expired"), "{err}");
@@ -837,7 +841,7 @@ mod tests {
         store.put("obj", Bytes::from(vec![7u8; 4096])).await.unwrap();
         let dest = dir.path().join("obj");
         let err = store
-            .download("obj", &dest, Some(1000), DEFAULT_STALL, async |_| {})
+            .download("obj", &dest, Some(1000), DEFAULT_STALL, |_| async {})
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Oversized { expected: 1000, .. }), "{err}");
