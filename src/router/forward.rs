@@ -140,6 +140,7 @@ const INDEX_LEVEL: &[&str] = &[
     "over_budget",
     "store_unavailable",
     "index_data_error",
+    "search_failed",
 ];
 
 impl RouterState {

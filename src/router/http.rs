@@ -11,7 +11,7 @@ use crate::error_chain::one_line;
 use crate::server::auth::require_admin;
 use crate::server::fanout::MultiSearch;
 use crate::server::index_api::IndexApi;
-use crate::server::params::{FileParams, SymbolParams, parse_file_path, parse_id, parse_symbol_name};
+use crate::server::params::{FileParams, SymbolParams, check_search, parse_file_path, parse_id, parse_symbol_name};
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, RawQuery, State};
@@ -51,8 +51,7 @@ async fn search(
     let id = parse_id(&id)?;
     // Validate here so bad requests never cost a shard round trip.
     let Json(req) = body?;
-    req.validate()
-        .map_err(|m| ApiError::bad_request(m).with_index(id.as_str()))?;
+    check_search(&req).map_err(|e| e.with_index(id.as_str()))?;
     let bytes = Bytes::from(serde_json::to_vec(&req).expect("request serialises"));
     s.forward(
         id.as_str(),

@@ -45,9 +45,20 @@ pub struct ChunkFilter {
 #[derive(Debug, Clone)]
 struct PathMatcher {
     globs: GlobSet,
-    /// Patterns without glob syntax match as a path prefix or a path segment
-    /// run: each kept trimmed and with a leading slash.
-    literals: Vec<(String, String)>,
+    /// Patterns without glob syntax match a run of whole path segments
+    /// (`index` matches `src/index/a.rs` and `src/index.rs`, not
+    /// `src/index_cmd.rs`), kept trimmed of slashes.
+    literals: Vec<String>,
+}
+
+/// Whether `literal` occurs in `path` starting at a segment and ending at a
+/// segment's end or its extension.
+fn matches_segments(path: &str, literal: &str) -> bool {
+    path.match_indices(literal).any(|(at, _)| {
+        let starts = at == 0 || path.as_bytes()[at - 1] == b'/';
+        let end = at + literal.len();
+        starts && matches!(path.as_bytes().get(end), None | Some(b'/' | b'.'))
+    })
 }
 
 impl ChunkFilter {
@@ -61,17 +72,17 @@ impl ChunkFilter {
         }
         if !self.symbols.is_empty() {
             let Some(sym) = &chunk.symbol else { return false };
-            if !self.symbols.iter().any(|s| s.eq_ignore_ascii_case(sym)) {
+            // Filter values are lowercased whole (Unicode), so a non-ASCII
+            // name is compared the same way.
+            let matches = |s: &String| s.eq_ignore_ascii_case(sym) || (!sym.is_ascii() && sym.to_lowercase() == *s);
+            if !self.symbols.iter().any(matches) {
                 return false;
             }
         }
         match &self.paths {
             None => true,
             Some(m) => {
-                m.globs.is_match(&chunk.path)
-                    || m.literals.iter().any(|(bare, slashed)| {
-                        chunk.path.starts_with(bare.as_str()) || chunk.path.contains(slashed.as_str())
-                    })
+                m.globs.is_match(&chunk.path) || m.literals.iter().any(|l| matches_segments(&chunk.path, l))
             }
         }
     }
@@ -80,17 +91,24 @@ impl ChunkFilter {
 impl ParsedQuery {
     /// Parses inline filters out of `query` and merges the structured ones.
     /// A pasted issue or log keeps its `lang:` or `path:` words as text: they
-    /// are what it says, not filters its author typed.
+    /// are what it says, not filters its author typed. A key followed by
+    /// `::` is a path (`path::Path`, `lang::support`), not a filter.
     pub fn parse(query: &str, filters: Option<&Filters>) -> Result<ParsedQuery, QueryError> {
-        let read = query_text::understand(query);
+        let mut read = query_text::understand(query);
         let inline = !matches!(read.shape, Shape::Issue | Shape::StackTrace);
         let mut text = Vec::new();
         let mut langs: Vec<String> = Vec::new();
         let mut paths: Vec<String> = Vec::new();
         let mut syms: Vec<String> = Vec::new();
-        for token in split_respecting_quotes(query) {
+        let tokens = split_respecting_quotes(query);
+        let token_count = tokens.len();
+        for token in tokens {
             let (key, value) = match token.split_once(':') {
-                Some((k, v)) if inline && !v.is_empty() && matches!(k, "lang" | "path" | "sym") => (k, v),
+                Some((k, v))
+                    if inline && !v.is_empty() && !v.starts_with(':') && matches!(k, "lang" | "path" | "sym") =>
+                {
+                    (k, v)
+                }
                 _ => {
                     text.push(token);
                     continue;
@@ -124,7 +142,13 @@ impl ParsedQuery {
         }
         let paths = build_path_matcher(&paths)?;
         let symbols = syms.into_iter().filter(|s| !s.is_empty()).collect();
+        let filtered = text.len() < token_count;
         let text = text.join(" ");
+        // The shape and names are read from what is searched for: filter words
+        // would make `load_config lang:rust` a phrase and `rust` a name.
+        if inline && filtered {
+            read = query_text::understand(&text);
+        }
         let parsed = ParsedQuery {
             text,
             filter: ChunkFilter {
@@ -171,9 +195,7 @@ fn build_path_matcher(patterns: &[String]) -> Result<Option<PathMatcher>, QueryE
             })?;
             builder.add(glob);
         } else {
-            let bare = p.trim_matches('/').to_string();
-            let slashed = format!("/{bare}");
-            literals.push((bare, slashed));
+            literals.push(p.trim_matches('/').to_string());
         }
     }
     let globs = builder.build().map_err(|e| QueryError::InvalidGlob {
@@ -272,6 +294,37 @@ mod tests {
         assert!(q.filter.matches(&chunk("index/build.rs", Language::Rust, "a")));
         assert!(q.filter.matches(&chunk("src/index/build.rs", Language::Rust, "a")));
         assert!(!q.filter.matches(&chunk("src/search/x.rs", Language::Rust, "a")));
+        assert!(q.filter.matches(&chunk("src/index.rs", Language::Rust, "a")));
+        // A segment matches whole: not a longer name that starts with it.
+        assert!(!q.filter.matches(&chunk("src/index_cmd.rs", Language::Rust, "a")));
+        assert!(!q.filter.matches(&chunk("reindex/a.rs", Language::Rust, "a")));
+        let q = ParsedQuery::parse("x path:src/index", None).unwrap();
+        assert!(q.filter.matches(&chunk("src/index/build.rs", Language::Rust, "a")));
+        assert!(!q.filter.matches(&chunk("srcgen/index/a.rs", Language::Rust, "a")));
+    }
+
+    #[test]
+    fn rust_paths_that_start_with_a_filter_key_stay_text() {
+        for query in ["lang::support", "path::Path", "how does path::Path normalize"] {
+            let q = ParsedQuery::parse(query, None).unwrap();
+            assert_eq!(q.text, query);
+            assert!(q.filter.is_empty(), "{query}");
+        }
+    }
+
+    #[test]
+    fn filter_words_do_not_change_the_query_shape() {
+        let plain = ParsedQuery::parse("load_config", None).unwrap();
+        let filtered = ParsedQuery::parse("load_config lang:rust path:src", None).unwrap();
+        assert_eq!(filtered.read.shape, plain.read.shape);
+    }
+
+    #[test]
+    fn symbol_filters_match_non_ascii_names_in_any_case() {
+        let q = ParsedQuery::parse("x sym:Ärger", None).unwrap();
+        assert!(q.filter.matches(&chunk("a.rs", Language::Rust, "ärger")));
+        assert!(q.filter.matches(&chunk("a.rs", Language::Rust, "ÄRGER")));
+        assert!(!q.filter.matches(&chunk("a.rs", Language::Rust, "arger")));
     }
 
     #[test]

@@ -15,6 +15,9 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+/// The shortest deadline a fan-out accepts: below it every index would be
+/// skipped, which is a mistake, not a search.
+pub const MIN_DEADLINE_MS: u64 = 10;
 pub const MAX_DEADLINE: Duration = Duration::from_secs(60);
 /// The `skipped` reason of an index whose turn came after the deadline, or
 /// that had not answered by then.
@@ -56,7 +59,12 @@ impl MultiSearch {
             filters: req.filters,
             group_by: req.group_by,
         };
-        request.validate().map_err(ApiError::bad_request)?;
+        super::params::check_search(&request)?;
+        if req.deadline_ms.is_some_and(|ms| ms < MIN_DEADLINE_MS) {
+            return Err(ApiError::bad_request(format!(
+                "deadline_ms must be at least {MIN_DEADLINE_MS}"
+            )));
+        }
         let named = match req.indexes {
             Some(ids) if ids.is_empty() => {
                 return Err(ApiError::bad_request(

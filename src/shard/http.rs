@@ -17,7 +17,9 @@ use crate::search::engine::{ReadError, SearchError};
 use crate::server::auth::require_admin;
 use crate::server::fanout::MultiSearch;
 use crate::server::index_api::IndexApi;
-use crate::server::params::{FileParams, Patience, SymbolParams, parse_file_path, parse_id, parse_symbol_name};
+use crate::server::params::{
+    FileParams, Patience, SymbolParams, check_search, parse_file_path, parse_id, parse_symbol_name,
+};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -56,7 +58,11 @@ pub fn search_error(id: &IndexId, e: SearchError) -> ApiError {
                 .retryable(true)
                 .retry_after(2)
         }
-        SearchError::Bm25(_) | SearchError::Vector(_) => ApiError::internal(e.to_string()).with_index(id.as_str()),
+        // This copy's data could not be read: the index's trouble, not the
+        // shard's, so the router tries another owner without a strike.
+        SearchError::Bm25(_) | SearchError::Vector(_) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "index_data_error", e.to_string()).with_index(id.as_str())
+        }
     }
 }
 
@@ -80,7 +86,15 @@ async fn on_search_pool<T: Send + 'static>(
         work()
     })
     .await
-    .map_err(|e| ApiError::internal(format!("search task failed: {e}")).with_index(id.as_str()))
+    .map_err(|e| {
+        // One query's failure (a panic) says nothing about the shard's health.
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "search_failed",
+            format!("search task failed: {e}"),
+        )
+        .with_index(id.as_str())
+    })
 }
 
 async fn run_search(
@@ -111,8 +125,7 @@ async fn search(
 ) -> Result<Json<SearchResponse>, ApiError> {
     let id = parse_id(&id)?;
     let Json(req) = body?;
-    req.validate()
-        .map_err(|m| ApiError::bad_request(m).with_index(id.as_str()))?;
+    check_search(&req).map_err(|e| e.with_index(id.as_str()))?;
     let loaded = r.resolve(&id, wait_for(Patience::from_headers(&headers))).await?;
     Ok(Json(run_search(&r, &id, loaded, req).await?))
 }

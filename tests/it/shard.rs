@@ -416,15 +416,34 @@ async fn bad_requests_get_clear_client_errors() {
     .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
-    let r = post("/v1/indexes/demo/search", json!({"query": "x lang:cobol"}).to_string())
+    // A bad filter is refused before the cold index is restored for it, and
+    // a fan-out refuses it once rather than failing on every index.
+    for query in ["x lang:cobol", "x path:["] {
+        let r = post("/v1/indexes/demo/search", json!({"query": query}).to_string())
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{query}");
+        let r = post("/v1/search", json!({"query": query}).to_string()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{query}");
+    }
+    let status: Value = get_json(&format!("{}/v1/indexes/demo", shard.url)).await;
+    assert_eq!(status["owners"][0]["state"], "cold", "{status}");
+    let r = post("/v1/search", json!({"query": "x", "deadline_ms": 0}).to_string())
         .await
         .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = post(
+        "/v1/indexes/demo/search",
+        json!({"query": "x", "mode": "graph", "group_by": "file"}).to_string(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
     // Its own client: the server answers 413 before reading the body and
     // closes that connection, which a pooled client would otherwise reuse.
     // A write racing that close can fail on the client side; the answer must be a 413.
-    let big = json!({"query": "x".repeat(400_000)}).to_string();
+    let big = json!({"query": "x".repeat(700_000)}).to_string();
     let mut answer = None;
     for _ in 0..5 {
         let sent = reqwest::Client::new()
@@ -442,6 +461,13 @@ async fn bad_requests_get_clear_client_errors() {
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "payload_too_large");
+
+    // Binary junk costs six bytes a character once escaped, and is still a query.
+    let junk: String = (0..60_000u32).map(|i| char::from_u32(i % 31 + 1).unwrap()).collect();
+    let r = post("/v1/indexes/demo/search", json!({"query": junk}).to_string())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
 
     let r = post("/v1/indexes/nope/search", json!({"query": "x"}).to_string())
         .await

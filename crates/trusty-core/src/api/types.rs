@@ -110,8 +110,13 @@ impl SearchRequest {
         self.top_k.unwrap_or(DEFAULT_TOP_K).clamp(1, MAX_TOP_K)
     }
 
-    /// Checks what serde cannot: an empty query or an absurd `top_k`.
+    /// Checks what serde cannot: an empty query, an absurd `top_k`, or a
+    /// mode that file grouping cannot honour (files are ranked from BM25,
+    /// what the text names and, in `hybrid` and `vector`, vectors).
     pub fn validate(&self) -> Result<(), String> {
+        if self.group_by == Some(GroupBy::File) && self.mode == SearchMode::Graph {
+            return Err("group_by \"file\" does not combine with mode \"graph\"; use hybrid, bm25 or vector".into());
+        }
         if self.query.trim().is_empty() {
             return Err("query must not be empty".into());
         }
