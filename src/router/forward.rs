@@ -24,7 +24,7 @@ use super::membership::{Members, ShardEndpoint};
 use super::ring;
 use crate::api::{ApiError, ErrorBody};
 use crate::server::params::{FANOUT_HEADER, NO_WAIT_HEADER};
-use crate::telemetry::metrics::{ROUTER_AFFINITY, ROUTER_RETRIES};
+use crate::telemetry::metrics::{ROUTER_AFFINITY, ROUTER_RETRIES, ROUTER_WAITS};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -316,7 +316,7 @@ impl RouterState {
                 if started.elapsed() + self.cfg.shard_timeout > self.cfg.request_timeout {
                     break;
                 }
-                ROUTER_RETRIES.inc();
+                ROUTER_WAITS.inc();
                 let waited = Instant::now();
                 match self
                     .attempt(&c.shard, method.clone(), path_and_query, body.clone(), None)

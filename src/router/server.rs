@@ -64,7 +64,7 @@ impl RouterHandle {
 }
 
 pub async fn start(cfg: RouterConfig) -> Result<RouterHandle, StartError> {
-    crate::telemetry::metrics::touch_all();
+    crate::telemetry::metrics::touch(crate::telemetry::metrics::Role::Router);
     crate::telemetry::metrics::set_build_info("router");
     let (tx, members) = membership::fixed(Vec::new());
     let mut background = Vec::new();

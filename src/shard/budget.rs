@@ -20,7 +20,7 @@ use super::admission::Priority;
 use super::failure::Refusal;
 use super::lazy_load::Resolver;
 use super::residency::{Slot, SlotState};
-use crate::telemetry::metrics::{CACHE_BUDGET_BYTES, CACHE_EVICTIONS};
+use crate::telemetry::metrics::{CACHE_BUDGET_BYTES, CACHE_COPIES_REMOVED};
 use parking_lot::Mutex;
 use std::sync::Arc;
 
@@ -190,7 +190,7 @@ impl Budget {
                 if let Some(bytes) = resolver.drop_disk_copy(&u.slot, mine(u)) {
                     disk -= bytes;
                     u.copy_disk = 0;
-                    CACHE_EVICTIONS.inc();
+                    CACHE_COPIES_REMOVED.inc();
                     tracing::info!(index_id = %u.slot.id, bytes, for_index = %slot.id, "removed local copy to make room on disk");
                 }
             }
@@ -200,6 +200,7 @@ impl Budget {
                 }
                 if resolver.evict(&u.slot) && resolver.drop_disk_copy(&u.slot, false).is_some() {
                     disk -= u.hot_disk;
+                    CACHE_COPIES_REMOVED.inc();
                     tracing::info!(index_id = %u.slot.id, bytes = u.hot_disk, for_index = %slot.id, "evicted and removed from disk to make room");
                 }
             }
@@ -253,6 +254,7 @@ impl Budget {
             if let Some(bytes) = resolver.drop_disk_copy(&u.slot, false) {
                 disk -= bytes;
                 removed += 1;
+                CACHE_COPIES_REMOVED.inc();
             }
         }
         removed

@@ -25,8 +25,10 @@ fn histogram_vec(name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> 
     register(HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("valid metric"))
 }
 
+/// Up to two minutes: requests may run to the router's 60 s deadline, and a
+/// quantile past the last bucket only reads as that bucket's bound.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 const LOAD_BUCKETS: &[f64] = &[
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
@@ -132,7 +134,25 @@ pub static CACHE_BUDGET_BYTES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 });
 
 pub static CACHE_EVICTIONS: LazyLock<IntCounter> = LazyLock::new(|| {
-    register(IntCounter::new("trusty_cache_evictions_total", "Hot indexes evicted to stay in budget.").expect("valid"))
+    register(
+        IntCounter::new(
+            "trusty_cache_evictions_total",
+            "Hot indexes dropped from memory (to stay in the memory budget, or by an admin); their local copies stay.",
+        )
+        .expect("valid"),
+    )
+});
+
+/// Apart from memory evictions: a thrashing memory cache and a full disk are
+/// different problems with different fixes.
+pub static CACHE_COPIES_REMOVED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "trusty_cache_copies_removed_total",
+            "Local copies of indexes deleted to stay in the disk budget.",
+        )
+        .expect("valid"),
+    )
 });
 
 pub static INDEX_SWAPS: LazyLock<IntCounter> = LazyLock::new(|| {
@@ -154,7 +174,25 @@ pub static ROUTER_SHARDS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 });
 
 pub static ROUTER_RETRIES: LazyLock<IntCounter> = LazyLock::new(|| {
-    register(IntCounter::new("trusty_router_retries_total", "Requests retried on the next owner.").expect("valid"))
+    register(
+        IntCounter::new(
+            "trusty_router_retries_total",
+            "Requests sent on to the next shard after one could not serve them.",
+        )
+        .expect("valid"),
+    )
+});
+
+/// Apart from retries: waiting on a restoring owner is how a cold index is
+/// served, not a sign of failing shards.
+pub static ROUTER_WAITS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "trusty_router_waits_total",
+            "Requests sent again to an owner restoring the index, to wait for it.",
+        )
+        .expect("valid"),
+    )
 });
 
 pub static ROUTER_EJECTIONS: LazyLock<IntCounter> = LazyLock::new(|| {
@@ -225,19 +263,49 @@ pub fn render() -> String {
     String::from_utf8(buf).unwrap_or_default()
 }
 
-/// The request outcome label for an HTTP status.
-pub fn outcome(status: u16) -> &'static str {
-    match status {
-        200..=399 => "ok",
-        503 | 504 => "unavailable",
-        400..=499 => "client_error",
+/// The request outcome label for an HTTP status and the answer's error code.
+/// "cold" is a 503 saying the index is not loaded yet: a shard's normal first
+/// answer for a cold index (it starts restoring it), not unavailability.
+pub fn outcome(status: u16, error: Option<&str>) -> &'static str {
+    match (status, error) {
+        (503, Some("index_cold" | "index_loading")) => "cold",
+        (200..=399, _) => "ok",
+        (503 | 504, _) => "unavailable",
+        (400..=499, _) => "client_error",
         _ => "server_error",
     }
 }
 
-/// Touches every metric so a scrape lists them all from the start, even before
-/// the first event (alerts and dashboards can then rely on the series existing).
+/// Which service a process runs: each exports only its own series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Shard,
+    Router,
+}
+
+/// Touches every series `role` exports so a scrape lists them all from the
+/// start, even before the first event (alerts and dashboards can then rely on
+/// the series existing), and none it never exports.
+pub fn touch(role: Role) {
+    LazyLock::force(&HTTP_REQUESTS);
+    LazyLock::force(&HTTP_DURATION);
+    // Both roles answer cross-index searches.
+    for k in ["skipped", "failed"] {
+        FANOUT_PARTIAL.with_label_values(&[k]);
+    }
+    LazyLock::force(&FANOUT_INDEXES);
+    match role {
+        Role::Shard => touch_shard(),
+        Role::Router => touch_router(),
+    }
+}
+
+/// Touches a shard's series: [`touch`] with [`Role::Shard`], as the shard's start-up calls it.
 pub fn touch_all() {
+    touch(Role::Shard);
+}
+
+fn touch_shard() {
     for state in ["cold", "loading", "hot", "failed"] {
         INDEXES.with_label_values(&[state]);
     }
@@ -275,25 +343,24 @@ pub fn touch_all() {
         CACHE_BYTES.with_label_values(&[tier]);
         CACHE_BUDGET_BYTES.with_label_values(&[tier]);
     }
+    LazyLock::force(&LOADS_STARTED);
+    LazyLock::force(&CACHE_EVICTIONS);
+    LazyLock::force(&CACHE_COPIES_REMOVED);
+    LazyLock::force(&INDEX_SWAPS);
+    LazyLock::force(&OBJECT_STORE_RESUMES);
+    LazyLock::force(&UNKNOWN_IDS);
+}
+
+fn touch_router() {
     for h in ["healthy", "ejected"] {
         ROUTER_SHARDS.with_label_values(&[h]);
     }
     for r in ["0", "1", "2", "spill"] {
         ROUTER_AFFINITY.with_label_values(&[r]);
     }
-    for k in ["skipped", "failed"] {
-        FANOUT_PARTIAL.with_label_values(&[k]);
-    }
-    LazyLock::force(&LOADS_STARTED);
-    LazyLock::force(&CACHE_EVICTIONS);
-    LazyLock::force(&INDEX_SWAPS);
-    LazyLock::force(&OBJECT_STORE_RESUMES);
-    LazyLock::force(&UNKNOWN_IDS);
     LazyLock::force(&ROUTER_RETRIES);
+    LazyLock::force(&ROUTER_WAITS);
     LazyLock::force(&ROUTER_EJECTIONS);
-    LazyLock::force(&FANOUT_INDEXES);
-    LazyLock::force(&HTTP_REQUESTS);
-    LazyLock::force(&HTTP_DURATION);
 }
 
 #[cfg(test)]
@@ -302,7 +369,8 @@ mod tests {
 
     #[test]
     fn exposition_lists_every_family() {
-        touch_all();
+        touch(Role::Shard);
+        touch(Role::Router);
         set_build_info("test");
         let text = render();
         for name in [
@@ -314,6 +382,9 @@ mod tests {
             "trusty_router_affinity_rank_total",
             "trusty_fanout_partial_total",
             "trusty_cache_evictions_total",
+            "trusty_cache_copies_removed_total",
+            "trusty_router_retries_total",
+            "trusty_router_waits_total",
         ] {
             assert!(text.contains(name), "{name} missing from exposition");
         }
@@ -340,9 +411,17 @@ mod tests {
 
     #[test]
     fn outcome_classes() {
-        assert_eq!(outcome(200), "ok");
-        assert_eq!(outcome(404), "client_error");
-        assert_eq!(outcome(503), "unavailable");
-        assert_eq!(outcome(500), "server_error");
+        assert_eq!(outcome(200, None), "ok");
+        assert_eq!(outcome(404, Some("index_not_found")), "client_error");
+        assert_eq!(outcome(503, None), "unavailable");
+        assert_eq!(outcome(503, Some("over_budget")), "unavailable");
+        assert_eq!(outcome(503, Some("index_cold")), "cold");
+        assert_eq!(outcome(503, Some("index_loading")), "cold");
+        assert_eq!(
+            outcome(504, Some("index_loading")),
+            "unavailable",
+            "a timeout is not a cold answer"
+        );
+        assert_eq!(outcome(500, None), "server_error");
     }
 }

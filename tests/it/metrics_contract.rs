@@ -56,3 +56,31 @@ async fn dashboards_and_alerts_only_use_real_metrics() {
         "used by the chart but not exported: {missing:?}\nexported: {scraped:?}"
     );
 }
+
+/// Each role exports its own series only: a router listing shard series at
+/// zero would be drawn as an empty shard by anything selecting on the name.
+#[tokio::test]
+async fn each_role_exports_only_its_own_series() {
+    let c = Cluster::start(1, 1, &[]).await;
+    let router = series_names(&scrape(&c.router.url).await);
+    let shard = series_names(&scrape(&c.shard_url(0)).await);
+    for name in [
+        "trusty_indexes",
+        "trusty_cache_bytes",
+        "trusty_cache_evictions_total",
+        "trusty_restore_refusals_total",
+        "trusty_index_load_failures_total",
+    ] {
+        assert!(shard.contains(name), "the shard does not export {name}");
+        assert!(!router.contains(name), "the router exports the shard's {name}");
+    }
+    for name in [
+        "trusty_router_shards",
+        "trusty_router_retries_total",
+        "trusty_router_waits_total",
+        "trusty_router_affinity_rank_total",
+    ] {
+        assert!(router.contains(name), "the router does not export {name}");
+        assert!(!shard.contains(name), "the shard exports the router's {name}");
+    }
+}

@@ -15,6 +15,12 @@ pub struct ErrorBody {
     pub retryable: bool,
 }
 
+/// The `error` code of an [`ApiError`] response, also kept in the response's
+/// extensions so middleware (request metrics) can tell answers apart without
+/// reading the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorCode(pub String);
+
 /// An error on its way to becoming an HTTP response.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -91,7 +97,9 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let code = ErrorCode(self.body.error.clone());
         let mut resp = (self.status, axum::Json(self.body)).into_response();
+        resp.extensions_mut().insert(code);
         if let Some(secs) = self.retry_after_secs
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
@@ -113,5 +121,23 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
         let mut e = ApiError::new(status, code, r.body_text());
         e.body.retryable = false;
         e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_response_carries_its_error_code_for_middleware() {
+        let resp = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "index_cold", "cold")
+            .retry_after(1)
+            .into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            resp.extensions().get::<ErrorCode>(),
+            Some(&ErrorCode("index_cold".into()))
+        );
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
     }
 }
