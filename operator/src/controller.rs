@@ -35,7 +35,7 @@ use kube::{
     },
 };
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use trusty_core::IndexId;
@@ -104,6 +104,8 @@ pub struct Context {
     pub resync: Resync,
     /// Consecutive failures per Index, for exponential requeue backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Indexes whose current build failed, counted by `trusty_operator_indexes_failed`.
+    failed_builds: Mutex<HashSet<String>>,
 }
 
 /// Requeue intervals. Data-plane changes (an owner failing a reload, a shard
@@ -156,6 +158,7 @@ impl Context {
             metrics,
             resync: Resync::default(),
             failures: Mutex::new(HashMap::new()),
+            failed_builds: Mutex::new(HashSet::new()),
         }
     }
 
@@ -191,6 +194,34 @@ impl Context {
 
     fn reset_backoff(&self, key: &str) {
         self.failures.lock().expect("failure map lock").remove(key);
+    }
+
+    /// Records whether `index`'s build of its current inputs failed; the
+    /// gauge stays up until a new build starts, one succeeds, or it is deleted.
+    fn note_build(&self, index: &Index, failed: bool) {
+        let mut set = self.failed_builds.lock().expect("failed builds lock");
+        if failed {
+            set.insert(key(index));
+        } else {
+            set.remove(&key(index));
+        }
+        self.metrics.indexes_failed.set(set.len() as i64);
+    }
+
+    fn forget_builds(&self) {
+        self.failed_builds.lock().expect("failed builds lock").clear();
+        self.metrics.indexes_failed.set(0);
+    }
+}
+
+/// Clears the failed-build gauge when the controller stops (leadership lost,
+/// shutdown): a standby must not report Indexes it no longer follows, and a
+/// new leader's first pass over every Index counts them afresh.
+struct ForgetBuildsOnStop(Arc<Context>);
+
+impl Drop for ForgetBuildsOnStop {
+    fn drop(&mut self) {
+        self.0.forget_builds();
     }
 }
 
@@ -343,6 +374,8 @@ async fn apply(index: &Index, id: &IndexId, api: &Api<Index>, ctx: &Context) -> 
 
     let mut imported_new = false;
     let build = if let Some(os) = &spec.source.object_store {
+        // An objectStore source builds nothing, so it has no failed build.
+        ctx.note_build(index, false);
         st.source_hash = Some(desired.clone());
         st.source_revision = Some(jobs::source_revision(spec));
         if storage::same_store(&os.prefix, &ctx.build.store) {
@@ -423,7 +456,9 @@ async fn apply(index: &Index, id: &IndexId, api: &Api<Index>, ctx: &Context) -> 
         }
         Build::UpToDate
     } else {
-        build_step(index, id, &desired, &mut st, ctx, now).await?
+        let build = build_step(index, id, &desired, &mut st, ctx, now).await?;
+        ctx.note_build(index, build == Build::Failed);
+        build
     };
     // A new build (or a new objectStore prefix) must be picked up by owners
     // already serving the previous version.
@@ -817,6 +852,7 @@ async fn conflict(
 }
 
 async fn cleanup(index: &Index, id: &IndexId, ctx: &Context) -> Result<Action> {
+    ctx.note_build(index, false);
     let me = owner(index);
     if let Some(holder) = storage::owner_of(&ctx.build.store, id).await?
         && holder != me
@@ -929,6 +965,7 @@ pub async fn check_crd_installed(client: Client, namespace: Option<&str>) -> Res
 
 /// Runs the controller on Indexes (and their build Jobs) until the stream ends.
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
+    let _forget = ForgetBuildsOnStop(ctx.clone());
     let client = ctx.client.clone();
     let indexes: Api<Index> = match &namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),

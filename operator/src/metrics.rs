@@ -20,6 +20,9 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     pub failures: IntCounterVec,
     pub leader: IntGauge,
+    /// Indexes whose build of their current inputs failed: a failed build
+    /// returns the reconcile successfully, so no failure counter sees it.
+    pub indexes_failed: IntGauge,
     /// Unix time of the last leader-election round that reached the API server.
     pub election_round: IntGauge,
 }
@@ -59,6 +62,11 @@ impl Metrics {
         .expect("valid metric");
         let leader = IntGauge::new("trusty_operator_leader", "1 while this replica holds the leader lease")
             .expect("valid metric");
+        let indexes_failed = IntGauge::new(
+            "trusty_operator_indexes_failed",
+            "Indexes whose build of their current inputs failed, while this replica leads",
+        )
+        .expect("valid metric");
         let election_round = IntGauge::new(
             "trusty_operator_election_round_timestamp_seconds",
             "Unix time of the last leader-election round that reached the API server",
@@ -69,6 +77,7 @@ impl Metrics {
             Box::new(reconcile_duration.clone()),
             Box::new(failures.clone()),
             Box::new(leader.clone()),
+            Box::new(indexes_failed.clone()),
             Box::new(election_round.clone()),
         ] {
             registry.register(c).expect("metric registered once");
@@ -79,6 +88,7 @@ impl Metrics {
             reconcile_duration,
             failures,
             leader,
+            indexes_failed,
             election_round,
         }
     }
@@ -211,6 +221,7 @@ mod tests {
         assert!(body.contains("trusty_operator_reconcile_failures_total{reason=\"router\"} 1"));
         assert!(body.contains("trusty_operator_reconcile_duration_seconds_count 1"));
         assert!(body.contains("trusty_operator_leader 1"));
+        assert!(body.contains("trusty_operator_indexes_failed 0"), "{body}");
         let health = reqwest::get(format!("http://{addr}/healthz")).await.unwrap();
         assert_eq!(health.status(), 200);
 

@@ -337,6 +337,100 @@ async fn failed_build_reports_failed_and_reset_retries() {
     op.stop().await;
 }
 
+/// Waits until `metrics` counts `n` Indexes with a failed build.
+async fn failed_builds_are(metrics: &trusty_operator::metrics::Metrics, n: i64) {
+    eventually(&format!("{n} failed build(s) in the gauge"), WAIT, move || async move {
+        (metrics.indexes_failed.get() == n).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_builds_are_counted_until_rebuilt_deleted_or_no_longer_led() {
+    install_crypto();
+    let unused = tempfile::tempdir().unwrap();
+    let store = format!("file://{}", unused.path().display());
+    let api = FakeApiServer::start().await;
+    let router = FakeRouter::start().await;
+    let client = api.client();
+    let op = Operator::start(client.clone(), &router.url(), &store, "op-a", Some(NS.into()));
+    let indexes: Api<Index> = Api::namespaced(client.clone(), NS);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
+    let manifest = |name: &str, reset: i64| {
+        json!({
+            "apiVersion": "search.trusty.dev/v1alpha1", "kind": "Index",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"source": {"volume": {"claimName": "code", "path": name}}, "lexicalOnly": true,
+                     "resetGeneration": reset},
+        })
+    };
+    let job_of = |name: &'static str| {
+        let jobs = jobs.clone();
+        async move {
+            eventually(&format!("a build Job of {name}"), WAIT, || async {
+                let selector = format!("{}={name}", trusty_operator::jobs::INDEX_LABEL);
+                let items = jobs.list(&ListParams::default().labels(&selector)).await.ok()?.items;
+                items
+                    .into_iter()
+                    .find(|j| j.status.as_ref().is_none_or(|s| s.failed.is_none()))
+            })
+            .await
+        }
+    };
+    let apply = |name: &'static str, reset: i64| {
+        let indexes = indexes.clone();
+        async move {
+            indexes
+                .patch(
+                    name,
+                    &PatchParams::apply("e2e-test"),
+                    &Patch::Apply(manifest(name, reset)),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    assert_eq!(op.metrics.indexes_failed.get(), 0);
+
+    // Two builds fail: each Index counts once, however often it is reconciled.
+    for name in ["app", "lib"] {
+        apply(name, 0).await;
+        let job = job_of(name).await;
+        kubelet::fail(
+            &jobs,
+            job.metadata.name.as_deref().unwrap(),
+            "BackoffLimitExceeded",
+            "clone failed",
+        )
+        .await;
+        phase_is(&indexes, name, Phase::Failed).await;
+    }
+    failed_builds_are(&op.metrics, 2).await;
+
+    // A retry lowers it, and its success keeps it down.
+    apply("app", 1).await;
+    let retry = job_of("app").await;
+    kubelet::succeed(&jobs, retry.metadata.name.as_deref().unwrap()).await;
+    phase_is(&indexes, "app", Phase::Available).await;
+    failed_builds_are(&op.metrics, 1).await;
+
+    // A replica that stops leading stops reporting; the next leader counts afresh.
+    let first = op.metrics.clone();
+    op.stop().await;
+    failed_builds_are(&first, 0).await;
+    let op = Operator::start(client.clone(), &router.url(), &store, "op-b", Some(NS.into()));
+    failed_builds_are(&op.metrics, 1).await;
+
+    // Deleting the Index with the failed build lowers it.
+    indexes.delete("lib", &DeleteParams::default()).await.unwrap();
+    eventually("lib to be gone", WAIT, || async {
+        indexes.get_opt("lib").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    failed_builds_are(&op.metrics, 0).await;
+    op.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_an_index_stops_its_running_build_before_removing_data() {
     let f = Fakes::start("app").await;
