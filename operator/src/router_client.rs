@@ -12,7 +12,7 @@ use trusty_core::api::types::IndexStatus as ClusterIndexStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
-    #[error("router unreachable at {url}: {source}")]
+    #[error("router unreachable at {url}: {}", one_line(.source))]
     Unreachable {
         url: String,
         #[source]
@@ -25,7 +25,7 @@ pub enum RouterError {
         status: u16,
         body: String,
     },
-    #[error("router sent an unreadable answer to {url}: {source}")]
+    #[error("router sent an unreadable answer to {url}: {}", one_line(.source))]
     Decode {
         url: String,
         #[source]
@@ -33,6 +33,22 @@ pub enum RouterError {
     },
     #[error("index {0} is not known to the router")]
     NotFound(String),
+}
+
+/// An error and its causes on one line, each cause once: reqwest's own
+/// message names the request, only its sources say refused, DNS or timeout.
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
 }
 
 #[derive(Clone, Debug)]
@@ -136,5 +152,32 @@ impl RouterClient {
             404 => Err(RouterError::NotFound(id.to_string())),
             _ => Err(Self::fail("GET", url, resp).await),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("client error (Connect)")]
+    struct Connect(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("error sending request: {0}")]
+    struct Spelled(#[source] std::io::Error);
+
+    #[test]
+    fn one_line_keeps_every_cause_once() {
+        let refused = || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        assert_eq!(
+            one_line(&Connect(refused())),
+            "client error (Connect): connection refused"
+        );
+        assert_eq!(
+            one_line(&Spelled(refused())),
+            "error sending request: connection refused",
+            "a cause already spelled out is not repeated"
+        );
     }
 }

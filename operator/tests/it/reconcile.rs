@@ -613,10 +613,11 @@ async fn router_unreachable_sets_an_error_condition_and_backs_off() {
     let available = cond(&status, "Available");
     assert_eq!(available["status"], "False");
     assert_eq!(available["reason"], "RouterUnavailable");
-    assert!(
-        status["lastError"].as_str().unwrap().contains("router unreachable"),
-        "{status:#}"
-    );
+    let last_error = status["lastError"].as_str().unwrap();
+    assert!(last_error.contains("router unreachable"), "{status:#}");
+    // The cause, not only reqwest's "error sending request": refused, not DNS or a timeout.
+    assert!(last_error.contains("Connection refused"), "{last_error}");
+    assert_eq!(available["message"], last_error);
 
     let index: Arc<Index> = Arc::new(serde_json::from_value(obj).unwrap());
     assert_eq!(
