@@ -63,9 +63,11 @@ pub fn truncate(mut s: String, max: usize) -> String {
 /// `Available` and `Degraded`.
 ///
 /// Rules: Available=True when at least one owner is hot. Phase Available when
-/// `replicas` owners are hot and none failed; Degraded when any owner failed
+/// every wanted owner is hot and none failed; Degraded when any owner failed
 /// (the owners' errors go to the condition message and `lastError`); otherwise
-/// Published (owners cold or loading).
+/// Published (owners cold or loading). The router places an index on its own
+/// replication factor of owners whatever `replicas` asks, so the owners it
+/// reports cap the wanted count (said in the Published condition).
 pub fn apply_cluster_status(
     status: &mut IndexStatus,
     cluster: &ClusterIndexStatus,
@@ -104,8 +106,25 @@ pub fn apply_cluster_status(
         .filter(|o| o.state == ResidencyState::Failed)
         .map(|o| format!("{}: {}", o.shard, o.last_error.as_deref().unwrap_or("load failed")))
         .collect();
-    let wanted = usize::try_from(replicas.max(1)).unwrap_or(1);
+    let asked = usize::try_from(replicas.max(1)).unwrap_or(1);
+    let placed = cluster.owners.len();
+    let wanted = asked.min(placed).max(1);
     status.ready_owners = Some(format!("{hot}/{wanted}"));
+    if placed > 0 && asked > placed {
+        set_condition(
+            &mut status.conditions,
+            condition::PUBLISHED,
+            true,
+            "ReplicasCapped",
+            format!(
+                "spec.replicas is {asked} but the router places the index on {placed} owner(s) \
+                 (its replication factor, router.indexReplicas in the chart, or fewer shards); \
+                 readiness counts those {placed}"
+            ),
+            generation,
+            now,
+        );
+    }
 
     if hot > 0 {
         set_condition(
@@ -248,6 +267,38 @@ mod tests {
         let msg = &condition(&s, condition::DEGRADED).unwrap().message;
         assert!(msg.contains("shard-1: checksum mismatch"), "{msg}");
         assert!(s.last_error.unwrap().contains("checksum mismatch"));
+    }
+
+    #[test]
+    fn replicas_beyond_the_placed_owners_are_capped() {
+        let mut s = IndexStatus::default();
+        let c = cluster(vec![
+            owner("shard-0", ResidencyState::Hot, None),
+            owner("shard-1", ResidencyState::Hot, None),
+        ]);
+        apply_cluster_status(&mut s, &c, 3, Some(1), Timestamp::now());
+        assert_eq!(s.phase, Phase::Available);
+        assert_eq!(s.ready_owners.as_deref(), Some("2/2"));
+        let published = condition(&s, condition::PUBLISHED).expect("capping is reported");
+        assert_eq!(
+            (published.status.as_str(), published.reason.as_str()),
+            ("True", "ReplicasCapped")
+        );
+
+        // Capped, one of the two placed owners is still not enough.
+        let mut s = IndexStatus::default();
+        let c = cluster(vec![
+            owner("shard-0", ResidencyState::Hot, None),
+            owner("shard-1", ResidencyState::Loading, None),
+        ]);
+        apply_cluster_status(&mut s, &c, 3, Some(1), Timestamp::now());
+        assert_eq!(s.phase, Phase::Published);
+        assert_eq!(s.ready_owners.as_deref(), Some("1/2"));
+
+        // Within the placed owners nothing is said.
+        let mut s = IndexStatus::default();
+        apply_cluster_status(&mut s, &c, 2, Some(1), Timestamp::now());
+        assert!(condition(&s, condition::PUBLISHED).is_none());
     }
 
     #[test]

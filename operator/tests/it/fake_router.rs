@@ -31,8 +31,12 @@ pub struct Call {
 struct Inner {
     calls: Vec<Call>,
     registered: BTreeMap<String, i64>,
-    /// Owner states per index; defaults to every replica hot.
+    /// Owner states per index; defaults to every owner hot.
     owners: BTreeMap<String, Vec<(ResidencyState, Option<String>)>>,
+    /// Like the real router's replication factor: every index gets this
+    /// many owners whatever `replicas` it was registered with. `None`: as
+    /// many owners as registered replicas.
+    replication: Option<i64>,
 }
 
 #[derive(Clone, Default)]
@@ -43,7 +47,17 @@ pub struct FakeRouter {
 
 impl FakeRouter {
     pub async fn start() -> FakeRouter {
+        Self::start_inner(None).await
+    }
+
+    /// Places every index on `r` owners, as a router started with `--replicas r`.
+    pub async fn start_with_replication(r: i64) -> FakeRouter {
+        Self::start_inner(Some(r)).await
+    }
+
+    async fn start_inner(replication: Option<i64>) -> FakeRouter {
         let mut router = FakeRouter::default();
+        router.inner.lock().unwrap().replication = replication;
         let app = Router::new()
             .route("/v1/admin/indexes/{id}", post(register).delete(unregister))
             .route("/v1/admin/indexes/{id}/{action}", post(action))
@@ -181,11 +195,10 @@ async fn status(State(r): State<FakeRouter>, Path(id): Path<String>, headers: He
         )
             .into_response();
     };
-    let states = inner
-        .owners
-        .get(&id)
-        .cloned()
-        .unwrap_or_else(|| (0..replicas).map(|_| (ResidencyState::Hot, None)).collect());
+    let states = inner.owners.get(&id).cloned().unwrap_or_else(|| {
+        let owners = inner.replication.unwrap_or(replicas);
+        (0..owners).map(|_| (ResidencyState::Hot, None)).collect()
+    });
     let counts = IndexCounts {
         files: 12,
         chunks: 345,

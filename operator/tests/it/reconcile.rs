@@ -442,6 +442,63 @@ async fn reset_generation_bump_calls_reset_and_records_it() {
     assert_eq!(cond(&status, "Built")["reason"], "Prebuilt");
 }
 
+/// A registered, prebuilt Index with `spec` whose status already says Published.
+fn published_index(name: &str, spec: Value) -> Value {
+    let hash = jobs::source_hash(&serde_json::from_value(spec.clone()).unwrap());
+    index_obj(
+        name,
+        spec,
+        Some(json!({"phase": "Published", "sourceHash": hash,
+                    "conditions": [{"type": "Published", "status": "True", "reason": "Registered", "message": "",
+                                    "lastTransitionTime": "2025-01-01T00:00:00Z"}]})),
+    )
+}
+
+/// Reconciles `obj` once, expecting only its status write; returns that status.
+async fn status_after_one_pass(ctx: Arc<Context>, verifier: ApiServerVerifier, obj: &Value) -> (Value, Action) {
+    let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+    let o = obj.clone();
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let w = written.clone();
+    let action = run(ctx, verifier, obj, move |mut api| async move {
+        *w.lock().unwrap() = api.expect_status_apply(NS, &name, &o).await;
+        api
+    })
+    .await
+    .unwrap();
+    let status = written.lock().unwrap().clone();
+    (status, action)
+}
+
+/// The router places every index on its own replication factor of owners:
+/// asking for more must not leave the Index short of Available forever.
+#[tokio::test]
+async fn replicas_above_the_routers_replication_factor_are_capped_not_waited_for() {
+    let router = FakeRouter::start_with_replication(2).await;
+    let (ctx, verifier) = context(&router.url(), "memory://trusty-reconcile");
+    let mut spec = object_store_spec();
+    spec["replicas"] = json!(3);
+    let obj = published_index("platform", spec);
+    let (status, action) = status_after_one_pass(ctx, verifier, &obj).await;
+    assert_eq!(router.calls()[0].body, Some(json!({"replicas": 3, "preload": false})));
+    assert_eq!(status["phase"], "Available", "{status:#}");
+    assert_eq!(status["readyOwners"], "2/2");
+    let published = cond(&status, "Published");
+    assert_eq!(published["status"], "True");
+    assert_eq!(published["reason"], "ReplicasCapped");
+    let msg = published["message"].as_str().unwrap();
+    assert!(msg.contains("spec.replicas is 3") && msg.contains("2 owner"), "{msg}");
+    assert_eq!(action, Action::requeue(REQUEUE_STABLE));
+
+    // Within the replication factor nothing is capped.
+    let router = FakeRouter::start_with_replication(2).await;
+    let (ctx, verifier) = context(&router.url(), "memory://trusty-reconcile");
+    let obj = published_index("platform", object_store_spec());
+    let (status, _) = status_after_one_pass(ctx, verifier, &obj).await;
+    assert_eq!(status["phase"], "Available", "{status:#}");
+    assert_eq!(cond(&status, "Published")["reason"], "Registered");
+}
+
 #[tokio::test]
 async fn deletion_unregisters_removes_objects_and_the_finalizer() {
     let router = FakeRouter::start().await;
