@@ -15,7 +15,7 @@
 use crate::crd::{DeletionPolicy, FINALIZER, Index, IndexStatus, Phase, condition};
 use crate::jobs::{self, BuildConfig, JobOutcome};
 use crate::metrics::Metrics;
-use crate::router_client::{RouterClient, RouterError};
+use crate::router_client::{RouterClient, RouterError, one_line};
 use crate::status::{self, set_condition};
 use crate::storage::{self, StorageError};
 use futures::StreamExt;
@@ -793,7 +793,17 @@ async fn serve_step(
         .await;
     }
     let cluster = ctx.router.status(id).await?;
-    status::apply_cluster_status(st, &cluster, spec.replicas, generation, now);
+    // What the owners should serve; unreadable, their versions go unchecked
+    // rather than the router's view going unreported.
+    let published = match storage::published_version(&ctx.build.store, id).await {
+        Ok(version) => version,
+        Err(e) => {
+            let error = one_line(&e);
+            tracing::warn!(index = %id, %error, "could not read the published version");
+            None
+        }
+    };
+    status::apply_cluster_status(st, &cluster, spec.replicas, published.as_deref(), generation, now);
     Ok(())
 }
 

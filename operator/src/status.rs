@@ -7,7 +7,7 @@
 use crate::crd::{Counts, IndexStatus, Owner, Phase, condition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use trusty_core::api::types::{IndexStatus as ClusterIndexStatus, ResidencyState};
+use trusty_core::api::types::{IndexStatus as ClusterIndexStatus, ResidencyState, ShardIndexStatus};
 
 /// Sets (or replaces) a condition, keeping `lastTransitionTime` when the status
 /// value did not change so watchers see real transitions only.
@@ -62,16 +62,20 @@ pub fn truncate(mut s: String, max: usize) -> String {
 /// Copies the cluster's view of the index into `status` and derives phase,
 /// `Available` and `Degraded`.
 ///
-/// Rules: Available=True when at least one owner is hot. Phase Available when
-/// every wanted owner is hot and none failed; Degraded when any owner failed
-/// (the owners' errors go to the condition message and `lastError`); otherwise
-/// Published (owners cold or loading). The router places an index on its own
-/// replication factor of owners whatever `replicas` asks, so the owners it
-/// reports cap the wanted count (said in the Published condition).
+/// Rules: Available=True when at least one owner is hot (whatever version it
+/// serves). An owner is ready when hot on `published` (the version `CURRENT`
+/// names; any version when unknown). Phase Degraded when an owner failed or a
+/// hot one reports an error, such as a new version it could not swap in (the
+/// errors go to the condition message and `lastError`); Available when every
+/// wanted owner is ready; otherwise Published (owners cold, loading or still
+/// swapping). The router places an index on its own replication factor of
+/// owners whatever `replicas` asks, so the owners it reports cap the wanted
+/// count (said in the Published condition).
 pub fn apply_cluster_status(
     status: &mut IndexStatus,
     cluster: &ClusterIndexStatus,
     replicas: i32,
+    published: Option<&str>,
     generation: Option<i64>,
     now: Timestamp,
 ) {
@@ -99,17 +103,44 @@ pub fn apply_cluster_status(
         })
         .collect();
 
-    let hot = cluster.owners.iter().filter(|o| o.state == ResidencyState::Hot).count();
-    let failed: Vec<String> = cluster
+    let is_hot = |o: &&ShardIndexStatus| o.state == ResidencyState::Hot;
+    let stale = |o: &ShardIndexStatus| published.is_some_and(|p| o.version.as_deref() != Some(p));
+    let hot = cluster.owners.iter().filter(is_hot).count();
+    let ready = cluster.owners.iter().filter(is_hot).filter(|o| !stale(o)).count();
+    let still_swapping: Vec<String> = cluster
         .owners
         .iter()
-        .filter(|o| o.state == ResidencyState::Failed)
+        .filter(is_hot)
+        .filter(|o| stale(o) && o.last_error.is_none())
+        .map(|o| {
+            format!(
+                "{} still serves {}",
+                o.shard,
+                o.version.as_deref().unwrap_or("an unknown version")
+            )
+        })
+        .collect();
+    let failed = cluster.owners.iter().filter(|o| o.state == ResidencyState::Failed);
+    let failed_count = failed.clone().count();
+    let mut problems: Vec<String> = failed
         .map(|o| format!("{}: {}", o.shard, o.last_error.as_deref().unwrap_or("load failed")))
         .collect();
+    let mut stale_errors = 0;
+    for o in cluster.owners.iter().filter(is_hot) {
+        let Some(error) = &o.last_error else { continue };
+        match (stale(o), published) {
+            (true, Some(p)) => {
+                stale_errors += 1;
+                let served = o.version.as_deref().unwrap_or("an unknown version");
+                problems.push(format!("{} serves {served}, not the published {p}: {error}", o.shard));
+            }
+            _ => problems.push(format!("{}: {error}", o.shard)),
+        }
+    }
     let asked = usize::try_from(replicas.max(1)).unwrap_or(1);
     let placed = cluster.owners.len();
     let wanted = asked.min(placed).max(1);
-    status.ready_owners = Some(format!("{hot}/{wanted}"));
+    status.ready_owners = Some(format!("{ready}/{wanted}"));
     if placed > 0 && asked > placed {
         set_condition(
             &mut status.conditions,
@@ -127,17 +158,25 @@ pub fn apply_cluster_status(
     }
 
     if hot > 0 {
+        let mut message = format!("{hot} of {wanted} owners serve the index");
+        if !still_swapping.is_empty() {
+            let p = published.unwrap_or_default();
+            message = format!(
+                "{message}; {ready} serve the published {p}; {}",
+                still_swapping.join(", ")
+            );
+        }
         set_condition(
             &mut status.conditions,
             condition::AVAILABLE,
             true,
             "OwnerHot",
-            format!("{hot} of {wanted} owners serve the index"),
+            message,
             generation,
             now,
         );
     } else {
-        let reason = if failed.is_empty() {
+        let reason = if failed_count == 0 {
             "NoOwnerHot"
         } else {
             "OwnersFailed"
@@ -153,7 +192,7 @@ pub fn apply_cluster_status(
         );
     }
 
-    if failed.is_empty() {
+    if problems.is_empty() {
         set_condition(
             &mut status.conditions,
             condition::DEGRADED,
@@ -163,19 +202,31 @@ pub fn apply_cluster_status(
             generation,
             now,
         );
-        status.phase = if hot >= wanted {
+        status.phase = if ready >= wanted {
             Phase::Available
         } else {
             Phase::Published
         };
         status.last_error = None;
     } else {
-        let message = format!("{} owner(s) failed: {}", failed.len(), failed.join("; "));
+        let n = problems.len();
+        let list = problems.join("; ");
+        let (reason, message) = if failed_count > 0 {
+            ("OwnersFailed", format!("{n} owner(s) failed: {list}"))
+        } else if stale_errors > 0 {
+            let p = published.unwrap_or_default();
+            (
+                "StaleVersion",
+                format!("{n} owner(s) did not load the published version {p}: {list}"),
+            )
+        } else {
+            ("OwnerError", format!("{n} owner(s) report an error: {list}"))
+        };
         set_condition(
             &mut status.conditions,
             condition::DEGRADED,
             true,
-            "OwnersFailed",
+            reason,
             message.clone(),
             generation,
             now,
@@ -192,7 +243,7 @@ fn clamp_i64(v: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trusty_core::api::types::{IndexCounts, ShardIndexStatus};
+    use trusty_core::api::types::IndexCounts;
 
     fn owner(shard: &str, state: ResidencyState, err: Option<&str>) -> ShardIndexStatus {
         ShardIndexStatus {
@@ -229,7 +280,7 @@ mod tests {
             owner("shard-0", ResidencyState::Hot, None),
             owner("shard-1", ResidencyState::Hot, None),
         ]);
-        apply_cluster_status(&mut s, &c, 2, Some(1), Timestamp::now());
+        apply_cluster_status(&mut s, &c, 2, None, Some(1), Timestamp::now());
         assert_eq!(s.phase, Phase::Available);
         assert_eq!(s.ready_owners.as_deref(), Some("2/2"));
         assert_eq!(s.counts, Some(Counts { files: 3, chunks: 42 }));
@@ -247,7 +298,7 @@ mod tests {
             owner("shard-0", ResidencyState::Hot, None),
             owner("shard-1", ResidencyState::Loading, None),
         ]);
-        apply_cluster_status(&mut s, &c, 2, None, Timestamp::now());
+        apply_cluster_status(&mut s, &c, 2, None, None, Timestamp::now());
         assert_eq!(s.phase, Phase::Published);
         assert_eq!(s.ready_owners.as_deref(), Some("1/2"));
         assert!(condition_is(&s, condition::AVAILABLE, true));
@@ -260,7 +311,7 @@ mod tests {
             owner("shard-0", ResidencyState::Hot, None),
             owner("shard-1", ResidencyState::Failed, Some("checksum mismatch")),
         ]);
-        apply_cluster_status(&mut s, &c, 2, None, Timestamp::now());
+        apply_cluster_status(&mut s, &c, 2, None, None, Timestamp::now());
         assert_eq!(s.phase, Phase::Degraded);
         assert!(condition_is(&s, condition::DEGRADED, true));
         assert!(condition_is(&s, condition::AVAILABLE, true));
@@ -276,7 +327,7 @@ mod tests {
             owner("shard-0", ResidencyState::Hot, None),
             owner("shard-1", ResidencyState::Hot, None),
         ]);
-        apply_cluster_status(&mut s, &c, 3, Some(1), Timestamp::now());
+        apply_cluster_status(&mut s, &c, 3, None, Some(1), Timestamp::now());
         assert_eq!(s.phase, Phase::Available);
         assert_eq!(s.ready_owners.as_deref(), Some("2/2"));
         let published = condition(&s, condition::PUBLISHED).expect("capping is reported");
@@ -291,21 +342,75 @@ mod tests {
             owner("shard-0", ResidencyState::Hot, None),
             owner("shard-1", ResidencyState::Loading, None),
         ]);
-        apply_cluster_status(&mut s, &c, 3, Some(1), Timestamp::now());
+        apply_cluster_status(&mut s, &c, 3, None, Some(1), Timestamp::now());
         assert_eq!(s.phase, Phase::Published);
         assert_eq!(s.ready_owners.as_deref(), Some("1/2"));
 
         // Within the placed owners nothing is said.
         let mut s = IndexStatus::default();
-        apply_cluster_status(&mut s, &c, 2, Some(1), Timestamp::now());
+        apply_cluster_status(&mut s, &c, 2, None, Some(1), Timestamp::now());
         assert!(condition(&s, condition::PUBLISHED).is_none());
+    }
+
+    #[test]
+    fn owners_on_another_version_than_published_are_not_ready() {
+        let on = |shard, version: &str, err: Option<&str>| ShardIndexStatus {
+            version: Some(version.into()),
+            ..owner(shard, ResidencyState::Hot, err)
+        };
+        // Still swapping: serving, not ready, not degraded.
+        let mut s = IndexStatus::default();
+        let c = cluster(vec![on("shard-0", "v2", None), on("shard-1", "v1", None)]);
+        apply_cluster_status(&mut s, &c, 2, Some("v2"), None, Timestamp::now());
+        assert_eq!(s.phase, Phase::Published);
+        assert_eq!(s.ready_owners.as_deref(), Some("1/2"));
+        assert!(condition_is(&s, condition::AVAILABLE, true));
+        assert!(condition_is(&s, condition::DEGRADED, false));
+        let available = &condition(&s, condition::AVAILABLE).unwrap().message;
+        assert!(available.contains("shard-1 still serves v1"), "{available}");
+
+        // The swap failed: degraded, naming the owner, its version and its error.
+        let c = cluster(vec![
+            on("shard-0", "v2", None),
+            on(
+                "shard-1",
+                "v1",
+                Some("new version v2 failed (corrupt): checksum mismatch"),
+            ),
+        ]);
+        apply_cluster_status(&mut s, &c, 2, Some("v2"), None, Timestamp::now());
+        assert_eq!(s.phase, Phase::Degraded);
+        let degraded = condition(&s, condition::DEGRADED).unwrap();
+        assert_eq!(degraded.reason, "StaleVersion");
+        assert!(
+            degraded
+                .message
+                .contains("shard-1 serves v1, not the published v2: new version v2 failed"),
+            "{}",
+            degraded.message
+        );
+        assert_eq!(s.last_error.as_deref(), Some(degraded.message.as_str()));
+
+        // A hot owner on the published version that reports an error is degraded too.
+        let c = cluster(vec![
+            on("shard-0", "v2", None),
+            on("shard-1", "v2", Some("polling CURRENT: timed out")),
+        ]);
+        apply_cluster_status(&mut s, &c, 2, Some("v2"), None, Timestamp::now());
+        assert_eq!(s.phase, Phase::Degraded);
+        assert_eq!(condition(&s, condition::DEGRADED).unwrap().reason, "OwnerError");
+
+        // Nothing known about what is published: any hot version counts.
+        let c = cluster(vec![on("shard-0", "v2", None), on("shard-1", "v1", None)]);
+        apply_cluster_status(&mut s, &c, 2, None, None, Timestamp::now());
+        assert_eq!(s.phase, Phase::Available);
     }
 
     #[test]
     fn no_owner_hot_is_not_available() {
         let mut s = IndexStatus::default();
         let c = cluster(vec![owner("shard-0", ResidencyState::Cold, None)]);
-        apply_cluster_status(&mut s, &c, 1, None, Timestamp::now());
+        apply_cluster_status(&mut s, &c, 1, None, None, Timestamp::now());
         assert!(condition_is(&s, condition::AVAILABLE, false));
         assert_eq!(s.phase, Phase::Published);
         assert_eq!(s.ready_owners.as_deref(), Some("0/1"));

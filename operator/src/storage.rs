@@ -16,6 +16,8 @@ use trusty_core::storage::publish;
 use trusty_core::storage::store::Store;
 
 pub use trusty_core::storage::import::{ImportError, Imported};
+pub use trusty_core::storage::open::OpenError;
+use trusty_core::storage::open::read_current;
 pub use trusty_core::storage::store::StoreError as StorageError;
 
 /// The Index resource that owns an index id. Ids are cluster-wide (one store)
@@ -128,7 +130,6 @@ pub async fn import_index(
     staging: Option<&std::path::Path>,
 ) -> Result<Imported, ImportError> {
     use trusty_core::storage::import::import_current;
-    use trusty_core::storage::open::OpenError;
     let open = |url: &str| {
         Store::open(url).map_err(|e| OpenError::StoreUnavailable {
             index_id: id.to_string(),
@@ -149,6 +150,20 @@ pub async fn import_index(
             })
         })?;
     import_current(&src, &dst, id, work.path(), &Default::default()).await
+}
+
+/// The version `CURRENT` names for `id` in the store at `url`, which every
+/// owner should serve; `None` while nothing is published.
+pub async fn published_version(url: &str, id: &IndexId) -> Result<Option<String>, OpenError> {
+    let store = Store::open(url).map_err(|e| OpenError::StoreUnavailable {
+        index_id: id.to_string(),
+        source: e,
+    })?;
+    match read_current(&store, id, None).await {
+        Ok(current) => Ok(current.map(|(pointer, _)| pointer.version)),
+        Err(OpenError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Deletes every object of index `id` under the store at `url`; returns how
@@ -273,6 +288,23 @@ mod tests {
             .unwrap_err();
         assert!(!err.to_string().contains("import-volume"), "past staging: {err}");
         assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0, "staging left clean");
+    }
+
+    #[tokio::test]
+    async fn the_published_version_is_what_current_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let id = IndexId::new("repo").unwrap();
+        assert_eq!(published_version(&url, &id).await.unwrap(), None);
+        let current = dir.path().join("indexes/repo/CURRENT");
+        std::fs::create_dir_all(current.parent().unwrap()).unwrap();
+        std::fs::write(&current, br#"{"version": "v2", "manifest_sha256": "00"}"#).unwrap();
+        assert_eq!(published_version(&url, &id).await.unwrap().as_deref(), Some("v2"));
+        std::fs::write(&current, b"{").unwrap();
+        assert!(
+            published_version(&url, &id).await.is_err(),
+            "a corrupt CURRENT is an error"
+        );
     }
 
     #[test]

@@ -33,13 +33,15 @@ async fn first_job(jobs: &Api<Job>) -> Job {
     .await
 }
 
-/// A `file://` store in which index `id` has a `CURRENT` pointer; returns
-/// the directory and that pointer's path.
+/// A `file://` store in which index `id` has a `CURRENT` pointer naming the
+/// version the fake router's owners serve; returns the directory and that
+/// pointer's path.
 fn store_with_current(id: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let store = tempfile::tempdir().unwrap();
     let data = store.path().join(format!("indexes/{id}/CURRENT"));
     std::fs::create_dir_all(data.parent().unwrap()).unwrap();
-    std::fs::write(&data, b"{\"version\":\"v1\"}").unwrap();
+    let pointer = json!({"version": crate::fake_router::VERSION, "manifest_sha256": "0".repeat(64)});
+    std::fs::write(&data, pointer.to_string()).unwrap();
     (store, data)
 }
 

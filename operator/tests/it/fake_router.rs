@@ -19,6 +19,9 @@ use trusty_search::api::types::{IndexCounts, IndexStatus, ResidencyState, ShardI
 
 pub use crate::support::process::ADMIN_TOKEN as TOKEN;
 
+/// The version every owner serves unless a test says otherwise.
+pub const VERSION: &str = "v20250101-abc";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Call {
     pub method: String,
@@ -33,6 +36,8 @@ struct Inner {
     registered: BTreeMap<String, i64>,
     /// Owner states per index; defaults to every owner hot.
     owners: BTreeMap<String, Vec<(ResidencyState, Option<String>)>>,
+    /// Version each owner serves, per index; defaults to [`VERSION`].
+    versions: BTreeMap<String, Vec<String>>,
     /// Like the real router's replication factor: every index gets this
     /// many owners whatever `replicas` it was registered with. `None`: as
     /// many owners as registered replicas.
@@ -95,6 +100,15 @@ impl FakeRouter {
             id.into(),
             owners.into_iter().map(|(s, e)| (s, e.map(String::from))).collect(),
         );
+    }
+
+    /// Sets the version each owner of `id` reports, in owner order.
+    pub fn set_owner_versions(&self, id: &str, versions: &[&str]) {
+        self.inner
+            .lock()
+            .unwrap()
+            .versions
+            .insert(id.into(), versions.iter().map(|v| v.to_string()).collect());
     }
 
     fn record(&self, method: Method, path: String, headers: &HeaderMap, body: &Bytes) {
@@ -204,14 +218,18 @@ async fn status(State(r): State<FakeRouter>, Path(id): Path<String>, headers: He
         chunks: 345,
         ..Default::default()
     };
-    let owners = states
+    let version_of = |i: usize| {
+        let set = inner.versions.get(&id).and_then(|v| v.get(i));
+        set.map_or(VERSION, String::as_str).to_string()
+    };
+    let owners: Vec<ShardIndexStatus> = states
         .into_iter()
         .enumerate()
         .map(|(i, (state, err))| ShardIndexStatus {
             index_id: id.clone(),
             shard: format!("trusty-shard-{i}"),
             state,
-            version: Some("v20250101-abc".into()),
+            version: Some(version_of(i)),
             counts: Some(counts.clone()),
             bytes: Some(1024),
             last_error: err,
@@ -220,9 +238,15 @@ async fn status(State(r): State<FakeRouter>, Path(id): Path<String>, headers: He
             next_retry_at: None,
         })
         .collect();
+    // As the real router: the newest version a hot owner serves.
+    let served = owners
+        .iter()
+        .filter(|o| o.state == ResidencyState::Hot)
+        .filter_map(|o| o.version.clone())
+        .max();
     Json(IndexStatus {
         index_id: id,
-        version: Some("v20250101-abc".into()),
+        version: served.or_else(|| Some(VERSION.into())),
         counts: Some(counts),
         owners,
     })

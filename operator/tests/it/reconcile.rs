@@ -2,7 +2,7 @@
 //! the fake router: each test lists the exact Kubernetes requests the
 //! reconciler must make and checks what it wrote.
 
-use crate::fake_router::{FakeRouter, TOKEN};
+use crate::fake_router::{self, FakeRouter, TOKEN};
 use crate::verifier::{ApiServerVerifier, status_404};
 use http::{Method, Request, Response};
 use kube::{Client, client::Body, runtime::controller::Action};
@@ -497,6 +497,66 @@ async fn replicas_above_the_routers_replication_factor_are_capped_not_waited_for
     let (status, _) = status_after_one_pass(ctx, verifier, &obj).await;
     assert_eq!(status["phase"], "Available", "{status:#}");
     assert_eq!(cond(&status, "Published")["reason"], "Registered");
+}
+
+/// A `file://` store whose `CURRENT` for `id` names `version`.
+fn store_publishing(id: &str, version: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let current = dir.path().join(format!("indexes/{id}/CURRENT"));
+    std::fs::create_dir_all(current.parent().unwrap()).unwrap();
+    let pointer = json!({"version": version, "manifest_sha256": "0".repeat(64)});
+    std::fs::write(current, pointer.to_string()).unwrap();
+    let url = format!("file://{}", dir.path().display());
+    (dir, url)
+}
+
+/// A new version that an owner failed to swap in leaves it serving the old
+/// one with an error: the Index says so instead of Available.
+#[tokio::test]
+async fn an_owner_left_on_an_older_version_is_degraded() {
+    const NEW: &str = "v20250102-new";
+    let (_store, url) = store_publishing("platform", NEW);
+    let spec = json!({"source": {"objectStore": {"prefix": url}}, "replicas": 2});
+    let failed_swap = "new version v20250102-new failed (corrupt), next try in 5m: checksum mismatch";
+
+    let router = FakeRouter::start().await;
+    router.set_owner_versions("platform", &[NEW, fake_router::VERSION]);
+    router.set_owners(
+        "platform",
+        vec![(ResidencyState::Hot, None), (ResidencyState::Hot, Some(failed_swap))],
+    );
+    let (ctx, verifier) = context(&router.url(), &url);
+    let (status, action) = status_after_one_pass(ctx, verifier, &published_index("platform", spec.clone())).await;
+    assert_eq!(status["phase"], "Degraded", "{status:#}");
+    assert_eq!(status["readyOwners"], "1/2");
+    assert_eq!(cond(&status, "Available")["status"], "True", "both owners still serve");
+    let degraded = cond(&status, "Degraded");
+    assert_eq!(degraded["status"], "True");
+    assert_eq!(degraded["reason"], "StaleVersion");
+    let msg = degraded["message"].as_str().unwrap();
+    assert!(
+        msg.contains("trusty-shard-1 serves v20250101-abc") && msg.contains(NEW) && msg.contains("checksum mismatch"),
+        "{msg}"
+    );
+    assert_eq!(status["lastError"], msg);
+    assert_eq!(action, Action::requeue(REQUEUE_CONVERGING));
+
+    // Still swapping (no error yet): converging, not degraded and not Available.
+    let router = FakeRouter::start().await;
+    router.set_owner_versions("platform", &[NEW, fake_router::VERSION]);
+    let (ctx, verifier) = context(&router.url(), &url);
+    let (status, _) = status_after_one_pass(ctx, verifier, &published_index("platform", spec.clone())).await;
+    assert_eq!(status["phase"], "Published", "{status:#}");
+    assert_eq!(status["readyOwners"], "1/2");
+    assert_eq!(cond(&status, "Degraded")["status"], "False");
+
+    // Every owner on the published version: Available.
+    let router = FakeRouter::start().await;
+    router.set_owner_versions("platform", &[NEW, NEW]);
+    let (ctx, verifier) = context(&router.url(), &url);
+    let (status, _) = status_after_one_pass(ctx, verifier, &published_index("platform", spec)).await;
+    assert_eq!(status["phase"], "Available", "{status:#}");
+    assert_eq!(status["currentVersion"], NEW);
 }
 
 #[tokio::test]
