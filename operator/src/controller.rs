@@ -592,6 +592,20 @@ async fn build_step(
         return Ok(Build::Running);
     }
     if !needs_build {
+        // Back at inputs already built (a failed change reverted): that
+        // build is what is served, so the failure no longer applies.
+        if !status::condition_is(st, condition::BUILT, true) {
+            let revision = st.source_revision.clone().unwrap_or_else(|| desired.to_string());
+            set_condition(
+                &mut st.conditions,
+                condition::BUILT,
+                true,
+                "UpToDate",
+                format!("the served build already has these inputs ({revision})"),
+                generation,
+                now,
+            );
+        }
         return Ok(Build::UpToDate);
     }
 

@@ -998,6 +998,58 @@ async fn reverting_to_earlier_inputs_builds_again_instead_of_following_the_old_j
     .unwrap();
 }
 
+/// Spec A built, then B failed, then the spec went back to A: A is what is
+/// served, so Built is True again instead of keeping B's failure.
+#[tokio::test]
+async fn reverting_to_the_inputs_being_served_clears_the_failed_build() {
+    let router = FakeRouter::start().await;
+    let (ctx, verifier) = context(&router.url(), "memory://trusty-reconcile");
+    let spec = git_spec();
+    let hash_a = jobs::source_hash(&serde_json::from_value(spec.clone()).unwrap());
+    let failed_b = json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "tokio-b000000000", "namespace": NS, "annotations": {"search.trusty.dev/source-hash": "b-hash"}},
+        "status": {"failed": 3, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                                "message": "clone failed"}]},
+    });
+    let obj = index_obj(
+        "tokio",
+        spec,
+        Some(
+            json!({"phase": "Failed", "lastBuildJob": "tokio-b000000000", "sourceHash": hash_a,
+                    "lastBuildTime": "2025-01-02T00:00:00Z",
+                    "lastError": "Job tokio-b000000000 failed: clone failed",
+                    "conditions": [
+                        {"type": "Built", "status": "False", "reason": "BuildFailed",
+                         "message": "Job tokio-b000000000 failed: clone failed", "lastTransitionTime": "2025-01-03T00:00:00Z"},
+                        {"type": "Published", "status": "True", "reason": "Registered", "message": "",
+                         "lastTransitionTime": "2025-01-01T00:00:00Z"}]}),
+        ),
+    );
+    let o = obj.clone();
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let w = written.clone();
+    let action = run(ctx.clone(), verifier, &obj, move |mut api| async move {
+        api.expect(Method::GET, &format!("{JOBS}/tokio-b000000000"), |_| (200, failed_b))
+            .await;
+        *w.lock().unwrap() = api.expect_status_apply(NS, "tokio", &o).await;
+        api
+    })
+    .await
+    .unwrap();
+    let status = written.lock().unwrap().clone();
+    let built = cond(&status, "Built");
+    assert_eq!(
+        (built["status"].as_str(), built["reason"].as_str()),
+        (Some("True"), Some("UpToDate")),
+        "{status:#}"
+    );
+    assert_eq!(status["phase"], "Available");
+    assert!(status["lastError"].is_null(), "{status:#}");
+    assert_eq!(action, Action::requeue(REQUEUE_STABLE));
+    assert_eq!(ctx.metrics.indexes_failed.get(), 0);
+}
+
 #[tokio::test]
 async fn a_job_whose_creation_was_not_recorded_is_followed() {
     let router = FakeRouter::start().await;
