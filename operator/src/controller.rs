@@ -21,7 +21,7 @@ use crate::storage::{self, StorageError};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::{
     Client, Resource, ResourceExt,
     api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams},
@@ -371,6 +371,7 @@ async fn apply(index: &Index, id: &IndexId, api: &Api<Index>, ctx: &Context) -> 
     st.observed_generation = generation;
     let desired = jobs::source_hash(spec);
     let previous_hash = st.source_hash.clone();
+    let previous_build = st.last_build_time.clone();
 
     let mut imported_new = false;
     let build = if let Some(os) = &spec.source.object_store {
@@ -460,9 +461,10 @@ async fn apply(index: &Index, id: &IndexId, api: &Api<Index>, ctx: &Context) -> 
         ctx.note_build(index, build == Build::Failed);
         build
     };
-    // A new build (or a new objectStore prefix) must be picked up by owners
+    // A new build (a refresh too) or a new objectStore prefix must be picked up by owners
     // already serving the previous version.
     let new_version = imported_new
+        || st.last_build_time != previous_build
         || match &previous_hash {
             Some(_) => st.source_hash != previous_hash,
             None => st.source_hash.is_some() && spec.source.object_store.is_none(),
@@ -585,6 +587,14 @@ async fn build_step(
         }
     }
 
+    // A failed Job of the inputs being served is a failed refresh: that
+    // build keeps serving, and the next interval tries again.
+    if let (Some(message), Some(job)) = (&failed, st.last_build_job.clone())
+        && st.source_hash.as_deref() == Some(desired)
+    {
+        refresh_failed(index, st, ctx, &job, message, now).await;
+    }
+
     let refresh = refresh_token(index, st, desired, now);
     let needs_build = st.source_hash.as_deref() != Some(desired) || refresh.is_some();
     if running {
@@ -623,7 +633,17 @@ async fn build_step(
         index.spec.reset_generation,
         refresh.as_deref().unwrap_or(""),
     );
-    let wanted_failed_before = st.last_build_job.as_deref() == Some(wanted.as_str())
+    let same_job = st.last_build_job.as_deref() == Some(wanted.as_str());
+    // This interval's refresh already failed: wait for the next one.
+    if refresh.is_some()
+        && same_job
+        && status::condition(st, condition::BUILT)
+            .is_some_and(|c| c.reason == REFRESH_FAILED && c.message.contains(&wanted))
+    {
+        return Ok(Build::UpToDate);
+    }
+    let wanted_failed_before = refresh.is_none()
+        && same_job
         && (failed.is_some()
             || status::condition(st, condition::BUILT)
                 .is_some_and(|c| c.status == "False" && c.reason == "BuildFailed"));
@@ -684,6 +704,38 @@ async fn build_step(
     st.last_build_job = Some(wanted.clone());
     set_building(st, generation, now, wanted);
     Ok(Build::Running)
+}
+
+/// Built's reason while the last refresh of the served inputs failed.
+const REFRESH_FAILED: &str = "RefreshFailed";
+
+/// Reports a failed refresh Job on Built, which stays True: the previous
+/// build keeps serving. A Warning event once per Job.
+async fn refresh_failed(index: &Index, st: &mut IndexStatus, ctx: &Context, job: &str, message: &str, now: Timestamp) {
+    let next = refresh_slots(index, st, now).and_then(|(_, next)| next).map_or_else(
+        || "no further refresh is scheduled".to_string(),
+        |t| format!("next try at {t}"),
+    );
+    let built_at = st
+        .last_build_time
+        .as_ref()
+        .map_or_else(|| "the previous build".to_string(), |t| format!("the build of {}", t.0));
+    let text = format!("refresh Job {job} failed: {message}; {built_at} keeps serving, {next}");
+    let reported =
+        status::condition(st, condition::BUILT).is_some_and(|c| c.reason == REFRESH_FAILED && c.message.contains(job));
+    set_condition(
+        &mut st.conditions,
+        condition::BUILT,
+        true,
+        REFRESH_FAILED,
+        text.clone(),
+        index.metadata.generation,
+        now,
+    );
+    if !reported {
+        ctx.event(index, EventType::Warning, REFRESH_FAILED, "Build", text)
+            .await;
+    }
 }
 
 /// Whether a Job found under the wanted name must be built again rather
@@ -821,31 +873,46 @@ async fn serve_step(
     Ok(())
 }
 
-/// When a git refresh is due, the token that makes its Job name unique (the
-/// previous build time); `None` when no refresh is due.
+/// When a git refresh is due, the token that makes its Job name unique: the
+/// start of the interval it came due in, so a refresh that failed is tried
+/// again in the next interval under a new name; `None` when none is due.
 fn refresh_token(index: &Index, st: &IndexStatus, desired: &str, now: Timestamp) -> Option<String> {
-    index.spec.source.git.as_ref()?;
     if st.source_hash.as_deref() != Some(desired) {
         return None;
     }
-    let interval = jobs::parse_interval(index.spec.refresh_interval.as_deref()?)?;
-    let last = st.last_build_time.as_ref()?.0;
-    let due = refresh_due(last, interval)?;
-    (due <= now).then(|| last.to_string())
+    let (due, _) = refresh_slots(index, st, now)?;
+    due.map(|t| t.to_string())
 }
 
+/// How long until the next refresh interval begins, for the requeue.
 fn refresh_due_in(index: &Index, st: &IndexStatus, now: Timestamp) -> Option<Duration> {
+    let (_, next) = refresh_slots(index, st, now)?;
+    Some(Duration::try_from(next?.duration_since(now)).unwrap_or(Duration::ZERO))
+}
+
+/// The refresh intervals of a git Index around `now`; `None` when it has no
+/// refresh or no finished build to count from.
+fn refresh_slots(index: &Index, st: &IndexStatus, now: Timestamp) -> Option<(Option<Timestamp>, Option<Timestamp>)> {
     index.spec.source.git.as_ref()?;
     let interval = jobs::parse_interval(index.spec.refresh_interval.as_deref()?)?;
-    let due = refresh_due(st.last_build_time.as_ref()?.0, interval)?;
-    Some(Duration::try_from(due.duration_since(now)).unwrap_or(Duration::ZERO))
+    Some(slots(st.last_build_time.as_ref()?.0, interval, now))
 }
 
-/// When a build finished at `last` is due again; `None` (never) when the
-/// interval reaches past the last representable time. The CRD bounds the
-/// interval's form, not its size, and `+` on a timestamp panics on overflow.
-fn refresh_due(last: Timestamp, interval: Duration) -> Option<Timestamp> {
-    last.checked_add(SignedDuration::try_from(interval).ok()?).ok()
+/// For a build finished at `last`, refreshed every `interval`: the start of
+/// the latest interval already due at `now` (none before the first), and
+/// when the next one is. Intervals past the last representable time never
+/// come due: the CRD bounds the interval's form, not its size.
+fn slots(last: Timestamp, interval: Duration, now: Timestamp) -> (Option<Timestamp>, Option<Timestamp>) {
+    let step = i128::try_from(interval.as_nanos()).unwrap_or(i128::MAX).max(1);
+    let base = last.as_nanosecond();
+    let k = (now.as_nanosecond() - base).max(0) / step;
+    let at = |k: i128| {
+        k.checked_mul(step)
+            .and_then(|offset| base.checked_add(offset))
+            .and_then(|n| Timestamp::from_nanosecond(n).ok())
+    };
+    let due = if k >= 1 { at(k) } else { None };
+    (due, at(k + 1))
 }
 
 /// Finalizer cleanup. Storage first, so shards cannot rediscover the index
@@ -1025,11 +1092,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_refresh_interval_past_the_end_of_time_never_comes_due() {
-        let last: Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+    fn refreshes_come_due_once_per_interval_and_never_past_the_end_of_time() {
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        let last = t("2026-12-01T00:00:00Z");
         let hour = jobs::parse_interval("1h").unwrap();
-        assert_eq!(refresh_due(last, hour), Some("2026-12-01T01:00:00Z".parse().unwrap()));
+        assert_eq!(
+            slots(last, hour, t("2026-12-01T00:30:00Z")),
+            (None, Some(t("2026-12-01T01:00:00Z")))
+        );
+        assert_eq!(
+            slots(last, hour, t("2026-12-01T01:00:00Z")),
+            (Some(t("2026-12-01T01:00:00Z")), Some(t("2026-12-01T02:00:00Z")))
+        );
+        // A refresh that failed in the second interval: the third is next.
+        assert_eq!(
+            slots(last, hour, t("2026-12-01T02:59:59Z")),
+            (Some(t("2026-12-01T02:00:00Z")), Some(t("2026-12-01T03:00:00Z")))
+        );
         let forever = jobs::parse_interval("100000000d").expect("the CRD pattern accepts it");
-        assert_eq!(refresh_due(last, forever), None);
+        assert_eq!(slots(last, forever, t("2027-01-01T00:00:00Z")), (None, None));
     }
 }

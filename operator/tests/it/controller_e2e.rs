@@ -339,6 +339,87 @@ async fn failed_build_reports_failed_and_reset_retries() {
     op.stop().await;
 }
 
+/// A build Job whose name is not in `seen`.
+async fn another_job(jobs: &Api<Job>, seen: &[String]) -> String {
+    eventually("another build Job", WAIT, || async {
+        let items = jobs.list(&ListParams::default()).await.ok()?.items;
+        items
+            .into_iter()
+            .filter_map(|j| j.metadata.name)
+            .find(|n| !seen.contains(n))
+    })
+    .await
+}
+
+/// A failed git refresh leaves the previous build serving and is tried again
+/// at the next interval; a refresh that lands is reloaded like any new build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_refresh_keeps_serving_and_is_retried_at_the_next_interval() {
+    let f = Fakes::start("tokio").await;
+    let client = f.api.client();
+    let op = Operator::start(client.clone(), &f.router.url(), &f.store_url(), "op-a", Some(NS.into()));
+    let indexes: Api<Index> = Api::namespaced(client.clone(), NS);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
+    let manifest = json!({
+        "apiVersion": "search.trusty.dev/v1alpha1", "kind": "Index",
+        "metadata": {"name": "tokio", "namespace": NS},
+        "spec": {"source": {"git": {"url": "https://github.com/tokio-rs/tokio"}}, "refreshInterval": "3s"},
+    });
+    indexes
+        .patch("tokio", &PatchParams::apply("e2e-test"), &Patch::Apply(&manifest))
+        .await
+        .unwrap();
+    let first = first_job(&jobs).await.metadata.name.unwrap();
+    kubelet::succeed(&jobs, &first).await;
+    phase_is(&indexes, "tokio", Phase::Available).await;
+    let reloads = || {
+        let calls = f.router.call_lines();
+        calls.iter().filter(|l| l.ends_with("/reload")).count()
+    };
+    assert_eq!(reloads(), 1);
+
+    // The interval elapses: a refresh build, which fails.
+    let refresh = another_job(&jobs, std::slice::from_ref(&first)).await;
+    kubelet::fail(&jobs, &refresh, "BackoffLimitExceeded", "remote hung up").await;
+    let built = |i: &Index| {
+        let st = i.status.as_ref()?;
+        st.conditions.iter().find(|c| c.type_ == "Built").cloned()
+    };
+    let refresh_failed = eventually("Built to say the refresh failed", WAIT, || async {
+        let i = indexes.get("tokio").await.ok()?;
+        built(&i).filter(|c| c.reason == "RefreshFailed").map(|c| (c, i))
+    })
+    .await;
+    let (cond, index) = refresh_failed;
+    assert_eq!(cond.status, "True", "the previous build keeps serving: {cond:?}");
+    assert!(
+        cond.message.contains(&refresh) && cond.message.contains("remote hung up"),
+        "{}",
+        cond.message
+    );
+    assert_eq!(index.status.unwrap().phase, Phase::Available);
+    assert_eq!(op.metrics.indexes_failed.get(), 0, "serving, not a failed build");
+    assert!(
+        f.api.objects(EVENT).iter().any(|e| e["reason"] == "RefreshFailed"),
+        "a Warning event says so"
+    );
+
+    // The next interval tries again; the new build is reloaded on the owners.
+    let retry = another_job(&jobs, &[first, refresh]).await;
+    kubelet::succeed(&jobs, &retry).await;
+    eventually("the refreshed build to land", WAIT, || async {
+        let i = indexes.get("tokio").await.ok()?;
+        built(&i).filter(|c| c.reason == "BuildSucceeded" && c.message.contains(&retry))
+    })
+    .await;
+    eventually("the refreshed build to be reloaded", WAIT, || async {
+        (reloads() == 2).then_some(())
+    })
+    .await;
+    phase_is(&indexes, "tokio", Phase::Available).await;
+    op.stop().await;
+}
+
 /// Waits until `metrics` counts `n` Indexes with a failed build.
 async fn failed_builds_are(metrics: &trusty_operator::metrics::Metrics, n: i64) {
     eventually(&format!("{n} failed build(s) in the gauge"), WAIT, move || async move {
