@@ -377,6 +377,14 @@ async fn apply(index: &Index, id: &IndexId, api: &Api<Index>, ctx: &Context) -> 
     let build = if let Some(os) = &spec.source.object_store {
         // An objectStore source builds nothing, so it has no failed build.
         ctx.note_build(index, false);
+        // A build of the previous source would publish over what is served now.
+        if let Some(last) = st.last_build_job.clone()
+            && let Some((job, job_api)) = find_build_job(index, id, &last, ctx).await?
+            && job.metadata.deletion_timestamp.is_none()
+            && jobs::job_outcome(&job) == JobOutcome::Running
+        {
+            supersede(index, &job_api, &last, ctx).await?;
+        }
         st.source_hash = Some(desired.clone());
         st.source_revision = Some(jobs::source_revision(spec));
         if storage::same_store(&os.prefix, &ctx.build.store) {
@@ -542,17 +550,7 @@ async fn build_step(
         let job_hash = jobs::job_source_hash(&job).map(str::to_string);
         match jobs::job_outcome(&job) {
             JobOutcome::Running if job_hash.as_deref() == Some(desired) => running = true,
-            JobOutcome::Running => {
-                delete_job(&last_api, &last, &DeleteParams::background()).await?;
-                ctx.event(
-                    index,
-                    EventType::Normal,
-                    "BuildSuperseded",
-                    "Build",
-                    format!("source changed; deleted Job {last}"),
-                )
-                .await;
-            }
+            JobOutcome::Running => supersede(index, &last_api, &last, ctx).await?,
             JobOutcome::Succeeded { completion_time } => {
                 let done = completion_time
                     .or_else(|| job.metadata.creation_timestamp.as_ref().map(|t| t.0))
@@ -704,6 +702,16 @@ async fn build_step(
     st.last_build_job = Some(wanted.clone());
     set_building(st, generation, now, wanted);
     Ok(Build::Running)
+}
+
+/// Deletes the still-running build Job `name`, which builds inputs the
+/// Index no longer has.
+async fn supersede(index: &Index, api: &Api<Job>, name: &str, ctx: &Context) -> Result<()> {
+    delete_job(api, name, &DeleteParams::background()).await?;
+    let note = format!("source changed; deleted Job {name}");
+    ctx.event(index, EventType::Normal, "BuildSuperseded", "Build", note)
+        .await;
+    Ok(())
 }
 
 /// Built's reason while the last refresh of the served inputs failed.

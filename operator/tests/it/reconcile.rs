@@ -1113,3 +1113,56 @@ async fn a_build_left_running_in_another_namespace_is_superseded_there() {
     .await
     .unwrap();
 }
+
+/// A source moved from git to objectStore while its build ran: the build is
+/// stopped, or it would later publish over the index now served.
+#[tokio::test]
+async fn a_build_still_running_when_the_source_moves_to_an_object_store_is_stopped() {
+    let router = FakeRouter::start().await;
+    let (ctx, verifier) = context(&router.url(), "memory://trusty-reconcile");
+    let obj = index_obj(
+        "platform",
+        object_store_spec(),
+        Some(json!({"phase": "Building", "lastBuildJob": "platform-git000000"})),
+    );
+    let running_git = json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "platform-git000000", "namespace": NS,
+                     "annotations": {"search.trusty.dev/source-hash": "git-hash"}},
+        "status": {"active": 1}});
+    let o = obj.clone();
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let w = written.clone();
+    run(ctx, verifier, &obj, move |mut api| async move {
+        let job = format!("{JOBS}/platform-git000000");
+        api.expect(Method::GET, &job, |_| (200, running_git.clone())).await;
+        let del = api.expect(Method::DELETE, &job, |_| (200, running_git)).await;
+        assert_eq!(del.body["propagationPolicy"], "Background");
+        let ev = api.expect_event(NS, "BuildSuperseded").await;
+        assert!(
+            ev.body["note"].as_str().unwrap().contains("platform-git000000"),
+            "{:#}",
+            ev.body
+        );
+        api.expect_event(NS, "Registered").await;
+        *w.lock().unwrap() = api.expect_status_apply(NS, "platform", &o).await;
+        api
+    })
+    .await
+    .unwrap();
+    let status = written.lock().unwrap().clone();
+    assert_eq!(cond(&status, "Built")["reason"], "Prebuilt");
+    assert_eq!(status["phase"], "Available");
+
+    // A build that already finished is left alone.
+    let (ctx, verifier) = context(&router.url(), "memory://trusty-reconcile");
+    let mut done = obj.clone();
+    done["status"] = status;
+    let finished = finished_job("platform-git000000", "git-hash", "6f1c7c3e-uid", "2025-01-02T00:00:00Z");
+    run(ctx, verifier, &done, move |mut api| async move {
+        api.expect(Method::GET, &format!("{JOBS}/platform-git000000"), |_| (200, finished))
+            .await;
+        api
+    })
+    .await
+    .unwrap();
+}
