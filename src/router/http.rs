@@ -11,7 +11,7 @@ use crate::error_chain::one_line;
 use crate::server::auth::require_admin;
 use crate::server::fanout::MultiSearch;
 use crate::server::index_api::IndexApi;
-use crate::server::params::{FileParams, SymbolParams, check_search, parse_file_path, parse_id, parse_symbol_name};
+use crate::server::params::{FileParams, SymbolParams, parse_file_path, parse_id, parse_symbol_name};
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, RawQuery, State};
@@ -51,7 +51,8 @@ async fn search(
     let id = parse_id(&id)?;
     // Validate here so bad requests never cost a shard round trip.
     let Json(req) = body?;
-    check_search(&req).map_err(|e| e.with_index(id.as_str()))?;
+    req.validate()
+        .map_err(|m| ApiError::bad_request(m).with_index(id.as_str()))?;
     let bytes = Bytes::from(serde_json::to_vec(&req).expect("request serialises"));
     s.forward(
         id.as_str(),
@@ -218,21 +219,42 @@ async fn list(State(s): State<AppState>) -> Result<Json<IndexList>, ApiError> {
     }))
 }
 
-/// Each shard lists every index in storage; keep the entries from owners.
-pub(crate) async fn all_statuses(s: &RouterState) -> Result<Vec<ShardIndexStatus>, ApiError> {
+/// Every healthy shard's list of indexes (each lists every index in
+/// storage, with its own state). When none answers, that is an error, not
+/// an empty cluster: a listing or a search of "all" must not answer 200
+/// with nothing while every shard sheds load.
+pub(crate) async fn shard_lists(s: &RouterState) -> Result<Vec<ShardIndexStatus>, ApiError> {
     let members = s.members();
     let healthy: Vec<ShardEndpoint> = s.health.healthy(&members).into_iter().cloned().collect();
     if healthy.is_empty() {
         return Err(no_shards());
     }
     let answers = futures::future::join_all(healthy.iter().map(|m| ask(s, m, "/v1/indexes"))).await;
-    let mut by_index: BTreeMap<String, Vec<ShardIndexStatus>> = BTreeMap::new();
+    let mut answered = 0;
+    let mut out = Vec::new();
     for up in answers.into_iter().flatten() {
-        if let Some(list) = up.json::<IndexList>() {
-            for st in list.indexes {
-                by_index.entry(st.index_id.clone()).or_default().push(st);
-            }
+        if let Some(list) = up.status.is_success().then(|| up.json::<IndexList>()).flatten() {
+            answered += 1;
+            out.extend(list.indexes);
         }
+    }
+    if answered == 0 {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shard_unavailable",
+            format!("none of {} shards listed its indexes", healthy.len()),
+        )
+        .retry_after(1));
+    }
+    Ok(out)
+}
+
+/// Each index's entries from its owners (or one other shard's, when no
+/// owner listed it).
+pub(crate) async fn all_statuses(s: &RouterState) -> Result<Vec<ShardIndexStatus>, ApiError> {
+    let mut by_index: BTreeMap<String, Vec<ShardIndexStatus>> = BTreeMap::new();
+    for st in shard_lists(s).await? {
+        by_index.entry(st.index_id.clone()).or_default().push(st);
     }
     let mut out = Vec::new();
     for (id, entries) in by_index {
@@ -262,9 +284,13 @@ async fn search_many(
     };
     let ids = plan.ids(|| all)?;
     let body = Bytes::from(serde_json::to_vec(&plan.request).expect("request serialises"));
+    // What a shard said of a query it refused (filters are checked where the
+    // engine is): one refusal everywhere is the client's error, not a
+    // partial answer.
+    let refused: Arc<parking_lot::Mutex<Option<String>>> = Arc::default();
     let resp = plan
         .run(ids, s.cfg.fanout_concurrency, |id| {
-            let (s, body) = (s.clone(), body.clone());
+            let (s, body, refused) = (s.clone(), body.clone(), refused.clone());
             async move {
                 let up = s
                     .forward(
@@ -283,11 +309,26 @@ async fn search_many(
                     if let Some(b) = up.json::<crate::api::ErrorBody>() {
                         err.body = b;
                     }
+                    if err.body.error == "bad_request" {
+                        refused.lock().get_or_insert_with(|| err.body.message.clone());
+                    }
                     Err(err)
                 }
             }
         })
         .await;
+    let all_refused = !resp.failed.is_empty()
+        && resp
+            .failed
+            .iter()
+            .all(|f| f.error.split(':').next() == Some("bad_request"));
+    if resp.searched.is_empty() && all_refused {
+        let message = refused
+            .lock()
+            .take()
+            .unwrap_or_else(|| "every index refused the query".into());
+        return Err(ApiError::bad_request(message));
+    }
     Ok(Json(resp))
 }
 
@@ -314,11 +355,12 @@ async fn admin_each(
             let r = async {
                 let resp = req.send().await?;
                 let status = resp.status();
+                let retry_after = resp.headers().get(axum::http::header::RETRY_AFTER).cloned();
                 let body = resp.bytes().await?;
                 Ok(Upstream {
                     status,
                     content_type: None,
-                    retry_after: None,
+                    retry_after,
                     body,
                     shard: t.name.clone(),
                 })
@@ -375,6 +417,15 @@ async fn admin_on_owners(
                 );
                 if let Some(b) = up.json::<crate::api::ErrorBody>() {
                     e.body = b;
+                }
+                // The shard's advice on when to come back survives the hop;
+                // a 503 without any still carries one.
+                let after = up
+                    .retry_after
+                    .as_ref()
+                    .and_then(|v| v.to_str().ok()?.trim().parse().ok());
+                if let Some(secs) = after.or((up.status == StatusCode::SERVICE_UNAVAILABLE).then_some(1)) {
+                    e = e.retry_after(secs);
                 }
                 first_error.get_or_insert(e);
                 st.owners

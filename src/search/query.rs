@@ -81,9 +81,7 @@ impl ChunkFilter {
         }
         match &self.paths {
             None => true,
-            Some(m) => {
-                m.globs.is_match(&chunk.path) || m.literals.iter().any(|l| matches_segments(&chunk.path, l))
-            }
+            Some(m) => m.globs.is_match(&chunk.path) || m.literals.iter().any(|l| matches_segments(&chunk.path, l)),
         }
     }
 }

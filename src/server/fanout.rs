@@ -59,7 +59,7 @@ impl MultiSearch {
             filters: req.filters,
             group_by: req.group_by,
         };
-        super::params::check_search(&request)?;
+        request.validate().map_err(ApiError::bad_request)?;
         if req.deadline_ms.is_some_and(|ms| ms < MIN_DEADLINE_MS) {
             return Err(ApiError::bad_request(format!(
                 "deadline_ms must be at least {MIN_DEADLINE_MS}"

@@ -3,8 +3,7 @@
 //! to tell a shard how patient to be with a cold index.
 
 use crate::IndexId;
-use crate::api::{ApiError, LineRange, SearchRequest, SymbolRelation};
-use crate::search::query::ParsedQuery;
+use crate::api::{ApiError, LineRange, SymbolRelation};
 use crate::storage::layout;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
@@ -13,16 +12,6 @@ use serde::Deserialize;
 /// client escaping non-ASCII as `\\uXXXX` doubles CJK text), plus room for
 /// the rest of the request.
 pub const BODY_LIMIT: usize = 2 * crate::api::MAX_QUERY_BYTES + 64 * 1024;
-
-/// Checks a search request as far as it can be without its index: size,
-/// `top_k`, mode, and its filters (an unknown language, a bad glob), so a
-/// bad query is refused before a cold index is restored for it, and a
-/// fan-out refuses it once instead of failing on every index.
-pub fn check_search(req: &SearchRequest) -> Result<(), ApiError> {
-    req.validate().map_err(ApiError::bad_request)?;
-    ParsedQuery::parse(&req.query, req.filters.as_ref()).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(())
-}
 
 /// Set by a router on an attempt that has another owner to fall back on:
 /// a cold shard starts loading and answers `index_cold` at once instead of

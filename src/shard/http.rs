@@ -14,12 +14,11 @@ use crate::api::{
     SearchResponse, SymbolResponse,
 };
 use crate::search::engine::{ReadError, SearchError};
+use crate::search::query::ParsedQuery;
 use crate::server::auth::require_admin;
 use crate::server::fanout::MultiSearch;
 use crate::server::index_api::IndexApi;
-use crate::server::params::{
-    FileParams, Patience, SymbolParams, check_search, parse_file_path, parse_id, parse_symbol_name,
-};
+use crate::server::params::{FileParams, Patience, SymbolParams, parse_file_path, parse_id, parse_symbol_name};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -47,6 +46,16 @@ pub fn routes(state: AppState) -> Router {
     }
     .into_router()
     .with_state(state)
+}
+
+/// Checks a search request as far as it can be without its index: size,
+/// `top_k`, mode, and its filters (an unknown language, a bad glob), so a
+/// bad query is refused before a cold index is restored for it, and a
+/// fan-out refuses it once instead of failing on every index.
+fn check_search(req: &SearchRequest) -> Result<(), ApiError> {
+    req.validate().map_err(ApiError::bad_request)?;
+    ParsedQuery::parse(&req.query, req.filters.as_ref()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(())
 }
 
 pub fn search_error(id: &IndexId, e: SearchError) -> ApiError {
@@ -138,6 +147,7 @@ async fn search_many(
 ) -> Result<Json<MultiSearchResponse>, ApiError> {
     let Json(req) = body?;
     let plan = MultiSearch::parse(req, r.cfg.max_fanout_indexes, r.cfg.request_timeout)?;
+    check_search(&plan.request)?;
     let ids = plan.ids(|| r.registry.all().iter().map(|s| s.id.to_string()).collect())?;
     let resp = plan
         .run(ids, r.cfg.search_parallelism(), |id| {

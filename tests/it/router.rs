@@ -273,6 +273,16 @@ async fn router_refuses_bad_input_clearly() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // A filter the shards refuse is one 400, not a failure per index.
+    let r = client
+        .post(format!("{url}/v1/search"))
+        .json(&json!({"query": "x lang:cobol"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("cobol"), "{body}");
     let r = client
         .get(format!("{url}/v1/indexes/demo/symbols/x?depth=99"))
         .send()
