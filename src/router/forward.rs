@@ -33,6 +33,10 @@ use std::time::Instant;
 
 /// Shortest round of waiting on a restoring owner.
 const MIN_WAIT_ROUND: std::time::Duration = std::time::Duration::from_millis(500);
+/// Time kept back from a request's deadline to answer after the last attempt.
+const ANSWER_MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
+/// An attempt given less than this is not worth starting.
+const MIN_ATTEMPT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A shard's answer, passed through to the client.
 #[derive(Debug, Clone)]
@@ -81,11 +85,17 @@ pub struct RouterState {
     pub previous: parking_lot::Mutex<Option<PreviousMembers>>,
 }
 
+/// The member sets before the changes of a hand-off still under way, oldest
+/// first: after a shard restarts within the grace, the interim owners that
+/// loaded its indexes meanwhile are the hot ones, not the first set's.
 #[derive(Debug, Clone)]
 pub struct PreviousMembers {
-    pub members: Vec<ShardEndpoint>,
+    pub sets: Vec<Vec<ShardEndpoint>>,
     pub until: Instant,
 }
+
+/// Previous member sets kept at most: the first, and the latest before now.
+pub const MAX_PREVIOUS_SETS: usize = 4;
 
 /// Why a shard is a candidate for an index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,11 +173,11 @@ impl RouterState {
         owners_among(index_id, &self.members(), self.cfg.replicas)
     }
 
-    /// The previous member set, while a hand-off is under way.
-    fn previous_members(&self) -> Option<Vec<ShardEndpoint>> {
+    /// The previous member sets, while a hand-off is under way.
+    fn previous_members(&self) -> Option<Vec<Vec<ShardEndpoint>>> {
         let mut prev = self.previous.lock();
         match prev.as_ref() {
-            Some(p) if Instant::now() < p.until => Some(p.members.clone()),
+            Some(p) if Instant::now() < p.until => Some(p.sets.clone()),
             Some(_) => {
                 *prev = None;
                 None
@@ -214,8 +224,9 @@ impl RouterState {
                 })
             })
             .collect();
-        if let Some(previous) = self.previous_members() {
-            for p in owners_among(index_id, &previous, self.cfg.replicas) {
+        let previous = self.previous_members().unwrap_or_default();
+        for set in previous.iter().rev() {
+            for p in owners_among(index_id, set, self.cfg.replicas) {
                 if out.iter().all(|c| c.shard.name != p.name)
                     && let Some(shard) = find(&p.name)
                 {
@@ -273,9 +284,15 @@ impl RouterState {
             if c.role == Role::Failover && (attempts == 0 || last_trouble != Trouble::Broken) {
                 continue;
             }
+            // A previous owner no longer owns the index: where it is cold
+            // there, it may warm it into free room, never evict for it.
             let header = match patience {
+                _ if c.role == Role::Previous => FANOUT_HEADER,
                 ForwardPatience::FanOut => FANOUT_HEADER,
                 ForwardPatience::Serve => NO_WAIT_HEADER,
+            };
+            let Some(budget) = self.attempt_budget(started) else {
+                break;
             };
             if attempts > 0 {
                 ROUTER_RETRIES.inc();
@@ -283,7 +300,14 @@ impl RouterState {
             }
             attempts += 1;
             match self
-                .attempt(&c.shard, method.clone(), path_and_query, body.clone(), Some(header))
+                .attempt(
+                    &c.shard,
+                    method.clone(),
+                    path_and_query,
+                    body.clone(),
+                    Some(header),
+                    budget,
+                )
                 .await
             {
                 Attempt::Done(up) => return Ok(self.served(c, index_id, up)),
@@ -318,8 +342,11 @@ impl RouterState {
                 }
                 ROUTER_WAITS.inc();
                 let waited = Instant::now();
+                let Some(budget) = self.attempt_budget(started) else {
+                    break;
+                };
                 match self
-                    .attempt(&c.shard, method.clone(), path_and_query, body.clone(), None)
+                    .attempt(&c.shard, method.clone(), path_and_query, body.clone(), None, budget)
                     .await
                 {
                     Attempt::Done(up) => return Ok(self.served(c, index_id, up)),
@@ -371,6 +398,18 @@ impl RouterState {
         up
     }
 
+    /// How long the next attempt may take: the shard timeout, cut to what is
+    /// left of the request's own deadline (less a margin to answer in), so the
+    /// router's answer names the index rather than a bare request timeout.
+    /// `None` when too little is left to try.
+    fn attempt_budget(&self, started: Instant) -> Option<std::time::Duration> {
+        let left = self
+            .cfg
+            .request_timeout
+            .checked_sub(started.elapsed() + ANSWER_MARGIN)?;
+        (left >= MIN_ATTEMPT).then(|| left.min(self.cfg.shard_timeout))
+    }
+
     async fn attempt(
         &self,
         shard: &ShardEndpoint,
@@ -378,12 +417,13 @@ impl RouterState {
         path_and_query: &str,
         body: Option<Bytes>,
         header: Option<&'static str>,
+        timeout: std::time::Duration,
     ) -> Attempt {
         let _inflight = self.health.begin(&shard.name);
         let mut req = self
             .client
             .request(method, format!("{}{path_and_query}", shard.url))
-            .timeout(self.cfg.shard_timeout);
+            .timeout(timeout);
         if let Some(b) = body {
             req = req.header(header::CONTENT_TYPE, "application/json").body(b);
         }

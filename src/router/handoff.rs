@@ -2,14 +2,17 @@
 //!
 //! A membership change moves about 1/N of the indexes to new owners, which
 //! have them cold. For `handoff_grace` after the change the router keeps the
-//! previous member set, and routing falls back to an index's previous owners
-//! (still hot) whenever a new owner answers that it is cold; meanwhile each
-//! new owner is asked to warm the indexes it gained, as background restores
-//! through its admission queue. Traffic moves to a new owner as soon as it
-//! answers hot, so a scale-up causes no burst of cold 503s.
+//! previous member sets, and routing falls back to an index's previous owners
+//! (still hot) whenever a new owner answers that it is cold; a previous owner
+//! is asked as a fan-out is, so it never evicts for an index it no longer
+//! owns. Meanwhile each new owner is asked to warm the indexes in use (hot
+//! somewhere) that it gained, as owner restores through its admission queue.
+//! Traffic moves to a new owner as soon as it answers hot, so a scale-up
+//! causes no burst of cold 503s.
 
-use super::forward::{PreviousMembers, RouterState, owners_among};
+use super::forward::{MAX_PREVIOUS_SETS, PreviousMembers, RouterState, owners_among};
 use super::membership::ShardEndpoint;
+use crate::api::ResidencyState;
 use futures::StreamExt;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -34,13 +37,21 @@ pub async fn run(state: Arc<RouterState>) {
             let until = Instant::now() + state.cfg.handoff_grace;
             let mut previous = state.previous.lock();
             // A change within the grace of another (a StatefulSet scales one
-            // pod at a time) keeps the set from before the first: its owners
-            // are the ones still hot.
-            let members = match previous.take() {
-                Some(p) if Instant::now() < p.until => p.members,
-                _ => last.clone(),
+            // pod at a time) keeps the sets from before: the first set's
+            // owners are hot, and so are interim owners that loaded indexes
+            // since (a pod that restarts and comes back within the grace).
+            let sets = match previous.take() {
+                Some(p) if Instant::now() < p.until => {
+                    let mut sets = p.sets;
+                    sets.push(last.clone());
+                    if sets.len() > MAX_PREVIOUS_SETS {
+                        sets.remove(1);
+                    }
+                    sets
+                }
+                _ => vec![last.clone()],
             };
-            *previous = Some(PreviousMembers { members, until });
+            *previous = Some(PreviousMembers { sets, until });
             drop(previous);
             tokio::spawn(warm_new_owners(state.clone(), last.clone(), now.clone()));
         }
@@ -72,12 +83,17 @@ async fn warm_new_owners(state: Arc<RouterState>, before: Vec<ShardEndpoint>, af
         tracing::info!("no admin token: new owners warm their indexes on first use");
         return;
     };
-    let ids: Vec<String> = match super::http::all_statuses(&state).await {
-        Ok(st) => {
-            let mut ids: Vec<String> = st.into_iter().map(|s| s.index_id).collect();
-            ids.dedup();
-            ids
-        }
+    // Only indexes in use (hot on some shard) are warmed, and as owners'
+    // restores, which may evict: a gained index is the new owner's to serve.
+    // Cold ones load on first use, as they would have before the change.
+    let ids: Vec<String> = match super::http::shard_lists(&state).await {
+        Ok(lists) => lists
+            .into_iter()
+            .filter(|s| s.state == ResidencyState::Hot)
+            .map(|s| s.index_id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
         Err(e) => {
             tracing::warn!(error = %e.body.message, "hand-off: could not list indexes");
             return;
@@ -93,7 +109,7 @@ async fn warm_new_owners(state: Arc<RouterState>, before: Vec<ShardEndpoint>, af
                 let r = client
                     .post(&url)
                     .bearer_auth(token)
-                    .json(&serde_json::json!({ "preload": true }))
+                    .json(&serde_json::json!({ "handoff": true }))
                     .timeout(std::time::Duration::from_secs(5))
                     .send()
                     .await;
@@ -134,16 +150,23 @@ mod tests {
         assert!(gained(&ids, &after, &after, 2).is_empty());
     }
 
-    /// Scaling 3 → 4 → 5 one pod at a time: the fallback stays the three
-    /// shards that were hot before the first change.
+    /// Scaling 3 → 4 → 5 one pod at a time: the fallback keeps the three
+    /// shards that were hot before the first change, and the four that were
+    /// members in between (interim owners may have loaded indexes since).
     #[tokio::test]
-    async fn a_second_change_within_the_grace_keeps_the_first_previous_set() {
+    async fn a_second_change_within_the_grace_keeps_every_previous_set() {
         let (tx, rx) = tokio::sync::watch::channel(members(3));
         let cfg = super::super::config::RouterConfig::local("");
         let health = Arc::new(super::super::health::Health::new(&cfg));
         let state = Arc::new(RouterState::new(cfg, rx, health, reqwest::Client::new()));
         let follow = tokio::spawn(run(state.clone()));
-        let previous = || state.previous.lock().as_ref().map(|p| (p.members.len(), p.until));
+        let previous = || {
+            state
+                .previous
+                .lock()
+                .as_ref()
+                .map(|p| (p.sets.iter().map(Vec::len).collect::<Vec<_>>(), p.until))
+        };
         // Polls until `done`; the handing off runs on another task.
         let settle = async |done: &dyn Fn() -> bool| {
             for _ in 0..5_000 {
@@ -161,7 +184,13 @@ mod tests {
         settle(&|| previous().is_some_and(|(_, until)| until > first_until)).await;
         let (kept, until) = previous().unwrap();
         assert!(until > first_until, "the second change was handed off too");
-        assert_eq!(kept, 3);
+        assert_eq!(kept, [3, 4]);
+        // A long rolling change keeps the first set and the latest ones.
+        for n in 6..12 {
+            tx.send(members(n)).unwrap();
+            settle(&|| previous().is_some_and(|(sets, _)| sets.last() == Some(&(n - 1)))).await;
+        }
+        assert_eq!(previous().unwrap().0, [3, 8, 9, 10]);
         drop(tx);
         follow.await.unwrap();
     }

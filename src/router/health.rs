@@ -137,6 +137,15 @@ impl Health {
         }
     }
 
+    /// Drops what is known of shards that left, unless a request to one is
+    /// still in flight: members named by address would otherwise add an
+    /// entry per pod IP ever seen.
+    pub fn forget_departed(&self, members: &[ShardEndpoint]) {
+        self.shards
+            .write()
+            .retain(|name, h| members.iter().any(|m| &m.name == name) || h.inflight.load(Ordering::Relaxed) > 0);
+    }
+
     pub fn publish_gauges(&self, members: &[ShardEndpoint]) {
         let healthy = members.iter().filter(|m| self.is_healthy(&m.name)).count();
         ROUTER_SHARDS.with_label_values(&["healthy"]).set(healthy as i64);
@@ -172,6 +181,7 @@ pub async fn probe_loop(health: Arc<Health>, members: Members, client: reqwest::
                 health.record_failure(&name, "readiness probe failed");
             }
         }
+        health.forget_departed(&current);
         health.publish_gauges(&current);
     }
 }
@@ -180,6 +190,24 @@ pub async fn probe_loop(health: Arc<Health>, members: Members, client: reqwest::
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn departed_shards_are_forgotten_unless_a_request_is_in_flight() {
+        let h = Health::new(&RouterConfig::local(""));
+        let member = |name: &str| ShardEndpoint {
+            name: name.into(),
+            url: format!("http://{name}"),
+        };
+        for name in ["s0", "s1", "s2"] {
+            h.record_success(name);
+        }
+        let busy = h.begin("s2");
+        h.forget_departed(&[member("s0")]);
+        assert_eq!(h.shards.read().len(), 2, "s1 forgotten, s2 kept while busy");
+        drop(busy);
+        h.forget_departed(&[member("s0")]);
+        assert_eq!(h.shards.read().keys().collect::<Vec<_>>(), ["s0"]);
+    }
 
     #[test]
     fn ejection_and_readmission() {

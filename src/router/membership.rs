@@ -82,9 +82,14 @@ async fn watch_dns(
     interval: Duration,
     tx: watch::Sender<Vec<ShardEndpoint>>,
 ) -> Result<(), MembershipError> {
+    // Once SRV has named the shards, a failed SRV lookup keeps the set: the
+    // A-record fallback names shards by address, and renaming every shard
+    // would move nearly every index for one poll.
+    let mut srv_seen = false;
     loop {
-        match resolve_once(resolver, host, port).await {
-            Ok(members) if !members.is_empty() => {
+        match resolve(resolver, host, port, srv_seen).await {
+            Ok((members, via_srv)) if !members.is_empty() => {
+                srv_seen |= via_srv;
                 tx.send_if_modified(|cur| {
                     if *cur != members {
                         tracing::info!(count = members.len(), "shard membership changed (DNS)");
@@ -102,24 +107,41 @@ async fn watch_dns(
     }
 }
 
+#[cfg(test)]
 async fn resolve_once(
     resolver: &hickory_resolver::TokioResolver,
     host: &str,
     port: u16,
 ) -> Result<Vec<ShardEndpoint>, hickory_resolver::ResolveError> {
+    resolve(resolver, host, port, false).await.map(|(members, _)| members)
+}
+
+/// The shards behind `host`: named by pod from its SRV records, else by
+/// address from its A/AAAA records unless `srv_only`. Says whether SRV answered.
+async fn resolve(
+    resolver: &hickory_resolver::TokioResolver,
+    host: &str,
+    port: u16,
+    srv_only: bool,
+) -> Result<(Vec<ShardEndpoint>, bool), hickory_resolver::ResolveError> {
     let mut out = Vec::new();
-    if let Ok(srv) = resolver.srv_lookup(format!("_http._tcp.{host}")).await {
-        for r in srv.iter() {
-            let target = r.target().to_utf8();
-            let target = target.trim_end_matches('.');
-            let name = target.split('.').next().unwrap_or(target).to_string();
-            out.push(ShardEndpoint {
-                name,
-                url: format!("http://{target}:{}", r.port()),
-            });
+    match resolver.srv_lookup(format!("_http._tcp.{host}")).await {
+        Err(e) if srv_only => return Err(e),
+        Err(_) => {}
+        Ok(srv) => {
+            for r in srv.iter() {
+                let target = r.target().to_utf8();
+                let target = target.trim_end_matches('.');
+                let name = target.split('.').next().unwrap_or(target).to_string();
+                out.push(ShardEndpoint {
+                    name,
+                    url: format!("http://{target}:{}", r.port()),
+                });
+            }
         }
     }
-    if out.is_empty() {
+    let via_srv = !out.is_empty();
+    if out.is_empty() && !srv_only {
         for ip in resolver.lookup_ip(host).await?.iter() {
             let addr = std::net::SocketAddr::new(ip, port);
             out.push(ShardEndpoint {
@@ -130,7 +152,7 @@ async fn resolve_once(
     }
     out.sort();
     out.dedup_by(|a, b| a.name == b.name);
-    Ok(out)
+    Ok((out, via_srv))
 }
 
 /// Endpoints of one EndpointSlice: ready endpoints with a pod name.
@@ -235,7 +257,7 @@ mod tests {
     use hickory_resolver::name_server::TokioConnectionProvider;
     use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
     use hickory_resolver::proto::rr::rdata::{A, SRV};
-    use hickory_resolver::proto::rr::{Name, RData, Record};
+    use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
     use std::net::{IpAddr, Ipv4Addr};
     use std::sync::{Arc, Mutex};
 
@@ -357,6 +379,12 @@ mod tests {
             .unwrap()
             .clone();
         assert_eq!(m[2].name, "trusty-shard-2");
+        // SRV failing while A still answers keeps the pod names: no renaming
+        // every shard (and moving every index) for a poll.
+        zone.lock().unwrap().retain(|r| r.record_type() != RecordType::SRV);
+        zone.lock().unwrap().push(a("shards.search.svc.", [10, 0, 0, 9]));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(rx.borrow()[2].name, "trusty-shard-2");
         // Records vanishing (NXDOMAIN) keep the last known set rather than emptying the ring.
         zone.lock().unwrap().clear();
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -128,8 +128,8 @@ pub async fn start_with_members(
     let listener = serve::bind(&cfg.listen).await.map_err(listen_error)?;
     let addr = listener.local_addr().map_err(listen_error)?;
     let ready = Arc::new(AtomicBool::new(false));
-    let mcp = crate::mcp::mcp_http_service(self_url(addr), cfg.request_timeout + DEADLINE_MARGIN)
-        .map_err(StartError::Mcp)?;
+    let mcp =
+        crate::mcp::mcp_http_service(self_url(addr), cfg.request_timeout + DEADLINE_MARGIN).map_err(StartError::Mcp)?;
     let app = app(state.clone(), ready.clone(), mcp);
     let (stx, srx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(serve::serve(listener, app, async move {
