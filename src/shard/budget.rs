@@ -160,6 +160,27 @@ impl Budget {
         let mut disk = others.iter().map(|u| u.hot_disk + u.copy_disk).sum::<u64>() + res_disk + need.disk;
         let may_evict = priority == Priority::Demand;
         let mine = |u: &Usage| std::ptr::eq(u.slot.as_ref(), slot);
+        // Plan before acting: a restore that would not fit even after every
+        // eviction it may make is refused with nothing evicted, rather than
+        // flushing the hot set and then failing anyway. Bytes reserved by
+        // restores in flight cannot be evicted.
+        if may_evict {
+            let evictable_memory: u64 = others.iter().filter(|u| !mine(u)).map(|u| u.hot_memory).sum();
+            if memory.saturating_sub(evictable_memory) > self.memory {
+                return Err(Refusal::Full { tier: "memory" });
+            }
+            let freeable_disk: u64 = others
+                .iter()
+                .map(|u| match (mine(u), reusing_copy) {
+                    (true, true) => 0,
+                    (true, false) => u.copy_disk,
+                    (false, _) => u.copy_disk + u.hot_disk,
+                })
+                .sum();
+            if disk.saturating_sub(freeable_disk) > self.disk {
+                return Err(Refusal::Full { tier: "disk" });
+            }
+        }
 
         if memory > self.memory && may_evict {
             for u in others.iter_mut().filter(|u| u.hot_memory > 0 && !mine(u)) {

@@ -5,7 +5,7 @@
 
 use crate::support::cluster::{Cluster, shard_name};
 use crate::support::embedder::{self, EmbedStub, Mode};
-use crate::support::fixtures::{publish_copies, publish_fixture, settled_entries, write_repo};
+use crate::support::fixtures::{build_and_publish, publish_copies, publish_fixture, settled_entries, write_repo};
 use crate::support::http::{get_json, metric, post_json, search};
 use crate::support::process::{ADMIN_TOKEN, shard_args, spawn};
 use crate::support::shard::{admin, env, shard_env, sizes, start_shard};
@@ -285,6 +285,69 @@ async fn two_restores_competing_for_the_last_room_get_over_budget_not_overshoot(
     }
     assert!(served);
     assert_eq!(metric(&shard.url, "trusty_indexes{state=\"hot\"}").await, 1.0);
+}
+
+/// A restore that cannot fit even after every eviction it may make is
+/// refused with nothing evicted: the hot set is not flushed for a load that
+/// fails anyway. Here a new version of a big hot index, which cannot fit
+/// beside its old one, must leave the small hot index alone.
+#[tokio::test]
+async fn a_restore_that_cannot_fit_evicts_nothing() {
+    let env = env().await;
+    publish_fixture(&env.store, "small", "a").await;
+    let src = tempfile::tempdir().unwrap();
+    write_repo(src.path(), "a");
+    let generate = |variant: &str| {
+        for i in 0..60 {
+            let body: String = (0..20)
+                .map(|j| format!("pub fn handler_{variant}_{i}_{j}(x: u32) -> u32 {{ x + {j} }}\n"))
+                .collect();
+            std::fs::write(src.path().join(format!("src/gen_{i}.rs")), body).unwrap();
+        }
+    };
+    generate("a");
+    build_and_publish(&env.store, "big", src.path()).await;
+    let (small, _) = sizes(&env, "small").await;
+    let (big, _) = sizes(&env, "big").await;
+    assert!(big > 3 * small, "the big index is {big} bytes, the small {small}");
+    // Both fit, but not two versions of the big one.
+    let budget = 2 * big - 1;
+    let shard = start_shard(
+        &env,
+        "s0",
+        &env.dir.path().join("cache"),
+        &[
+            "--memory-budget",
+            &budget.to_string(),
+            "--poll-interval",
+            "300ms",
+            "--warm",
+            "false",
+        ],
+    )
+    .await;
+    assert_eq!(search(&shard.url, "small", "config").await.status(), StatusCode::OK);
+    assert_eq!(search(&shard.url, "big", "config").await.status(), StatusCode::OK);
+    assert_eq!(metric(&shard.url, "trusty_indexes{state=\"hot\"}").await, 2.0);
+
+    generate("b");
+    let next = build_and_publish(&env.store, "big", src.path()).await;
+    let refused = wait::until(150, Duration::from_millis(200), async || {
+        let st = status_of(&shard.url, "big").await;
+        st["owners"][0]["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&next.version)
+    })
+    .await;
+    assert!(refused, "{}", status_of(&shard.url, "big").await);
+    assert_eq!(
+        metric(&shard.url, "trusty_cache_evictions_total").await,
+        0.0,
+        "nothing was evicted for a version that could not fit"
+    );
+    assert_eq!(metric(&shard.url, "trusty_indexes{state=\"hot\"}").await, 2.0);
+    assert_eq!(search(&shard.url, "small", "config").await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
