@@ -80,7 +80,7 @@ pub fn app(resolver: Arc<Resolver>, ready: Arc<AtomicBool>) -> axum::Router {
 
 /// Starts a shard in this process and returns once it is listening.
 pub async fn start(cfg: ShardConfig, embedder: Option<Arc<dyn Embedder>>) -> Result<ShardHandle, StartError> {
-    crate::telemetry::metrics::touch_all();
+    crate::telemetry::metrics::touch(crate::telemetry::metrics::Role::Shard);
     crate::telemetry::metrics::set_build_info("shard");
     let cache_error = |source| StartError::CacheDir {
         path: cfg.cache_dir.clone(),

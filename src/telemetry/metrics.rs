@@ -300,11 +300,6 @@ pub fn touch(role: Role) {
     }
 }
 
-/// Touches a shard's series: [`touch`] with [`Role::Shard`], as the shard's start-up calls it.
-pub fn touch_all() {
-    touch(Role::Shard);
-}
-
 fn touch_shard() {
     for state in ["cold", "loading", "hot", "failed"] {
         INDEXES.with_label_values(&[state]);
