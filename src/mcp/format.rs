@@ -187,7 +187,11 @@ pub fn outline_text(o: &FileOutline, total: usize) -> String {
     );
     for s in &o.symbols {
         let indent = if s.parent.is_some() { "  " } else { "" };
-        let _ = write!(out, "{indent}- {}-{}  {} ({})", s.start_line, s.end_line, s.symbol, s.kind);
+        let _ = write!(
+            out,
+            "{indent}- {}-{}  {} ({})",
+            s.start_line, s.end_line, s.symbol, s.kind
+        );
         if let Some(p) = &s.parent {
             let _ = write!(out, " in {p}");
         }
@@ -606,7 +610,10 @@ mod tests {
         assert!(!text.contains("more symbols"), "{text}");
         let text = outline_text(&o, 7);
         assert!(text.contains(": 7 symbols\n"), "{text}");
-        assert!(text.contains("5 more symbols not listed; `read_code` from line 9"), "{text}");
+        assert!(
+            text.contains("5 more symbols not listed; `read_code` from line 9"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -195,7 +195,10 @@ async fn start() -> (String, Shared) {
         .route("/v1/indexes/{id}/files/{*path}", get(fake_read))
         .route("/v1/indexes/{id}/outline/{*path}", get(fake_outline))
         .with_state(seen.clone())
-        .nest_service("/mcp", mcp_http_service(base.clone(), crate::mcp::DEFAULT_REQUEST_TIMEOUT).unwrap());
+        .nest_service(
+            "/mcp",
+            mcp_http_service(base.clone(), crate::mcp::DEFAULT_REQUEST_TIMEOUT).unwrap(),
+        );
     tokio::spawn(async move { axum::serve(listener, api).await.unwrap() });
     (base, seen)
 }
@@ -428,7 +431,10 @@ async fn out_of_range_arguments_are_rejected_before_calling_the_api() {
     // An argument the tool does not know is refused, not silently ignored.
     for (tool, args) in [
         ("search_all", json!({"query": "x", "lang": "rust"})),
-        ("read_code", json!({"index": "demo", "path": "src/lib.rs", "lines": "10-20"})),
+        (
+            "read_code",
+            json!({"index": "demo", "path": "src/lib.rs", "lines": "10-20"}),
+        ),
     ] {
         let r = call(&client, tool, args.clone()).await;
         assert_eq!(r.is_error, Some(true), "{tool} {args}");
@@ -458,7 +464,10 @@ async fn search_all_and_list_indexes() {
         Some(&["demo".to_string(), "other".to_string()][..])
     );
     let f = multi.filters.expect("filters forwarded");
-    assert_eq!((f.languages, f.paths), (vec!["rust".to_string()], vec!["src/**".to_string()]));
+    assert_eq!(
+        (f.languages, f.paths),
+        (vec!["rust".to_string()], vec!["src/**".to_string()])
+    );
 
     let r = call(&client, "list_indexes", json!({})).await;
     assert_eq!(r.is_error, Some(false), "{}", text(&r));
@@ -514,7 +523,10 @@ async fn reads_stay_within_an_agents_budget_and_say_how_to_go_on() {
     assert_eq!(r.is_error, Some(false), "{}", text(&r));
     let t = text(&r);
     assert!(t.contains(": 600 symbols"), "{t}");
-    assert!(t.contains("100 more symbols not listed; `read_code` from line 501"), "{t}");
+    assert!(
+        t.contains("100 more symbols not listed; `read_code` from line 501"),
+        "{t}"
+    );
     assert_eq!(t.matches("src/gen.rs").count(), 1, "the path is named once: {t}");
     let listed = r.structured_content.unwrap()["symbols"].as_array().unwrap().len();
     assert_eq!(listed, super::tools::MAX_OUTLINE_SYMBOLS);

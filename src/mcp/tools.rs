@@ -18,8 +18,7 @@ use super::client::{BackendError, McpBackend};
 use super::format;
 use crate::api::{
     FileContent, FileOutline, Filters, GroupBy, IndexList, IndexStatus, LineRange, MAX_READ_LINES, MAX_TOP_K,
-    MultiSearchRequest,
-    MultiSearchResponse, SearchMode, SearchRequest, SearchResponse, SymbolRelation, SymbolResponse,
+    MultiSearchRequest, MultiSearchResponse, SearchMode, SearchRequest, SearchResponse, SymbolRelation, SymbolResponse,
 };
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::router::tool::ToolRouter;

@@ -825,7 +825,8 @@ mod tests {
         let store = Store::from_backend(breaking.clone(), "", "breaking://");
         store.put("obj", Bytes::from(vec![1u8; 10_000])).await.unwrap();
         let err = store
-            .download("obj", &dir.path().join("obj"), Some(10_000), DEFAULT_STALL, |_| async {})
+            .download("obj", &dir.path().join("obj"), Some(10_000), DEFAULT_STALL, |_| async {
+            })
             .await
             .unwrap_err();
         assert!(err.to_string().contains("credentials expired"), "{err}");
