@@ -12,7 +12,7 @@
 //! Every step is idempotent and keyed on what is recorded in status, so the
 //! reconciler can be interrupted and re-run at any point.
 
-use crate::crd::{DeletionPolicy, FINALIZER, Index, IndexStatus, Phase, condition};
+use crate::crd::{DeletionPolicy, FINALIZER, Index, IndexStatus, Phase, SKIP_CLEANUP, condition};
 use crate::jobs::{self, BuildConfig, JobOutcome};
 use crate::metrics::Metrics;
 use crate::router_client::{RouterClient, RouterError, one_line};
@@ -952,6 +952,9 @@ async fn conflict(
 
 async fn cleanup(index: &Index, id: &IndexId, ctx: &Context) -> Result<Action> {
     ctx.note_build(index, false);
+    if index.annotations().get(SKIP_CLEANUP).is_some_and(|v| v == "true") {
+        return release_without_cleanup(index, id, ctx).await;
+    }
     let me = owner(index);
     if let Some(holder) = storage::owner_of(&ctx.build.store, id).await?
         && holder != me
@@ -960,7 +963,13 @@ async fn cleanup(index: &Index, id: &IndexId, ctx: &Context) -> Result<Action> {
         ctx.event(index, EventType::Normal, "Deleted", "Delete", note).await;
         return Ok(Action::await_change());
     }
-    stop_running_builds(index, id, ctx).await?;
+    let stopping = stop_running_builds(index, id, ctx).await?;
+    if stopping > 0 {
+        return Err(Error::BuildsStopping {
+            id: id.to_string(),
+            jobs: stopping,
+        });
+    }
     // A prebuilt index living in the cluster's own store is managed elsewhere;
     // an imported copy or a built index is ours.
     let prebuilt_in_place = index
@@ -991,12 +1000,27 @@ async fn cleanup(index: &Index, id: &IndexId, ctx: &Context) -> Result<Action> {
     Ok(Action::await_change())
 }
 
+/// Finalizer cleanup under [`SKIP_CLEANUP`]: neither the router nor the
+/// store is touched, so a deletion they cannot serve still completes. Running
+/// builds are asked to stop but not waited for.
+async fn release_without_cleanup(index: &Index, id: &IndexId, ctx: &Context) -> Result<Action> {
+    stop_running_builds(index, id, ctx).await?;
+    let note = format!(
+        "released {id} without cleanup ({SKIP_CLEANUP}): its router registration and its objects \
+         under {}/indexes/{id}/ (the id's OWNER claim too) were left as they are",
+        ctx.build.store
+    );
+    ctx.event(index, EventType::Normal, "Deleted", "Delete", note).await;
+    Ok(Action::await_change())
+}
+
 /// Asks every still-running build Job of this Index to stop (foreground, so
-/// the Job outlives its pods) and fails with [`Error::BuildsStopping`] while
-/// any is still there: a build that kept running could publish after the data
-/// is gone and bring back an index no Index owns. Failing (not returning an
-/// action) keeps the finalizer; the Job's deletion triggers the next pass.
-async fn stop_running_builds(index: &Index, id: &IndexId, ctx: &Context) -> Result<()> {
+/// the Job outlives its pods); returns how many are still there. Cleanup
+/// fails with [`Error::BuildsStopping`] while any is: a build that kept
+/// running could publish after the data is gone and bring back an index no
+/// Index owns. Failing (not returning an action) keeps the finalizer; the
+/// Job's deletion triggers the next pass.
+async fn stop_running_builds(index: &Index, id: &IndexId, ctx: &Context) -> Result<usize> {
     let selector = format!(
         "{}={id},{}={}",
         jobs::INDEX_LABEL,
@@ -1027,14 +1051,7 @@ async fn stop_running_builds(index: &Index, id: &IndexId, ctx: &Context) -> Resu
                 .await;
         }
     }
-    if stopping == 0 {
-        Ok(())
-    } else {
-        Err(Error::BuildsStopping {
-            id: id.to_string(),
-            jobs: stopping,
-        })
-    }
+    Ok(stopping)
 }
 
 /// The Index a build Job belongs to, from its labels (Jobs in a shared build

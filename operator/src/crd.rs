@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "search.trusty.dev";
 /// Finalizer that keeps an Index until it is unregistered (and, on `Delete`, its data removed).
 pub const FINALIZER: &str = "search.trusty.dev/cleanup";
+/// Annotation that, set to `"true"`, lets the finalizer go without router or
+/// storage cleanup: the way out when those are gone (an uninstalled release).
+pub const SKIP_CLEANUP: &str = "search.trusty.dev/skip-cleanup";
 
 /// Desired state of an `Index`. `metadata.name` is the index id.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

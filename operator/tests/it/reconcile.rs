@@ -612,6 +612,41 @@ async fn deletion_unregisters_removes_objects_and_the_finalizer() {
     );
 }
 
+/// The escape hatch for a router or store that is gone: the finalizer goes
+/// without touching either.
+#[tokio::test]
+async fn deletion_with_skip_cleanup_releases_without_router_or_storage() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (dir, store) = store_publishing("tokio", "v1");
+    let (ctx, verifier) = context(&format!("http://127.0.0.1:{port}"), &store);
+    let mut spec = git_spec();
+    spec["deletionPolicy"] = json!("Delete");
+    let mut obj = index_obj("tokio", spec, Some(json!({"phase": "Available"})));
+    obj["metadata"]["deletionTimestamp"] = json!("2025-02-01T00:00:00Z");
+    obj["metadata"]["annotations"] = json!({"search.trusty.dev/skip-cleanup": "true"});
+    let o = obj.clone();
+    run(ctx, verifier, &obj, move |mut api| async move {
+        api.expect_no_running_builds(NS, "tokio").await;
+        let ev = api.expect_event(NS, "Deleted").await;
+        let note = ev.body["note"].as_str().unwrap();
+        assert!(note.contains("skip-cleanup") && note.contains("left"), "{note}");
+        let seen = api
+            .expect(Method::PATCH, &format!("{INDEXES}/tokio"), |_| (200, o))
+            .await;
+        assert_eq!(seen.body[1], json!({"op": "remove", "path": "/metadata/finalizers/0"}));
+        api
+    })
+    .await
+    .expect("released although the router is unreachable");
+    assert!(
+        dir.path().join("indexes/tokio/CURRENT").exists(),
+        "deletionPolicy Delete is not applied"
+    );
+}
+
 #[tokio::test]
 async fn deletion_with_retain_keeps_versions_and_withdraws_current() {
     let router = FakeRouter::start().await;
