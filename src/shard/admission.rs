@@ -8,10 +8,12 @@
 //!
 //! Restores come at two priorities. *Demand* restores serve a request for
 //! that index and may evict the least recently used others to make room.
-//! *Background* restores (fan-out warming, preloads, hand-offs) only fill
-//! free budget and have a bounded queue: when it is full the index simply
-//! stays cold until someone asks for it, so background work can never churn
-//! the cache or pile up.
+//! *Background* restores (fan-out warming, preloads) only fill free budget
+//! and have a bounded queue: when it is full the index simply stays cold
+//! until someone asks for it, so background work can never churn the cache
+//! or pile up. Background restores also pass through a narrower lane (one
+//! permit fewer than the shard runs), so one permit is always left for a
+//! waiting request and a burst of warm-ups never queues ahead of it.
 
 use crate::telemetry::metrics::RESTORES;
 use std::sync::Arc;
@@ -39,6 +41,8 @@ impl Priority {
 #[derive(Debug)]
 pub struct Admission {
     permits: Arc<Semaphore>,
+    /// Background restores take one of these before a permit.
+    background_lane: Arc<Semaphore>,
     max_background_waiting: usize,
     background_waiting: Arc<AtomicUsize>,
 }
@@ -47,6 +51,7 @@ pub struct Admission {
 #[derive(Debug)]
 pub struct RestorePermit {
     _permit: OwnedSemaphorePermit,
+    _lane: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for RestorePermit {
@@ -71,6 +76,7 @@ impl Admission {
     pub fn new(max_restores: usize, max_background_waiting: usize) -> Admission {
         Admission {
             permits: Arc::new(Semaphore::new(max_restores.max(1))),
+            background_lane: Arc::new(Semaphore::new(max_restores.saturating_sub(1).max(1))),
             max_background_waiting,
             background_waiting: Arc::new(AtomicUsize::new(0)),
         }
@@ -97,9 +103,20 @@ impl Admission {
         }
     }
 
-    /// Waits for a restore slot, in arrival order.
-    pub async fn acquire(&self) -> RestorePermit {
+    /// Waits for a restore slot, in arrival order within each priority;
+    /// background restores first wait for their lane.
+    pub async fn acquire(&self, priority: Priority) -> RestorePermit {
         RESTORES.with_label_values(&["queued"]).inc();
+        let lane = match priority {
+            Priority::Demand => None,
+            Priority::Background => Some(
+                self.background_lane
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the background lane is never closed"),
+            ),
+        };
         let permit = self
             .permits
             .clone()
@@ -108,7 +125,10 @@ impl Admission {
             .expect("the admission semaphore is never closed");
         RESTORES.with_label_values(&["queued"]).dec();
         RESTORES.with_label_values(&["running"]).inc();
-        RestorePermit { _permit: permit }
+        RestorePermit {
+            _permit: permit,
+            _lane: lane,
+        }
     }
 
     /// Restores running now.
@@ -132,7 +152,7 @@ mod tests {
         for i in 0..8 {
             let (a, running, peak, order) = (a.clone(), running.clone(), peak.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
-                let _p = a.acquire().await;
+                let _p = a.acquire(Priority::Demand).await;
                 order.lock().push(i);
                 let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                 peak.fetch_max(now, Ordering::SeqCst);
@@ -147,6 +167,28 @@ mod tests {
         }
         assert_eq!(peak.load(Ordering::SeqCst), 2);
         assert_eq!(*order.lock(), (0..8).collect::<Vec<_>>(), "first come, first served");
+    }
+
+    #[tokio::test]
+    async fn background_restores_leave_a_permit_for_demand() {
+        let a = Admission::new(2, 8);
+        let first = a.acquire(Priority::Background).await;
+        // A second warm-up waits for the lane although a permit is free...
+        let waiting = tokio::time::timeout(Duration::from_millis(50), a.acquire(Priority::Background)).await;
+        assert!(
+            waiting.is_err(),
+            "background restores use one permit fewer than the shard runs"
+        );
+        // ...which a request takes at once.
+        let demand = tokio::time::timeout(Duration::from_millis(50), a.acquire(Priority::Demand)).await;
+        assert!(demand.is_ok(), "a request never queues behind warm-ups");
+        drop(first);
+        let _ = demand;
+        // With one permit in all, background work still runs.
+        let one = Admission::new(1, 8);
+        let _p = tokio::time::timeout(Duration::from_millis(50), one.acquire(Priority::Background))
+            .await
+            .expect("a lone permit serves background work too");
     }
 
     #[test]

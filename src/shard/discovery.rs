@@ -178,7 +178,7 @@ pub async fn refresh(resolver: &Arc<Resolver>, slot: &Arc<Slot>, force: bool) ->
     }
     let started = Instant::now();
     // A new version is a restore like any other: it waits its turn and reserves its bytes.
-    let permit = resolver.admission.acquire().await;
+    let permit = resolver.admission.acquire(Priority::Demand).await;
     let restored = resolver.restore(slot, Priority::Demand).await;
     drop(permit);
     match restored {
@@ -196,6 +196,9 @@ pub async fn refresh(resolver: &Arc<Resolver>, slot: &Arc<Slot>, force: bool) ->
                     // The slot holds this very version (loaded again since, or
                     // CURRENT moved back): same directory, so it stays.
                     SlotState::Hot(l) if l.version == next.version => (false, true),
+                    // Evicted meanwhile and being restored again: that
+                    // restore may be opening this very directory.
+                    SlotState::Loading { .. } => (false, true),
                     _ => (
                         false,
                         inner.disk_copy.as_ref().is_some_and(|c| c.version == next.version),

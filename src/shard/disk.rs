@@ -142,8 +142,21 @@ pub fn inventory(cache_dir: &Path, is_verified: impl Fn(&Path) -> bool) -> std::
             continue;
         }
         let index_id = index_dir.file_name().to_string_lossy().into_owned();
+        // Not ours (a volume's `lost+found`, a file an admin left): never
+        // walked into, never cleaned.
+        if crate::IndexId::new(&index_id).is_err() {
+            tracing::debug!(entry = %index_id, "not an index directory; left alone");
+            continue;
+        }
+        let entries = match std::fs::read_dir(index_dir.path()) {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::warn!(index_id, error = %e, "cannot read a cached index; skipped");
+                continue;
+            }
+        };
         let mut versions: Vec<CachedVersion> = Vec::new();
-        for entry in std::fs::read_dir(index_dir.path())?.flatten() {
+        for entry in entries.flatten() {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
             if is_partial_download(&name) || local_dir::is_being_removed(&name) || !is_verified(&path) {
@@ -246,7 +259,10 @@ mod tests {
         // A verified version a previous run renamed aside and did not finish deleting.
         make(&root.join("a/v2.removing-456"), &[("ok", 30)]);
         make(&root.join("b/v1"), &[("junk", 7)]);
+        // A volume's own directory is not an index: left as it is.
+        make(&root.join("lost+found/x"), &[("junk", 1)]);
         let kept = inventory(root, |p| p.join("ok").exists()).unwrap();
+        assert!(root.join("lost+found/x/junk").exists());
         assert_eq!(kept.len(), 1);
         assert_eq!((kept[0].index_id.as_str(), kept[0].version.as_str()), ("a", "v2"));
         assert_eq!(kept[0].bytes, 20);

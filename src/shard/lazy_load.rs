@@ -259,7 +259,10 @@ impl Resolver {
     async fn run_load(self: Arc<Self>, slot: Arc<Slot>, priority: Priority, ticket: Option<BackgroundTicket>) {
         let id = slot.id.clone();
         let span = tracing::info_span!("load", index_id = %id, priority = priority.as_str());
-        let permit = self.admission.acquire().await;
+        // Loading was set under the slot's lock, where the gauges cannot be
+        // recounted (they take every slot's lock); recounted here instead.
+        self.registry.refresh_gauges();
+        let permit = self.admission.acquire(priority).await;
         drop(ticket);
         let started = Instant::now();
         let result = {

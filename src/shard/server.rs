@@ -6,7 +6,7 @@ use super::discovery;
 use super::disk::{self, CachedVersion};
 use super::http::routes;
 use super::lazy_load::Resolver;
-use super::residency::DiskCopy;
+use super::residency::{DiskCopy, SlotState};
 use crate::IndexId;
 use crate::embed::Embedder;
 use crate::server::serve;
@@ -139,11 +139,24 @@ fn adopt_cache(resolver: &Resolver, cached: Vec<CachedVersion>) {
             continue;
         };
         let slot = resolver.registry.get_or_insert(&id);
-        slot.lock().disk_copy = Some(DiskCopy {
-            version: c.version,
-            dir: c.dir,
-            bytes: c.bytes,
-        });
+        let mut inner = slot.lock();
+        // The server already answers while this runs: a query may have
+        // loaded the index meanwhile. Only a cold slot adopts the copy; a hot
+        // one serving another version leaves it unused, so it goes.
+        match &inner.state {
+            SlotState::Cold if inner.disk_copy.is_none() => {
+                inner.disk_copy = Some(DiskCopy {
+                    version: c.version,
+                    dir: c.dir,
+                    bytes: c.bytes,
+                });
+            }
+            SlotState::Hot(l) if l.version != c.version => {
+                drop(inner);
+                resolver.dirs.doom(&c.dir);
+            }
+            _ => {}
+        }
     }
     for (id, last_used) in discovery::load_recent(&resolver.cfg.cache_dir) {
         if let Some(slot) = resolver.registry.get(&id) {
