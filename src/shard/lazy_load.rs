@@ -28,6 +28,7 @@ use crate::storage::store::Store;
 use crate::telemetry::metrics::{LOAD_DURATION, LOAD_FAILURES, LOADS_STARTED, RESTORE_REFUSALS};
 use axum::http::StatusCode;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
 
@@ -174,6 +175,9 @@ impl Resolver {
                         });
                     }
                     SlotState::Loading { .. } => {
+                        if matches!(wait, Wait::Load | Wait::NoWait(Priority::Demand)) {
+                            slot.demanded.store(true, Ordering::Release);
+                        }
                         if let Wait::NoWait(_) = wait {
                             return Err(ResolveError::Loading {
                                 id: id.clone(),
@@ -250,6 +254,7 @@ impl Resolver {
         inner.state = SlotState::Loading {
             started: Instant::now(),
         };
+        slot.demanded.store(false, Ordering::Release);
         LOADS_STARTED.inc();
         let (this, slot) = (self.clone(), slot.clone());
         tokio::spawn(async move { this.run_load(slot, priority, ticket).await });
@@ -404,6 +409,11 @@ impl Resolver {
             disk_total: total,
         };
         slot.lock().last_need = Some(need);
+        let priority = if slot.demanded.load(Ordering::Acquire) {
+            Priority::Demand
+        } else {
+            priority
+        };
         let reservation = self
             .budget
             .reserve(self, slot, need, priority, local.is_some())

@@ -101,6 +101,9 @@ pub struct Slot {
     last_used_ms: AtomicU64,
     /// A background version swap is running.
     pub upgrading: AtomicBool,
+    /// A request came to wait on a restore that started in the background:
+    /// when it reserves its bytes, it may evict as a demand restore does.
+    pub demanded: AtomicBool,
 }
 
 fn now_ms() -> u64 {
@@ -128,6 +131,7 @@ impl Slot {
             changed: watch::channel(0).0,
             last_used_ms: AtomicU64::new(0),
             upgrading: AtomicBool::new(false),
+            demanded: AtomicBool::new(false),
         }
     }
 

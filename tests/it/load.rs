@@ -350,6 +350,43 @@ async fn a_restore_that_cannot_fit_evicts_nothing() {
     assert_eq!(search(&shard.url, "small", "config").await.status(), StatusCode::OK);
 }
 
+/// A request that comes to wait on an index a fan-out began warming in the
+/// background makes that restore a demand one: it evicts to make room
+/// instead of being refused for want of free budget.
+#[tokio::test]
+async fn a_request_joining_a_background_warm_up_may_evict() {
+    let env = env().await;
+    let names = ids("join", 2);
+    publish_copies(&env.store, &names, "a").await;
+    let (memory, _) = sizes(&env, &names[0]).await;
+    let budget = (memory + memory / 2).to_string();
+    let shard = start_shard(
+        &env,
+        "s0",
+        &env.dir.path().join("cache"),
+        &["--memory-budget", &budget, "--warm", "false"],
+    )
+    .await;
+    assert_eq!(search(&shard.url, &names[0], "config").await.status(), StatusCode::OK);
+    env.s3.set_delay(Duration::from_millis(300));
+    // The fan-out skips the cold index and starts warming it in the background.
+    let (status, r) = post_json(
+        &format!("{}/v1/search", shard.url),
+        json!({"query": "config", "indexes": [&names[1]]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(r["skipped"][0]["index_id"], names[1].as_str(), "{r}");
+    let r = search(&shard.url, &names[1], "config").await;
+    env.s3.set_delay(Duration::ZERO);
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+    assert_eq!(metric(&shard.url, "trusty_cache_evictions_total").await, 1.0);
+    // One restore did it: none was refused and started over.
+    let refused = r#"trusty_restore_refusals_total{priority="background",reason="full"}"#;
+    assert_eq!(metric(&shard.url, refused).await, 0.0);
+    assert_eq!(metric(&shard.url, "trusty_index_loads_total").await, 2.0);
+}
+
 #[tokio::test]
 async fn an_index_larger_than_the_whole_budget_is_refused_not_served() {
     let env = env().await;
