@@ -14,6 +14,8 @@ use crate::IndexId;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Marker written last into a verified cache directory.
@@ -265,10 +267,15 @@ pub async fn download_version(
     // Writing the manifest and marker and renaming are filesystem calls that
     // can wait on the journal behind other writers: a blocking thread's work.
     let final_dir = index_dir.join(&pointer.version);
+    // The seal runs on a blocking thread that outlives this future: if the
+    // caller gives up meanwhile (a restore deadline), the seal must not put
+    // in place a directory nobody tracks.
+    let wanted = Wanted(Arc::new(AtomicBool::new(true)));
     let sealing = {
         let (id, final_dir, pointer, manifest) = (id.clone(), final_dir.clone(), pointer.clone(), manifest.clone());
         let manifest_bytes = manifest_bytes.to_vec();
-        move || seal(partial, &id, &final_dir, &pointer, manifest, &manifest_bytes)
+        let wanted = wanted.0.clone();
+        move || seal(partial, &id, &final_dir, &pointer, manifest, &manifest_bytes, &wanted)
     };
     tokio::task::spawn_blocking(sealing)
         .await
@@ -277,6 +284,15 @@ pub async fn download_version(
 
 /// Held while a seal checks, clears and renames a version directory.
 static SEALING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Cleared when the download that started a seal is dropped.
+struct Wanted(Arc<AtomicBool>);
+
+impl Drop for Wanted {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
 
 /// Completes a verified download: writes its manifest and completion marker
 /// and renames it into place, unless an equal copy got there first.
@@ -287,6 +303,7 @@ fn seal(
     pointer: &CurrentPointer,
     manifest: Manifest,
     manifest_bytes: &[u8],
+    wanted: &AtomicBool,
 ) -> Result<LocalVersion, OpenError> {
     let manifest_path = partial.path.join(MANIFEST_FILE);
     std::fs::write(&manifest_path, manifest_bytes).map_err(|e| OpenError::io(id, &manifest_path, e))?;
@@ -302,6 +319,17 @@ fn seal(
             // Another restore of the same version finished first; its copy may
             // be in use, so keep it and drop ours.
             return Ok(existing);
+        }
+        if !wanted.load(Ordering::Acquire) {
+            // Dropping `partial` removes it.
+            return Err(OpenError::io(
+                id,
+                final_dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::Interrupted,
+                    "the restore was abandoned before sealing",
+                ),
+            ));
         }
         // Anything else there is an unverifiable leftover (no marker or
         // another manifest): nothing reads it.
@@ -500,5 +528,33 @@ mod tests {
             .filter(|n| n.contains(PARTIAL) && !crate::storage::local_dir::is_being_removed(n))
             .collect();
         assert!(partials.is_empty(), "{partials:?}");
+    }
+
+    /// A seal whose download was given up on (its future dropped while the
+    /// blocking seal ran) leaves nothing in place: no directory that no
+    /// restore tracks.
+    #[tokio::test]
+    async fn an_abandoned_seal_puts_nothing_in_place() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open("memory://seal-abandoned").unwrap();
+        let id = IndexId::new("demo").unwrap();
+        bundle(&tmp.path().join("b"), "demo", "payload");
+        publish(&store, &id, &tmp.path().join("b"), &PublishOptions::default())
+            .await
+            .unwrap();
+        let (pointer, _) = read_current(&store, &id, None).await.unwrap().unwrap();
+        let (manifest, bytes) = fetch_manifest(&store, &id, &pointer).await.unwrap();
+        let partial = PartialDir {
+            path: tmp.path().join(format!("{}{PARTIAL}x", pointer.version)),
+            completed: false,
+        };
+        std::fs::create_dir_all(&partial.path).unwrap();
+        let partial_path = partial.path.clone();
+        let final_dir = tmp.path().join(&pointer.version);
+        let wanted = AtomicBool::new(false);
+        let r = seal(partial, &id, &final_dir, &pointer, manifest, &bytes, &wanted);
+        assert!(r.is_err());
+        assert!(!final_dir.exists());
+        assert!(!partial_path.exists(), "the partial download was removed");
     }
 }
