@@ -143,8 +143,8 @@ impl LeaderElector {
 
     /// Runs `lead` whenever this replica holds the lease, until `shutdown`
     /// completes. `lead` is started afresh on each acquisition and aborted as
-    /// soon as leadership is lost (renewal refused, or not renewed for a full
-    /// lease duration).
+    /// soon as leadership is lost (renewal refused, or not renewed within the
+    /// renew deadline, whether a round is running or not).
     pub async fn run<F, Fut>(&self, metrics: Arc<Metrics>, shutdown: impl Future<Output = ()>, mut lead: F)
     where
         F: FnMut() -> Fut,
@@ -156,15 +156,30 @@ impl LeaderElector {
         tokio::pin!(shutdown);
         let mut task: Option<tokio::task::JoinHandle<()>> = None;
         let mut last_renew = tokio::time::Instant::now();
+        let stop = |task: &mut Option<tokio::task::JoinHandle<()>>| {
+            if let Some(t) = task.take() {
+                tracing::error!("could not renew the lease in time; stopping the controller");
+                t.abort();
+                metrics.leader.set(0);
+            }
+        };
         loop {
+            let deadline = task.as_ref().map(|_| last_renew + renew_deadline);
             // A hung API connection must not keep an old leader reconciling:
             // each round gets a third of the lease, then counts as failed.
             let round_started = tokio::time::Instant::now();
-            let state = match tokio::time::timeout(retry, self.try_acquire_or_renew()).await {
-                Ok(state) => state,
-                Err(_) => Err(kube::Error::Service(
-                    format!("lease round took longer than {retry:?}").into(),
-                )),
+            let round = tokio::time::timeout(retry, self.try_acquire_or_renew());
+            let state = tokio::select! {
+                state = round => match state {
+                    Ok(state) => state,
+                    Err(_) => Err(kube::Error::Service(
+                        format!("lease round took longer than {retry:?}").into(),
+                    )),
+                },
+                () = until(deadline) => {
+                    stop(&mut task);
+                    continue;
+                }
             };
             if state.is_ok() {
                 metrics.note_election_round();
@@ -189,20 +204,13 @@ impl LeaderElector {
                         tracing::debug!(%holder, "standing by");
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "lease election round failed");
-                    if task.is_some() && last_renew.elapsed() >= renew_deadline {
-                        tracing::error!("could not renew the lease in time; stopping the controller");
-                        if let Some(t) = task.take() {
-                            t.abort();
-                        }
-                        metrics.leader.set(0);
-                    }
-                }
+                Err(e) => tracing::warn!(error = %e, "lease election round failed"),
             }
+            let deadline = task.as_ref().map(|_| last_renew + renew_deadline);
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep(retry) => {}
+                () = until(deadline) => stop(&mut task),
             }
         }
         if let Some(t) = task.take() {
@@ -212,5 +220,13 @@ impl LeaderElector {
         if let Err(e) = self.release().await {
             tracing::warn!(error = %e, "could not release the lease");
         }
+    }
+}
+
+/// Completes at `deadline`; never without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }

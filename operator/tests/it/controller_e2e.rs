@@ -673,61 +673,93 @@ async fn missing_crd_is_detected_at_start() {
 /// stops its controller before its Lease expires, so no other replica can
 /// take over while it still reconciles; once the API answers again it renews
 /// and leads again.
+/// A leader elector running in the background whose work only records
+/// whether it runs and when it was last stopped.
+struct Leading {
+    running: Arc<std::sync::atomic::AtomicBool>,
+    stopped_at: Arc<std::sync::Mutex<Option<std::time::SystemTime>>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    elector: tokio::task::JoinHandle<()>,
+}
+
+impl Leading {
+    fn start(elector: LeaderElector) -> Leading {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        /// Set while the leader's work runs; cleared (with the time) when it is dropped.
+        struct Running(Arc<AtomicBool>, Arc<std::sync::Mutex<Option<std::time::SystemTime>>>);
+        impl Drop for Running {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::SeqCst);
+                *self.1.lock().unwrap() = Some(std::time::SystemTime::now());
+            }
+        }
+        let running = Arc::new(AtomicBool::new(false));
+        let stopped_at = Arc::new(std::sync::Mutex::new(None));
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let (r, at) = (running.clone(), stopped_at.clone());
+        let elector = tokio::spawn(async move {
+            elector
+                .run(
+                    Arc::new(trusty_operator::metrics::Metrics::new()),
+                    async {
+                        let _ = rx.await;
+                    },
+                    move || {
+                        let guard = Running(r.clone(), at.clone());
+                        r.store(true, Ordering::SeqCst);
+                        async move {
+                            let _guard = guard;
+                            std::future::pending::<()>().await;
+                        }
+                    },
+                )
+                .await
+        });
+        Leading {
+            running,
+            stopped_at,
+            stop,
+            elector,
+        }
+    }
+
+    fn is_running(&self) -> bool {
+        self.running.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.elector).await;
+    }
+}
+
+/// The `renewTime` of the stored Lease.
+fn stored_renew_time(api: &FakeApiServer) -> std::time::SystemTime {
+    let stored = api.objects(LEASE).pop().expect("the Lease exists");
+    let renewed: k8s_openapi::jiff::Timestamp = stored["spec"]["renewTime"].as_str().unwrap().parse().unwrap();
+    std::time::UNIX_EPOCH + Duration::from_micros(renewed.as_microsecond() as u64)
+}
+
 #[tokio::test]
 async fn hung_api_stops_the_leader_before_its_lease_expires() {
-    use std::sync::atomic::{AtomicBool, Ordering};
     install_crypto();
     let api = FakeApiServer::start().await;
     let leases: Api<Lease> = Api::namespaced(api.client(), LEASE_NAMESPACE);
     let lease_duration = Duration::from_secs(3);
     let a = LeaderElector::new(leases.clone(), LEASE_NAME, "a", lease_duration);
-
-    /// Set while the leader's work runs; cleared (with the time) when it is dropped.
-    struct Running(Arc<AtomicBool>, Arc<std::sync::Mutex<Option<std::time::SystemTime>>>);
-    impl Drop for Running {
-        fn drop(&mut self) {
-            self.0.store(false, Ordering::SeqCst);
-            *self.1.lock().unwrap() = Some(std::time::SystemTime::now());
-        }
-    }
-    let running = Arc::new(AtomicBool::new(false));
-    let stopped_at = Arc::new(std::sync::Mutex::new(None));
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let (r, at) = (running.clone(), stopped_at.clone());
-    let elector = tokio::spawn(async move {
-        a.run(
-            Arc::new(trusty_operator::metrics::Metrics::new()),
-            async {
-                let _ = rx.await;
-            },
-            move || {
-                let guard = Running(r.clone(), at.clone());
-                r.store(true, Ordering::SeqCst);
-                async move {
-                    let _guard = guard;
-                    std::future::pending::<()>().await;
-                }
-            },
-        )
-        .await
-    });
+    let leading = Leading::start(a);
     let wait = Duration::from_secs(30);
-    eventually("a leads", wait, || async {
-        running.load(Ordering::SeqCst).then_some(())
-    })
-    .await;
+    eventually("a leads", wait, || async { leading.is_running().then_some(()) }).await;
 
     api.set_hung(LEASE, true);
     eventually("a stops leading while the API hangs", wait, || async {
-        (!running.load(Ordering::SeqCst)).then_some(())
+        (!leading.is_running()).then_some(())
     })
     .await;
     // The Lease as stored: its last renewal plus its duration is when another
     // replica could have taken over; the old leader had stopped before then.
-    let stored = api.objects(LEASE).pop().expect("the Lease exists");
-    let renewed: k8s_openapi::jiff::Timestamp = stored["spec"]["renewTime"].as_str().unwrap().parse().unwrap();
-    let expires = std::time::UNIX_EPOCH + Duration::from_micros(renewed.as_microsecond() as u64) + lease_duration;
-    let stopped = stopped_at.lock().unwrap().expect("stop time recorded");
+    let expires = stored_renew_time(&api) + lease_duration;
+    let stopped = leading.stopped_at.lock().unwrap().expect("stop time recorded");
     assert!(
         stopped < expires,
         "the leader stopped at {stopped:?}, after its lease expired at {expires:?}"
@@ -737,7 +769,7 @@ async fn hung_api_stops_the_leader_before_its_lease_expires() {
     // another replica stands by.
     api.set_hung(LEASE, false);
     eventually("a leads again once the API answers", wait, || async {
-        running.load(Ordering::SeqCst).then_some(())
+        leading.is_running().then_some(())
     })
     .await;
     let b = LeaderElector::new(leases.clone(), LEASE_NAME, "b", lease_duration);
@@ -745,8 +777,45 @@ async fn hung_api_stops_the_leader_before_its_lease_expires() {
         b.try_acquire_or_renew().await.unwrap(),
         LeaseState::Following { holder: "a".into() }
     );
-    let _ = tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), elector).await;
+    leading.stop().await;
+}
+
+/// The renew deadline holds however the time goes: a slow renewal followed
+/// by a hung one stops the leader when the deadline passes, not when the
+/// hung round gives up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_stops_at_its_renew_deadline_even_mid_round() {
+    install_crypto();
+    let api = FakeApiServer::start().await;
+    let leases: Api<Lease> = Api::namespaced(api.client(), LEASE_NAMESPACE);
+    // Rounds every 2 s (and time out after 2 s); the renew deadline is 4 s.
+    let lease_duration = Duration::from_secs(6);
+    let renew_deadline = lease_duration * 2 / 3;
+    let leading = Leading::start(LeaderElector::new(leases, LEASE_NAME, "a", lease_duration));
+    let wait = Duration::from_secs(30);
+    eventually("a leads", wait, || async { leading.is_running().then_some(()) }).await;
+
+    // Renewals get slow (1.6 s of a round's 2 s), then the API hangs.
+    api.set_delay(LEASE, Duration::from_millis(800));
+    let before = stored_renew_time(&api);
+    eventually("a slow renewal", wait, || async {
+        (stored_renew_time(&api) > before).then_some(())
+    })
+    .await;
+    api.set_hung(LEASE, true);
+    eventually("a stops leading", wait, || async {
+        (!leading.is_running()).then_some(())
+    })
+    .await;
+    let deadline = stored_renew_time(&api) + renew_deadline;
+    let stopped = leading.stopped_at.lock().unwrap().expect("stop time recorded");
+    assert!(
+        stopped < deadline + Duration::from_millis(800),
+        "stopped {:?} after the renew deadline",
+        stopped.duration_since(deadline).unwrap_or_default()
+    );
+    api.set_hung(LEASE, false);
+    leading.stop().await;
 }
 
 #[tokio::test]

@@ -86,6 +86,8 @@ pub struct FakeApiServer {
     /// Resources (plural names) whose requests never get an answer, to play a
     /// hung API connection.
     hung: Arc<Mutex<std::collections::HashSet<&'static str>>>,
+    /// Resources whose requests are answered only after a delay, to play a slow API.
+    delays: Arc<Mutex<BTreeMap<&'static str, std::time::Duration>>>,
     pub addr: SocketAddr,
 }
 
@@ -170,6 +172,7 @@ impl FakeApiServer {
             tx,
             kinds: Arc::new(kinds),
             hung: Arc::default(),
+            delays: Arc::default(),
             addr: listener.local_addr().unwrap(),
         };
         let s = server.clone();
@@ -177,6 +180,12 @@ impl FakeApiServer {
             let s = s.clone();
             async move {
                 let target = s.parse(uri.path());
+                let delay = target
+                    .as_ref()
+                    .and_then(|t| s.delays.lock().unwrap().get(t.kind.plural).copied());
+                if let Some(d) = delay {
+                    tokio::time::sleep(d).await;
+                }
                 if target
                     .as_ref()
                     .is_some_and(|t| s.hung.lock().unwrap().contains(t.kind.plural))
@@ -199,6 +208,12 @@ impl FakeApiServer {
         } else {
             set.remove(kind.plural);
         }
+    }
+
+    /// From now on, requests for `kind` wait `delay` before they are handled
+    /// (and before a hang, if `kind` is hung by then).
+    pub fn set_delay(&self, kind: Kind, delay: std::time::Duration) {
+        self.delays.lock().unwrap().insert(kind.plural, delay);
     }
 
     pub fn url(&self) -> String {
