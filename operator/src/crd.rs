@@ -35,7 +35,7 @@ pub const SKIP_CLEANUP: &str = "search.trusty.dev/skip-cleanup";
     printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase"}"#,
     printcolumn = r#"{"name": "Version", "type": "string", "jsonPath": ".status.currentVersion"}"#,
     printcolumn = r#"{"name": "Chunks", "type": "integer", "jsonPath": ".status.counts.chunks"}"#,
-    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.readyOwners", "description": "hot owners / replicas"}"#,
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.readyOwners", "description": "owners serving the published version / replicas the router places"}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -63,7 +63,8 @@ pub struct IndexSpec {
     /// Build only the BM25 and graph arms (no vectors).
     #[serde(default)]
     pub lexical_only: bool,
-    /// How many shards own (serve) the index.
+    /// How many shards should serve the index; the router places every index
+    /// on its replication factor, so readiness counts at most that many.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = 5))]
     pub replicas: i32,
@@ -202,7 +203,8 @@ pub enum Phase {
     Published,
     /// Every owner serves the current version.
     Available,
-    /// Some owners failed to load the index.
+    /// Some owners failed to load the index, or serve an older version than
+    /// the published one because the new one failed to load.
     Degraded,
     /// The build failed or the Index is invalid; needs a spec change or a reset.
     Failed,
@@ -227,7 +229,8 @@ pub struct IndexStatus {
     /// One entry per shard that owns the index.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub owners: Vec<Owner>,
-    /// "hot owners/replicas", for the printer column.
+    /// "owners serving the published version / replicas placed", for the
+    /// printer column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_owners: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
