@@ -528,6 +528,7 @@ async fn reads_stay_within_an_agents_budget_and_say_how_to_go_on() {
         "{t}"
     );
     assert_eq!(t.matches("src/gen.rs").count(), 1, "the path is named once: {t}");
+    assert_eq!(r.meta.as_ref().unwrap().0[super::tools::TOTAL_SYMBOLS_META_KEY], 600);
     let listed = r.structured_content.unwrap()["symbols"].as_array().unwrap().len();
     assert_eq!(listed, super::tools::MAX_OUTLINE_SYMBOLS);
     client.cancel().await.unwrap();

@@ -54,6 +54,9 @@ pub const DEFAULT_READ_LINES: u32 = 400;
 pub const MAX_OUTLINE_SYMBOLS: usize = 500;
 /// The `_meta` key under which a failed call carries its error body.
 pub const ERROR_META_KEY: &str = "search.trusty.dev/error";
+/// The `_meta` key under which `file_outline` says how many symbols the
+/// file defines, listed or not.
+pub const TOTAL_SYMBOLS_META_KEY: &str = "search.trusty.dev/total_symbols";
 
 const INSTRUCTIONS: &str = "Code search over indexed repositories. Start with `list_indexes` to learn the index ids. \
 `search` ranks code chunks in one index (mode hybrid by default; bm25 is best for exact identifiers, vector for \
@@ -376,7 +379,14 @@ impl SearchTools {
             (o, total)
         });
         match outline {
-            Ok((o, total)) => success_result(&o, format::outline_text(&o, total)),
+            Ok((o, total)) => {
+                let mut result = success_result(&o, format::outline_text(&o, total));
+                // The structured list may be cut too: say how long it was.
+                let mut meta = rmcp::model::MetaObject::default();
+                meta.0.insert(TOTAL_SYMBOLS_META_KEY.to_string(), total.into());
+                result.meta = Some(meta);
+                result
+            }
             Err(e) => respond::<()>(Err(e), |_| String::new()),
         }
     }

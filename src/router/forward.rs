@@ -65,7 +65,13 @@ impl Upstream {
 
 impl IntoResponse for Upstream {
     fn into_response(self) -> Response {
+        // The shard's error code rides along, so the router's request
+        // metrics count a passed-through cold answer as the shard did.
+        let code = self.error_code().map(crate::api::error::ErrorCode);
         let mut resp = (self.status, self.body).into_response();
+        if let Some(code) = code {
+            resp.extensions_mut().insert(code);
+        }
         if let Some(ct) = self.content_type {
             resp.headers_mut().insert(header::CONTENT_TYPE, ct);
         }
@@ -319,7 +325,10 @@ impl RouterState {
                     last_trouble = trouble;
                     // Prefer passing through a "loading" answer: it tells the client when to come back.
                     let loading = up.as_ref().is_some_and(Upstream::is_restoring);
-                    if loading {
+                    // Waiting asks without a header, which would make a
+                    // previous owner restore (and evict for) an index it no
+                    // longer owns: only owners are waited on.
+                    if loading && c.role != Role::Previous {
                         restoring.push(c);
                     }
                     if kept.is_none() || loading {

@@ -5,8 +5,9 @@
 //! previous member sets, and routing falls back to an index's previous owners
 //! (still hot) whenever a new owner answers that it is cold; a previous owner
 //! is asked as a fan-out is, so it never evicts for an index it no longer
-//! owns. Meanwhile each new owner is asked to warm the indexes in use (hot
-//! somewhere) that it gained, as owner restores through its admission queue.
+//! owns. Meanwhile each new owner is asked to warm what it gained through
+//! its admission queue: indexes in use (hot somewhere) as owner restores,
+//! the rest into free room only.
 //! Traffic moves to a new owner as soon as it answers hot, so a scale-up
 //! causes no burst of cold 503s.
 
@@ -83,17 +84,20 @@ async fn warm_new_owners(state: Arc<RouterState>, before: Vec<ShardEndpoint>, af
         tracing::info!("no admin token: new owners warm their indexes on first use");
         return;
     };
-    // Only indexes in use (hot on some shard) are warmed, and as owners'
+    // Indexes in use (hot on a shard still here) are warmed as owners'
     // restores, which may evict: a gained index is the new owner's to serve.
-    // Cold ones load on first use, as they would have before the change.
-    let ids: Vec<String> = match super::http::shard_lists(&state).await {
-        Ok(lists) => lists
-            .into_iter()
-            .filter(|s| s.state == ResidencyState::Hot)
-            .map(|s| s.index_id)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect(),
+    // The rest (including what only a departed shard held) warm into free
+    // room only, as before the change nobody may have used them.
+    let (ids, in_use): (Vec<String>, BTreeSet<String>) = match super::http::shard_lists(&state).await {
+        Ok(lists) => {
+            let in_use = lists
+                .iter()
+                .filter(|s| s.state == ResidencyState::Hot)
+                .map(|s| s.index_id.clone())
+                .collect();
+            let all: BTreeSet<String> = lists.into_iter().map(|s| s.index_id).collect();
+            (all.into_iter().collect(), in_use)
+        }
         Err(e) => {
             tracing::warn!(error = %e.body.message, "hand-off: could not list indexes");
             return;
@@ -104,12 +108,17 @@ async fn warm_new_owners(state: Arc<RouterState>, before: Vec<ShardEndpoint>, af
     futures::stream::iter(pairs)
         .for_each_concurrent(WARM_CONCURRENCY, |(id, owner)| {
             let (client, token) = (state.client.clone(), token.clone());
+            let body = if in_use.contains(&id) {
+                serde_json::json!({ "handoff": true })
+            } else {
+                serde_json::json!({ "preload": true })
+            };
             async move {
                 let url = format!("{}/v1/admin/indexes/{id}", owner.url);
                 let r = client
                     .post(&url)
                     .bearer_auth(token)
-                    .json(&serde_json::json!({ "handoff": true }))
+                    .json(&body)
                     .timeout(std::time::Duration::from_secs(5))
                     .send()
                     .await;

@@ -181,7 +181,10 @@ pub async fn probe_loop(health: Arc<Health>, members: Members, client: reqwest::
                 health.record_failure(&name, "readiness probe failed");
             }
         }
-        health.forget_departed(&current);
+        // The members now, not those probed: one that joined during the
+        // round keeps what is known of it.
+        let now = members.borrow().clone();
+        health.forget_departed(&now);
         health.publish_gauges(&current);
     }
 }

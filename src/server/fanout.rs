@@ -211,9 +211,10 @@ where
     FANOUT_PARTIAL
         .with_label_values(&["skipped"])
         .inc_by(skipped.len() as u64);
-    FANOUT_PARTIAL
-        .with_label_values(&["failed"])
-        .inc_by(failed.len() as u64);
+    // An index refusing the query itself (a filter it cannot honour) is the
+    // client's mistake, not a partial answer: it does not count as failed.
+    let failed_here = failed.iter().filter(|f| !f.error.starts_with("bad_request:")).count();
+    FANOUT_PARTIAL.with_label_values(&["failed"]).inc_by(failed_here as u64);
     MultiSearchResponse {
         took_ms: started.elapsed().as_secs_f64() * 1000.0,
         hits,

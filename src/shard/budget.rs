@@ -73,6 +73,8 @@ struct Usage {
     hot_memory: u64,
     hot_disk: u64,
     copy_disk: u64,
+    /// Restoring now: its local copy may be what the restore opens.
+    loading: bool,
 }
 
 fn usage(resolver: &Resolver) -> Vec<Usage> {
@@ -87,6 +89,7 @@ fn usage(resolver: &Resolver) -> Vec<Usage> {
                 _ => (0, 0),
             };
             let copy_disk = inner.disk_copy.as_ref().map(|c| c.bytes).unwrap_or(0);
+            let loading = matches!(inner.state, SlotState::Loading { .. });
             drop(inner);
             let last_used = s.last_used_ms();
             Usage {
@@ -95,6 +98,7 @@ fn usage(resolver: &Resolver) -> Vec<Usage> {
                 hot_memory,
                 hot_disk,
                 copy_disk,
+                loading,
             }
         })
         .collect();
@@ -174,6 +178,8 @@ impl Budget {
                 .map(|u| match (mine(u), reusing_copy) {
                     (true, true) => 0,
                     (true, false) => u.copy_disk,
+                    // Another restore's copy is not removed from under it.
+                    (false, _) if u.loading => 0,
                     (false, _) => u.copy_disk + u.hot_disk,
                 })
                 .sum();

@@ -6,7 +6,7 @@
 use super::admission::Priority;
 use super::failure::RestoreError;
 use super::lazy_load::Resolver;
-use super::residency::{FailedSwap, Slot, SlotState};
+use super::residency::{DiskCopy, FailedSwap, Slot, SlotState};
 use crate::IndexId;
 use crate::error_chain::one_line;
 use crate::storage::layout::{self, INDEXES_DIR};
@@ -197,8 +197,18 @@ pub async fn refresh(resolver: &Arc<Resolver>, slot: &Arc<Slot>, force: bool) ->
                     // CURRENT moved back): same directory, so it stays.
                     SlotState::Hot(l) if l.version == next.version => (false, true),
                     // Evicted meanwhile and being restored again: that
-                    // restore may be opening this very directory.
-                    SlotState::Loading { .. } => (false, true),
+                    // restore may be opening this very directory, so it
+                    // stays, counted as the slot's local copy if it has none.
+                    SlotState::Loading { .. } => {
+                        if inner.disk_copy.is_none() {
+                            inner.disk_copy = Some(DiskCopy {
+                                version: next.version.clone(),
+                                dir: next.engine().dir().to_path_buf(),
+                                bytes: next.disk_bytes,
+                            });
+                        }
+                        (false, true)
+                    }
                     _ => (
                         false,
                         inner.disk_copy.as_ref().is_some_and(|c| c.version == next.version),

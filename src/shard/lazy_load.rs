@@ -276,6 +276,12 @@ impl Resolver {
         };
         drop(permit);
         let elapsed = started.elapsed();
+        // A request that came to wait made this a demand restore (see `restore`).
+        let priority = if slot.demanded.load(Ordering::Acquire) {
+            Priority::Demand
+        } else {
+            priority
+        };
         match result {
             Ok((loaded, reservation)) => {
                 LOAD_DURATION.with_label_values(&["ok"]).observe(elapsed.as_secs_f64());

@@ -311,7 +311,7 @@ async fn a_restore_that_cannot_fit_evicts_nothing() {
     let (big, _) = sizes(&env, "big").await;
     assert!(big > 3 * small, "the big index is {big} bytes, the small {small}");
     // Both fit, but not two versions of the big one.
-    let budget = 2 * big - 1;
+    let budget = big + big / 2;
     let shard = start_shard(
         &env,
         "s0",
@@ -368,7 +368,8 @@ async fn a_request_joining_a_background_warm_up_may_evict() {
     )
     .await;
     assert_eq!(search(&shard.url, &names[0], "config").await.status(), StatusCode::OK);
-    env.s3.set_delay(Duration::from_millis(300));
+    // Slow enough that the request joins long before the warm-up reserves.
+    env.s3.set_delay(Duration::from_millis(1500));
     // The fan-out skips the cold index and starts warming it in the background.
     let (status, r) = post_json(
         &format!("{}/v1/search", shard.url),
