@@ -18,7 +18,6 @@
 pub mod allocator;
 pub mod bundle;
 pub mod embed;
-pub mod error_chain;
 pub mod eval;
 pub(crate) mod heap_size;
 pub mod index;
@@ -33,4 +32,4 @@ pub mod telemetry;
 mod test_support;
 
 pub use model::{Chunk, Language, SymbolKind};
-pub use trusty_core::{IndexId, api, index_id, storage};
+pub use trusty_core::{IndexId, api, error_chain, index_id, storage};

@@ -15,7 +15,7 @@
 use crate::crd::{DeletionPolicy, FINALIZER, Index, IndexStatus, Phase, SKIP_CLEANUP, condition};
 use crate::jobs::{self, BuildConfig, JobOutcome};
 use crate::metrics::Metrics;
-use crate::router_client::{RouterClient, RouterError, one_line};
+use crate::router_client::{RouterClient, RouterError};
 use crate::status::{self, set_condition};
 use crate::storage::{self, StorageError};
 use futures::StreamExt;
@@ -39,6 +39,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use trusty_core::IndexId;
+use trusty_core::error_chain::one_line;
 
 /// Field manager of every status write.
 pub const FIELD_MANAGER: &str = "trusty-operator";

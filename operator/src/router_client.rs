@@ -9,6 +9,7 @@ use serde_json::json;
 use std::time::Duration;
 use trusty_core::IndexId;
 use trusty_core::api::types::IndexStatus as ClusterIndexStatus;
+use trusty_core::error_chain::one_line;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
@@ -33,22 +34,6 @@ pub enum RouterError {
     },
     #[error("index {0} is not known to the router")]
     NotFound(String),
-}
-
-/// An error and its causes on one line, each cause once: reqwest's own
-/// message names the request, only its sources say refused, DNS or timeout.
-pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        next = cause.source();
-    }
-    out
 }
 
 #[derive(Clone, Debug)]
@@ -152,32 +137,5 @@ impl RouterClient {
             404 => Err(RouterError::NotFound(id.to_string())),
             _ => Err(Self::fail("GET", url, resp).await),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("client error (Connect)")]
-    struct Connect(#[source] std::io::Error);
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("error sending request: {0}")]
-    struct Spelled(#[source] std::io::Error);
-
-    #[test]
-    fn one_line_keeps_every_cause_once() {
-        let refused = || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
-        assert_eq!(
-            one_line(&Connect(refused())),
-            "client error (Connect): connection refused"
-        );
-        assert_eq!(
-            one_line(&Spelled(refused())),
-            "error sending request: connection refused",
-            "a cause already spelled out is not repeated"
-        );
     }
 }

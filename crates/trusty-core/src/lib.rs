@@ -1,10 +1,11 @@
 //! What every trusty-search role shares, without the engine: index ids
-//! ([`IndexId`]), the JSON bodies of the HTTP API ([`api`]), and immutable
+//! ([`IndexId`]), the JSON bodies of the HTTP API ([`api`]), immutable
 //! index versions in object storage ([`storage`]: layout, manifest, publish,
-//! open, import). The operator depends on this crate alone; the engine,
+//! open, import), and one-line error chains ([`error_chain`]). The operator depends on this crate alone; the engine,
 //! shards and routers re-export it.
 
 pub mod api;
+pub mod error_chain;
 pub mod index_id;
 pub mod metrics;
 pub mod storage;

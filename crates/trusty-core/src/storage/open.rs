@@ -492,19 +492,25 @@ mod tests {
     use crate::storage::publish::tests::bundle;
     use crate::storage::publish::{PublishOptions, publish};
 
-    /// Restores of one version racing each other end with one verified copy
-    /// that all of them return, and an unverifiable leftover in its place
-    /// (no completion marker) is replaced rather than served.
-    #[tokio::test]
-    async fn racing_fetches_of_a_version_share_one_verified_copy() {
+    /// A one-version index `demo` published to a fresh in-memory store.
+    async fn published(store_name: &str) -> (tempfile::TempDir, Store, IndexId, CurrentPointer) {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open("memory://seal-race").unwrap();
+        let store = Store::open(&format!("memory://{store_name}")).unwrap();
         let id = IndexId::new("demo").unwrap();
         bundle(&tmp.path().join("b"), "demo", "payload");
         publish(&store, &id, &tmp.path().join("b"), &PublishOptions::default())
             .await
             .unwrap();
         let (pointer, _) = read_current(&store, &id, None).await.unwrap().unwrap();
+        (tmp, store, id, pointer)
+    }
+
+    /// Restores of one version racing each other end with one verified copy
+    /// that all of them return, and an unverifiable leftover in its place
+    /// (no completion marker) is replaced rather than served.
+    #[tokio::test]
+    async fn racing_fetches_of_a_version_share_one_verified_copy() {
+        let (tmp, store, id, pointer) = published("seal-race").await;
         let cache = tmp.path().join("cache");
         let leftover = version_dir(&cache, &id, &pointer.version);
         std::fs::create_dir_all(&leftover).unwrap();
@@ -535,14 +541,7 @@ mod tests {
     /// restore tracks.
     #[tokio::test]
     async fn an_abandoned_seal_puts_nothing_in_place() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open("memory://seal-abandoned").unwrap();
-        let id = IndexId::new("demo").unwrap();
-        bundle(&tmp.path().join("b"), "demo", "payload");
-        publish(&store, &id, &tmp.path().join("b"), &PublishOptions::default())
-            .await
-            .unwrap();
-        let (pointer, _) = read_current(&store, &id, None).await.unwrap().unwrap();
+        let (tmp, store, id, pointer) = published("seal-abandoned").await;
         let (manifest, bytes) = fetch_manifest(&store, &id, &pointer).await.unwrap();
         let partial = PartialDir {
             path: tmp.path().join(format!("{}{PARTIAL}x", pointer.version)),
