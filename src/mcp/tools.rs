@@ -373,22 +373,17 @@ impl SearchTools {
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     pub async fn file_outline(&self, Parameters(p): Parameters<FileParams>) -> CallToolResult {
-        let outline = self.backend.outline(p.index.trim(), p.path.trim()).await.map(|mut o| {
-            let total = o.symbols.len();
+        let mut outline = self.backend.outline(p.index.trim(), p.path.trim()).await;
+        let total = outline.as_ref().map_or(0, |o| o.symbols.len());
+        if let Ok(o) = &mut outline {
             o.symbols.truncate(MAX_OUTLINE_SYMBOLS);
-            (o, total)
-        });
-        match outline {
-            Ok((o, total)) => {
-                let mut result = success_result(&o, format::outline_text(&o, total));
-                // The structured list may be cut too: say how long it was.
-                let mut meta = rmcp::model::MetaObject::default();
-                meta.0.insert(TOTAL_SYMBOLS_META_KEY.to_string(), total.into());
-                result.meta = Some(meta);
-                result
-            }
-            Err(e) => respond::<()>(Err(e), |_| String::new()),
         }
+        let mut result = respond(outline, |o| format::outline_text(o, total));
+        if result.is_error != Some(true) {
+            // The structured list may be cut too: say how long it was.
+            result.meta = Some(meta(TOTAL_SYMBOLS_META_KEY, total.into()));
+        }
+        result
     }
 
     #[tool(
@@ -469,10 +464,15 @@ pub fn error_result(err: &BackendError) -> CallToolResult {
     if let Some(secs) = err.retry_after_secs() {
         body["retry_after_secs"] = Value::from(secs);
     }
-    let mut meta = rmcp::model::MetaObject::default();
-    meta.0.insert(ERROR_META_KEY.to_string(), body);
-    result.meta = Some(meta);
+    result.meta = Some(meta(ERROR_META_KEY, body));
     result
+}
+
+/// A `_meta` object holding one value.
+fn meta(key: &str, value: Value) -> rmcp::model::MetaObject {
+    let mut meta = rmcp::model::MetaObject::default();
+    meta.0.insert(key.to_string(), value);
+    meta
 }
 
 fn respond<T: Serialize>(res: Result<T, BackendError>, text: impl FnOnce(&T) -> String) -> CallToolResult {

@@ -53,7 +53,12 @@ impl Upstream {
         serde_json::from_slice(&self.body).ok()
     }
 
+    /// The API error code of a failed answer; a successful one has none
+    /// and its (possibly large) body is not parsed for it.
     fn error_code(&self) -> Option<String> {
+        if self.status.is_success() {
+            return None;
+        }
         self.json::<ErrorBody>().map(|b| b.error)
     }
 

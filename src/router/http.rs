@@ -9,7 +9,7 @@ use crate::api::{
 };
 use crate::error_chain::one_line;
 use crate::server::auth::require_admin;
-use crate::server::fanout::MultiSearch;
+use crate::server::fanout::{MultiSearch, refused_by_all};
 use crate::server::index_api::IndexApi;
 use crate::server::params::{FileParams, SymbolParams, parse_file_path, parse_id, parse_symbol_name};
 use axum::body::Bytes;
@@ -280,17 +280,13 @@ async fn search_many(
     let plan = MultiSearch::parse(req, s.cfg.max_fanout_indexes, s.cfg.request_timeout)?;
     let all = match plan.named {
         Some(_) => Vec::new(),
-        None => all_statuses(&s).await?.into_iter().map(|st| st.index_id).collect(),
+        None => shard_lists(&s).await?.into_iter().map(|st| st.index_id).collect(),
     };
     let ids = plan.ids(|| all)?;
     let body = Bytes::from(serde_json::to_vec(&plan.request).expect("request serialises"));
-    // What a shard said of a query it refused (filters are checked where the
-    // engine is): one refusal everywhere is the client's error, not a
-    // partial answer.
-    let refused: Arc<parking_lot::Mutex<Option<String>>> = Arc::default();
     let resp = plan
         .run(ids, s.cfg.fanout_concurrency, |id| {
-            let (s, body, refused) = (s.clone(), body.clone(), refused.clone());
+            let (s, body) = (s.clone(), body.clone());
             async move {
                 let up = s
                     .forward(
@@ -309,25 +305,15 @@ async fn search_many(
                     if let Some(b) = up.json::<crate::api::ErrorBody>() {
                         err.body = b;
                     }
-                    if err.body.error == "bad_request" {
-                        refused.lock().get_or_insert_with(|| err.body.message.clone());
-                    }
                     Err(err)
                 }
             }
         })
         .await;
-    let all_refused = !resp.failed.is_empty()
-        && resp
-            .failed
-            .iter()
-            .all(|f| f.error.split(':').next() == Some("bad_request"));
-    if resp.searched.is_empty() && all_refused {
-        let message = refused
-            .lock()
-            .take()
-            .unwrap_or_else(|| "every index refused the query".into());
-        return Err(ApiError::bad_request(message));
+    // Filters are checked where the engine is: a query every shard refused
+    // is the client's error, not a partial answer.
+    if let Some(e) = refused_by_all(&resp) {
+        return Err(e);
     }
     Ok(Json(resp))
 }

@@ -107,15 +107,6 @@ async fn watch_dns(
     }
 }
 
-#[cfg(test)]
-async fn resolve_once(
-    resolver: &hickory_resolver::TokioResolver,
-    host: &str,
-    port: u16,
-) -> Result<Vec<ShardEndpoint>, hickory_resolver::ResolveError> {
-    resolve(resolver, host, port, false).await.map(|(members, _)| members)
-}
-
 /// The shards behind `host`: named by pod from its SRV records, else by
 /// address from its A/AAAA records unless `srv_only`. Says whether SRV answered.
 async fn resolve(
@@ -340,7 +331,7 @@ mod tests {
         let r = resolver(dns_server(zone.clone()).await);
 
         // SRV: identities are the pod names (first label), sorted; the SRV port wins.
-        let m = resolve_once(&r, "shards.search.svc.", 9999).await.unwrap();
+        let m = resolve(&r, "shards.search.svc.", 9999, false).await.unwrap().0;
         assert_eq!(
             m,
             vec![
@@ -355,7 +346,7 @@ mod tests {
             ]
         );
         // No SRV: A records, identities are addresses, the given port.
-        let m = resolve_once(&r, "plain.search.svc.", 7001).await.unwrap();
+        let m = resolve(&r, "plain.search.svc.", 7001, false).await.unwrap().0;
         assert_eq!(
             m,
             vec![ShardEndpoint {
@@ -364,7 +355,7 @@ mod tests {
             }]
         );
         // Neither: an error the loop logs, keeping the previous set.
-        assert!(resolve_once(&r, "missing.search.svc.", 7001).await.is_err());
+        assert!(resolve(&r, "missing.search.svc.", 7001, false).await.is_err());
 
         // The loop publishes the set and follows a scale-up.
         let (tx, mut rx) = watch::channel(Vec::new());

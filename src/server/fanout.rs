@@ -135,6 +135,25 @@ fn dedup(mut ids: Vec<String>) -> Vec<String> {
     ids
 }
 
+/// What an index said when it refused the query itself (`bad_request`),
+/// from the `code: message` its failure entry records.
+fn refusal(f: &IndexFailure) -> Option<&str> {
+    f.error.strip_prefix("bad_request: ")
+}
+
+/// When no index was searched and every one refused the query itself, the
+/// one client error they agree on, rather than a response of failures.
+pub fn refused_by_all(resp: &MultiSearchResponse) -> Option<ApiError> {
+    if !resp.searched.is_empty() {
+        return None;
+    }
+    let mut refusals = resp.failed.iter().map(refusal);
+    let first = refusals.next()??;
+    refusals
+        .all(|r| r.is_some())
+        .then(|| ApiError::bad_request(first.to_string()))
+}
+
 /// Searches `ids` with bounded concurrency; every search shares one deadline.
 pub async fn fan_out<F, Fut>(
     ids: Vec<String>,
@@ -213,7 +232,7 @@ where
         .inc_by(skipped.len() as u64);
     // An index refusing the query itself (a filter it cannot honour) is the
     // client's mistake, not a partial answer: it does not count as failed.
-    let failed_here = failed.iter().filter(|f| !f.error.starts_with("bad_request:")).count();
+    let failed_here = failed.iter().filter(|f| refusal(f).is_none()).count();
     FANOUT_PARTIAL.with_label_values(&["failed"]).inc_by(failed_here as u64);
     MultiSearchResponse {
         took_ms: started.elapsed().as_secs_f64() * 1000.0,

@@ -277,11 +277,7 @@ impl Resolver {
         drop(permit);
         let elapsed = started.elapsed();
         // A request that came to wait made this a demand restore (see `restore`).
-        let priority = if slot.demanded.load(Ordering::Acquire) {
-            Priority::Demand
-        } else {
-            priority
-        };
+        let priority = slot.priority(priority);
         match result {
             Ok((loaded, reservation)) => {
                 LOAD_DURATION.with_label_values(&["ok"]).observe(elapsed.as_secs_f64());
@@ -415,11 +411,7 @@ impl Resolver {
             disk_total: total,
         };
         slot.lock().last_need = Some(need);
-        let priority = if slot.demanded.load(Ordering::Acquire) {
-            Priority::Demand
-        } else {
-            priority
-        };
+        let priority = slot.priority(priority);
         let reservation = self
             .budget
             .reserve(self, slot, need, priority, local.is_some())

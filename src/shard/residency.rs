@@ -4,6 +4,7 @@
 //! on a `watch` channel. Waiters subscribe *while holding the mutex*, so a
 //! change cannot slip between their check and their wait.
 
+use super::admission::Priority;
 use super::failure::LoadFailure;
 use super::loaded::LoadedIndex;
 use crate::IndexId;
@@ -114,6 +115,16 @@ fn now_ms() -> u64 {
 }
 
 impl Slot {
+    /// The priority a restore started at `started_as` runs at now: demand
+    /// once a request has come to wait on it.
+    pub fn priority(&self, started_as: Priority) -> Priority {
+        if self.demanded.load(Ordering::Acquire) {
+            Priority::Demand
+        } else {
+            started_as
+        }
+    }
+
     pub fn new(id: IndexId) -> Slot {
         Slot {
             id,
