@@ -634,11 +634,7 @@ async fn build_step(
     );
     let same_job = st.last_build_job.as_deref() == Some(wanted.as_str());
     // This interval's refresh already failed: wait for the next one.
-    if refresh.is_some()
-        && same_job
-        && status::condition(st, condition::BUILT)
-            .is_some_and(|c| c.reason == REFRESH_FAILED && c.message.contains(&wanted))
-    {
+    if refresh.is_some() && same_job && refresh_failure_reported(st, &wanted) {
         return Ok(Build::UpToDate);
     }
     let wanted_failed_before = refresh.is_none()
@@ -718,6 +714,11 @@ async fn supersede(index: &Index, api: &Api<Job>, name: &str, ctx: &Context) -> 
 /// Built's reason while the last refresh of the served inputs failed.
 const REFRESH_FAILED: &str = "RefreshFailed";
 
+/// Whether the Built condition already reports refresh Job `job` as failed.
+fn refresh_failure_reported(st: &IndexStatus, job: &str) -> bool {
+    status::condition(st, condition::BUILT).is_some_and(|c| c.reason == REFRESH_FAILED && c.message.contains(job))
+}
+
 /// Reports a failed refresh Job on Built, which stays True: the previous
 /// build keeps serving. A Warning event once per Job.
 async fn refresh_failed(index: &Index, st: &mut IndexStatus, ctx: &Context, job: &str, message: &str, now: Timestamp) {
@@ -730,8 +731,7 @@ async fn refresh_failed(index: &Index, st: &mut IndexStatus, ctx: &Context, job:
         .as_ref()
         .map_or_else(|| "the previous build".to_string(), |t| format!("the build of {}", t.0));
     let text = format!("refresh Job {job} failed: {message}; {built_at} keeps serving, {next}");
-    let reported =
-        status::condition(st, condition::BUILT).is_some_and(|c| c.reason == REFRESH_FAILED && c.message.contains(job));
+    let reported = refresh_failure_reported(st, job);
     set_condition(
         &mut st.conditions,
         condition::BUILT,

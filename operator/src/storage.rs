@@ -130,14 +130,8 @@ pub async fn import_index(
     staging: Option<&std::path::Path>,
 ) -> Result<Imported, ImportError> {
     use trusty_core::storage::import::import_current;
-    let open = |url: &str| {
-        Store::open(url).map_err(|e| OpenError::StoreUnavailable {
-            index_id: id.to_string(),
-            source: e,
-        })
-    };
-    let src = open(source).map_err(ImportError::Source)?;
-    let dst = open(cluster).map_err(ImportError::DestinationRead)?;
+    let src = open_for(source, id).map_err(ImportError::Source)?;
+    let dst = open_for(cluster, id).map_err(ImportError::DestinationRead)?;
     let parent = staging.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
     let work = tempfile::Builder::new()
         .prefix("import-")
@@ -152,13 +146,18 @@ pub async fn import_index(
     import_current(&src, &dst, id, work.path(), &Default::default()).await
 }
 
+/// The store at `url`, failing as the index `id`'s store being unavailable.
+fn open_for(url: &str, id: &IndexId) -> Result<Store, OpenError> {
+    Store::open(url).map_err(|e| OpenError::StoreUnavailable {
+        index_id: id.to_string(),
+        source: e,
+    })
+}
+
 /// The version `CURRENT` names for `id` in the store at `url`, which every
 /// owner should serve; `None` while nothing is published.
 pub async fn published_version(url: &str, id: &IndexId) -> Result<Option<String>, OpenError> {
-    let store = Store::open(url).map_err(|e| OpenError::StoreUnavailable {
-        index_id: id.to_string(),
-        source: e,
-    })?;
+    let store = open_for(url, id)?;
     match read_current(&store, id, None).await {
         Ok(current) => Ok(current.map(|(pointer, _)| pointer.version)),
         Err(OpenError::NotFound { .. }) => Ok(None),

@@ -363,8 +363,10 @@ async fn a_failed_refresh_keeps_serving_and_is_retried_at_the_next_interval() {
     let manifest = json!({
         "apiVersion": "search.trusty.dev/v1alpha1", "kind": "Index",
         "metadata": {"name": "tokio", "namespace": NS},
-        "spec": {"source": {"git": {"url": "https://github.com/tokio-rs/tokio"}}, "refreshInterval": "3s"},
+        "spec": {"source": {"git": {"url": "https://github.com/tokio-rs/tokio"}}, "refreshInterval": "6s"},
     });
+    // Long enough that a pass slowed by a loaded machine does not run into
+    // the next interval (and start its retry) before the failure is seen.
     indexes
         .patch("tokio", &PatchParams::apply("e2e-test"), &Patch::Apply(&manifest))
         .await
