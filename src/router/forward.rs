@@ -23,7 +23,7 @@ use super::health::Health;
 use super::membership::{Members, ShardEndpoint};
 use super::ring;
 use crate::api::{ApiError, ErrorBody};
-use crate::server::params::{FANOUT_HEADER, NO_WAIT_HEADER};
+use crate::server::params::{DEADLINE_HEADER, FANOUT_HEADER, NO_WAIT_HEADER};
 use crate::telemetry::metrics::{ROUTER_AFFINITY, ROUTER_RETRIES, ROUTER_WAITS};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -37,6 +37,15 @@ const MIN_WAIT_ROUND: std::time::Duration = std::time::Duration::from_millis(500
 const ANSWER_MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
 /// An attempt given less than this is not worth starting.
 const MIN_ATTEMPT: std::time::Duration = std::time::Duration::from_millis(100);
+/// Most of an attempt's time kept back from the deadline the shard is told,
+/// so the shard's own `request_timeout` travels back before the router stops
+/// listening (a tenth of the attempt when that is less).
+const REPLY_MARGIN: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The deadline a shard is told for an attempt of `budget`.
+fn shard_deadline(budget: std::time::Duration) -> std::time::Duration {
+    budget - (budget / 10).min(REPLY_MARGIN)
+}
 
 /// A shard's answer, passed through to the client.
 #[derive(Debug, Clone)]
@@ -132,8 +141,9 @@ pub struct Candidate {
 pub enum ForwardPatience {
     /// Ask every owner without waiting, then wait on the one restoring it.
     Serve,
-    /// Never wait: a fan-out reports cold indexes as skipped.
-    FanOut,
+    /// Never wait: a fan-out reports cold indexes as skipped. No attempt
+    /// outlives the fan-out's deadline `until`.
+    FanOut { until: Instant },
 }
 
 /// What went wrong on one attempt.
@@ -299,12 +309,15 @@ impl RouterState {
             // there, it may warm it into free room, never evict for it.
             let header = match patience {
                 _ if c.role == Role::Previous => FANOUT_HEADER,
-                ForwardPatience::FanOut => FANOUT_HEADER,
+                ForwardPatience::FanOut { .. } => FANOUT_HEADER,
                 ForwardPatience::Serve => NO_WAIT_HEADER,
             };
-            let Some(budget) = self.attempt_budget(started) else {
+            let Some(mut budget) = self.attempt_budget(started) else {
                 break;
             };
+            if let ForwardPatience::FanOut { until } = patience {
+                budget = budget.min(until.saturating_duration_since(Instant::now()));
+            }
             if attempts > 0 {
                 ROUTER_RETRIES.inc();
                 tracing::debug!(index_id, shard = %c.shard.name, reason = %last_reason, "retrying on next owner");
@@ -437,7 +450,8 @@ impl RouterState {
         let mut req = self
             .client
             .request(method, format!("{}{path_and_query}", shard.url))
-            .timeout(timeout);
+            .timeout(timeout)
+            .header(DEADLINE_HEADER, shard_deadline(timeout).as_millis().to_string());
         if let Some(b) = body {
             req = req.header(header::CONTENT_TYPE, "application/json").body(b);
         }
@@ -578,11 +592,53 @@ mod tests {
                 Method::POST,
                 "/v1/indexes/repo/search",
                 Some(Bytes::from_static(b"{}")),
-                ForwardPatience::FanOut,
+                ForwardPatience::FanOut {
+                    until: Instant::now() + std::time::Duration::from_secs(30),
+                },
             )
             .await
             .unwrap();
         assert_eq!(up.status, StatusCode::OK);
         assert_eq!(up.shard, order[2].shard.name);
+    }
+    /// A shard that records the deadline each attempt tells it.
+    async fn recording_shard(seen: Arc<parking_lot::Mutex<Vec<u64>>>) -> ShardEndpoint {
+        let app = axum::Router::new().route(
+            "/v1/indexes/repo/search",
+            post(move |headers: axum::http::HeaderMap| async move {
+                let ms = crate::server::params::caller_deadline(&headers).map(|d| d.as_millis() as u64);
+                seen.lock().push(ms.unwrap_or(u64::MAX));
+                "{}"
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        ShardEndpoint { name: "s0".into(), url }
+    }
+
+    #[tokio::test]
+    async fn every_attempt_tells_the_shard_when_the_router_stops_listening() {
+        let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let s = state(vec![recording_shard(seen.clone()).await], 1);
+        let body = || Some(Bytes::from_static(b"{}"));
+        let path = "/v1/indexes/repo/search";
+        s.forward("repo", Method::POST, path, body(), ForwardPatience::Serve)
+            .await
+            .unwrap();
+        let until = Instant::now() + std::time::Duration::from_secs(2);
+        s.forward("repo", Method::POST, path, body(), ForwardPatience::FanOut { until })
+            .await
+            .unwrap();
+        let seen = seen.lock().clone();
+        let timeout = s.cfg.shard_timeout.as_millis() as u64;
+        assert!(
+            seen[0] < timeout && seen[0] > timeout / 2,
+            "a search is told a little less than the shard timeout: {seen:?}"
+        );
+        assert!(
+            seen[1] < 2000,
+            "a fan-out's search is told the fan-out's deadline: {seen:?}"
+        );
     }
 }

@@ -88,21 +88,22 @@ async fn warm_new_owners(state: Arc<RouterState>, before: Vec<ShardEndpoint>, af
     // restores, which may evict: a gained index is the new owner's to serve.
     // The rest (including what only a departed shard held) warm into free
     // room only, as before the change nobody may have used them.
-    let (ids, in_use): (Vec<String>, BTreeSet<String>) = match super::http::shard_lists(&state).await {
-        Ok(lists) => {
-            let in_use = lists
-                .iter()
-                .filter(|s| s.state == ResidencyState::Hot)
-                .map(|s| s.index_id.clone())
-                .collect();
-            let all: BTreeSet<String> = lists.into_iter().map(|s| s.index_id).collect();
-            (all.into_iter().collect(), in_use)
-        }
-        Err(e) => {
-            tracing::warn!(error = %e.body.message, "hand-off: could not list indexes");
-            return;
-        }
-    };
+    let (ids, in_use): (Vec<String>, BTreeSet<String>) =
+        match super::http::shard_lists(&state, super::http::STATUS_TIMEOUT).await {
+            Ok(lists) => {
+                let in_use = lists
+                    .iter()
+                    .filter(|s| s.state == ResidencyState::Hot)
+                    .map(|s| s.index_id.clone())
+                    .collect();
+                let all: BTreeSet<String> = lists.into_iter().map(|s| s.index_id).collect();
+                (all.into_iter().collect(), in_use)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e.body.message, "hand-off: could not list indexes");
+                return;
+            }
+        };
     let pairs = gained(&ids, &before, &after, state.cfg.replicas);
     let n = pairs.len();
     futures::stream::iter(pairs)

@@ -132,12 +132,15 @@ fn urlencode(s: &str) -> String {
         .replace('+', "%20")
 }
 
+/// The longest a status or listing call waits for one shard.
+pub(crate) const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Asks one shard directly (no retry), for status aggregation.
-async fn ask(s: &RouterState, shard: &ShardEndpoint, path: &str) -> Result<Upstream, reqwest::Error> {
+async fn ask(s: &RouterState, shard: &ShardEndpoint, path: &str, within: Duration) -> Result<Upstream, reqwest::Error> {
     let resp = s
         .client
         .get(format!("{}{path}", shard.url))
-        .timeout(s.cfg.shard_timeout.min(Duration::from_secs(5)))
+        .timeout(within.min(s.cfg.shard_timeout).min(STATUS_TIMEOUT))
         .send()
         .await?;
     let status = resp.status();
@@ -163,7 +166,7 @@ pub async fn owner_status(s: &RouterState, id: &str) -> Result<IndexStatus, ApiE
         return Err(no_shards());
     }
     let path = format!("/v1/indexes/{id}");
-    let answers = futures::future::join_all(owners.iter().map(|o| ask(s, o, &path))).await;
+    let answers = futures::future::join_all(owners.iter().map(|o| ask(s, o, &path, STATUS_TIMEOUT))).await;
     let mut out = IndexStatus {
         index_id: id.to_string(),
         version: None,
@@ -223,13 +226,15 @@ async fn list(State(s): State<AppState>) -> Result<Json<IndexList>, ApiError> {
 /// storage, with its own state). When none answers, that is an error, not
 /// an empty cluster: a listing or a search of "all" must not answer 200
 /// with nothing while every shard sheds load.
-pub(crate) async fn shard_lists(s: &RouterState) -> Result<Vec<ShardIndexStatus>, ApiError> {
+/// Every healthy shard's index list, from the shards that answered within
+/// `within` (at most [`STATUS_TIMEOUT`]); 503 when none did.
+pub(crate) async fn shard_lists(s: &RouterState, within: Duration) -> Result<Vec<ShardIndexStatus>, ApiError> {
     let members = s.members();
     let healthy: Vec<ShardEndpoint> = s.health.healthy(&members).into_iter().cloned().collect();
     if healthy.is_empty() {
         return Err(no_shards());
     }
-    let answers = futures::future::join_all(healthy.iter().map(|m| ask(s, m, "/v1/indexes"))).await;
+    let answers = futures::future::join_all(healthy.iter().map(|m| ask(s, m, "/v1/indexes", within))).await;
     let mut answered = 0;
     let mut out = Vec::new();
     for up in answers.into_iter().flatten() {
@@ -253,7 +258,7 @@ pub(crate) async fn shard_lists(s: &RouterState) -> Result<Vec<ShardIndexStatus>
 /// owner listed it).
 pub(crate) async fn all_statuses(s: &RouterState) -> Result<Vec<ShardIndexStatus>, ApiError> {
     let mut by_index: BTreeMap<String, Vec<ShardIndexStatus>> = BTreeMap::new();
-    for st in shard_lists(s).await? {
+    for st in shard_lists(s, STATUS_TIMEOUT).await? {
         by_index.entry(st.index_id.clone()).or_default().push(st);
     }
     let mut out = Vec::new();
@@ -280,10 +285,16 @@ async fn search_many(
     let plan = MultiSearch::parse(req, s.cfg.max_fanout_indexes, s.cfg.request_timeout)?;
     let all = match plan.named {
         Some(_) => Vec::new(),
-        None => shard_lists(&s).await?.into_iter().map(|st| st.index_id).collect(),
+        // Listing is part of the search: it gets only the fan-out's time.
+        None => shard_lists(&s, plan.until().saturating_duration_since(std::time::Instant::now()))
+            .await?
+            .into_iter()
+            .map(|st| st.index_id)
+            .collect(),
     };
     let ids = plan.ids(|| all)?;
     let body = Bytes::from(serde_json::to_vec(&plan.request).expect("request serialises"));
+    let until = plan.until();
     let resp = plan
         .run(ids, s.cfg.fanout_concurrency, |id| {
             let (s, body) = (s.clone(), body.clone());
@@ -294,7 +305,7 @@ async fn search_many(
                         Method::POST,
                         &format!("/v1/indexes/{id}/search"),
                         Some(body),
-                        ForwardPatience::FanOut,
+                        ForwardPatience::FanOut { until },
                     )
                     .await?;
                 if up.status.is_success() {

@@ -38,8 +38,10 @@ pub struct MultiSearch {
     pub request: SearchRequest,
     /// The indexes the request named (validated, deduplicated), or `None` for all.
     pub named: Option<Vec<String>>,
-    /// For the whole request, not per index.
+    /// For the whole request, not per index: from when it was parsed, so
+    /// finding the indexes to search (a router's listing) counts against it.
     pub deadline: Duration,
+    started: Instant,
     max_indexes: usize,
 }
 
@@ -88,6 +90,7 @@ impl MultiSearch {
             request,
             named,
             deadline,
+            started: Instant::now(),
             max_indexes,
         };
         if let Some(ids) = &search.named {
@@ -118,6 +121,11 @@ impl MultiSearch {
         Ok(())
     }
 
+    /// When the whole request's time is up.
+    pub fn until(&self) -> Instant {
+        self.started + self.deadline
+    }
+
     /// Runs `search_one` over `ids`, at most `concurrency` at a time, and
     /// returns what answered within the deadline.
     pub async fn run<F, Fut>(&self, ids: Vec<String>, concurrency: usize, search_one: F) -> MultiSearchResponse
@@ -125,7 +133,9 @@ impl MultiSearch {
         F: Fn(String) -> Fut,
         Fut: Future<Output = Result<SearchResponse, ApiError>>,
     {
-        fan_out(ids, concurrency, self.deadline, self.request.top_k(), search_one).await
+        let mut resp = fan_out(ids, concurrency, self.until(), self.request.top_k(), search_one).await;
+        resp.took_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        resp
     }
 }
 
@@ -158,7 +168,7 @@ pub fn refused_by_all(resp: &MultiSearchResponse) -> Option<ApiError> {
 pub async fn fan_out<F, Fut>(
     ids: Vec<String>,
     concurrency: usize,
-    deadline: Duration,
+    until: Instant,
     top_k: usize,
     search_one: F,
 ) -> MultiSearchResponse
@@ -167,7 +177,7 @@ where
     Fut: Future<Output = Result<SearchResponse, ApiError>>,
 {
     let started = Instant::now();
-    let until = tokio::time::Instant::now() + deadline;
+    let until = tokio::time::Instant::from_std(until);
     FANOUT_INDEXES.observe(ids.len() as f64);
     let search_one = &search_one;
     let results: Vec<(String, Result<SearchResponse, Option<ApiError>>)> =
@@ -282,24 +292,30 @@ mod tests {
             "loading".into(),
             "broken".into(),
         ];
-        let out = fan_out(ids, 2, Duration::from_millis(200), 10, |id| async move {
-            match id.as_str() {
-                "a" => Ok(resp("a", 0.5)),
-                "b" => Ok(resp("b", 0.9)),
-                "slow" => {
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                    Ok(resp("slow", 1.0))
+        let out = fan_out(
+            ids,
+            2,
+            Instant::now() + Duration::from_millis(200),
+            10,
+            |id| async move {
+                match id.as_str() {
+                    "a" => Ok(resp("a", 0.5)),
+                    "b" => Ok(resp("b", 0.9)),
+                    "slow" => {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        Ok(resp("slow", 1.0))
+                    }
+                    "loading" => Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "index_loading",
+                        "loading",
+                    )),
+                    _ => Err(
+                        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "index_restore_failed", "bad").retryable(false),
+                    ),
                 }
-                "loading" => Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "index_loading",
-                    "loading",
-                )),
-                _ => {
-                    Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "index_restore_failed", "bad").retryable(false))
-                }
-            }
-        })
+            },
+        )
         .await;
         assert_eq!(out.searched, vec!["a", "b"]);
         assert_eq!(out.hits[0].index_id.as_deref(), Some("b"), "merged by score");
@@ -323,10 +339,16 @@ mod tests {
         // must answer with the first few and skip the rest.
         let ids: Vec<String> = (0..20).map(|i| format!("i{i:02}")).collect();
         let started = Instant::now();
-        let out = fan_out(ids, 1, Duration::from_millis(350), 100, |id| async move {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            Ok(resp(&id, 1.0))
-        })
+        let out = fan_out(
+            ids,
+            1,
+            Instant::now() + Duration::from_millis(350),
+            100,
+            |id| async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok(resp(&id, 1.0))
+            },
+        )
         .await;
         assert!(
             started.elapsed() < Duration::from_millis(1000),
@@ -336,6 +358,28 @@ mod tests {
         assert!((2..=4).contains(&out.searched.len()), "{:?}", out.searched);
         assert_eq!(out.searched.len() + out.skipped.len(), 20);
         assert!(out.skipped.iter().all(|s| s.error == DEADLINE));
+    }
+
+    #[tokio::test]
+    async fn time_spent_before_the_fan_out_counts_against_its_deadline() {
+        let req = MultiSearchRequest {
+            query: "q".into(),
+            mode: SearchMode::Hybrid,
+            top_k: None,
+            filters: None,
+            indexes: None,
+            deadline_ms: Some(50),
+            group_by: None,
+        };
+        let plan = MultiSearch::parse(req, 10, Duration::from_secs(30)).unwrap();
+        // A slow listing of the indexes to search uses up the whole deadline.
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let out = plan
+            .run(vec!["a".into(), "b".into()], 2, |id| async move { Ok(resp(&id, 1.0)) })
+            .await;
+        assert!(out.searched.is_empty(), "{:?}", out.searched);
+        assert_eq!(out.skipped.len(), 2);
+        assert!(out.took_ms >= 80.0, "{}", out.took_ms);
     }
 
     #[test]

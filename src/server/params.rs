@@ -20,6 +20,16 @@ pub const NO_WAIT_HEADER: &str = "x-trusty-no-wait";
 /// Set by a router on the per-index searches of a fan-out: a cold index is
 /// warmed in the background (free budget only) and reported as skipped.
 pub const FANOUT_HEADER: &str = "x-trusty-fanout";
+/// Set by a router on every attempt: how many milliseconds it will wait for
+/// the answer. The shard gives up by then (503 `request_timeout`) instead of
+/// working on for a caller that has already moved on.
+pub const DEADLINE_HEADER: &str = "x-trusty-deadline-ms";
+
+/// The caller's deadline from [`DEADLINE_HEADER`], if it sent a usable one.
+pub fn caller_deadline(headers: &HeaderMap) -> Option<std::time::Duration> {
+    let ms: u64 = headers.get(DEADLINE_HEADER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(std::time::Duration::from_millis(ms))
+}
 
 /// How long a request may wait for a cold index, from the router's headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -111,7 +111,8 @@ pub fn harden(
 
 /// Answers 503 `overloaded` at once past `max_concurrency` requests in
 /// flight (rather than queueing without bound), and 503 `request_timeout`
-/// when one runs past `timeout`; both with `Retry-After`.
+/// when one runs past `timeout`, or past the caller's own shorter deadline
+/// (see [`super::params::DEADLINE_HEADER`]); both with `Retry-After`.
 pub fn shed(app: Router, max_concurrency: usize, timeout: std::time::Duration) -> Router {
     use crate::api::ApiError;
     let permits = Arc::new(tokio::sync::Semaphore::new(max_concurrency.max(1)));
@@ -127,6 +128,7 @@ pub fn shed(app: Router, max_concurrency: usize, timeout: std::time::Duration) -
                 .retry_after(1)
                 .into_response();
             };
+            let timeout = super::params::caller_deadline(req.headers()).map_or(timeout, |d| d.min(timeout));
             match tokio::time::timeout(timeout, next.run(req)).await {
                 Ok(resp) => resp,
                 Err(_) => ApiError::new(
@@ -140,4 +142,57 @@ pub fn shed(app: Router, max_concurrency: usize, timeout: std::time::Duration) -
         }
     };
     app.layer(axum::middleware::from_fn(guard))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    /// A handler that would answer long after any caller gave up.
+    fn slow_app(timeout: std::time::Duration) -> Router {
+        let app = Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                "late"
+            }),
+        );
+        shed(app, 4, timeout)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_deadline_shorter_than_the_timeout_ends_the_request() {
+        let req = Request::builder()
+            .uri("/slow")
+            .header(super::super::params::DEADLINE_HEADER, "250")
+            .body(Body::empty())
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        let resp = slow_app(std::time::Duration::from_secs(7200))
+            .oneshot(req)
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        // Virtual time: the request ended at the caller's deadline, not the hour's sleep.
+        assert_eq!(started.elapsed(), std::time::Duration::from_millis(250));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_deadline_never_extends_the_timeout() {
+        let app = slow_app(std::time::Duration::from_secs(2));
+        for deadline in ["999999999", "junk"] {
+            let req = Request::builder()
+                .uri("/slow")
+                .header(super::super::params::DEADLINE_HEADER, deadline)
+                .body(Body::empty())
+                .unwrap();
+            let started = tokio::time::Instant::now();
+            let resp = app.clone().oneshot(req).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{deadline}");
+            assert_eq!(started.elapsed(), std::time::Duration::from_secs(2), "{deadline}");
+        }
+    }
 }
