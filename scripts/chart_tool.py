@@ -37,6 +37,7 @@ import yaml
 
 CHART_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "charts", "trusty-search")
 CHART_DIR = os.path.normpath(CHART_DIR)
+REPO_DIR = os.path.normpath(os.path.join(CHART_DIR, "..", ".."))
 
 # Helm's install order (pkg/release/util/kind_sorter.go), used for the rendered install manifest.
 INSTALL_ORDER = [
@@ -204,6 +205,24 @@ def cmd_lint(a: argparse.Namespace) -> None:
 
 # --- validation -------------------------------------------------------------
 
+def seconds(text: str) -> float:
+    """30s, 2m, 1m30s, 500ms -> seconds (the forms the binaries' flags take)."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    parts = re.findall(r"([0-9.]+)\s*(ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != re.sub(r"\s", "", text):
+        raise ValueError(f"cannot read {text!r} as a duration")
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def request_timeout_default(role: str) -> float:
+    """The --request-timeout default of a role, read from its Rust config."""
+    with open(os.path.join(REPO_DIR, "src", role, "config.rs")) as fh:
+        m = re.search(r'env = "TRUSTY_REQUEST_TIMEOUT", default_value = "([^"]+)"', fh.read())
+    if not m:
+        die(f"src/{role}/config.rs: no TRUSTY_REQUEST_TIMEOUT default found")
+    return seconds(m.group(1))
+
+
 def pod_spec(d: dict) -> dict | None:
     kind = d.get("kind")
     if kind in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
@@ -279,6 +298,31 @@ def policy_errors(docs: list[dict]) -> list[str]:
         sid = env.get("TRUSTY_SHARD_ID", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
         if sid != "metadata.name":
             errs.append(f"StatefulSet/{d['metadata']['name']}: TRUSTY_SHARD_ID is not the pod name")
+    # Serving roles keep serving briefly after they are told to stop (endpoint
+    # removal lags), then get their request timeout to finish what is in flight.
+    for kind in ("Deployment", "StatefulSet"):
+        for d in by_kind.get(kind, {}).values():
+            role = d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component")
+            if role not in ("router", "shard"):
+                continue
+            ps = pod_spec(d)
+            grace = ps.get("terminationGracePeriodSeconds", 30)
+            for c in ps["containers"]:
+                cn = f"{kind}/{d['metadata']['name']} container {c['name']}"
+                cmd = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+                if len(cmd) != 2 or cmd[0] != "sleep":
+                    errs.append(f"{cn}: no preStop sleep; requests still routed to a stopping pod are dropped")
+                    continue
+                env = {}
+                for ef in c.get("envFrom", []):
+                    ref = ef.get("configMapRef", {}).get("name")
+                    env.update((configmaps.get(ref) or {}).get("data") or {})
+                env.update({e["name"]: e["value"] for e in c.get("env", []) if "value" in e})
+                timeout = (seconds(env["TRUSTY_REQUEST_TIMEOUT"]) if "TRUSTY_REQUEST_TIMEOUT" in env
+                           else request_timeout_default(role))
+                if grace < int(cmd[1]) + timeout:
+                    errs.append(f"{cn}: terminationGracePeriodSeconds {grace} < preStop {cmd[1]} s + "
+                                f"request timeout {timeout:g} s; in-flight requests would be cut off")
     for hpa in by_kind.get("HorizontalPodAutoscaler", {}).values():
         tgt = hpa["spec"]["scaleTargetRef"]
         dep = by_kind.get(tgt["kind"], {}).get(tgt["name"])

@@ -11,7 +11,7 @@
 #   3. helm lint --strict for every value set, for each Kubernetes version
 #   4. helm template for every value set (with --api-versions monitoring.coreos.com/v1),
 #      kubernetes-validate --strict of every object for each Kubernetes version,
-#      plus chart policy checks (security context, probes, wiring)
+#      plus chart policy checks (security context, probes, shutdown timing, wiring)
 #   5. promtool check rules + promtool test rules on the rendered PrometheusRule
 #   6. dashboards/alerts use only contract metrics -> charts/trusty-search/metrics-used.txt
 #   7. manifests/install/trusty-search.yaml == a fresh scripts/render-manifests.sh render

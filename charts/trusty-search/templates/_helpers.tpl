@@ -327,6 +327,18 @@ readinessProbe:
   {{- toYaml $readiness | nindent 2 }}
 {{- end }}
 
+{{/* preStop of a serving role (takes the role's values): the server stops
+accepting on SIGTERM, but EndpointSlices and routers still send requests to
+the pod for a few seconds, so keep serving that long first. */}}
+{{- define "trusty-search.preStop" -}}
+{{- if .preStopDelaySeconds }}
+lifecycle:
+  preStop:
+    exec:
+      command: ["sleep", "{{ int .preStopDelaySeconds }}"]
+{{- end }}
+{{- end }}
+
 {{/* Soft spread across nodes unless the user supplies constraints. */}}
 {{- define "trusty-search.spread" -}}
 {{- if .constraints }}
