@@ -391,6 +391,17 @@ def policy_errors(docs: list[dict]) -> list[str]:
         if data.get("AWS_ENDPOINT_URL"):
             errs += egress_errors(data["AWS_ENDPOINT_URL"], ("shard", "operator", "index-build", "embed-cache-prune"),
                                   "the object store")
+    # Egress to the GKE metadata server (networkPolicy.gkeMetadataServer) is
+    # for workload identity: every pod that talks to the store needs it.
+    def allows_gke_metadata(np_: dict) -> bool:
+        return any(t.get("ipBlock", {}).get("cidr") == "169.254.169.252/32"
+                   for r in np_["spec"].get("egress", []) for t in r.get("to", []))
+    policies = by_kind.get("NetworkPolicy", {}).values()
+    if any(allows_gke_metadata(np_) for np_ in policies):
+        for np_ in policies:
+            component = np_["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/component")
+            if component in ("shard", "operator", "index-build", "embed-cache-prune") and not allows_gke_metadata(np_):
+                errs.append(f"NetworkPolicy/{np_['metadata']['name']}: {component} pods cannot reach the GKE metadata server")
     # Build Jobs embed with the shards' embedder, or the shards switch the
     # vectors of what they built off as a mismatch.
     shard_cms = [cm.get("data") or {} for cm in configmaps.values() if "TRUSTY_EMBEDDER" in (cm.get("data") or {})]

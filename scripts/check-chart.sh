@@ -62,8 +62,12 @@ declare -A SETS=(
   [azure]="${CHART}/ci/azure-values.yaml"
   [embedder-http]="${CHART}/ci/embedder-http-values.yaml"
   [exposure]="${CHART}/ci/exposure-values.yaml"
+  [gke]="${CHART}/ci/gke-values.yaml"
 )
-ORDER=(default production k8s-discovery s3-minimal gcs azure embedder-http exposure)
+ORDER=(default production k8s-discovery s3-minimal gcs azure embedder-http exposure gke)
+for f in "${CHART}"/ci/*.yaml; do
+  [[ " ${SETS[*]} " == *" ${f} "* ]] || fail "value sets: ${f#"${ROOT}"/} is not listed in SETS (scripts/check-chart.sh)"
+done
 
 step "values documentation"
 if "${TOOL[@]}" docs --check; then

@@ -126,6 +126,23 @@ plus the port of an S3-compatible endpoint (MinIO's 9000) when it is another. */
 {{- end }}
 {{- end }}
 
+{{/* NetworkPolicy egress to the GKE metadata server as Calico sees it: GKE
+redirects 169.254.169.254:80 there and policy is applied after the redirect,
+so without this workload identity cannot fetch tokens. */}}
+{{- define "trusty-search.gkeMetadataEgress" -}}
+{{- if .Values.networkPolicy.gkeMetadataServer }}
+# -> the GKE metadata server (workload identity tokens)
+- to:
+    - ipBlock:
+        cidr: 169.254.169.252/32
+  ports:
+    - port: 988
+      protocol: TCP
+    - port: 987
+      protocol: TCP
+{{- end }}
+{{- end }}
+
 {{/* NetworkPolicy egress to an HTTP embedder (embedder.kind=http), on the port of embedder.url. */}}
 {{- define "trusty-search.embedderEgress" -}}
 {{- if eq .Values.embedder.kind "http" }}
