@@ -214,6 +214,18 @@ def seconds(text: str) -> float:
     return sum(float(n) * units[u] for n, u in parts)
 
 
+QUANTITY_UNITS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+                  "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
+
+
+def quantity_bytes(q) -> float:
+    """A Kubernetes quantity (2Gi, 1.5G, 10496Mi) -> bytes."""
+    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)", str(q).strip())
+    if not m or m.group(2) not in QUANTITY_UNITS:
+        raise ValueError(f"cannot read {q!r} as a quantity")
+    return float(m.group(1)) * QUANTITY_UNITS[m.group(2)]
+
+
 def request_timeout_default(role: str) -> float:
     """The --request-timeout default of a role, read from its Rust config."""
     with open(os.path.join(REPO_DIR, "src", role, "config.rs")) as fh:
@@ -323,6 +335,23 @@ def policy_errors(docs: list[dict]) -> list[str]:
                 if grace < int(cmd[1]) + timeout:
                     errs.append(f"{cn}: terminationGracePeriodSeconds {grace} < preStop {cmd[1]} s + "
                                 f"request timeout {timeout:g} s; in-flight requests would be cut off")
+    # Shards request the ephemeral storage their emptyDirs (cache, /tmp) may
+    # fill, or the scheduler places them on nodes that cannot hold it.
+    for d in by_kind.get("StatefulSet", {}).values():
+        ps = pod_spec(d)
+        limits = [v["emptyDir"]["sizeLimit"] for v in ps.get("volumes", []) if "sizeLimit" in v.get("emptyDir", {})]
+        needed = sum(quantity_bytes(q) for q in limits)
+        for c in ps["containers"]:
+            req = c.get("resources", {}).get("requests", {}).get("ephemeral-storage")
+            if req is None or quantity_bytes(req) < needed:
+                errs.append(f"StatefulSet/{d['metadata']['name']} container {c['name']}: requests.ephemeral-storage "
+                            f"{req} does not cover its emptyDirs ({' + '.join(limits)})")
+    # Sizes reach the binary as it parses them (bytesize), not as floats.
+    for cm in configmaps.values():
+        for k in ("TRUSTY_MEMORY_BUDGET", "TRUSTY_DISK_BUDGET", "TRUSTY_MIN_DOWNLOAD_RATE"):
+            v = (cm.get("data") or {}).get(k)
+            if v is not None and not re.fullmatch(r"[0-9]+(\.[0-9]+)? *[A-Za-z]*", v):
+                errs.append(f"ConfigMap/{cm['metadata']['name']}: {k}={v!r} is not a size the shard can read")
     for hpa in by_kind.get("HorizontalPodAutoscaler", {}).values():
         tgt = hpa["spec"]["scaleTargetRef"]
         dep = by_kind.get(tgt["kind"], {}).get(tgt["name"])

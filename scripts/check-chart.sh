@@ -97,6 +97,34 @@ if "${TOOL[@]}" render "${SETS[default]}" --set unknownKey=1 --out /dev/null >/d
 else
   pass "schema: unknown values are rejected"
 fi
+# Shard sizing: memory and cache reach budget + one index (up to a budget), so
+# budgets that do not fit twice into the limit or the cache volume are refused.
+sizing_rejected() { # what, expected message, --set arguments...
+  local what="$1" msg="$2"; shift 2
+  if "${TOOL[@]}" render "${SETS[default]}" "$@" --out /dev/null >/dev/null 2>"${OUT}/sizing.err"; then
+    fail "render: ${what} rendered, expected: ${msg}"
+  elif grep -qF "${msg}" "${OUT}/sizing.err"; then
+    pass "render: ${what} is rejected with a clear message"
+  else
+    cat "${OUT}/sizing.err"; fail "render: ${what} failed with an unexpected error"
+  fi
+}
+sizing_rejected "shard.memoryBudget above (limit - 300Mi) / 2" \
+  "shard.memoryBudget 1Gi does not fit shard.resources.limits.memory 2Gi" \
+  --set shard.memoryBudget=1Gi --set shard.resources.limits.memory=2Gi
+sizing_rejected "shard.diskBudget above half of the cache emptyDir" \
+  "shard.diskBudget 8Gi does not fit shard.cache.sizeLimit 10Gi" \
+  --set shard.diskBudget=8Gi --set shard.cache.sizeLimit=10Gi
+sizing_rejected "shard.diskBudget above half of the cache PVC" \
+  "shard.diskBudget 4Gi does not fit shard.cache.persistence.size 6Gi" \
+  --set shard.diskBudget=4Gi --set shard.cache.persistence.enabled=true --set shard.cache.persistence.size=6Gi
+# A budget given in bytes (a number) fits and reaches the shard as whole bytes.
+if "${TOOL[@]}" render "${SETS[default]}" --set shard.memoryBudget=805306368 --out "${OUT}/bytes.yaml" \
+   && grep -q "TRUSTY_MEMORY_BUDGET: '805306368'" "${OUT}/bytes.yaml"; then
+  pass "render: a budget in bytes is checked and passed as whole bytes"
+else
+  fail "render: shard.memoryBudget=805306368 did not render as TRUSTY_MEMORY_BUDGET '805306368'"
+fi
 
 step "helm template + kubernetes-validate --strict (Kubernetes ${KUBE_VERSIONS})"
 RENDERED=()

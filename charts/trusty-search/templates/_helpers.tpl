@@ -83,10 +83,10 @@ TRUSTY_LISTEN: {{ printf "0.0.0.0:%d" (int .Values.containerPort) | quote }}
 TRUSTY_LOG_FORMAT: {{ .Values.logFormat | quote }}
 TRUSTY_STORE: {{ include "trusty-search.storeUrl" . | quote }}
 TRUSTY_CACHE_DIR: {{ .Values.shard.cache.mountPath | quote }}
-TRUSTY_MEMORY_BUDGET: {{ .Values.shard.memoryBudget | quote }}
-TRUSTY_DISK_BUDGET: {{ .Values.shard.diskBudget | quote }}
+TRUSTY_MEMORY_BUDGET: {{ include "trusty-search.sizeFlag" .Values.shard.memoryBudget | quote }}
+TRUSTY_DISK_BUDGET: {{ include "trusty-search.sizeFlag" .Values.shard.diskBudget | quote }}
 TRUSTY_LOAD_TIMEOUT: {{ .Values.shard.loadTimeout | quote }}
-TRUSTY_MIN_DOWNLOAD_RATE: {{ .Values.shard.minDownloadRate | quote }}
+TRUSTY_MIN_DOWNLOAD_RATE: {{ include "trusty-search.sizeFlag" .Values.shard.minDownloadRate | quote }}
 TRUSTY_MAX_RESTORES: {{ .Values.shard.maxRestores | quote }}
 TRUSTY_WARM_QUEUE: {{ .Values.shard.warmQueue | quote }}
 TRUSTY_EMBED_TIMEOUT: {{ .Values.shard.embedTimeout | quote }}
@@ -317,6 +317,29 @@ mounted only when builds run in the release namespace.) */}}
     items:
       - key: {{ .Values.store.gcs.credentialsSecretKey }}
         path: {{ .Values.store.gcs.credentialsSecretKey }}
+{{- end }}
+{{- end }}
+
+{{/* A size for the binary's flags: strings as given, numbers as whole bytes
+(Helm reads 805306368 as a float64, which prints as 8.05306368e+08). */}}
+{{- define "trusty-search.sizeFlag" -}}
+{{- if kindIs "string" . }}{{ . }}{{ else }}{{ printf "%.0f" (float64 .) }}{{ end }}
+{{- end }}
+
+{{/* Bytes in a size, as a float64 string: a Kubernetes quantity (2Gi, 1.5G,
+500M) or a budget as the binary reads it (2GiB, 512MB, 1000), or a number. */}}
+{{- define "trusty-search.bytes" -}}
+{{- if kindIs "string" . }}
+{{- $v := trim . }}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" $v }}
+{{- $suffix := trimPrefix $num $v | trim }}
+{{- $units := dict "" 1 "B" 1 "m" 0.001 "k" 1e3 "K" 1e3 "KB" 1e3 "M" 1e6 "MB" 1e6 "G" 1e9 "GB" 1e9 "T" 1e12 "TB" 1e12 "P" 1e15 "PB" 1e15 "Ki" 1024 "KiB" 1024 "Mi" 1048576 "MiB" 1048576 "Gi" 1073741824 "GiB" 1073741824 "Ti" 1099511627776 "TiB" 1099511627776 "Pi" 1125899906842624 "PiB" 1125899906842624 }}
+{{- if or (not $num) (not (hasKey $units $suffix)) }}
+{{- fail (printf "cannot read %q as a size" .) }}
+{{- end }}
+{{- mulf (float64 $num) (index $units $suffix) }}
+{{- else }}
+{{- float64 . }}
 {{- end }}
 {{- end }}
 
