@@ -16,6 +16,7 @@
 //! waiting request and a burst of warm-ups never queues ahead of it.
 
 use crate::telemetry::metrics::RESTORES;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -106,16 +107,22 @@ impl Admission {
     /// Waits for a restore slot, in arrival order within each priority;
     /// background restores first wait for their lane.
     pub async fn acquire(&self, priority: Priority) -> RestorePermit {
+        self.acquire_or_promote(priority, std::future::pending()).await
+    }
+
+    /// As [`Admission::acquire`], but a background restore leaves its lane
+    /// for the demand queue if `demanded` resolves first (a request came to
+    /// wait on it).
+    pub async fn acquire_or_promote(&self, priority: Priority, demanded: impl Future<Output = ()>) -> RestorePermit {
         RESTORES.with_label_values(&["queued"]).inc();
         let lane = match priority {
             Priority::Demand => None,
-            Priority::Background => Some(
-                self.background_lane
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("the background lane is never closed"),
-            ),
+            Priority::Background => tokio::select! {
+                lane = self.background_lane.clone().acquire_owned() => {
+                    Some(lane.expect("the background lane is never closed"))
+                }
+                () = demanded => None,
+            },
         };
         let permit = self
             .permits
@@ -189,6 +196,26 @@ mod tests {
         let _p = tokio::time::timeout(Duration::from_millis(50), one.acquire(Priority::Background))
             .await
             .expect("a lone permit serves background work too");
+    }
+
+    #[tokio::test]
+    async fn a_demanded_background_restore_leaves_the_lane() {
+        let a = Admission::new(2, 8);
+        let _first = a.acquire(Priority::Background).await;
+        let demanded = Arc::new(tokio::sync::Notify::new());
+        let waiting = {
+            let demanded = demanded.clone();
+            a.acquire_or_promote(Priority::Background, async move { demanded.notified().await })
+        };
+        tokio::pin!(waiting);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut waiting).await.is_err(),
+            "still a warm-up: it waits for the lane"
+        );
+        demanded.notify_one();
+        tokio::time::timeout(Duration::from_secs(30), waiting)
+            .await
+            .expect("once a request waits on it, it takes the free permit");
     }
 
     #[test]

@@ -28,7 +28,6 @@ use crate::storage::store::Store;
 use crate::telemetry::metrics::{LOAD_DURATION, LOAD_FAILURES, LOADS_STARTED, RESTORE_REFUSALS};
 use axum::http::StatusCode;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
 
@@ -176,7 +175,7 @@ impl Resolver {
                     }
                     SlotState::Loading { .. } => {
                         if matches!(wait, Wait::Load | Wait::NoWait(Priority::Demand)) {
-                            slot.demanded.store(true, Ordering::Release);
+                            slot.demand();
                         }
                         if let Wait::NoWait(_) = wait {
                             return Err(ResolveError::Loading {
@@ -254,7 +253,7 @@ impl Resolver {
         inner.state = SlotState::Loading {
             started: Instant::now(),
         };
-        slot.demanded.store(false, Ordering::Release);
+        slot.clear_demand();
         LOADS_STARTED.inc();
         let (this, slot) = (self.clone(), slot.clone());
         tokio::spawn(async move { this.run_load(slot, priority, ticket).await });
@@ -267,7 +266,7 @@ impl Resolver {
         // Loading was set under the slot's lock, where the gauges cannot be
         // recounted (they take every slot's lock); recounted here instead.
         self.registry.refresh_gauges();
-        let permit = self.admission.acquire(priority).await;
+        let permit = self.admission.acquire_or_promote(priority, slot.demanded()).await;
         drop(ticket);
         let started = Instant::now();
         let result = {

@@ -103,8 +103,11 @@ pub struct Slot {
     /// A background version swap is running.
     pub upgrading: AtomicBool,
     /// A request came to wait on a restore that started in the background:
-    /// when it reserves its bytes, it may evict as a demand restore does.
-    pub demanded: AtomicBool,
+    /// it leaves the background lane, and when it reserves its bytes it may
+    /// evict as a demand restore does.
+    demanded: AtomicBool,
+    /// Wakes a restore waiting in the background lane when it is demanded.
+    demand_signal: tokio::sync::Notify,
 }
 
 fn now_ms() -> u64 {
@@ -122,6 +125,25 @@ impl Slot {
             Priority::Demand
         } else {
             started_as
+        }
+    }
+
+    /// A request is waiting on this slot's restore.
+    pub fn demand(&self) {
+        self.demanded.store(true, Ordering::Release);
+        self.demand_signal.notify_one();
+    }
+
+    /// A new restore starts: nobody has come to wait on it yet.
+    pub fn clear_demand(&self) {
+        self.demanded.store(false, Ordering::Release);
+    }
+
+    /// Resolves once a request has come to wait on the current restore.
+    pub async fn demanded(&self) {
+        // A wake-up stored for an earlier restore finds the flag cleared and waits on.
+        while !self.demanded.load(Ordering::Acquire) {
+            self.demand_signal.notified().await;
         }
     }
 
@@ -143,6 +165,7 @@ impl Slot {
             last_used_ms: AtomicU64::new(0),
             upgrading: AtomicBool::new(false),
             demanded: AtomicBool::new(false),
+            demand_signal: tokio::sync::Notify::new(),
         }
     }
 
