@@ -21,7 +21,8 @@ pub struct RouterConfig {
     pub replicas: usize,
     #[arg(long, env = "TRUSTY_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-    /// Deadline for one forwarded request to a shard.
+    /// Deadline for one forwarded request to a shard; the shard is told it
+    /// (less a margin) and answers 503 `request_timeout` by then.
     #[arg(long, env = "TRUSTY_SHARD_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
     pub shard_timeout: Duration,
     /// Active health probe period.
