@@ -6,6 +6,8 @@
 # Exits non-zero, saying what is missing, when a tool cannot be installed.
 set -uo pipefail
 
+. "$(dirname "${BASH_SOURCE[0]}")/python-env.sh" || exit 1
+
 python_tools() { python3 -c 'import helm_python, kubernetes_validate, yaml' 2>/dev/null; }
 
 if ! python_tools; then

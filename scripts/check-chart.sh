@@ -19,6 +19,7 @@
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+. "${ROOT}/scripts/python-env.sh" || exit 1
 CHART="${ROOT}/charts/trusty-search"
 TOOL=(python3 "${ROOT}/scripts/chart_tool.py")
 KUBE_VERSIONS="${KUBE_VERSIONS:-1.29,1.31,1.33,1.35}"

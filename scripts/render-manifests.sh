@@ -16,6 +16,7 @@ TARGET="${ROOT}/manifests/install/trusty-search.yaml"
 CHECK=false
 [[ "${1:-}" == "--check" ]] && CHECK=true
 
+. "${ROOT}/scripts/python-env.sh"
 if ! python3 -c 'import helm_python, yaml' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore helm-python-sdk pyyaml
 fi

