@@ -64,6 +64,27 @@ pub fn id_for_dir(dir: &std::path::Path) -> Result<IndexId> {
     Ok(IndexId::new(id)?)
 }
 
+/// Holds `data` for this process: two `up`s sharing a data directory would
+/// write the same shard caches and publish over each other's versions.
+/// The lock goes with the returned file (and with the process).
+fn lock_data_dir(data: &std::path::Path) -> Result<std::fs::File> {
+    let path = data.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another `trusty-search up` is using {}; stop it, or pass --data-dir to use another directory",
+            data.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", path.display())),
+    }
+}
+
 pub async fn run(args: UpArgs) -> Result<()> {
     // Before indexing, which can take minutes: a router already on the
     // address (an earlier `up` still serving) would only fail at the end.
@@ -81,6 +102,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
     });
     let store_dir = data.join("store");
     std::fs::create_dir_all(&store_dir)?;
+    let _lock = lock_data_dir(&data)?;
     let store_url = format!("file://{}", store_dir.canonicalize()?.display());
     let store = Store::open(&store_url)?;
     let embedder = args.embedder.load_for_build()?;
@@ -208,4 +230,19 @@ pub async fn run(args: UpArgs) -> Result<()> {
         s.stop().await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_directory_serves_one_up_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_data_dir(dir.path()).unwrap();
+        let e = lock_data_dir(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("another `trusty-search up`"), "{e}");
+        drop(held);
+        lock_data_dir(dir.path()).expect("free again once the first one is gone");
+    }
 }
