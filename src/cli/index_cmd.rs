@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use trusty_search::IndexId;
 use trusty_search::index::build::{BuildOptions, build_bundle, git_commit};
 use trusty_search::index::embed_cache;
-use trusty_search::index::walk::WalkConfig;
+use trusty_search::index::walk::{SkipCounts, WalkConfig};
 use trusty_search::model::Language;
-use trusty_search::storage::manifest::SourceInfo;
+use trusty_search::storage::manifest::{Counts, SourceInfo};
 use trusty_search::storage::open::read_current;
 use trusty_search::storage::publish::{self, PublishOptions};
 use trusty_search::storage::store::Store;
@@ -93,6 +93,10 @@ pub struct BuildArgs {
     /// kept in the store (under `embed-cache/`).
     #[arg(long, env = "TRUSTY_NO_EMBED_CACHE")]
     pub no_embed_cache: bool,
+    /// Publish even when nothing was indexed (by default such a build fails
+    /// rather than replace the current version with an empty one).
+    #[arg(long)]
+    pub allow_empty: bool,
     #[command(flatten)]
     pub embedder: EmbedderArgs,
 }
@@ -199,6 +203,7 @@ async fn build(args: BuildArgs) -> Result<()> {
         ..Default::default()
     };
     let report = build_bundle(&root, &args.id, &out, opts).await?;
+    refuse_empty(&report.manifest.counts, &report.skipped, &root, args.allow_empty)?;
     let published = publish::publish(
         &store,
         &args.id,
@@ -235,6 +240,23 @@ async fn build(args: BuildArgs) -> Result<()> {
         tracing::info!(timings = ?report.timings, pruned = ?published.pruned, "build finished");
     }
     Ok(())
+}
+
+/// Fails a build that indexed nothing, unless allowed: an empty result is
+/// far more often a wrong directory or ignore rule than an intent, and
+/// publishing it would replace a good version.
+fn refuse_empty(counts: &Counts, skipped: &SkipCounts, root: &Path, allow_empty: bool) -> Result<()> {
+    if allow_empty || counts.chunks > 0 {
+        return Ok(());
+    }
+    bail!(
+        "nothing to index in {}: {} files kept, 0 chunks, {} files skipped ({skipped:?}); \
+         check the directory, --include/--exclude/--lang and the ignore files, \
+         or pass --allow-empty to publish an empty index",
+        root.display(),
+        counts.files,
+        skipped.total(),
+    )
 }
 
 /// Shallow clone of one ref; falls back to a full clone for commit ids, which
@@ -296,6 +318,23 @@ pub fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A build that kept nothing is not published over the current version
+    /// unless asked for.
+    #[test]
+    fn an_empty_build_is_refused_unless_allowed() {
+        let mut counts = Counts::default();
+        let skipped = SkipCounts {
+            binary: 2,
+            ..SkipCounts::default()
+        };
+        let err = refuse_empty(&counts, &skipped, Path::new("/src"), false).unwrap_err();
+        assert!(err.to_string().contains("--allow-empty"), "{err:#}");
+        refuse_empty(&counts, &skipped, Path::new("/src"), true).unwrap();
+        counts.files = 1;
+        counts.chunks = 3;
+        refuse_empty(&counts, &skipped, Path::new("/src"), false).unwrap();
+    }
 
     /// A clone that fails falls back to deleting its destination and cloning
     /// again, so a destination holding anything is refused before git runs.

@@ -12,8 +12,10 @@
 //!   the user's global gitignore and ignore files above the root are not, so the
 //!   same tree indexes the same on every machine (a `*` in a home directory's
 //!   `.gitignore` would otherwise leave a tree unpacked below it empty), except
-//!   those of the git work tree the root lies in, as git applies them. Hidden
-//!   files and directories are skipped; symlinks are not followed.
+//!   those of the git work tree the root lies in, as git applies them; a root
+//!   with its own `.git` (a nested clone, a submodule) is the top of its own
+//!   work tree and gets none from above. Hidden files and directories are
+//!   skipped; symlinks are not followed.
 //! * Vendored and build-output directories are pruned: `vendor`, `node_modules`,
 //!   `third_party`, `dist`, … always; `target` and `build` only when they look like
 //!   output (a `CACHEDIR.TAG` inside, or a build manifest such as `Cargo.toml`,
@@ -28,11 +30,13 @@
 //!   path relative to the root; `*` also crosses directories, so `*.rs` matches
 //!   `src/a.rs`. An exclude glob matching a directory prunes it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use ignore::{DirEntry, WalkBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -284,17 +288,23 @@ pub fn walk(root: &Path, cfg: &WalkConfig) -> Result<Walk, WalkError> {
         .parents(false)
         .require_git(false)
         .follow_links(false);
-    for file in enclosing_ignore_files(root) {
-        if let Some(e) = builder.add_ignore(&file) {
-            tracing::warn!(file = %file.display(), error = %e, "ignore file not read");
-        }
-    }
+    let enclosing = EnclosingRules::new(root);
     {
         let root = root.to_path_buf();
         let exclude = exclude.clone();
         let (vendored, excluded) = (Arc::clone(&pruned_vendored), Arc::clone(&pruned_excluded));
         builder.filter_entry(move |entry| {
-            if entry.depth() == 0 || !entry.file_type().is_some_and(|t| t.is_dir()) {
+            if entry.depth() == 0 {
+                return true;
+            }
+            let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
+            if let Some(rules) = &enclosing
+                && let Ok(rel) = entry.path().strip_prefix(&root)
+                && rules.excludes(rel, is_dir)
+            {
+                return false;
+            }
+            if !is_dir {
                 return true;
             }
             if is_vendored_dir(entry) {
@@ -371,25 +381,118 @@ pub fn walk(root: &Path, cfg: &WalkConfig) -> Result<Walk, WalkError> {
     Ok(Walk { files, skipped })
 }
 
-/// The ignore files that apply to `root` from above it: those of the git
-/// work tree it lies in, from that tree's top down to `root`'s parent, and
-/// the tree's `.git/info/exclude` (as git applies them to a subdirectory).
-/// None above the work tree, nor any when `root` is in none: a `*` in a home
-/// directory's `.gitignore` must not empty a tree unpacked below it.
-fn enclosing_ignore_files(root: &Path) -> Vec<PathBuf> {
-    let Some(top) = root.ancestors().skip(1).find(|d| d.join(".git").exists()) else {
-        return Vec::new();
-    };
-    let mut dirs: Vec<&Path> = root.ancestors().skip(1).take_while(|d| *d != top).collect();
-    dirs.push(top);
-    dirs.reverse();
-    let mut files = vec![top.join(".git/info/exclude")];
-    for d in dirs {
-        files.push(d.join(".gitignore"));
-        files.push(d.join(".ignore"));
+/// The ignore rules that apply to a walk root from above it: those of the git
+/// work tree the root lies in, as git applies them to a subdirectory. Each
+/// file's patterns are relative to its own directory, never to the process's
+/// current directory, so `/docs/` means the same wherever the command runs.
+struct EnclosingRules {
+    /// The walk root, absolute, so matching does not depend on the cwd.
+    root: PathBuf,
+    /// In precedence order: `.ignore` files nearest first, then `.gitignore`
+    /// files nearest first, then the work tree's `.git/info/exclude`.
+    matchers: Vec<Gitignore>,
+    /// The tree's own ignore files per directory, read only to see whether
+    /// they re-include (`!`) an entry an enclosing rule drops.
+    own: Mutex<HashMap<PathBuf, Arc<[Gitignore; 2]>>>,
+}
+
+impl EnclosingRules {
+    /// `None` when the root is in no work tree or is the top of its own (a
+    /// `.git` in the root itself, as in a nested clone or a submodule): a `*`
+    /// in a home directory's `.gitignore` must not empty a repository below it.
+    fn new(root: &Path) -> Option<EnclosingRules> {
+        let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+        let top = root.ancestors().find(|d| d.join(".git").exists())?;
+        if top == root.as_path() {
+            return None;
+        }
+        let dirs: Vec<&Path> = root
+            .ancestors()
+            .skip(1)
+            .take_while(|d| *d != top)
+            .chain([top])
+            .collect();
+        let mut matchers: Vec<Gitignore> = [".ignore", ".gitignore"]
+            .iter()
+            .flat_map(|name| dirs.iter().map(move |d| read_ignore(d, &d.join(name))))
+            .collect();
+        matchers.push(read_ignore(top, &top.join(".git/info/exclude")));
+        matchers.retain(|m| !m.is_empty());
+        if matchers.is_empty() {
+            return None;
+        }
+        Some(EnclosingRules {
+            root: root.clone(),
+            matchers,
+            own: Mutex::new(HashMap::new()),
+        })
     }
-    files.retain(|f| f.is_file());
-    files
+
+    /// Whether an enclosing rule drops the entry at `rel` (relative to the
+    /// root). The tree's own rules rank above them, as the walker ranks its
+    /// explicit ignores, and a repository nested in the tree is shielded.
+    fn excludes(&self, rel: &Path, is_dir: bool) -> bool {
+        let abs = self.root.join(rel);
+        let verdict = self
+            .matchers
+            .iter()
+            .map(|m| m.matched(&abs, is_dir))
+            .find(|m| !m.is_none());
+        if !verdict.is_some_and(|m| m.is_ignore()) {
+            return false;
+        }
+        !(self.in_nested_repository(rel) || self.own_rules_whitelist(rel, &abs, is_dir))
+    }
+
+    fn in_nested_repository(&self, rel: &Path) -> bool {
+        rel.parent()
+            .into_iter()
+            .flat_map(Path::ancestors)
+            .filter(|d| !d.as_os_str().is_empty())
+            .any(|d| self.root.join(d).join(".git").exists())
+    }
+
+    /// Whether the tree's own `.ignore`/`.gitignore` files re-include `abs`
+    /// (those that would drop it made the walker skip it already).
+    fn own_rules_whitelist(&self, rel: &Path, abs: &Path, is_dir: bool) -> bool {
+        let dirs: Vec<Arc<[Gitignore; 2]>> = rel
+            .parent()
+            .into_iter()
+            .flat_map(Path::ancestors)
+            .map(|d| self.own_rules(&self.root.join(d)))
+            .collect();
+        (0..2)
+            .flat_map(|kind| dirs.iter().map(move |d| d[kind].matched(abs, is_dir)))
+            .find(|m| !m.is_none())
+            .is_some_and(|m| m.is_whitelist())
+    }
+
+    fn own_rules(&self, dir: &Path) -> Arc<[Gitignore; 2]> {
+        let mut own = self.own.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let rules = own.entry(dir.to_path_buf()).or_insert_with(|| {
+            Arc::new([
+                read_ignore(dir, &dir.join(".ignore")),
+                read_ignore(dir, &dir.join(".gitignore")),
+            ])
+        });
+        Arc::clone(rules)
+    }
+}
+
+/// The patterns of the ignore file at `file`, relative to `base`; empty when
+/// there is no such file.
+fn read_ignore(base: &Path, file: &Path) -> Gitignore {
+    if !file.is_file() {
+        return Gitignore::empty();
+    }
+    let mut builder = GitignoreBuilder::new(base);
+    if let Some(e) = builder.add(file) {
+        tracing::warn!(file = %file.display(), error = %e, "ignore file not fully read");
+    }
+    builder.build().unwrap_or_else(|e| {
+        tracing::warn!(file = %file.display(), error = %e, "ignore file not read");
+        Gitignore::empty()
+    })
 }
 
 /// Reads a walked file as text, or says why it should be skipped. Never panics.
@@ -611,6 +714,57 @@ mod tests {
         }
         let walk = walk(&dir.path().join("mono/services/api"), &WalkConfig::default()).expect("walk");
         assert_eq!(paths(&walk), vec!["kept.py"]);
+    }
+
+    /// A repository with its own `.git` inside another work tree (a dotfiles
+    /// repository in a home directory ignoring `*`, a submodule) is walked
+    /// with none of the outer tree's rules, as git would.
+    #[test]
+    fn a_repository_nested_in_another_work_tree_gets_none_of_its_rules() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outer = dir.path().join("outer");
+        write(&outer, ".git/HEAD", b"ref: refs/heads/main\n");
+        write(&outer, ".gitignore", b"*\n");
+        write(&outer, "inner/.git/HEAD", b"ref: refs/heads/main\n");
+        write(&outer, "inner/a.rs", b"fn a() {}\n");
+        // A submodule's `.git` is a file naming the real git directory.
+        write(&outer, "module/.git", b"gitdir: ../.git/modules/module\n");
+        write(&outer, "module/b.rs", b"fn b() {}\n");
+        assert_eq!(
+            paths(&walk(&outer.join("inner"), &WalkConfig::default()).expect("walk")),
+            vec!["a.rs"]
+        );
+        assert_eq!(
+            paths(&walk(&outer.join("module"), &WalkConfig::default()).expect("walk")),
+            vec!["b.rs"]
+        );
+    }
+
+    /// Anchored patterns of an enclosing ignore file are relative to that
+    /// file's directory, not to the walk root or the process's cwd.
+    #[test]
+    fn enclosing_patterns_are_relative_to_their_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outer = dir.path().join("outer");
+        write(&outer, ".git/HEAD", b"ref: refs/heads/main\n");
+        write(&outer, ".gitignore", b"/sub/gen/\n/docs/\n*.py\n");
+        write(&outer, "sub/.gitignore", b"!keep.py\n");
+        for f in ["gen/x.rs", "docs/guide.md", "keep.rs", "keep.py", "drop.py"] {
+            write(&outer, &format!("sub/{f}"), b"x\n");
+        }
+        let walked = walk(&outer.join("sub"), &WalkConfig::default()).expect("walk");
+        assert_eq!(paths(&walked), vec!["docs/guide.md", "keep.py", "keep.rs"]);
+
+        let rules = EnclosingRules::new(&outer.join("sub")).expect("rules from above");
+        assert!(rules.excludes(Path::new("gen"), true));
+        assert!(!rules.excludes(Path::new("docs"), true));
+        assert!(!rules.excludes(Path::new("gen"), false), "a directory-only pattern");
+        assert!(rules.excludes(Path::new("a/drop.py"), false));
+        assert!(
+            !rules.excludes(Path::new("keep.py"), false),
+            "re-included by the tree's own file"
+        );
+        assert!(EnclosingRules::new(&outer).is_none(), "the top of a work tree has none");
     }
 
     #[test]
