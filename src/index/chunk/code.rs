@@ -16,8 +16,20 @@ use crate::model::{Language, SymbolKind};
 /// line-windowed instead.
 const PARSE_BUDGET: Duration = Duration::from_secs(5);
 
+/// Chunking one parsed file past this falls back to line windows too: a
+/// pathological tree must not stall a build worker after it parsed in time.
+const CHUNK_BUDGET: Duration = Duration::from_secs(5);
+
 /// Guards the small recursive helpers against absurdly nested syntax.
 const MAX_NAME_DEPTH: usize = 16;
+
+/// Containers nested deeper than this are not symbols of their own; their
+/// text stays in the enclosing one, so chunk counts and emission stay bounded.
+const MAX_CONTAINER_DEPTH: usize = 64;
+
+/// How far up the walk's path [`Ancestry`] looks for a node: wrappers and
+/// bindings sit a few levels above the definition.
+const MAX_ANCESTRY_LOOKUP: usize = 16;
 
 /// A definition recognised by a grammar.
 pub(crate) struct Def<'t> {
@@ -73,12 +85,53 @@ impl Enclosing {
     }
 }
 
-pub(crate) type ClassifyFn = for<'n, 's> fn(Node<'n>, &'s str, Option<Enclosing>) -> Option<Def<'n>>;
+/// The nodes from the root down to the one being classified (that one last),
+/// as the walk keeps them: `Node::parent` searches down from the root, so
+/// calling it at every node of a deep tree costs time quadratic in its depth.
+#[derive(Clone, Copy)]
+pub(crate) struct Ancestry<'a, 'n> {
+    path: &'a [Node<'n>],
+}
+
+impl<'a, 'n> Ancestry<'a, 'n> {
+    /// Where `node` is on the path, when it is one of its last few nodes.
+    fn position(self, node: Node<'n>) -> Option<usize> {
+        let low = self.path.len().saturating_sub(MAX_ANCESTRY_LOOKUP);
+        (low..self.path.len()).rev().find(|&i| self.path[i].id() == node.id())
+    }
+
+    /// The parent of `node` (the classified node or one of its near ancestors).
+    pub fn parent(self, node: Node<'n>) -> Option<Node<'n>> {
+        let i = self.position(node)?;
+        i.checked_sub(1).map(|i| self.path[i])
+    }
+
+    /// The parent of `node` when it is of one of `kinds`.
+    pub fn parent_of_kind(self, node: Node<'n>, kinds: &[&str]) -> Option<Node<'n>> {
+        self.parent(node).filter(|p| kinds.contains(&p.kind()))
+    }
+
+    /// Extends a definition node outward through wrapper parents (decorators,
+    /// `export`, `template<...>`) so the symbol covers them.
+    pub fn widen(self, node: Node<'n>, wrappers: &[&str]) -> Node<'n> {
+        let Some(mut i) = self.position(node) else {
+            return node;
+        };
+        while i > 0 && wrappers.contains(&self.path[i - 1].kind()) {
+            i -= 1;
+        }
+        self.path[i]
+    }
+}
+
+pub(crate) type ClassifyFn =
+    for<'n, 's, 'a> fn(Node<'n>, &'s str, Option<Enclosing>, Ancestry<'a, 'n>) -> Option<Def<'n>>;
 pub(crate) type RefsFn = for<'n, 't> fn(Node<'n>, &'t str, &mut Refs<'t>);
 
 pub(crate) struct Grammar {
     pub language: fn() -> tree_sitter::Language,
-    /// Recognises a definition at this node (called outside function bodies only).
+    /// Recognises a definition at this node (called outside function bodies
+    /// only); looks upward through the [`Ancestry`], never `Node::parent`.
     pub classify: ClassifyFn,
     /// Records calls and imports at this node (called on every named node).
     pub refs: RefsFn,
@@ -156,15 +209,24 @@ pub(crate) fn chunk_code(language: Language, out: &mut Emitter<'_>) -> bool {
     let Some(tree) = parse(language, grammar, out.text) else {
         return false;
     };
+    chunk_tree(&tree, grammar, out, Instant::now() + CHUNK_BUDGET)
+}
+
+/// Chunks a parsed file, or returns false (having emitted nothing) when the
+/// walk of its tree runs past `deadline`.
+fn chunk_tree(tree: &Tree, grammar: &Grammar, out: &mut Emitter<'_>, deadline: Instant) -> bool {
     let mut refs = Refs::default();
-    let (syms, top) = collect(&tree, out, grammar, &mut refs);
+    let Some((syms, top)) = collect(tree, out, grammar, &mut refs, deadline) else {
+        tracing::debug!(path = out.path, "chunking ran out of time; line-windowed instead");
+        return false;
+    };
     out.set_refs(refs);
 
     let mut covered = vec![false; out.lines.count()];
     for &i in &top {
-        emit(&syms, i, out);
         covered[syms[i].first..=syms[i].last].iter_mut().for_each(|c| *c = true);
     }
+    emit(&syms, &top, out);
     emit_gaps(&covered, 0, out.lines.count() - 1, None, out);
     true
 }
@@ -182,17 +244,40 @@ pub(crate) fn rows(node: Node<'_>) -> (usize, usize) {
     (first, last)
 }
 
+/// Nodes looked at between two checks of the deadline.
+const DEADLINE_STRIDE: u32 = 1024;
+
 /// One depth-first pass: records references at every node and symbols outside
-/// function bodies. Iterative, because expression trees can nest thousands deep.
-fn collect<'t>(tree: &Tree, out: &Emitter<'t>, grammar: &Grammar, refs: &mut Refs<'t>) -> (Vec<Sym>, Vec<usize>) {
+/// function bodies; `None` past `deadline`. Iterative, because expression
+/// trees can nest thousands deep, and it keeps the path from the root and
+/// the comments and attributes before each node on it, which tree-sitter
+/// could only find again by searching down from the root.
+fn collect<'t>(
+    tree: &Tree,
+    out: &Emitter<'t>,
+    grammar: &Grammar,
+    refs: &mut Refs<'t>,
+    deadline: Instant,
+) -> Option<(Vec<Sym>, Vec<usize>)> {
     let src = out.text;
     let mut syms: Vec<Sym> = Vec::new();
     let mut top: Vec<usize> = Vec::new();
     let mut scopes: Vec<(usize, Scope)> = Vec::new();
     let mut cursor = tree.walk();
     let mut depth = 0usize;
+    // `path[d]` is the node at depth `d`; `attached[d]` the run of attachable
+    // siblings right before it, nearest last.
+    let mut path: Vec<Node<'_>> = Vec::new();
+    let mut attached: Vec<Vec<Node<'_>>> = vec![Vec::new()];
+    let mut steps = 0u32;
     loop {
+        if steps % DEADLINE_STRIDE == 0 && Instant::now() >= deadline {
+            return None;
+        }
+        steps = steps.wrapping_add(1);
         let node = cursor.node();
+        path.truncate(depth);
+        path.push(node);
         while scopes.last().is_some_and(|(d, _)| *d >= depth) {
             scopes.pop();
         }
@@ -205,49 +290,63 @@ fn collect<'t>(tree: &Tree, out: &Emitter<'t>, grammar: &Grammar, refs: &mut Ref
             };
             if let Some(container) = container {
                 let enclosing = container.map(|i| Enclosing { kind: syms[i].kind });
-                if let Some(def) = (grammar.classify)(node, src, enclosing) {
-                    let (first, last) = symbol_rows(&def, out, grammar);
-                    // Zero-width nodes at the end of input can sit one row past the text.
-                    let last = last.min(out.lines.count() - 1);
-                    let first = first.min(last);
-                    let small_decl = matches!(def.kind, SymbolKind::Constant | SymbolKind::Type) && first == last;
-                    if !small_decl && !def.name.is_empty() {
-                        let idx = syms.len();
-                        let parent = def.parent.or_else(|| container.map(|i| syms[i].name.clone()));
-                        syms.push(Sym {
-                            kind: def.kind,
-                            name: def.name,
-                            parent,
-                            first,
-                            last,
-                            children: Vec::new(),
-                        });
-                        match container {
-                            Some(c) => syms[c].children.push(idx),
-                            None => top.push(idx),
+                let ancestry = Ancestry { path: &path };
+                if let Some(def) = (grammar.classify)(node, src, enclosing, ancestry) {
+                    if def.container && scopes.len() >= MAX_CONTAINER_DEPTH {
+                        scopes.push((depth, Scope::Opaque));
+                    } else {
+                        let before = ancestry.position(def.range).map(|d| attached[d].as_slice());
+                        let (first, last) = symbol_rows(&def, before, out, grammar);
+                        // Zero-width nodes at the end of input can sit one row past the text.
+                        let last = last.min(out.lines.count() - 1);
+                        let first = first.min(last);
+                        let small_decl = matches!(def.kind, SymbolKind::Constant | SymbolKind::Type) && first == last;
+                        if !small_decl && !def.name.is_empty() {
+                            let idx = syms.len();
+                            let parent = def.parent.or_else(|| container.map(|i| syms[i].name.clone()));
+                            syms.push(Sym {
+                                kind: def.kind,
+                                name: def.name,
+                                parent,
+                                first,
+                                last,
+                                children: Vec::new(),
+                            });
+                            match container {
+                                Some(c) => syms[c].children.push(idx),
+                                None => top.push(idx),
+                            }
+                            scopes.push((
+                                depth,
+                                if def.container {
+                                    Scope::Container(idx)
+                                } else {
+                                    Scope::Opaque
+                                },
+                            ));
                         }
-                        scopes.push((
-                            depth,
-                            if def.container {
-                                Scope::Container(idx)
-                            } else {
-                                Scope::Opaque
-                            },
-                        ));
                     }
                 }
             }
         }
         if cursor.goto_first_child() {
             depth += 1;
+            attached.truncate(depth);
+            attached.push(Vec::new());
             continue;
         }
         loop {
+            let left = path[depth];
             if cursor.goto_next_sibling() {
+                if (grammar.attachable)(left.kind()) {
+                    attached[depth].push(left);
+                } else {
+                    attached[depth].clear();
+                }
                 break;
             }
             if !cursor.goto_parent() {
-                return (syms, top);
+                return Some((syms, top));
             }
             depth -= 1;
         }
@@ -256,10 +355,31 @@ fn collect<'t>(tree: &Tree, out: &Emitter<'t>, grammar: &Grammar, refs: &mut Ref
 
 /// The rows a definition covers, extended upward over attached comments and
 /// attributes that start their own line and are not separated by a blank line.
-fn symbol_rows(def: &Def<'_>, out: &Emitter<'_>, grammar: &Grammar) -> (usize, usize) {
-    let (mut first, last) = rows(def.range);
-    let mut prev = def.range.prev_sibling();
-    while let Some(p) = prev {
+/// `before` is the run of attachable siblings right before `def.range` (nearest
+/// last) when the walk kept it.
+fn symbol_rows(def: &Def<'_>, before: Option<&[Node<'_>]>, out: &Emitter<'_>, grammar: &Grammar) -> (usize, usize) {
+    let (first, last) = rows(def.range);
+    let first = match before {
+        Some(run) => attach_upward(first, run.iter().rev().copied(), out, grammar),
+        None => attach_upward(
+            first,
+            std::iter::successors(def.range.prev_sibling(), Node::prev_sibling),
+            out,
+            grammar,
+        ),
+    };
+    (first, last)
+}
+
+/// Moves `first` up over the preceding siblings `prevs` (nearest first) that attach.
+fn attach_upward<'n>(
+    mut first: usize,
+    prevs: impl Iterator<Item = Node<'n>>,
+    out: &Emitter<'_>,
+    grammar: &Grammar,
+) -> usize {
+    let mut prevs = prevs.peekable();
+    while let Some(p) = prevs.next() {
         if !(grammar.attachable)(p.kind()) {
             break;
         }
@@ -271,43 +391,45 @@ fn symbol_rows(def: &Def<'_>, out: &Emitter<'_>, grammar: &Grammar) -> (usize, u
         // is itself attached (`#[allow(x)] // why`).
         let line_start = out.lines.start_of(p_first);
         let before = out.text.get(line_start..p.start_byte()).unwrap_or("");
-        let shares_line_with_attached = p
-            .prev_sibling()
-            .is_some_and(|pp| (grammar.attachable)(pp.kind()) && rows(pp).1 == p_first);
+        let shares_line_with_attached = prevs
+            .peek()
+            .is_some_and(|pp| (grammar.attachable)(pp.kind()) && rows(*pp).1 == p_first);
         if !before.trim().is_empty() && !shares_line_with_attached {
             break;
         }
         first = p_first.min(first);
-        prev = p.prev_sibling();
     }
-    (first, last)
+    first
 }
 
-fn emit(syms: &[Sym], idx: usize, out: &mut Emitter<'_>) {
-    let s = &syms[idx];
-    let (kind, name, parent) = (s.kind, Some(s.name.as_str()), s.parent.as_deref());
-    if s.children.is_empty() || s.last - s.first < out.cfg.max_chunk_lines {
-        out.region(kind, name, parent, s.first, s.last, false);
-    } else {
-        // Large container: header, members, and what lies between members.
-        let first_member = s.children.iter().map(|&c| syms[c].first).min().unwrap_or(s.first);
-        let mut header_last = first_member.saturating_sub(1).max(s.first);
-        while header_last > s.first && out.is_blank(header_last) {
-            header_last -= 1;
-        }
-        out.region(kind, name, parent, s.first, header_last, false);
-        let mut covered = vec![false; s.last - s.first + 1];
-        covered[..=header_last - s.first].iter_mut().for_each(|c| *c = true);
-        for &c in &s.children {
-            let (a, b) = (syms[c].first.max(s.first), syms[c].last.min(s.last));
-            if a <= b {
-                covered[a - s.first..=b - s.first].iter_mut().for_each(|c| *c = true);
+/// Emits the symbols `top` and, depth first, their members. Iterative: the
+/// nesting is bounded by [`MAX_CONTAINER_DEPTH`], the stack need not be.
+fn emit(syms: &[Sym], top: &[usize], out: &mut Emitter<'_>) {
+    let mut todo: Vec<usize> = top.iter().rev().copied().collect();
+    while let Some(idx) = todo.pop() {
+        let s = &syms[idx];
+        let (kind, name, parent) = (s.kind, Some(s.name.as_str()), s.parent.as_deref());
+        if s.children.is_empty() || s.last - s.first < out.cfg.max_chunk_lines {
+            out.region(kind, name, parent, s.first, s.last, false);
+        } else {
+            // Large container: header, members, and what lies between members.
+            let first_member = s.children.iter().map(|&c| syms[c].first).min().unwrap_or(s.first);
+            let mut header_last = first_member.saturating_sub(1).max(s.first);
+            while header_last > s.first && out.is_blank(header_last) {
+                header_last -= 1;
             }
+            out.region(kind, name, parent, s.first, header_last, false);
+            let mut covered = vec![false; s.last - s.first + 1];
+            covered[..=header_last - s.first].iter_mut().for_each(|c| *c = true);
+            for &c in &s.children {
+                let (a, b) = (syms[c].first.max(s.first), syms[c].last.min(s.last));
+                if a <= b {
+                    covered[a - s.first..=b - s.first].iter_mut().for_each(|c| *c = true);
+                }
+            }
+            emit_gaps(&covered, s.first, s.last, name, out);
         }
-        emit_gaps(&covered, s.first, s.last, name, out);
-    }
-    for &c in &s.children {
-        emit(syms, c, out);
+        todo.extend(s.children.iter().rev());
     }
 }
 
@@ -397,24 +519,10 @@ pub(crate) fn unquote(s: &str) -> &str {
     s.strip_suffix(['"', '\'', '`', '>']).unwrap_or(s)
 }
 
-/// Whether a node's parent is of one of `kinds`, returning the parent.
-pub(crate) fn parent_of_kind<'n>(node: Node<'n>, kinds: &[&str]) -> Option<Node<'n>> {
-    node.parent().filter(|p| kinds.contains(&p.kind()))
-}
-
-/// Extends a definition node outward through wrapper parents (decorators,
-/// `export`, `template<...>`) so the symbol covers them.
-pub(crate) fn widen<'n>(mut node: Node<'n>, wrappers: &[&str]) -> Node<'n> {
-    while let Some(p) = parent_of_kind(node, wrappers) {
-        node = p;
-    }
-    node
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::test_util::*;
-    use super::super::{ChunkConfig, chunk_file};
+    use super::super::{ChunkConfig, Emitter, chunk_file};
     use super::*;
 
     #[test]
@@ -439,6 +547,82 @@ mod tests {
         src.push_str("1;\n    x\n}\n");
         let chunks = chunk_file("deep.rs", Language::Rust, &src, &ChunkConfig::default());
         assert_eq!(outline(&chunks), vec![(Some("deep"), SymbolKind::Function, None, 1, 4)]);
+    }
+
+    /// Runs `f` on a thread with a rayon worker's default stack.
+    fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(f)
+            .expect("spawn")
+            .join()
+            .expect("chunking finished without panicking")
+    }
+
+    /// Nesting deeper than [`MAX_CONTAINER_DEPTH`] stays inside the deepest
+    /// container chunked, so neither the stack nor the chunk count grows with it.
+    #[test]
+    fn deeply_nested_containers_are_bounded() {
+        let depth = 40_000;
+        let src = format!("{}fn inner() {{}}\n{}", "mod m {\n".repeat(depth), "}\n".repeat(depth));
+        let lines = 2 * depth + 1;
+        let chunks = on_small_stack({
+            let src = src.clone();
+            move || chunk_file("deep.rs", Language::Rust, &src, &ChunkConfig::default())
+        });
+        let cfg = ChunkConfig::default();
+        let windows = lines / (cfg.window_lines - cfg.window_overlap) + 1;
+        assert!(
+            chunks.len() <= windows + MAX_CONTAINER_DEPTH + 1,
+            "{} chunks",
+            chunks.len()
+        );
+        assert!(
+            chunks.iter().all(|c| c.kind == SymbolKind::Module),
+            "{:?}",
+            &outline(&chunks)[..3]
+        );
+        assert!(!chunks.iter().any(|c| c.symbol.as_deref() == Some("inner")));
+        let headers = chunks.iter().filter(|c| c.start_line == c.end_line).count();
+        assert_eq!(
+            headers,
+            MAX_CONTAINER_DEPTH - 1,
+            "one header per large container but the deepest"
+        );
+        // Every `mod` line is still in some chunk.
+        let mut covered = vec![false; lines];
+        for c in &chunks {
+            covered[(c.start_line - 1) as usize..c.end_line as usize].fill(true);
+        }
+        assert!(covered[..=depth].iter().all(|&c| c));
+    }
+
+    #[test]
+    fn a_deep_module_level_expression_keeps_the_definitions_after_it() {
+        let src = format!("X = {}1\n\n\ndef f():\n    return X\n", "1 + ".repeat(40_000));
+        let chunks = on_small_stack(move || chunk_file("deep.py", Language::Python, &src, &ChunkConfig::default()));
+        assert_eq!(
+            outline(&chunks),
+            vec![
+                (None, SymbolKind::Window, None, 1, 1),
+                (Some("f"), SymbolKind::Function, None, 4, 5),
+            ]
+        );
+    }
+
+    /// A walk past its deadline emits nothing, for the caller to line-window the file.
+    #[test]
+    fn chunking_past_the_deadline_gives_up_cleanly() {
+        let src = "fn a() {}\n\nfn b() {}\n";
+        let grammar = grammar(Language::Rust).expect("rust grammar");
+        let tree = parse(Language::Rust, grammar, src).expect("parses");
+        let lines = super::super::Lines::new(src);
+        let cfg = ChunkConfig::default();
+        let mut out = Emitter::new("a.rs", Language::Rust, src, &lines, cfg);
+        assert!(!chunk_tree(&tree, grammar, &mut out, Instant::now()));
+        assert!(out.chunks.is_empty());
+        assert!(chunk_tree(&tree, grammar, &mut out, Instant::now() + CHUNK_BUDGET));
+        assert_eq!(out.chunks.len(), 2);
     }
 
     #[test]

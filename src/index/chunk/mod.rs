@@ -41,8 +41,11 @@
 //! * Any region longer than `max_chunk_lines` (a symbol, a section, a gap) is cut
 //!   into windows of `window_lines` lines overlapping by `window_overlap`; each
 //!   window keeps the kind, name and parent of what it cuts.
-//! * If a grammar cannot parse the file at all, the file is line-windowed; a
-//!   syntax error in one part keeps the symbols of the rest (tree-sitter recovers).
+//! * If a grammar cannot parse the file at all, or parsing or walking its tree
+//!   takes too long, the file is line-windowed; a syntax error in one part keeps
+//!   the symbols of the rest (tree-sitter recovers).
+//! * Containers nested more than 64 deep are not symbols: their text stays in
+//!   the deepest container chunked, so absurd nesting cannot multiply chunks.
 //!
 //! Markdown is split at headings (`Section`, symbol = heading text, parent = the
 //! enclosing heading). YAML and TOML are split at top-level keys / tables, and

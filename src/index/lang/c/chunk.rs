@@ -6,7 +6,7 @@
 use tree_sitter::Node;
 
 use crate::index::chunk::Refs;
-use crate::index::chunk::code::{Def, Enclosing, Grammar, field, last_name, text, type_qualifier, unquote, widen};
+use crate::index::chunk::code::{Ancestry, Def, Enclosing, Grammar, field, last_name, text, type_qualifier, unquote};
 use crate::model::SymbolKind;
 
 pub(super) static C: Grammar = Grammar {
@@ -36,13 +36,13 @@ fn attachable(kind: &str) -> bool {
 
 const WRAPPERS: &[&str] = &["template_declaration"];
 
-fn classify<'n>(node: Node<'n>, src: &str, enclosing: Option<Enclosing>) -> Option<Def<'n>> {
+fn classify<'n>(node: Node<'n>, src: &str, enclosing: Option<Enclosing>, up: Ancestry<'_, 'n>) -> Option<Def<'n>> {
     match node.kind() {
         // `~Shape() = default;` has no body: a declaration, not a definition.
         "function_definition" if field(node, "body").is_some() => {
             let (name, scope) = function_name(node, src)?;
             if let Some((test, suite)) = macro_test_name(node, name, src) {
-                let mut def = Def::new(SymbolKind::Function, test, widen(node, WRAPPERS));
+                let mut def = Def::new(SymbolKind::Function, test, up.widen(node, WRAPPERS));
                 def.parent = suite.map(str::to_string);
                 return Some(def);
             }
@@ -52,7 +52,7 @@ fn classify<'n>(node: Node<'n>, src: &str, enclosing: Option<Enclosing>) -> Opti
             } else {
                 SymbolKind::Function
             };
-            let mut def = Def::new(kind, name, widen(node, WRAPPERS));
+            let mut def = Def::new(kind, name, up.widen(node, WRAPPERS));
             def.parent = scope.map(str::to_string);
             Some(def)
         }
@@ -64,12 +64,12 @@ fn classify<'n>(node: Node<'n>, src: &str, enclosing: Option<Enclosing>) -> Opti
                 _ => SymbolKind::Struct,
             };
             // `typedef struct {...} Foo;` is named by the typedef and covers it.
-            let typedef = node.parent().filter(|p| p.kind() == "type_definition");
+            let typedef = up.parent_of_kind(node, &["type_definition"]);
             let name = match field(node, "name") {
                 Some(n) => last_name(n, src)?,
                 None => last_name(field(typedef?, "declarator")?, src)?,
             };
-            let range = widen(typedef.unwrap_or(node), WRAPPERS);
+            let range = up.widen(typedef.unwrap_or(node), WRAPPERS);
             Some(if kind == SymbolKind::Enum {
                 Def::new(kind, name, range)
             } else {
@@ -89,7 +89,7 @@ fn classify<'n>(node: Node<'n>, src: &str, enclosing: Option<Enclosing>) -> Opti
         "alias_declaration" => Some(Def::new(
             SymbolKind::Type,
             text(field(node, "name")?, src),
-            widen(node, WRAPPERS),
+            up.widen(node, WRAPPERS),
         )),
         _ => None,
     }

@@ -3,7 +3,7 @@
 use tree_sitter::Node;
 
 use crate::index::chunk::Refs;
-use crate::index::chunk::code::{Def, Enclosing, Grammar, field, field_text, last_name, text, unquote};
+use crate::index::chunk::code::{Ancestry, Def, Enclosing, Grammar, field, field_text, last_name, text, unquote};
 use crate::model::SymbolKind;
 
 pub(super) static GRAMMAR: Grammar = Grammar {
@@ -21,7 +21,7 @@ fn attachable(kind: &str) -> bool {
     kind == "comment"
 }
 
-fn classify<'n>(node: Node<'n>, src: &str, _enclosing: Option<Enclosing>) -> Option<Def<'n>> {
+fn classify<'n>(node: Node<'n>, src: &str, _enclosing: Option<Enclosing>, up: Ancestry<'_, 'n>) -> Option<Def<'n>> {
     match node.kind() {
         "function_declaration" => Some(Def::new(SymbolKind::Function, field_text(node, "name", src)?, node)),
         "method_declaration" => {
@@ -37,7 +37,7 @@ fn classify<'n>(node: Node<'n>, src: &str, _enclosing: Option<Enclosing>) -> Opt
             };
             // `type Foo struct {...}` covers the `type` keyword and the doc comment
             // above it; in a `type ( ... )` group each spec stands alone.
-            let range = match node.parent() {
+            let range = match up.parent(node) {
                 Some(p) if p.kind() == "type_declaration" && p.named_child_count() == 1 => p,
                 _ => node,
             };

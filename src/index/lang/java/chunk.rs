@@ -4,7 +4,7 @@
 use tree_sitter::Node;
 
 use crate::index::chunk::Refs;
-use crate::index::chunk::code::{Def, Enclosing, Grammar, field, field_text, last_name, text};
+use crate::index::chunk::code::{Ancestry, Def, Enclosing, Grammar, field, field_text, last_name, text};
 use crate::model::SymbolKind;
 
 pub(super) static GRAMMAR: Grammar = Grammar {
@@ -22,7 +22,7 @@ fn attachable(kind: &str) -> bool {
     matches!(kind, "line_comment" | "block_comment")
 }
 
-fn classify<'n>(node: Node<'n>, src: &str, enclosing: Option<Enclosing>) -> Option<Def<'n>> {
+fn classify<'n>(node: Node<'n>, src: &str, enclosing: Option<Enclosing>, _up: Ancestry<'_, 'n>) -> Option<Def<'n>> {
     let container = |kind| Some(Def::container(kind, field_text(node, "name", src)?, node));
     match node.kind() {
         "class_declaration" | "record_declaration" => container(SymbolKind::Class),

@@ -6,7 +6,7 @@
 use tree_sitter::Node;
 
 use crate::index::chunk::Refs;
-use crate::index::chunk::code::{Def, Enclosing, Grammar, field, field_text, last_name, text, unquote, widen};
+use crate::index::chunk::code::{Ancestry, Def, Enclosing, Grammar, field, field_text, last_name, text, unquote};
 use crate::model::SymbolKind;
 
 pub(super) static JAVASCRIPT: Grammar = Grammar {
@@ -53,20 +53,20 @@ fn is_function_value(node: Node<'_>) -> bool {
     )
 }
 
-fn classify<'n>(node: Node<'n>, src: &str, enclosing: Option<Enclosing>) -> Option<Def<'n>> {
+fn classify<'n>(node: Node<'n>, src: &str, enclosing: Option<Enclosing>, up: Ancestry<'_, 'n>) -> Option<Def<'n>> {
     let name = || field_text(node, "name", src);
     let in_type = enclosing.is_some_and(|e| e.is_type());
     match node.kind() {
         "function_declaration" | "generator_function_declaration" => {
-            Some(Def::new(SymbolKind::Function, name()?, widen(node, WRAPPERS)))
+            Some(Def::new(SymbolKind::Function, name()?, up.widen(node, WRAPPERS)))
         }
         "class_declaration" | "abstract_class_declaration" => {
-            Some(Def::container(SymbolKind::Class, name()?, widen(node, WRAPPERS)))
+            Some(Def::container(SymbolKind::Class, name()?, up.widen(node, WRAPPERS)))
         }
-        "interface_declaration" => Some(Def::container(SymbolKind::Interface, name()?, widen(node, WRAPPERS))),
-        "enum_declaration" => Some(Def::new(SymbolKind::Enum, name()?, widen(node, WRAPPERS))),
-        "type_alias_declaration" => Some(Def::new(SymbolKind::Type, name()?, widen(node, WRAPPERS))),
-        "internal_module" => Some(Def::container(SymbolKind::Module, name()?, widen(node, WRAPPERS))),
+        "interface_declaration" => Some(Def::container(SymbolKind::Interface, name()?, up.widen(node, WRAPPERS))),
+        "enum_declaration" => Some(Def::new(SymbolKind::Enum, name()?, up.widen(node, WRAPPERS))),
+        "type_alias_declaration" => Some(Def::new(SymbolKind::Type, name()?, up.widen(node, WRAPPERS))),
+        "internal_module" => Some(Def::container(SymbolKind::Module, name()?, up.widen(node, WRAPPERS))),
         "method_definition" if field(node, "body").is_some() => {
             let kind = if in_type {
                 SymbolKind::Method
@@ -99,10 +99,10 @@ fn classify<'n>(node: Node<'n>, src: &str, enclosing: Option<Enclosing>) -> Opti
         "variable_declarator" => {
             let value = field(node, "value")?;
             let binding = field(node, "name").filter(|n| n.kind() == "identifier")?;
-            let declaration = node.parent().filter(|p| {
+            let declaration = up.parent(node).filter(|p| {
                 matches!(p.kind(), "lexical_declaration" | "variable_declaration") && p.named_child_count() == 1
             });
-            let range = declaration.map_or(node, |d| widen(d, WRAPPERS));
+            let range = declaration.map_or(node, |d| up.widen(d, WRAPPERS));
             if is_function_value(value) {
                 Some(Def::new(SymbolKind::Function, text(binding, src), range))
             } else if value.kind() == "class" {

@@ -3,7 +3,7 @@
 use tree_sitter::Node;
 
 use crate::index::chunk::Refs;
-use crate::index::chunk::code::{Def, Enclosing, Grammar, field, field_text, last_name, text, widen};
+use crate::index::chunk::code::{Ancestry, Def, Enclosing, Grammar, field, field_text, last_name, text};
 use crate::model::SymbolKind;
 
 pub(super) static GRAMMAR: Grammar = Grammar {
@@ -21,17 +21,21 @@ fn attachable(kind: &str) -> bool {
     kind == "comment"
 }
 
-fn classify<'n>(node: Node<'n>, src: &str, enclosing: Option<Enclosing>) -> Option<Def<'n>> {
-    let range = widen(node, &["decorated_definition"]);
+fn classify<'n>(node: Node<'n>, src: &str, enclosing: Option<Enclosing>, up: Ancestry<'_, 'n>) -> Option<Def<'n>> {
+    let range = || up.widen(node, &["decorated_definition"]);
     match node.kind() {
         "function_definition" => {
             let kind = match enclosing {
                 Some(e) if e.is_type() => SymbolKind::Method,
                 _ => SymbolKind::Function,
             };
-            Some(Def::new(kind, field_text(node, "name", src)?, range))
+            Some(Def::new(kind, field_text(node, "name", src)?, range()))
         }
-        "class_definition" => Some(Def::container(SymbolKind::Class, field_text(node, "name", src)?, range)),
+        "class_definition" => Some(Def::container(
+            SymbolKind::Class,
+            field_text(node, "name", src)?,
+            range(),
+        )),
         _ => None,
     }
 }

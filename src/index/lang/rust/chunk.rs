@@ -3,7 +3,9 @@
 use tree_sitter::Node;
 
 use crate::index::chunk::Refs;
-use crate::index::chunk::code::{Def, Enclosing, Grammar, field, field_text, last_name, rows, text, type_qualifier};
+use crate::index::chunk::code::{
+    Ancestry, Def, Enclosing, Grammar, field, field_text, last_name, rows, text, type_qualifier,
+};
 use crate::model::SymbolKind;
 
 /// Nesting limit of `use a::{b::{c::{...}}}` trees, against absurd inputs.
@@ -24,7 +26,7 @@ fn attachable(kind: &str) -> bool {
     matches!(kind, "line_comment" | "block_comment" | "attribute_item")
 }
 
-fn classify<'n>(node: Node<'n>, src: &str, enclosing: Option<Enclosing>) -> Option<Def<'n>> {
+fn classify<'n>(node: Node<'n>, src: &str, enclosing: Option<Enclosing>, _up: Ancestry<'_, 'n>) -> Option<Def<'n>> {
     let named = |kind| Some(Def::new(kind, field_text(node, "name", src)?, node));
     match node.kind() {
         "function_item" => {
