@@ -123,6 +123,23 @@ impl Language {
         ROWS.iter().find(|r| r.extensions.contains(&ext)).map(|r| r.language)
     }
 
+    /// Language by file name and content, where the name alone cannot tell:
+    /// a `.h` header is C++ when its text looks like C++, C otherwise. The
+    /// walk decides by name ([`Language::from_path`]); this decides once read.
+    pub fn from_path_and_text(path: &str, text: &str) -> Option<Language> {
+        let language = Language::from_path(path)?;
+        if language == Language::C && is_h_header(path) && looks_like_cpp(text) {
+            return Some(Language::Cpp);
+        }
+        Some(language)
+    }
+
+    /// Whether a file of this name may be `language` once its text is read,
+    /// for filters applied before reading.
+    pub fn may_be(path: &str, language: Language) -> bool {
+        Language::from_path(path) == Some(language) || (language == Language::Cpp && is_h_header(path))
+    }
+
     pub fn as_str(self) -> &'static str {
         self.row().name
     }
@@ -145,6 +162,111 @@ impl std::fmt::Display for Language {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+fn is_h_header(path: &str) -> bool {
+    path.rsplit_once('.')
+        .is_some_and(|(_, ext)| ext.eq_ignore_ascii_case("h"))
+}
+
+/// How much of a header is looked at to tell C++ from C: declarations that
+/// give C++ away come early, and the sniff must stay cheap on huge headers.
+const SNIFF_BYTES: usize = 64 * 1024;
+
+/// Whether a header's text uses C++ outside comments and string literals:
+/// `namespace`, `class X {`, `template <`, access specifiers, `::` (not in a
+/// C23 `[[attribute]]`), or an extensionless `#include <vector>`.
+fn looks_like_cpp(text: &str) -> bool {
+    let mut end = text.len().min(SNIFF_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    code_only(&text[..end]).lines().any(|line| {
+        let line = line.trim();
+        let word_after = |prefix: &str| {
+            line.strip_prefix(prefix)
+                .and_then(|rest| rest.trim_start().chars().next())
+                .is_some_and(|c| c.is_alphabetic() || c == '_' || c == '{' || c == '<')
+        };
+        word_after("namespace ")
+            || line.starts_with("using namespace ")
+            || line
+                .strip_prefix("template")
+                .is_some_and(|rest| rest.trim_start().starts_with('<'))
+            || word_after("class ")
+            || line.starts_with("enum class ")
+            || ["public:", "private:", "protected:"]
+                .iter()
+                .any(|a| line.starts_with(a))
+            || (line.contains("::") && !line.contains("[["))
+            || line
+                .strip_prefix("#include")
+                .map(str::trim_start)
+                .and_then(|rest| rest.strip_prefix('<'))
+                .and_then(|rest| rest.split_once('>'))
+                .is_some_and(|(name, _)| !name.contains('.'))
+    })
+}
+
+/// `text` with comments and the insides of string and character literals
+/// blanked out (newlines kept), so the sniff reads code only. A literal
+/// ends at its line's end, so a stray quote in `#error don't` spoils one line.
+fn code_only(text: &str) -> String {
+    #[derive(PartialEq)]
+    enum State {
+        Code,
+        LineComment,
+        BlockComment,
+        Literal(u8),
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut state = State::Code;
+    let mut i = 0;
+    while i < bytes.len() {
+        let (b, next) = (bytes[i], bytes.get(i + 1).copied());
+        if b == b'\n' {
+            if state != State::BlockComment {
+                state = State::Code;
+            }
+            out.push(b'\n');
+            i += 1;
+            continue;
+        }
+        match state {
+            State::Code => match (b, next) {
+                (b'/', Some(b'/')) => state = State::LineComment,
+                (b'/', Some(b'*')) => {
+                    state = State::BlockComment;
+                    out.extend_from_slice(b"  ");
+                    i += 2;
+                    continue;
+                }
+                (b'"' | b'\'', _) => state = State::Literal(b),
+                _ => {
+                    out.push(b);
+                    i += 1;
+                    continue;
+                }
+            },
+            State::BlockComment if b == b'*' && next == Some(b'/') => {
+                state = State::Code;
+                out.extend_from_slice(b"  ");
+                i += 2;
+                continue;
+            }
+            State::Literal(_) if b == b'\\' && next.is_some_and(|n| n != b'\n') => {
+                out.extend_from_slice(b"  ");
+                i += 2;
+                continue;
+            }
+            State::Literal(quote) if b == quote => state = State::Code,
+            _ => {}
+        }
+        out.push(b' ');
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What a chunk is. Symbol kinds come from tree-sitter; `Section` and `Window`
@@ -261,6 +383,48 @@ mod tests {
         assert_eq!(Language::from_path("Dockerfile"), Some(Language::Text));
         assert_eq!(Language::from_path("image.png"), None);
         assert_eq!(Language::from_path("noext"), None);
+    }
+
+    const CPP_HEADER: &str = "#pragma once\n// A widget.\nnamespace ui {\nclass Widget {\n public:\n  void Resize(int w) { w_ = w; }\n private:\n  int w_;\n};\n}  // namespace ui\n";
+
+    const C_HEADER: &str = "#ifndef POINT_H\n#define POINT_H\n/* Not C++: class Foo { public: ns::x }; template <T> */\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n#include <stdio.h>\nstruct point { int x; int y; };\nstruct class_info *class; // uses class as a name\nconst char *help = \"usage: a::b\";\n[[gnu::unused]] int point_len(struct point *p);\n#ifdef __cplusplus\n}\n#endif\n#endif\n";
+
+    #[test]
+    fn a_h_header_is_cpp_only_when_its_code_looks_like_cpp() {
+        assert_eq!(Language::from_path("ui/widget.h"), Some(Language::C));
+        assert_eq!(
+            Language::from_path_and_text("ui/widget.h", CPP_HEADER),
+            Some(Language::Cpp)
+        );
+        assert_eq!(Language::from_path_and_text("geo/point.h", C_HEADER), Some(Language::C));
+        // Only `.h` is ambiguous.
+        assert_eq!(Language::from_path_and_text("x.c", CPP_HEADER), Some(Language::C));
+        assert_eq!(Language::from_path_and_text("x.hpp", C_HEADER), Some(Language::Cpp));
+        for line in [
+            "template <typename T> struct Box;",
+            "class Widget",
+            "class API_EXPORT Widget : public Base {",
+            "using namespace std;",
+            "std::string name();",
+            "#include <vector>",
+            "enum class Color { Red };",
+            "protected:",
+        ] {
+            assert!(looks_like_cpp(line), "{line}");
+        }
+        for line in [
+            "int class = 1;",
+            "#include <sys/types.h>",
+            "/* std::string */",
+            "x = a ? b : c;",
+        ] {
+            assert!(!looks_like_cpp(line), "{line}");
+        }
+        // The sniff stops early: C++ only past the first 64 KiB is not seen.
+        let late = format!("{}namespace x {{}}\n", "int a;\n".repeat(SNIFF_BYTES / 7 + 1));
+        assert!(!looks_like_cpp(&late));
+        assert!(Language::may_be("a.h", Language::Cpp) && Language::may_be("a.h", Language::C));
+        assert!(!Language::may_be("a.c", Language::Cpp));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::index::chunk::{CHUNKER_VERSION, ChunkConfig, chunk_file, normalize};
 use crate::index::embed_cache::{CacheStats, EmbedCache, FileRows, TextHash, text_hash};
 use crate::index::graph::build_graph;
 use crate::index::vectors::write_vectors;
-use crate::index::walk::{SkipCounts, WalkConfig, WalkError, read_source, walk};
+use crate::index::walk::{SkipCounts, Source, WalkConfig, WalkError, read_source, walk};
 use crate::model::Chunk;
 use crate::storage::layout::{self, bundle};
 use crate::storage::manifest::{Counts, EmbedderInfo, Manifest, SCHEMA_VERSION, SourceInfo};
@@ -136,6 +136,7 @@ pub async fn build_bundle(
 
     let t = Instant::now();
     let chunk_cfg = opts.chunk;
+    let walk_cfg = opts.walk.clone();
     let progress = opts.progress;
     let (chunks, skipped, sources, source_bytes) = tokio::task::spawn_blocking(move || {
         let bar = progress_bar(progress, walked.files.len() as u64, "chunking");
@@ -143,8 +144,8 @@ pub async fn build_bundle(
             .files
             .par_iter()
             .map(|file| {
-                let r = read_source(file).map(|text| {
-                    let chunks = chunk_file(&file.rel_path, file.language, &text, &chunk_cfg);
+                let r = read_source(file, &walk_cfg).map(|Source { text, language }| {
+                    let chunks = chunk_file(&file.rel_path, language, &text, &chunk_cfg);
                     let len = text.len() as u64;
                     // Stored as the chunker saw it, so line numbers agree with the chunks.
                     let text = normalize(&text).into_owned();

@@ -3,8 +3,9 @@
 //! The walk decides from names and metadata only (ignore rules, globs, vendored
 //! directories, extension, size), so it stays a cheap single-threaded pass; reading
 //! the contents is [`read_source`]'s job, called by the builder from rayon workers,
-//! and is where binary, non-UTF-8 and generated files are discovered. Every file
-//! left out is counted by reason so an index's status can say why a file is missing.
+//! and is where binary, non-UTF-8 and generated files are discovered and where
+//! a `.h` header is told to be C or C++. Every file left out is counted by
+//! reason so an index's status can say why a file is missing.
 //!
 //! Rules:
 //! * `.gitignore`, `.ignore` and `.git/info/exclude` are honoured even when the
@@ -72,6 +73,7 @@ pub struct SourceFile {
     /// Path relative to the walk root, `/`-separated.
     pub rel_path: String,
     pub abs_path: PathBuf,
+    /// By name; [`read_source`] may refine it from the text (a C++ `.h`).
     pub language: Language,
     /// Size in bytes when walked.
     pub size: u64,
@@ -137,6 +139,14 @@ pub enum WalkError {
     },
 }
 
+/// A walked file's text, as [`read_source`] read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub text: String,
+    /// Decided from the name and the text.
+    pub language: Language,
+}
+
 /// Why [`read_source`] left a file out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SkipReason {
@@ -148,6 +158,8 @@ pub enum SkipReason {
     Unreadable,
     #[error("generated or minified")]
     Generated,
+    #[error("not in the languages asked for")]
+    Excluded,
 }
 
 impl SkipReason {
@@ -158,6 +170,7 @@ impl SkipReason {
             SkipReason::NonUtf8 => counts.non_utf8 += 1,
             SkipReason::Unreadable => counts.unreadable += 1,
             SkipReason::Generated => counts.vendored_or_generated += 1,
+            SkipReason::Excluded => counts.excluded += 1,
         }
     }
 }
@@ -353,7 +366,11 @@ pub fn walk(root: &Path, cfg: &WalkConfig) -> Result<Walk, WalkError> {
             skipped.unknown_language += 1;
             continue;
         };
-        if cfg.languages.as_ref().is_some_and(|langs| !langs.contains(&language)) {
+        if cfg
+            .languages
+            .as_ref()
+            .is_some_and(|langs| !langs.iter().any(|&l| Language::may_be(&rel, l)))
+        {
             skipped.excluded += 1;
             continue;
         }
@@ -495,13 +512,15 @@ fn read_ignore(base: &Path, file: &Path) -> Gitignore {
     })
 }
 
-/// Reads a walked file as text, or says why it should be skipped. Never panics.
+/// Reads a walked file as text and decides its language, or says why it
+/// should be skipped (a `.h` read as C++ when only C was asked for is
+/// `Excluded`). Never panics.
 ///
 /// The walk's size and type checks are made again on the open file: one
 /// swapped for a FIFO since would block a plain open and read forever (so
 /// the open does not wait), and one grown since (a log being written) is
 /// skipped and never read past the walk's size.
-pub fn read_source(file: &SourceFile) -> Result<String, SkipReason> {
+pub fn read_source(file: &SourceFile, cfg: &WalkConfig) -> Result<Source, SkipReason> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let opened = std::fs::OpenOptions::new()
@@ -525,7 +544,11 @@ pub fn read_source(file: &SourceFile) -> Result<String, SkipReason> {
     if has_generated_marker(&text) || is_minified(&text) {
         return Err(SkipReason::Generated);
     }
-    Ok(text)
+    let language = Language::from_path_and_text(&file.rel_path, &text).unwrap_or(file.language);
+    if cfg.languages.as_ref().is_some_and(|langs| !langs.contains(&language)) {
+        return Err(SkipReason::Excluded);
+    }
+    Ok(Source { text, language })
 }
 
 fn glob_set(patterns: &[String]) -> Result<Option<GlobSet>, WalkError> {
@@ -652,7 +675,7 @@ mod tests {
         let mut skipped = walk.skipped;
         let mut kept = Vec::new();
         for file in &walk.files {
-            match read_source(file) {
+            match read_source(file, cfg) {
                 Ok(_) => kept.push(file.rel_path.clone()),
                 Err(reason) => reason.count(&mut skipped),
             }
@@ -912,6 +935,66 @@ mod tests {
         assert_eq!(skipped.vendored_or_generated, 5);
     }
 
+    /// A `.h` header is read as C++ when its code is C++, so its classes and
+    /// methods are symbols, and it passes a `--lang` filter of that language.
+    #[test]
+    fn a_cpp_header_named_h_is_chunked_as_cpp() {
+        use crate::index::chunk::{ChunkConfig, chunk_file};
+        use crate::model::SymbolKind;
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(
+            dir.path(),
+            "ui/widget.h",
+            b"#pragma once\nnamespace ui {\nclass Widget {\n public:\n  void Resize(int w, int h) {\n    w_ = w;\n    h_ = h;\n  }\n private:\n  int w_, h_;\n};\n}  // namespace ui\n",
+        );
+        write(
+            dir.path(),
+            "geo/point.h",
+            b"#ifndef POINT_H\n#define POINT_H\nstruct point {\n  int x;\n  int y;\n};\nstatic int point_len(struct point *p) {\n  return p->x + p->y;\n}\n#endif\n",
+        );
+        let cfg = WalkConfig::default();
+        let walked = walk(dir.path(), &cfg).expect("walk");
+        let read: Vec<Source> = walked
+            .files
+            .iter()
+            .map(|f| read_source(f, &cfg).expect("read"))
+            .collect();
+        assert_eq!(
+            read.iter().map(|s| s.language).collect::<Vec<_>>(),
+            [Language::C, Language::Cpp]
+        );
+
+        let widget = chunk_file("ui/widget.h", read[1].language, &read[1].text, &ChunkConfig::default());
+        let symbols: Vec<_> = widget
+            .iter()
+            .map(|c| (c.symbol.as_deref(), c.kind, c.parent.as_deref()))
+            .collect();
+        assert!(
+            symbols.contains(&(Some("Widget"), SymbolKind::Class, Some("ui"))),
+            "{symbols:?}"
+        );
+        assert!(
+            symbols.contains(&(Some("Resize"), SymbolKind::Method, Some("Widget"))),
+            "{symbols:?}"
+        );
+        let point = chunk_file("geo/point.h", read[0].language, &read[0].text, &ChunkConfig::default());
+        let symbols: Vec<_> = point.iter().map(|c| (c.symbol.as_deref(), c.kind)).collect();
+        assert!(symbols.contains(&(Some("point"), SymbolKind::Struct)), "{symbols:?}");
+        assert!(
+            symbols.contains(&(Some("point_len"), SymbolKind::Function)),
+            "{symbols:?}"
+        );
+
+        // A language filter keeps a `.h` through the walk and decides once it is read.
+        let only_cpp = WalkConfig {
+            languages: Some(vec![Language::Cpp]),
+            ..WalkConfig::default()
+        };
+        let (kept, skipped) = walk_and_read(dir.path(), &only_cpp);
+        assert_eq!(kept, vec!["ui/widget.h"]);
+        assert_eq!(skipped.excluded, 1);
+    }
+
     #[cfg(unix)]
     #[test]
     fn symlinks_are_not_followed() {
@@ -943,7 +1026,7 @@ mod tests {
             language: Language::Rust,
             size: 1,
         };
-        assert_eq!(read_source(&gone), Err(SkipReason::Unreadable));
+        assert_eq!(read_source(&gone, &WalkConfig::default()), Err(SkipReason::Unreadable));
     }
 
     /// Between the walk and the read a file may grow past what the walk let
@@ -962,7 +1045,12 @@ mod tests {
             .expect("mkfifo");
         assert!(made.success());
         for file in &walk.files {
-            assert_eq!(read_source(file), Err(SkipReason::Unreadable), "{}", file.rel_path);
+            assert_eq!(
+                read_source(file, &WalkConfig::default()),
+                Err(SkipReason::Unreadable),
+                "{}",
+                file.rel_path
+            );
         }
     }
 }
