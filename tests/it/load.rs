@@ -8,6 +8,7 @@ use crate::support::embedder::{self, EmbedStub, Mode};
 use crate::support::fixtures::{build_and_publish, publish_copies, publish_fixture, settled_entries, write_repo};
 use crate::support::http::{get_json, metric, post_json, search};
 use crate::support::process::{ADMIN_TOKEN, shard_args, spawn};
+use crate::support::s3::Hold;
 use crate::support::shard::{admin, env, shard_env, sizes, start_shard};
 use crate::support::wait;
 use reqwest::StatusCode;
@@ -132,14 +133,12 @@ async fn anonymous_fan_out_over_many_cold_indexes_stays_within_limits() {
         "fan-outs answered by their deadline"
     );
     // Let the background warm-ups the fan-outs queued run their course.
-    for _ in 0..100 {
-        if metric(&shard.url, "trusty_restores{state=\"running\"}").await == 0.0
+    let settled = wait::until(wait::PATIENCE, async || {
+        metric(&shard.url, "trusty_restores{state=\"running\"}").await == 0.0
             && metric(&shard.url, "trusty_restores{state=\"queued\"}").await == 0.0
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
+    assert!(settled, "the warm-ups ran their course");
     stop.store(true, Ordering::Relaxed);
     let (running, on_disk) = (running.await.unwrap(), on_disk.await.unwrap());
     assert!(running <= 2.0, "at most two restores at once, saw {running}");
@@ -192,16 +191,14 @@ async fn re_registering_more_indexes_than_fit_causes_no_restore_churn() {
         }
     };
     let settle = || async {
-        for _ in 0..100 {
-            let busy = metric(&shard.url, "trusty_indexes{state=\"loading\"}").await
+        let idle = wait::until(wait::PATIENCE, async || {
+            metric(&shard.url, "trusty_indexes{state=\"loading\"}").await
                 + metric(&shard.url, "trusty_restores{state=\"queued\"}").await
-                + metric(&shard.url, "trusty_restores{state=\"running\"}").await;
-            if busy == 0.0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("loads never settled");
+                + metric(&shard.url, "trusty_restores{state=\"running\"}").await
+                == 0.0
+        })
+        .await;
+        assert!(idle, "loads never settled");
     };
     register_all().await;
     settle().await;
@@ -275,15 +272,11 @@ async fn two_restores_competing_for_the_last_room_get_over_budget_not_overshoot(
     assert!(metric(&shard.url, "trusty_cache_bytes{tier=\"memory\"}").await <= budget.parse::<f64>().unwrap());
     // Retried later, it evicts the other and loads.
     let loser = body["index_id"].as_str().unwrap().to_string();
-    let mut served = false;
-    for _ in 0..50 {
-        if search(&shard.url, &loser, "config").await.status() == StatusCode::OK {
-            served = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(served);
+    let served = wait::until(wait::PATIENCE, async || {
+        search(&shard.url, &loser, "config").await.status() == StatusCode::OK
+    })
+    .await;
+    assert!(served, "{loser} served once retried");
     assert_eq!(metric(&shard.url, "trusty_indexes{state=\"hot\"}").await, 1.0);
 }
 
@@ -332,7 +325,7 @@ async fn a_restore_that_cannot_fit_evicts_nothing() {
 
     generate("b");
     let next = build_and_publish(&env.store, "big", src.path()).await;
-    let refused = wait::until(150, Duration::from_millis(200), async || {
+    let refused = wait::until(wait::PATIENCE, async || {
         let st = status_of(&shard.url, "big").await;
         st["owners"][0]["last_error"]
             .as_str()
@@ -428,9 +421,20 @@ async fn an_index_larger_than_the_whole_budget_is_refused_not_served() {
     );
 }
 
-#[tokio::test]
+// Two workers: the S3 server, the load and the scrapes do not wait on one thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saturated_shard_answers_its_probes_and_is_not_ejected() {
-    let c = Cluster::start_with(2, 2, &["--max-concurrency", "2", "--search-threads", "1"], &[]).await;
+    // The router's probes get 5 s, not 1 s: on a machine the 64 loops below
+    // saturate, a probe that answers late is the machine, not the shard. A
+    // saturated shard's 503 `overloaded` is never a strike, however long the
+    // probes wait; that is what this test proves.
+    let c = Cluster::start_with(
+        2,
+        2,
+        &["--max-concurrency", "2", "--search-threads", "1"],
+        &["--probe-timeout", "5s"],
+    )
+    .await;
     publish_fixture(&c.store, "busy", "a").await;
     assert_eq!(search(&c.router.url, "busy", "config").await.status(), StatusCode::OK);
     let stop = Arc::new(AtomicBool::new(false));
@@ -447,22 +451,40 @@ async fn a_saturated_shard_answers_its_probes_and_is_not_ejected() {
         })
     });
     let load: Vec<_> = load.collect();
-    let mut probes = 0;
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < deadline {
-        for i in 0..2 {
-            // The chart's probe timeout.
-            let r = reqwest::Client::new()
-                .get(format!("{}/healthz", c.shard_url(i)))
-                .timeout(Duration::from_secs(3))
-                .send()
-                .await
-                .expect("/healthz answers under saturation");
-            assert_eq!(r.status(), StatusCode::OK);
-            probes += 1;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Probed from a thread of its own, with a runtime of its own, so that
+    // the 64 loops on this runtime do not delay the probes' own side.
+    let shard_urls = [c.shard_url(0), c.shard_url(1)];
+    let probing = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let client = reqwest::Client::new();
+            let mut probes = 0;
+            let deadline = Instant::now() + Duration::from_secs(3);
+            loop {
+                for url in &shard_urls {
+                    let r = client
+                        .get(format!("{url}/healthz"))
+                        .timeout(Duration::from_secs(10))
+                        .send()
+                        .await
+                        .expect("/healthz answers under saturation");
+                    assert_eq!(r.status(), StatusCode::OK);
+                    probes += 1;
+                }
+                if Instant::now() >= deadline {
+                    return probes;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    });
+    let probes = tokio::task::spawn_blocking(move || probing.join())
+        .await
+        .unwrap()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     stop.store(true, Ordering::Relaxed);
     for t in load {
         t.await.unwrap();
@@ -552,12 +574,7 @@ async fn embedder_outage_degrades_hybrid_fails_vector_and_shards_still_start() {
         )
         .await
     };
-    let (status, body) = hybrid(shard.url.clone()).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(
-        body["unavailable_arms"].as_array().is_none_or(|a| a.is_empty()),
-        "{body}"
-    );
+    let body = with_every_arm(async || hybrid(shard.url.clone()).await).await;
     assert!(
         body["hits"][0]["arms"]["vector"].is_object(),
         "vectors used while up: {body}"
@@ -570,13 +587,8 @@ async fn embedder_outage_degrades_hybrid_fails_vector_and_shards_still_start() {
         )
         .await
     };
-    let (status, body) = files(shard.url.clone()).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let body = with_every_arm(async || files(shard.url.clone()).await).await;
     assert_eq!(body["mode"], "hybrid", "{body}");
-    assert!(
-        body["unavailable_arms"].as_array().is_none_or(|a| a.is_empty()),
-        "{body}"
-    );
     assert_eq!(body["files"][0]["path"], "src/config.rs", "{body}");
 
     stub.set(Mode::Hang);
@@ -626,16 +638,30 @@ async fn embedder_outage_degrades_hybrid_fails_vector_and_shards_still_start() {
 
     // Back up: vectors return once the breaker's cool-down has passed.
     stub.set(Mode::Up);
-    let mut recovered = false;
-    for _ in 0..40 {
+    let recovered = wait::until(Duration::from_secs(30), async || {
         let (status, body) = hybrid(late.url.clone()).await;
-        if status == StatusCode::OK && body["unavailable_arms"].as_array().is_none_or(|a| a.is_empty()) {
-            recovered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        status == StatusCode::OK && body["unavailable_arms"].as_array().is_none_or(|a| a.is_empty())
+    })
+    .await;
     assert!(recovered, "vectors came back with the embedder");
+}
+
+/// The first answer from `ask` with no arm missing. While the embedder is
+/// up a query still misses its vector when the embedding does not arrive
+/// within the embed timeout (a cold client, a loaded machine), and the
+/// breaker then skips the embedder for its cool-down: asked again for up to
+/// 30 s, so only an embedder that never serves fails the test.
+async fn with_every_arm(ask: impl AsyncFn() -> (StatusCode, Value)) -> Value {
+    let mut last = Value::Null;
+    let answered = wait::until(Duration::from_secs(30), async || {
+        let (status, body) = ask().await;
+        let complete = status == StatusCode::OK && body["unavailable_arms"].as_array().is_none_or(|a| a.is_empty());
+        last = body;
+        complete
+    })
+    .await;
+    assert!(answered, "every arm answers while the embedder is up: {last}");
+    last
 }
 
 #[tokio::test]
@@ -675,7 +701,7 @@ async fn a_held_query_keeps_its_files_through_eviction_and_reload() {
     // Inside the runtime the engine is freed on a blocking thread, so the
     // directory goes shortly after the handle, not during the drop.
     drop(again);
-    let gone = wait::until(100, Duration::from_millis(50), async || !dir.exists()).await;
+    let gone = wait::until(wait::PATIENCE, async || !dir.exists()).await;
     assert!(gone, "removed once the last reader let go");
 }
 
@@ -711,26 +737,41 @@ async fn reload_is_asynchronous_and_a_timed_out_download_leaves_no_partial_direc
     .await;
     assert_eq!(search(&shard.url, "demo", "config").await.status(), StatusCode::OK);
     publish_fixture(&env.store, "demo", "second").await;
-    // Every request now takes 150 ms: the pointers fit the deadline, a
-    // one-at-a-time download of the bundle's files does not.
-    env.s3.set_delay(Duration::from_millis(150));
-    let t = Instant::now();
-    let r = admin(&shard.url, reqwest::Method::POST, "/v1/admin/indexes/demo/reload").await;
-    assert_eq!(r.status(), StatusCode::ACCEPTED, "reload answers before it downloads");
-    assert!(t.elapsed() < Duration::from_millis(400));
-    let mut failed = false;
-    for _ in 0..60 {
+    // The store answers nothing: a reload that waited for it (its reads of
+    // CURRENT have no deadline but the client's 30 s read timeout) would
+    // not answer within the 10 s this client waits.
+    env.s3.hold(Hold::Everything);
+    let reload = reqwest::Client::new()
+        .post(format!("{}/v1/admin/indexes/demo/reload", shard.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("reload answers while the store does not");
+    assert_eq!(
+        reload.status(),
+        StatusCode::ACCEPTED,
+        "reload answers before it downloads"
+    );
+    let accepted: Value = reload.json().await.unwrap();
+    assert!(
+        accepted["owners"][0]["last_error"].is_null(),
+        "answered before its refresh ended: {accepted}"
+    );
+    let asked = wait::until(wait::PATIENCE, async || env.s3.held() >= 1).await;
+    assert!(asked, "the reload's refresh reads the store after answering");
+    // Now the pointers are read and the bundle's files are not: the
+    // download cannot finish, and its deadline (load timeout 400 ms, at
+    // 1 GiB/s) ends it with a partial directory on disk.
+    env.s3.hold(Hold::BundleFiles);
+    let failed = wait::until(wait::PATIENCE, async || {
         let st = status_of(&shard.url, "demo").await;
-        if st["owners"][0]["last_error"]
+        st["owners"][0]["last_error"]
             .as_str()
             .is_some_and(|e| e.contains("timeout"))
-        {
-            failed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    env.s3.set_delay(Duration::ZERO);
+    })
+    .await;
+    env.s3.release();
     assert!(failed, "{}", status_of(&shard.url, "demo").await);
     let left = partials(&cache.join("demo")).await;
     assert!(left.is_empty(), "{left:?}");
@@ -747,15 +788,26 @@ async fn unregistering_an_index_while_it_restores_discards_the_restore() {
     let env = env().await;
     publish_fixture(&env.store, "demo", "a").await;
     let cache = env.dir.path().join("cache");
-    let shard = start_shard(&env, "s0", &cache, &["--warm", "false", "--negative-cache", "1h"]).await;
-    env.s3.set_delay(Duration::from_millis(200));
+    // The waiter waits as long as the test takes to unregister.
+    let flags = [
+        "--warm",
+        "false",
+        "--negative-cache",
+        "1h",
+        "--load-wait",
+        "10m",
+        "--request-timeout",
+        "10m",
+    ];
+    let shard = start_shard(&env, "s0", &cache, &flags).await;
+    // The store answers nothing until the index is unregistered: the restore
+    // cannot finish first, however quick or slow this machine is.
+    env.s3.hold(Hold::Everything);
     let url = shard.url.clone();
     let waiting = tokio::spawn(async move { search(&url, "demo", "config").await.status() });
-    let loading = wait::until(50, Duration::from_millis(20), async || {
-        metric(&shard.url, "trusty_index_loads_total").await >= 1.0
-    })
-    .await;
-    assert!(loading, "the search started a restore");
+    let running = "trusty_restores{state=\"running\"}";
+    let restoring = wait::until(wait::PATIENCE, async || metric(&shard.url, running).await >= 1.0).await;
+    assert!(restoring, "the search started a restore");
     let r = admin(&shard.url, reqwest::Method::DELETE, "/v1/admin/indexes/demo").await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(
@@ -763,9 +815,10 @@ async fn unregistering_an_index_while_it_restores_discards_the_restore() {
         StatusCode::NOT_FOUND,
         "the waiter learns it is gone"
     );
-    env.s3.set_delay(Duration::ZERO);
-    // Long enough for the restore in flight to have finished.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.s3.release();
+    // The restore in flight finishes (and gives its admission slot back).
+    let finished = wait::until(wait::PATIENCE, async || metric(&shard.url, running).await == 0.0).await;
+    assert!(finished, "the restore in flight finished");
     assert_eq!(
         metric(&shard.url, "trusty_index_loads_total").await,
         1.0,
@@ -783,10 +836,11 @@ async fn a_restart_counts_old_versions_on_disk_against_the_budget() {
     assert_eq!(search(&shard.url, "demo", "config").await.status(), StatusCode::OK);
     // Let the poller save the recently used list, then kill -9.
     let recent = cache.join(".recent.json");
-    wait::until(100, Duration::from_millis(100), async || {
+    let saved = wait::until(wait::PATIENCE, async || {
         std::fs::read_to_string(&recent).is_ok_and(|r| r.contains("demo"))
     })
     .await;
+    assert!(saved, "the recently used list was saved");
     shard.kill();
     let real = dir_bytes(&cache.join("demo"));
     let junk = |dir: &Path, bytes: usize| {
@@ -943,14 +997,7 @@ async fn a_shard_joining_takes_over_its_indexes_without_cold_errors() {
     tx.send_replace((0..4).map(endpoint).collect());
     let new_shard = shards[3].url.clone();
     let route = "trusty_http_requests_total{outcome=\"ok\",role=\"shard\",route=\"/v1/indexes/{id}/search\"}";
-    let mut took_over = false;
-    for _ in 0..100 {
-        if metric(&new_shard, route).await > 0.0 {
-            took_over = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let took_over = wait::until(wait::PATIENCE, async || metric(&new_shard, route).await > 0.0).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     client.await.unwrap();

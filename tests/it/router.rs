@@ -101,10 +101,7 @@ async fn killing_a_shard_under_load_fails_no_queries_and_it_comes_back() {
     c.kill_shard(victim);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let ok_after_kill = ok.load(Ordering::Relaxed);
-    wait::until(100, Duration::from_millis(100), async || {
-        ok.load(Ordering::Relaxed) > ok_after_kill
-    })
-    .await;
+    wait::until(wait::PATIENCE, async || ok.load(Ordering::Relaxed) > ok_after_kill).await;
     assert!(
         ok.load(Ordering::Relaxed) > ok_after_kill,
         "queries keep succeeding after the kill"
@@ -125,7 +122,7 @@ async fn killing_a_shard_under_load_fails_no_queries_and_it_comes_back() {
     // replica until it has warmed: how long that takes depends on the machine.
     c.restart_shard(victim).await;
     let before = metric(&c.shard_url(victim), SHARD_SEARCH_OK).await;
-    wait::until(100, Duration::from_millis(200), async || {
+    wait::until(wait::PATIENCE, async || {
         metric(&c.shard_url(victim), SHARD_SEARCH_OK).await > before
     })
     .await;
@@ -154,22 +151,20 @@ async fn fan_out_over_fifty_indexes_with_an_owner_down_returns_partial_results()
     // A fan-out never waits for cold indexes: it skips them and warms them
     // through each shard's restore queue, so repeating it warms all fifty.
     let mut warm = Value::Null;
-    for _ in 0..120 {
+    wait::until(wait::PATIENCE, async || {
         warm = post_json(
             &format!("{}/v1/search", c.router.url),
             json!({"query": "config", "deadline_ms": 5000, "indexes": ids}),
         )
         .await
         .1;
-        if warm["searched"].as_array().unwrap().len() == 50 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        warm["searched"].as_array().unwrap().len() == 50
+    })
+    .await;
     assert_eq!(warm["searched"].as_array().unwrap().len(), 50, "{warm}");
     // Shards discover new indexes by polling storage; then "all" means all 50.
     let mut listed = 0;
-    for _ in 0..50 {
+    wait::until(wait::PATIENCE, async || {
         let list: Value = get_json(&format!("{}/v1/indexes", c.router.url)).await;
         let mut names: Vec<&str> = list["indexes"]
             .as_array()
@@ -179,11 +174,9 @@ async fn fan_out_over_fifty_indexes_with_an_owner_down_returns_partial_results()
             .collect();
         names.dedup();
         listed = names.len();
-        if listed == 50 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        listed == 50
+    })
+    .await;
     assert_eq!(listed, 50);
 
     let down = 2;
@@ -195,7 +188,7 @@ async fn fan_out_over_fifty_indexes_with_an_owner_down_returns_partial_results()
     let started = Instant::now();
     let (_, r) = post_json(
         &format!("{}/v1/search", c.router.url),
-        json!({"query": "config", "deadline_ms": 1500, "top_k": 100}),
+        json!({"query": "config", "deadline_ms": 5000, "top_k": 100}),
     )
     .await;
     let took = started.elapsed();
@@ -221,7 +214,7 @@ async fn fan_out_over_fifty_indexes_with_an_owner_down_returns_partial_results()
     }
     assert!(searched >= 50 - owned_by_down.len(), "{r}");
     assert!(
-        took < Duration::from_secs(5),
+        took < Duration::from_secs(15),
         "answered within the deadline (+ margin): {took:?}"
     );
     assert!(metric(&c.router.url, "trusty_fanout_partial_total{kind=\"skipped\"}").await >= owned_by_down.len() as f64);
@@ -394,7 +387,7 @@ async fn admin_register_preloads_and_delete_unregisters_everywhere() {
     assert!(r.status().is_success(), "{:?}", r.text().await);
     // Both owners load it in the background.
     let mut hot = 0;
-    for _ in 0..100 {
+    wait::until(wait::PATIENCE, async || {
         let st: Value = get_json(&format!("{}/v1/indexes/demo", c.router.url)).await;
         hot = st["owners"]
             .as_array()
@@ -402,11 +395,9 @@ async fn admin_register_preloads_and_delete_unregisters_everywhere() {
             .iter()
             .filter(|o| o["state"] == "hot")
             .count();
-        if hot == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        hot == 2
+    })
+    .await;
     assert_eq!(hot, 2, "both owners preloaded the index");
     let r = client
         .delete(format!("{}/v1/admin/indexes/demo", c.router.url))
@@ -468,15 +459,7 @@ async fn erroring_or_slow_shards_are_ejected_and_readmitted() {
     let ejected = |url: String| async move { metric(&url, "trusty_router_shards{health=\"ejected\"}").await };
     let wait_for = |want: f64| {
         let url = router.url.clone();
-        async move {
-            for _ in 0..50 {
-                if ejected(url.clone()).await == want {
-                    return true;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            false
-        }
+        async move { wait::until(Duration::from_secs(30), async || ejected(url.clone()).await == want).await }
     };
     assert!(wait_for(0.0).await, "healthy at first");
     mode.store(1, Ordering::Relaxed);

@@ -3,7 +3,9 @@
 use crate::support::fixtures::{publish_fixture, settled_entries};
 use crate::support::http::{get_json, metric, post_json, search};
 use crate::support::process::Proc;
+use crate::support::s3::Hold;
 use crate::support::shard::{admin, env, sizes, start_shard};
+use crate::support::wait;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -59,15 +61,10 @@ async fn slow_restore_answers_503_then_serves_without_a_second_restore() {
     assert_eq!(body["retryable"], true);
     assert_eq!(body["index_id"], "demo");
     env.s3.set_delay(Duration::ZERO);
-    let mut served = false;
-    for _ in 0..100 {
-        let r = search(&shard.url, "demo", "load config").await;
-        if r.status() == StatusCode::OK {
-            served = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let served = wait::until(wait::PATIENCE, async || {
+        search(&shard.url, "demo", "load config").await.status() == StatusCode::OK
+    })
+    .await;
     assert!(served, "index never became hot");
     assert_eq!(
         metric(&shard.url, "trusty_index_loads_total").await,
@@ -193,14 +190,10 @@ async fn store_outage_is_survived_and_recovered_by_backoff() {
     assert!(shard_alive(&shard).await, "the shard must not crash");
     env.s3.restart().await;
     // The failed restore is retried after its backoff (500ms base in tests).
-    let mut ok = false;
-    for _ in 0..100 {
-        if search(&shard.url, "demo", "config").await.status() == StatusCode::OK {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let ok = wait::until(wait::PATIENCE, async || {
+        search(&shard.url, "demo", "config").await.status() == StatusCode::OK
+    })
+    .await;
     assert!(ok, "index did not come back with the store");
 }
 
@@ -216,8 +209,10 @@ async fn kill_during_download_leaves_nothing_half_written() {
     let env = env().await;
     publish_fixture(&env.store, "demo", "a").await;
     let cache = env.dir.path().join("cache");
-    env.s3.set_delay(Duration::from_millis(1500));
     let mut shard = start_shard(&env, "s0", &cache, &["--load-wait", "100ms", "--warm", "false"]).await;
+    // The restore reads its pointers and starts downloading; the files
+    // themselves do not come until the shard is dead.
+    env.s3.hold(Hold::BundleFiles);
     assert_eq!(
         search(&shard.url, "demo", "config").await.status(),
         StatusCode::SERVICE_UNAVAILABLE
@@ -231,17 +226,12 @@ async fn kill_during_download_leaves_nothing_half_written() {
             })
             .unwrap_or(false)
     };
-    for _ in 0..100 {
-        if partial_exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(partial_exists(), "download never started");
+    let started = wait::until(wait::PATIENCE, async || partial_exists()).await;
+    assert!(started, "download never started");
     shard.kill();
     assert!(partial_exists(), "killed mid-download");
 
-    env.s3.set_delay(Duration::ZERO);
+    env.s3.release();
     let shard = start_shard(&env, "s0", &cache, &["--warm", "false"]).await;
     let left = settled_entries(&cache.join("demo"), ".partial-").await;
     assert!(left.is_empty(), "restart cleans partial downloads: {left:?}");
@@ -294,15 +284,11 @@ async fn new_version_is_swapped_in_under_queries_with_no_failures() {
         (ok, failed, versions)
     });
     let second = publish_fixture(&env.store, "demo", "second").await;
-    let mut swapped = false;
-    for _ in 0..100 {
+    let swapped = wait::until(wait::PATIENCE, async || {
         let st: Value = get_json(&format!("{}/v1/indexes/demo", shard.url)).await;
-        if st["version"] == second.version.as_str() {
-            swapped = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        st["version"] == second.version.as_str()
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (ok, failed, versions) = client.await.unwrap();
@@ -352,13 +338,8 @@ async fn a_new_version_that_fails_to_load_is_not_fetched_again_every_poll() {
     let url = shard.url.as_str();
     let failures = || metric(url, "trusty_index_load_failures_total{reason=\"corrupt\"}");
     let wait_for = |n: f64| async move {
-        for _ in 0..100 {
-            if failures().await >= n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("fewer than {n} failed tries");
+        let tried = wait::until(wait::PATIENCE, async || failures().await >= n).await;
+        assert!(tried, "fewer than {n} failed tries");
     };
     wait_for(1.0).await;
     tokio::time::sleep(Duration::from_secs(3)).await; // six polls

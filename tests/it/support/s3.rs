@@ -1,6 +1,8 @@
 //! A real S3-compatible server (s3s-fs) on 127.0.0.1 inside the test process,
 //! with switches the tests flip: stop/restart on the same port (store
-//! outage) and an artificial delay on every request (slow restores).
+//! outage), an artificial delay on every request (slow restores), and a gate
+//! that holds requests until the test releases them (a store that answers
+//! nothing for as long as the test needs, with no clock involved).
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
@@ -12,16 +14,42 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use trusty_search::storage::store::Store;
 
 pub const ACCESS_KEY: &str = "trusty-test";
 pub const SECRET_KEY: &str = "trusty-test-secret";
 pub const BUCKET: &str = "indexes";
 
+/// Which requests the gate holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// None: every request is served.
+    Nothing,
+    /// Every request, listings and `CURRENT` included.
+    Everything,
+    /// The files of index versions, not their manifests nor anything else:
+    /// a restore reads its pointers and starts downloading, then waits.
+    BundleFiles,
+}
+
+impl Hold {
+    fn holds(self, path: &str) -> bool {
+        match self {
+            Hold::Nothing => false,
+            Hold::Everything => true,
+            Hold::BundleFiles => path.contains("/versions/") && !path.ends_with("/manifest.json"),
+        }
+    }
+}
+
 pub struct S3Server {
     pub addr: SocketAddr,
     pub root: PathBuf,
     delay_ms: Arc<AtomicU64>,
+    gate: Arc<watch::Sender<Hold>>,
+    /// Requests the gate has held, released or not.
+    held: Arc<AtomicU64>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -34,6 +62,8 @@ impl S3Server {
             addr: listener.local_addr().unwrap(),
             root: root.to_path_buf(),
             delay_ms: Arc::new(AtomicU64::new(0)),
+            gate: Arc::new(watch::Sender::new(Hold::Nothing)),
+            held: Arc::new(AtomicU64::new(0)),
             task: None,
         };
         server.serve(listener);
@@ -45,7 +75,7 @@ impl S3Server {
         let mut b = S3ServiceBuilder::new(fs);
         b.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
         let service = b.build();
-        let delay = self.delay_ms.clone();
+        let (delay, gate, held) = (self.delay_ms.clone(), self.gate.clone(), self.held.clone());
         self.task = Some(tokio::spawn(async move {
             let http = ConnBuilder::new(TokioExecutor::new());
             let mut conns = tokio::task::JoinSet::new();
@@ -54,11 +84,18 @@ impl S3Server {
                     continue;
                 };
                 let service = service.clone();
-                let delay = delay.clone();
-                let svc = hyper::service::service_fn(move |req| {
+                let (delay, gate, held) = (delay.clone(), gate.clone(), held.clone());
+                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let service = service.clone();
-                    let delay = delay.load(Ordering::Relaxed);
+                    let (delay, mut gate, held) = (delay.clone(), gate.subscribe(), held.clone());
                     async move {
+                        let path = req.uri().path().to_string();
+                        if gate.borrow_and_update().holds(&path) {
+                            held.fetch_add(1, Ordering::SeqCst);
+                            // Err only when the server is gone, and its task with it.
+                            let _ = gate.wait_for(|hold| !hold.holds(&path)).await;
+                        }
+                        let delay = delay.load(Ordering::Relaxed);
                         if delay > 0 {
                             tokio::time::sleep(Duration::from_millis(delay)).await;
                         }
@@ -87,8 +124,27 @@ impl S3Server {
         ]
     }
 
+    /// Delays every request from now on by `d` (after the gate, if it holds it).
     pub fn set_delay(&self, d: Duration) {
         self.delay_ms.store(d.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Holds the requests `what` names, those waiting and those to come,
+    /// until [`S3Server::release`] (or another `hold`) lets them through.
+    /// Nothing times out at the gate: a held request waits as long as the
+    /// test needs, however slow the machine.
+    pub fn hold(&self, what: Hold) {
+        self.gate.send_replace(what);
+    }
+
+    /// Lets every held request through, and serves the next ones at once.
+    pub fn release(&self) {
+        self.hold(Hold::Nothing);
+    }
+
+    /// How many requests the gate has held so far, released or not.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::SeqCst)
     }
 
     /// Stops accepting and drops open connections (the store is "down").
