@@ -543,6 +543,7 @@ async fn build_step(
     let job_ns = ctx.build.job_namespace(index);
     let job_api: Api<Job> = Api::namespaced(ctx.client.clone(), &job_ns);
     let mut running = false;
+    let mut pending: Option<PodPending> = None;
     let mut failed: Option<String> = None;
 
     if let Some(last) = st.last_build_job.clone()
@@ -550,7 +551,14 @@ async fn build_step(
     {
         let job_hash = jobs::job_source_hash(&job).map(str::to_string);
         match jobs::job_outcome(&job) {
-            JobOutcome::Running if job_hash.as_deref() == Some(desired) => running = true,
+            JobOutcome::Running if job_hash.as_deref() == Some(desired) => {
+                running = true;
+                pending = jobs::pod_not_started(&job, now, jobs::BUILD_PENDING_AFTER).map(|since| PodPending {
+                    job: last.clone(),
+                    namespace: job.namespace().unwrap_or_else(|| job_ns.clone()),
+                    since,
+                });
+            }
             JobOutcome::Running => supersede(index, &last_api, &last, ctx).await?,
             JobOutcome::Succeeded { completion_time } => {
                 let done = completion_time
@@ -597,7 +605,18 @@ async fn build_step(
     let refresh = refresh_token(index, st, desired, now);
     let needs_build = st.source_hash.as_deref() != Some(desired) || refresh.is_some();
     if running {
-        set_building(st, generation, now, st.last_build_job.clone().unwrap_or_default());
+        match pending {
+            Some(p) => {
+                if set_build_pending(st, generation, now, &p) {
+                    let message = status::condition(st, condition::BUILT)
+                        .map(|c| c.message.clone())
+                        .unwrap_or_default();
+                    ctx.event(index, EventType::Warning, BUILD_PENDING, "Build", message)
+                        .await;
+                }
+            }
+            None => set_building(st, generation, now, st.last_build_job.clone().unwrap_or_default()),
+        }
         return Ok(Build::Running);
     }
     if !needs_build {
@@ -803,7 +822,20 @@ async fn find_build_job(index: &Index, id: &IndexId, name: &str, ctx: &Context) 
 fn set_building(st: &mut IndexStatus, generation: Option<i64>, now: Timestamp, job: String) {
     // A refresh keeps serving the previous build: Built stays True until the new one lands.
     let previous = st.source_hash.is_some() && status::condition_is(st, condition::BUILT, true);
-    if !previous {
+    if previous {
+        // Its pod has started since it was reported pending.
+        if status::condition(st, condition::BUILT).is_some_and(|c| c.reason == BUILD_PENDING) {
+            set_condition(
+                &mut st.conditions,
+                condition::BUILT,
+                true,
+                "Building",
+                format!("Job {job} is running; the previous build keeps serving"),
+                generation,
+                now,
+            );
+        }
+    } else {
         set_condition(
             &mut st.conditions,
             condition::BUILT,
@@ -814,6 +846,55 @@ fn set_building(st: &mut IndexStatus, generation: Option<i64>, now: Timestamp, j
             now,
         );
     }
+}
+
+/// Built's reason while the pod of a running build Job has not started for
+/// [`jobs::BUILD_PENDING_AFTER`].
+const BUILD_PENDING: &str = "BuildPending";
+
+/// A running build Job whose pod has not started ([`jobs::pod_not_started`]).
+#[derive(Debug)]
+struct PodPending {
+    job: String,
+    /// Where the Job runs (the shared build namespace or the Index's).
+    namespace: String,
+    /// The Job's start time.
+    since: Timestamp,
+}
+
+/// Reports on Built that the build waits for its pod, and how to see why;
+/// Built keeps its status (True while a previous build serves, as in
+/// [`set_building`]) and nothing is failed or deleted: the pod may still
+/// start. Returns whether this Job was not reported pending before (for a
+/// Warning event once per Job); [`set_building`] replaces the reason once the
+/// pod runs.
+fn set_build_pending(st: &mut IndexStatus, generation: Option<i64>, now: Timestamp, p: &PodPending) -> bool {
+    let PodPending { job, namespace, since } = p;
+    let previous = st.source_hash.is_some() && status::condition_is(st, condition::BUILT, true);
+    let reported = status::condition(st, condition::BUILT)
+        .is_some_and(|c| c.reason == BUILD_PENDING && c.message.contains(&format!("Job {job} ")));
+    let minutes = jobs::BUILD_PENDING_AFTER.as_secs() / 60;
+    let mut message = format!(
+        "the pod of build Job {job} has not started running since {since} (over {minutes} min): \
+         an image it cannot pull, a Secret it cannot find (such as the store credentials), no node that fits \
+         or a volume attached elsewhere holds it; see why with \
+         `kubectl -n {namespace} describe pod -l job-name={job}`. The Job fails only at its deadline \
+         ({} h); the build goes on if the pod starts",
+        jobs::ACTIVE_DEADLINE / 3600
+    );
+    if previous {
+        message.push_str("; the previous build keeps serving");
+    }
+    set_condition(
+        &mut st.conditions,
+        condition::BUILT,
+        previous,
+        BUILD_PENDING,
+        message,
+        generation,
+        now,
+    );
+    !reported
 }
 
 /// Registers the index, reloads after a new build, resets on request, and
@@ -1116,6 +1197,75 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pending_build_pod_is_reported_once_and_cleared_when_it_runs() {
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        let now = t("2026-03-01T10:06:00Z");
+        let p = PodPending {
+            job: "tokio-0123456789".into(),
+            namespace: "trusty-system".into(),
+            since: t("2026-03-01T10:00:00Z"),
+        };
+        let built = |st: &IndexStatus| {
+            let c = status::condition(st, condition::BUILT).expect("Built");
+            (c.status.clone(), c.reason.clone(), c.message.clone())
+        };
+
+        // A first build: Built stays False, with how to see why.
+        let mut st = IndexStatus::default();
+        set_building(&mut st, Some(1), now, p.job.clone());
+        assert!(set_build_pending(&mut st, Some(1), now, &p), "reported the first time");
+        let (status_, reason, message) = built(&st);
+        assert_eq!((status_.as_str(), reason.as_str()), ("False", BUILD_PENDING));
+        assert!(
+            message.contains("kubectl -n trusty-system describe pod -l job-name=tokio-0123456789"),
+            "{message}"
+        );
+        assert!(message.contains("2026-03-01T10:00:00Z"), "{message}");
+        let written = st.clone();
+        assert!(
+            !set_build_pending(&mut st, Some(1), t("2026-03-01T10:30:00Z"), &p),
+            "once per Job"
+        );
+        assert_eq!(st, written, "nothing new to write while it waits");
+        let other = PodPending {
+            job: "tokio-9876543210".into(),
+            ..p
+        };
+        assert!(
+            set_build_pending(&mut st, Some(1), now, &other),
+            "a new Job is reported again"
+        );
+        let p = other;
+        // The pod runs: Building again.
+        set_building(&mut st, Some(1), now, p.job.clone());
+        assert_eq!(built(&st).1, "Building");
+
+        // A refresh: the previous build keeps serving, so Built stays True.
+        let mut st = IndexStatus {
+            source_hash: Some("h".into()),
+            ..Default::default()
+        };
+        set_condition(
+            &mut st.conditions,
+            condition::BUILT,
+            true,
+            "BuildSucceeded",
+            "m",
+            Some(1),
+            now,
+        );
+        set_building(&mut st, Some(1), now, p.job.clone());
+        assert_eq!(built(&st).1, "BuildSucceeded", "a running refresh changes nothing");
+        assert!(set_build_pending(&mut st, Some(1), now, &p));
+        let (status_, reason, message) = built(&st);
+        assert_eq!((status_.as_str(), reason.as_str()), ("True", BUILD_PENDING));
+        assert!(message.contains("previous build keeps serving"), "{message}");
+        set_building(&mut st, Some(1), now, p.job.clone());
+        let (status_, reason, _) = built(&st);
+        assert_eq!((status_.as_str(), reason.as_str()), ("True", "Building"));
+    }
 
     #[test]
     fn refreshes_come_due_once_per_interval_and_never_past_the_end_of_time() {

@@ -31,7 +31,13 @@ pub const INDEX_UID_ANNOTATION: &str = "search.trusty.dev/index-uid";
 
 const BACKOFF_LIMIT: i32 = 2;
 const TTL_AFTER_FINISHED: i32 = 24 * 3600;
-const ACTIVE_DEADLINE: i64 = 6 * 3600;
+/// Seconds a build Job may run before it fails (`DeadlineExceeded`).
+pub const ACTIVE_DEADLINE: i64 = 6 * 3600;
+/// How long a build Job may wait for its pod to start running before the
+/// Index says so ([`pod_not_started`]): long enough for a slow image pull or
+/// a node scale-up, far shorter than [`ACTIVE_DEADLINE`], the only thing that
+/// ends a Job whose pod never starts (such pods never count as failed).
+pub const BUILD_PENDING_AFTER: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 const GIT_WORKDIR: &str = "/work/src";
 const VOLUME_MOUNT: &str = "/source";
 
@@ -445,6 +451,34 @@ pub fn job_outcome(job: &Job) -> JobOutcome {
     JobOutcome::Running
 }
 
+/// When a build Job still running at `now` started, if its pod has not
+/// started running in the `after` since: `active > 0` (a Pending pod counts
+/// as active) with `ready == 0`. The build container has no readiness probe,
+/// so its pod is Ready as soon as it runs; what holds one back longer is an
+/// image that cannot be pulled, a Secret or ConfigMap that is missing, no
+/// node that fits, or a volume attached elsewhere.
+///
+/// Never stuck: a Job without `ready` (API servers before 1.24 do not report
+/// it), without `startTime`, or that lost a pod already (`failed > 0`:
+/// `startTime` dates the Job, not the retry pod waiting now).
+pub fn pod_not_started(
+    job: &Job,
+    now: k8s_openapi::jiff::Timestamp,
+    after: std::time::Duration,
+) -> Option<k8s_openapi::jiff::Timestamp> {
+    let status = job.status.as_ref()?;
+    if job_outcome(job) != JobOutcome::Running
+        || status.active.unwrap_or(0) == 0
+        || status.ready != Some(0)
+        || status.failed.unwrap_or(0) > 0
+    {
+        return None;
+    }
+    let started = status.start_time.as_ref()?.0;
+    let waited = std::time::Duration::try_from(now.duration_since(started)).ok()?;
+    (waited >= after).then_some(started)
+}
+
 /// The source hash a Job was created for.
 pub fn job_source_hash(job: &Job) -> Option<&str> {
     job.annotations().get(SOURCE_HASH_ANNOTATION).map(String::as_str)
@@ -760,6 +794,70 @@ mod tests {
                 completion_time: Some(_)
             }
         ));
+    }
+
+    #[test]
+    fn a_pod_that_has_not_started_for_a_while_is_reported_and_nothing_else() {
+        let t = |s: &str| s.parse::<k8s_openapi::jiff::Timestamp>().unwrap();
+        let job = |status: serde_json::Value| -> Job {
+            serde_json::from_value(json!({"metadata": {"name": "j"}, "status": status})).unwrap()
+        };
+        let after = BUILD_PENDING_AFTER;
+        let start = "2026-03-01T10:00:00Z";
+        let waiting = job(json!({"active": 1, "ready": 0, "startTime": start}));
+        let (early, late) = (t("2026-03-01T10:04:59Z"), t("2026-03-01T10:05:00Z"));
+        assert_eq!(
+            pod_not_started(&waiting, early, after),
+            None,
+            "a slow pull is not stuck yet"
+        );
+        assert_eq!(pod_not_started(&waiting, late, after), Some(t(start)));
+        assert_eq!(
+            pod_not_started(&waiting, t("2026-03-01T15:00:00Z"), after),
+            Some(t(start))
+        );
+        // A clock behind the API server's is not a wait.
+        assert_eq!(pod_not_started(&waiting, t("2026-03-01T09:00:00Z"), after), None);
+
+        let never = [
+            // Running: its container has no readiness probe, so Ready is running.
+            json!({"active": 1, "ready": 1, "startTime": start}),
+            // An API server that does not report ready pods (before 1.24).
+            json!({"active": 1, "startTime": start}),
+            json!({"active": 1, "ready": null, "startTime": start}),
+            // No start time, or no pod yet.
+            json!({"active": 1, "ready": 0}),
+            json!({"ready": 0, "startTime": start}),
+            json!({"active": 0, "ready": 0, "startTime": start}),
+            // A retry pod: the Job's start time says nothing about its wait.
+            json!({"active": 1, "ready": 0, "failed": 1, "startTime": start}),
+            // Finished, whatever the counters still say.
+            json!({"active": 1, "ready": 0, "startTime": start,
+                   "conditions": [{"type": "Complete", "status": "True"}]}),
+            json!({"active": 1, "ready": 0, "startTime": start,
+                   "conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}),
+        ];
+        for status in never {
+            assert_eq!(pod_not_started(&job(status.clone()), late, after), None, "{status}");
+        }
+        let no_status: Job = serde_json::from_value(json!({"metadata": {"name": "j"}})).unwrap();
+        assert_eq!(pod_not_started(&no_status, late, after), None);
+    }
+
+    /// [`pod_not_started`] reads `ready == 0` as "not running", which holds
+    /// only while nothing else keeps a running build pod from being Ready.
+    #[test]
+    fn build_pods_are_ready_once_running() {
+        let job = build_job(&git_index("tokio"), "tokio", "tokio-1", "h", &BuildConfig::default());
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        assert!(pod.readiness_gates.is_none());
+        assert!(
+            pod.init_containers.is_none(),
+            "an init container would hold Ready back too"
+        );
+        for c in &pod.containers {
+            assert!(c.readiness_probe.is_none() && c.startup_probe.is_none(), "{}", c.name);
+        }
     }
 
     #[test]

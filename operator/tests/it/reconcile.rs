@@ -396,6 +396,97 @@ async fn source_change_while_building_replaces_the_job() {
     .unwrap();
 }
 
+/// A build Job whose pod never starts (an image it cannot pull, a missing
+/// Secret) stays active until its deadline: the Index says so, with how to
+/// see why, and keeps Building; nothing is failed or deleted. The Job
+/// started in 2020, so it has waited past the threshold whatever the clock says.
+#[tokio::test]
+async fn a_build_whose_pod_does_not_start_is_reported_pending_and_keeps_building() {
+    let router = FakeRouter::start().await;
+    let spec = git_spec();
+    let hash = jobs::source_hash(&serde_json::from_value(spec.clone()).unwrap());
+    let jn = jobs::job_name("tokio", &hash, 0, "");
+    let obj = index_obj(
+        "tokio",
+        spec,
+        Some(json!({"phase": "Building", "lastBuildJob": jn, "observedGeneration": 2,
+                    "conditions": [{"type": "Built", "status": "False", "reason": "Building",
+                                    "message": format!("Job {jn} is running"), "observedGeneration": 2,
+                                    "lastTransitionTime": "2020-01-01T00:00:00Z"}]})),
+    );
+    let job = |status: Value| {
+        json!({"apiVersion": "batch/v1", "kind": "Job",
+               "metadata": {"name": jn, "namespace": NS, "annotations": {"search.trusty.dev/source-hash": hash}},
+               "status": status})
+    };
+    let waiting = job(json!({"active": 1, "ready": 0, "startTime": "2020-01-01T00:00:00Z"}));
+
+    // The pod has not started: Built says so, once, with a Warning event.
+    let (ctx, verifier) = context(&router.url(), "memory://trusty-reconcile");
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let (o, path, w, j) = (obj.clone(), format!("{JOBS}/{jn}"), written.clone(), waiting.clone());
+    let action = run(ctx, verifier, &obj, move |mut api| async move {
+        api.expect(Method::GET, &path, |_| (200, j)).await;
+        let ev = api.expect_event(NS, "BuildPending").await;
+        assert_eq!(ev.body["type"], "Warning");
+        *w.lock().unwrap() = api.expect_status_apply(NS, "tokio", &o).await;
+        api
+    })
+    .await
+    .unwrap();
+    assert_eq!(action, Action::requeue(REQUEUE_CONVERGING), "still followed");
+    let status = written.lock().unwrap().clone();
+    assert_eq!(status["phase"], "Building");
+    let built = cond(&status, "Built");
+    assert_eq!(
+        (&built["status"], &built["reason"]),
+        (&json!("False"), &json!("BuildPending"))
+    );
+    let message = built["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("kubectl -n {NS} describe pod -l job-name={jn}")),
+        "{message}"
+    );
+    assert!(router.calls().is_empty());
+
+    // Still waiting: already said, nothing to write.
+    let mut pending = obj.clone();
+    pending["status"] = status.clone();
+    let (ctx, verifier) = context(&router.url(), "memory://trusty-reconcile");
+    let (path, j) = (format!("{JOBS}/{jn}"), waiting.clone());
+    run(ctx, verifier, &pending, move |mut api| async move {
+        api.expect(Method::GET, &path, |_| (200, j)).await;
+        api
+    })
+    .await
+    .unwrap();
+
+    // The pod runs: Building again.
+    let (ctx, verifier) = context(&router.url(), "memory://trusty-reconcile");
+    let (o, path) = (pending.clone(), format!("{JOBS}/{jn}"));
+    let j = job(json!({"active": 1, "ready": 1, "startTime": "2020-01-01T00:00:00Z"}));
+    run(ctx, verifier, &pending, move |mut api| async move {
+        api.expect(Method::GET, &path, |_| (200, j)).await;
+        let st = api.expect_status_apply(NS, "tokio", &o).await;
+        assert_eq!(st["phase"], "Building");
+        assert_eq!(cond(&st, "Built")["reason"], "Building");
+        api
+    })
+    .await
+    .unwrap();
+
+    // An API server that does not report ready pods: never taken for stuck.
+    let (ctx, verifier) = context(&router.url(), "memory://trusty-reconcile");
+    let path = format!("{JOBS}/{jn}");
+    let j = job(json!({"active": 1, "startTime": "2020-01-01T00:00:00Z"}));
+    run(ctx, verifier, &obj, move |mut api| async move {
+        api.expect(Method::GET, &path, |_| (200, j)).await;
+        api
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn reset_generation_bump_calls_reset_and_records_it() {
     let router = FakeRouter::start().await;
