@@ -133,26 +133,38 @@ mod tests {
         }
     }
 
+    /// A cool-down far longer than any pause of a test thread: it never
+    /// passes by itself between two calls, only when [`end_cooldown`] says so.
+    const COOLDOWN: Duration = Duration::from_secs(3600);
+
+    /// Ends an open breaker's cool-down now, rather than after a sleep.
+    fn end_cooldown(b: &Breaker) {
+        let mut state = b.state.lock();
+        assert!(matches!(*state, State::Open { .. }), "{:?}", *state);
+        *state = State::Open { until: Instant::now() };
+    }
+
     #[test]
     fn opens_on_failure_and_closes_after_the_cooldown() {
         let flaky = Arc::new(Flaky {
             calls: AtomicUsize::new(0),
             down: std::sync::atomic::AtomicBool::new(true),
         });
-        let b = Breaker::new(flaky.clone(), Duration::from_millis(50));
+        let b = Breaker::new(flaky.clone(), COOLDOWN);
         assert!(matches!(b.embed(&["a"]), Err(EmbedError::Http { status: 503, .. })));
         assert!(matches!(b.embed(&["a"]), Err(EmbedError::Unavailable { .. })));
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 1, "open: the service is not called");
         flaky.down.store(false, Ordering::SeqCst);
-        std::thread::sleep(Duration::from_millis(60));
+        end_cooldown(&b);
         assert_eq!(b.embed(&["a"]).unwrap().len(), 1, "half-open: tried again and closed");
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 2);
     }
 
-    /// An embedder that takes `delay` to fail, as a hung service does.
+    /// An embedder that fails as a hung service does, once the test lets
+    /// it: each call waits for one `()` on `answer`.
     struct Slow {
         calls: AtomicUsize,
-        delay: Duration,
+        answer: Mutex<std::sync::mpsc::Receiver<()>>,
     }
 
     impl Embedder for Slow {
@@ -164,7 +176,7 @@ mod tests {
         }
         fn embed(&self, _: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
-            std::thread::sleep(self.delay);
+            self.answer.lock().recv().expect("the test lets each call answer");
             Err(EmbedError::Http {
                 url: "http://x".into(),
                 status: 504,
@@ -177,13 +189,15 @@ mod tests {
     /// arriving meanwhile skip it at once instead of each waiting it out.
     #[test]
     fn after_the_cooldown_one_call_tries_while_the_others_skip() {
+        let (answer, answers) = std::sync::mpsc::channel();
         let slow = Arc::new(Slow {
             calls: AtomicUsize::new(0),
-            delay: Duration::from_millis(500),
+            answer: Mutex::new(answers),
         });
-        let b = Arc::new(Breaker::new(slow.clone(), Duration::from_millis(50)));
+        let b = Arc::new(Breaker::new(slow.clone(), COOLDOWN));
+        answer.send(()).unwrap();
         assert!(b.embed(&["a"]).is_err());
-        std::thread::sleep(Duration::from_millis(60));
+        end_cooldown(&b);
         let trial = {
             let b = b.clone();
             std::thread::spawn(move || b.embed(&["a"]))
@@ -191,9 +205,11 @@ mod tests {
         while slow.calls.load(Ordering::SeqCst) < 2 {
             std::thread::yield_now(); // until the trial is inside the service
         }
+        // The trial stays inside the service until these are done.
         for _ in 0..8 {
             assert!(matches!(b.embed(&["a"]), Err(EmbedError::Unavailable { .. })));
         }
+        answer.send(()).unwrap();
         assert!(matches!(
             trial.join().unwrap(),
             Err(EmbedError::Http { status: 504, .. })

@@ -12,7 +12,7 @@ use crate::index::chunk::{CHUNKER_VERSION, ChunkConfig, chunk_file, normalize};
 use crate::index::embed_cache::{CacheStats, EmbedCache, FileRows, TextHash, text_hash};
 use crate::index::graph::build_graph;
 use crate::index::vectors::write_vectors;
-use crate::index::walk::{SkipCounts, Source, WalkConfig, WalkError, read_source, walk};
+use crate::index::walk::{SkipCounts, SkipLog, Source, WalkConfig, WalkError, read_source, walk};
 use crate::model::Chunk;
 use crate::storage::layout::{self, bundle};
 use crate::storage::manifest::{Counts, EmbedderInfo, Manifest, SCHEMA_VERSION, SourceInfo};
@@ -140,22 +140,27 @@ pub async fn build_bundle(
     let progress = opts.progress;
     let (chunks, skipped, sources, source_bytes) = tokio::task::spawn_blocking(move || {
         let bar = progress_bar(progress, walked.files.len() as u64, "chunking");
+        let log = SkipLog::default();
         let results: Vec<_> = walked
             .files
             .par_iter()
             .map(|file| {
-                let r = read_source(file, &walk_cfg).map(|Source { text, language }| {
+                let r = read_source(file, &walk_cfg).map(|Source { text, language, lossy }| {
                     let chunks = chunk_file(&file.rel_path, language, &text, &chunk_cfg);
                     let len = text.len() as u64;
                     // Stored as the chunker saw it, so line numbers agree with the chunks.
                     let text = normalize(&text).into_owned();
-                    (chunks, len, (file.rel_path.clone(), text))
+                    (chunks, len, (file.rel_path.clone(), text), lossy)
                 });
+                if let Err(reason) = &r {
+                    log.skipped(&file.rel_path, reason);
+                }
                 bar.inc(1);
                 r
             })
             .collect();
         bar.finish_and_clear();
+        log.finish("read");
         let mut skipped = walked.skipped;
         let mut chunks = Vec::new();
         let mut sources = Vec::new();
@@ -163,8 +168,9 @@ pub async fn build_bundle(
         let mut bytes = 0u64;
         for r in results {
             match r {
-                Ok((mut c, len, source)) => {
+                Ok((mut c, len, source, lossy)) => {
                     bytes += len;
+                    skipped.lossy_utf8 += u64::from(lossy);
                     let start = chunks.len();
                     chunks.append(&mut c);
                     files.push(FileRows {

@@ -4,8 +4,9 @@
 //! directories, extension, size), so it stays a cheap single-threaded pass; reading
 //! the contents is [`read_source`]'s job, called by the builder from rayon workers,
 //! and is where binary, non-UTF-8 and generated files are discovered and where
-//! a `.h` header is told to be C or C++. Every file left out is counted by
-//! reason so an index's status can say why a file is missing.
+//! a `.h` header is told to be C or C++. Every file left out (but those ignore
+//! files leave out, and hidden ones) is counted by reason, and the first ones
+//! logged, so an index's status can say why a file is missing.
 //!
 //! Rules:
 //! * `.gitignore`, `.ignore` and `.git/info/exclude` are honoured even when the
@@ -79,7 +80,8 @@ pub struct SourceFile {
     pub size: u64,
 }
 
-/// Files left out, by reason.
+/// Files left out, by reason; and `lossy_utf8`, files kept although some
+/// of their bytes were not text.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SkipCounts {
     pub binary: u64,
@@ -89,9 +91,16 @@ pub struct SkipCounts {
     pub vendored_or_generated: u64,
     pub excluded: u64,
     pub unknown_language: u64,
+    /// Symbolic links, which are never followed.
+    #[serde(default)]
+    pub symlink: u64,
+    /// Kept, with their few invalid bytes replaced by U+FFFD; not in [`SkipCounts::total`].
+    #[serde(default)]
+    pub lossy_utf8: u64,
 }
 
 impl SkipCounts {
+    /// Files left out (`lossy_utf8` files were kept).
     pub fn total(&self) -> u64 {
         self.binary
             + self.too_large
@@ -100,6 +109,7 @@ impl SkipCounts {
             + self.vendored_or_generated
             + self.excluded
             + self.unknown_language
+            + self.symlink
     }
 
     /// Adds another set of counts, e.g. those gathered by a reading worker.
@@ -111,6 +121,8 @@ impl SkipCounts {
         self.vendored_or_generated += other.vendored_or_generated;
         self.excluded += other.excluded;
         self.unknown_language += other.unknown_language;
+        self.symlink += other.symlink;
+        self.lossy_utf8 += other.lossy_utf8;
     }
 }
 
@@ -145,17 +157,21 @@ pub struct Source {
     pub text: String,
     /// Decided from the name and the text.
     pub language: Language,
+    /// Some bytes were not text and were replaced by U+FFFD (`lossy_utf8`).
+    pub lossy: bool,
 }
 
 /// Why [`read_source`] left a file out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum SkipReason {
     #[error("binary file")]
     Binary,
-    #[error("not valid UTF-8")]
-    NonUtf8,
-    #[error("cannot be read")]
-    Unreadable,
+    #[error("not valid UTF-8 ({invalid} of {len} bytes)")]
+    NonUtf8 { invalid: usize, len: usize },
+    #[error("cannot be read: {0}")]
+    Unreadable(#[source] std::io::Error),
+    #[error("changed since the walk (grown, or no longer a regular file)")]
+    Changed,
     #[error("generated or minified")]
     Generated,
     #[error("not in the languages asked for")]
@@ -164,13 +180,51 @@ pub enum SkipReason {
 
 impl SkipReason {
     /// Counts this reason in `counts`.
-    pub fn count(self, counts: &mut SkipCounts) {
+    pub fn count(&self, counts: &mut SkipCounts) {
         match self {
             SkipReason::Binary => counts.binary += 1,
-            SkipReason::NonUtf8 => counts.non_utf8 += 1,
-            SkipReason::Unreadable => counts.unreadable += 1,
+            SkipReason::NonUtf8 { .. } => counts.non_utf8 += 1,
+            SkipReason::Unreadable(_) | SkipReason::Changed => counts.unreadable += 1,
             SkipReason::Generated => counts.vendored_or_generated += 1,
             SkipReason::Excluded => counts.excluded += 1,
+        }
+    }
+}
+
+/// Most skipped files listed in the log by one [`SkipLog`].
+const SKIP_LOG_LIMIT: u64 = 100;
+
+/// Logs skipped files at info with why, the first [`SKIP_LOG_LIMIT`] of
+/// them and then how many more, so a missing file can be explained without
+/// flooding the log on a huge tree. Shared by reading workers.
+#[derive(Debug, Default)]
+pub struct SkipLog {
+    seen: AtomicU64,
+}
+
+impl SkipLog {
+    pub fn skipped(&self, path: &str, reason: &dyn std::fmt::Display) {
+        if self.seen.fetch_add(1, Ordering::Relaxed) < SKIP_LOG_LIMIT {
+            tracing::info!(path, reason = %reason, "file skipped");
+        }
+    }
+
+    /// An entry the walk could not read at all (its error names the path).
+    fn unreadable_entry(&self, error: &ignore::Error) {
+        if self.seen.fetch_add(1, Ordering::Relaxed) < SKIP_LOG_LIMIT {
+            tracing::info!(%error, "walk entry skipped");
+        }
+    }
+
+    /// Logs how many skipped files were not listed, if any.
+    pub fn finish(&self, stage: &str) {
+        let seen = self.seen.load(Ordering::Relaxed);
+        if seen > SKIP_LOG_LIMIT {
+            tracing::info!(
+                stage,
+                unlisted = seen - SKIP_LOG_LIMIT,
+                "more files skipped, not listed"
+            );
         }
     }
 }
@@ -337,20 +391,33 @@ pub fn walk(root: &Path, cfg: &WalkConfig) -> Result<Walk, WalkError> {
 
     let mut files = Vec::new();
     let mut skipped = SkipCounts::default();
+    let log = SkipLog::default();
     for entry in builder.build() {
         let entry = match entry {
             Ok(entry) => entry,
             Err(err) => {
-                tracing::debug!(error = %err, "walk entry unreadable");
+                log.unreadable_entry(&err);
                 skipped.unreadable += 1;
                 continue;
             }
         };
         // Symlinks are not followed, and sockets, fifos and devices are not source.
-        if !entry.file_type().is_some_and(|t| t.is_file()) {
-            continue;
+        match entry.file_type() {
+            Some(t) if t.is_file() => {}
+            Some(t) if t.is_dir() => continue,
+            Some(t) if t.is_symlink() => {
+                log.skipped(&entry.path().to_string_lossy(), &"symbolic link, not followed");
+                skipped.symlink += 1;
+                continue;
+            }
+            _ => {
+                log.skipped(&entry.path().to_string_lossy(), &"not a regular file");
+                skipped.unreadable += 1;
+                continue;
+            }
         }
         let Some(rel) = rel_path(root, entry.path()) else {
+            log.skipped(&entry.path().to_string_lossy(), &"path is not valid UTF-8");
             skipped.non_utf8 += 1;
             continue;
         };
@@ -359,6 +426,7 @@ pub fn walk(root: &Path, cfg: &WalkConfig) -> Result<Walk, WalkError> {
             continue;
         }
         if is_generated_name(&rel) {
+            log.skipped(&rel, &"generated (by its name)");
             skipped.vendored_or_generated += 1;
             continue;
         }
@@ -376,12 +444,17 @@ pub fn walk(root: &Path, cfg: &WalkConfig) -> Result<Walk, WalkError> {
         }
         let size = match entry.metadata() {
             Ok(meta) => meta.len(),
-            Err(_) => {
+            Err(err) => {
+                log.skipped(&rel, &err);
                 skipped.unreadable += 1;
                 continue;
             }
         };
         if size > cfg.max_file_bytes {
+            log.skipped(
+                &rel,
+                &format_args!("{size} bytes, over the limit of {}", cfg.max_file_bytes),
+            );
             skipped.too_large += 1;
             continue;
         }
@@ -392,6 +465,7 @@ pub fn walk(root: &Path, cfg: &WalkConfig) -> Result<Walk, WalkError> {
             size,
         });
     }
+    log.finish("walk");
     skipped.vendored_or_generated += pruned_vendored.load(Ordering::Relaxed);
     skipped.excluded += pruned_excluded.load(Ordering::Relaxed);
     files.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
@@ -527,20 +601,17 @@ pub fn read_source(file: &SourceFile, cfg: &WalkConfig) -> Result<Source, SkipRe
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(&file.abs_path)
-        .map_err(|_| SkipReason::Unreadable)?;
-    let meta = opened.metadata().map_err(|_| SkipReason::Unreadable)?;
+        .map_err(SkipReason::Unreadable)?;
+    let meta = opened.metadata().map_err(SkipReason::Unreadable)?;
     if !meta.is_file() || meta.len() > file.size {
-        return Err(SkipReason::Unreadable);
+        return Err(SkipReason::Changed);
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     opened
         .take(file.size)
         .read_to_end(&mut bytes)
-        .map_err(|_| SkipReason::Unreadable)?;
-    if bytes[..bytes.len().min(BINARY_PROBE)].contains(&0) {
-        return Err(SkipReason::Binary);
-    }
-    let text = String::from_utf8(bytes).map_err(|_| SkipReason::NonUtf8)?;
+        .map_err(SkipReason::Unreadable)?;
+    let (text, lossy) = decode(bytes)?;
     if has_generated_marker(&text) || is_minified(&text) {
         return Err(SkipReason::Generated);
     }
@@ -548,7 +619,78 @@ pub fn read_source(file: &SourceFile, cfg: &WalkConfig) -> Result<Source, SkipRe
     if cfg.languages.as_ref().is_some_and(|langs| !langs.contains(&language)) {
         return Err(SkipReason::Excluded);
     }
-    Ok(Source { text, language })
+    Ok(Source { text, language, lossy })
+}
+
+/// Invalid bytes a text file may have, at most, and still be read (with
+/// them replaced): a stray Latin-1 `é` in a comment must not drop the file,
+/// a file in another encoding throughout is not worth indexing.
+fn max_invalid(len: usize) -> usize {
+    (len / 100).max(8)
+}
+
+/// A file's bytes as text, and whether some had to be replaced: UTF-8, or
+/// UTF-16 when it opens with a byte-order mark.
+fn decode(bytes: Vec<u8>) -> Result<(String, bool), SkipReason> {
+    if let Some(little_endian) = utf16_bom(&bytes) {
+        return decode_utf16(&bytes[2..], little_endian);
+    }
+    if bytes[..bytes.len().min(BINARY_PROBE)].contains(&0) {
+        return Err(SkipReason::Binary);
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok((text, false)),
+        Err(e) => {
+            let bytes = e.into_bytes();
+            let invalid: usize = bytes.utf8_chunks().map(|c| c.invalid().len()).sum();
+            if invalid > max_invalid(bytes.len()) {
+                return Err(SkipReason::NonUtf8 {
+                    invalid,
+                    len: bytes.len(),
+                });
+            }
+            Ok((String::from_utf8_lossy(&bytes).into_owned(), true))
+        }
+    }
+}
+
+/// `Some(little_endian)` when `bytes` open with a UTF-16 byte-order mark.
+fn utf16_bom(bytes: &[u8]) -> Option<bool> {
+    match bytes {
+        [0xFF, 0xFE, ..] => Some(true),
+        [0xFE, 0xFF, ..] => Some(false),
+        _ => None,
+    }
+}
+
+fn decode_utf16(bytes: &[u8], little_endian: bool) -> Result<(String, bool), SkipReason> {
+    let units = bytes.chunks_exact(2).map(|pair| {
+        let pair = [pair[0], pair[1]];
+        if little_endian {
+            u16::from_le_bytes(pair)
+        } else {
+            u16::from_be_bytes(pair)
+        }
+    });
+    // A dangling final byte counts as one invalid unit.
+    let mut invalid = bytes.len() % 2;
+    let mut text = String::with_capacity(bytes.len() / 2);
+    for c in char::decode_utf16(units) {
+        text.push(c.unwrap_or_else(|_| {
+            invalid += 1;
+            char::REPLACEMENT_CHARACTER
+        }));
+    }
+    if text.chars().take(BINARY_PROBE).any(|c| c == '\0') {
+        return Err(SkipReason::Binary);
+    }
+    if invalid > max_invalid(bytes.len() / 2) {
+        return Err(SkipReason::NonUtf8 {
+            invalid,
+            len: bytes.len(),
+        });
+    }
+    Ok((text, invalid > 0))
 }
 
 fn glob_set(patterns: &[String]) -> Result<Option<GlobSet>, WalkError> {
@@ -676,7 +818,10 @@ mod tests {
         let mut kept = Vec::new();
         for file in &walk.files {
             match read_source(file, cfg) {
-                Ok(_) => kept.push(file.rel_path.clone()),
+                Ok(source) => {
+                    skipped.lossy_utf8 += u64::from(source.lossy);
+                    kept.push(file.rel_path.clone());
+                }
                 Err(reason) => reason.count(&mut skipped),
             }
         }
@@ -796,6 +941,7 @@ mod tests {
         write(dir.path(), "ok.rs", b"fn ok() {}\n");
         write(dir.path(), "blob.rs", b"fn x() {}\0\0\x01binary");
         write(dir.path(), "latin1.py", b"name = 'caf\xe9'\n");
+        write(dir.path(), "cp1252.py", &b"x = '\xe9\xe8\xe0'\n".repeat(10));
         write(dir.path(), "huge.rs", &vec![b'a'; 300]);
         write(dir.path(), "image.png", b"\x89PNG\r\n");
         let cfg = WalkConfig {
@@ -803,7 +949,7 @@ mod tests {
             ..WalkConfig::default()
         };
         let (kept, skipped) = walk_and_read(dir.path(), &cfg);
-        assert_eq!(kept, vec!["ok.rs"]);
+        assert_eq!(kept, vec!["latin1.py", "ok.rs"]);
         assert_eq!(
             skipped,
             SkipCounts {
@@ -811,10 +957,57 @@ mod tests {
                 too_large: 1,
                 non_utf8: 1,
                 unknown_language: 1,
+                lossy_utf8: 1,
                 ..SkipCounts::default()
             }
         );
         assert_eq!(skipped.total(), 4);
+    }
+
+    fn source_file(dir: &Path, rel: &str, bytes: &[u8]) -> SourceFile {
+        write(dir, rel, bytes);
+        SourceFile {
+            rel_path: rel.into(),
+            abs_path: dir.join(rel),
+            language: Language::from_path(rel).expect("a known language"),
+            size: bytes.len() as u64,
+        }
+    }
+
+    /// A few bytes that are not UTF-8 (a Latin-1 `é` in a comment) are
+    /// replaced rather than dropping the file.
+    #[test]
+    fn a_stray_invalid_byte_keeps_the_file() {
+        use crate::index::chunk::{ChunkConfig, chunk_file};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = source_file(dir.path(), "cafe.rs", b"// caf\xe9\nfn f(){}\n");
+        let source = read_source(&file, &WalkConfig::default()).expect("kept");
+        assert!(source.lossy);
+        assert_eq!(source.text, "// caf\u{fffd}\nfn f(){}\n");
+        let chunks = chunk_file("cafe.rs", source.language, &source.text, &ChunkConfig::default());
+        assert!(chunks.iter().any(|c| c.symbol.as_deref() == Some("f")), "{chunks:?}");
+    }
+
+    #[test]
+    fn utf16_with_a_byte_order_mark_is_transcoded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = "def f():\n    return 'é'\n";
+        let le: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain(text.encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        let be: Vec<u8> = [0xFE, 0xFF]
+            .into_iter()
+            .chain(text.encode_utf16().flat_map(u16::to_be_bytes))
+            .collect();
+        for (name, bytes) in [("le.py", le), ("be.py", be)] {
+            let source = read_source(&source_file(dir.path(), name, &bytes), &WalkConfig::default()).expect(name);
+            assert_eq!((source.text.as_str(), source.lossy), (text, false), "{name}");
+        }
+        // Without a mark, its NUL bytes make it binary.
+        let bare: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let err = read_source(&source_file(dir.path(), "bare.py", &bare), &WalkConfig::default()).unwrap_err();
+        assert!(matches!(err, SkipReason::Binary), "{err}");
     }
 
     #[test]
@@ -1006,6 +1199,8 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("real.rs"), dir.path().join("alias.rs")).expect("symlink");
         let walk = walk(dir.path(), &WalkConfig::default()).expect("walk");
         assert_eq!(paths(&walk), vec!["real.rs"]);
+        assert_eq!(walk.skipped.symlink, 2, "left out, and counted");
+        assert_eq!(walk.skipped.total(), 2);
     }
 
     #[test]
@@ -1026,7 +1221,11 @@ mod tests {
             language: Language::Rust,
             size: 1,
         };
-        assert_eq!(read_source(&gone, &WalkConfig::default()), Err(SkipReason::Unreadable));
+        let err = read_source(&gone, &WalkConfig::default()).unwrap_err();
+        let SkipReason::Unreadable(io) = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound, "the cause is kept");
     }
 
     /// Between the walk and the read a file may grow past what the walk let
@@ -1045,12 +1244,8 @@ mod tests {
             .expect("mkfifo");
         assert!(made.success());
         for file in &walk.files {
-            assert_eq!(
-                read_source(file, &WalkConfig::default()),
-                Err(SkipReason::Unreadable),
-                "{}",
-                file.rel_path
-            );
+            let err = read_source(file, &WalkConfig::default()).unwrap_err();
+            assert!(matches!(err, SkipReason::Changed), "{}: {err}", file.rel_path);
         }
     }
 }

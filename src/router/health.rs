@@ -216,7 +216,9 @@ mod tests {
     fn ejection_and_readmission() {
         let mut cfg = RouterConfig::local("");
         cfg.eject_after = 2;
-        cfg.eject_for = Duration::from_millis(30);
+        // Far longer than any pause of this thread: the cool-down cannot pass
+        // by itself between the checks below.
+        cfg.eject_for = Duration::from_secs(3600);
         let h = Health::new(&cfg);
         assert!(h.is_healthy("s0"));
         h.record_failure("s0", "x");
@@ -225,7 +227,9 @@ mod tests {
         assert!(!h.is_healthy("s0"));
         h.record_success("s0");
         assert!(!h.is_healthy("s0"), "stays out for the cool-down");
-        std::thread::sleep(Duration::from_millis(40));
+        // The cool-down ends (now, not after a sleep).
+        h.shards.write().get_mut("s0").unwrap().ejected_until = Some(Instant::now());
+        assert!(!h.is_healthy("s0"), "out until a success re-admits it");
         h.record_success("s0");
         assert!(h.is_healthy("s0"));
     }
