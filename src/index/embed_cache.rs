@@ -399,7 +399,7 @@ fn decode_pack(dimension: usize, bytes: &[u8]) -> Result<Vec<(TextHash, Vec<f32>
     if bytes.len() != header + n * row {
         return Err(format!("{} bytes for {n} vectors of dimension {dim}", bytes.len()));
     }
-    Ok(bytes[header..]
+    let entries: Vec<(TextHash, Vec<f32>)> = bytes[header..]
         .chunks_exact(row)
         .map(|r| {
             let mut hash = [0u8; 32];
@@ -410,7 +410,13 @@ fn decode_pack(dimension: usize, bytes: &[u8]) -> Result<Vec<(TextHash, Vec<f32>
                 .collect();
             (hash, v)
         })
-        .collect())
+        .collect();
+    // No embedder returns these: the pack is damaged, and one NaN would
+    // poison every score it takes part in.
+    if let Some(i) = entries.iter().position(|(_, v)| v.iter().any(|x| !x.is_finite())) {
+        return Err(format!("non-finite value in vector {i}"));
+    }
+    Ok(entries)
 }
 
 #[cfg(test)]
@@ -456,6 +462,24 @@ mod tests {
         assert!(decode_pack(3, &bytes).unwrap_err().contains("dimension"));
         assert!(decode_pack(2, &bytes[..bytes.len() - 1]).is_err());
         assert!(decode_pack(2, b"garbage").is_err());
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let bytes = encode_pack(2, 0..2, &hashes, &[vec![1.0, 0.0], vec![bad, 0.0]]);
+            assert!(decode_pack(2, &bytes).unwrap_err().contains("non-finite"), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pack_with_a_non_finite_value_is_a_miss() {
+        let store = Store::open("memory://embed-cache-nan").unwrap();
+        let c = cache(&store);
+        let hashes = [text_hash("one"), text_hash("two")];
+        let files = [file("a.py", "v1", 0..1), file("b.py", "v1", 1..2)];
+        let vectors = vec![vec![f32::NAN, 0.0], vec![0.0, 1.0]];
+        assert_eq!(remember(&c, &files, &[true, true], &hashes, &vectors).await, 2);
+        let recalled = c.recall(&files).await;
+        assert_eq!(recalled.present, HashSet::from(["b.py".to_string()]));
+        assert_eq!(recalled.vectors.len(), 1);
+        assert!(!recalled.vectors.contains_key(&hashes[0]));
     }
 
     #[tokio::test]
