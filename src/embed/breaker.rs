@@ -66,6 +66,10 @@ impl Embedder for Breaker {
         self.inner.max_batch()
     }
 
+    fn provenance(&self) -> String {
+        self.inner.provenance()
+    }
+
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         if let Err(retry_in) = self.admit() {
             return Err(EmbedError::Unavailable {

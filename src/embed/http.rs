@@ -304,6 +304,19 @@ impl Embedder for HttpEmbedder {
         self.opts.max_batch
     }
 
+    /// The endpoint without credentials, in the URL's normal form: another
+    /// server is another source even when it serves a model of the same name.
+    fn provenance(&self) -> String {
+        match url::Url::parse(&self.endpoint) {
+            Ok(mut url) => {
+                let _ = url.set_username("");
+                let _ = url.set_password(None);
+                url.to_string()
+            }
+            Err(_) => self.endpoint.clone(),
+        }
+    }
+
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let max = self.max_text.load(Ordering::Relaxed);
         let texts: Vec<&str> = texts.iter().map(|t| cut(t, max)).collect();
@@ -662,6 +675,22 @@ mod tests {
             .unwrap();
         assert_eq!(out.len(), 1);
         drop(e); // dropping the owned runtime inside an async context must not panic
+    }
+
+    #[test]
+    fn provenance_is_the_endpoint_in_normal_form_without_credentials() {
+        let of = |url: &str| {
+            HttpEmbedder::new(HttpEmbedderOptions {
+                url: url.into(),
+                model: "m".into(),
+                ..HttpEmbedderOptions::default()
+            })
+            .unwrap()
+            .provenance()
+        };
+        assert_eq!(of("HTTP://User:Secret@TEI:80/"), "http://tei/v1/embeddings");
+        assert_eq!(of("http://tei"), of("http://tei:80/v1"));
+        assert_ne!(of("http://tei"), of("http://tei-large"));
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub struct MiniLm {
     backend: Backend,
     tokenizer: Tokenizer,
     dimension: usize,
+    /// [`weights_digest`] of the directory it was loaded from.
+    provenance: String,
 }
 
 /// Which engine runs the encoder.
@@ -99,6 +101,36 @@ fn has_model_files(dir: &Path) -> bool {
     MODEL_FILES.iter().all(|f| dir.join(f).is_file())
 }
 
+/// Bytes read from each end of the weights file for [`weights_digest`].
+const WEIGHTS_SAMPLE: u64 = 64 * 1024;
+
+/// `minilm:` and a hex digest of the config, the tokenizer, and the weights
+/// file's size and ends (its header and last tensors): cheap enough for every
+/// load. Other weights with the same shapes are told apart by the probe.
+fn weights_digest(dir: &Path, config: &str) -> Result<String, EmbedError> {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Seek, SeekFrom};
+    let io = |path: PathBuf| move |source| EmbedError::Io { path, source };
+    let mut h = Sha256::new();
+    h.update(config.as_bytes());
+    let tokenizer = dir.join("tokenizer.json");
+    h.update(std::fs::read(&tokenizer).map_err(io(tokenizer))?);
+    let weights = dir.join("model.safetensors");
+    let mut file = std::fs::File::open(&weights).map_err(io(weights.clone()))?;
+    let size = file.metadata().map_err(io(weights.clone()))?.len();
+    h.update(size.to_le_bytes());
+    let mut sample = Vec::new();
+    (&mut file)
+        .take(WEIGHTS_SAMPLE)
+        .read_to_end(&mut sample)
+        .map_err(io(weights.clone()))?;
+    file.seek(SeekFrom::Start(size.saturating_sub(WEIGHTS_SAMPLE)))
+        .map_err(io(weights.clone()))?;
+    file.read_to_end(&mut sample).map_err(io(weights))?;
+    h.update(&sample);
+    Ok(format!("minilm:{}", hex::encode(&h.finalize()[..16])))
+}
+
 impl MiniLm {
     /// Loads the model from a local directory (as installed by `scripts/fetch-minilm.sh`)
     /// with the fastest backend available there.
@@ -122,6 +154,7 @@ impl MiniLm {
             path: config_path.clone(),
             source,
         })?;
+        let provenance = weights_digest(dir, &raw)?;
         let config: Config = serde_json::from_str(&raw).map_err(|source| EmbedError::Config {
             path: config_path.clone(),
             source,
@@ -169,6 +202,7 @@ impl MiniLm {
             backend,
             tokenizer,
             dimension: config.hidden_size,
+            provenance,
         })
     }
 
@@ -294,6 +328,10 @@ impl Embedder for MiniLm {
 
     fn max_batch(&self) -> usize {
         64
+    }
+
+    fn provenance(&self) -> String {
+        self.provenance.clone()
     }
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
@@ -506,6 +544,40 @@ mod tests {
             .expect("no graph");
         assert!(matches!(err, EmbedError::ModelFileMissing { .. }), "{err}");
         assert_eq!(MiniLm::load(bare.path()).unwrap().backend(), MiniLmBackend::Candle);
+    }
+
+    #[test]
+    fn the_weights_digest_changes_with_any_model_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |f: &str, bytes: &[u8]| std::fs::write(dir.path().join(f), bytes).unwrap();
+        write("tokenizer.json", b"{}");
+        let mut weights = vec![7u8; 3 * WEIGHTS_SAMPLE as usize];
+        write("model.safetensors", &weights);
+        let base = weights_digest(dir.path(), "{}").unwrap();
+        assert!(base.starts_with("minilm:"), "{base}");
+        assert_eq!(base, weights_digest(dir.path(), "{}").unwrap());
+        assert_ne!(base, weights_digest(dir.path(), "{ }").unwrap(), "config");
+        *weights.last_mut().unwrap() = 8;
+        write("model.safetensors", &weights);
+        let tail = weights_digest(dir.path(), "{}").unwrap();
+        assert_ne!(base, tail, "last tensors");
+        write("tokenizer.json", b"{ }");
+        assert_ne!(tail, weights_digest(dir.path(), "{}").unwrap(), "tokenizer");
+    }
+
+    /// Candle and ONNX run one model, so they share one embedding cache; and
+    /// one backend repeats its probe vectors exactly.
+    #[test]
+    fn both_backends_have_one_fingerprint() {
+        let (Some(dir), Some(onnx)) = (default_minilm_dir(), onnx_model()) else {
+            return;
+        };
+        let candle = MiniLm::load_backend(&dir, MiniLmBackend::Candle).unwrap();
+        let a = crate::embed::Fingerprint::of(&candle).unwrap();
+        let b = crate::embed::Fingerprint::of(onnx).unwrap();
+        assert_eq!(a.declared, b.declared);
+        assert!(a.same_model(&b.probe));
+        assert_eq!(a, crate::embed::Fingerprint::of(&candle).unwrap());
     }
 
     /// The two backends are one embedder: same id, and vectors equal to float

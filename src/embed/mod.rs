@@ -15,6 +15,7 @@
 //! vectors so that cosine similarity is a plain dot product downstream.
 
 mod breaker;
+mod fingerprint;
 mod http;
 mod minilm;
 mod onnx;
@@ -23,6 +24,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use breaker::Breaker;
+#[cfg(test)]
+pub(crate) use fingerprint::tests::Salted;
+pub use fingerprint::{Fingerprint, PROBE_TEXTS};
 pub use http::{HttpEmbedder, HttpEmbedderOptions};
 pub use minilm::{MINILM_DIMENSION, MINILM_ID, MINILM_MAX_TOKENS, MiniLm, MiniLmBackend, default_minilm_dir};
 
@@ -43,6 +47,11 @@ pub trait Embedder: Send + Sync {
     /// How many texts a caller should pass per `embed` call.
     fn max_batch(&self) -> usize {
         32
+    }
+    /// Where the vectors come from beyond the id (an endpoint, a weights
+    /// digest), so the embedding cache never mixes two sources' vectors.
+    fn provenance(&self) -> String {
+        String::new()
     }
 }
 
@@ -119,6 +128,8 @@ pub enum EmbedError {
     },
     #[error("embedding dimension mismatch: expected {expected}, got {got}")]
     DimensionMismatch { expected: usize, got: usize },
+    #[error("the embedder's answer to the fingerprint probe is unusable: {0}")]
+    InvalidProbe(String),
     #[error("embedder configuration: {0}")]
     InvalidConfig(String),
     #[error("embedding URL {url:?} is not a URL: {source}")]
