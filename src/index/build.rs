@@ -234,10 +234,10 @@ pub async fn build_bundle(
         Some(_) if chunks.is_empty() => None,
         Some(embedder) => {
             let t = Instant::now();
-            let cache = opts
-                .embed_cache
-                .clone()
-                .map(|store| EmbedCache::new(store, id.clone(), embedder.id(), embedder.dimension()));
+            let cache = match opts.embed_cache.clone() {
+                Some(store) => EmbedCache::for_embedder(store, id.clone(), embedder.clone()).await,
+                None => None,
+            };
             let (vectors, stats) =
                 embed_with_cache(embedder.clone(), chunks.clone(), &file_rows, cache, opts.progress).await?;
             embedding = stats;
@@ -536,6 +536,39 @@ mod tests {
             counting.embedded.load(Ordering::Relaxed),
             whole - report.embedding.reused
         );
+    }
+
+    /// Another model behind the same embedder id and dimension (another
+    /// server at the URL, other weights in the model directory) gets none of
+    /// the first model's cached vectors.
+    #[tokio::test]
+    async fn a_rebuild_with_another_model_of_the_same_id_reuses_no_vector() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("a.py"), A_V1).unwrap();
+        std::fs::write(src.path().join("b.py"), B).unwrap();
+        let store = Store::open("memory://build-embed-swapped").unwrap();
+        let build_with = |salt| {
+            let (src, store) = (src.path().to_path_buf(), store.clone());
+            async move {
+                let out = tempfile::tempdir().unwrap();
+                let opts = BuildOptions {
+                    embedder: Some(Arc::new(crate::embed::Salted::new(salt))),
+                    embed_cache: Some(store),
+                    ..Default::default()
+                };
+                let id = IndexId::new("cached").unwrap();
+                build_bundle(&src, &id, &out.path().join("b"), opts).await.unwrap()
+            }
+        };
+        let first = build_with(1).await;
+        let n = first.manifest.counts.chunks as usize;
+        assert_eq!(build_with(1).await.embedding.reused, n, "the same model reuses all");
+        let swapped = build_with(2).await;
+        assert_eq!(
+            swapped.manifest.embedder, first.manifest.embedder,
+            "same id and dimension"
+        );
+        assert_eq!((swapped.embedding.embedded, swapped.embedding.reused), (n, 0));
     }
 
     #[tokio::test]

@@ -12,8 +12,11 @@
 //! embeds only the chunks that differ.
 //!
 //! A vector is only ever taken for a chunk whose embedding text hashes to the
-//! same value under the same embedder, so a stale or foreign pack can cost a
-//! miss but never a wrong vector. The cache is an optimisation: reading or
+//! same value under the same model, so a stale or foreign pack can cost a miss
+//! but never a wrong vector. The model is told by its [`Fingerprint`], not its
+//! id: another server or other weights behind the same id get a namespace of
+//! their own, recorded under `embed-cache/probes/` with the probe vectors
+//! that name it, which later builds match within float noise. The cache is an optimisation: reading or
 //! writing it never fails a build (failures are logged and counted as misses).
 //!
 //! Packs outlive the builds that wrote them: a changed file leaves its old
@@ -23,12 +26,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::IndexId;
+use crate::embed::{Embedder, Fingerprint};
 use crate::model::sha256_hex;
 use crate::storage::layout::{
     EMBED_CACHE_DIR, INDEXES_DIR, embed_latest_key, embed_pack_key, embed_paths_key, embed_paths_prefix,
@@ -39,6 +44,9 @@ use crate::storage::store::{Store, StoreError};
 pub type TextHash = [u8; 32];
 
 const MAGIC: &[u8; 8] = b"TSEMB001";
+/// Under [`EMBED_CACHE_DIR`], beside the namespaces (hex digests): the probe
+/// records of each declared embedder.
+const PROBES_DIR: &str = "probes";
 /// Packs fetched or written at once.
 const CONCURRENCY: usize = 16;
 
@@ -75,8 +83,8 @@ pub struct CacheStats {
 pub struct EmbedCache {
     store: Store,
     index: IndexId,
-    /// Hex digest of the embedder id and dimension: ids like `openai:org/model`
-    /// are not key-safe, and a vector is only valid for the embedder that made it.
+    /// Hex digest of the model's fingerprint: ids like `openai:org/model` are
+    /// not key-safe, and a vector is only valid for the model that made it.
     model: String,
     dimension: usize,
 }
@@ -177,13 +185,49 @@ pub struct Recalled {
     pub present: HashSet<String>,
 }
 
+/// A probe record: the probe vectors of the run that opened a namespace.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ProbeRecord {
+    embedder: String,
+    probe: Vec<Vec<f32>>,
+}
+
 impl EmbedCache {
-    pub fn new(store: Store, index: IndexId, embedder_id: &str, dimension: usize) -> Self {
-        let model = hex::encode(&Sha256::digest(format!("{embedder_id}\0{dimension}").as_bytes())[..12]);
-        Self {
+    /// The cache of the model `embedder` runs, found by embedding the probe
+    /// texts once. `None` (logged) when the probe fails: without knowing
+    /// the model, no cached vector is safe to use.
+    pub async fn for_embedder(store: Store, index: IndexId, embedder: Arc<dyn Embedder>) -> Option<Self> {
+        let id = embedder.id().to_string();
+        let dimension = embedder.dimension();
+        let fingerprint = match tokio::task::spawn_blocking(move || Fingerprint::of(&*embedder)).await {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => {
+                tracing::warn!(embedder = id, error = %e, "cannot fingerprint the embedder; building without the embedding cache");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(embedder = id, error = %e, "the embedder's fingerprint probe did not finish; building without the embedding cache");
+                return None;
+            }
+        };
+        let run = probe_run(&store, &id, &fingerprint).await;
+        let model = hex::encode(&Sha256::digest(format!("{}\0{run}", fingerprint.declared).as_bytes())[..12]);
+        Some(Self {
             store,
             index,
             model,
+            dimension,
+        })
+    }
+
+    /// A cache in the namespace `seed` names, trusting the caller that every
+    /// vector kept there comes from one model: for tests and tools. Builds
+    /// use [`Self::for_embedder`], as an embedder's id does not tell its model.
+    pub fn new(store: Store, index: IndexId, seed: &str, dimension: usize) -> Self {
+        Self {
+            store,
+            index,
+            model: hex::encode(&Sha256::digest(seed.as_bytes())[..12]),
             dimension,
         }
     }
@@ -291,9 +335,36 @@ impl EmbedCache {
             Ok(json) => {
                 if let Err(e) = self.store.put(&key, Bytes::from(json)).await {
                     tracing::warn!(key, error = %e, "could not record this build's embedding packs");
+                    return;
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "could not encode the embedding path map"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not encode the embedding path map");
+                return;
+            }
+        }
+        self.forget_other_models(&key).await;
+    }
+
+    /// Deletes this index's path maps of other models: its vectors now come
+    /// from this one, and those maps would keep their packs from [`prune`]
+    /// for as long as the index lives. Switching back costs re-embedding.
+    async fn forget_other_models(&self, own: &str) {
+        let maps = match self.store.list(&embed_paths_prefix(&self.index)).await {
+            Ok(maps) => maps,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list this index's embedding path maps");
+                return;
+            }
+        };
+        for map in maps.into_iter().filter(|m| m.key != own && m.key.ends_with(".json")) {
+            match self.store.delete(&map.key).await {
+                Ok(()) => tracing::debug!(
+                    key = map.key,
+                    "dropped the path map of a model this index no longer uses"
+                ),
+                Err(e) => tracing::warn!(key = map.key, error = %e, "cannot drop an old embedding path map"),
+            }
         }
     }
 
@@ -362,10 +433,71 @@ impl EmbedCache {
     }
 }
 
+/// The probe record `fingerprint` matches (the first by name, so concurrent
+/// builders converge), or a new one named by its exact probe vectors. A store
+/// fault only risks a namespace of its own for this build, so it is logged.
+async fn probe_run(store: &Store, embedder: &str, fingerprint: &Fingerprint) -> String {
+    let prefix = format!("{EMBED_CACHE_DIR}/{PROBES_DIR}/{}", fingerprint.declared);
+    let mut records = store.list(&prefix).await.unwrap_or_else(|e| {
+        tracing::warn!(prefix, error = %e, "cannot list the embedder's probe records");
+        Vec::new()
+    });
+    records.sort_by(|a, b| a.key.cmp(&b.key));
+    for record in records {
+        let Some(run) = record
+            .key
+            .rsplit('/')
+            .next()
+            .and_then(|f| f.strip_suffix(".json"))
+            .filter(|r| is_hex(r))
+        else {
+            continue;
+        };
+        let bytes = match store.get(&record.key).await {
+            Ok(bytes) => bytes,
+            Err(StoreError::NotFound { .. }) => continue,
+            Err(e) => {
+                tracing::warn!(key = record.key, error = %e, "cannot read a probe record");
+                continue;
+            }
+        };
+        match serde_json::from_slice::<ProbeRecord>(&bytes) {
+            Ok(r) if fingerprint.same_model(&r.probe) => return run.to_string(),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(key = record.key, error = %e, "ignoring an unreadable probe record"),
+        }
+    }
+    let run = fingerprint.probe_digest();
+    let key = format!("{prefix}/{run}.json");
+    let record = ProbeRecord {
+        embedder: embedder.to_string(),
+        probe: fingerprint.probe.clone(),
+    };
+    match serde_json::to_vec(&record) {
+        Ok(json) => {
+            if let Err(e) = store.put(&key, Bytes::from(json)).await {
+                tracing::warn!(key, error = %e, "cannot record the embedder's probe; the next build may not find this namespace");
+            } else {
+                tracing::info!(
+                    embedder,
+                    key,
+                    "a model this store has not cached before: new embedding cache namespace"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot encode the embedder's probe record"),
+    }
+    run
+}
+
+fn is_hex(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Pack names are hex sha256 digests; anything else read back from the store
 /// is not used in a key.
 fn is_pack_name(name: &str) -> bool {
-    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
+    name.len() == 64 && is_hex(name)
 }
 
 /// `MAGIC`, dimension and count (u32 LE), then per chunk its text hash and
@@ -480,6 +612,100 @@ mod tests {
         assert_eq!(recalled.present, HashSet::from(["b.py".to_string()]));
         assert_eq!(recalled.vectors.len(), 1);
         assert!(!recalled.vectors.contains_key(&hashes[0]));
+    }
+
+    fn salted(salt: u8, noise: f32) -> Arc<dyn Embedder> {
+        Arc::new(crate::embed::Salted {
+            noise,
+            ..crate::embed::Salted::new(salt)
+        })
+    }
+
+    async fn cache_for(store: &Store, index: &str, embedder: Arc<dyn Embedder>) -> EmbedCache {
+        EmbedCache::for_embedder(store.clone(), IndexId::new(index).unwrap(), embedder)
+            .await
+            .expect("the probe succeeds")
+    }
+
+    /// Another model behind the same id and dimension (another server at
+    /// the embedder URL, other weights in the model directory) reuses none of
+    /// the first model's vectors; the same model, even with float noise, all.
+    #[tokio::test]
+    async fn a_model_swapped_behind_the_same_id_reuses_nothing() {
+        let store = Store::open("memory://embed-cache-swapped").unwrap();
+        let hashes = [text_hash("one"), text_hash("two"), text_hash("three")];
+        let files = [file("a.py", "v1", 0..2), file("b.py", "v1", 2..3)];
+        let vectors = vec![
+            vec![1.0, 0.0, 0.0, 0.0],
+            vec![0.0, 1.0, 0.0, 0.0],
+            vec![0.0, 0.0, 1.0, 0.0],
+        ];
+        let a = cache_for(&store, "idx", salted(1, 0.0)).await;
+        assert_eq!(remember(&a, &files, &[true, true], &hashes, &vectors).await, 2);
+
+        let b = cache_for(&store, "idx", salted(2, 0.0)).await;
+        assert_ne!(a.model, b.model);
+        let swapped = b.recall(&files).await;
+        assert!(swapped.vectors.is_empty() && swapped.present.is_empty());
+        let other_index = cache_for(&store, "other", salted(2, 0.0)).await;
+        assert!(other_index.recall(&files).await.vectors.is_empty());
+
+        for (what, again) in [
+            ("the same model", salted(1, 0.0)),
+            ("with float noise", salted(1, 1e-3)),
+        ] {
+            let again = cache_for(&store, "idx", again).await;
+            assert_eq!(again.model, a.model, "{what}");
+            assert_eq!(again.recall(&files).await.vectors.len(), 3, "{what}");
+        }
+        let records = store.list(&format!("{EMBED_CACHE_DIR}/{PROBES_DIR}")).await.unwrap();
+        assert_eq!(records.len(), 2, "one probe record per model: {records:?}");
+    }
+
+    /// An index built with another model leaves the old model's packs to
+    /// prune, instead of keeping them named by its old path map.
+    #[tokio::test]
+    async fn prune_reclaims_the_packs_of_a_model_an_index_left() {
+        let store = Store::open("memory://embed-cache-left").unwrap();
+        let hashes = [text_hash("one")];
+        let vectors = vec![vec![1.0, 0.0, 0.0, 0.0]];
+        let files = [file("a.py", "v1", 0..1)];
+        let old = cache_for(&store, "idx", salted(1, 0.0)).await;
+        remember(&old, &files, &[true], &hashes, &vectors).await;
+        let new = cache_for(&store, "idx", salted(2, 0.0)).await;
+        remember(&new, &files, &[true], &hashes, &vectors).await;
+
+        let maps = store
+            .list(&embed_paths_prefix(&IndexId::new("idx").unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(maps.len(), 1, "{maps:?}");
+        let done = prune(&store, std::time::Duration::ZERO, false).await.unwrap();
+        assert_eq!((done.packs, done.referenced, done.removed), (2, 1, 1));
+        assert_eq!(new.recall(&files).await.present.len(), 1);
+    }
+
+    /// Without a fingerprint no cached vector is known to fit: no cache.
+    #[tokio::test]
+    async fn an_embedder_that_fails_the_probe_gets_no_cache() {
+        struct Down;
+        impl Embedder for Down {
+            fn id(&self) -> &str {
+                "down"
+            }
+            fn dimension(&self) -> usize {
+                4
+            }
+            fn embed(&self, _: &[&str]) -> Result<Vec<Vec<f32>>, crate::embed::EmbedError> {
+                Err(crate::embed::EmbedError::TaskLost("test"))
+            }
+        }
+        let store = Store::open("memory://embed-cache-down").unwrap();
+        assert!(
+            EmbedCache::for_embedder(store, IndexId::new("idx").unwrap(), Arc::new(Down))
+                .await
+                .is_none()
+        );
     }
 
     #[tokio::test]
