@@ -5,7 +5,7 @@ use super::embedder_args::EmbedderArgs;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use trusty_search::IndexId;
-use trusty_search::index::build::{BuildOptions, build_bundle, git_commit};
+use trusty_search::index::build::{BuildOptions, build_bundle, clear_bundle_dir, git_commit};
 use trusty_search::index::embed_cache;
 use trusty_search::index::walk::{SkipCounts, WalkConfig};
 use trusty_search::model::Language;
@@ -83,7 +83,9 @@ pub struct BuildArgs {
     /// Versions to keep in storage for rollback.
     #[arg(long, default_value_t = 5)]
     pub keep_versions: usize,
-    /// Where to assemble the bundle before upload (a temporary directory when omitted).
+    /// Where to assemble the bundle before upload (a temporary directory when
+    /// omitted). What an earlier build left there is cleared; anything else
+    /// there makes the build fail rather than be deleted.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
     /// Print the manifest as JSON.
@@ -187,6 +189,9 @@ async fn build(args: BuildArgs) -> Result<()> {
             (dir, source)
         }
     };
+    if let Some(dir) = &args.work_dir {
+        clear_bundle_dir(dir)?;
+    }
     let embedder = args.embedder.load_for_build()?;
     let out = args.work_dir.clone().unwrap_or_else(|| tmp.path().join("bundle"));
     let opts = BuildOptions {

@@ -12,14 +12,17 @@ use crate::index::chunk::{CHUNKER_VERSION, ChunkConfig, chunk_file, normalize};
 use crate::index::embed_cache::{CacheStats, EmbedCache, FileRows, TextHash, text_hash};
 use crate::index::graph::build_graph;
 use crate::index::vectors::write_vectors;
-use crate::index::walk::{SkipCounts, SkipLog, Source, WalkConfig, WalkError, read_source, walk};
-use crate::model::Chunk;
+use crate::index::walk::{
+    SkipCounts, SkipLog, SkipReason, Source, SourceFile, WalkConfig, WalkError, read_source, walk,
+};
+use crate::model::{Chunk, Language};
 use crate::storage::layout::{self, bundle};
 use crate::storage::manifest::{Counts, EmbedderInfo, Manifest, SCHEMA_VERSION, SourceInfo};
 use crate::storage::publish::{PublishError, seal_bundle};
 use crate::storage::store::Store;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,12 +32,17 @@ use std::time::{Duration, Instant};
 pub enum BuildError {
     #[error("cannot read the source tree: {0}")]
     Source(#[from] WalkError),
-    #[error("cannot create the bundle directory {}: {source}", dir.display())]
+    #[error("cannot create or clear the bundle directory {}: {source}", dir.display())]
     BundleDir {
         dir: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "the bundle directory {} is not empty (it holds {found}); a build needs an empty or new directory",
+        dir.display()
+    )]
+    BundleDirNotEmpty { dir: PathBuf, found: String },
     #[error("writing chunks: {0}")]
     Chunks(#[from] ChunksError),
     #[error("writing sources: {0}")]
@@ -113,17 +121,25 @@ pub struct BuildReport {
     pub embedding: CacheStats,
 }
 
-/// Builds a sealed bundle for `root` into `out_dir` (created; must be empty or absent).
+/// Builds a sealed bundle for `root` into `out_dir` (created; must be empty
+/// or absent, else [`BuildError::BundleDirNotEmpty`] before any work).
 pub async fn build_bundle(
     root: &Path,
     id: &IndexId,
     out_dir: &Path,
     opts: BuildOptions,
 ) -> Result<BuildReport, BuildError> {
-    std::fs::create_dir_all(out_dir).map_err(|source| BuildError::BundleDir {
+    let dir_err = |source| BuildError::BundleDir {
         dir: out_dir.to_path_buf(),
         source,
-    })?;
+    };
+    std::fs::create_dir_all(out_dir).map_err(dir_err)?;
+    if let Some(entry) = std::fs::read_dir(out_dir).map_err(dir_err)?.next() {
+        return Err(BuildError::BundleDirNotEmpty {
+            dir: out_dir.to_path_buf(),
+            found: entry.map_err(dir_err)?.file_name().to_string_lossy().into_owned(),
+        });
+    }
     let mut timings = StageTimings::default();
 
     let t = Instant::now();
@@ -145,12 +161,8 @@ pub async fn build_bundle(
             .files
             .par_iter()
             .map(|file| {
-                let r = read_source(file, &walk_cfg).map(|Source { text, language, lossy }| {
-                    let chunks = chunk_file(&file.rel_path, language, &text, &chunk_cfg);
-                    let len = text.len() as u64;
-                    // Stored as the chunker saw it, so line numbers agree with the chunks.
-                    let text = normalize(&text).into_owned();
-                    (chunks, len, (file.rel_path.clone(), text), lossy)
+                let r = read_and_chunk(file, &walk_cfg, &|path, language, text| {
+                    chunk_file(path, language, text, &chunk_cfg)
                 });
                 if let Err(reason) = &r {
                     log.skipped(&file.rel_path, reason);
@@ -292,6 +304,81 @@ pub async fn build_bundle(
         timings,
         embedding,
     })
+}
+
+/// One file read and chunked: its chunks, size, `(path, stored text)` and
+/// whether it was read lossily.
+type ChunkedFile = (Vec<Chunk>, u64, (String, String), bool);
+
+/// Reads and chunks one file with `chunk`. A panic (a bug a grammar or the
+/// chunker trips on with this input) skips the file, not the whole build.
+fn read_and_chunk(
+    file: &SourceFile,
+    walk_cfg: &WalkConfig,
+    chunk: &(dyn Fn(&str, Language, &str) -> Vec<Chunk> + Sync),
+) -> Result<ChunkedFile, SkipReason> {
+    let Source { text, language, lossy } = read_source(file, walk_cfg)?;
+    let chunks = std::panic::catch_unwind(AssertUnwindSafe(|| chunk(&file.rel_path, language, &text)))
+        .map_err(|payload| SkipReason::Panicked(panic_message(payload.as_ref())))?;
+    let len = text.len() as u64;
+    // Stored as the chunker saw it, so line numbers agree with the chunks.
+    let text = normalize(&text).into_owned();
+    Ok((chunks, len, (file.rel_path.clone(), text), lossy))
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+/// Empties a bundle directory an earlier build left (one that failed
+/// part-way, e.g. while embedding), so the next build can use it. Refuses,
+/// deleting nothing, when it holds anything a build does not write: a
+/// mistyped `--work-dir` may name a directory of the user's.
+pub fn clear_bundle_dir(dir: &Path) -> Result<(), BuildError> {
+    const BUNDLE_ENTRIES: [&str; 7] = [
+        bundle::CHUNKS_FILE,
+        bundle::BM25_DIR,
+        bundle::VECTORS_DIR,
+        bundle::GRAPH_FILE,
+        bundle::SOURCES_FILE,
+        bundle::SOURCES_INDEX_FILE,
+        layout::MANIFEST_FILE,
+    ];
+    let dir_err = |source| BuildError::BundleDir {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries.collect::<Result<Vec<_>, _>>().map_err(dir_err)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(dir_err(e)),
+    };
+    if let Some(foreign) = entries
+        .iter()
+        .find(|e| !BUNDLE_ENTRIES.iter().any(|b| e.file_name() == *b))
+    {
+        return Err(BuildError::BundleDirNotEmpty {
+            dir: dir.to_path_buf(),
+            found: foreign.file_name().to_string_lossy().into_owned(),
+        });
+    }
+    for entry in &entries {
+        let path = entry.path();
+        let removed = if entry.file_type().map_err(dir_err)?.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(dir_err)?;
+    }
+    if !entries.is_empty() {
+        tracing::info!(dir = %dir.display(), "cleared the bundle an earlier build left");
+    }
+    Ok(())
 }
 
 /// Embeds every chunk the cache has no vector for, and keeps the new ones there.
@@ -488,6 +575,52 @@ mod tests {
         assert_eq!(report.manifest.counts.chunks, 0);
         assert!(report.manifest.embedder.is_none());
         assert_eq!(embedder.embedded.load(Ordering::Relaxed), 0);
+    }
+
+    /// A file the chunker panics on is skipped and counted; the build goes on.
+    #[test]
+    fn a_panic_chunking_one_file_skips_that_file() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("a.py"), A_V1).unwrap();
+        let walked = walk(src.path(), &WalkConfig::default()).unwrap();
+        let cfg = WalkConfig::default();
+        let panicking = |_: &str, _: Language, _: &str| -> Vec<Chunk> { panic!("grammar bug") };
+        let err = read_and_chunk(&walked.files[0], &cfg, &panicking).unwrap_err();
+        assert!(matches!(&err, SkipReason::Panicked(m) if m == "grammar bug"), "{err}");
+        let mut counts = SkipCounts::default();
+        err.count(&mut counts);
+        assert_eq!((counts.panicked, counts.total()), (1, 1));
+        let chunking = |p: &str, l: Language, t: &str| chunk_file(p, l, t, &ChunkConfig::default());
+        let (chunks, ..) = read_and_chunk(&walked.files[0], &cfg, &chunking).unwrap();
+        assert_eq!(chunks.len(), 2);
+    }
+
+    /// A build refuses a bundle directory holding anything; one an earlier
+    /// build left is cleared for the next, anything else is left alone.
+    #[tokio::test]
+    async fn a_bundle_dir_left_by_an_earlier_build_is_cleared_and_others_refused() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("a.py"), A_V1).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let out = work.path().join("bundle");
+        let id = IndexId::new("work-dir").unwrap();
+        build_bundle(src.path(), &id, &out, BuildOptions::default())
+            .await
+            .unwrap();
+        let again = build_bundle(src.path(), &id, &out, BuildOptions::default()).await;
+        assert!(matches!(again, Err(BuildError::BundleDirNotEmpty { .. })), "{again:?}");
+
+        clear_bundle_dir(&out).unwrap();
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+        build_bundle(src.path(), &id, &out, BuildOptions::default())
+            .await
+            .unwrap();
+
+        std::fs::write(out.join("notes.txt"), "mine").unwrap();
+        let err = clear_bundle_dir(&out).unwrap_err();
+        assert!(err.to_string().contains("notes.txt"), "{err}");
+        assert!(out.join(bundle::CHUNKS_FILE).exists(), "nothing deleted");
+        clear_bundle_dir(&work.path().join("absent")).unwrap();
     }
 
     /// A build whose embedder fails part-way keeps the vectors of the files

@@ -94,6 +94,9 @@ pub struct SkipCounts {
     /// Symbolic links, which are never followed.
     #[serde(default)]
     pub symlink: u64,
+    /// Files the chunker panicked on.
+    #[serde(default)]
+    pub panicked: u64,
     /// Kept, with their few invalid bytes replaced by U+FFFD; not in [`SkipCounts::total`].
     #[serde(default)]
     pub lossy_utf8: u64,
@@ -110,6 +113,7 @@ impl SkipCounts {
             + self.excluded
             + self.unknown_language
             + self.symlink
+            + self.panicked
     }
 
     /// Adds another set of counts, e.g. those gathered by a reading worker.
@@ -122,6 +126,7 @@ impl SkipCounts {
         self.excluded += other.excluded;
         self.unknown_language += other.unknown_language;
         self.symlink += other.symlink;
+        self.panicked += other.panicked;
         self.lossy_utf8 += other.lossy_utf8;
     }
 }
@@ -161,7 +166,7 @@ pub struct Source {
     pub lossy: bool,
 }
 
-/// Why [`read_source`] left a file out.
+/// Why [`read_source`] (or the builder, for `Panicked`) left a file out.
 #[derive(Debug, thiserror::Error)]
 pub enum SkipReason {
     #[error("binary file")]
@@ -176,6 +181,8 @@ pub enum SkipReason {
     Generated,
     #[error("not in the languages asked for")]
     Excluded,
+    #[error("the chunker panicked: {0}")]
+    Panicked(String),
 }
 
 impl SkipReason {
@@ -187,6 +194,7 @@ impl SkipReason {
             SkipReason::Unreadable(_) | SkipReason::Changed => counts.unreadable += 1,
             SkipReason::Generated => counts.vendored_or_generated += 1,
             SkipReason::Excluded => counts.excluded += 1,
+            SkipReason::Panicked(_) => counts.panicked += 1,
         }
     }
 }
