@@ -271,7 +271,7 @@ fn collect<'t>(
     let mut attached: Vec<Vec<Node<'_>>> = vec![Vec::new()];
     let mut steps = 0u32;
     loop {
-        if steps % DEADLINE_STRIDE == 0 && Instant::now() >= deadline {
+        if steps.is_multiple_of(DEADLINE_STRIDE) && Instant::now() >= deadline {
             return None;
         }
         steps = steps.wrapping_add(1);
