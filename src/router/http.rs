@@ -135,6 +135,10 @@ fn urlencode(s: &str) -> String {
 /// The longest a status or listing call waits for one shard.
 pub(crate) const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The least time a search-all's listing gets, however little is left of
+/// its deadline.
+const LISTING_FLOOR: Duration = Duration::from_secs(1);
+
 /// Asks one shard directly (no retry), for status aggregation.
 async fn ask(s: &RouterState, shard: &ShardEndpoint, path: &str, within: Duration) -> Result<Upstream, reqwest::Error> {
     let resp = s
@@ -285,9 +289,16 @@ async fn search_many(
     let plan = MultiSearch::parse(req, s.cfg.max_fanout_indexes, s.cfg.request_timeout)?;
     let all = match plan.named {
         Some(_) => Vec::new(),
-        // Listing is part of the search: it gets only the fan-out's time.
-        None => shard_lists(&s, plan.until().saturating_duration_since(std::time::Instant::now()))
-            .await?
+        // Listing is part of the search and spends the fan-out's time; but
+        // without the list there is no answer at all, so it gets at least
+        // LISTING_FLOOR, and a deadline spent on it skips every index.
+        None => shard_lists(
+            &s,
+            plan.until()
+                .saturating_duration_since(std::time::Instant::now())
+                .max(LISTING_FLOOR),
+        )
+        .await?
             .into_iter()
             .map(|st| st.index_id)
             .collect(),
