@@ -133,7 +133,11 @@ pub(crate) mod tests {
                     let h = Sha256::digest([&[self.salt], t.as_bytes()].concat());
                     let mut v: Vec<f32> = h[..4].iter().map(|&b| f32::from(b) - 127.5).collect();
                     // Alternating sign, so consecutive runs differ bitwise.
-                    v[0] += if call.is_multiple_of(2) { self.noise } else { -self.noise };
+                    v[0] += if call.is_multiple_of(2) {
+                        self.noise
+                    } else {
+                        -self.noise
+                    };
                     crate::embed::l2_normalize(&mut v);
                     v
                 })

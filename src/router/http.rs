@@ -299,9 +299,9 @@ async fn search_many(
                 .max(LISTING_FLOOR),
         )
         .await?
-            .into_iter()
-            .map(|st| st.index_id)
-            .collect(),
+        .into_iter()
+        .map(|st| st.index_id)
+        .collect(),
     };
     let ids = plan.ids(|| all)?;
     let body = Bytes::from(serde_json::to_vec(&plan.request).expect("request serialises"));

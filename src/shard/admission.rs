@@ -209,7 +209,9 @@ mod tests {
         };
         tokio::pin!(waiting);
         assert!(
-            tokio::time::timeout(Duration::from_millis(50), &mut waiting).await.is_err(),
+            tokio::time::timeout(Duration::from_millis(50), &mut waiting)
+                .await
+                .is_err(),
             "still a warm-up: it waits for the lane"
         );
         demanded.notify_one();
