@@ -37,9 +37,9 @@ const MIN_WAIT_ROUND: std::time::Duration = std::time::Duration::from_millis(500
 const ANSWER_MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
 /// An attempt given less than this is not worth starting.
 const MIN_ATTEMPT: std::time::Duration = std::time::Duration::from_millis(100);
-/// Most of an attempt's time kept back from the deadline the shard is told,
-/// so the shard's own `request_timeout` travels back before the router stops
-/// listening (a tenth of the attempt when that is less).
+/// The margin between an attempt's timeout and the deadline the shard is
+/// told: a tenth of the attempt, at most this, so the shard's own
+/// `request_timeout` travels back before the router stops listening.
 const REPLY_MARGIN: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The deadline a shard is told for an attempt of `budget`.
@@ -317,6 +317,9 @@ impl RouterState {
             };
             if let ForwardPatience::FanOut { until } = patience {
                 budget = budget.min(until.saturating_duration_since(Instant::now()));
+                if budget < MIN_ATTEMPT {
+                    break;
+                }
             }
             if attempts > 0 {
                 ROUTER_RETRIES.inc();
@@ -384,7 +387,11 @@ impl RouterState {
                     Attempt::Retry(Some(up), reason, _) => {
                         last_reason = reason;
                         let still_loading = up.is_restoring();
-                        kept = Some(up);
+                        // A "loading" answer says when to come back; a busy
+                        // shard's answer after it says less.
+                        if still_loading || !kept.as_ref().is_some_and(Upstream::is_restoring) {
+                            kept = Some(up);
+                        }
                         if !still_loading {
                             current = waiting.next();
                         } else if waited.elapsed() < MIN_WAIT_ROUND {

@@ -227,11 +227,10 @@ async fn list(State(s): State<AppState>) -> Result<Json<IndexList>, ApiError> {
 }
 
 /// Every healthy shard's list of indexes (each lists every index in
-/// storage, with its own state). When none answers, that is an error, not
-/// an empty cluster: a listing or a search of "all" must not answer 200
+/// storage, with its own state), from the shards that answered within
+/// `within` (at most [`STATUS_TIMEOUT`]). When none answers, that is a 503,
+/// not an empty cluster: a listing or a search of "all" must not answer 200
 /// with nothing while every shard sheds load.
-/// Every healthy shard's index list, from the shards that answered within
-/// `within` (at most [`STATUS_TIMEOUT`]); 503 when none did.
 pub(crate) async fn shard_lists(s: &RouterState, within: Duration) -> Result<Vec<ShardIndexStatus>, ApiError> {
     let members = s.members();
     let healthy: Vec<ShardEndpoint> = s.health.healthy(&members).into_iter().cloned().collect();

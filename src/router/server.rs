@@ -167,14 +167,14 @@ fn app(state: Arc<RouterState>, ready: Arc<AtomicBool>, mcp: crate::mcp::McpHttp
     let mcp = serve::shed(
         axum::Router::new().nest_service("/mcp", mcp),
         cfg.max_concurrency,
-        cfg.request_timeout + 2 * DEADLINE_MARGIN,
+        serve::Deadline::Fixed(cfg.request_timeout + 2 * DEADLINE_MARGIN),
     );
     serve::harden(
         routes(state),
         serve::ops_routes(ready).merge(mcp),
         "router",
         cfg.max_concurrency,
-        cfg.request_timeout,
+        serve::Deadline::Fixed(cfg.request_timeout),
         crate::server::params::BODY_LIMIT,
     )
 }

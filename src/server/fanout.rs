@@ -216,6 +216,12 @@ where
                 error: DEADLINE.to_string(),
                 retryable: true,
             }),
+            // The index ran out of the time it was given: the fan-out's deadline.
+            Err(Some(e)) if e.body.error == "request_timeout" => skipped.push(IndexFailure {
+                index_id: id,
+                error: DEADLINE.to_string(),
+                retryable: true,
+            }),
             Err(Some(e)) if e.body.retryable => skipped.push(IndexFailure {
                 index_id: id,
                 error: e.body.error.clone(),
@@ -368,6 +374,17 @@ mod tests {
         assert_eq!(out.searched, vec!["i00", "i01", "i02"]);
         assert_eq!(out.searched.len() + out.skipped.len(), 20);
         assert!(out.skipped.iter().all(|s| s.error == DEADLINE));
+    }
+
+    #[tokio::test]
+    async fn an_index_that_timed_out_is_skipped_for_the_deadline() {
+        let until = Instant::now() + Duration::from_secs(30);
+        let out = fan_out(vec!["slow".into()], 1, until, 10, |_| async {
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "request_timeout", "deadline exceeded").retry_after(1))
+        })
+        .await;
+        assert_eq!(out.skipped.len(), 1);
+        assert_eq!(out.skipped[0].error, DEADLINE);
     }
 
     #[tokio::test]

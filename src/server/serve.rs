@@ -98,10 +98,10 @@ pub fn harden(
     outside: Router,
     role: &'static str,
     max_concurrency: usize,
-    timeout: std::time::Duration,
+    deadline: Deadline,
     body_limit: usize,
 ) -> Router {
-    shed(app, max_concurrency, timeout)
+    shed(app, max_concurrency, deadline)
         .merge(outside)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(move |req, next| {
@@ -109,11 +109,20 @@ pub fn harden(
         }))
 }
 
+/// How long a request may run.
+#[derive(Debug, Clone, Copy)]
+pub enum Deadline {
+    /// This long.
+    Fixed(std::time::Duration),
+    /// This long, or less when the caller says it stops listening sooner
+    /// ([`super::params::DEADLINE_HEADER`]): for shards, whose callers are routers.
+    CallerMayShorten(std::time::Duration),
+}
+
 /// Answers 503 `overloaded` at once past `max_concurrency` requests in
 /// flight (rather than queueing without bound), and 503 `request_timeout`
-/// when one runs past `timeout`, or past the caller's own shorter deadline
-/// (see [`super::params::DEADLINE_HEADER`]); both with `Retry-After`.
-pub fn shed(app: Router, max_concurrency: usize, timeout: std::time::Duration) -> Router {
+/// when one runs past its `deadline`; both with `Retry-After`.
+pub fn shed(app: Router, max_concurrency: usize, deadline: Deadline) -> Router {
     use crate::api::ApiError;
     let permits = Arc::new(tokio::sync::Semaphore::new(max_concurrency.max(1)));
     let guard = move |req: axum::extract::Request, next: axum::middleware::Next| {
@@ -128,7 +137,10 @@ pub fn shed(app: Router, max_concurrency: usize, timeout: std::time::Duration) -
                 .retry_after(1)
                 .into_response();
             };
-            let timeout = super::params::caller_deadline(req.headers()).map_or(timeout, |d| d.min(timeout));
+            let timeout = match deadline {
+                Deadline::Fixed(t) => t,
+                Deadline::CallerMayShorten(t) => super::params::caller_deadline(req.headers()).map_or(t, |d| d.min(t)),
+            };
             match tokio::time::timeout(timeout, next.run(req)).await {
                 Ok(resp) => resp,
                 Err(_) => ApiError::new(
@@ -152,7 +164,7 @@ mod tests {
     use tower::ServiceExt;
 
     /// A handler that would answer long after any caller gave up.
-    fn slow_app(timeout: std::time::Duration) -> Router {
+    fn slow_app(deadline: Deadline) -> Router {
         let app = Router::new().route(
             "/slow",
             get(|| async {
@@ -160,7 +172,7 @@ mod tests {
                 "late"
             }),
         );
-        shed(app, 4, timeout)
+        shed(app, 4, deadline)
     }
 
     #[tokio::test(start_paused = true)]
@@ -171,7 +183,7 @@ mod tests {
             .body(Body::empty())
             .unwrap();
         let started = tokio::time::Instant::now();
-        let resp = slow_app(std::time::Duration::from_secs(7200))
+        let resp = slow_app(Deadline::CallerMayShorten(std::time::Duration::from_secs(7200)))
             .oneshot(req)
             .await
             .unwrap();
@@ -182,7 +194,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_caller_deadline_never_extends_the_timeout() {
-        let app = slow_app(std::time::Duration::from_secs(2));
+        let app = slow_app(Deadline::CallerMayShorten(std::time::Duration::from_secs(2)));
         for deadline in ["999999999", "junk"] {
             let req = Request::builder()
                 .uri("/slow")
@@ -194,5 +206,21 @@ mod tests {
             assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{deadline}");
             assert_eq!(started.elapsed(), std::time::Duration::from_secs(2), "{deadline}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fixed_deadline_ignores_the_callers() {
+        let req = Request::builder()
+            .uri("/slow")
+            .header(super::super::params::DEADLINE_HEADER, "250")
+            .body(Body::empty())
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        let resp = slow_app(Deadline::Fixed(std::time::Duration::from_secs(2)))
+            .oneshot(req)
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(started.elapsed(), std::time::Duration::from_secs(2));
     }
 }

@@ -18,7 +18,9 @@ use crate::search::query::ParsedQuery;
 use crate::server::auth::require_admin;
 use crate::server::fanout::MultiSearch;
 use crate::server::index_api::IndexApi;
-use crate::server::params::{FileParams, Patience, SymbolParams, parse_file_path, parse_id, parse_symbol_name};
+use crate::server::params::{
+    FileParams, Patience, SymbolParams, caller_deadline, parse_file_path, parse_id, parse_symbol_name,
+};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -26,6 +28,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub type AppState = Arc<Resolver>;
 
@@ -118,6 +121,15 @@ async fn run_search(
         .map_err(|e| search_error(id, e))
 }
 
+/// Resolves `id` as patiently as the router's headers ask, ending a wait for
+/// a restore a little before the caller's deadline so that the answer is
+/// `index_loading` (with when to come back), not the shard's request timeout.
+async fn resolve_for(r: &AppState, id: &IndexId, headers: &HeaderMap) -> Result<Arc<LoadedIndex>, ApiError> {
+    let until = caller_deadline(headers)
+        .map(|d| tokio::time::Instant::now() + d.saturating_sub((d / 10).min(Duration::from_millis(200))));
+    Ok(r.resolve_until(id, wait_for(Patience::from_headers(headers)), until).await?)
+}
+
 fn wait_for(patience: Patience) -> Wait {
     match patience {
         Patience::Wait => Wait::Load,
@@ -135,7 +147,7 @@ async fn search(
     let id = parse_id(&id)?;
     let Json(req) = body?;
     check_search(&req).map_err(|e| e.with_index(id.as_str()))?;
-    let loaded = r.resolve(&id, wait_for(Patience::from_headers(&headers))).await?;
+    let loaded = resolve_for(&r, &id, &headers).await?;
     Ok(Json(run_search(&r, &id, loaded, req).await?))
 }
 
@@ -172,7 +184,7 @@ async fn symbols(
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let (rel, depth, limit) = params.parse()?;
     parse_symbol_name(&name)?;
-    let loaded = r.resolve(&id, wait_for(Patience::from_headers(&headers))).await?;
+    let loaded = resolve_for(&r, &id, &headers).await?;
     let resp = on_search_pool(&r, &id, move || loaded.engine().symbols(&name, rel, depth, limit)).await?;
     Ok(Json(resp))
 }
@@ -188,7 +200,7 @@ async fn read_file(
     let path = parse_file_path(&path)?;
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let lines = params.lines()?;
-    let loaded = r.resolve(&id, wait_for(Patience::from_headers(&headers))).await?;
+    let loaded = resolve_for(&r, &id, &headers).await?;
     let result = on_search_pool(&r, &id, move || loaded.engine().read_file(&path, lines)).await?;
     result.map(Json).map_err(|e| read_error(&id, e))
 }
@@ -201,7 +213,7 @@ async fn outline(
 ) -> Result<Json<FileOutline>, ApiError> {
     let id = parse_id(&id)?;
     let path = parse_file_path(&path)?;
-    let loaded = r.resolve(&id, wait_for(Patience::from_headers(&headers))).await?;
+    let loaded = resolve_for(&r, &id, &headers).await?;
     let result = on_search_pool(&r, &id, move || loaded.engine().outline(&path)).await?;
     result.map(Json).map_err(|e| read_error(&id, e))
 }

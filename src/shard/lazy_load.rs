@@ -148,11 +148,24 @@ impl Resolver {
 
     /// Hot index for `id`; for a cold one, what `wait` allows.
     pub async fn resolve(self: &Arc<Self>, id: &IndexId, wait: Wait) -> Result<Arc<LoadedIndex>, ResolveError> {
+        self.resolve_until(id, wait, None).await
+    }
+
+    /// As [`Resolver::resolve`], but a wait for a restore also ends at
+    /// `until` (the caller's own deadline), answering "loading" while the
+    /// caller still listens rather than leaving it to time out.
+    pub async fn resolve_until(
+        self: &Arc<Self>,
+        id: &IndexId,
+        wait: Wait,
+        until: Option<tokio::time::Instant>,
+    ) -> Result<Arc<LoadedIndex>, ResolveError> {
         let slot = self.slot(id).await?;
         if wait == Wait::Load {
             slot.touch();
         }
-        let deadline = tokio::time::Instant::now() + self.cfg.load_wait;
+        let waited = tokio::time::Instant::now() + self.cfg.load_wait;
+        let deadline = until.map_or(waited, |u| u.min(waited));
         loop {
             let mut changed = {
                 let mut inner = slot.lock();

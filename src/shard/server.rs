@@ -73,7 +73,7 @@ pub fn app(resolver: Arc<Resolver>, ready: Arc<AtomicBool>) -> axum::Router {
         serve::ops_routes(ready),
         "shard",
         cfg.max_concurrency,
-        cfg.request_timeout,
+        serve::Deadline::CallerMayShorten(cfg.request_timeout),
         crate::server::params::BODY_LIMIT,
     )
 }
