@@ -332,6 +332,9 @@ def policy_errors(docs: list[dict]) -> list[str]:
                 env.update({e["name"]: e["value"] for e in c.get("env", []) if "value" in e})
                 timeout = (seconds(env["TRUSTY_REQUEST_TIMEOUT"]) if "TRUSTY_REQUEST_TIMEOUT" in env
                            else request_timeout_default(role))
+                if role == "router":
+                    # /mcp outlasts the API's timeout by two MCP deadline margins (src/mcp/client.rs).
+                    timeout += 10
                 if grace < int(cmd[1]) + timeout:
                     errs.append(f"{cn}: terminationGracePeriodSeconds {grace} < preStop {cmd[1]} s + "
                                 f"request timeout {timeout:g} s; in-flight requests would be cut off")
@@ -342,7 +345,9 @@ def policy_errors(docs: list[dict]) -> list[str]:
         limits = [v["emptyDir"]["sizeLimit"] for v in ps.get("volumes", []) if "sizeLimit" in v.get("emptyDir", {})]
         needed = sum(quantity_bytes(q) for q in limits)
         for c in ps["containers"]:
-            req = c.get("resources", {}).get("requests", {}).get("ephemeral-storage")
+            res = c.get("resources", {})
+            # A lone limit is the request too.
+            req = res.get("requests", {}).get("ephemeral-storage") or res.get("limits", {}).get("ephemeral-storage")
             if req is None or quantity_bytes(req) < needed:
                 errs.append(f"StatefulSet/{d['metadata']['name']} container {c['name']}: requests.ephemeral-storage "
                             f"{req} does not cover its emptyDirs ({' + '.join(limits)})")

@@ -13,9 +13,12 @@ PY
 }
 if trusty_python_managed; then
   TRUSTY_VENV="${TRUSTY_VENV:-$HOME/.cache/trusty-search/venv}"
-  if [ ! -x "$TRUSTY_VENV/bin/python3" ]; then
+  # A venv whose creation failed half-way (no ensurepip) has no pip: start over.
+  if ! "$TRUSTY_VENV/bin/python3" -m pip --version >/dev/null 2>&1; then
+    rm -rf "$TRUSTY_VENV"
     echo "system Python is externally managed: installing Python tools into $TRUSTY_VENV"
     python3 -m venv --system-site-packages "$TRUSTY_VENV" || {
+      rm -rf "$TRUSTY_VENV"
       echo "could not create $TRUSTY_VENV: install python3-venv (apt-get install python3-venv)" >&2
       return 1 2>/dev/null || exit 1
     }
