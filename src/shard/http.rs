@@ -127,7 +127,8 @@ async fn run_search(
 async fn resolve_for(r: &AppState, id: &IndexId, headers: &HeaderMap) -> Result<Arc<LoadedIndex>, ApiError> {
     let until = caller_deadline(headers)
         .map(|d| tokio::time::Instant::now() + d.saturating_sub((d / 10).min(Duration::from_millis(200))));
-    Ok(r.resolve_until(id, wait_for(Patience::from_headers(headers)), until).await?)
+    Ok(r.resolve_until(id, wait_for(Patience::from_headers(headers)), until)
+        .await?)
 }
 
 fn wait_for(patience: Patience) -> Wait {
