@@ -351,8 +351,34 @@ async fn another_job(jobs: &Api<Job>, seen: &[String]) -> String {
     .await
 }
 
+/// Applies Index `tokio` (a git source) refreshed every `interval`, and
+/// waits until the controller has reconciled that spec, so the passes that
+/// follow count time by it.
+async fn refresh_every(indexes: &Api<Index>, interval: &str) {
+    let manifest = json!({
+        "apiVersion": "search.trusty.dev/v1alpha1", "kind": "Index",
+        "metadata": {"name": "tokio", "namespace": NS},
+        "spec": {"source": {"git": {"url": "https://github.com/tokio-rs/tokio"}}, "refreshInterval": interval},
+    });
+    let applied = indexes
+        .patch("tokio", &PatchParams::apply("e2e-test"), &Patch::Apply(&manifest))
+        .await
+        .unwrap();
+    let generation = applied.metadata.generation.expect("a generation");
+    eventually(&format!("a pass with refreshInterval {interval}"), WAIT, || async {
+        let observed = indexes.get("tokio").await.ok()?.status?.observed_generation?;
+        (observed >= generation).then_some(())
+    })
+    .await;
+}
+
 /// A failed git refresh leaves the previous build serving and is tried again
 /// at the next interval; a refresh that lands is reloaded like any new build.
+///
+/// A refresh comes due only when the test shortens the interval, and each
+/// refresh Job ends (as the test decides) only once the interval is long
+/// again: so no pass slowed by a loaded machine runs into another interval
+/// and starts a build the test does not expect (phase Building).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_refresh_keeps_serving_and_is_retried_at_the_next_interval() {
     let f = Fakes::start("tokio").await;
@@ -360,17 +386,8 @@ async fn a_failed_refresh_keeps_serving_and_is_retried_at_the_next_interval() {
     let op = Operator::start(client.clone(), &f.router.url(), &f.store_url(), "op-a", Some(NS.into()));
     let indexes: Api<Index> = Api::namespaced(client.clone(), NS);
     let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
-    let manifest = json!({
-        "apiVersion": "search.trusty.dev/v1alpha1", "kind": "Index",
-        "metadata": {"name": "tokio", "namespace": NS},
-        "spec": {"source": {"git": {"url": "https://github.com/tokio-rs/tokio"}}, "refreshInterval": "6s"},
-    });
-    // Long enough that a pass slowed by a loaded machine does not run into
-    // the next interval (and start its retry) before the failure is seen.
-    indexes
-        .patch("tokio", &PatchParams::apply("e2e-test"), &Patch::Apply(&manifest))
-        .await
-        .unwrap();
+    // The interval is not part of the source hash: changing it rebuilds nothing.
+    refresh_every(&indexes, "1h").await;
     let first = first_job(&jobs).await.metadata.name.unwrap();
     kubelet::succeed(&jobs, &first).await;
     phase_is(&indexes, "tokio", Phase::Available).await;
@@ -381,7 +398,9 @@ async fn a_failed_refresh_keeps_serving_and_is_retried_at_the_next_interval() {
     assert_eq!(reloads(), 1);
 
     // The interval elapses: a refresh build, which fails.
+    refresh_every(&indexes, "2s").await;
     let refresh = another_job(&jobs, std::slice::from_ref(&first)).await;
+    refresh_every(&indexes, "1h").await;
     kubelet::fail(&jobs, &refresh, "BackoffLimitExceeded", "remote hung up").await;
     let built = |i: &Index| {
         let st = i.status.as_ref()?;
@@ -407,7 +426,9 @@ async fn a_failed_refresh_keeps_serving_and_is_retried_at_the_next_interval() {
     );
 
     // The next interval tries again; the new build is reloaded on the owners.
+    refresh_every(&indexes, "2s").await;
     let retry = another_job(&jobs, &[first, refresh]).await;
+    refresh_every(&indexes, "1h").await;
     kubelet::succeed(&jobs, &retry).await;
     eventually("the refreshed build to land", WAIT, || async {
         let i = indexes.get("tokio").await.ok()?;
@@ -419,6 +440,11 @@ async fn a_failed_refresh_keeps_serving_and_is_retried_at_the_next_interval() {
     })
     .await;
     phase_is(&indexes, "tokio", Phase::Available).await;
+    assert_eq!(
+        jobs.list(&ListParams::default()).await.unwrap().items.len(),
+        3,
+        "the build, the refresh and its retry: changing the interval rebuilt nothing"
+    );
     op.stop().await;
 }
 
@@ -671,10 +697,6 @@ async fn missing_crd_is_detected_at_start() {
         .unwrap();
 }
 
-/// A leader whose API connection hangs (requests accepted, never answered)
-/// stops its controller before its Lease expires, so no other replica can
-/// take over while it still reconciles; once the API answers again it renews
-/// and leads again.
 /// A leader elector running in the background whose work only records
 /// whether it runs and when it was last stopped.
 struct Leading {
@@ -742,15 +764,23 @@ fn stored_renew_time(api: &FakeApiServer) -> std::time::SystemTime {
     std::time::UNIX_EPOCH + Duration::from_micros(renewed.as_microsecond() as u64)
 }
 
+/// A leader whose API connection hangs (requests accepted, never answered)
+/// stops its controller before its Lease expires, so no other replica can
+/// take over while it still reconciles; once the API answers again it renews
+/// and leads again.
 #[tokio::test]
 async fn hung_api_stops_the_leader_before_its_lease_expires() {
     install_crypto();
     let api = FakeApiServer::start().await;
     let leases: Api<Lease> = Api::namespaced(api.client(), LEASE_NAMESPACE);
-    let lease_duration = Duration::from_secs(3);
+    // Renew deadline 6 s: the leader stops 3 s before the lease expires, room
+    // for this runtime's one thread (shared with the fake API server) to be
+    // late on a loaded machine; a leader that waits for the lease to expire
+    // is still caught.
+    let lease_duration = Duration::from_secs(9);
     let a = LeaderElector::new(leases.clone(), LEASE_NAME, "a", lease_duration);
     let leading = Leading::start(a);
-    let wait = Duration::from_secs(30);
+    let wait = Duration::from_secs(60);
     eventually("a leads", wait, || async { leading.is_running().then_some(()) }).await;
 
     api.set_hung(LEASE, true);
@@ -790,18 +820,21 @@ async fn a_leader_stops_at_its_renew_deadline_even_mid_round() {
     install_crypto();
     let api = FakeApiServer::start().await;
     let leases: Api<Lease> = Api::namespaced(api.client(), LEASE_NAMESPACE);
-    // Rounds every 2 s (and time out after 2 s); the renew deadline is 4 s.
-    let lease_duration = Duration::from_secs(6);
+    // Rounds every 4 s (and time out after 4 s); the renew deadline is 8 s.
+    let lease_duration = Duration::from_secs(12);
     let renew_deadline = lease_duration * 2 / 3;
     let leading = Leading::start(LeaderElector::new(leases, LEASE_NAME, "a", lease_duration));
-    let wait = Duration::from_secs(30);
+    let wait = Duration::from_secs(60);
     eventually("a leads", wait, || async { leading.is_running().then_some(()) }).await;
 
-    // Renewals get slow (1.6 s of a round's 2 s), then the API hangs.
-    api.set_delay(LEASE, Duration::from_millis(800));
-    let before = stored_renew_time(&api);
+    // Renewals get slow (3.2 s of a round's 4 s), then the API hangs. A
+    // renewal time after this is a round's delayed throughout: the next
+    // round starts 7.2 s after that time and would give up at 11.2 s, 3.2 s
+    // past the deadline.
+    api.set_delay(LEASE, Duration::from_millis(1600));
+    let slow_from = std::time::SystemTime::now();
     eventually("a slow renewal", wait, || async {
-        (stored_renew_time(&api) > before).then_some(())
+        (stored_renew_time(&api) > slow_from).then_some(())
     })
     .await;
     api.set_hung(LEASE, true);
@@ -809,10 +842,12 @@ async fn a_leader_stops_at_its_renew_deadline_even_mid_round() {
         (!leading.is_running()).then_some(())
     })
     .await;
+    // 2 s of slack for a loaded machine; a leader that stopped only when
+    // the hung round gave up would be 3.2 s late.
     let deadline = stored_renew_time(&api) + renew_deadline;
     let stopped = leading.stopped_at.lock().unwrap().expect("stop time recorded");
     assert!(
-        stopped < deadline + Duration::from_millis(800),
+        stopped < deadline + Duration::from_secs(2),
         "stopped {:?} after the renew deadline",
         stopped.duration_since(deadline).unwrap_or_default()
     );
@@ -825,17 +860,35 @@ async fn only_one_replica_leads() {
     install_crypto();
     let api = FakeApiServer::start().await;
     let leases: Api<Lease> = Api::namespaced(api.client(), LEASE_NAMESPACE);
-    let a = LeaderElector::new(leases.clone(), LEASE_NAME, "a", Duration::from_secs(1));
-    let b = LeaderElector::new(leases.clone(), LEASE_NAME, "b", Duration::from_secs(1));
+    // Long enough that no pass of this test, however slow, outlives it: the
+    // lease expires only when the test says so.
+    let lease_duration = Duration::from_secs(30);
+    let a = LeaderElector::new(leases.clone(), LEASE_NAME, "a", lease_duration);
+    let b = LeaderElector::new(leases.clone(), LEASE_NAME, "b", lease_duration);
     assert_eq!(a.try_acquire_or_renew().await.unwrap(), LeaseState::Leading);
     assert_eq!(
         b.try_acquire_or_renew().await.unwrap(),
         LeaseState::Following { holder: "a".into() }
     );
     assert_eq!(a.try_acquire_or_renew().await.unwrap(), LeaseState::Leading, "renewal");
+    assert_eq!(
+        b.try_acquire_or_renew().await.unwrap(),
+        LeaseState::Following { holder: "a".into() },
+        "a renewed lease is not taken over"
+    );
 
-    // a stops renewing: after the lease duration b takes over, and a sees it.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // a stops renewing: once the lease duration has passed since its last
+    // renewal (written here as long ago), b takes over, and a sees it.
+    let long_ago = k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(61);
+    let renew_time = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(long_ago);
+    leases
+        .patch(
+            LEASE_NAME,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"renewTime": renew_time}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(b.try_acquire_or_renew().await.unwrap(), LeaseState::Leading);
     assert_eq!(
         a.try_acquire_or_renew().await.unwrap(),

@@ -82,11 +82,15 @@ impl Operator {
         let ctx = Arc::new(
             Context::new(client.clone(), router, build, metrics.clone(), Some(identity.into())).with_resync(resync),
         );
+        // A lease long enough that a loaded machine does not delay its renewal
+        // past the renew deadline (10 s): a lost lease would restart the
+        // controller mid-scenario. No scenario waits for it to expire: a
+        // stopping operator releases it.
         let elector = LeaderElector::new(
             Api::<Lease>::namespaced(client, LEASE_NAMESPACE),
             LEASE_NAME,
             identity,
-            Duration::from_secs(3),
+            Duration::from_secs(15),
         );
         let (tx, rx) = oneshot::channel::<()>();
         let (c, m) = (ctx.clone(), metrics.clone());
@@ -114,7 +118,7 @@ impl Operator {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        tokio::time::timeout(Duration::from_secs(10), &mut self.task)
+        tokio::time::timeout(Duration::from_secs(30), &mut self.task)
             .await
             .expect("operator stops")
             .unwrap();
