@@ -37,6 +37,7 @@ use crate::embed::{Embedder, Fingerprint};
 use crate::model::sha256_hex;
 use crate::storage::layout::{
     EMBED_CACHE_DIR, INDEXES_DIR, embed_latest_key, embed_pack_key, embed_paths_key, embed_paths_prefix,
+    embed_probe_key, embed_probes_prefix,
 };
 use crate::storage::store::{Store, StoreError};
 
@@ -44,9 +45,6 @@ use crate::storage::store::{Store, StoreError};
 pub type TextHash = [u8; 32];
 
 const MAGIC: &[u8; 8] = b"TSEMB001";
-/// Under [`EMBED_CACHE_DIR`], beside the namespaces (hex digests): the probe
-/// records of each declared embedder.
-const PROBES_DIR: &str = "probes";
 /// Packs fetched or written at once.
 const CONCURRENCY: usize = 16;
 
@@ -194,8 +192,8 @@ struct ProbeRecord {
 
 impl EmbedCache {
     /// The cache of the model `embedder` runs, found by embedding the probe
-    /// texts once. `None` (logged) when the probe fails: without knowing
-    /// the model, no cached vector is safe to use.
+    /// texts once. `None` (logged) when the probe fails, as no cached vector
+    /// is then known to fit, or when the probe records cannot be read.
     pub async fn for_embedder(store: Store, index: IndexId, embedder: Arc<dyn Embedder>) -> Option<Self> {
         let id = embedder.id().to_string();
         let dimension = embedder.dimension();
@@ -210,7 +208,7 @@ impl EmbedCache {
                 return None;
             }
         };
-        let run = probe_run(&store, &id, &fingerprint).await;
+        let run = probe_run(&store, &id, &fingerprint).await?;
         let model = hex::encode(&Sha256::digest(format!("{}\0{run}", fingerprint.declared).as_bytes())[..12]);
         Some(Self {
             store,
@@ -433,16 +431,20 @@ impl EmbedCache {
     }
 }
 
-/// The probe record `fingerprint` matches (the first by name, so concurrent
-/// builders converge), or a new one named by its exact probe vectors. A store
-/// fault only risks a namespace of its own for this build, so it is logged.
-async fn probe_run(store: &Store, embedder: &str, fingerprint: &Fingerprint) -> String {
-    let prefix = format!("{EMBED_CACHE_DIR}/{PROBES_DIR}/{}", fingerprint.declared);
-    let mut records = store.list(&prefix).await.unwrap_or_else(|e| {
-        tracing::warn!(prefix, error = %e, "cannot list the embedder's probe records");
-        Vec::new()
-    });
-    records.sort_by(|a, b| a.key.cmp(&b.key));
+/// The oldest probe record `fingerprint` matches (by time, then name, so
+/// builders that both opened one converge on the first), or a new one named
+/// by its exact probe vectors. `None` when the records cannot all be read: a
+/// new namespace then could take over from the model's established one.
+async fn probe_run(store: &Store, embedder: &str, fingerprint: &Fingerprint) -> Option<String> {
+    let prefix = embed_probes_prefix(&fingerprint.declared);
+    let mut records = match store.list(&prefix).await {
+        Ok(records) => records,
+        Err(e) => {
+            tracing::warn!(prefix, error = %e, "cannot list the embedder's probe records; building without the embedding cache");
+            return None;
+        }
+    };
+    records.sort_by(|a, b| (a.last_modified, &a.key).cmp(&(b.last_modified, &b.key)));
     for record in records {
         let Some(run) = record
             .key
@@ -457,18 +459,18 @@ async fn probe_run(store: &Store, embedder: &str, fingerprint: &Fingerprint) -> 
             Ok(bytes) => bytes,
             Err(StoreError::NotFound { .. }) => continue,
             Err(e) => {
-                tracing::warn!(key = record.key, error = %e, "cannot read a probe record");
-                continue;
+                tracing::warn!(key = record.key, error = %e, "cannot read a probe record; building without the embedding cache");
+                return None;
             }
         };
         match serde_json::from_slice::<ProbeRecord>(&bytes) {
-            Ok(r) if fingerprint.same_model(&r.probe) => return run.to_string(),
+            Ok(r) if fingerprint.same_model(&r.probe) => return Some(run.to_string()),
             Ok(_) => {}
             Err(e) => tracing::warn!(key = record.key, error = %e, "ignoring an unreadable probe record"),
         }
     }
     let run = fingerprint.probe_digest();
-    let key = format!("{prefix}/{run}.json");
+    let key = embed_probe_key(&fingerprint.declared, &run);
     let record = ProbeRecord {
         embedder: embedder.to_string(),
         probe: fingerprint.probe.clone(),
@@ -487,7 +489,7 @@ async fn probe_run(store: &Store, embedder: &str, fingerprint: &Fingerprint) -> 
         }
         Err(e) => tracing::warn!(error = %e, "cannot encode the embedder's probe record"),
     }
-    run
+    Some(run)
 }
 
 fn is_hex(s: &str) -> bool {
@@ -554,6 +556,7 @@ fn decode_pack(dimension: usize, bytes: &[u8]) -> Result<Vec<(TextHash, Vec<f32>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::layout::EMBED_PROBES_DIR;
 
     /// What a build does once every vector is embedded: its packs, then its
     /// path map. Returns the packs written.
@@ -658,7 +661,7 @@ mod tests {
             assert_eq!(again.model, a.model, "{what}");
             assert_eq!(again.recall(&files).await.vectors.len(), 3, "{what}");
         }
-        let records = store.list(&format!("{EMBED_CACHE_DIR}/{PROBES_DIR}")).await.unwrap();
+        let records = store.list(EMBED_PROBES_DIR).await.unwrap();
         assert_eq!(records.len(), 2, "one probe record per model: {records:?}");
     }
 
@@ -683,6 +686,167 @@ mod tests {
         let done = prune(&store, std::time::Duration::ZERO, false).await.unwrap();
         assert_eq!((done.packs, done.referenced, done.removed), (2, 1, 1));
         assert_eq!(new.recall(&files).await.present.len(), 1);
+    }
+
+    /// An in-memory store whose next `lists` listings fail, and whose next
+    /// `gets` reads of probe records: a store answering errors for a moment.
+    #[derive(Debug, Default)]
+    struct Flaky {
+        inner: object_store::memory::InMemory,
+        lists: std::sync::atomic::AtomicUsize,
+        gets: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Flaky {
+        fn take(n: &std::sync::atomic::AtomicUsize) -> bool {
+            use std::sync::atomic::Ordering::SeqCst;
+            n.fetch_update(SeqCst, SeqCst, |k| k.checked_sub(1)).is_ok()
+        }
+        fn error() -> object_store::Error {
+            object_store::Error::Generic {
+                store: "flaky",
+                source: "connection reset".into(),
+            }
+        }
+    }
+
+    impl std::fmt::Display for Flaky {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Flaky")
+        }
+    }
+
+    // `async_trait` spelled out: this crate does not depend on the macro.
+    impl object_store::ObjectStore for Flaky {
+        fn put_opts<'a, 'b, 't>(
+            &'a self,
+            location: &'b object_store::path::Path,
+            payload: object_store::PutPayload,
+            opts: object_store::PutOptions,
+        ) -> futures::future::BoxFuture<'t, object_store::Result<object_store::PutResult>>
+        where
+            'a: 't,
+            'b: 't,
+            Self: 't,
+        {
+            self.inner.put_opts(location, payload, opts)
+        }
+        fn put_multipart_opts<'a, 'b, 't>(
+            &'a self,
+            location: &'b object_store::path::Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> futures::future::BoxFuture<'t, object_store::Result<Box<dyn object_store::MultipartUpload>>>
+        where
+            'a: 't,
+            'b: 't,
+            Self: 't,
+        {
+            self.inner.put_multipart_opts(location, opts)
+        }
+        fn get_opts<'a, 'b, 't>(
+            &'a self,
+            location: &'b object_store::path::Path,
+            options: object_store::GetOptions,
+        ) -> futures::future::BoxFuture<'t, object_store::Result<object_store::GetResult>>
+        where
+            'a: 't,
+            'b: 't,
+            Self: 't,
+        {
+            if location.as_ref().contains("/probes/") && Self::take(&self.gets) {
+                return Box::pin(std::future::ready(Err(Self::error())));
+            }
+            self.inner.get_opts(location, options)
+        }
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+            self.inner.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+            if Self::take(&self.lists) {
+                return futures::stream::once(std::future::ready(Err(Self::error()))).boxed();
+            }
+            self.inner.list(prefix)
+        }
+        fn list_with_delimiter<'a, 'b, 't>(
+            &'a self,
+            prefix: Option<&'b object_store::path::Path>,
+        ) -> futures::future::BoxFuture<'t, object_store::Result<object_store::ListResult>>
+        where
+            'a: 't,
+            'b: 't,
+            Self: 't,
+        {
+            self.inner.list_with_delimiter(prefix)
+        }
+        fn copy_opts<'a, 'b, 'c, 't>(
+            &'a self,
+            from: &'b object_store::path::Path,
+            to: &'c object_store::path::Path,
+            options: object_store::CopyOptions,
+        ) -> futures::future::BoxFuture<'t, object_store::Result<()>>
+        where
+            'a: 't,
+            'b: 't,
+            'c: 't,
+            Self: 't,
+        {
+            self.inner.copy_opts(from, to, options)
+        }
+    }
+
+    /// Probe records that cannot be read for a moment mean a build without
+    /// the cache, not a namespace of its own that later builds might prefer
+    /// to the model's established one (dropping the index's path map there).
+    #[tokio::test]
+    async fn unreadable_probe_records_mean_no_cache_and_no_new_namespace() {
+        let flaky = Arc::new(Flaky::default());
+        let store = Store::from_backend(flaky.clone(), "", "flaky://");
+        let hashes = [text_hash("one")];
+        let vectors = vec![vec![1.0, 0.0, 0.0, 0.0]];
+        let files = [file("a.py", "v1", 0..1)];
+        let established = cache_for(&store, "idx", salted(1, 0.0)).await;
+        remember(&established, &files, &[true], &hashes, &vectors).await;
+
+        // Float noise: a new record would get another name than the first.
+        let noisy = || salted(1, 1e-3);
+        for (what, counter) in [("a listing", &flaky.lists), ("a read", &flaky.gets)] {
+            counter.store(1, std::sync::atomic::Ordering::SeqCst);
+            let cache = EmbedCache::for_embedder(store.clone(), IndexId::new("idx").unwrap(), noisy()).await;
+            assert!(cache.is_none(), "{what} failed");
+        }
+        let records = store.list(EMBED_PROBES_DIR).await.unwrap();
+        assert_eq!(records.len(), 1, "no record for a namespace nobody uses: {records:?}");
+        let again = cache_for(&store, "idx", noisy()).await;
+        assert_eq!(again.model, established.model);
+        assert_eq!(again.recall(&files).await.present.len(), 1);
+    }
+
+    /// Two records of one model (two first builds at once): every later
+    /// build takes the older, whatever the names, so they converge on it.
+    #[tokio::test]
+    async fn the_oldest_matching_probe_record_names_the_namespace() {
+        let store = Store::open("memory://embed-cache-oldest").unwrap();
+        let first = cache_for(&store, "idx", salted(1, 0.0)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let embedder = salted(1, 1e-3);
+        let fingerprint = Fingerprint::of(&*embedder).unwrap();
+        let record = ProbeRecord {
+            embedder: embedder.id().to_string(),
+            probe: fingerprint.probe.clone(),
+        };
+        // Sorts before any other name, but was written later.
+        let younger = embed_probe_key(&fingerprint.declared, &"0".repeat(32));
+        store
+            .put(&younger, Bytes::from(serde_json::to_vec(&record).unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(cache_for(&store, "idx", embedder).await.model, first.model);
     }
 
     /// Without a fingerprint no cached vector is known to fit: no cache.

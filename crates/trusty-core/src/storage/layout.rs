@@ -7,6 +7,7 @@
 //! indexes/{index_id}/embed-cache/{model}.json        path → pack of this index's last build
 //! embed-cache/{model}/files/{pack}.vec               vectors of one file's chunks (shared)
 //! embed-cache/{model}/latest/{path digest}           the pack a path was last written to, by any index
+//! embed-cache/probes/{declared}/{run}.json           probe vectors naming a model's {model} namespace
 //! ```
 //!
 //! Keys are only ever built from a validated [`IndexId`], a validated version
@@ -59,6 +60,21 @@ pub fn embed_pack_key(model: &str, pack: &str) -> String {
 /// `model` and `path_digest` are hex digests made by the builder.
 pub fn embed_latest_key(model: &str, path_digest: &str) -> String {
     format!("{EMBED_CACHE_DIR}/{model}/latest/{path_digest}")
+}
+
+/// Beside the namespaces under [`EMBED_CACHE_DIR`] (hex digests, so never
+/// this name): the probe records that tell which namespace a model owns.
+pub const EMBED_PROBES_DIR: &str = "embed-cache/probes";
+
+/// The probe records of one declared embedder (`declared` is a hex digest).
+pub fn embed_probes_prefix(declared: &str) -> String {
+    format!("{EMBED_PROBES_DIR}/{declared}")
+}
+
+/// One model's probe record: `run`, a hex digest of its probe vectors,
+/// names its namespace.
+pub fn embed_probe_key(declared: &str, run: &str) -> String {
+    format!("{}/{run}.json", embed_probes_prefix(declared))
 }
 
 /// Where every embedder's path map of one index lives.
@@ -132,6 +148,14 @@ mod tests {
         assert_eq!(
             file_key(&id, "v1", "bm25/meta.json"),
             "indexes/tokio/versions/v1/bm25/meta.json"
+        );
+    }
+
+    #[test]
+    fn probe_records_sit_beside_the_embedding_namespaces() {
+        assert_eq!(
+            embed_probe_key("d1", "r2"),
+            format!("{EMBED_CACHE_DIR}/probes/d1/r2.json")
         );
     }
 
