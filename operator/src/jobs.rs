@@ -256,6 +256,13 @@ pub fn build_args(index: &Index, id: &str, store: &str) -> Vec<String> {
             args.extend(["--embedder-model".into(), m.clone()]);
         }
     }
+    // A first build of an empty source serves an empty index; once a version
+    // serves, a rebuild that finds nothing (an empty volume mounted by
+    // mistake, filters that now match nothing) fails and the old one stays.
+    let served = index.status.as_ref().is_some_and(|s| s.current_version.is_some());
+    if !served {
+        args.push("--allow-empty".into());
+    }
     args
 }
 
@@ -533,6 +540,17 @@ mod tests {
     }
 
     #[test]
+    fn only_a_first_build_may_publish_an_empty_index() {
+        let mut i = git_index("tokio");
+        assert!(build_args(&i, "tokio", "s3://b").contains(&"--allow-empty".to_string()));
+        i.status = Some(crate::crd::IndexStatus {
+            current_version: Some("v1".into()),
+            ..Default::default()
+        });
+        assert!(!build_args(&i, "tokio", "s3://b").contains(&"--allow-empty".to_string()));
+    }
+
+    #[test]
     fn hash_changes_with_content_settings_only() {
         let a = git_index("tokio");
         let h = source_hash(&a.spec);
@@ -664,7 +682,7 @@ mod tests {
             c.args.as_ref().unwrap().join(" "),
             "index build /work/src --id tokio --store s3://bucket/trusty --git-url https://github.com/tokio-rs/tokio \
              --git-ref v1.40.0 --include src/** --exclude **/tests/** --lang rust --embedder http \
-             --embedder-url http://embed:8080 --embedder-model bge-small"
+             --embedder-url http://embed:8080 --embedder-model bge-small --allow-empty"
         );
         let env_from = c.env_from.as_ref().unwrap();
         assert_eq!(env_from[0].secret_ref.as_ref().unwrap().name, "store-creds");
@@ -742,7 +760,7 @@ mod tests {
         let c = &pod.containers[0];
         assert_eq!(
             c.args.as_ref().unwrap().join(" "),
-            "index build /source/repos/app --id app --store file:///data --embedder none"
+            "index build /source/repos/app --id app --store file:///data --embedder none --allow-empty"
         );
         assert!(c.env_from.is_none());
         // The restricted Pod Security profile, with /tmp writable on a read-only root.

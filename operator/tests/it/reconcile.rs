@@ -164,7 +164,8 @@ async fn new_index_creates_build_job_and_reports_building() {
                 "--git-ref",
                 "v1.40.0",
                 "--lang",
-                "rust"
+                "rust",
+                "--allow-empty"
             ])
         );
         assert_eq!(container["envFrom"][0]["secretRef"]["name"], "store-creds");
