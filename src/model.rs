@@ -165,7 +165,8 @@ impl std::fmt::Display for Language {
 }
 
 fn is_h_header(path: &str) -> bool {
-    path.rsplit_once('.')
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.rsplit_once('.')
         .is_some_and(|(_, ext)| ext.eq_ignore_ascii_case("h"))
 }
 
@@ -174,8 +175,8 @@ fn is_h_header(path: &str) -> bool {
 const SNIFF_BYTES: usize = 64 * 1024;
 
 /// Whether a header's text uses C++ outside comments and string literals:
-/// `namespace`, `class X {`, `template <`, access specifiers, `::` (not in a
-/// C23 `[[attribute]]`), or an extensionless `#include <vector>`.
+/// `namespace`, `class X {`, `template <`, access specifiers, a scope `::`
+/// (not in a C23 `[[attribute]]`), or an extensionless `#include <vector>`.
 fn looks_like_cpp(text: &str) -> bool {
     let mut end = text.len().min(SNIFF_BYTES);
     while !text.is_char_boundary(end) {
@@ -198,13 +199,26 @@ fn looks_like_cpp(text: &str) -> bool {
             || ["public:", "private:", "protected:"]
                 .iter()
                 .any(|a| line.starts_with(a))
-            || (line.contains("::") && !line.contains("[["))
+            || (has_scope_operator(line) && !line.contains("[["))
             || line
                 .strip_prefix("#include")
                 .map(str::trim_start)
                 .and_then(|rest| rest.strip_prefix('<'))
                 .and_then(|rest| rest.split_once('>'))
                 .is_some_and(|(name, _)| !name.contains('.'))
+    })
+}
+
+/// Whether `line` has a `::` before a name or `~`, as in `std::string` or
+/// `A::~A`: inline asm in C separates its operands with `::` and `:::`.
+fn has_scope_operator(line: &str) -> bool {
+    let b = line.as_bytes();
+    (0..b.len().saturating_sub(1)).any(|i| {
+        b[i] == b':'
+            && b[i + 1] == b':'
+            && (i == 0 || b[i - 1] != b':')
+            && b.get(i + 2)
+                .is_some_and(|&c| c.is_ascii_alphabetic() || c == b'_' || c == b'~')
     })
 }
 
@@ -406,6 +420,8 @@ mod tests {
             "class API_EXPORT Widget : public Base {",
             "using namespace std;",
             "std::string name();",
+            "::operator delete(p);",
+            "Widget::~Widget() {}",
             "#include <vector>",
             "enum class Color { Red };",
             "protected:",
@@ -417,6 +433,9 @@ mod tests {
             "#include <sys/types.h>",
             "/* std::string */",
             "x = a ? b : c;",
+            r#"__asm__ __volatile__("" ::: "memory");"#,
+            r#"asm("" :: "r"(x));"#,
+            r#"asm("nop":::"cc");"#,
         ] {
             assert!(!looks_like_cpp(line), "{line}");
         }
@@ -425,6 +444,7 @@ mod tests {
         assert!(!looks_like_cpp(&late));
         assert!(Language::may_be("a.h", Language::Cpp) && Language::may_be("a.h", Language::C));
         assert!(!Language::may_be("a.c", Language::Cpp));
+        assert!(!Language::may_be("x.h/Makefile", Language::Cpp));
     }
 
     #[test]
