@@ -763,13 +763,20 @@ impl Engine {
             index_id: self.manifest.index_id.clone(),
             version: self.manifest.version.clone(),
             path: path.to_string(),
-            language: language_of(path),
+            language: self.language_of(path),
             start_line: if total == 0 { 0 } else { range.start },
             end_line: end,
             total_lines: total,
             text: out,
             truncated,
         })
+    }
+
+    /// The language `path`'s chunks (and so its search hits) say: a `.h`
+    /// header may be C++; by name for a file without chunks.
+    fn language_of(&self, path: &str) -> String {
+        let language = self.files.language(path).or_else(|| Language::from_path(path));
+        language.unwrap_or(Language::Text).as_str().to_string()
     }
 
     /// The symbols `path` defines, from the code graph.
@@ -782,14 +789,10 @@ impl Engine {
             index_id: self.manifest.index_id.clone(),
             version: self.manifest.version.clone(),
             path: path.to_string(),
-            language: language_of(path),
+            language: self.language_of(path),
             symbols,
         })
     }
-}
-
-fn language_of(path: &str) -> String {
-    Language::from_path(path).unwrap_or(Language::Text).as_str().to_string()
 }
 
 /// Why a file could not be read back from a version.
@@ -900,5 +903,33 @@ mod tests {
         assert!(!shown.trim().is_empty());
         assert!(shown.len() <= SNIPPET_BYTES + 1);
         assert!(!shown.contains("next"));
+    }
+
+    /// Reading a file and its outline say the language its chunks (and so
+    /// its search hits) say: a `.h` header written in C++ is `cpp`.
+    #[tokio::test]
+    async fn a_cpp_header_reads_as_cpp() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        let cpp = "namespace ui {\nclass Widget {\n public:\n  void Resize(int w) { w_ = w; }\n  int w_;\n};\n}\n";
+        std::fs::write(src.join("widget.h"), cpp).unwrap();
+        std::fs::write(
+            src.join("point.h"),
+            "struct point { int x; };\nint point_len(struct point *p);\n",
+        )
+        .unwrap();
+        let id = crate::IndexId::new("headers").unwrap();
+        let opts = crate::index::build::BuildOptions::default();
+        let report = crate::index::build::build_bundle(&src, &id, &dir.path().join("bundle"), opts)
+            .await
+            .unwrap();
+        let engine = Engine::open(&report.dir, report.manifest.clone(), None).await.unwrap();
+
+        let hit = engine.chunks().iter().find(|c| c.path == "widget.h").unwrap();
+        assert_eq!(hit.language, Language::Cpp);
+        assert_eq!(engine.read_file("widget.h", None).unwrap().language, "cpp");
+        assert_eq!(engine.outline("widget.h").unwrap().language, "cpp");
+        assert_eq!(engine.read_file("point.h", None).unwrap().language, "c");
     }
 }

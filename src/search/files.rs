@@ -322,6 +322,11 @@ pub(crate) struct FileTable {
     /// File ordinal → its first chunk.
     first_chunk: Vec<u32>,
     roles: Vec<FileRole>,
+    /// File ordinal → its language, as chunking decided it from the text
+    /// (a `.h` header may be C++).
+    languages: Vec<Language>,
+    /// File ordinals sorted by path, to find a file by its path.
+    by_path: Vec<u32>,
     /// Exact symbol name → files defining it (sorted, distinct).
     defines: HashMap<String, Vec<u32>>,
     /// (parent, member) → files defining that member.
@@ -338,20 +343,22 @@ impl FileTable {
     pub(crate) fn build(chunks: &[Chunk], graph: &CodeGraph, mut analyze: impl FnMut(&str) -> Vec<String>) -> Self {
         let mut t = FileTable::default();
         let mut ordinal: HashMap<&str, u32> = HashMap::new();
-        let mut languages = Vec::new();
         for c in chunks {
             let next = t.paths.len() as u32;
             let f = *ordinal.entry(c.path.as_str()).or_insert_with(|| {
                 t.paths.push(c.path.clone());
                 t.first_chunk.push(c.id);
-                languages.push(c.language);
+                t.languages.push(c.language);
                 next
             });
             t.chunk_file.push(f);
         }
+        t.by_path = (0..t.paths.len() as u32).collect();
+        t.by_path
+            .sort_unstable_by(|&a, &b| t.paths[a as usize].cmp(&t.paths[b as usize]));
         for (f, path) in t.paths.iter().enumerate() {
             let f = f as u32;
-            t.roles.push(file_role(path, languages[f as usize]));
+            t.roles.push(file_role(path, t.languages[f as usize]));
             let mut terms = analyze(path);
             terms.sort();
             terms.dedup();
@@ -392,7 +399,11 @@ impl FileTable {
     pub(crate) fn heap_bytes(&self) -> u64 {
         use heap_size::{buffer, string, string_map, strings, table};
         let paths = strings(&self.paths);
-        let per_file = buffer(&self.chunk_file) + buffer(&self.first_chunk) + buffer(&self.roles);
+        let per_file = buffer(&self.chunk_file)
+            + buffer(&self.first_chunk)
+            + buffer(&self.roles)
+            + buffer(&self.languages)
+            + buffer(&self.by_path);
         let defines = string_map(&self.defines, buffer);
         let members: usize = table(&self.members)
             + self
@@ -407,6 +418,15 @@ impl FileTable {
 
     pub(crate) fn path(&self, file: u32) -> &str {
         &self.paths[file as usize]
+    }
+
+    /// The language `path`'s chunks were made as; `None` for a path with no chunks.
+    pub(crate) fn language(&self, path: &str) -> Option<Language> {
+        let i = self
+            .by_path
+            .binary_search_by(|&f| self.paths[f as usize].as_str().cmp(path))
+            .ok()?;
+        Some(self.languages[self.by_path[i] as usize])
     }
 
     pub(crate) fn first_chunk(&self, file: u32) -> Option<u32> {
