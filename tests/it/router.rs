@@ -218,6 +218,19 @@ async fn fan_out_over_fifty_indexes_with_an_owner_down_returns_partial_results()
         "answered within the deadline (+ margin): {took:?}"
     );
     assert!(metric(&c.router.url, "trusty_fanout_partial_total{kind=\"skipped\"}").await >= owned_by_down.len() as f64);
+    // The shortest deadline still gets the list of indexes (its listing has a
+    // floor): an answer that names every index, not a 503 without them.
+    let (status, r) = post_json(
+        &format!("{}/v1/search", c.router.url),
+        json!({"query": "config", "deadline_ms": 10}),
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    let named = ["searched", "skipped", "failed"]
+        .iter()
+        .map(|k| r[k].as_array().unwrap().len())
+        .sum::<usize>();
+    assert_eq!(named, 50, "{r}");
 }
 
 #[tokio::test]
