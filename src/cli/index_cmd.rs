@@ -160,6 +160,10 @@ async fn build(args: BuildArgs) -> Result<()> {
     for l in &args.languages {
         languages.push(Language::parse(l).with_context(|| format!("unknown language {l:?}"))?);
     }
+    // Before cloning: a mistyped --work-dir fails at once, not after a download.
+    if let Some(dir) = &args.work_dir {
+        clear_bundle_dir(dir)?;
+    }
     let tmp = tempfile::tempdir().context("creating a temporary directory")?;
     let (root, source) = match &args.git_url {
         Some(url) => {
@@ -189,9 +193,6 @@ async fn build(args: BuildArgs) -> Result<()> {
             (dir, source)
         }
     };
-    if let Some(dir) = &args.work_dir {
-        clear_bundle_dir(dir)?;
-    }
     let embedder = args.embedder.load_for_build()?;
     let out = args.work_dir.clone().unwrap_or_else(|| tmp.path().join("bundle"));
     let opts = BuildOptions {
@@ -339,6 +340,36 @@ mod tests {
         counts.files = 1;
         counts.chunks = 3;
         refuse_empty(&counts, &skipped, Path::new("/src"), false).unwrap();
+    }
+
+    /// A --work-dir holding something of the user's fails the build before
+    /// the clone, which could take minutes.
+    #[tokio::test]
+    async fn a_work_dir_in_use_fails_before_the_clone() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            build: BuildArgs,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        std::fs::write(work.join("notes.txt"), "mine").unwrap();
+        let cli = <Cli as clap::Parser>::try_parse_from([
+            "build",
+            "--id",
+            "demo",
+            "--store",
+            "memory://work-dir-first",
+            "--git-url",
+            "file:///nowhere/repo.git",
+            "--work-dir",
+            work.to_str().unwrap(),
+        ])
+        .unwrap();
+        let err = build(cli.build).await.unwrap_err();
+        assert!(format!("{err:#}").contains("notes.txt"), "{err:#}");
+        assert_eq!(std::fs::read_to_string(work.join("notes.txt")).unwrap(), "mine");
     }
 
     /// A clone that fails falls back to deleting its destination and cloning
