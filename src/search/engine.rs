@@ -904,32 +904,4 @@ mod tests {
         assert!(shown.len() <= SNIPPET_BYTES + 1);
         assert!(!shown.contains("next"));
     }
-
-    /// Reading a file and its outline say the language its chunks (and so
-    /// its search hits) say: a `.h` header written in C++ is `cpp`.
-    #[tokio::test]
-    async fn a_cpp_header_reads_as_cpp() {
-        let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("src");
-        std::fs::create_dir_all(&src).unwrap();
-        let cpp = "namespace ui {\nclass Widget {\n public:\n  void Resize(int w) { w_ = w; }\n  int w_;\n};\n}\n";
-        std::fs::write(src.join("widget.h"), cpp).unwrap();
-        std::fs::write(
-            src.join("point.h"),
-            "struct point { int x; };\nint point_len(struct point *p);\n",
-        )
-        .unwrap();
-        let id = crate::IndexId::new("headers").unwrap();
-        let opts = crate::index::build::BuildOptions::default();
-        let report = crate::index::build::build_bundle(&src, &id, &dir.path().join("bundle"), opts)
-            .await
-            .unwrap();
-        let engine = Engine::open(&report.dir, report.manifest.clone(), None).await.unwrap();
-
-        let hit = engine.chunks().iter().find(|c| c.path == "widget.h").unwrap();
-        assert_eq!(hit.language, Language::Cpp);
-        assert_eq!(engine.read_file("widget.h", None).unwrap().language, "cpp");
-        assert_eq!(engine.outline("widget.h").unwrap().language, "cpp");
-        assert_eq!(engine.read_file("point.h", None).unwrap().language, "c");
-    }
 }

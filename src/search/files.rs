@@ -789,6 +789,24 @@ mod tests {
         assert_eq!(ranked, vec!["tests/test_core.py", "src/pkg/core.py"]);
     }
 
+    /// A file's language is its chunks', which the text decided: a C++
+    /// `.h` header is `cpp`, as its search hits say, though its name says C.
+    #[test]
+    fn a_file_has_the_language_of_its_chunks() {
+        let mut header = chunk(0, "ui/widget.h", "Widget", SymbolKind::Class, None);
+        header.language = Language::Cpp;
+        let chunks = vec![
+            chunk(1, "src/ui/widget.h", "other", SymbolKind::Function, None),
+            header,
+            chunk(2, "a.py", "f", SymbolKind::Function, None),
+        ];
+        let t = FileTable::build(&chunks, &build_graph(&chunks), |_| Vec::new());
+        assert_eq!(t.language("ui/widget.h"), Some(Language::Cpp));
+        assert_eq!(t.language("src/ui/widget.h"), Some(Language::C));
+        assert_eq!(t.language("a.py"), Some(Language::Python));
+        assert_eq!(t.language("widget.h"), None);
+    }
+
     #[test]
     fn dotted_module_paths_name_their_file() {
         let (_, t) = table();
