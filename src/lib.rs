@@ -33,3 +33,25 @@ mod test_support;
 
 pub use model::{Chunk, Language, SymbolKind};
 pub use trusty_core::{IndexId, api, error_chain, index_id, storage};
+
+/// The message of a caught panic (`panic!` with a literal or a format), for
+/// the error or log line that takes the crash's place.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_panic_message_is_read_from_a_literal_or_a_format() {
+        let caught = |f: fn()| std::panic::catch_unwind(f).unwrap_err();
+        assert_eq!(super::panic_message(caught(|| panic!("grammar bug")).as_ref()), "grammar bug");
+        assert_eq!(super::panic_message(caught(|| panic!("bug {}", 7)).as_ref()), "bug 7");
+        let other = caught(|| std::panic::panic_any(7u8));
+        assert_eq!(super::panic_message(other.as_ref()), "(no message)");
+    }
+}

@@ -319,19 +319,11 @@ fn read_and_chunk(
 ) -> Result<ChunkedFile, SkipReason> {
     let Source { text, language, lossy } = read_source(file, walk_cfg)?;
     let chunks = std::panic::catch_unwind(AssertUnwindSafe(|| chunk(&file.rel_path, language, &text)))
-        .map_err(|payload| SkipReason::Panicked(panic_message(payload.as_ref())))?;
+        .map_err(|payload| SkipReason::Panicked(crate::panic_message(payload.as_ref()).to_string()))?;
     let len = text.len() as u64;
     // Stored as the chunker saw it, so line numbers agree with the chunks.
     let text = normalize(&text).into_owned();
     Ok((chunks, len, (file.rel_path.clone(), text), lossy))
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".into())
 }
 
 /// Empties a bundle directory an earlier build left (one that failed

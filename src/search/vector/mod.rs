@@ -110,11 +110,7 @@ impl VectorIndex {
         match AssertUnwindSafe(Self::open_inner(dir)).catch_unwind().await {
             Ok(result) => result,
             Err(panic) => {
-                let reason = panic
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| panic.downcast_ref::<&str>().copied())
-                    .unwrap_or("lance panicked");
+                let reason = crate::panic_message(panic.as_ref());
                 Err(VectorError::Corrupt {
                     path: dir.to_path_buf(),
                     reason: format!("reading the dataset panicked: {reason}"),
