@@ -49,7 +49,10 @@ mod tests {
     #[test]
     fn a_panic_message_is_read_from_a_literal_or_a_format() {
         let caught = |f: fn()| std::panic::catch_unwind(f).unwrap_err();
-        assert_eq!(super::panic_message(caught(|| panic!("grammar bug")).as_ref()), "grammar bug");
+        assert_eq!(
+            super::panic_message(caught(|| panic!("grammar bug")).as_ref()),
+            "grammar bug"
+        );
         assert_eq!(super::panic_message(caught(|| panic!("bug {}", 7)).as_ref()), "bug 7");
         let other = caught(|| std::panic::panic_any(7u8));
         assert_eq!(super::panic_message(other.as_ref()), "(no message)");
