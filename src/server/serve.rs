@@ -161,66 +161,54 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use axum::http::Request;
+    use std::time::Duration;
     use tower::ServiceExt;
 
-    /// A handler that would answer long after any caller gave up.
-    fn slow_app(deadline: Deadline) -> Router {
+    /// How long a request to a handler that would answer long after any
+    /// caller gave up runs under `deadline`, with `header` as the caller's
+    /// deadline; it must end with 503 `request_timeout`.
+    async fn ended_after(deadline: Deadline, header: &str) -> Duration {
         let app = Router::new().route(
             "/slow",
             get(|| async {
-                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                tokio::time::sleep(Duration::from_secs(3600)).await;
                 "late"
             }),
         );
-        shed(app, 4, deadline)
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_caller_deadline_shorter_than_the_timeout_ends_the_request() {
         let req = Request::builder()
             .uri("/slow")
-            .header(super::super::params::DEADLINE_HEADER, "250")
+            .header(super::super::params::DEADLINE_HEADER, header)
             .body(Body::empty())
             .unwrap();
         let started = tokio::time::Instant::now();
-        let resp = slow_app(Deadline::CallerMayShorten(std::time::Duration::from_secs(7200)))
-            .oneshot(req)
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-        // Virtual time: the request ended at the caller's deadline, not the hour's sleep.
-        assert_eq!(started.elapsed(), std::time::Duration::from_millis(250));
+        let resp = shed(app, 4, deadline).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{header}");
+        started.elapsed()
+    }
+
+    // Virtual time: each request ends at a deadline, not after the hour's sleep.
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_deadline_shorter_than_the_timeout_ends_the_request() {
+        let took = ended_after(Deadline::CallerMayShorten(Duration::from_secs(7200)), "250").await;
+        assert_eq!(took, Duration::from_millis(250));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_caller_deadline_never_extends_the_timeout() {
-        let app = slow_app(Deadline::CallerMayShorten(std::time::Duration::from_secs(2)));
-        for deadline in ["999999999", "junk"] {
-            let req = Request::builder()
-                .uri("/slow")
-                .header(super::super::params::DEADLINE_HEADER, deadline)
-                .body(Body::empty())
-                .unwrap();
-            let started = tokio::time::Instant::now();
-            let resp = app.clone().oneshot(req).await.unwrap();
-            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{deadline}");
-            assert_eq!(started.elapsed(), std::time::Duration::from_secs(2), "{deadline}");
+        for header in ["999999999", "junk"] {
+            assert_eq!(
+                ended_after(Deadline::CallerMayShorten(Duration::from_secs(2)), header).await,
+                Duration::from_secs(2)
+            );
         }
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_fixed_deadline_ignores_the_callers() {
-        let req = Request::builder()
-            .uri("/slow")
-            .header(super::super::params::DEADLINE_HEADER, "250")
-            .body(Body::empty())
-            .unwrap();
-        let started = tokio::time::Instant::now();
-        let resp = slow_app(Deadline::Fixed(std::time::Duration::from_secs(2)))
-            .oneshot(req)
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(started.elapsed(), std::time::Duration::from_secs(2));
+        assert_eq!(
+            ended_after(Deadline::Fixed(Duration::from_secs(2)), "250").await,
+            Duration::from_secs(2)
+        );
     }
 }
