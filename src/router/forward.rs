@@ -312,15 +312,9 @@ impl RouterState {
                 ForwardPatience::FanOut { .. } => FANOUT_HEADER,
                 ForwardPatience::Serve => NO_WAIT_HEADER,
             };
-            let Some(mut budget) = self.attempt_budget(started) else {
+            let Some(budget) = self.attempt_budget(started, patience) else {
                 break;
             };
-            if let ForwardPatience::FanOut { until } = patience {
-                budget = budget.min(until.saturating_duration_since(Instant::now()));
-                if budget < MIN_ATTEMPT {
-                    break;
-                }
-            }
             if attempts > 0 {
                 ROUTER_RETRIES.inc();
                 tracing::debug!(index_id, shard = %c.shard.name, reason = %last_reason, "retrying on next owner");
@@ -372,7 +366,7 @@ impl RouterState {
                 }
                 ROUTER_WAITS.inc();
                 let waited = Instant::now();
-                let Some(budget) = self.attempt_budget(started) else {
+                let Some(budget) = self.attempt_budget(started, patience) else {
                     break;
                 };
                 match self
@@ -434,13 +428,16 @@ impl RouterState {
 
     /// How long the next attempt may take: the shard timeout, cut to what is
     /// left of the request's own deadline (less a margin to answer in), so the
-    /// router's answer names the index rather than a bare request timeout.
-    /// `None` when too little is left to try.
-    fn attempt_budget(&self, started: Instant) -> Option<std::time::Duration> {
-        let left = self
+    /// router's answer names the index rather than a bare request timeout,
+    /// and to what is left of a fan-out's. `None` when too little is left to try.
+    fn attempt_budget(&self, started: Instant, patience: ForwardPatience) -> Option<std::time::Duration> {
+        let mut left = self
             .cfg
             .request_timeout
             .checked_sub(started.elapsed() + ANSWER_MARGIN)?;
+        if let ForwardPatience::FanOut { until } = patience {
+            left = left.min(until.saturating_duration_since(Instant::now()));
+        }
         (left >= MIN_ATTEMPT).then(|| left.min(self.cfg.shard_timeout))
     }
 
