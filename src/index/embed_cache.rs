@@ -209,13 +209,12 @@ impl EmbedCache {
             }
         };
         let run = probe_run(&store, &id, &fingerprint).await?;
-        let model = hex::encode(&Sha256::digest(format!("{}\0{run}", fingerprint.declared).as_bytes())[..12]);
-        Some(Self {
+        Some(Self::new(
             store,
             index,
-            model,
+            &format!("{}\0{run}", fingerprint.declared),
             dimension,
-        })
+        ))
     }
 
     /// A cache in the namespace `seed` names, trusting the caller that every
