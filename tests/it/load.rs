@@ -640,10 +640,15 @@ async fn embedder_outage_degrades_hybrid_fails_vector_and_shards_still_start() {
     stub.set(Mode::Up);
     let recovered = wait::until(Duration::from_secs(30), async || {
         let (status, body) = hybrid(late.url.clone()).await;
-        status == StatusCode::OK && body["unavailable_arms"].as_array().is_none_or(|a| a.is_empty())
+        every_arm(status, &body)
     })
     .await;
     assert!(recovered, "vectors came back with the embedder");
+}
+
+/// A search answered with every arm.
+fn every_arm(status: StatusCode, body: &Value) -> bool {
+    status == StatusCode::OK && body["unavailable_arms"].as_array().is_none_or(|a| a.is_empty())
 }
 
 /// The first answer from `ask` with no arm missing. While the embedder is
@@ -655,7 +660,7 @@ async fn with_every_arm(ask: impl AsyncFn() -> (StatusCode, Value)) -> Value {
     let mut last = Value::Null;
     let answered = wait::until(Duration::from_secs(30), async || {
         let (status, body) = ask().await;
-        let complete = status == StatusCode::OK && body["unavailable_arms"].as_array().is_none_or(|a| a.is_empty());
+        let complete = every_arm(status, &body);
         last = body;
         complete
     })

@@ -106,7 +106,7 @@ pub async fn try_spawn(
 pub async fn wait_ready(url: &str) {
     let client = reqwest::Client::new();
     // Generous: start-up on a loaded 2-core machine; returns as soon as ready.
-    let until = std::time::Instant::now() + Duration::from_secs(60);
+    let until = std::time::Instant::now() + START_PATIENCE;
     while std::time::Instant::now() < until {
         if let Ok(r) = client.get(format!("{url}/readyz")).send().await
             && r.status().is_success()
