@@ -25,6 +25,7 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
 import json
 import os
@@ -226,6 +227,7 @@ def quantity_bytes(q) -> float:
     return float(m.group(1)) * QUANTITY_UNITS[m.group(2)]
 
 
+@functools.lru_cache(maxsize=None)
 def request_timeout_default(role: str) -> float:
     """The --request-timeout default of a role, read from its Rust config."""
     with open(os.path.join(REPO_DIR, "src", role, "config.rs")) as fh:
@@ -402,12 +404,18 @@ def policy_errors(docs: list[dict]) -> list[str]:
             for r in ("cpu", "memory"):
                 if r not in bp.get("resources", {}).get(part, {}):
                     errs.append(f"{name}: resources.{part}.{r} missing (ResourceQuotas reject such pods)")
+    # Everything that reads or writes the object store.
+    store_clients = ("shard", "operator", "index-build", "embed-cache-prune")
+
+    def component_of(np_: dict) -> str | None:
+        return np_["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/component")
+
     def egress_errors(url: str, components: tuple[str, ...], what: str) -> list[str]:
         u = urllib.parse.urlparse(url)
         port = u.port or (443 if u.scheme == "https" else 80)
         found = []
         for np_ in by_kind.get("NetworkPolicy", {}).values():
-            component = np_["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/component")
+            component = component_of(np_)
             if component not in components:
                 continue
             ports = {p.get("port") for r in np_["spec"].get("egress", []) for p in r.get("ports", [])}
@@ -423,8 +431,7 @@ def policy_errors(docs: list[dict]) -> list[str]:
         if data.get("TRUSTY_EMBEDDER") == "http" and data.get("TRUSTY_EMBEDDER_URL"):
             errs += egress_errors(data["TRUSTY_EMBEDDER_URL"], ("shard", "index-build"), "the embedder")
         if data.get("AWS_ENDPOINT_URL"):
-            errs += egress_errors(data["AWS_ENDPOINT_URL"], ("shard", "operator", "index-build", "embed-cache-prune"),
-                                  "the object store")
+            errs += egress_errors(data["AWS_ENDPOINT_URL"], store_clients, "the object store")
     # Egress to the GKE metadata server (networkPolicy.gkeMetadataServer) is
     # for workload identity: every pod that talks to the store needs it.
     def allows_gke_metadata(np_: dict) -> bool:
@@ -433,8 +440,8 @@ def policy_errors(docs: list[dict]) -> list[str]:
     policies = by_kind.get("NetworkPolicy", {}).values()
     if any(allows_gke_metadata(np_) for np_ in policies):
         for np_ in policies:
-            component = np_["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/component")
-            if component in ("shard", "operator", "index-build", "embed-cache-prune") and not allows_gke_metadata(np_):
+            component = component_of(np_)
+            if component in store_clients and not allows_gke_metadata(np_):
                 errs.append(f"NetworkPolicy/{np_['metadata']['name']}: {component} pods cannot reach the GKE metadata server")
     # Build Jobs embed with the shards' embedder, or the shards switch the
     # vectors of what they built off as a mismatch.
