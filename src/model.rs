@@ -123,15 +123,16 @@ impl Language {
         ROWS.iter().find(|r| r.extensions.contains(&ext)).map(|r| r.language)
     }
 
-    /// Language by file name and content, where the name alone cannot tell:
-    /// a `.h` header is C++ when its text looks like C++, C otherwise. The
-    /// walk decides by name ([`Language::from_path`]); this decides once read.
-    pub fn from_path_and_text(path: &str, text: &str) -> Option<Language> {
-        let language = Language::from_path(path)?;
-        if language == Language::C && is_h_header(path) && looks_like_cpp(text) {
-            return Some(Language::Cpp);
+    /// This language (found by name) corrected by content where the name
+    /// alone cannot tell: a `.h` header is C++ when its text looks like C++,
+    /// C otherwise. The walk decides by name ([`Language::from_path`]); this
+    /// decides once the file is read.
+    pub fn refine(self, path: &str, text: &str) -> Language {
+        if self == Language::C && is_h_header(path) && looks_like_cpp(text) {
+            Language::Cpp
+        } else {
+            self
         }
-        Some(language)
     }
 
     /// Whether a file of this name may be `language` once its text is read,
@@ -405,15 +406,13 @@ mod tests {
 
     #[test]
     fn a_h_header_is_cpp_only_when_its_code_looks_like_cpp() {
+        let read = |path: &str, text: &str| Language::from_path(path).map(|l| l.refine(path, text));
         assert_eq!(Language::from_path("ui/widget.h"), Some(Language::C));
-        assert_eq!(
-            Language::from_path_and_text("ui/widget.h", CPP_HEADER),
-            Some(Language::Cpp)
-        );
-        assert_eq!(Language::from_path_and_text("geo/point.h", C_HEADER), Some(Language::C));
+        assert_eq!(read("ui/widget.h", CPP_HEADER), Some(Language::Cpp));
+        assert_eq!(read("geo/point.h", C_HEADER), Some(Language::C));
         // Only `.h` is ambiguous.
-        assert_eq!(Language::from_path_and_text("x.c", CPP_HEADER), Some(Language::C));
-        assert_eq!(Language::from_path_and_text("x.hpp", C_HEADER), Some(Language::Cpp));
+        assert_eq!(read("x.c", CPP_HEADER), Some(Language::C));
+        assert_eq!(read("x.hpp", C_HEADER), Some(Language::Cpp));
         for line in [
             "template <typename T> struct Box;",
             "class Widget",

@@ -623,7 +623,7 @@ pub fn read_source(file: &SourceFile, cfg: &WalkConfig) -> Result<Source, SkipRe
     if has_generated_marker(&text) || is_minified(&text) {
         return Err(SkipReason::Generated);
     }
-    let language = Language::from_path_and_text(&file.rel_path, &text).unwrap_or(file.language);
+    let language = file.language.refine(&file.rel_path, &text);
     if cfg.languages.as_ref().is_some_and(|langs| !langs.contains(&language)) {
         return Err(SkipReason::Excluded);
     }
