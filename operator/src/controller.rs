@@ -735,7 +735,17 @@ const REFRESH_FAILED: &str = "RefreshFailed";
 
 /// Whether the Built condition already reports refresh Job `job` as failed.
 fn refresh_failure_reported(st: &IndexStatus, job: &str) -> bool {
-    status::condition(st, condition::BUILT).is_some_and(|c| c.reason == REFRESH_FAILED && c.message.contains(job))
+    built_reports(st, REFRESH_FAILED, job)
+}
+
+/// Whether the Built condition has reason `reason` and a message naming `needle`.
+fn built_reports(st: &IndexStatus, reason: &str, needle: &str) -> bool {
+    status::condition(st, condition::BUILT).is_some_and(|c| c.reason == reason && c.message.contains(needle))
+}
+
+/// Whether a previous build serves while a new one runs: Built stays True.
+fn previous_build_serves(st: &IndexStatus) -> bool {
+    st.source_hash.is_some() && status::condition_is(st, condition::BUILT, true)
 }
 
 /// Reports a failed refresh Job on Built, which stays True: the previous
@@ -821,8 +831,7 @@ async fn find_build_job(index: &Index, id: &IndexId, name: &str, ctx: &Context) 
 
 fn set_building(st: &mut IndexStatus, generation: Option<i64>, now: Timestamp, job: String) {
     // A refresh keeps serving the previous build: Built stays True until the new one lands.
-    let previous = st.source_hash.is_some() && status::condition_is(st, condition::BUILT, true);
-    if previous {
+    if previous_build_serves(st) {
         // Its pod has started since it was reported pending.
         if status::condition(st, condition::BUILT).is_some_and(|c| c.reason == BUILD_PENDING) {
             set_condition(
@@ -870,9 +879,8 @@ struct PodPending {
 /// pod runs.
 fn set_build_pending(st: &mut IndexStatus, generation: Option<i64>, now: Timestamp, p: &PodPending) -> bool {
     let PodPending { job, namespace, since } = p;
-    let previous = st.source_hash.is_some() && status::condition_is(st, condition::BUILT, true);
-    let reported = status::condition(st, condition::BUILT)
-        .is_some_and(|c| c.reason == BUILD_PENDING && c.message.contains(&format!("Job {job} ")));
+    let previous = previous_build_serves(st);
+    let reported = built_reports(st, BUILD_PENDING, &format!("Job {job} "));
     let minutes = jobs::BUILD_PENDING_AFTER.as_secs() / 60;
     let mut message = format!(
         "the pod of build Job {job} has not started running since {since} (over {minutes} min): \
