@@ -111,7 +111,8 @@ TRUSTY_EMBEDDER_MODEL: {{ . | quote }}
 {{- end }}
 
 {{/* NetworkPolicy egress to the object store: networkPolicy.objectStoreEgress,
-plus the port of an S3-compatible endpoint (MinIO's 9000) when it is another. */}}
+plus the port of an S3-compatible endpoint (MinIO's 9000) when it is another,
+plus the GKE metadata server where store clients get their tokens. */}}
 {{- define "trusty-search.objectStoreEgress" -}}
 {{ toYaml .Values.networkPolicy.objectStoreEgress }}
 {{- with .Values.store.s3.endpoint }}
@@ -124,6 +125,7 @@ plus the port of an S3-compatible endpoint (MinIO's 9000) when it is another. */
       protocol: TCP
 {{- end }}
 {{- end }}
+{{- include "trusty-search.gkeMetadataEgress" . }}
 {{- end }}
 
 {{/* NetworkPolicy egress to the GKE metadata server as Calico sees it: GKE
