@@ -16,7 +16,8 @@
 //! answer (cold, loading, failed, over budget) moves on to the next owner,
 //! never to a non-owner: loading the index there would only add a copy. A
 //! shard-level failure (unreachable, internal error, shedding load) may also
-//! try the next shard past the owners.
+//! try the next shard past the owners. A request a shard worked on until the
+//! deadline it was told is not tried again anywhere: its answer is passed on.
 
 use super::config::RouterConfig;
 use super::health::Health;
@@ -160,6 +161,11 @@ enum Trouble {
 
 enum Attempt {
     Done(Upstream),
+    /// The shard worked on the request until the deadline it was given
+    /// (`request_timeout`). Another owner would start the same work over with
+    /// less time while the first may still be finishing it, so the answer is
+    /// passed through: a slow query never costs the cluster twice.
+    Spent(Upstream),
     /// Worth trying the next candidate; the answer (if any) is kept for pass-through.
     Retry(Option<Upstream>, String, Trouble),
 }
@@ -332,6 +338,7 @@ impl RouterState {
                 .await
             {
                 Attempt::Done(up) => return Ok(self.served(c, index_id, up)),
+                Attempt::Spent(up) => return Ok(up),
                 Attempt::Retry(up, reason, trouble) => {
                     if trouble == Trouble::Index {
                         self.health.note_cold(&c.shard.name, index_id);
@@ -374,6 +381,7 @@ impl RouterState {
                     .await
                 {
                     Attempt::Done(up) => return Ok(self.served(c, index_id, up)),
+                    Attempt::Spent(up) => return Ok(up),
                     Attempt::Retry(None, reason, _) => {
                         last_reason = reason;
                         current = waiting.next();
@@ -465,7 +473,9 @@ impl RouterState {
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
-                // A slow answer is a busy shard, not a broken one.
+                // A slow answer is a busy shard, not a broken one. It was told
+                // to answer before now and did not even say it ran out, so it
+                // is stalled rather than working: another owner may answer.
                 if e.is_timeout() {
                     return Attempt::Retry(None, format!("{}: {e}", shard.name), Trouble::Busy);
                 }
@@ -503,9 +513,12 @@ impl RouterState {
             self.health.record_success(&shard.name);
             return Attempt::Retry(Some(up), format!("{}: {code}", shard.name), Trouble::Index);
         }
+        if code == "request_timeout" {
+            return Attempt::Spent(up);
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::GATEWAY_TIMEOUT {
-            // Shedding load or answering late (`overloaded`, `request_timeout`,
-            // `embedder_unavailable`): busy, not broken, so no strike against it.
+            // Shedding load (`overloaded`, `embedder_unavailable`): busy, not
+            // broken, so no strike against it.
             return Attempt::Retry(Some(up), format!("{}: HTTP {status} {code}", shard.name), Trouble::Busy);
         }
         self.health.record_failure(&shard.name, "server error");
@@ -605,6 +618,56 @@ mod tests {
         assert_eq!(up.status, StatusCode::OK);
         assert_eq!(up.shard, order[2].shard.name);
     }
+    /// Two owners that both answer `code` (503) and count what they are asked.
+    async fn refusing_owners(code: &'static str) -> (RouterState, Arc<parking_lot::Mutex<Vec<String>>>) {
+        let asked = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let mut members = Vec::new();
+        for name in ["s0", "s1"] {
+            let asked = asked.clone();
+            let app = axum::Router::new().route(
+                "/v1/indexes/repo/search",
+                post(move || async move {
+                    asked.lock().push(name.to_string());
+                    Err::<(), _>(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, code).retry_after(1))
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            members.push(ShardEndpoint { name: name.into(), url });
+        }
+        (state(members, 2), asked)
+    }
+
+    async fn search(s: &RouterState) -> Upstream {
+        let body = Some(Bytes::from_static(b"{}"));
+        s.forward(
+            "repo",
+            Method::POST,
+            "/v1/indexes/repo/search",
+            body,
+            ForwardPatience::Serve,
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_request_that_ran_out_of_time_on_one_owner_is_not_run_on_another() {
+        let (s, asked) = refusing_owners("request_timeout").await;
+        let up = search(&s).await;
+        assert_eq!(up.error_code().as_deref(), Some("request_timeout"));
+        assert_eq!(asked.lock().len(), 1, "asked: {:?}", asked.lock());
+    }
+
+    #[tokio::test]
+    async fn a_request_shed_by_one_owner_is_tried_on_the_other() {
+        let (s, asked) = refusing_owners("overloaded").await;
+        let up = search(&s).await;
+        assert_eq!(up.error_code().as_deref(), Some("overloaded"));
+        assert_eq!(asked.lock().len(), 2, "asked: {:?}", asked.lock());
+    }
+
     /// A shard that records the deadline each attempt tells it.
     async fn recording_shard(seen: Arc<parking_lot::Mutex<Vec<u64>>>) -> ShardEndpoint {
         let app = axum::Router::new().route(
