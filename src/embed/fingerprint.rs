@@ -64,14 +64,16 @@ impl Fingerprint {
         })
     }
 
+    /// [`Self::of`] on a blocking thread, for async callers.
+    pub async fn of_async(embedder: std::sync::Arc<dyn Embedder>) -> Result<Self, EmbedError> {
+        tokio::task::spawn_blocking(move || Self::of(&*embedder))
+            .await
+            .map_err(|_| EmbedError::TaskLost("fingerprint probe"))?
+    }
+
     /// Whether `probe` (the probe vectors of another run) came from this model.
     pub fn same_model(&self, probe: &[Vec<f32>]) -> bool {
-        probe.len() == self.probe.len()
-            && self
-                .probe
-                .iter()
-                .zip(probe)
-                .all(|(a, b)| a.len() == b.len() && cosine(a, b) >= SAME_MODEL_COSINE)
+        same_model(&self.probe, probe)
     }
 
     /// Hex digest of the exact probe vectors: names this run's record.
@@ -82,6 +84,15 @@ impl Fingerprint {
         }
         hex::encode(&h.finalize()[..16])
     }
+}
+
+/// Whether two runs' vectors for [`PROBE_TEXTS`] came from one model.
+pub fn same_model(a: &[Vec<f32>], b: &[Vec<f32>]) -> bool {
+    a.len() == PROBE_TEXTS.len()
+        && b.len() == a.len()
+        && a.iter()
+            .zip(b)
+            .all(|(a, b)| a.len() == b.len() && cosine(a, b) >= SAME_MODEL_COSINE)
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {

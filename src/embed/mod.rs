@@ -9,9 +9,10 @@
 //! * [`HttpEmbedder`]: any OpenAI-compatible `/v1/embeddings` endpoint
 //!   (text-embeddings-inference, Ollama, vLLM, OpenAI) for larger models.
 //!
-//! The embedder id is recorded in the manifest: vectors built with one model are
-//! meaningless to another, so a shard only uses an index's vectors when its query
-//! embedder has the same id (and dimension). Every backend returns L2-normalised
+//! The embedder id is recorded in the manifest with the model's [`Fingerprint`]
+//! probe: vectors built with one model are meaningless to another, so a shard
+//! only uses an index's vectors when its query embedder has the same id (and
+//! dimension) and answers the probe texts alike. Every backend returns L2-normalised
 //! vectors so that cosine similarity is a plain dot product downstream.
 
 mod breaker;
@@ -26,7 +27,7 @@ use std::sync::Arc;
 pub use breaker::Breaker;
 #[cfg(test)]
 pub(crate) use fingerprint::tests::Salted;
-pub use fingerprint::{Fingerprint, PROBE_TEXTS};
+pub use fingerprint::{Fingerprint, PROBE_TEXTS, same_model};
 pub use http::{HttpEmbedder, HttpEmbedderOptions};
 pub use minilm::{MINILM_DIMENSION, MINILM_ID, MINILM_MAX_TOKENS, MiniLm, MiniLmBackend, default_minilm_dir};
 

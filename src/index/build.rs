@@ -7,7 +7,7 @@ use crate::bundle::graph::GraphError;
 use crate::bundle::lexical::Bm25Error;
 use crate::bundle::sources::{SourcesError, write_sources};
 use crate::bundle::vectors::VectorError;
-use crate::embed::{EmbedError, Embedder, embedding_text};
+use crate::embed::{EmbedError, Embedder, Fingerprint, embedding_text};
 use crate::index::chunk::{CHUNKER_VERSION, ChunkConfig, chunk_file, normalize};
 use crate::index::embed_cache::{CacheStats, EmbedCache, FileRows, TextHash, text_hash};
 use crate::index::graph::build_graph;
@@ -246,9 +246,21 @@ pub async fn build_bundle(
         Some(_) if chunks.is_empty() => None,
         Some(embedder) => {
             let t = Instant::now();
-            let cache = match opts.embed_cache.clone() {
-                Some(store) => EmbedCache::for_embedder(store, id.clone(), embedder.clone()).await,
-                None => None,
+            let (embedder_id, dimension) = (embedder.id().to_string(), embedder.dimension());
+            // Which model this is, for the cache and for the shards that will
+            // embed queries against these vectors.
+            let fingerprint = match Fingerprint::of_async(embedder.clone()).await {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    tracing::warn!(embedder = embedder_id, error = %e, "cannot fingerprint the embedder; building without the embedding cache or a model probe");
+                    None
+                }
+            };
+            let cache = match (opts.embed_cache.clone(), &fingerprint) {
+                (Some(store), Some(f)) => {
+                    EmbedCache::for_fingerprint(store, id.clone(), &embedder_id, dimension, f).await
+                }
+                _ => None,
             };
             let (vectors, stats) =
                 embed_with_cache(embedder.clone(), chunks.clone(), &file_rows, cache, opts.progress).await?;
@@ -259,8 +271,9 @@ pub async fn build_bundle(
             write_vectors(&out_dir.join(bundle::VECTORS_DIR), &ids, &vectors).await?;
             timings.vectors_ms = ms(t.elapsed());
             Some(EmbedderInfo {
-                id: embedder.id().to_string(),
-                dimension: embedder.dimension(),
+                id: embedder_id,
+                dimension,
+                probe: fingerprint.map(|f| f.probe),
             })
         }
         None => None,
@@ -689,11 +702,14 @@ mod tests {
         let n = first.manifest.counts.chunks as usize;
         assert_eq!(build_with(1).await.embedding.reused, n, "the same model reuses all");
         let swapped = build_with(2).await;
-        assert_eq!(
-            swapped.manifest.embedder, first.manifest.embedder,
-            "same id and dimension"
-        );
+        let (before, after) = (first.manifest.embedder.unwrap(), swapped.manifest.embedder.unwrap());
+        assert_eq!((&after.id, after.dimension), (&before.id, before.dimension));
         assert_eq!((swapped.embedding.embedded, swapped.embedding.reused), (n, 0));
+        // What tells the two apart travels with each version, for the shards.
+        let model = |salt| crate::embed::Fingerprint::of(&crate::embed::Salted::new(salt)).unwrap();
+        assert!(model(1).same_model(before.probe.as_deref().unwrap()));
+        assert!(model(2).same_model(after.probe.as_deref().unwrap()));
+        assert!(!model(1).same_model(after.probe.as_deref().unwrap()));
     }
 
     #[tokio::test]

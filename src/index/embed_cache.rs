@@ -191,24 +191,16 @@ struct ProbeRecord {
 }
 
 impl EmbedCache {
-    /// The cache of the model `embedder` runs, found by embedding the probe
-    /// texts once. `None` (logged) when the probe fails, as no cached vector
-    /// is then known to fit, or when the probe records cannot be read.
-    pub async fn for_embedder(store: Store, index: IndexId, embedder: Arc<dyn Embedder>) -> Option<Self> {
-        let id = embedder.id().to_string();
-        let dimension = embedder.dimension();
-        let fingerprint = match tokio::task::spawn_blocking(move || Fingerprint::of(&*embedder)).await {
-            Ok(Ok(f)) => f,
-            Ok(Err(e)) => {
-                tracing::warn!(embedder = id, error = %e, "cannot fingerprint the embedder; building without the embedding cache");
-                return None;
-            }
-            Err(e) => {
-                tracing::warn!(embedder = id, error = %e, "the embedder's fingerprint probe did not finish; building without the embedding cache");
-                return None;
-            }
-        };
-        let run = probe_run(&store, &id, &fingerprint).await?;
+    /// The cache of the model `fingerprint` tells (of the embedder `id`).
+    /// `None` (logged) when the probe records cannot be read.
+    pub async fn for_fingerprint(
+        store: Store,
+        index: IndexId,
+        id: &str,
+        dimension: usize,
+        fingerprint: &Fingerprint,
+    ) -> Option<Self> {
+        let run = probe_run(&store, id, fingerprint).await?;
         Some(Self::new(
             store,
             index,
@@ -219,7 +211,7 @@ impl EmbedCache {
 
     /// A cache in the namespace `seed` names, trusting the caller that every
     /// vector kept there comes from one model: for tests and tools. Builds
-    /// use [`Self::for_embedder`], as an embedder's id does not tell its model.
+    /// use [`Self::for_fingerprint`], as an embedder's id does not tell its model.
     pub fn new(store: Store, index: IndexId, seed: &str, dimension: usize) -> Self {
         Self {
             store,
@@ -623,10 +615,22 @@ mod tests {
         })
     }
 
+    /// The cache a build with `embedder` would get, `None` as a build would.
+    async fn try_cache_for(store: &Store, index: &str, embedder: Arc<dyn Embedder>) -> Option<EmbedCache> {
+        let (id, dimension) = (embedder.id().to_string(), embedder.dimension());
+        let fingerprint = Fingerprint::of_async(embedder).await.ok()?;
+        EmbedCache::for_fingerprint(
+            store.clone(),
+            IndexId::new(index).unwrap(),
+            &id,
+            dimension,
+            &fingerprint,
+        )
+        .await
+    }
+
     async fn cache_for(store: &Store, index: &str, embedder: Arc<dyn Embedder>) -> EmbedCache {
-        EmbedCache::for_embedder(store.clone(), IndexId::new(index).unwrap(), embedder)
-            .await
-            .expect("the probe succeeds")
+        try_cache_for(store, index, embedder).await.expect("the probe succeeds")
     }
 
     /// Another model behind the same id and dimension (another server at
@@ -816,7 +820,7 @@ mod tests {
         let noisy = || salted(1, 1e-3);
         for (what, counter) in [("a listing", &flaky.lists), ("a read", &flaky.gets)] {
             counter.store(1, std::sync::atomic::Ordering::SeqCst);
-            let cache = EmbedCache::for_embedder(store.clone(), IndexId::new("idx").unwrap(), noisy()).await;
+            let cache = try_cache_for(&store, "idx", noisy()).await;
             assert!(cache.is_none(), "{what} failed");
         }
         let records = store.list(EMBED_PROBES_DIR).await.unwrap();
@@ -864,11 +868,7 @@ mod tests {
             }
         }
         let store = Store::open("memory://embed-cache-down").unwrap();
-        assert!(
-            EmbedCache::for_embedder(store, IndexId::new("idx").unwrap(), Arc::new(Down))
-                .await
-                .is_none()
-        );
+        assert!(try_cache_for(&store, "idx", Arc::new(Down)).await.is_none());
     }
 
     #[tokio::test]

@@ -25,6 +25,8 @@ use crate::search::files::{ChunkEvidence, FileRankParams, FileTable, definers_fi
 use crate::search::fusion::{FusionMethod, FusionWeights, definitions_first, weighted_convex, weighted_rrf};
 use crate::search::graph::SymbolGraph;
 use crate::search::query::{ParsedQuery, QueryError};
+pub use crate::search::query_model::EmbedFailure;
+use crate::search::query_model::QueryModel;
 use crate::search::query_text::{QueryText, Shape};
 use crate::search::vector::{self, VectorIndex};
 use crate::storage::layout::bundle;
@@ -74,24 +76,14 @@ pub enum SearchError {
     Vector(#[from] VectorError),
     #[error("the query embedder is unavailable ({0}); vector search cannot answer")]
     EmbedderUnavailable(#[source] EmbedFailure),
-}
-
-/// Why a query could not be embedded: the arm drops out of hybrid search.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("query embedding failed ({reason}): {message}")]
-pub struct EmbedFailure {
-    /// Metric label: `embedder_down` or `embedder_timeout`.
-    pub reason: &'static str,
-    pub message: String,
+    #[error("vector search cannot answer: {}", .0.message)]
+    EmbedderMismatch(#[source] EmbedFailure),
 }
 
 /// How many candidates each arm contributes before fusion.
 const ARM_DEPTH: usize = 100;
 /// How many fused hits seed graph expansion.
 const GRAPH_SEEDS: usize = 10;
-/// Bytes of a query that are embedded: embedding models read a few hundred
-/// tokens at most, and a pasted issue can be hundreds of KiB.
-const EMBED_QUERY_BYTES: usize = 4096;
 /// Best chunks listed per ranked file.
 const FILE_CHUNKS: usize = 3;
 /// Files the file arm of issue-shaped chunk search contributes.
@@ -110,7 +102,7 @@ pub struct Engine {
     /// The files' text, read back on request; optional in the format (without
     /// it, reading code asks for a rebuild).
     sources: Option<Sources>,
-    embedder: Option<Arc<dyn Embedder>>,
+    query_model: QueryModel,
     weights: FusionWeights,
     /// Fusion for issue-shaped and stack-trace queries, whose BM25 arm reads
     /// hundreds of words and needs another balance than a short phrase.
@@ -142,8 +134,9 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// Opens a verified bundle directory. `embedder` embeds queries; it is used
-    /// only when its id matches the one the index was built with, otherwise the
-    /// vector arm is reported unavailable rather than returning garbage.
+    /// only while it is the model the index was built with (see
+    /// [`QueryModel`]), otherwise the vector arm is reported unavailable
+    /// rather than returning garbage.
     pub async fn open(
         dir: &Path,
         manifest: Manifest,
@@ -182,20 +175,7 @@ impl Engine {
             source,
         })?;
         let vectors = vectors.map_err(task("vectors"))??;
-        let embedder = match (&manifest.embedder, embedder) {
-            // An HTTP embedder that has not answered yet does not know its dimension (0).
-            (Some(info), Some(e)) if e.id() == info.id && (e.dimension() == 0 || e.dimension() == info.dimension) => {
-                Some(e)
-            }
-            (Some(info), Some(e)) => {
-                tracing::warn!(
-                    index_id = %manifest.index_id, index_embedder = %info.id, configured = %e.id(),
-                    "embedder mismatch: vector search disabled for this index"
-                );
-                None
-            }
-            _ => None,
-        };
+        let query_model = QueryModel::new(&manifest, embedder);
         if chunks.len() as u64 != manifest.counts.chunks {
             return Err(EngineError::ChunkCount {
                 dir: dir.to_path_buf(),
@@ -218,7 +198,7 @@ impl Engine {
             vectors,
             graph,
             sources,
-            embedder,
+            query_model,
             weights: FusionWeights::default(),
             long_text_weights: FusionWeights::long_text(),
             embed_timeout: DEFAULT_EMBED_TIMEOUT,
@@ -269,7 +249,7 @@ impl Engine {
 
     /// Can this engine serve vector search (vectors present and a matching query embedder)?
     pub fn has_vectors(&self) -> bool {
-        self.vectors.is_some() && self.embedder.is_some()
+        self.vectors.is_some() && self.query_model.usable()
     }
 
     /// Approximate resident bytes: chunks with their metadata, the graph and
@@ -285,29 +265,10 @@ impl Engine {
     }
 
     /// Embeds a query with the index's embedder (CPU-bound or remote: runs on
-    /// the blocking pool) within the embed timeout. `Ok(None)` when the index
-    /// has no usable embedder.
+    /// the blocking pool) within the embed timeout. `Ok(None)` when the shard
+    /// has no query embedder.
     pub async fn embed_query(&self, text: &str) -> Result<Option<Vec<f32>>, EmbedFailure> {
-        let Some(embedder) = self.embedder.clone() else {
-            return Ok(None);
-        };
-        let text = text[..text.floor_char_boundary(EMBED_QUERY_BYTES)].to_string();
-        let job = tokio::task::spawn_blocking(move || embedder.embed(&[text.as_str()]));
-        match tokio::time::timeout(self.embed_timeout, job).await {
-            Err(_) => Err(EmbedFailure {
-                reason: "embedder_timeout",
-                message: format!("no embedding within {:?}", self.embed_timeout),
-            }),
-            Ok(Err(join)) => Err(EmbedFailure {
-                reason: "embedder_down",
-                message: join.to_string(),
-            }),
-            Ok(Ok(Err(e))) => Err(EmbedFailure {
-                reason: "embedder_down",
-                message: e.to_string(),
-            }),
-            Ok(Ok(Ok(v))) => Ok(v.into_iter().next()),
-        }
+        self.query_model.embed(text, self.embed_timeout).await
     }
 
     /// Runs a search. In hybrid mode an embedder that is down or slow drops
@@ -340,7 +301,11 @@ impl Engine {
                 }
                 Err(f) => {
                     ARM_UNAVAILABLE.with_label_values(&["vector", f.reason]).inc();
-                    return Err(SearchError::EmbedderUnavailable(f));
+                    return Err(if f.is_mismatch() {
+                        SearchError::EmbedderMismatch(f)
+                    } else {
+                        SearchError::EmbedderUnavailable(f)
+                    });
                 }
             }
         } else {

@@ -10,6 +10,7 @@ pub mod fusion;
 pub(crate) mod graph;
 mod param;
 pub mod query;
+mod query_model;
 pub(crate) mod query_text;
 mod top_k;
 pub mod vector;

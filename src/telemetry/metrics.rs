@@ -322,7 +322,7 @@ fn touch_shard() {
             RESTORE_REFUSALS.with_label_values(&[reason, priority]);
         }
     }
-    for reason in ["embedder_down", "embedder_timeout", "arm_error"] {
+    for reason in ["embedder_down", "embedder_timeout", "embedder_mismatch", "arm_error"] {
         ARM_UNAVAILABLE.with_label_values(&["vector", reason]);
     }
     for outcome in ["ok", "failed"] {

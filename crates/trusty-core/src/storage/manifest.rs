@@ -38,10 +38,16 @@ pub struct Counts {
     pub graph_edges: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EmbedderInfo {
     pub id: String,
     pub dimension: usize,
+    /// The model's vectors for fixed probe texts, as the build embedded them:
+    /// a query embedder with the same id may still run other weights, and
+    /// only its own vectors for the same texts tell. `None` in versions built
+    /// before it was recorded, which are trusted by id alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<Vec<Vec<f32>>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,244 @@
+//! The model that embeds an index's queries: the one its vectors came from, or none.
+//!
+//! Vectors of two models are unrelated, so a query embedded by another model
+//! finds noise that looks like an answer. The embedder's id and dimension are
+//! checked when the index opens. Its probe vectors, which tell the weights
+//! that really answer behind an id, are checked on the first query that
+//! embeds (in the same call), since an HTTP embedder may be down when the
+//! index opens. Either mismatch turns the vector arm off for the index, as an
+//! outage does, and says why.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crate::embed::{Embedder, PROBE_TEXTS, same_model};
+use crate::storage::manifest::Manifest;
+
+/// Why a query could not be embedded: the arm drops out of hybrid search.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("query embedding failed ({reason}): {message}")]
+pub struct EmbedFailure {
+    /// Metric label: `embedder_down`, `embedder_timeout` or `embedder_mismatch`.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl EmbedFailure {
+    /// The embedder runs another model than the index's vectors came from:
+    /// waiting or retrying will not help, rebuilding or reconfiguring will.
+    pub fn is_mismatch(&self) -> bool {
+        self.reason == MISMATCH
+    }
+}
+
+const MISMATCH: &str = "embedder_mismatch";
+
+/// Bytes of a query that are embedded: embedding models read a few hundred
+/// tokens at most, and a pasted issue can be hundreds of KiB.
+const EMBED_QUERY_BYTES: usize = 4096;
+
+pub(crate) struct QueryModel {
+    index_id: String,
+    /// `None` when the shard has no query embedder.
+    embedder: Option<Arc<dyn Embedder>>,
+    /// What the build recorded of its model; `None` in versions built before
+    /// it was recorded, which are trusted by id.
+    probe: Option<Vec<Vec<f32>>>,
+    /// Why the embedder is not the index's model, once known.
+    mismatch: OnceLock<String>,
+    /// The probe was checked and matched.
+    verified: OnceLock<()>,
+}
+
+impl QueryModel {
+    /// The query model of the index `manifest` describes; `embedder` is the
+    /// shard's (or the CLI's) query embedder, if any.
+    pub(crate) fn new(manifest: &Manifest, embedder: Option<Arc<dyn Embedder>>) -> QueryModel {
+        let model = QueryModel {
+            index_id: manifest.index_id.clone(),
+            embedder: embedder.filter(|_| manifest.embedder.is_some()),
+            probe: manifest.embedder.as_ref().and_then(|info| info.probe.clone()),
+            mismatch: OnceLock::new(),
+            verified: OnceLock::new(),
+        };
+        if let (Some(info), Some(e)) = (&manifest.embedder, &model.embedder) {
+            // An HTTP embedder that has not answered yet does not know its dimension (0).
+            if e.id() != info.id || (e.dimension() != 0 && e.dimension() != info.dimension) {
+                model.refuse(format!(
+                    "the index was built with {} ({} dimensions), queries would be embedded with {} ({} dimensions)",
+                    info.id,
+                    info.dimension,
+                    e.id(),
+                    e.dimension()
+                ));
+            }
+        }
+        model
+    }
+
+    /// Whether queries can be embedded for this index's vectors, as far as is known yet.
+    pub(crate) fn usable(&self) -> bool {
+        self.embedder.is_some() && self.mismatch.get().is_none()
+    }
+
+    /// Embeds `text` (its first [`EMBED_QUERY_BYTES`]) on the blocking pool
+    /// within `timeout`; the first call also embeds the probe texts, in the
+    /// same batch, to check the model. `Ok(None)` without a query embedder.
+    pub(crate) async fn embed(&self, text: &str, timeout: Duration) -> Result<Option<Vec<f32>>, EmbedFailure> {
+        let Some(embedder) = self.embedder.clone() else {
+            return Ok(None);
+        };
+        if let Some(why) = self.mismatch.get() {
+            return Err(mismatch(why));
+        }
+        let check = self.probe.is_some() && self.verified.get().is_none();
+        let mut texts: Vec<String> = Vec::with_capacity(PROBE_TEXTS.len() + 1);
+        if check {
+            texts.extend(PROBE_TEXTS.iter().map(|t| t.to_string()));
+        }
+        texts.push(text[..text.floor_char_boundary(EMBED_QUERY_BYTES)].to_string());
+        let sent = texts.len();
+        let job = tokio::task::spawn_blocking(move || {
+            let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+            embedder.embed(&texts)
+        });
+        let mut vectors = match tokio::time::timeout(timeout, job).await {
+            Err(_) => {
+                return Err(EmbedFailure {
+                    reason: "embedder_timeout",
+                    message: format!("no embedding within {timeout:?}"),
+                });
+            }
+            Ok(Err(join)) => {
+                return Err(EmbedFailure {
+                    reason: "embedder_down",
+                    message: join.to_string(),
+                });
+            }
+            Ok(Ok(Err(e))) => {
+                return Err(EmbedFailure {
+                    reason: "embedder_down",
+                    message: e.to_string(),
+                });
+            }
+            Ok(Ok(Ok(v))) => v,
+        };
+        if vectors.len() != sent {
+            return Err(EmbedFailure {
+                reason: "embedder_down",
+                message: format!("{} vectors for {sent} texts", vectors.len()),
+            });
+        }
+        let query = vectors.pop();
+        if check && let Some(recorded) = &self.probe {
+            if same_model(recorded, &vectors) {
+                let _ = self.verified.set(());
+            } else {
+                let why = self.refuse(format!(
+                    "the query embedder {} answers the probe texts unlike the model the index was built with (same id, other weights or pre-processing)",
+                    self.embedder.as_ref().map_or("", |e| e.id())
+                ));
+                return Err(mismatch(why));
+            }
+        }
+        Ok(query)
+    }
+
+    /// Records why the embedder cannot serve this index (once, logged once).
+    fn refuse(&self, why: String) -> &str {
+        self.mismatch.get_or_init(|| {
+            tracing::warn!(index_id = %self.index_id, reason = %why, "embedder mismatch: vector search disabled for this index; rebuild it or give the shard the index's model");
+            why
+        })
+    }
+}
+
+fn mismatch(why: &str) -> EmbedFailure {
+    EmbedFailure {
+        reason: MISMATCH,
+        message: why.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embed::{Fingerprint, Salted};
+    use crate::storage::manifest::{Counts, EmbedderInfo, SourceInfo};
+    use std::sync::atomic::Ordering;
+
+    const WAIT: Duration = Duration::from_secs(30);
+
+    /// A version built by `model`, its probe recorded unless `legacy`.
+    fn built_by(model: &Salted, legacy: bool) -> Manifest {
+        Manifest {
+            schema_version: 1,
+            index_id: "repo".into(),
+            version: "v1".into(),
+            created_at: String::new(),
+            chunker_version: 0,
+            embedder: Some(EmbedderInfo {
+                id: model.id().into(),
+                dimension: model.dimension(),
+                probe: (!legacy).then(|| Fingerprint::of(model).unwrap().probe),
+            }),
+            source: SourceInfo::default(),
+            counts: Counts::default(),
+            files: Vec::new(),
+            settings: serde_json::Value::Null,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_model_the_index_was_built_with_embeds_its_queries() {
+        let shard = Arc::new(Salted::new(1));
+        let model = QueryModel::new(&built_by(&Salted::new(1), false), Some(shard.clone()));
+        let first = model.embed("parse config", WAIT).await.unwrap().unwrap();
+        let again = model.embed("parse config", WAIT).await.unwrap().unwrap();
+        assert_eq!(first, again, "the query's vector, not a probe's");
+        assert_eq!(first, shard.embed(&["parse config"]).unwrap()[0]);
+        assert!(model.usable());
+    }
+
+    #[tokio::test]
+    async fn other_weights_behind_the_same_id_are_refused_once_seen() {
+        let shard = Arc::new(Salted::new(2));
+        let model = QueryModel::new(&built_by(&Salted::new(1), false), Some(shard.clone()));
+        assert!(model.usable(), "not known before the embedder answers");
+        let err = model.embed("parse config", WAIT).await.unwrap_err();
+        assert!(err.is_mismatch(), "{err}");
+        assert!(!model.usable());
+        let calls = shard.calls.load(Ordering::SeqCst);
+        assert!(model.embed("parse config", WAIT).await.unwrap_err().is_mismatch());
+        assert_eq!(
+            shard.calls.load(Ordering::SeqCst),
+            calls,
+            "refused without asking again"
+        );
+    }
+
+    #[tokio::test]
+    async fn another_id_is_refused_before_any_query() {
+        let mut built = built_by(&Salted::new(1), false);
+        built.embedder.as_mut().unwrap().id = "minilm-l6-v2".into();
+        let shard = Arc::new(Salted::new(1));
+        let model = QueryModel::new(&built, Some(shard.clone()));
+        assert!(!model.usable());
+        assert!(model.embed("q", WAIT).await.unwrap_err().is_mismatch());
+        assert_eq!(shard.calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn versions_without_a_recorded_probe_are_trusted_by_id() {
+        let shard = Arc::new(Salted::new(2));
+        let model = QueryModel::new(&built_by(&Salted::new(1), true), Some(shard));
+        assert!(model.embed("q", WAIT).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn without_a_query_embedder_there_is_no_vector_and_no_error() {
+        let model = QueryModel::new(&built_by(&Salted::new(1), false), None);
+        assert_eq!(model.embed("q", WAIT).await, Ok(None));
+        assert!(!model.usable());
+    }
+}
