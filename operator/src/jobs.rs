@@ -368,6 +368,9 @@ pub fn build_job(index: &Index, id: &str, name: &str, source_hash: &str, cfg: &B
                 .unwrap_or_else(restricted_container),
         ),
         resources: cfg.pod.resources.clone(),
+        // A failing build's last log lines become its termination message,
+        // which the operator copies into the Index's status.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Default::default()
     };
 
@@ -712,6 +715,11 @@ mod tests {
         );
         let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
         assert_eq!(limits["memory"].0, "4Gi");
+        assert_eq!(
+            c.termination_message_policy.as_deref(),
+            Some("FallbackToLogsOnError"),
+            "a failed build's log tail reaches the pod's status"
+        );
         // Unset security contexts fall back to the restricted defaults.
         assert_eq!(pod.security_context.as_ref().unwrap().run_as_non_root, Some(true));
         assert!(
