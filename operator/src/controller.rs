@@ -15,6 +15,7 @@
 use crate::crd::{DeletionPolicy, FINALIZER, Index, IndexStatus, Phase, SKIP_CLEANUP, condition};
 use crate::jobs::{self, BuildConfig, JobOutcome};
 use crate::metrics::Metrics;
+use crate::pods::{self, PodReason};
 use crate::router_client::{RouterClient, RouterError};
 use crate::status::{self, set_condition};
 use crate::storage::{self, StorageError};
@@ -36,6 +37,7 @@ use kube::{
 };
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use trusty_core::IndexId;
@@ -107,6 +109,8 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Indexes whose current build failed, counted by `trusty_operator_indexes_failed`.
     failed_builds: Mutex<HashSet<String>>,
+    /// Whether listing build pods was refused (RBAC) and said so once.
+    pods_forbidden: AtomicBool,
 }
 
 /// Requeue intervals. Data-plane changes (an owner failing a reload, a shard
@@ -160,6 +164,7 @@ impl Context {
             resync: Resync::default(),
             failures: Mutex::new(HashMap::new()),
             failed_builds: Mutex::new(HashSet::new()),
+            pods_forbidden: AtomicBool::new(false),
         }
     }
 
@@ -179,6 +184,33 @@ impl Context {
         // An event that cannot be recorded must not fail the reconcile that produced it.
         if let Err(e) = self.recorder.publish(&ev, &index.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "could not record event");
+        }
+    }
+
+    /// What the newest pod of build Job `job` says about why it failed or
+    /// does not start. `None` when no pod says anything or the pods cannot be
+    /// read: the report goes out without it rather than not at all.
+    async fn pod_reason(&self, namespace: &str, job: &str) -> Option<PodReason> {
+        match pods::job_pod_reason(self.client.clone(), namespace, job).await {
+            Ok(reason) => reason,
+            Err(e) if e.is_forbidden() => {
+                let error = one_line(&e);
+                // A role from before the operator read pods: said once, not per build.
+                if self.pods_forbidden.swap(true, Ordering::Relaxed) {
+                    tracing::debug!(%error, "cannot list build pods");
+                } else {
+                    tracing::warn!(
+                        %error,
+                        "cannot list build pods: grant the operator list on pods (the chart's ClusterRole \
+                         does) for build failures to say why; they are reported without it until then"
+                    );
+                }
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %one_line(&e), "could not read why a build pod failed");
+                None
+            }
         }
     }
 
@@ -544,7 +576,8 @@ async fn build_step(
     let job_api: Api<Job> = Api::namespaced(ctx.client.clone(), &job_ns);
     let mut running = false;
     let mut pending: Option<PodPending> = None;
-    let mut failed: Option<String> = None;
+    // The failed Job's message and namespace.
+    let mut failed: Option<(String, String)> = None;
 
     if let Some(last) = st.last_build_job.clone()
         && let Some((job, last_api)) = find_build_job(index, id, &last, ctx).await?
@@ -589,17 +622,19 @@ async fn build_step(
                     .await;
                 }
             }
-            JobOutcome::Failed { message } if job_hash.as_deref() == Some(desired) => failed = Some(message),
+            JobOutcome::Failed { message } if job_hash.as_deref() == Some(desired) => {
+                failed = Some((message, job.namespace().unwrap_or_else(|| job_ns.clone())));
+            }
             JobOutcome::Failed { .. } => {}
         }
     }
 
     // A failed Job of the inputs being served is a failed refresh: that
     // build keeps serving, and the next interval tries again.
-    if let (Some(message), Some(job)) = (&failed, st.last_build_job.clone())
+    if let (Some((message, namespace)), Some(job)) = (&failed, st.last_build_job.clone())
         && st.source_hash.as_deref() == Some(desired)
     {
-        refresh_failed(index, st, ctx, &job, message, now).await;
+        refresh_failed(index, st, ctx, &job, message, namespace, now).await;
     }
 
     let refresh = refresh_token(index, st, desired, now);
@@ -607,7 +642,13 @@ async fn build_step(
     if running {
         match pending {
             Some(p) => {
-                if set_build_pending(st, generation, now, &p) {
+                // Asked once per Job: the report stays as it was first written.
+                let why = if build_pending_reported(st, &p.job) {
+                    None
+                } else {
+                    ctx.pod_reason(&p.namespace, &p.job).await
+                };
+                if set_build_pending(st, generation, now, &p, why.as_ref()) {
                     let message = status::condition(st, condition::BUILT)
                         .map(|c| c.message.clone())
                         .unwrap_or_default();
@@ -663,8 +704,21 @@ async fn build_step(
                 .is_some_and(|c| c.status == "False" && c.reason == "BuildFailed"));
     if wanted_failed_before {
         let already_reported = status::condition(st, condition::BUILT).is_some_and(|c| c.reason == "BuildFailed");
-        let message = failed.unwrap_or_else(|| st.last_error.clone().unwrap_or_else(|| "build Job failed".into()));
-        let text = format!("Job {wanted} failed: {message}. Change the source or bump spec.resetGeneration to retry.");
+        let text = match status::condition(st, condition::BUILT) {
+            // Said once, with what the pod said then (it may be gone since).
+            Some(c) if built_reports(st, "BuildFailed", &format!("Job {wanted} failed")) => c.message.clone(),
+            _ => {
+                let (message, why) = match failed {
+                    Some((message, namespace)) => {
+                        let why = ctx.pod_reason(&namespace, &wanted).await;
+                        (message, why)
+                    }
+                    None => (st.last_error.clone().unwrap_or_else(|| "build Job failed".into()), None),
+                };
+                let message = with_pod_reason(message, why.as_ref());
+                format!("Job {wanted} failed: {message}. Change the source or bump spec.resetGeneration to retry.")
+            }
+        };
         set_condition(
             &mut st.conditions,
             condition::BUILT,
@@ -738,6 +792,14 @@ fn refresh_failure_reported(st: &IndexStatus, job: &str) -> bool {
     built_reports(st, REFRESH_FAILED, job)
 }
 
+/// `message`, then what the build's pod said about it, if anything.
+fn with_pod_reason(message: String, why: Option<&PodReason>) -> String {
+    match why {
+        Some(PodReason { pod, reason }) => format!("{message}; pod {pod}: {reason}"),
+        None => message,
+    }
+}
+
 /// Whether the Built condition has reason `reason` and a message naming `needle`.
 fn built_reports(st: &IndexStatus, reason: &str, needle: &str) -> bool {
     status::condition(st, condition::BUILT).is_some_and(|c| c.reason == reason && c.message.contains(needle))
@@ -749,18 +811,34 @@ fn previous_build_serves(st: &IndexStatus) -> bool {
 }
 
 /// Reports a failed refresh Job on Built, which stays True: the previous
-/// build keeps serving. A Warning event once per Job.
-async fn refresh_failed(index: &Index, st: &mut IndexStatus, ctx: &Context, job: &str, message: &str, now: Timestamp) {
-    let next = refresh_slots(index, st, now).and_then(|(_, next)| next).map_or_else(
-        || "no further refresh is scheduled".to_string(),
-        |t| format!("next try at {t}"),
-    );
-    let built_at = st
-        .last_build_time
-        .as_ref()
-        .map_or_else(|| "the previous build".to_string(), |t| format!("the build of {}", t.0));
-    let text = format!("refresh Job {job} failed: {message}; {built_at} keeps serving, {next}");
+/// build keeps serving. A Warning event once per Job, whose pod (in
+/// `namespace`) is asked why once too.
+async fn refresh_failed(
+    index: &Index,
+    st: &mut IndexStatus,
+    ctx: &Context,
+    job: &str,
+    message: &str,
+    namespace: &str,
+    now: Timestamp,
+) {
     let reported = refresh_failure_reported(st, job);
+    let text = match status::condition(st, condition::BUILT) {
+        Some(c) if reported => c.message.clone(),
+        _ => {
+            let next = refresh_slots(index, st, now).and_then(|(_, next)| next).map_or_else(
+                || "no further refresh is scheduled".to_string(),
+                |t| format!("next try at {t}"),
+            );
+            let built_at = st
+                .last_build_time
+                .as_ref()
+                .map_or_else(|| "the previous build".to_string(), |t| format!("the build of {}", t.0));
+            let why = ctx.pod_reason(namespace, job).await;
+            let message = with_pod_reason(message.to_string(), why.as_ref());
+            format!("refresh Job {job} failed: {message}; {built_at} keeps serving, {next}")
+        }
+    };
     set_condition(
         &mut st.conditions,
         condition::BUILT,
@@ -871,28 +949,53 @@ struct PodPending {
     since: Timestamp,
 }
 
-/// Reports on Built that the build waits for its pod, and how to see why;
-/// Built keeps its status (True while a previous build serves, as in
-/// [`set_building`]) and nothing is failed or deleted: the pod may still
-/// start. Returns whether this Job was not reported pending before (for a
-/// Warning event once per Job); [`set_building`] replaces the reason once the
-/// pod runs.
-fn set_build_pending(st: &mut IndexStatus, generation: Option<i64>, now: Timestamp, p: &PodPending) -> bool {
+/// Whether the Built condition already reports build Job `job` pending.
+fn build_pending_reported(st: &IndexStatus, job: &str) -> bool {
+    built_reports(st, BUILD_PENDING, &format!("Job {job} "))
+}
+
+/// Reports on Built that the build waits for its pod, with why when its pod
+/// says (`why`), and how to see more; Built keeps its status (True while a
+/// previous build serves, as in [`set_building`]) and nothing is failed or
+/// deleted: the pod may still start. Returns whether this Job was not
+/// reported pending before (for a Warning event once per Job); a report
+/// already made is kept as it was. [`set_building`] replaces the reason once
+/// the pod runs.
+fn set_build_pending(
+    st: &mut IndexStatus,
+    generation: Option<i64>,
+    now: Timestamp,
+    p: &PodPending,
+    why: Option<&PodReason>,
+) -> bool {
     let PodPending { job, namespace, since } = p;
     let previous = previous_build_serves(st);
-    let reported = built_reports(st, BUILD_PENDING, &format!("Job {job} "));
-    let minutes = jobs::BUILD_PENDING_AFTER.as_secs() / 60;
-    let mut message = format!(
-        "the pod of build Job {job} has not started running since {since} (over {minutes} min): \
-         an image it cannot pull, a Secret it cannot find (such as the store credentials), no node that fits \
-         or a volume attached elsewhere holds it; see why with \
-         `kubectl -n {namespace} describe pod -l job-name={job}`. The Job fails only at its deadline \
-         ({} h); the build goes on if the pod starts",
-        jobs::ACTIVE_DEADLINE / 3600
-    );
-    if previous {
-        message.push_str("; the previous build keeps serving");
-    }
+    let reported = build_pending_reported(st, job);
+    let message = match status::condition(st, condition::BUILT) {
+        Some(c) if reported => c.message.clone(),
+        _ => {
+            let (pod, cause) = match why {
+                Some(PodReason { pod, reason }) => (format!("pod {pod}"), reason.as_str()),
+                None => (
+                    "pod".to_string(),
+                    "an image it cannot pull, a Secret it cannot find (such as the store credentials), \
+                     no node that fits or a volume attached elsewhere holds it",
+                ),
+            };
+            let minutes = jobs::BUILD_PENDING_AFTER.as_secs() / 60;
+            let label = pods::JOB_NAME_LABEL;
+            let mut message = format!(
+                "the {pod} of build Job {job} has not started running since {since} (over {minutes} min): \
+                 {cause}; see more with `kubectl -n {namespace} describe pod -l {label}={job}`. \
+                 The Job fails only at its deadline ({} h); the build goes on if the pod starts",
+                jobs::ACTIVE_DEADLINE / 3600
+            );
+            if previous {
+                message.push_str("; the previous build keeps serving");
+            }
+            message
+        }
+    };
     set_condition(
         &mut st.conditions,
         condition::BUILT,
@@ -1223,17 +1326,28 @@ mod tests {
         // A first build: Built stays False, with how to see why.
         let mut st = IndexStatus::default();
         set_building(&mut st, Some(1), now, p.job.clone());
-        assert!(set_build_pending(&mut st, Some(1), now, &p), "reported the first time");
+        assert!(
+            set_build_pending(&mut st, Some(1), now, &p, None),
+            "reported the first time"
+        );
         let (status_, reason, message) = built(&st);
         assert_eq!((status_.as_str(), reason.as_str()), ("False", BUILD_PENDING));
         assert!(
-            message.contains("kubectl -n trusty-system describe pod -l job-name=tokio-0123456789"),
+            message.contains("kubectl -n trusty-system describe pod -l batch.kubernetes.io/job-name=tokio-0123456789"),
             "{message}"
         );
         assert!(message.contains("2026-03-01T10:00:00Z"), "{message}");
-        let written = st.clone();
         assert!(
-            !set_build_pending(&mut st, Some(1), t("2026-03-01T10:30:00Z"), &p),
+            message.contains("a Secret it cannot find"),
+            "its pod said nothing: {message}"
+        );
+        let written = st.clone();
+        let why = PodReason {
+            pod: "tokio-0123456789-x7k2p".into(),
+            reason: "ImagePullBackOff".into(),
+        };
+        assert!(
+            !set_build_pending(&mut st, Some(1), t("2026-03-01T10:30:00Z"), &p, Some(&why)),
             "once per Job"
         );
         assert_eq!(st, written, "nothing new to write while it waits");
@@ -1241,9 +1355,23 @@ mod tests {
             job: "tokio-9876543210".into(),
             ..p
         };
+        let why = PodReason {
+            pod: "tokio-9876543210-abcde".into(),
+            reason: "CreateContainerConfigError: secret \"store-creds\" not found".into(),
+        };
         assert!(
-            set_build_pending(&mut st, Some(1), now, &other),
+            set_build_pending(&mut st, Some(1), now, &other, Some(&why)),
             "a new Job is reported again"
+        );
+        let (_, reason, message) = built(&st);
+        assert_eq!(reason, BUILD_PENDING, "the reason stays what alerts match on");
+        assert!(
+            message.starts_with(
+                "the pod tokio-9876543210-abcde of build Job tokio-9876543210 has not started running since \
+                 2026-03-01T10:00:00Z (over 5 min): CreateContainerConfigError: secret \"store-creds\" not found; \
+                 see more with"
+            ),
+            "{message}"
         );
         let p = other;
         // The pod runs: Building again.
@@ -1266,7 +1394,7 @@ mod tests {
         );
         set_building(&mut st, Some(1), now, p.job.clone());
         assert_eq!(built(&st).1, "BuildSucceeded", "a running refresh changes nothing");
-        assert!(set_build_pending(&mut st, Some(1), now, &p));
+        assert!(set_build_pending(&mut st, Some(1), now, &p, None));
         let (status_, reason, message) = built(&st);
         assert_eq!((status_.as_str(), reason.as_str()), ("True", BUILD_PENDING));
         assert!(message.contains("previous build keeps serving"), "{message}");

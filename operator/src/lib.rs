@@ -1,16 +1,18 @@
 //! trusty-operator: reconciles `Index` custom resources into built,
 //! registered and served trusty-search indexes.
 //!
-//! [`crd`] defines the resource, [`jobs`] the build Jobs, [`router_client`] the
-//! router admin API, [`storage`] the data removal on delete, [`status`] the
-//! pure status rules, [`controller`] the reconciler, [`leader`] the Lease
-//! election and [`metrics`] the Prometheus endpoint.
+//! [`crd`] defines the resource, [`jobs`] the build Jobs, [`pods`] what their
+//! pods say when they fail or do not start, [`router_client`] the router admin
+//! API, [`storage`] the data removal on delete, [`status`] the pure status
+//! rules, [`controller`] the reconciler, [`leader`] the Lease election and
+//! [`metrics`] the Prometheus endpoint.
 
 pub mod controller;
 pub mod crd;
 pub mod jobs;
 pub mod leader;
 pub mod metrics;
+pub mod pods;
 pub mod router_client;
 pub mod status;
 pub mod storage;

@@ -3,7 +3,7 @@
 //! reconciler must make and checks what it wrote.
 
 use crate::fake_router::{self, FakeRouter, TOKEN};
-use crate::verifier::{ApiServerVerifier, status_404};
+use crate::verifier::{ApiServerVerifier, pod_list, status_403, status_404};
 use http::{Method, Request, Response};
 use kube::{Client, client::Body, runtime::controller::Action};
 use serde_json::{Value, json};
@@ -287,16 +287,26 @@ async fn job_succeeded_with_a_failed_owner_is_degraded() {
     assert_eq!(action, Action::requeue(REQUEUE_CONVERGING));
 }
 
-#[tokio::test]
-async fn failed_build_is_reported_and_not_retried_until_reset() {
-    let router = FakeRouter::start().await;
-    let (ctx, verifier) = context(&router.url(), "memory://trusty-reconcile");
+/// A pod of build Job `job` whose container exited 1 with `log` as its
+/// termination message.
+fn failed_pod(job: &str, log: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": format!("{job}-x7k2p"), "namespace": NS, "creationTimestamp": "2026-03-01T10:00:00Z",
+                        "labels": {"batch.kubernetes.io/job-name": job, "job-name": job}},
+           "status": {"phase": "Failed", "containerStatuses": [{
+               "name": "build", "image": "img", "imageID": "", "ready": false, "restartCount": 0,
+               "state": {"terminated": {"exitCode": 1, "reason": "Error", "message": log}}}]}})
+}
+
+/// The Index of [`failed_build_is_reported_and_not_retried_until_reset`],
+/// its failed Job's name, and that Job.
+fn failed_build() -> (Value, String, Value) {
     let spec = git_spec();
     let hash = jobs::source_hash(&serde_json::from_value(spec.clone()).unwrap());
     let job_name = jobs::job_name("tokio", &hash, 0, "");
     let obj = index_obj(
         "tokio",
-        spec.clone(),
+        spec,
         Some(json!({"phase": "Building", "lastBuildJob": job_name})),
     );
     let failed_job = json!({
@@ -305,13 +315,27 @@ async fn failed_build_is_reported_and_not_retried_until_reset() {
         "status": {"failed": 3, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
                                                 "message": "Job has reached the specified backoff limit"}]},
     });
+    (obj, job_name, failed_job)
+}
+
+#[tokio::test]
+async fn failed_build_is_reported_and_not_retried_until_reset() {
+    let router = FakeRouter::start().await;
+    let (ctx, verifier) = context(&router.url(), "memory://trusty-reconcile");
+    let (obj, job_name, failed_job) = failed_build();
+    let hash = jobs::source_hash(&spec_of(&obj));
+    let log = "2026-03-01T10:00:02Z  INFO walked 0 files\n\
+               error: refusing to publish an empty index: nothing to index under /work/src\n";
     let (o, jn, fj) = (obj.clone(), job_name.clone(), failed_job.clone());
     let written = Arc::new(std::sync::Mutex::new(Value::Null));
     let w = written.clone();
     let action = run(ctx.clone(), verifier, &obj, move |mut api| async move {
         api.expect(Method::GET, &format!("{JOBS}/{jn}"), |_| (200, fj)).await;
+        api.expect_job_pods(NS, &jn, pod_list(vec![failed_pod(&jn, log)])).await;
         let ev = api.expect_event(NS, "BuildFailed").await;
         assert_eq!(ev.body["type"], "Warning");
+        let note = ev.body["note"].as_str().unwrap();
+        assert!(note.contains("error: refusing to publish an empty index"), "{note}");
         *w.lock().unwrap() = api.expect_status_apply(NS, "tokio", &o).await;
         api
     })
@@ -322,20 +346,36 @@ async fn failed_build_is_reported_and_not_retried_until_reset() {
     assert_eq!(cond(&status, "Built")["reason"], "BuildFailed");
     let msg = cond(&status, "Built")["message"].as_str().unwrap();
     assert!(
-        msg.contains("BackoffLimitExceeded: Job has reached the specified backoff limit"),
+        msg.contains(&format!(
+            "BackoffLimitExceeded: Job has reached the specified backoff limit; pod {job_name}-x7k2p: exit code 1: \
+             2026-03-01T10:00:02Z  INFO walked 0 files | \
+             error: refusing to publish an empty index: nothing to index under /work/src"
+        )),
         "{msg}"
     );
     assert!(msg.contains("resetGeneration"), "tells the user how to retry: {msg}");
     assert_eq!(action, Action::await_change());
     assert!(router.calls().is_empty());
 
-    // Same inputs again: the failed Job is seen, nothing new is created, status unchanged (no write).
+    // Same inputs again: the failed Job is seen, nothing new is created, its
+    // pods are not asked again, status unchanged (no write).
     let mut again = obj.clone();
     again["status"] = status.clone();
     let (ctx2, verifier2) = context(&router.url(), "memory://trusty-reconcile");
     let (jn, fj) = (job_name.clone(), failed_job.clone());
     run(ctx2, verifier2, &again, move |mut api| async move {
         api.expect(Method::GET, &format!("{JOBS}/{jn}"), |_| (200, fj)).await;
+        api
+    })
+    .await
+    .unwrap();
+
+    // The Job (and its pods) gone with its TTL: the report stays as it was.
+    let (ctx2, verifier2) = context(&router.url(), "memory://trusty-reconcile");
+    let jn = job_name.clone();
+    run(ctx2, verifier2, &again, move |mut api| async move {
+        api.expect(Method::GET, &format!("{JOBS}/{jn}"), |_| status_404("jobs"))
+            .await;
         api
     })
     .await
@@ -361,6 +401,41 @@ async fn failed_build_is_reported_and_not_retried_until_reset() {
     })
     .await
     .unwrap();
+}
+
+/// An operator whose role cannot list pods (RBAC from before it read them)
+/// still reports the failure, with what the Job says.
+#[tokio::test]
+async fn a_failed_build_whose_pods_cannot_be_listed_is_reported_without_them() {
+    let router = FakeRouter::start().await;
+    let (ctx, verifier) = context(&router.url(), "memory://trusty-reconcile");
+    let (obj, job_name, failed_job) = failed_build();
+    let (o, jn) = (obj.clone(), job_name.clone());
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let w = written.clone();
+    let action = run(ctx.clone(), verifier, &obj, move |mut api| async move {
+        api.expect(Method::GET, &format!("{JOBS}/{jn}"), |_| (200, failed_job))
+            .await;
+        api.expect_job_pods(NS, &jn, status_403("pods")).await;
+        api.expect_event(NS, "BuildFailed").await;
+        *w.lock().unwrap() = api.expect_status_apply(NS, "tokio", &o).await;
+        api
+    })
+    .await
+    .expect("the reconcile succeeds");
+    assert_eq!(action, Action::await_change());
+    let status = written.lock().unwrap().clone();
+    assert_eq!(status["phase"], "Failed");
+    let built = cond(&status, "Built");
+    assert_eq!(built["reason"], "BuildFailed");
+    assert_eq!(
+        built["message"],
+        format!(
+            "Job {job_name} failed: BackoffLimitExceeded: Job has reached the specified backoff limit. \
+             Change the source or bump spec.resetGeneration to retry."
+        )
+    );
+    assert_eq!(ctx.metrics.indexes_failed.get(), 1);
 }
 
 #[tokio::test]
@@ -422,14 +497,26 @@ async fn a_build_whose_pod_does_not_start_is_reported_pending_and_keeps_building
     };
     let waiting = job(json!({"active": 1, "ready": 0, "startTime": "2020-01-01T00:00:00Z"}));
 
-    // The pod has not started: Built says so, once, with a Warning event.
+    let stuck_pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("{jn}-x7k2p"), "namespace": NS, "creationTimestamp": "2020-01-01T00:00:00Z",
+                     "labels": {"batch.kubernetes.io/job-name": jn, "job-name": jn}},
+        "status": {"phase": "Pending", "containerStatuses": [{
+            "name": "build", "image": "img", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "CreateContainerConfigError",
+                                  "message": "secret \"store-creds\" not found"}}}]}});
+
+    // The pod has not started: Built says so and why, once, with a Warning event.
     let (ctx, verifier) = context(&router.url(), "memory://trusty-reconcile");
     let written = Arc::new(std::sync::Mutex::new(Value::Null));
     let (o, path, w, j) = (obj.clone(), format!("{JOBS}/{jn}"), written.clone(), waiting.clone());
+    let (job_name, pod) = (jn.clone(), stuck_pod.clone());
     let action = run(ctx, verifier, &obj, move |mut api| async move {
         api.expect(Method::GET, &path, |_| (200, j)).await;
+        api.expect_job_pods(NS, &job_name, pod_list(vec![pod])).await;
         let ev = api.expect_event(NS, "BuildPending").await;
         assert_eq!(ev.body["type"], "Warning");
+        let note = ev.body["note"].as_str().unwrap();
+        assert!(note.contains("CreateContainerConfigError"), "{note}");
         *w.lock().unwrap() = api.expect_status_apply(NS, "tokio", &o).await;
         api
     })
@@ -445,7 +532,11 @@ async fn a_build_whose_pod_does_not_start_is_reported_pending_and_keeps_building
     );
     let message = built["message"].as_str().unwrap();
     assert!(
-        message.contains(&format!("kubectl -n {NS} describe pod -l job-name={jn}")),
+        message.contains(&format!(
+            "the pod {jn}-x7k2p of build Job {jn} has not started running since 2020-01-01T00:00:00Z (over 5 min): \
+             CreateContainerConfigError: secret \"store-creds\" not found; see more with \
+             `kubectl -n {NS} describe pod -l batch.kubernetes.io/job-name={jn}`"
+        )),
         "{message}"
     );
     assert!(router.calls().is_empty());

@@ -92,6 +92,17 @@ impl ApiServerVerifier {
         assert!(seen.query.contains(&selector), "{}", seen.query);
     }
 
+    /// Expects the list of build Job `job`'s pods (by the Job controller's
+    /// label) and answers with `answer`.
+    pub async fn expect_job_pods(&mut self, ns: &str, job: &str, answer: (u16, Value)) -> Seen {
+        let seen = self
+            .expect(Method::GET, &format!("/api/v1/namespaces/{ns}/pods"), |_| answer)
+            .await;
+        let selector = format!("labelSelector=batch.kubernetes.io%2Fjob-name%3D{job}");
+        assert!(seen.query.contains(&selector), "{}", seen.query);
+        seen
+    }
+
     /// Expects the server-side-apply status patch and answers with the object
     /// carrying that status; returns the status that was written.
     pub async fn expect_status_apply(&mut self, ns: &str, name: &str, object: &Value) -> Value {
@@ -125,5 +136,22 @@ pub fn status_404(what: &str) -> (u16, Value) {
         404,
         serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
             "message": format!("{what} not found"), "reason": "NotFound", "code": 404}),
+    )
+}
+
+/// A pod list answer.
+pub fn pod_list(pods: Vec<Value>) -> (u16, Value) {
+    (
+        200,
+        serde_json::json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods}),
+    )
+}
+
+/// The API server's refusal of a request the client's role does not allow.
+pub fn status_403(what: &str) -> (u16, Value) {
+    (
+        403,
+        serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": format!("{what} is forbidden"), "reason": "Forbidden", "code": 403}),
     )
 }
