@@ -200,6 +200,8 @@ fn rbac_grants_what_the_operator_uses() {
         ("search.trusty.dev", "indexes/finalizers", &["update"][..]),
         // Job watch, get_opt of the last build, create, delete (stale or on deletion).
         ("batch", "jobs", &["get", "list", "watch", "create", "delete"][..]),
+        // pods::job_pod_reason: why a build Job failed or does not start.
+        ("", "pods", &["list"][..]),
         // kube's events::Recorder creates events and patches repeated ones.
         ("events.k8s.io", "events", &["create", "patch"][..]),
         // leader::LeaderElector: get_opt, create, replace.
