@@ -2,12 +2,13 @@
 //! against the in-process fake API server and fake router: apply an Index,
 //! play the kubelet, watch status converge, delete it.
 
-use crate::fake_apiserver::{EVENT, FakeApiServer, INDEX, JOB, LEASE};
+use crate::fake_apiserver::{EVENT, FakeApiServer, INDEX, JOB, LEASE, POD};
 use crate::fake_router::FakeRouter;
 use crate::harness::{LEASE_NAME, LEASE_NAMESPACE, Operator, eventually, install_crypto};
 use crate::kubelet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::json;
 use std::sync::Arc;
@@ -336,6 +337,180 @@ async fn failed_build_reports_failed_and_reset_retries() {
     kubelet::succeed(&jobs, second.metadata.name.as_deref().unwrap()).await;
     let ok = phase_is(&indexes, "app", Phase::Available).await;
     assert_eq!(ok.status.unwrap().ready_owners.as_deref(), Some("1/1"));
+    op.stop().await;
+}
+
+/// Applies Index `app`, a `volume` source (so its Job runs in its own
+/// namespace), with `spec` merged into its spec.
+async fn apply_app(indexes: &Api<Index>, spec: serde_json::Value) {
+    let mut manifest = json!({
+        "apiVersion": "search.trusty.dev/v1alpha1", "kind": "Index",
+        "metadata": {"name": "app", "namespace": NS},
+        "spec": {"source": {"volume": {"claimName": "code", "path": "app"}}, "lexicalOnly": true},
+    });
+    crate::fake_apiserver::merge(&mut manifest["spec"], &spec);
+    indexes
+        .patch("app", &PatchParams::apply("e2e-test"), &Patch::Apply(&manifest))
+        .await
+        .unwrap();
+}
+
+/// The Built condition of Index `name` once its reason is `reason`.
+async fn built_is(indexes: &Api<Index>, name: &str, reason: &str) -> Condition {
+    eventually(&format!("Built of {name} to be {reason}"), WAIT, || async {
+        let status = indexes.get(name).await.ok()?.status?;
+        status
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Built" && c.reason == reason)
+    })
+    .await
+}
+
+/// The note of the event with `reason`, once there is one.
+fn event_note(api: &FakeApiServer, reason: &str) -> String {
+    let events = api.objects(EVENT);
+    let event = events.iter().find(|e| e["reason"] == reason);
+    let event = event.unwrap_or_else(|| panic!("no {reason} event in {events:#?}"));
+    event["note"].as_str().unwrap_or_default().to_string()
+}
+
+/// The build binary's error, which only its log has, reaches the Index:
+/// its pod's termination message (`FallbackToLogsOnError`) is read into
+/// the Built condition and the Warning event; the reason stays BuildFailed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_build_says_what_its_pod_logged() {
+    let f = Fakes::start("app").await;
+    let client = f.api.client();
+    let op = Operator::start(client.clone(), &f.router.url(), &f.store_url(), "op-a", Some(NS.into()));
+    let indexes: Api<Index> = Api::namespaced(client.clone(), NS);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
+    apply_app(&indexes, json!({})).await;
+    let job = first_job(&jobs).await.metadata.name.unwrap();
+    let log = "2026-03-01T10:00:00Z  INFO opening the store\n\
+               error: object store: s3://bucket/trusty: access denied (status 403): InvalidAccessKeyId\n";
+    kubelet::crash(&jobs, &job, 1, log).await;
+
+    let built = built_is(&indexes, "app", "BuildFailed").await;
+    let said = format!(
+        "pod {job}-0: exit code 1: 2026-03-01T10:00:00Z  INFO opening the store | \
+         error: object store: s3://bucket/trusty: access denied (status 403): InvalidAccessKeyId"
+    );
+    assert!(built.message.contains(&said), "{}", built.message);
+    assert!(built.message.contains("BackoffLimitExceeded"), "{}", built.message);
+    assert!(event_note(&f.api, "BuildFailed").contains(&said));
+    phase_is(&indexes, "app", Phase::Failed).await;
+    op.stop().await;
+}
+
+/// A rebuild that finds nothing is refused by the real `index build` (a
+/// version already serves, so the Job does not pass `--allow-empty`); the
+/// binary's own error line is what the Index reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_rebuild_refused_by_the_build_binary_is_reported_with_its_error() {
+    let f = Fakes::start("app").await;
+    let client = f.api.client();
+    let op = Operator::start(client.clone(), &f.router.url(), &f.store_url(), "op-a", Some(NS.into()));
+    let indexes: Api<Index> = Api::namespaced(client.clone(), NS);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
+    apply_app(&indexes, json!({})).await;
+    let first = first_job(&jobs).await.metadata.name.unwrap();
+    kubelet::succeed(&jobs, &first).await;
+    phase_is(&indexes, "app", Phase::Available).await;
+
+    // New filters that match nothing in a source that has nothing.
+    apply_app(&indexes, json!({"include": ["nothing/**"]})).await;
+    let rebuild = another_job(&jobs, std::slice::from_ref(&first)).await;
+    let (source, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::create_dir(source.path().join("app")).unwrap();
+    let secrets = std::collections::HashMap::from([("store-creds".to_string(), Vec::new())]);
+    let (job, stderr) = kubelet::run(
+        &jobs,
+        &rebuild,
+        &[("/source", source.path()), ("/work", work.path())],
+        &secrets,
+    )
+    .await;
+    assert_eq!(
+        trusty_operator::jobs::job_outcome(&job),
+        trusty_operator::jobs::JobOutcome::Failed {
+            message: "BackoffLimitExceeded: Job has reached the specified backoff limit".into()
+        },
+        "the build was refused:\n{stderr}"
+    );
+    let error = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap();
+    assert!(error.starts_with("error: "), "{stderr}");
+
+    let built = built_is(&indexes, "app", "BuildFailed").await;
+    let start: String = error.chars().take(120).collect();
+    assert!(
+        built.message.contains(&format!("pod {rebuild}-0: exit code 1: ")) && built.message.contains(&start),
+        "{}\nstderr:\n{stderr}",
+        built.message
+    );
+    op.stop().await;
+}
+
+/// A build pod that cannot start (here its store Secret is missing) is
+/// reported BuildPending with the kubelet's reason, read from the pod in the
+/// shared build namespace where the Job runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_pod_that_cannot_start_says_why() {
+    let f = Fakes::start("tokio").await;
+    let client = f.api.client();
+    let op = Operator::start_building_in(client.clone(), &f.router.url(), &f.store_url(), "op-a", "trusty-system");
+    let indexes: Api<Index> = Api::namespaced(client.clone(), "team-a");
+    let build_jobs: Api<Job> = Api::namespaced(client.clone(), "trusty-system");
+    let manifest = json!({
+        "apiVersion": "search.trusty.dev/v1alpha1", "kind": "Index",
+        "metadata": {"name": "tokio", "namespace": "team-a"},
+        "spec": {"source": {"git": {"url": "https://github.com/tokio-rs/tokio"}}},
+    });
+    indexes
+        .patch("tokio", &PatchParams::apply("e2e-test"), &Patch::Apply(&manifest))
+        .await
+        .unwrap();
+    let job = first_job(&build_jobs).await.metadata.name.unwrap();
+    let why = "secret \"store-creds\" not found";
+    kubelet::hold(&build_jobs, &job, "CreateContainerConfigError", why).await;
+
+    let built = built_is(&indexes, "tokio", "BuildPending").await;
+    let said = format!("the pod {job}-0 of build Job {job} has not started running");
+    assert!(built.message.starts_with(&said), "{}", built.message);
+    let said = format!("CreateContainerConfigError: {why}; see more with `kubectl -n trusty-system describe pod");
+    assert!(built.message.contains(&said), "{}", built.message);
+    assert!(event_note(&f.api, "BuildPending").contains(&said));
+    op.stop().await;
+}
+
+/// An operator whose role does not let it list pods (RBAC from before it
+/// read them) reports a failed build as before, from the Job alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_build_is_reported_without_its_pod_when_pods_cannot_be_listed() {
+    let f = Fakes::start("app").await;
+    f.api.set_list_forbidden(POD, true);
+    let client = f.api.client();
+    let op = Operator::start(client.clone(), &f.router.url(), &f.store_url(), "op-a", Some(NS.into()));
+    let indexes: Api<Index> = Api::namespaced(client.clone(), NS);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
+    apply_app(&indexes, json!({})).await;
+    let job = first_job(&jobs).await.metadata.name.unwrap();
+    kubelet::crash(&jobs, &job, 1, "error: access denied\n").await;
+
+    let built = built_is(&indexes, "app", "BuildFailed").await;
+    assert_eq!(
+        built.message,
+        format!(
+            "Job {job} failed: BackoffLimitExceeded: Job has reached the specified backoff limit. \
+             Change the source or bump spec.resetGeneration to retry."
+        )
+    );
+    let failed = phase_is(&indexes, "app", Phase::Failed).await;
+    assert_eq!(
+        failed.status.unwrap().last_error.as_deref(),
+        Some(built.message.as_str())
+    );
+    assert!(event_note(&f.api, "BuildFailed").starts_with(&format!("Job {job} failed")));
     op.stop().await;
 }
 

@@ -1,7 +1,7 @@
 //! A small in-memory Kubernetes API server (axum on 127.0.0.1:0) with just
 //! enough of the API for kube's `Client`, `Api`, watcher and `Controller` to
 //! run the real operator against it: Index (with the status subresource),
-//! Job, Lease and Event.
+//! Job, Pod (the core group, under `/api/v1`), Lease and Event.
 //!
 //! Implemented: list (with resourceVersion and label selectors), watch streams
 //! replaying ADDED/MODIFIED/DELETED after a resourceVersion, get, create (409
@@ -9,8 +9,9 @@
 //! apply, JSON merge, JSON patch with `test`), status subresource writes,
 //! generation bumps on spec changes, delete honouring finalizers
 //! (deletionTimestamp first, removal when the last finalizer goes) and
-//! owner-reference cascading. Not implemented: field selectors, pagination,
-//! managedFields, admission, schema validation (see `crd_files` for that).
+//! owner-reference cascading, and RBAC refusals (403) on request. Not
+//! implemented: field selectors, pagination, managedFields, admission, schema
+//! validation (see `crd_files` for that).
 
 use axum::{
     Router,
@@ -43,6 +44,13 @@ pub const JOB: Kind = Kind {
     group_version: "batch/v1",
     plural: "jobs",
     kind: "Job",
+    status_subresource: true,
+};
+/// Core group: served under `/api/v1` rather than `/apis/<group>/<version>`.
+pub const POD: Kind = Kind {
+    group_version: "v1",
+    plural: "pods",
+    kind: "Pod",
     status_subresource: true,
 };
 pub const LEASE: Kind = Kind {
@@ -88,6 +96,8 @@ pub struct FakeApiServer {
     hung: Arc<Mutex<std::collections::HashSet<&'static str>>>,
     /// Resources whose requests are answered only after a delay, to play a slow API.
     delays: Arc<Mutex<BTreeMap<&'static str, std::time::Duration>>>,
+    /// Resources that may not be listed or watched (403), to play a role without those verbs.
+    list_forbidden: Arc<Mutex<std::collections::HashSet<&'static str>>>,
     pub addr: SocketAddr,
 }
 
@@ -158,9 +168,9 @@ struct Target {
 }
 
 impl FakeApiServer {
-    /// Serves Index, Job, Lease and Event.
+    /// Serves Index, Job, Pod, Lease and Event.
     pub async fn start() -> FakeApiServer {
-        Self::start_with(vec![INDEX, JOB, LEASE, EVENT]).await
+        Self::start_with(vec![INDEX, JOB, POD, LEASE, EVENT]).await
     }
 
     /// Serves only `kinds` (e.g. without INDEX to play a cluster where the CRD is not installed).
@@ -173,6 +183,7 @@ impl FakeApiServer {
             kinds: Arc::new(kinds),
             hung: Arc::default(),
             delays: Arc::default(),
+            list_forbidden: Arc::default(),
             addr: listener.local_addr().unwrap(),
         };
         let s = server.clone();
@@ -210,6 +221,18 @@ impl FakeApiServer {
         }
     }
 
+    /// From now on, lists and watches of `kind` are refused with 403
+    /// Forbidden while `forbidden` is true, as for a role that grants other
+    /// verbs on it (the kubelet's writes still go through).
+    pub fn set_list_forbidden(&self, kind: Kind, forbidden: bool) {
+        let mut set = self.list_forbidden.lock().unwrap();
+        if forbidden {
+            set.insert(kind.plural);
+        } else {
+            set.remove(kind.plural);
+        }
+    }
+
     /// From now on, requests for `kind` wait `delay` before they are handled
     /// (and before a hang, if `kind` is hung by then).
     pub fn set_delay(&self, kind: Kind, delay: std::time::Duration) {
@@ -238,13 +261,22 @@ impl FakeApiServer {
     }
 
     fn parse(&self, path: &str) -> Option<Target> {
-        let rest = path.strip_prefix("/apis/")?;
-        let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-        if segs.len() < 3 {
-            return None;
-        }
-        let gv = format!("{}/{}", segs[0], segs[1]);
-        let mut rest = &segs[2..];
+        // `/apis/<group>/<version>/…`, or `/api/v1/…` for the core group.
+        let (gv, segs) = if let Some(rest) = path.strip_prefix("/apis/") {
+            let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+            if segs.len() < 3 {
+                return None;
+            }
+            (format!("{}/{}", segs[0], segs[1]), segs[2..].to_vec())
+        } else {
+            let rest = path.strip_prefix("/api/")?;
+            let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+            if segs.len() < 2 {
+                return None;
+            }
+            (segs[0].to_string(), segs[1..].to_vec())
+        };
+        let mut rest = &segs[..];
         let mut ns = None;
         if rest.first() == Some(&"namespaces") && rest.len() >= 3 {
             ns = Some(rest[1].to_string());
@@ -271,6 +303,18 @@ impl FakeApiServer {
                 format!("the server could not find the requested resource {}", uri.path()),
             );
         };
+        if method == Method::GET && t.name.is_none() && self.list_forbidden.lock().unwrap().contains(t.kind.plural) {
+            let group = t.kind.group_version.rsplit_once('/').map_or("", |(g, _)| g);
+            return status_body(
+                403,
+                "Forbidden",
+                format!(
+                    "{0} is forbidden: User \"system:serviceaccount:trusty-system:trusty-operator\" cannot list \
+                     resource \"{0}\" in API group \"{group}\"",
+                    t.kind.plural
+                ),
+            );
+        }
         let query: BTreeMap<String, String> = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
             .into_owned()
             .collect();
