@@ -26,14 +26,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
-use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::IndexId;
-use crate::embed::{Embedder, Fingerprint};
+use crate::embed::Fingerprint;
 use crate::model::sha256_hex;
 use crate::storage::layout::{
     EMBED_CACHE_DIR, INDEXES_DIR, embed_latest_key, embed_pack_key, embed_paths_key, embed_paths_prefix,
@@ -547,7 +546,9 @@ fn decode_pack(dimension: usize, bytes: &[u8]) -> Result<Vec<(TextHash, Vec<f32>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::embed::Embedder;
     use crate::storage::layout::EMBED_PROBES_DIR;
+    use std::sync::Arc;
 
     /// What a build does once every vector is embedded: its packs, then its
     /// path map. Returns the packs written.

@@ -6,10 +6,13 @@
 //! that really answer behind an id, are checked on the first query that
 //! embeds (in the same call), since an HTTP embedder may be down when the
 //! index opens. Either mismatch turns the vector arm off for the index, as an
-//! outage does, and says why.
+//! outage does, and says why. A probe mismatch is checked again now and then:
+//! the service behind a URL can be put right without restarting the shard.
 
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use crate::embed::{Embedder, PROBE_TEXTS, same_model};
 use crate::storage::manifest::Manifest;
@@ -33,6 +36,22 @@ impl EmbedFailure {
 
 const MISMATCH: &str = "embedder_mismatch";
 
+/// How long a probe mismatch stands before a query checks the model again.
+const RECHECK: Duration = Duration::from_secs(60);
+
+/// What is known of the query embedder against the index's model.
+#[derive(Debug, Clone)]
+enum Verdict {
+    Unknown,
+    Matched,
+    /// Not the index's model, for this reason; checked again after `until`
+    /// (never, when the id or dimension differ: those do not change).
+    Refused {
+        why: String,
+        until: Option<Instant>,
+    },
+}
+
 /// Bytes of a query that are embedded: embedding models read a few hundred
 /// tokens at most, and a pasted issue can be hundreds of KiB.
 const EMBED_QUERY_BYTES: usize = 4096;
@@ -44,10 +63,8 @@ pub(crate) struct QueryModel {
     /// What the build recorded of its model; `None` in versions built before
     /// it was recorded, which are trusted by id.
     probe: Option<Vec<Vec<f32>>>,
-    /// Why the embedder is not the index's model, once known.
-    mismatch: OnceLock<String>,
-    /// The probe was checked and matched.
-    verified: OnceLock<()>,
+    verdict: Mutex<Verdict>,
+    recheck: Duration,
 }
 
 impl QueryModel {
@@ -58,40 +75,47 @@ impl QueryModel {
             index_id: manifest.index_id.clone(),
             embedder: embedder.filter(|_| manifest.embedder.is_some()),
             probe: manifest.embedder.as_ref().and_then(|info| info.probe.clone()),
-            mismatch: OnceLock::new(),
-            verified: OnceLock::new(),
+            verdict: Mutex::new(Verdict::Unknown),
+            recheck: RECHECK,
         };
         if let (Some(info), Some(e)) = (&manifest.embedder, &model.embedder) {
             // An HTTP embedder that has not answered yet does not know its dimension (0).
             if e.id() != info.id || (e.dimension() != 0 && e.dimension() != info.dimension) {
-                model.refuse(format!(
-                    "the index was built with {} ({} dimensions), queries would be embedded with {} ({} dimensions)",
-                    info.id,
-                    info.dimension,
-                    e.id(),
-                    e.dimension()
-                ));
+                model.refuse(
+                    format!(
+                        "the index was built with {} ({} dimensions), queries would be embedded with {} ({} dimensions)",
+                        info.id,
+                        info.dimension,
+                        e.id(),
+                        e.dimension()
+                    ),
+                    None,
+                );
             }
         }
         model
     }
 
-    /// Whether queries can be embedded for this index's vectors, as far as is known yet.
+    /// Whether queries can be embedded for this index's vectors, as far as is known now.
     pub(crate) fn usable(&self) -> bool {
-        self.embedder.is_some() && self.mismatch.get().is_none()
+        self.embedder.is_some() && !matches!(*self.verdict.lock(), Verdict::Refused { .. })
     }
 
     /// Embeds `text` (its first [`EMBED_QUERY_BYTES`]) on the blocking pool
-    /// within `timeout`; the first call also embeds the probe texts, in the
-    /// same batch, to check the model. `Ok(None)` without a query embedder.
+    /// within `timeout`; while the model is not known to match, the probe
+    /// texts go in the same batch to check it. `Ok(None)` without a query
+    /// embedder.
     pub(crate) async fn embed(&self, text: &str, timeout: Duration) -> Result<Option<Vec<f32>>, EmbedFailure> {
         let Some(embedder) = self.embedder.clone() else {
             return Ok(None);
         };
-        if let Some(why) = self.mismatch.get() {
-            return Err(mismatch(why));
-        }
-        let check = self.probe.is_some() && self.verified.get().is_none();
+        let check = match &*self.verdict.lock() {
+            Verdict::Refused { why, until } if until.is_none_or(|t| Instant::now() < t) => {
+                return Err(mismatch(why));
+            }
+            Verdict::Matched => false,
+            _ => self.probe.is_some(),
+        };
         let mut texts: Vec<String> = Vec::with_capacity(PROBE_TEXTS.len() + 1);
         if check {
             texts.extend(PROBE_TEXTS.iter().map(|t| t.to_string()));
@@ -131,25 +155,30 @@ impl QueryModel {
         }
         let query = vectors.pop();
         if check && let Some(recorded) = &self.probe {
-            if same_model(recorded, &vectors) {
-                let _ = self.verified.set(());
-            } else {
-                let why = self.refuse(format!(
+            if !same_model(recorded, &vectors) {
+                let why = format!(
                     "the query embedder {} answers the probe texts unlike the model the index was built with (same id, other weights or pre-processing)",
                     self.embedder.as_ref().map_or("", |e| e.id())
-                ));
-                return Err(mismatch(why));
+                );
+                self.refuse(why.clone(), Some(Instant::now() + self.recheck));
+                return Err(mismatch(&why));
             }
+            let mut verdict = self.verdict.lock();
+            if matches!(*verdict, Verdict::Refused { .. }) {
+                tracing::info!(index_id = %self.index_id, "the query embedder is the index's model again: vector search restored");
+            }
+            *verdict = Verdict::Matched;
         }
         Ok(query)
     }
 
-    /// Records why the embedder cannot serve this index (once, logged once).
-    fn refuse(&self, why: String) -> &str {
-        self.mismatch.get_or_init(|| {
+    /// Records why the embedder cannot serve this index; logged when it starts.
+    fn refuse(&self, why: String, until: Option<Instant>) {
+        let mut verdict = self.verdict.lock();
+        if !matches!(*verdict, Verdict::Refused { .. }) {
             tracing::warn!(index_id = %self.index_id, reason = %why, "embedder mismatch: vector search disabled for this index; rebuild it or give the shard the index's model");
-            why
-        })
+        }
+        *verdict = Verdict::Refused { why, until };
     }
 }
 
@@ -165,7 +194,7 @@ mod tests {
     use super::*;
     use crate::embed::{Fingerprint, Salted};
     use crate::storage::manifest::{Counts, EmbedderInfo, SourceInfo};
-    use std::sync::atomic::Ordering;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     const WAIT: Duration = Duration::from_secs(30);
 
@@ -215,6 +244,38 @@ mod tests {
             calls,
             "refused without asking again"
         );
+    }
+
+    /// One embedder object whose service is swapped for another model.
+    struct Swappable {
+        models: [Salted; 2],
+        current: AtomicUsize,
+    }
+
+    impl Embedder for Swappable {
+        fn id(&self) -> &str {
+            self.models[0].id()
+        }
+        fn dimension(&self) -> usize {
+            self.models[0].dimension()
+        }
+        fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, crate::embed::EmbedError> {
+            self.models[self.current.load(Ordering::SeqCst)].embed(texts)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_right_model_behind_the_same_embedder_is_taken_back_at_the_recheck() {
+        let shard = Arc::new(Swappable {
+            models: [Salted::new(1), Salted::new(2)],
+            current: AtomicUsize::new(1),
+        });
+        let mut model = QueryModel::new(&built_by(&Salted::new(1), false), Some(shard.clone()));
+        model.recheck = Duration::ZERO;
+        assert!(model.embed("q", WAIT).await.unwrap_err().is_mismatch());
+        shard.current.store(0, Ordering::SeqCst);
+        assert!(model.embed("q", WAIT).await.unwrap().is_some());
+        assert!(model.usable());
     }
 
     #[tokio::test]

@@ -73,7 +73,9 @@ pub fn search_error(id: &IndexId, e: SearchError) -> ApiError {
         // The shard's embedder is not the index's model: no wait or retry
         // helps, a rebuild or the shard's configuration does.
         SearchError::EmbedderMismatch(_) => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "embedder_mismatch", e.to_string()).with_index(id.as_str())
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "embedder_mismatch", e.to_string())
+                .with_index(id.as_str())
+                .retryable(false)
         }
         // This copy's data could not be read: the index's trouble, not the
         // shard's, so the router tries another owner without a strike.

@@ -7,9 +7,9 @@ use crate::support::cluster::{Cluster, shard_name};
 use crate::support::embedder::{self, EmbedStub, Mode};
 use crate::support::fixtures::{build_and_publish, publish_copies, publish_fixture, settled_entries, write_repo};
 use crate::support::http::{get_json, metric, post_json, search};
-use crate::support::process::{ADMIN_TOKEN, shard_args, spawn};
+use crate::support::process::{ADMIN_TOKEN, Proc, shard_args, spawn};
 use crate::support::s3::Hold;
-use crate::support::shard::{admin, env, shard_env, sizes, start_shard};
+use crate::support::shard::{Env, admin, env, shard_env, sizes, start_shard};
 use crate::support::wait;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -515,14 +515,10 @@ async fn a_saturated_shard_answers_its_probes_and_is_not_ejected() {
     );
 }
 
-#[tokio::test]
-async fn embedder_outage_degrades_hybrid_fails_vector_and_shards_still_start() {
+/// Publishes `vec`, an index with vectors from `stub`'s model.
+async fn publish_stub_vectors(env: &Env, stub: &EmbedStub) {
     use trusty_search::embed::{EmbedderConfig, load_embedder};
-    use trusty_search::index::build::{BuildOptions, build_bundle};
     use trusty_search::storage::publish::{PublishOptions, publish};
-    let env = env().await;
-    let stub = EmbedStub::start().await;
-    // An index with vectors from the stub, and a lexical one.
     let embedder = load_embedder(&EmbedderConfig::Http {
         url: stub.url.clone(),
         model: embedder::MODEL.into(),
@@ -545,28 +541,37 @@ async fn embedder_outage_degrades_hybrid_fails_vector_and_shards_still_start() {
     publish(&env.store, &id, &built.dir, &PublishOptions::default())
         .await
         .unwrap();
+}
+
+/// A shard on `stub`'s embedder, with a short embed timeout.
+async fn stub_shard(env: &Env, stub: &EmbedStub, name: &str) -> Proc {
+    let mut args = shard_args(&env.store_url, &env.dir.path().join(name), name, &["--warm", "false"]);
+    // These override the lexical-only default the helper sets in the environment.
+    args.extend(
+        [
+            "--embedder",
+            "http",
+            "--embedder-url",
+            &stub.url,
+            "--embedder-model",
+            embedder::MODEL,
+            "--embed-timeout",
+            "300ms",
+        ]
+        .map(String::from),
+    );
+    spawn(name, &args, &shard_env()).await
+}
+
+#[tokio::test]
+async fn embedder_outage_degrades_hybrid_fails_vector_and_shards_still_start() {
+    let env = env().await;
+    let stub = EmbedStub::start().await;
+    // An index with vectors from the stub, and a lexical one.
+    publish_stub_vectors(&env, &stub).await;
     publish_fixture(&env.store, "lex", "b").await;
 
-    let http_flags = [
-        "--embedder",
-        "http",
-        "--embedder-url",
-        &stub.url,
-        "--embedder-model",
-        embedder::MODEL,
-        "--embed-timeout",
-        "300ms",
-    ];
-    let start = |name: &'static str| {
-        let (env, flags) = (&env, http_flags);
-        async move {
-            // The flags override the lexical-only default the helper sets in the environment.
-            let mut args = shard_args(&env.store_url, &env.dir.path().join(name), name, &["--warm", "false"]);
-            args.extend(flags.iter().map(|s| s.to_string()));
-            spawn(name, &args, &shard_env()).await
-        }
-    };
-    let shard = start("s0").await;
+    let shard = stub_shard(&env, &stub, "s0").await;
     let hybrid = |url: String| async move {
         post_json(
             &format!("{url}/v1/indexes/vec/search"),
@@ -630,7 +635,7 @@ async fn embedder_outage_degrades_hybrid_fails_vector_and_shards_still_start() {
 
     // A shard started during the outage comes up and serves.
     stub.set(Mode::Error);
-    let late = start("s1").await;
+    let late = stub_shard(&env, &stub, "s1").await;
     assert_eq!(search(&late.url, "lex", "config").await.status(), StatusCode::OK);
     let (status, body) = hybrid(late.url.clone()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -644,6 +649,47 @@ async fn embedder_outage_degrades_hybrid_fails_vector_and_shards_still_start() {
     })
     .await;
     assert!(recovered, "vectors came back with the embedder");
+}
+
+#[tokio::test]
+async fn another_model_behind_the_embedder_url_turns_vectors_off_instead_of_answering_noise() {
+    let env = env().await;
+    let stub = EmbedStub::start().await;
+    publish_stub_vectors(&env, &stub).await;
+    // The service behind the URL now runs another model under the same name.
+    stub.set(Mode::Other);
+    let shard = stub_shard(&env, &stub, "s0").await;
+    let url = format!("{}/v1/indexes/vec/search", shard.url);
+    // The first embedded query checks the model; on a loaded machine it may
+    // time out first (the 300 ms embed timeout), so ask until it is checked.
+    let mut last = Value::Null;
+    let refused = wait::until(Duration::from_secs(30), async || {
+        let (status, body) = post_json(&url, json!({"query": "load config file", "mode": "vector"})).await;
+        last = body;
+        status == StatusCode::SERVICE_UNAVAILABLE && last["error"] == "embedder_mismatch"
+    })
+    .await;
+    assert!(refused, "vector mode says the model is not the index's: {last}");
+    assert_ne!(last["retryable"], true, "waiting does not help: {last}");
+    let (status, body) = post_json(&url, json!({"query": "load config file"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["unavailable_arms"], json!(["vector"]), "{body}");
+    assert_eq!(
+        body["hits"][0]["symbol"], "load_config",
+        "BM25 and graph still rank: {body}"
+    );
+    assert!(
+        body["hits"][0]["arms"]["vector"].is_null(),
+        "no vector rank from another model: {body}"
+    );
+    assert!(
+        metric(
+            &shard.url,
+            "trusty_search_arm_unavailable_total{arm=\"vector\",reason=\"embedder_mismatch\"}"
+        )
+        .await
+            >= 2.0
+    );
 }
 
 /// A search answered with every arm.

@@ -1,6 +1,7 @@
 //! An OpenAI-compatible embeddings server on 127.0.0.1 whose availability the
-//! test controls: up, hanging (accepts and never answers) or erroring. Its
-//! vectors are hashed bags of words, so similar texts get similar vectors.
+//! test controls: up, hanging (accepts and never answers), erroring, or
+//! serving another model under the same name. Its vectors are hashed bags of
+//! words, so similar texts get similar vectors.
 
 use axum::Json;
 use axum::extract::State;
@@ -19,6 +20,8 @@ pub enum Mode {
     Up = 0,
     Hang = 1,
     Error = 2,
+    /// Another model's vectors (other hashing) under the same model name.
+    Other = 3,
 }
 
 pub struct EmbedStub {
@@ -52,14 +55,15 @@ impl Drop for EmbedStub {
     }
 }
 
-/// A unit vector: each lower-cased word adds 1 to a hashed dimension.
-pub fn bag_of_words(text: &str) -> Vec<f32> {
+/// A unit vector: each lower-cased word adds 1 to a dimension its hash
+/// (seeded: one seed, one model) picks.
+fn hashed_words(text: &str, seed: u64) -> Vec<f32> {
     let mut v = vec![0f32; DIMENSION];
     for w in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
         let h = w
             .to_lowercase()
             .bytes()
-            .fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+            .fold(seed, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
         v[(h % DIMENSION as u64) as usize] += 1.0;
     }
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
@@ -75,7 +79,12 @@ async fn embed(State(mode): State<Arc<AtomicU8>>, Json(body): Json<Value>) -> ax
             unreachable!("the client gives up first")
         }
         2 => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "embedder down").into_response(),
-        _ => {
+        m => {
+            let seed = if m == Mode::Other as u8 {
+                0x84222325cbf29ce4
+            } else {
+                0xcbf29ce484222325
+            };
             let inputs: Vec<String> = match &body["input"] {
                 Value::String(s) => vec![s.clone()],
                 Value::Array(a) => a.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect(),
@@ -84,7 +93,7 @@ async fn embed(State(mode): State<Arc<AtomicU8>>, Json(body): Json<Value>) -> ax
             let data: Vec<Value> = inputs
                 .iter()
                 .enumerate()
-                .map(|(i, t)| json!({"index": i, "embedding": bag_of_words(t)}))
+                .map(|(i, t)| json!({"index": i, "embedding": hashed_words(t, seed)}))
                 .collect();
             Json(json!({"data": data, "model": MODEL})).into_response()
         }
