@@ -65,7 +65,7 @@ use crate::model::{Chunk, Language, SymbolKind, sha256_hex};
 
 /// Bumped whenever a change here changes the chunks produced for the same input,
 /// so that indexes built by an older chunker can be recognised and rebuilt.
-pub const CHUNKER_VERSION: u32 = 2;
+pub const CHUNKER_VERSION: u32 = 3;
 
 /// Size limits of chunks, in lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -44,7 +44,9 @@
 
 use std::collections::{HashMap, HashSet};
 
+use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
 
 use crate::bundle::graph::{CodeGraph, EdgeKind, NodeKind, SymbolNode};
 use crate::model::{Chunk, Language, SymbolKind};
@@ -59,6 +61,8 @@ use imports::{ImportTarget, RepoFiles, expand_braces, resolve_import};
 
 /// Most targets one call name is linked to inside a resolution tier.
 pub const MAX_LINKS_PER_CALL: usize = 3;
+/// Packages an imported item is followed through to its definition.
+const MAX_REEXPORT_DEPTH: usize = 4;
 /// A call resolved only by a repository-wide name match is linked when there
 /// are at most this many candidates, and skipped otherwise.
 pub const MAX_GLOBAL_CANDIDATES: usize = 3;
@@ -254,6 +258,10 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+        // Items a file imports from another that does not define them (a
+        // package's `__init__.py` re-exporting them): linked once that file's
+        // own imports are.
+        let mut reexported: Vec<(NodeIndex, String, Vec<String>, String)> = Vec::new();
         for (path, lang, imports) in per_file {
             let from = self.files[&path];
             for raw in &imports {
@@ -277,6 +285,9 @@ impl<'a> Builder<'a> {
                                     .filter(|&n| self.sym(n).name == item && self.sym(n).is_target())
                                     .take(MAX_LINKS_PER_CALL)
                                     .collect();
+                                if hits.is_empty() && !files.is_empty() {
+                                    reexported.push((from, path.clone(), files.clone(), item));
+                                }
                                 for n in hits {
                                     self.edge(from, n, EdgeKind::Imports);
                                 }
@@ -294,6 +305,46 @@ impl<'a> Builder<'a> {
                             self.edge(from, to, EdgeKind::Imports);
                         }
                         None => {}
+                    }
+                }
+            }
+        }
+        self.link_reexports(reexported);
+    }
+
+    /// Follows items through the files that re-export them (`from .basic
+    /// import Basic` in `core/__init__.py`, imported as `from core import
+    /// Basic`): the importer links to the definition and counts its file as
+    /// imported, for call resolution. A chain of packages takes a round per
+    /// level, up to [`MAX_REEXPORT_DEPTH`].
+    fn link_reexports(&mut self, mut pending: Vec<(NodeIndex, String, Vec<String>, String)>) {
+        for _ in 0..MAX_REEXPORT_DEPTH {
+            let mut linked = Vec::new();
+            pending.retain(|(from, path, via, item)| {
+                let hits: Vec<NodeIndex> = via
+                    .iter()
+                    .filter_map(|f| self.files.get(f))
+                    .flat_map(|&f| self.graph.edges_directed(f, Direction::Outgoing))
+                    .filter(|e| *e.weight() == EdgeKind::Imports)
+                    .map(|e| e.target())
+                    .filter(|&n| matches!(&self.graph[n], NodeKind::Symbol(s) if s.name == *item))
+                    .take(MAX_LINKS_PER_CALL)
+                    .collect();
+                if hits.is_empty() {
+                    return true;
+                }
+                linked.push((*from, path.clone(), hits));
+                false
+            });
+            if linked.is_empty() {
+                break;
+            }
+            for (from, path, hits) in linked {
+                for n in hits {
+                    let file = self.sym(n).path.clone();
+                    self.edge(from, n, EdgeKind::Imports);
+                    if file != path {
+                        self.imported_files.entry(path.clone()).or_default().insert(file);
                     }
                 }
             }

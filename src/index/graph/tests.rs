@@ -123,6 +123,41 @@ fn qualifier_and_imports_pick_the_right_candidate() {
 }
 
 #[test]
+fn items_imported_from_a_package_are_followed_to_their_definition() {
+    use SymbolKind::{Class, Window};
+    let class = |id, path| chunk(id, path, Some("Basic"), Class, None, &[], &[]);
+    let chunks = vec![
+        chunk(
+            0,
+            "app.py",
+            Some("run"),
+            SymbolKind::Function,
+            None,
+            &["Basic"],
+            &["pkg.Basic"],
+        ),
+        // `pkg` re-exports from `pkg.core`, which re-exports from `pkg.core.basic`.
+        chunk(1, "pkg/__init__.py", None, Window, None, &[], &[".core.Basic"]),
+        chunk(2, "pkg/core/__init__.py", None, Window, None, &[], &[".basic.Basic"]),
+        class(3, "pkg/core/basic.py"),
+        // Too many others of the name for a repository-wide match.
+        class(4, "vendor/a/basic.py"),
+        class(5, "vendor/b/basic.py"),
+        class(6, "vendor/c/basic.py"),
+    ];
+    let g = build_graph(&chunks);
+    let app = g.file_node("app.py").unwrap();
+    assert!(has_edge(&g, app, sym_node(&g, 3), EdgeKind::Imports));
+    assert_eq!(
+        targets(&g, 0, EdgeKind::Calls),
+        vec![3],
+        "the call resolves through the import"
+    );
+    let init = g.file_node("pkg/__init__.py").unwrap();
+    assert!(has_edge(&g, init, sym_node(&g, 3), EdgeKind::Imports));
+}
+
+#[test]
 fn ambiguous_common_names_are_capped_or_skipped() {
     // 40 `len` methods (more than SCAN_MAX: the indexed path) in other
     // directories and nothing local: skipped.

@@ -61,9 +61,29 @@ fn refs<'t>(node: Node<'_>, src: &'t str, out: &mut Refs<'t>) {
                 }
             }
         }
+        // `from m import a, b as c` records `m.a` and `m.b`: each name may be
+        // a submodule (its own file) or an item of `m` (a symbol to link to).
         "import_from_statement" => {
             if let Some(module) = field_text(node, "module_name", src) {
-                out.import(row, module);
+                let mut cursor = node.walk();
+                let names: Vec<&str> = node
+                    .children_by_field_name("name", &mut cursor)
+                    .filter_map(|n| {
+                        if n.kind() == "aliased_import" {
+                            field(n, "name")
+                        } else {
+                            Some(n)
+                        }
+                    })
+                    .map(|n| text(n, src))
+                    .collect();
+                if names.is_empty() {
+                    out.import(row, module);
+                }
+                for name in names {
+                    let sep = if module.ends_with('.') { "" } else { "." };
+                    out.import(row, format!("{module}{sep}{name}"));
+                }
             }
         }
         _ => {}
@@ -128,11 +148,22 @@ if __name__ == "__main__":
                 (None, Window, None, 32, 33),
             ]
         );
-        assert_eq!(chunks[0].imports, vec!["..util", ".models", "numpy", "os.path"]);
+        assert_eq!(
+            chunks[0].imports,
+            vec!["..util.helpers", ".models.Group", ".models.User", "numpy", "os.path"]
+        );
         assert_eq!(find(&chunks, "__init__", Method).calls, vec!["__init__", "super"]);
         assert_eq!(find(&chunks, "path", Method).calls, vec!["inner", "join"]);
         assert_eq!(find(&chunks, "load", Function).calls, vec!["Repo", "load_all"]);
         assert!(chunks[0].content.contains("CACHE = 10"));
+    }
+
+    #[test]
+    fn from_imports_name_each_module_or_item() {
+        let src =
+            "from . import views\nfrom .. import a as b\nfrom pkg.sub import *\nfrom pkg import (x,\n    y as z)\n";
+        let chunks = chunk_file("m.py", Language::Python, src, &ChunkConfig::default());
+        assert_eq!(chunks[0].imports, vec!["..a", ".views", "pkg.sub", "pkg.x", "pkg.y"]);
     }
 
     #[test]
