@@ -23,8 +23,14 @@ cd "$(dirname "$0")/.."
 instances="${1:?usage: scripts/eval-swe-dev.sh INSTANCES.jsonl [NAME PARAMS]...}"
 shift
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/trusty-search/target}"
-cargo build --bin trusty-search
-bin="$CARGO_TARGET_DIR/debug/trusty-search"
+# BIN=path evaluates that binary as it is (e.g. a copy, so that builds
+# during a long run do not swap it); otherwise the current tree is built.
+if [ -n "${BIN:-}" ]; then
+  bin="$BIN"
+else
+  cargo build --bin trusty-search
+  bin="$CARGO_TARGET_DIR/debug/trusty-search"
+fi
 evaluate="$(cd ../shared/eval/swe-dev && pwd)/evaluate.py"
 embedder="${EMBEDDER:-none}"
 reports="${REPORTS:-$HOME/.cache/trusty-search/swe-dev-reports}"
