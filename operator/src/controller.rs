@@ -411,13 +411,7 @@ async fn apply(index: &Index, id: &IndexId, api: &Api<Index>, ctx: &Context) -> 
         // An objectStore source builds nothing, so it has no failed build.
         ctx.note_build(index, false);
         // A build of the previous source would publish over what is served now.
-        if let Some(last) = st.last_build_job.clone()
-            && let Some((job, job_api)) = find_build_job(index, id, &last, ctx).await?
-            && job.metadata.deletion_timestamp.is_none()
-            && jobs::job_outcome(&job) == JobOutcome::Running
-        {
-            supersede(index, &job_api, &last, ctx).await?;
-        }
+        supersede_running(index, id, &st, ctx).await?;
         st.source_hash = Some(desired.clone());
         st.source_revision = Some(jobs::source_revision(spec));
         if storage::same_store(&os.prefix, &ctx.build.store) {
@@ -497,8 +491,25 @@ async fn apply(index: &Index, id: &IndexId, api: &Api<Index>, ctx: &Context) -> 
             }
         }
         Build::UpToDate
+    } else if let Some(refusal) = ctx.build.refusal(index) {
+        // The cluster admin's choice, not a failed build: nothing to alert on.
+        ctx.note_build(index, false);
+        supersede_running(index, id, &st, ctx).await?;
+        let built = [condition::BUILT];
+        refuse(index, api, ctx, st, &built, "VolumeSourceNotAllowed", "Build", refusal).await?;
+        return Ok(Action::await_change());
     } else {
-        let build = build_step(index, id, &desired, &mut st, ctx, now).await?;
+        let build = match build_step(index, id, &desired, &mut st, ctx, now).await {
+            Err(Error::Kube(kube::Error::Api(e))) if e.code == 403 => {
+                // A role without Job rights where this Index builds: say which
+                // chart value grants them, and try again later (RBAC may lag).
+                let message = ctx.build.forbidden(index, &ctx.build.job_namespace(index), &e.message);
+                let built = [condition::BUILT];
+                refuse(index, api, ctx, st, &built, "BuildForbidden", "Build", message).await?;
+                return Err(Error::Kube(kube::Error::Api(e)));
+            }
+            build => build?,
+        };
         ctx.note_build(index, build == Build::Failed);
         build
     };
@@ -774,6 +785,19 @@ async fn build_step(
     Ok(Build::Running)
 }
 
+/// Deletes the last build Job if it still runs: with a source that is not
+/// built (or not here) it would publish over what is served.
+async fn supersede_running(index: &Index, id: &IndexId, st: &IndexStatus, ctx: &Context) -> Result<()> {
+    if let Some(last) = st.last_build_job.clone()
+        && let Some((job, job_api)) = find_build_job(index, id, &last, ctx).await?
+        && job.metadata.deletion_timestamp.is_none()
+        && jobs::job_outcome(&job) == JobOutcome::Running
+    {
+        supersede(index, &job_api, &last, ctx).await?;
+    }
+    Ok(())
+}
+
 /// Deletes the still-running build Job `name`, which builds inputs the
 /// Index no longer has.
 async fn supersede(index: &Index, api: &Api<Job>, name: &str, ctx: &Context) -> Result<()> {
@@ -891,7 +915,8 @@ async fn delete_job(api: &Api<Job>, name: &str, how: &DeleteParams) -> Result<bo
 /// source may have moved the builds since), with the API to reach it there.
 async fn find_build_job(index: &Index, id: &IndexId, name: &str, ctx: &Context) -> Result<Option<(Job, Api<Job>)>> {
     let own_ns = index.namespace().unwrap_or_default();
-    for (i, ns) in ctx.build.job_namespaces(index).into_iter().enumerate() {
+    let builds_in = ctx.build.job_namespace(index);
+    for ns in ctx.build.job_namespaces(index) {
         let api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
         let Some(job) = api.get_opt(name).await? else {
             continue;
@@ -900,7 +925,7 @@ async fn find_build_job(index: &Index, id: &IndexId, name: &str, ctx: &Context) 
         let labels = job.labels();
         let ours = labels.get(jobs::INDEX_LABEL).map(String::as_str) == Some(id.as_str())
             && labels.get(jobs::INDEX_NAMESPACE_LABEL) == Some(&own_ns);
-        if i == 0 || ours {
+        if ns == builds_in || ours {
             return Ok(Some((job, api)));
         }
     }
@@ -1280,14 +1305,11 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    // Build Jobs run in the Index's namespace or the shared build namespace.
-    let job_apis: Vec<Api<Job>> = match &namespace {
+    // Build Jobs run in the Index's namespace or the shared build namespace;
+    // only those the operator's role covers are watched.
+    let job_apis: Vec<Api<Job>> = match ctx.build.watched_job_namespaces(namespace.as_deref()) {
         None => vec![Api::all(client.clone())],
-        Some(ns) => {
-            let mut namespaces = vec![ns.clone()];
-            namespaces.extend(ctx.build.namespace.iter().filter(|b| *b != ns).cloned());
-            namespaces.iter().map(|n| Api::namespaced(client.clone(), n)).collect()
-        }
+        Some(namespaces) => namespaces.iter().map(|n| Api::namespaced(client.clone(), n)).collect(),
     };
     let managed = format!("{}={}", jobs::MANAGED_BY.0, jobs::MANAGED_BY.1);
     let mut controller = Controller::new(indexes, watcher::Config::default().any_semantic());

@@ -130,8 +130,15 @@ pub struct BuildConfig {
     /// Where build Jobs run: the operator's own namespace in the chart, so
     /// the store's write credentials and the build NetworkPolicy live in one
     /// place and tenants need neither. `None`: each Index's own namespace.
-    /// Builds from a `volume` source always run beside their claim.
+    /// Builds from a `volume` source run beside their claim, if at all
+    /// (`volume_sources`).
     pub namespace: Option<String>,
+    /// Whether, with `namespace` set, Indexes with a `volume` source build in
+    /// their own namespace. That takes Job rights in every Index's namespace,
+    /// which the chart grants only with `operator.build.volumeSources`;
+    /// without them such Indexes are refused, and no Job outside `namespace`
+    /// is ever read, watched or created.
+    pub volume_sources: bool,
 }
 
 impl BuildConfig {
@@ -144,19 +151,89 @@ impl BuildConfig {
         self.namespace.clone().unwrap_or(own)
     }
 
+    /// Whether build Jobs may run in an Index's own namespace (and the
+    /// operator holds Job rights there): always without a build namespace,
+    /// with one only when `volume` sources are allowed.
+    fn builds_in_index_namespaces(&self) -> bool {
+        self.namespace.is_none() || self.volume_sources
+    }
+
+    /// Why `index` is not built: a `volume` source outside the build
+    /// namespace while `volume` sources are not allowed. Said in the Index's
+    /// status instead of trying a Job the operator's role refuses.
+    pub fn refusal(&self, index: &Index) -> Option<String> {
+        let own = index.namespace().unwrap_or_default();
+        let shared = self.namespace.as_deref()?;
+        if index.spec.source.volume.is_none() || self.volume_sources || own == shared {
+            return None;
+        }
+        Some(format!(
+            "a volume source builds beside its claim, in this Index's namespace {own}, but this cluster \
+             runs builds only in {shared}: its admin can allow volume sources with the chart value \
+             operator.build.volumeSources=true (which grants the operator Job rights in Index namespaces; \
+             the build also needs the store Secret there), or use a git or objectStore source"
+        ))
+    }
+
+    /// What an Index says when the API server refused (403) the operator's
+    /// work on build Jobs in `namespace`, where `index` builds: which rights
+    /// are missing and the chart value that grants them. `error` is the API
+    /// server's own message.
+    pub fn forbidden(&self, index: &Index, namespace: &str, error: &str) -> String {
+        let how = if index.spec.source.volume.is_some() && self.namespace.as_deref() != Some(namespace) {
+            "volume sources build in the Index's own namespace: the chart value \
+             operator.build.volumeSources=true grants the operator Job rights there"
+                .to_string()
+        } else if self.namespace.is_none() {
+            "builds run in each Index's namespace: with operator.build.inIndexNamespace=true the chart \
+             grants the operator Job rights in operator.watchNamespace (every namespace when it is empty)"
+                .to_string()
+        } else {
+            format!(
+                "builds run in {namespace}, where the chart grants them with the Role and RoleBinding \
+                 <fullname>-operator-jobs: check that both exist"
+            )
+        };
+        format!(
+            "the operator may not run build Jobs in namespace {namespace} ({error}); it needs get, list, \
+             watch, create and delete on jobs and list on pods there: {how}"
+        )
+    }
+
     /// Every namespace a build Job of `index` may be in: where it builds now
     /// first, then where it would with the other kind of source, since a
     /// source changed from git to a volume (or back) leaves its Job there.
+    /// Only namespaces where builds may run: the others the operator may not
+    /// read.
     pub fn job_namespaces(&self, index: &Index) -> Vec<String> {
         let own = index.namespace().unwrap_or_default();
-        let shared = self.namespace.clone().unwrap_or_else(|| own.clone());
-        let mut namespaces = vec![self.job_namespace(index)];
-        for ns in [own, shared] {
+        let mut candidates = Vec::new();
+        if self.builds_in_index_namespaces() {
+            candidates.extend([self.job_namespace(index), own]);
+        }
+        candidates.extend(self.namespace.clone());
+        let mut namespaces: Vec<String> = Vec::new();
+        for ns in candidates {
             if !namespaces.contains(&ns) {
                 namespaces.push(ns);
             }
         }
         namespaces
+    }
+
+    /// The namespaces whose build Jobs the controller watches when it
+    /// watches Indexes in `watch` (`None`: all namespaces); `None` for all.
+    pub fn watched_job_namespaces(&self, watch: Option<&str>) -> Option<Vec<String>> {
+        let mut namespaces = Vec::new();
+        if self.builds_in_index_namespaces() {
+            namespaces.push(watch?.to_string());
+        }
+        if let Some(ns) = &self.namespace
+            && !namespaces.contains(ns)
+        {
+            namespaces.push(ns.clone());
+        }
+        Some(namespaces)
     }
 }
 
@@ -619,6 +696,80 @@ mod tests {
         assert_eq!(job.metadata.owner_references.as_ref().map(Vec::len), Some(1));
     }
 
+    fn volume_index(name: &str, namespace: &str) -> Index {
+        let mut i = git_index(name);
+        i.spec.source = serde_json::from_value(json!({"volume": {"claimName": "code"}})).unwrap();
+        i.metadata.namespace = Some(namespace.into());
+        i
+    }
+
+    /// Without `volume_sources` the operator never reaches for a Job outside
+    /// the build namespace (its role would refuse), and refuses a volume
+    /// source there with the chart value that allows it.
+    #[test]
+    fn jobs_stay_in_the_build_namespace_unless_volume_sources_are_allowed() {
+        let shared = BuildConfig {
+            namespace: Some("trusty-system".into()),
+            ..Default::default()
+        };
+        let (git, vol) = (git_index("tokio"), volume_index("app", "search"));
+        assert_eq!(shared.job_namespaces(&git), ["trusty-system"]);
+        assert_eq!(shared.job_namespaces(&vol), ["trusty-system"]);
+        assert_eq!(shared.watched_job_namespaces(None), Some(vec!["trusty-system".into()]));
+        assert_eq!(
+            shared.watched_job_namespaces(Some("search")),
+            Some(vec!["trusty-system".into()])
+        );
+        assert_eq!(shared.refusal(&git), None);
+        let refusal = shared.refusal(&vol).expect("a volume source is refused");
+        assert!(refusal.contains("operator.build.volumeSources=true"), "{refusal}");
+        assert!(refusal.contains("namespace search"), "{refusal}");
+        assert_eq!(
+            shared.refusal(&volume_index("app", "trusty-system")),
+            None,
+            "beside the builds a claim needs no other rights"
+        );
+
+        let allowed = BuildConfig {
+            volume_sources: true,
+            ..shared
+        };
+        assert_eq!(allowed.refusal(&vol), None);
+        assert_eq!(allowed.job_namespaces(&vol), ["search", "trusty-system"]);
+        assert_eq!(allowed.job_namespaces(&git), ["trusty-system", "search"]);
+        assert_eq!(allowed.watched_job_namespaces(None), None, "every namespace");
+        assert_eq!(
+            allowed.watched_job_namespaces(Some("search")),
+            Some(vec!["search".into(), "trusty-system".into()])
+        );
+
+        let per_index = BuildConfig::default();
+        assert_eq!(per_index.refusal(&vol), None);
+        assert_eq!(per_index.job_namespaces(&git), ["search"]);
+        assert_eq!(per_index.watched_job_namespaces(None), None);
+        assert_eq!(
+            per_index.watched_job_namespaces(Some("search")),
+            Some(vec!["search".into()])
+        );
+    }
+
+    #[test]
+    fn a_refused_job_says_which_chart_value_grants_the_right() {
+        let error = "jobs.batch is forbidden";
+        let allowed = BuildConfig {
+            namespace: Some("trusty-system".into()),
+            volume_sources: true,
+            ..Default::default()
+        };
+        let said = allowed.forbidden(&volume_index("app", "search"), "search", error);
+        assert!(said.starts_with("the operator may not run build Jobs in namespace search (jobs.batch is forbidden)"));
+        assert!(said.contains("operator.build.volumeSources=true"), "{said}");
+        let said = allowed.forbidden(&git_index("tokio"), "trusty-system", error);
+        assert!(said.contains("<fullname>-operator-jobs"), "{said}");
+        let said = BuildConfig::default().forbidden(&git_index("tokio"), "search", error);
+        assert!(said.contains("operator.build.inIndexNamespace=true"), "{said}");
+    }
+
     #[test]
     fn git_job_runs_the_build_command() {
         let idx = git_index("tokio");
@@ -657,6 +808,7 @@ mod tests {
             import_from: Vec::new(),
             import_dir: None,
             namespace: None,
+            volume_sources: false,
         };
         let job = build_job(&idx, "tokio", "tokio-0123456789", "hash", &cfg);
         let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
@@ -762,6 +914,7 @@ mod tests {
             import_from: Vec::new(),
             import_dir: None,
             namespace: None,
+            volume_sources: false,
         };
         let job = build_job(&idx, "app", "app-1", "h", &cfg);
         let pod = job.spec.unwrap().template.spec.unwrap();

@@ -71,9 +71,15 @@ struct Args {
     import_dir: Option<std::path::PathBuf>,
     /// Namespace build Jobs run in (the chart: the operator's own), so the
     /// store credentials stay there; each Index's namespace when absent.
-    /// Builds from a `volume` source run beside their claim regardless.
     #[arg(long, env = "TRUSTY_BUILD_NAMESPACE")]
     build_namespace: Option<String>,
+    /// With --build-namespace: let Indexes with a `volume` source build
+    /// beside their claim, in their own namespace, which takes Job rights in
+    /// every Index's namespace (the chart's operator.build.volumeSources).
+    /// Without it they are refused, and Jobs are read and watched in the
+    /// build namespace only.
+    #[arg(long, env = "TRUSTY_VOLUME_SOURCES", default_value_t = false, action = clap::ArgAction::Set)]
+    volume_sources: bool,
     /// Namespace of the leader-election Lease (the pod's namespace).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
@@ -188,6 +194,7 @@ async fn main() -> ExitCode {
             .collect(),
         import_dir: args.import_dir.clone(),
         namespace: args.build_namespace.clone().filter(|n| !n.is_empty()),
+        volume_sources: args.volume_sources,
     };
     let ctx = Arc::new(
         Context::new(client.clone(), router, build, metrics.clone(), Some(identity.clone()))

@@ -829,6 +829,64 @@ async fn builds_run_in_the_shared_build_namespace_and_still_drive_their_index() 
     op.stop().await;
 }
 
+/// The chart's default role: Job and pod rights in the build namespace
+/// only. The operator watches, builds, follows and cleans up there and
+/// nowhere else (the API server refuses it nothing), and an Index with a
+/// `volume` source in a tenant's namespace says which chart value allows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_need_job_rights_in_the_build_namespace_only() {
+    let f = Fakes::start("tokio").await;
+    f.api.confine(JOB, "trusty-system");
+    f.api.confine(POD, "trusty-system");
+    let client = f.api.client();
+    let op = Operator::start_building_in(client.clone(), &f.router.url(), &f.store_url(), "op-a", "trusty-system");
+    let indexes: Api<Index> = Api::namespaced(client.clone(), "team-a");
+    let build_jobs: Api<Job> = Api::namespaced(client.clone(), "trusty-system");
+    for (name, source) in [
+        ("tokio", json!({"git": {"url": "https://github.com/tokio-rs/tokio"}})),
+        ("app", json!({"volume": {"claimName": "code", "path": "app"}})),
+    ] {
+        let manifest = json!({
+            "apiVersion": "search.trusty.dev/v1alpha1", "kind": "Index",
+            "metadata": {"name": name, "namespace": "team-a"},
+            "spec": {"source": source, "deletionPolicy": "Delete"},
+        });
+        indexes
+            .patch(name, &PatchParams::apply("e2e-test"), &Patch::Apply(&manifest))
+            .await
+            .unwrap();
+    }
+
+    let refused = built_is(&indexes, "app", "VolumeSourceNotAllowed").await;
+    assert!(
+        refused.message.contains("operator.build.volumeSources=true"),
+        "{}",
+        refused.message
+    );
+    phase_is(&indexes, "app", Phase::Failed).await;
+    let job = first_job(&build_jobs).await.metadata.name.unwrap();
+    kubelet::succeed(&build_jobs, &job).await;
+    phase_is(&indexes, "tokio", Phase::Available).await;
+    assert_eq!(build_jobs.list(&ListParams::default()).await.unwrap().items.len(), 1);
+
+    for name in ["tokio", "app"] {
+        indexes.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    eventually("both Indexes to be gone", WAIT, || async {
+        indexes
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    assert!(!f.data.exists());
+    assert_eq!(f.api.refused(), Vec::<String>::new(), "no request outside the role");
+    op.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_name_is_reported_by_the_running_controller() {
     install_crypto();

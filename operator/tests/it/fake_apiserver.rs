@@ -98,6 +98,11 @@ pub struct FakeApiServer {
     delays: Arc<Mutex<BTreeMap<&'static str, std::time::Duration>>>,
     /// Resources that may not be listed or watched (403), to play a role without those verbs.
     list_forbidden: Arc<Mutex<std::collections::HashSet<&'static str>>>,
+    /// Resources allowed in one namespace only (403 elsewhere and
+    /// cluster-wide), to play a role bound with a RoleBinding there.
+    confined: Arc<Mutex<BTreeMap<&'static str, String>>>,
+    /// Every request refused with 403, as "METHOD path".
+    refused: Arc<Mutex<Vec<String>>>,
     pub addr: SocketAddr,
 }
 
@@ -184,6 +189,8 @@ impl FakeApiServer {
             hung: Arc::default(),
             delays: Arc::default(),
             list_forbidden: Arc::default(),
+            confined: Arc::default(),
+            refused: Arc::default(),
             addr: listener.local_addr().unwrap(),
         };
         let s = server.clone();
@@ -231,6 +238,18 @@ impl FakeApiServer {
         } else {
             set.remove(kind.plural);
         }
+    }
+
+    /// From now on, every request for `kind` outside namespace `ns`
+    /// (cluster-wide lists and watches too) is refused with 403 Forbidden,
+    /// as for a role bound only there; the test's own requests included.
+    pub fn confine(&self, kind: Kind, ns: &str) {
+        self.confined.lock().unwrap().insert(kind.plural, ns.to_string());
+    }
+
+    /// The requests refused with 403 so far, as "METHOD path".
+    pub fn refused(&self) -> Vec<String> {
+        self.refused.lock().unwrap().clone()
     }
 
     /// From now on, requests for `kind` wait `delay` before they are handled
@@ -303,8 +322,36 @@ impl FakeApiServer {
                 format!("the server could not find the requested resource {}", uri.path()),
             );
         };
+        let group = t.kind.group_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let allowed_in = self.confined.lock().unwrap().get(t.kind.plural).cloned();
+        if let Some(allowed) = allowed_in
+            && t.ns.as_deref() != Some(allowed.as_str())
+        {
+            self.refused.lock().unwrap().push(format!("{method} {}", uri.path()));
+            let scope = t.ns.as_ref().map_or("at the cluster scope".to_string(), |ns| {
+                format!("in the namespace \"{ns}\"")
+            });
+            let verb = match (&method, &t.name) {
+                (&Method::GET, Some(_)) => "get",
+                (&Method::GET, None) if uri.query().is_some_and(|q| q.contains("watch=")) => "watch",
+                (&Method::GET, None) => "list",
+                (&Method::POST, _) => "create",
+                (&Method::PUT, _) => "update",
+                (&Method::PATCH, _) => "patch",
+                _ => "delete",
+            };
+            return status_body(
+                403,
+                "Forbidden",
+                format!(
+                    "{0} is forbidden: User \"system:serviceaccount:trusty-system:trusty-operator\" cannot \
+                     {1} resource \"{0}\" in API group \"{group}\" {scope}",
+                    t.kind.plural, verb
+                ),
+            );
+        }
         if method == Method::GET && t.name.is_none() && self.list_forbidden.lock().unwrap().contains(t.kind.plural) {
-            let group = t.kind.group_version.rsplit_once('/').map_or("", |(g, _)| g);
+            self.refused.lock().unwrap().push(format!("{method} {}", uri.path()));
             return status_body(
                 403,
                 "Forbidden",

@@ -24,12 +24,18 @@ const INDEXES: &str = "/apis/search.trusty.dev/v1alpha1/namespaces/default/index
 const JOBS: &str = "/apis/batch/v1/namespaces/default/jobs";
 
 fn context(router_url: &str, store: &str) -> (Arc<Context>, ApiServerVerifier) {
-    context_building_in(router_url, store, None)
+    context_building_in(router_url, store, None, false)
 }
 
 /// A context whose build Jobs run in `namespace` (the chart's shared build
-/// namespace), or in each Index's own with `None`.
-fn context_building_in(router_url: &str, store: &str, namespace: Option<&str>) -> (Arc<Context>, ApiServerVerifier) {
+/// namespace), or in each Index's own with `None`; `volume_sources` lets
+/// volume sources build in their own namespace beside a shared one.
+fn context_building_in(
+    router_url: &str,
+    store: &str,
+    namespace: Option<&str>,
+    volume_sources: bool,
+) -> (Arc<Context>, ApiServerVerifier) {
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(svc, NS);
     let router = RouterClient::new(router_url, Some(TOKEN.into())).unwrap();
@@ -40,6 +46,7 @@ fn context_building_in(router_url: &str, store: &str, namespace: Option<&str>) -
         // The tests import from temporary directories.
         import_from: vec!["file:///".into()],
         namespace: namespace.map(str::to_string),
+        volume_sources,
         ..Default::default()
     };
     let ctx = Context::new(client, router, build, Arc::new(Metrics::new()), Some("test".into()));
@@ -1299,7 +1306,7 @@ async fn a_job_whose_creation_was_not_recorded_is_followed() {
 #[tokio::test]
 async fn a_build_left_running_in_another_namespace_is_superseded_there() {
     let router = FakeRouter::start().await;
-    let (ctx, verifier) = context_building_in(&router.url(), "memory://trusty-reconcile", Some("trusty-system"));
+    let (ctx, verifier) = context_building_in(&router.url(), "memory://trusty-reconcile", Some("trusty-system"), true);
     let spec = json!({"source": {"volume": {"claimName": "code"}}, "replicas": 1});
     let obj = index_obj(
         "tokio",
@@ -1330,6 +1337,90 @@ async fn a_build_left_running_in_another_namespace_is_superseded_there() {
     })
     .await
     .unwrap();
+}
+
+/// Builds run in the shared namespace only (the chart's default role): a
+/// source moved to a volume is refused with the chart value that allows it,
+/// its git build still running there is stopped, and no Job request goes to
+/// the Index's namespace, where the role would refuse it.
+#[tokio::test]
+async fn a_volume_source_is_refused_when_builds_run_only_in_the_shared_namespace() {
+    let router = FakeRouter::start().await;
+    let (ctx, verifier) = context_building_in(&router.url(), "memory://trusty-reconcile", Some("trusty-system"), false);
+    let spec = json!({"source": {"volume": {"claimName": "code"}}, "replicas": 1});
+    let obj = index_obj(
+        "tokio",
+        spec,
+        Some(json!({"phase": "Building", "lastBuildJob": "tokio-git0000000"})),
+    );
+    let running_git = json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "tokio-git0000000", "namespace": "trusty-system",
+                     "labels": {"search.trusty.dev/index": "tokio", "search.trusty.dev/index-namespace": NS},
+                     "annotations": {"search.trusty.dev/source-hash": "git-hash"}},
+        "status": {"active": 1}});
+    let o = obj.clone();
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let w = written.clone();
+    let action = run(ctx, verifier, &obj, move |mut api| async move {
+        let shared = "/apis/batch/v1/namespaces/trusty-system/jobs/tokio-git0000000";
+        api.expect(Method::GET, shared, |_| (200, running_git.clone())).await;
+        api.expect(Method::DELETE, shared, |_| (200, running_git)).await;
+        api.expect_event(NS, "BuildSuperseded").await;
+        let ev = api.expect_event(NS, "VolumeSourceNotAllowed").await;
+        assert_eq!(ev.body["type"], "Warning");
+        *w.lock().unwrap() = api.expect_status_apply(NS, "tokio", &o).await;
+        api
+    })
+    .await
+    .expect("a refusal waits for a change");
+    assert_eq!(action, Action::await_change());
+    let status = written.lock().unwrap().clone();
+    let built = cond(&status, "Built");
+    assert_eq!(
+        (built["status"].as_str(), built["reason"].as_str()),
+        (Some("False"), Some("VolumeSourceNotAllowed"))
+    );
+    let message = built["message"].as_str().unwrap();
+    assert!(message.contains("operator.build.volumeSources=true"), "{message}");
+    assert_eq!(status["phase"], "Failed");
+    assert_eq!(status["lastError"], message);
+    assert!(router.calls().is_empty());
+}
+
+/// A role that refuses the build Job (403) where the operator was told it
+/// may build: the Index says which chart value grants the right rather
+/// than a bare "forbidden", and the pass is retried with backoff.
+#[tokio::test]
+async fn a_build_job_the_role_refuses_names_the_chart_value_that_grants_it() {
+    let router = FakeRouter::start().await;
+    let (ctx, verifier) = context_building_in(&router.url(), "memory://trusty-reconcile", Some("trusty-system"), true);
+    let obj = index_obj("tokio", json!({"source": {"volume": {"claimName": "code"}}}), None);
+    let o = obj.clone();
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let w = written.clone();
+    let err = run(ctx, verifier, &obj, move |mut api| async move {
+        api.expect(Method::POST, JOBS, |_| status_403("jobs.batch")).await;
+        let ev = api.expect_event(NS, "BuildForbidden").await;
+        assert_eq!(ev.body["type"], "Warning");
+        *w.lock().unwrap() = api.expect_status_apply(NS, "tokio", &o).await;
+        api
+    })
+    .await
+    .expect_err("retried with backoff: the role may be fixed (or still propagating)");
+    assert_eq!(err.reason(), "kube");
+    let status = written.lock().unwrap().clone();
+    let built = cond(&status, "Built");
+    assert_eq!(
+        (built["status"].as_str(), built["reason"].as_str()),
+        (Some("False"), Some("BuildForbidden"))
+    );
+    let message = built["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("the operator may not run build Jobs in namespace default (jobs.batch is forbidden)"),
+        "{message}"
+    );
+    assert!(message.contains("operator.build.volumeSources=true"), "{message}");
+    assert_eq!(status["phase"], "Failed");
 }
 
 /// A source moved from git to objectStore while its build ran: the build is
