@@ -19,6 +19,7 @@ Subcommands:
   render    VALUES... [--out FILE] [--api-versions ..] [--kube-version ..] [--include-crds] [--namespace-object]
   lint      VALUES...                       (strict; one run per kube version)
   validate  FILE... --kube-versions 1.31,1.33   kubernetes-validate --strict per object + chart policy checks
+  policy    FILE...                         the chart policy checks alone
   rules     FILE --out RULES.yaml             extract the PrometheusRule spec as a plain Prometheus rules file
   metrics   --rules RULES.yaml --dashboards DIR --out FILE   metric names used (checked against the contract)
 """
@@ -493,7 +494,87 @@ def policy_errors(docs: list[dict]) -> list[str]:
         for ep in sm["spec"].get("endpoints", []):
             if ep.get("port") != "http" or ep.get("path") != "/metrics":
                 errs.append(f"ServiceMonitor/{sm['metadata']['name']}: endpoint must scrape port http /metrics")
+    errs += operator_rbac_errors(docs)
     return errs
+
+
+CLUSTER = "*"  # a right bound cluster-wide (ClusterRoleBinding)
+
+
+def operator_rbac_errors(docs: list[dict]) -> list[str]:
+    """Each right of the operator is bound exactly where it uses it, no wider:
+    Index rights and Events where it watches Indexes, Job rights where build
+    Jobs run (BuildConfig::watched_job_namespaces in operator/src/jobs.rs,
+    from its ConfigMap's settings), Leases in the release namespace."""
+    ops = [d for d in docs if d["kind"] == "Deployment"
+           and d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "operator"]
+    if not ops:
+        return []
+    op = ops[0]
+    release = op["metadata"]["namespace"]
+    account = pod_spec(op).get("serviceAccountName")
+    refs = {ef["configMapRef"]["name"] for c in pod_spec(op)["containers"]
+            for ef in c.get("envFrom", []) if "configMapRef" in ef}
+    config: dict = {}
+    for d in docs:
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] in refs:
+            config.update(d.get("data") or {})
+    watch = config.get("TRUSTY_NAMESPACE") or None
+    build_ns = config.get("TRUSTY_BUILD_NAMESPACE") or None
+    volume_sources = config.get("TRUSTY_VOLUME_SOURCES") == "true"
+    if build_ns is None or volume_sources:  # builds may run in Index namespaces
+        jobs = {CLUSTER} if watch is None else {watch} | ({build_ns} if build_ns else set())
+    else:
+        jobs = {build_ns}
+    expected = {
+        ("search.trusty.dev", "indexes"): {watch or CLUSTER},
+        ("search.trusty.dev", "indexes/status"): {watch or CLUSTER},
+        ("search.trusty.dev", "indexes/finalizers"): {watch or CLUSTER},
+        ("events.k8s.io", "events"): {watch or CLUSTER},
+        ("batch", "jobs"): jobs,
+        ("", "pods"): jobs,
+        ("coordination.k8s.io", "leases"): {release},
+    }
+    granted: dict[tuple[str, str], set[str]] = {}
+    for b in docs:
+        if b["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
+            continue
+        if not any(s.get("kind") == "ServiceAccount" and s.get("name") == account
+                   and s.get("namespace") == release for s in b.get("subjects", [])):
+            continue
+        ref = b["roleRef"]
+        scope = b["metadata"].get("namespace", CLUSTER) if b["kind"] == "RoleBinding" else CLUSTER
+        roles = [d for d in docs if d["kind"] == ref["kind"] and d["metadata"]["name"] == ref["name"]
+                 and (ref["kind"] == "ClusterRole" or d["metadata"].get("namespace") == scope)]
+        if not roles:
+            return [f"{b['kind']}/{b['metadata']['name']}: binds {ref['kind']}/{ref['name']}, which is not rendered"]
+        for rule in roles[0].get("rules", []):
+            for g in rule.get("apiGroups", []):
+                for r in rule.get("resources", []):
+                    granted.setdefault((g, r), set()).add(scope)
+    def where(scopes: set[str]) -> str:
+        return ", ".join(sorted("every namespace" if n == CLUSTER else n for n in scopes)) or "nowhere"
+
+    errs = []
+    for key in sorted(set(expected) | set(granted)):
+        want, have = expected.get(key, set()), granted.get(key, set())
+        if want != have:
+            errs.append(f"operator RBAC: {key[0] or 'core'}/{key[1]} is granted in {where(have)}, but the operator "
+                        f"(TRUSTY_NAMESPACE={watch}, TRUSTY_BUILD_NAMESPACE={build_ns}, "
+                        f"TRUSTY_VOLUME_SOURCES={volume_sources}) uses it in {where(want)}")
+    return errs
+
+
+def cmd_policy(a: argparse.Namespace) -> None:
+    failures = 0
+    for f in a.files:
+        with open(f) as fh:
+            docs = [d for d in yaml.safe_load_all(fh) if d]
+        for err in policy_errors(docs):
+            failures += 1
+            print(f"  FAIL {f} policy: {err}")
+    if failures:
+        die(f"{failures} policy failure(s)")
 
 
 def cmd_validate(a: argparse.Namespace) -> None:
@@ -691,6 +772,9 @@ def main() -> None:
     v.add_argument("files", nargs="+")
     v.add_argument("--kube-versions", default="1.31,1.33")
     v.set_defaults(fn=cmd_validate)
+    po = sub.add_parser("policy")
+    po.add_argument("files", nargs="+")
+    po.set_defaults(fn=cmd_policy)
     ru = sub.add_parser("rules")
     ru.add_argument("file")
     ru.add_argument("--out", required=True)

@@ -12,6 +12,7 @@
 #   4. helm template for every value set (with --api-versions monitoring.coreos.com/v1),
 #      kubernetes-validate --strict of every object for each Kubernetes version,
 #      plus chart policy checks (security context, probes, shutdown timing, wiring)
+#   4b. the operator's RBAC is bound where it uses it, for each build/watch setting
 #   5. promtool check rules + promtool test rules on the rendered PrometheusRule
 #   6. dashboards/alerts use only contract metrics -> charts/trusty-search/metrics-used.txt
 #   7. manifests/install/trusty-search.yaml == a fresh scripts/render-manifests.sh render
@@ -150,6 +151,41 @@ if ((${#RENDERED[@]})); then
   else
     fail "validate: rendered objects do not validate (see above)"
   fi
+fi
+
+# The operator's rights are bound exactly where it uses them (the policy
+# check compares the bindings with its ConfigMap): Job rights only where
+# build Jobs run, for each combination of the settings that move them.
+step "operator RBAC scope"
+RBAC_COMBOS=(
+  ""
+  "operator.build.volumeSources=true"
+  "operator.build.inIndexNamespace=true"
+  "operator.watchNamespace=team-a"
+  "operator.watchNamespace=team-a,operator.build.volumeSources=true"
+  "operator.watchNamespace=team-a,operator.build.inIndexNamespace=true"
+  "operator.watchNamespace=trusty-search,operator.build.volumeSources=true"
+)
+for combo in "${RBAC_COMBOS[@]}"; do
+  if "${TOOL[@]}" render "${SETS[default]}" ${combo:+--set "${combo}"} --out "${OUT}/rbac.yaml" \
+     && "${TOOL[@]}" policy "${OUT}/rbac.yaml"; then
+    pass "rbac: ${combo:-defaults}"
+  else
+    fail "rbac: ${combo:-defaults}"
+  fi
+done
+# The default install asks for no Job rights outside its own namespace.
+if "${TOOL[@]}" render "${SETS[default]}" --out "${OUT}/rbac.yaml" && python3 - "${OUT}/rbac.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+wide = {d["roleRef"]["name"] for d in docs if d["kind"] == "ClusterRoleBinding"}
+rules = [r for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] in wide for r in d["rules"]]
+sys.exit(any(res in ("jobs", "pods") for r in rules for res in r["resources"]))
+PY
+then
+  pass "rbac: the default install binds no Job or pod rights cluster-wide"
+else
+  fail "rbac: the default install binds Job or pod rights cluster-wide"
 fi
 
 # ---------------------------------------------------------------------------

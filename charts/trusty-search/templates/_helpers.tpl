@@ -213,8 +213,21 @@ TRUSTY_IMPORT_DIR: "/var/lib/trusty-search/import"
 {{- end }}
 {{- if not .Values.operator.build.inIndexNamespace }}
 TRUSTY_BUILD_NAMESPACE: {{ .Release.Namespace | quote }}
+TRUSTY_VOLUME_SOURCES: {{ .Values.operator.build.volumeSources | toString | quote }}
 {{- end }}
 {{ include "trusty-search.config.store" . }}
+{{- end }}
+
+{{/* The operator's rights over build Jobs, granted only where they run
+(operator.yaml). Exactly the verbs its code uses. */}}
+{{- define "trusty-search.operatorJobRules" -}}
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+# Why a build failed or does not start: its pod's status.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 {{- end }}
 
 {{/* Pod settings of build Jobs (see BuildPod in operator/src/jobs.rs). */}}

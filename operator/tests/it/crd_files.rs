@@ -158,36 +158,69 @@ fn schema_refuses_what_it_can_express() {
     assert!(!errors(&v, &missing).is_empty(), "source is required");
 }
 
-#[test]
-fn rbac_grants_what_the_operator_uses() {
-    // The operator's roles as installed: the chart rendered into
-    // manifests/install (kept fresh by scripts/check-chart.sh).
-    let mut rules: Vec<(String, String, Vec<String>)> = Vec::new();
-    for doc in yaml_docs(&manifests().join("install/trusty-search.yaml")) {
-        let kind = doc["kind"].as_str().unwrap_or_default();
-        let component = doc["metadata"]["labels"]["app.kubernetes.io/component"].as_str();
-        if !matches!(kind, "ClusterRole" | "Role") || component != Some("operator") {
+/// One rule of a role bound to the operator: (apiGroup, resource, verbs)
+/// and where it applies (`None`: every namespace, through a ClusterRoleBinding).
+type Grant = (String, String, Vec<String>, Option<String>);
+
+/// The operator's rights as installed: the chart rendered into
+/// manifests/install (kept fresh by scripts/check-chart.sh), each rule with
+/// the scope of the binding that grants it.
+fn operator_grants(docs: &[Value]) -> Vec<Grant> {
+    let strs = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    let of_kind = |kind: &'static str| docs.iter().filter(move |d| d["kind"] == kind);
+    let account = of_kind("Deployment")
+        .find(|d| d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator")
+        .expect("the operator Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
+        .clone();
+    let mut grants = Vec::new();
+    for binding in of_kind("RoleBinding").chain(of_kind("ClusterRoleBinding")) {
+        let subjects = binding["subjects"].as_array().cloned().unwrap_or_default();
+        if !subjects
+            .iter()
+            .any(|s| s["kind"] == "ServiceAccount" && s["name"] == account)
+        {
             continue;
         }
-        for rule in doc["rules"].as_array().into_iter().flatten() {
-            let strs = |v: &Value| -> Vec<String> {
-                v.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|s| s.as_str().unwrap().to_string())
-                    .collect()
-            };
+        let scope = binding["metadata"]["namespace"].as_str().map(str::to_string);
+        let role_ref = &binding["roleRef"];
+        let role = docs
+            .iter()
+            .find(|d| {
+                d["kind"] == role_ref["kind"]
+                    && d["metadata"]["name"] == role_ref["name"]
+                    && (d["kind"] == "ClusterRole" || d["metadata"]["namespace"] == binding["metadata"]["namespace"])
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "{} binds {role_ref}, which is not rendered",
+                    binding["metadata"]["name"]
+                )
+            });
+        for rule in role["rules"].as_array().into_iter().flatten() {
             for g in strs(&rule["apiGroups"]) {
                 for r in strs(&rule["resources"]) {
-                    rules.push((g.clone(), r, strs(&rule["verbs"])));
+                    grants.push((g.clone(), r, strs(&rule["verbs"]), scope.clone()));
                 }
             }
         }
     }
+    grants
+}
+
+#[test]
+fn rbac_grants_what_the_operator_uses() {
+    let docs = yaml_docs(&manifests().join("install/trusty-search.yaml"));
+    let grants = operator_grants(&docs);
     let allowed = |group: &str, resource: &str, verb: &str| {
-        rules
+        grants
             .iter()
-            .any(|(g, r, vs)| g == group && r == resource && vs.iter().any(|v| v == verb || v == "*"))
+            .any(|(g, r, vs, _)| g == group && r == resource && vs.iter().any(|v| v == verb || v == "*"))
     };
     let needed = [
         // The Controller's watch (list + watch), the CRD check (list), the
@@ -212,7 +245,7 @@ fn rbac_grants_what_the_operator_uses() {
             assert!(allowed(g, r, verb), "RBAC lacks {verb} on {g}/{r}");
         }
     }
-    for (g, r, verbs) in &rules {
+    for (g, r, verbs, _) in &grants {
         for verb in verbs {
             assert!(
                 needed
@@ -223,7 +256,64 @@ fn rbac_grants_what_the_operator_uses() {
         }
     }
     assert!(
-        !rules.iter().any(|(_, _, vs)| vs.iter().any(|v| v == "*")),
+        !grants.iter().any(|(_, _, vs, _)| vs.iter().any(|v| v == "*")),
         "no wildcard verbs"
+    );
+
+    // Where: each right is bound exactly where the operator, with the
+    // settings of its ConfigMap, uses it (the code decides where it reads,
+    // watches and creates Jobs), and no wider.
+    let config = &docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["data"]["TRUSTY_LEASE_NAME"].is_string())
+        .expect("the operator's ConfigMap")["data"];
+    let setting = |k: &str| config[k].as_str().map(str::to_string);
+    let release = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator")
+        .and_then(|d| d["metadata"]["namespace"].as_str())
+        .unwrap()
+        .to_string();
+    let watch = setting("TRUSTY_NAMESPACE");
+    let build = trusty_operator::jobs::BuildConfig {
+        namespace: setting("TRUSTY_BUILD_NAMESPACE"),
+        volume_sources: setting("TRUSTY_VOLUME_SOURCES").as_deref() == Some("true"),
+        ..Default::default()
+    };
+    let job_scopes: Vec<Option<String>> = match build.watched_job_namespaces(watch.as_deref()) {
+        None => vec![None],
+        Some(namespaces) => namespaces.into_iter().map(Some).collect(),
+    };
+    let scopes_of = |group: &str, resource: &str| {
+        let mut scopes: Vec<Option<String>> = grants
+            .iter()
+            .filter(|(g, r, _, _)| g == group && r == resource)
+            .map(|(_, _, _, scope)| scope.clone())
+            .collect();
+        scopes.sort();
+        scopes.dedup();
+        scopes
+    };
+    for (g, r, _) in needed {
+        let mut expected = match (g, r) {
+            ("batch", "jobs") | ("", "pods") => job_scopes.clone(),
+            ("coordination.k8s.io", _) => vec![Some(release.clone())],
+            _ => vec![watch.clone()],
+        };
+        expected.sort();
+        assert_eq!(
+            scopes_of(g, r),
+            expected,
+            "where {g}/{r} is granted (None: cluster-wide)"
+        );
+    }
+    // The default install builds in its own namespace only: a cluster admin
+    // must not be asked for Job rights in every namespace it does not use.
+    assert_eq!(build.namespace.as_deref(), Some(release.as_str()));
+    assert!(!build.volume_sources, "volume sources are opt-in");
+    assert_eq!(
+        scopes_of("batch", "jobs"),
+        [Some(release)],
+        "no Job rights cluster-wide"
     );
 }
