@@ -207,25 +207,95 @@ def cmd_lint(a: argparse.Namespace) -> None:
 
 # --- validation -------------------------------------------------------------
 
-def seconds(text: str) -> float:
-    """30s, 2m, 1m30s, 500ms -> seconds (the forms the binaries' flags take)."""
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    parts = re.findall(r"([0-9.]+)\s*(ms|s|m|h)", text)
-    if not parts or "".join(n + u for n, u in parts) != re.sub(r"\s", "", text):
-        raise ValueError(f"cannot read {text!r} as a duration")
-    return sum(float(n) * units[u] for n, u in parts)
+class CannotRead(ValueError):
+    """A duration or size the binaries or Kubernetes would refuse; its
+    message names the value."""
 
 
-QUANTITY_UNITS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
-                  "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
+# humantime::parse_duration, which the binaries' duration flags use
+# (src/server/flags.rs parse_duration, the operator's --resync): units and
+# their length in nanoseconds.
+DURATION_UNITS = {
+    **dict.fromkeys(("nanos", "nsec", "ns"), 1),
+    **dict.fromkeys(("usec", "us", "\u00b5s"), 10**3),
+    **dict.fromkeys(("millis", "msec", "ms"), 10**6),
+    **dict.fromkeys(("seconds", "second", "secs", "sec", "s"), 10**9),
+    **dict.fromkeys(("minutes", "minute", "min", "mins", "m"), 60 * 10**9),
+    **dict.fromkeys(("hours", "hour", "hr", "hrs", "h"), 3600 * 10**9),
+    **dict.fromkeys(("days", "day", "d"), 86400 * 10**9),
+    **dict.fromkeys(("weeks", "week", "wk", "wks", "w"), 7 * 86400 * 10**9),
+    **dict.fromkeys(("months", "month", "M"), 2_630_016 * 10**9),
+    **dict.fromkeys(("years", "year", "yr", "yrs", "y"), 31_557_600 * 10**9),
+}
+# One span: an integer, an optional fraction, a unit. humantime skips
+# whitespace inside numbers and between spans ("1h 30m", "30 s").
+_SPAN = re.compile(r"([0-9][0-9\s]*)(?:\.([0-9\s]*))?([A-Za-z\u00b5]+)\s*")
+_U64 = 2**64
+
+
+def seconds(text) -> float:
+    """A duration as the binaries read it (humantime: 30s, 90sec, 1m30s,
+    2min, 500ms, 1h 30m, 1.5h) -> seconds. CannotRead naming the value
+    otherwise, like humantime's refusals."""
+    rest = str(text).strip()
+    if not rest:
+        raise CannotRead(f"cannot read {text!r} as a duration: it is empty")
+    nanos = 0
+    while rest:
+        m = _SPAN.match(rest)
+        if not m:
+            raise CannotRead(f"cannot read {text!r} as a duration: expected <number><unit> spans such as 1m30s")
+        whole, frac, unit = (re.sub(r"\s", "", g) if g is not None else None for g in m.groups())
+        if unit not in DURATION_UNITS:
+            raise CannotRead(f"cannot read {text!r} as a duration: unknown unit {unit!r} "
+                             "(ns, us, ms, s/sec, m/min, h, d, w, M, y and their long forms)")
+        n, per = int(whole), DURATION_UNITS[unit]
+        span = m.group(0).strip()
+        # humantime counts in u64: nanoseconds below a second, seconds from
+        # a second up (and for fractions, from an hour up).
+        if n >= _U64 or n * per // (10**9 if per >= 10**9 else 1) >= _U64:
+            raise CannotRead(f"cannot read {text!r} as a duration: {span!r} is too large")
+        nanos += n * per
+        if frac is not None:
+            # Digits after the point count only when the result is exact.
+            den, step = 10 ** len(frac), 10**9 if per >= 3600 * 10**9 else 1
+            if not frac or den >= _U64 or unit in ("nanos", "nsec", "ns") or int(frac) * (per // step) >= _U64:
+                raise CannotRead(f"cannot read {text!r} as a duration: bad fraction in {span!r}")
+            if (int(frac) * (per // step)) % den:
+                raise CannotRead(f"cannot read {text!r} as a duration: {span!r} is finer than "
+                                 f"{'a second' if step > 1 else 'a nanosecond'}")
+            nanos += int(frac) * (per // step) // den * step
+        rest = rest[m.end():]
+    if nanos // 10**9 >= _U64:
+        raise CannotRead(f"cannot read {text!r} as a duration: too long")
+    return nanos / 10**9
+
+
+# A Kubernetes quantity (k8s.io/apimachinery resource.Quantity): a sign, a
+# decimal number, then a binary suffix, a decimal one, or a decimal exponent
+# (e/E and a signed integer: "1E3" is 1000, "E" alone is exa).
+_QUANTITY = re.compile(r"([+-]?)([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:([eE][+-]?[0-9]+)|([A-Za-z]*))")
+QUANTITY_UNITS = {"": 1, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+                  "E": 1e18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+# Kubernetes caps every quantity at this (2^63 - 1).
+QUANTITY_MAX = float(2**63 - 1)
 
 
 def quantity_bytes(q) -> float:
-    """A Kubernetes quantity (2Gi, 1.5G, 10496Mi) -> bytes."""
-    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)", str(q).strip())
-    if not m or m.group(2) not in QUANTITY_UNITS:
-        raise ValueError(f"cannot read {q!r} as a quantity")
-    return float(m.group(1)) * QUANTITY_UNITS[m.group(2)]
+    """A Kubernetes quantity (2Gi, 1.5G, 10496Mi, 129e6, 1.5E3, 2E, 1Ei) ->
+    bytes. CannotRead naming the value otherwise."""
+    if isinstance(q, (int, float)) and not isinstance(q, bool):
+        return min(float(q), QUANTITY_MAX)
+    m = _QUANTITY.fullmatch(str(q).strip())
+    if not m or (m.group(4) is not None and m.group(4) not in QUANTITY_UNITS):
+        raise CannotRead(f"cannot read {q!r} as a Kubernetes quantity")
+    sign, number, exponent, suffix = m.groups()
+    if exponent is not None:
+        e = int(exponent[1:])
+        value = 0.0 if float(number) == 0 or e < -400 else QUANTITY_MAX if e > 400 else float(f"{number}e{e}")
+    else:
+        value = float(number) * QUANTITY_UNITS[suffix]
+    return -min(value, QUANTITY_MAX) if sign == "-" else min(value, QUANTITY_MAX)
 
 
 @functools.lru_cache(maxsize=None)
@@ -235,7 +305,10 @@ def request_timeout_default(role: str) -> float:
         m = re.search(r'env = "TRUSTY_REQUEST_TIMEOUT", default_value = "([^"]+)"', fh.read())
     if not m:
         die(f"src/{role}/config.rs: no TRUSTY_REQUEST_TIMEOUT default found")
-    return seconds(m.group(1))
+    try:
+        return seconds(m.group(1))
+    except CannotRead as e:
+        die(f"src/{role}/config.rs: TRUSTY_REQUEST_TIMEOUT default: {e}")
 
 
 def pod_spec(d: dict) -> dict | None:
@@ -333,8 +406,12 @@ def policy_errors(docs: list[dict]) -> list[str]:
                     ref = ef.get("configMapRef", {}).get("name")
                     env.update((configmaps.get(ref) or {}).get("data") or {})
                 env.update({e["name"]: e["value"] for e in c.get("env", []) if "value" in e})
-                timeout = (seconds(env["TRUSTY_REQUEST_TIMEOUT"]) if "TRUSTY_REQUEST_TIMEOUT" in env
-                           else request_timeout_default(role))
+                try:
+                    timeout = (seconds(env["TRUSTY_REQUEST_TIMEOUT"]) if "TRUSTY_REQUEST_TIMEOUT" in env
+                               else request_timeout_default(role))
+                except CannotRead as e:
+                    errs.append(f"{cn}: TRUSTY_REQUEST_TIMEOUT: {e}")
+                    continue
                 if role == "router":
                     # /mcp outlasts the API's timeout by two MCP deadline margins (src/mcp/client.rs).
                     timeout += 10
@@ -346,12 +423,21 @@ def policy_errors(docs: list[dict]) -> list[str]:
     for d in by_kind.get("StatefulSet", {}).values():
         ps = pod_spec(d)
         limits = [v["emptyDir"]["sizeLimit"] for v in ps.get("volumes", []) if "sizeLimit" in v.get("emptyDir", {})]
-        needed = sum(quantity_bytes(q) for q in limits)
+        try:
+            needed = sum(quantity_bytes(q) for q in limits)
+        except CannotRead as e:
+            errs.append(f"StatefulSet/{d['metadata']['name']}: emptyDir sizeLimit: {e}")
+            continue
         for c in ps["containers"]:
             res = c.get("resources", {})
             # A lone limit is the request too.
             req = res.get("requests", {}).get("ephemeral-storage") or res.get("limits", {}).get("ephemeral-storage")
-            if req is None or quantity_bytes(req) < needed:
+            try:
+                short = req is None or quantity_bytes(req) < needed
+            except CannotRead as e:
+                errs.append(f"StatefulSet/{d['metadata']['name']} container {c['name']}: ephemeral-storage: {e}")
+                continue
+            if short:
                 errs.append(f"StatefulSet/{d['metadata']['name']} container {c['name']}: requests.ephemeral-storage "
                             f"{req} does not cover its emptyDirs ({' + '.join(limits)})")
     # Sizes reach the binary as it parses them (bytesize), not as floats.
@@ -796,6 +882,8 @@ def main() -> None:
         die("helm-python-sdk is not installed (pip install helm-python-sdk)")
     try:
         a.fn(a)
+    except CannotRead as e:  # a value seconds()/quantity_bytes() refuse: one line, no traceback
+        die(str(e))
     except Exception as e:  # helm errors carry the template position; show them plainly
         if type(e).__module__.startswith("helm_python"):
             die(f"{type(e).__name__}: {e}")
