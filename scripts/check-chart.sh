@@ -9,6 +9,7 @@
 #   2. CRD: charts/trusty-search/crds/index.yaml == manifests/crds/index.yaml
 #   2b. every value in values.yaml is documented in the chart README (generated table)
 #   3. helm lint --strict for every value set, for each Kubernetes version
+#   3b. sizes and durations in every accepted form (charts/trusty-search/tests/test_sizes_and_durations.py)
 #   4. helm template for every value set (with --api-versions monitoring.coreos.com/v1),
 #      kubernetes-validate --strict of every object for each Kubernetes version,
 #      plus chart policy checks (security context, probes, shutdown timing, wiring)
@@ -65,8 +66,9 @@ declare -A SETS=(
   [embedder-http]="${CHART}/ci/embedder-http-values.yaml"
   [exposure]="${CHART}/ci/exposure-values.yaml"
   [gke]="${CHART}/ci/gke-values.yaml"
+  [quantities]="${CHART}/ci/quantities-values.yaml"
 )
-ORDER=(default production k8s-discovery s3-minimal gcs azure embedder-http exposure gke)
+ORDER=(default production k8s-discovery s3-minimal gcs azure embedder-http exposure gke quantities)
 for f in "${CHART}"/ci/*.yaml; do
   [[ " ${SETS[*]} " == *" ${f} "* ]] || fail "value sets: ${f#"${ROOT}"/} is not listed in SETS (scripts/check-chart.sh)"
 done
@@ -126,6 +128,16 @@ if "${TOOL[@]}" render "${SETS[default]}" --set shard.memoryBudget=805306368 --o
   pass "render: a budget in bytes is checked and passed as whole bytes"
 else
   fail "render: shard.memoryBudget=805306368 did not render as TRUSTY_MEMORY_BUDGET '805306368'"
+fi
+
+step "sizes and durations"
+# Every Kubernetes quantity form renders with the value it means (the chart's
+# bytes helper and schema), and scripts/chart_tool.py reads durations as the
+# binaries do (humantime) and quantities as Kubernetes does.
+if python3 "${CHART}/tests/test_sizes_and_durations.py" 2>"${OUT}/sizes.err"; then
+  pass "sizes and durations: charts/trusty-search/tests/test_sizes_and_durations.py"
+else
+  cat "${OUT}/sizes.err"; fail "sizes and durations: charts/trusty-search/tests/test_sizes_and_durations.py"
 fi
 
 step "helm template + kubernetes-validate --strict (Kubernetes ${KUBE_VERSIONS})"

@@ -341,18 +341,35 @@ mounted only when builds run in the release namespace.) */}}
 {{- if kindIs "string" . }}{{ . }}{{ else }}{{ printf "%.0f" (float64 .) }}{{ end }}
 {{- end }}
 
-{{/* Bytes in a size, as a float64 string: a Kubernetes quantity (2Gi, 1.5G,
-500M) or a budget as the binary reads it (2GiB, 512MB, 1000), or a number. */}}
+{{/* Bytes in a size, as a float64 string: a number, a Kubernetes quantity
+(2Gi, 1.5G, .5Ei, 129e6, 1.5E3, 2E: a sign, a decimal number, then a binary
+suffix Ki..Ei, a decimal one n..E, or an exponent e/E with a signed integer;
+E alone is exa, 1E3 is 1000), or a budget as the binary reads it (2GiB,
+512MB, 1000). A negative size, or anything else, fails naming the value. */}}
 {{- define "trusty-search.bytes" -}}
 {{- if kindIs "string" . }}
 {{- $v := trim . }}
-{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" $v }}
-{{- $suffix := trimPrefix $num $v | trim }}
-{{- $units := dict "" 1 "B" 1 "m" 0.001 "k" 1e3 "K" 1e3 "KB" 1e3 "M" 1e6 "MB" 1e6 "G" 1e9 "GB" 1e9 "T" 1e12 "TB" 1e12 "P" 1e15 "PB" 1e15 "Ki" 1024 "KiB" 1024 "Mi" 1048576 "MiB" 1048576 "Gi" 1073741824 "GiB" 1073741824 "Ti" 1099511627776 "TiB" 1099511627776 "Pi" 1125899906842624 "PiB" 1125899906842624 }}
-{{- if or (not $num) (not (hasKey $units $suffix)) }}
+{{- $num := regexFind "^[+]?([0-9]+[.]?[0-9]*|[.][0-9]+)" $v }}
+{{- $suffix := trimPrefix $num $v }}
+{{- $units := dict "" 1 "B" 1 "n" 1e-9 "u" 1e-6 "m" 0.001 "k" 1e3 "K" 1e3 "KB" 1e3 "M" 1e6 "MB" 1e6 "G" 1e9 "GB" 1e9 "T" 1e12 "TB" 1e12 "P" 1e15 "PB" 1e15 "E" 1e18 "Ki" 1024 "KiB" 1024 "Mi" 1048576 "MiB" 1048576 "Gi" 1073741824 "GiB" 1073741824 "Ti" 1099511627776 "TiB" 1099511627776 "Pi" 1125899906842624 "PiB" 1125899906842624 "Ei" 1152921504606846976 }}
+{{- if not $num }}
+{{- fail (printf "cannot read %q as a size" .) }}
+{{- else if regexMatch "^[eE][+-]?[0-9]+$" $suffix }}
+{{- /* Kubernetes caps quantities at 2^63-1 bytes; float64 overflows past
+e308, so exponents beyond what any size needs are capped (or zero) first. */}}
+{{- $exp := substr 1 -1 $suffix | trimPrefix "+" | atoi }}
+{{- if gt $exp 300 }}
+{{- ternary 0.0 9223372036854775807.0 (eq (float64 $num) 0.0) }}
+{{- else if lt $exp -300 }}
+{{- 0.0 }}
+{{- else }}
+{{- float64 (printf "%se%d" $num $exp) }}
+{{- end }}
+{{- else if hasKey $units (trim $suffix) }}
+{{- mulf (float64 $num) (index $units (trim $suffix)) }}
+{{- else }}
 {{- fail (printf "cannot read %q as a size" .) }}
 {{- end }}
-{{- mulf (float64 $num) (index $units $suffix) }}
 {{- else }}
 {{- float64 . }}
 {{- end }}
