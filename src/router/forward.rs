@@ -162,9 +162,10 @@ enum Trouble {
 enum Attempt {
     Done(Upstream),
     /// The shard worked on the request until the deadline it was given
-    /// (`request_timeout`). Another owner would start the same work over with
-    /// less time while the first may still be finishing it, so the answer is
-    /// passed through: a slow query never costs the cluster twice.
+    /// (`request_timeout`; one that only queued for a search slot is shed as
+    /// `overloaded` instead). Another owner would start the same work over
+    /// with less time while the first may still be finishing it, so the
+    /// answer is passed through: a slow query never costs the cluster twice.
     Spent(Upstream),
     /// Worth trying the next candidate; the answer (if any) is kept for pass-through.
     Retry(Option<Upstream>, String, Trouble),
@@ -518,7 +519,9 @@ impl RouterState {
         }
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::GATEWAY_TIMEOUT {
             // Shedding load (`overloaded`, `embedder_unavailable`): busy, not
-            // broken, so no strike against it.
+            // broken, so no strike against it. `embedder_mismatch` lands here
+            // too: another owner's embedder may be the index's model (during a
+            // rolling change of it), so it is asked as well.
             return Attempt::Retry(Some(up), format!("{}: HTTP {status} {code}", shard.name), Trouble::Busy);
         }
         self.health.record_failure(&shard.name, "server error");

@@ -119,6 +119,19 @@ pub enum Deadline {
     CallerMayShorten(std::time::Duration),
 }
 
+tokio::task_local! {
+    /// When the request being served must have its answer (see [`shed`]).
+    static REQUEST_DEADLINE: tokio::time::Instant;
+}
+
+/// The deadline [`shed`] gave the request this task is serving, if any: a
+/// handler that queues for a scarce resource gives up a little before it,
+/// answering `overloaded` (nothing done, worth trying elsewhere) rather than
+/// letting the deadline answer `request_timeout` (time spent on the work).
+pub fn request_deadline() -> Option<tokio::time::Instant> {
+    REQUEST_DEADLINE.try_with(|d| *d).ok()
+}
+
 /// Answers 503 `overloaded` at once past `max_concurrency` requests in
 /// flight (rather than queueing without bound), and 503 `request_timeout`
 /// when one runs past its `deadline`; both with `Retry-After`.
@@ -141,7 +154,8 @@ pub fn shed(app: Router, max_concurrency: usize, deadline: Deadline) -> Router {
                 Deadline::Fixed(t) => t,
                 Deadline::CallerMayShorten(t) => super::params::caller_deadline(req.headers()).map_or(t, |d| d.min(t)),
             };
-            match tokio::time::timeout(timeout, next.run(req)).await {
+            let until = tokio::time::Instant::now() + timeout;
+            match tokio::time::timeout_at(until, REQUEST_DEADLINE.scope(until, next.run(req))).await {
                 Ok(resp) => resp,
                 Err(_) => ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,

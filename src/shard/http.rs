@@ -21,6 +21,7 @@ use crate::server::index_api::IndexApi;
 use crate::server::params::{
     FileParams, Patience, SymbolParams, caller_deadline, parse_file_path, parse_id, parse_symbol_name,
 };
+use crate::server::serve::request_deadline;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -85,20 +86,35 @@ pub fn search_error(id: &IndexId, e: SearchError) -> ApiError {
     }
 }
 
+/// How long before the request's deadline a wait for a search permit gives
+/// up, so that its `overloaded` answer goes out before the deadline's own.
+const QUEUE_MARGIN: Duration = Duration::from_millis(20);
+
 /// Runs `work` on a blocking thread once a search permit is free. The permit
 /// and the index handle travel with the work, so a request that times out
-/// never leaves more of it running than there are permits.
+/// never leaves more of it running than there are permits. A request whose
+/// deadline comes while it waits for a permit answers `overloaded`: it did
+/// no work, so its router may try another owner.
 async fn on_search_pool<T: Send + 'static>(
     r: &Resolver,
     id: &IndexId,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
-    let permit = r
-        .search_permits
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| ApiError::internal("search pool closed"))?;
+    let acquire = r.search_permits.clone().acquire_owned();
+    let permit = match request_deadline() {
+        Some(deadline) => tokio::time::timeout_at(deadline - QUEUE_MARGIN, acquire)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "no search slot came free before the deadline",
+                )
+                .retry_after(1)
+            })?,
+        None => acquire.await,
+    }
+    .map_err(|_| ApiError::internal("search pool closed"))?;
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
         super::cpu_priority::lower_this_thread();
@@ -352,4 +368,45 @@ async fn reload(
         r.reset(&slot);
     }
     Ok((StatusCode::ACCEPTED, Json(status_of(&r, &id, &slot))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::serve::{Deadline, shed};
+    use crate::shard::ShardConfig;
+    use crate::storage::store::Store;
+    use tower::ServiceExt;
+
+    /// A request whose deadline comes while every search permit is taken did
+    /// no work: it is shed (`overloaded`, which a router tries elsewhere), not
+    /// timed out (`request_timeout`, which it passes on).
+    #[tokio::test(start_paused = true)]
+    async fn waiting_past_the_deadline_for_a_search_slot_is_shedding_not_a_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("file://{}", dir.path().display())).unwrap();
+        let mut cfg = ShardConfig::local("file:///unused", dir.path().join("cache"), "s0");
+        cfg.search_threads = 1;
+        let r = Arc::new(Resolver::new(cfg, store, None));
+        let _busy = r.search_permits.clone().acquire_owned().await.unwrap();
+        let app = Router::new().route(
+            "/work",
+            get(move || async move {
+                let id = IndexId::new("repo").unwrap();
+                on_search_pool(&r, &id, || "done").await
+            }),
+        );
+        let req = axum::http::Request::builder()
+            .uri("/work")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = shed(app, 4, Deadline::Fixed(Duration::from_secs(5)))
+            .oneshot(req)
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "overloaded", "{body}");
+    }
 }
