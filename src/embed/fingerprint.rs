@@ -14,6 +14,11 @@ use super::{EmbedError, Embedder};
 
 /// Texts embedded to recognise a model: code and prose, short enough for
 /// every model's window, so any change of weights or pre-processing shows.
+///
+/// A stored format: every index records its model's vectors for exactly
+/// these texts, so changing one makes every index built before look like
+/// another model (vector arm off until rebuilt) and empties the embedding
+/// cache. A test pins them.
 pub const PROBE_TEXTS: [&str; 3] = [
     "function parse_config (parse config) in src/config.rs (rust)\nfn parse_config(path: &Path) -> Result<Config> {\nlet text = std::fs::read_to_string(path)?;\nOk(toml::from_str(&text)?)\n}",
     "How do I retry an HTTP request with exponential backoff?",
@@ -39,8 +44,9 @@ pub struct Fingerprint {
 impl Fingerprint {
     /// Embeds the probe texts once. Blocking, like [`Embedder::embed`].
     pub fn of(embedder: &dyn Embedder) -> Result<Self, EmbedError> {
-        let dimension = embedder.dimension();
         let probe = embedder.embed(&PROBE_TEXTS)?;
+        // After embedding: an HTTP embedder learns its dimension from its first answer.
+        let dimension = embedder.dimension();
         if probe.len() != PROBE_TEXTS.len() {
             return Err(EmbedError::InvalidProbe(format!(
                 "{} vectors for {} texts",
@@ -65,15 +71,18 @@ impl Fingerprint {
     }
 
     /// [`Self::of`] on a blocking thread, for async callers.
-    pub async fn of_async(embedder: std::sync::Arc<dyn Embedder>) -> Result<Self, EmbedError> {
+    pub(crate) async fn of_async(embedder: std::sync::Arc<dyn Embedder>) -> Result<Self, EmbedError> {
         tokio::task::spawn_blocking(move || Self::of(&*embedder))
             .await
-            .map_err(|_| EmbedError::TaskLost("fingerprint probe"))?
+            .map_err(|e| {
+                tracing::warn!(error = %e, "the fingerprint probe's task failed");
+                EmbedError::TaskLost("fingerprint probe")
+            })?
     }
 
-    /// Whether `probe` (the probe vectors of another run) came from this model.
-    pub fn same_model(&self, probe: &[Vec<f32>]) -> bool {
-        same_model(&self.probe, probe)
+    /// The length of the model's vectors.
+    pub fn dimension(&self) -> usize {
+        self.probe.first().map_or(0, Vec::len)
     }
 
     /// Hex digest of the exact probe vectors: names this run's record.
@@ -87,7 +96,7 @@ impl Fingerprint {
 }
 
 /// Whether two runs' vectors for [`PROBE_TEXTS`] came from one model.
-pub fn same_model(a: &[Vec<f32>], b: &[Vec<f32>]) -> bool {
+pub(crate) fn same_model(a: &[Vec<f32>], b: &[Vec<f32>]) -> bool {
     a.len() == PROBE_TEXTS.len()
         && b.len() == a.len()
         && a.iter()
@@ -156,11 +165,22 @@ pub(crate) mod tests {
         }
     }
 
+    /// Every index records its model's vectors for these texts: changing
+    /// them turns every older index's vector arm off until it is rebuilt.
+    #[test]
+    fn the_probe_texts_are_a_stored_format() {
+        let digest = hex::encode(Sha256::digest(PROBE_TEXTS.join("\0").as_bytes()));
+        assert_eq!(
+            digest,
+            "1681bf76b5caec0c4a982c539b88a6eedee3dd9141db6631cb571f55a2a40961"
+        );
+    }
+
     #[test]
     fn runs_of_one_model_match_and_other_models_do_not() {
         let a = Fingerprint::of(&Salted::new(1)).unwrap();
         assert_eq!(a, Fingerprint::of(&Salted::new(1)).unwrap());
-        assert!(a.same_model(&a.probe));
+        assert!(same_model(&a.probe, &a.probe));
 
         let noisy = Salted {
             noise: 1e-3,
@@ -168,12 +188,12 @@ pub(crate) mod tests {
         };
         let (n1, n2) = (Fingerprint::of(&noisy).unwrap(), Fingerprint::of(&noisy).unwrap());
         assert_ne!(n1.probe_digest(), n2.probe_digest(), "the noise changes the bits");
-        assert!(n1.same_model(&n2.probe) && a.same_model(&n1.probe));
+        assert!(same_model(&n1.probe, &n2.probe) && same_model(&a.probe, &n1.probe));
 
         let b = Fingerprint::of(&Salted::new(2)).unwrap();
         assert_eq!(a.declared, b.declared, "same id and dimension");
-        assert!(!a.same_model(&b.probe));
-        assert!(!a.same_model(&b.probe[..2]));
+        assert!(!same_model(&a.probe, &b.probe));
+        assert!(!same_model(&a.probe, &b.probe[..2]));
     }
 
     #[test]

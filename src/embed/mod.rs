@@ -27,7 +27,8 @@ use std::sync::Arc;
 pub use breaker::Breaker;
 #[cfg(test)]
 pub(crate) use fingerprint::tests::Salted;
-pub use fingerprint::{Fingerprint, PROBE_TEXTS, same_model};
+pub use fingerprint::{Fingerprint, PROBE_TEXTS};
+pub(crate) use fingerprint::same_model;
 pub use http::{HttpEmbedder, HttpEmbedderOptions};
 pub use minilm::{MINILM_DIMENSION, MINILM_ID, MINILM_MAX_TOKENS, MiniLm, MiniLmBackend, default_minilm_dir};
 

@@ -246,20 +246,18 @@ pub async fn build_bundle(
         Some(_) if chunks.is_empty() => None,
         Some(embedder) => {
             let t = Instant::now();
-            let (embedder_id, dimension) = (embedder.id().to_string(), embedder.dimension());
+            let embedder_id = embedder.id().to_string();
             // Which model this is, for the cache and for the shards that will
             // embed queries against these vectors.
             let fingerprint = match Fingerprint::of_async(embedder.clone()).await {
                 Ok(f) => Some(f),
                 Err(e) => {
-                    tracing::warn!(embedder = embedder_id, error = %e, "cannot fingerprint the embedder; building without the embedding cache or a model probe");
+                    tracing::warn!(embedder = embedder_id, error = %e, "cannot fingerprint the embedder; building without a model probe (and without the embedding cache)");
                     None
                 }
             };
             let cache = match (opts.embed_cache.clone(), &fingerprint) {
-                (Some(store), Some(f)) => {
-                    EmbedCache::for_fingerprint(store, id.clone(), &embedder_id, dimension, f).await
-                }
+                (Some(store), Some(f)) => EmbedCache::for_fingerprint(store, id.clone(), &embedder_id, f).await,
                 _ => None,
             };
             let (vectors, stats) =
@@ -272,7 +270,8 @@ pub async fn build_bundle(
             timings.vectors_ms = ms(t.elapsed());
             Some(EmbedderInfo {
                 id: embedder_id,
-                dimension,
+                // Read after embedding: an HTTP embedder learns it from its answers.
+                dimension: embedder.dimension(),
                 probe: fingerprint.map(|f| f.probe),
             })
         }
@@ -707,9 +706,10 @@ mod tests {
         assert_eq!((swapped.embedding.embedded, swapped.embedding.reused), (n, 0));
         // What tells the two apart travels with each version, for the shards.
         let model = |salt| crate::embed::Fingerprint::of(&crate::embed::Salted::new(salt)).unwrap();
-        assert!(model(1).same_model(before.probe.as_deref().unwrap()));
-        assert!(model(2).same_model(after.probe.as_deref().unwrap()));
-        assert!(!model(1).same_model(after.probe.as_deref().unwrap()));
+        use crate::embed::same_model;
+        assert!(same_model(&model(1).probe, before.probe.as_deref().unwrap()));
+        assert!(same_model(&model(2).probe, after.probe.as_deref().unwrap()));
+        assert!(!same_model(&model(1).probe, after.probe.as_deref().unwrap()));
     }
 
     #[tokio::test]

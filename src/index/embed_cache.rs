@@ -32,7 +32,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::IndexId;
-use crate::embed::Fingerprint;
+use crate::embed::{Fingerprint, same_model};
 use crate::model::sha256_hex;
 use crate::storage::layout::{
     EMBED_CACHE_DIR, INDEXES_DIR, embed_latest_key, embed_pack_key, embed_paths_key, embed_paths_prefix,
@@ -192,19 +192,13 @@ struct ProbeRecord {
 impl EmbedCache {
     /// The cache of the model `fingerprint` tells (of the embedder `id`).
     /// `None` (logged) when the probe records cannot be read.
-    pub async fn for_fingerprint(
-        store: Store,
-        index: IndexId,
-        id: &str,
-        dimension: usize,
-        fingerprint: &Fingerprint,
-    ) -> Option<Self> {
+    pub async fn for_fingerprint(store: Store, index: IndexId, id: &str, fingerprint: &Fingerprint) -> Option<Self> {
         let run = probe_run(&store, id, fingerprint).await?;
         Some(Self::new(
             store,
             index,
             &format!("{}\0{run}", fingerprint.declared),
-            dimension,
+            fingerprint.dimension(),
         ))
     }
 
@@ -454,7 +448,7 @@ async fn probe_run(store: &Store, embedder: &str, fingerprint: &Fingerprint) -> 
             }
         };
         match serde_json::from_slice::<ProbeRecord>(&bytes) {
-            Ok(r) if fingerprint.same_model(&r.probe) => return Some(run.to_string()),
+            Ok(r) if same_model(&fingerprint.probe, &r.probe) => return Some(run.to_string()),
             Ok(_) => {}
             Err(e) => tracing::warn!(key = record.key, error = %e, "ignoring an unreadable probe record"),
         }
@@ -618,16 +612,9 @@ mod tests {
 
     /// The cache a build with `embedder` would get, `None` as a build would.
     async fn try_cache_for(store: &Store, index: &str, embedder: Arc<dyn Embedder>) -> Option<EmbedCache> {
-        let (id, dimension) = (embedder.id().to_string(), embedder.dimension());
+        let id = embedder.id().to_string();
         let fingerprint = Fingerprint::of_async(embedder).await.ok()?;
-        EmbedCache::for_fingerprint(
-            store.clone(),
-            IndexId::new(index).unwrap(),
-            &id,
-            dimension,
-            &fingerprint,
-        )
-        .await
+        EmbedCache::for_fingerprint(store.clone(), IndexId::new(index).unwrap(), &id, &fingerprint).await
     }
 
     async fn cache_for(store: &Store, index: &str, embedder: Arc<dyn Embedder>) -> EmbedCache {

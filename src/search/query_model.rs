@@ -2,12 +2,13 @@
 //!
 //! Vectors of two models are unrelated, so a query embedded by another model
 //! finds noise that looks like an answer. The embedder's id and dimension are
-//! checked when the index opens. Its probe vectors, which tell the weights
-//! that really answer behind an id, are checked on the first query that
-//! embeds (in the same call), since an HTTP embedder may be down when the
-//! index opens. Either mismatch turns the vector arm off for the index, as an
-//! outage does, and says why. A probe mismatch is checked again now and then:
-//! the service behind a URL can be put right without restarting the shard.
+//! checked when the index opens, and the length of each query vector after.
+//! Its probe vectors, which tell the weights that really answer behind an id,
+//! are checked on the first query that embeds (in the same call), since an
+//! HTTP embedder may be down when the index opens, and again every
+//! [`RECHECK`]: the service behind a URL can change, for better or worse,
+//! without the shard restarting. A mismatch turns the vector arm off for the
+//! index, as an outage does, and says why.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,32 +37,39 @@ impl EmbedFailure {
 
 const MISMATCH: &str = "embedder_mismatch";
 
-/// How long a probe mismatch stands before a query checks the model again.
+/// How long a probe check's verdict stands before a query checks again.
 const RECHECK: Duration = Duration::from_secs(60);
-
-/// What is known of the query embedder against the index's model.
-#[derive(Debug, Clone)]
-enum Verdict {
-    Unknown,
-    Matched,
-    /// Not the index's model, for this reason; checked again after `until`
-    /// (never, when the id or dimension differ: those do not change).
-    Refused {
-        why: String,
-        until: Option<Instant>,
-    },
-}
 
 /// Bytes of a query that are embedded: embedding models read a few hundred
 /// tokens at most, and a pasted issue can be hundreds of KiB.
 const EMBED_QUERY_BYTES: usize = 4096;
 
+/// What is known of the query embedder against the index's model.
+#[derive(Debug, Clone)]
+enum Verdict {
+    Unknown,
+    /// It answered the probe texts as the index's model did, in the check
+    /// that started at `checked`.
+    Matched {
+        checked: Instant,
+    },
+    /// Not the index's model, for this reason, as the check that started at
+    /// `checked` found; `None` for an id, dimension or vector length that
+    /// differs, which does not change.
+    Refused {
+        why: String,
+        checked: Option<Instant>,
+    },
+}
+
 pub(crate) struct QueryModel {
     index_id: String,
     /// `None` when the shard has no query embedder.
     embedder: Option<Arc<dyn Embedder>>,
+    /// The dimension of the index's vectors.
+    dimension: usize,
     /// What the build recorded of its model; `None` in versions built before
-    /// it was recorded, which are trusted by id.
+    /// it was recorded, which are trusted by id and dimension.
     probe: Option<Vec<Vec<f32>>>,
     verdict: Mutex<Verdict>,
     recheck: Duration,
@@ -71,25 +79,32 @@ impl QueryModel {
     /// The query model of the index `manifest` describes; `embedder` is the
     /// shard's (or the CLI's) query embedder, if any.
     pub(crate) fn new(manifest: &Manifest, embedder: Option<Arc<dyn Embedder>>) -> QueryModel {
+        let info = manifest.embedder.as_ref();
         let model = QueryModel {
             index_id: manifest.index_id.clone(),
-            embedder: embedder.filter(|_| manifest.embedder.is_some()),
-            probe: manifest.embedder.as_ref().and_then(|info| info.probe.clone()),
+            embedder: embedder.filter(|_| info.is_some()),
+            dimension: info.map_or(0, |i| i.dimension),
+            // A record that cannot be a probe (another count, another
+            // length) is no evidence either way: trusted as if absent.
+            probe: info.and_then(|i| i.probe.clone()).filter(|p| {
+                p.len() == PROBE_TEXTS.len() && p.iter().all(|v| v.len() == info.map_or(0, |i| i.dimension))
+            }),
             verdict: Mutex::new(Verdict::Unknown),
             recheck: RECHECK,
         };
-        if let (Some(info), Some(e)) = (&manifest.embedder, &model.embedder) {
-            // An HTTP embedder that has not answered yet does not know its dimension (0).
+        if let (Some(info), Some(e)) = (info, &model.embedder) {
+            // An HTTP embedder that has not answered yet does not know its
+            // dimension (0); its vectors' length is checked when it answers.
             if e.id() != info.id || (e.dimension() != 0 && e.dimension() != info.dimension) {
-                model.refuse(
-                    format!(
+                model.record(
+                    None,
+                    Err(format!(
                         "the index was built with {} ({} dimensions), queries would be embedded with {} ({} dimensions)",
                         info.id,
                         info.dimension,
                         e.id(),
                         e.dimension()
-                    ),
-                    None,
+                    )),
                 );
             }
         }
@@ -98,24 +113,21 @@ impl QueryModel {
 
     /// Whether queries can be embedded for this index's vectors, as far as is known now.
     pub(crate) fn usable(&self) -> bool {
-        self.embedder.is_some() && !matches!(*self.verdict.lock(), Verdict::Refused { .. })
+        self.embedder.is_some() && self.refusal().is_none()
     }
 
     /// Embeds `text` (its first [`EMBED_QUERY_BYTES`]) on the blocking pool
-    /// within `timeout`; while the model is not known to match, the probe
-    /// texts go in the same batch to check it. `Ok(None)` without a query
-    /// embedder.
+    /// within `timeout`; when the model is due a check, the probe texts go in
+    /// the same batch. `Ok(None)` without a query embedder.
     pub(crate) async fn embed(&self, text: &str, timeout: Duration) -> Result<Option<Vec<f32>>, EmbedFailure> {
         let Some(embedder) = self.embedder.clone() else {
             return Ok(None);
         };
-        let check = match &*self.verdict.lock() {
-            Verdict::Refused { why, until } if until.is_none_or(|t| Instant::now() < t) => {
-                return Err(mismatch(why));
-            }
-            Verdict::Matched => false,
-            _ => self.probe.is_some(),
-        };
+        if let Some(why) = self.refusal() {
+            return Err(mismatch(&why));
+        }
+        let started = Instant::now();
+        let check = self.probe.is_some() && self.due(started);
         let mut texts: Vec<String> = Vec::with_capacity(PROBE_TEXTS.len() + 1);
         if check {
             texts.extend(PROBE_TEXTS.iter().map(|t| t.to_string()));
@@ -154,31 +166,91 @@ impl QueryModel {
             });
         }
         let query = vectors.pop();
+        if let Some(q) = &query
+            && q.len() != self.dimension
+        {
+            let why = format!(
+                "the query embedder answers with {} dimensions, the index's vectors have {}",
+                q.len(),
+                self.dimension
+            );
+            self.record(None, Err(why.clone()));
+            return Err(mismatch(&why));
+        }
         if check && let Some(recorded) = &self.probe {
-            if !same_model(recorded, &vectors) {
-                let why = format!(
+            let verdict = if same_model(recorded, &vectors) {
+                Ok(())
+            } else {
+                Err(format!(
                     "the query embedder {} answers the probe texts unlike the model the index was built with (same id, other weights or pre-processing)",
                     self.embedder.as_ref().map_or("", |e| e.id())
-                );
-                self.refuse(why.clone(), Some(Instant::now() + self.recheck));
+                ))
+            };
+            self.record(Some(started), verdict.clone());
+            if let Err(why) = verdict {
                 return Err(mismatch(&why));
             }
-            let mut verdict = self.verdict.lock();
-            if matches!(*verdict, Verdict::Refused { .. }) {
-                tracing::info!(index_id = %self.index_id, "the query embedder is the index's model again: vector search restored");
-            }
-            *verdict = Verdict::Matched;
         }
         Ok(query)
     }
 
-    /// Records why the embedder cannot serve this index; logged when it starts.
-    fn refuse(&self, why: String, until: Option<Instant>) {
-        let mut verdict = self.verdict.lock();
-        if !matches!(*verdict, Verdict::Refused { .. }) {
-            tracing::warn!(index_id = %self.index_id, reason = %why, "embedder mismatch: vector search disabled for this index; rebuild it or give the shard the index's model");
+    /// Why the embedder cannot serve this index now, if a standing verdict says so.
+    fn refusal(&self) -> Option<String> {
+        match &*self.verdict.lock() {
+            Verdict::Refused { why, checked: None } => Some(why.clone()),
+            Verdict::Refused { why, checked: Some(t) } if t.elapsed() < self.recheck => Some(why.clone()),
+            _ => None,
         }
-        *verdict = Verdict::Refused { why, until };
+    }
+
+    /// Whether the probe is due a check by a query starting at `now`.
+    fn due(&self, now: Instant) -> bool {
+        match &*self.verdict.lock() {
+            Verdict::Unknown => true,
+            Verdict::Matched { checked }
+            | Verdict::Refused {
+                checked: Some(checked), ..
+            } => now.saturating_duration_since(*checked) >= self.recheck,
+            Verdict::Refused { checked: None, .. } => false,
+        }
+    }
+
+    /// Records the verdict of the check that started at `checked` (`None`:
+    /// one that stands for good), unless a check that started later, or one
+    /// for good, has already been recorded; logs when vectors go or come back.
+    fn record(&self, checked: Option<Instant>, verdict: Result<(), String>) {
+        let mut current = self.verdict.lock();
+        let newer = match (&*current, checked) {
+            (Verdict::Refused { checked: None, .. }, _) => false,
+            (_, None) | (Verdict::Unknown, _) => true,
+            (
+                Verdict::Matched { checked: prev }
+                | Verdict::Refused {
+                    checked: Some(prev), ..
+                },
+                Some(now),
+            ) => now >= *prev,
+        };
+        if !newer {
+            return;
+        }
+        let was_refused = matches!(*current, Verdict::Refused { .. });
+        *current = match verdict {
+            Ok(()) => {
+                if was_refused {
+                    tracing::info!(index_id = %self.index_id, "the query embedder is the index's model again: vector search restored");
+                }
+                Verdict::Matched {
+                    checked: checked.unwrap_or_else(Instant::now),
+                }
+            }
+            Err(why) => {
+                if !was_refused {
+                    tracing::warn!(index_id = %self.index_id, reason = %why, "embedder mismatch: vector search disabled for this index; rebuild it or give the shard the index's model");
+                }
+                Verdict::Refused { why, checked }
+            }
+        };
     }
 }
 
@@ -276,6 +348,45 @@ mod tests {
         shard.current.store(0, Ordering::SeqCst);
         assert!(model.embed("q", WAIT).await.unwrap().is_some());
         assert!(model.usable());
+    }
+
+    #[tokio::test]
+    async fn another_model_swapped_in_after_a_match_is_found_at_the_recheck() {
+        let shard = Arc::new(Swappable {
+            models: [Salted::new(1), Salted::new(2)],
+            current: AtomicUsize::new(0),
+        });
+        let mut model = QueryModel::new(&built_by(&Salted::new(1), false), Some(shard.clone()));
+        model.recheck = Duration::ZERO;
+        assert!(model.embed("q", WAIT).await.unwrap().is_some());
+        shard.current.store(1, Ordering::SeqCst);
+        assert!(model.embed("q", WAIT).await.unwrap_err().is_mismatch());
+    }
+
+    #[test]
+    fn a_check_that_started_earlier_never_overrides_a_later_one() {
+        let model = QueryModel::new(&built_by(&Salted::new(1), false), Some(Arc::new(Salted::new(1))));
+        let (earlier, later) = (Instant::now(), Instant::now() + Duration::from_millis(1));
+        model.record(Some(later), Err("swapped".into()));
+        model.record(Some(earlier), Ok(()));
+        assert!(!model.usable(), "the later check's refusal stands");
+        model.record(Some(later + Duration::from_millis(1)), Ok(()));
+        assert!(model.usable());
+    }
+
+    /// Without a recorded probe (older versions), a query vector of another
+    /// length still tells another model, once the embedder has answered.
+    #[tokio::test]
+    async fn a_query_vector_of_another_length_is_refused_for_good() {
+        // An index of 8 dimensions, opened with an embedder that had not
+        // said its dimension yet (as an HTTP one before its first answer).
+        let model = QueryModel {
+            dimension: 8,
+            ..QueryModel::new(&built_by(&Salted::new(1), true), Some(Arc::new(Salted::new(1))))
+        };
+        let err = model.embed("q", WAIT).await.unwrap_err();
+        assert!(err.is_mismatch() && err.message.contains("4 dimensions"), "{err}");
+        assert!(!model.usable());
     }
 
     #[tokio::test]
