@@ -34,10 +34,14 @@
 //! Each language's resolver lives in its folder under `index::lang`. Rust `crate::`/`self::`/`super::` paths against `src/` module files
 //! (`a/b.rs`, `a/b/mod.rs`, longest prefix wins, the next segment is the item);
 //! Python dotted and relative (`.x`) modules (`x/y.py`, `x/y/__init__.py`, also
-//! under any source root by path suffix); JS/TS relative specifiers with the usual
+//! under any source root by path suffix, nearest the importer first), where
+//! `from m import a` is `m.a`: submodule `a` or item `a` of `m`; JS/TS relative specifiers with the usual
 //! extensions and `index.*`; Go import paths by the longest directory suffix
 //! (linking up to [`MAX_PACKAGE_FILES`] files of the package); Java `a.b.C` and
 //! `a.b.*`; C/C++ `#include "x.h"` relative to the includer, then by suffix.
+//! An imported item links to its definition, followed through files that
+//! re-export it (a package's `__init__.py`) up to [`MAX_REEXPORT_DEPTH`] deep;
+//! aliased re-exports (`import X as Y`) and wildcards are not followed.
 //! Anything unresolved becomes an external module node. Not handled: tsconfig
 //! path aliases, Cargo workspace crates imported by crate name, Python
 //! `sys.path` tricks, Go `replace` directives.
@@ -366,7 +370,8 @@ pub(crate) fn dir_of(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(d, _)| d)
 }
 
-fn common_prefix_len(a: &str, b: &str) -> usize {
+/// Leading path segments `a` and `b` share: how near two files are.
+pub(crate) fn common_prefix_len(a: &str, b: &str) -> usize {
     a.split('/').zip(b.split('/')).take_while(|(x, y)| x == y).count()
 }
 

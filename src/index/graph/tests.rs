@@ -158,6 +158,41 @@ fn items_imported_from_a_package_are_followed_to_their_definition() {
 }
 
 #[test]
+fn a_python_module_beside_the_importer_beats_a_deeper_one_elsewhere() {
+    let chunks = vec![
+        chunk(
+            0,
+            "app/main.py",
+            Some("run"),
+            SymbolKind::Function,
+            None,
+            &[],
+            &["utils.log"],
+        ),
+        f(1, "app/utils.py", "log", &[]),
+        f(2, "vendor/x/utils/log.py", "write", &[]),
+    ];
+    let g = build_graph(&chunks);
+    let main = g.file_node("app/main.py").unwrap();
+    assert!(has_edge(
+        &g,
+        main,
+        g.file_node("app/utils.py").unwrap(),
+        EdgeKind::Imports
+    ));
+    assert!(
+        has_edge(&g, main, sym_node(&g, 1), EdgeKind::Imports),
+        "item `log` of utils.py"
+    );
+    assert!(!has_edge(
+        &g,
+        main,
+        g.file_node("vendor/x/utils/log.py").unwrap(),
+        EdgeKind::Imports
+    ));
+}
+
+#[test]
 fn ambiguous_common_names_are_capped_or_skipped() {
     // 40 `len` methods (more than SCAN_MAX: the indexed path) in other
     // directories and nothing local: skipped.
