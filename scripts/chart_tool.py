@@ -110,13 +110,30 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+class HelmValuesLoader(yaml.SafeLoader):
+    """Reads numbers in a values file as Helm (go-yaml) does, not as YAML 1.1:
+    `5e-1`, `512e6` and `2.5e9` are floats there, strings to PyYAML, and a
+    float is what the schema and the templates see under a real `helm`."""
+
+
+HelmValuesLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$"),
+    list("-+.0123456789"),
+)
+
+
+def load_values_file(path: str) -> dict:
+    with open(path) as fh:
+        return yaml.load(fh, Loader=HelmValuesLoader) or {}
+
+
 def load_values(files: list[str], sets: list[str]) -> dict:
     import helm_python as helm
 
     values: dict = {}
     for f in files:
-        with open(f) as fh:
-            values = deep_merge(values, yaml.safe_load(fh) or {})
+        values = deep_merge(values, load_values_file(f))
     for s in sets or []:
         values = deep_merge(values, helm.parse_set_string(s))
     return values
@@ -240,6 +257,8 @@ def seconds(text) -> float:
     rest = str(text).strip()
     if not rest:
         raise CannotRead(f"cannot read {text!r} as a duration: it is empty")
+    if str(text) == "0":  # humantime's one unitless duration
+        return 0.0
     nanos = 0
     while rest:
         m = _SPAN.match(rest)

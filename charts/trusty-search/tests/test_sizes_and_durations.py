@@ -48,6 +48,7 @@ NOT_QUANTITIES = ["", "1e", "E3", "e3", "1.5.5", "12XB", "1 e3", "Gi", "1ee3", "
                   "1KiB", "1GB", ".", "2 Gi", "1,5Gi"]
 # humantime::parse_duration: what the binaries' duration flags accept.
 DURATIONS = [
+    ("0", 0),
     ("30s", 30),
     ("90sec", 90),
     ("1m30s", 90),
@@ -69,7 +70,7 @@ DURATIONS = [
     ("0s", 0),
     (" 5s ", 5),
 ]
-NOT_DURATIONS = ["", "90", "soon", "1.s", "1.5ns", "-1s", "1x", "s", "1m30", "1,5s", "+1s", "1h,30m",
+NOT_DURATIONS = ["", "90", "00", "soon", "1.s", "1.5ns", "-1s", "1x", "s", "1m30", "1,5s", "+1s", "1h,30m",
                  "1.0000001h", "99999999999999999999s"]
 
 
@@ -102,8 +103,7 @@ class Parsers(unittest.TestCase):
 
 
 def base_values() -> dict:
-    with open(os.path.join(chart_tool.CHART_DIR, "ci", "default-values.yaml")) as fh:
-        return chart_tool.yaml.safe_load(fh)
+    return chart_tool.load_values_file(os.path.join(chart_tool.CHART_DIR, "ci", "default-values.yaml"))
 
 
 def render(overrides: dict) -> list[dict]:
@@ -158,6 +158,19 @@ class Chart(unittest.TestCase):
                 error = render_error({"shard": {"resources": {"limits": {"memory": text}}}})
                 self.assertIn(text, error)
                 self.assertIn("shard/resources/limits/memory", error.replace(".", "/"))
+
+    def test_unquoted_exponents_are_numbers_as_helm_reads_them(self):
+        # go-yaml reads 5e-1 and 2.5e9 as floats (PyYAML as strings): the
+        # schema must take them, and a negative number must still be refused.
+        import io
+        values = chart_tool.yaml.load(io.StringIO("a: 5e-1\nb: 2.5e9\nc: 512\nd: 2Gi\ne: -1.5e3\n"),
+                                      Loader=chart_tool.HelmValuesLoader)
+        self.assertEqual(values, {"a": 0.5, "b": 2.5e9, "c": 512, "d": "2Gi", "e": -1500.0})
+        requests = shard(render({"shard": {"resources": {"requests": {"cpu": 0.5, "memory": 1.5e9}}}}))
+        got = requests["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+        self.assertEqual((float(got["cpu"]), float(got["memory"])), (0.5, 1.5e9))
+        error = render_error({"shard": {"resources": {"limits": {"memory": -2.0e9}}}})
+        self.assertIn("shard/resources/limits/memory", error.replace(".", "/"))
 
     def test_request_timeouts_are_read_as_the_binaries_read_them(self):
         # Router: grace 80 s >= preStop 5 s + timeout + 10 s (MCP), so 65 s fits and 66 s does not.
