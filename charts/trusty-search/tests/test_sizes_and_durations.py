@@ -172,6 +172,24 @@ class Chart(unittest.TestCase):
         error = render_error({"shard": {"resources": {"limits": {"memory": -2.0e9}}}})
         self.assertIn("shard/resources/limits/memory", error.replace(".", "/"))
 
+    def test_duration_values_take_what_the_binaries_read(self):
+        # The schema's pattern for durations passed to the binaries follows
+        # humantime, so every form parse_duration takes renders, and a bare
+        # number or an unknown unit is refused before any pod starts.
+        for text in ["90s", "90sec", "1m 30s", "1m30s", "1.5h", "2 min", "500ms"]:
+            with self.subTest(text):
+                self.assertGreater(chart_tool.seconds(text), 0)
+                cms = [d for d in render({"shard": {"loadTimeout": text, "embedTimeout": text},
+                                          "operator": {"resync": text}}) if d["kind"] == "ConfigMap"]
+                env = {k: v for cm in cms for k, v in (cm.get("data") or {}).items()}
+                self.assertEqual((env["TRUSTY_LOAD_TIMEOUT"], env["TRUSTY_EMBED_TIMEOUT"], env["TRUSTY_RESYNC"]),
+                                 (text, text, text))
+        for text in ["90", "soon", "1x", "-1s", "1m30"]:
+            with self.subTest(text):
+                for overrides in ({"shard": {"loadTimeout": text}}, {"operator": {"resync": text}}):
+                    error = render_error(overrides)
+                    self.assertIn("Timeout" if "shard" in overrides else "resync", error)
+
     def test_request_timeouts_are_read_as_the_binaries_read_them(self):
         # Router: grace 80 s >= preStop 5 s + timeout + 10 s (MCP), so 65 s fits and 66 s does not.
         def errors(timeout: str) -> list[str]:
