@@ -25,10 +25,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use breaker::Breaker;
+pub(crate) use fingerprint::same_model;
 #[cfg(test)]
 pub(crate) use fingerprint::tests::Salted;
 pub use fingerprint::{Fingerprint, PROBE_TEXTS};
-pub(crate) use fingerprint::same_model;
 pub use http::{HttpEmbedder, HttpEmbedderOptions};
 pub use minilm::{MINILM_DIMENSION, MINILM_ID, MINILM_MAX_TOKENS, MiniLm, MiniLmBackend, default_minilm_dir};
 
