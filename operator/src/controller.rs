@@ -201,8 +201,9 @@ impl Context {
                 } else {
                     tracing::warn!(
                         %error,
-                        "cannot list build pods: grant the operator list on pods (the chart's ClusterRole \
-                         does) for build failures to say why; they are reported without it until then"
+                        "cannot list build pods: grant the operator list on pods where builds run (the chart's \
+                         <fullname>-operator-jobs role does) for build failures to say why; they are reported \
+                         without it until then"
                     );
                 }
                 None
@@ -381,6 +382,9 @@ enum Build {
     Running,
     /// The build for the current inputs failed; waits for a spec change or reset.
     Failed,
+    /// The current inputs need a build this cluster does not run (a `volume`
+    /// source outside the build namespace); waits for a spec change.
+    Refused,
 }
 
 /// This Index as the owner of its id.
@@ -491,13 +495,6 @@ async fn apply(index: &Index, id: &IndexId, api: &Api<Index>, ctx: &Context) -> 
             }
         }
         Build::UpToDate
-    } else if let Some(refusal) = ctx.build.refusal(index) {
-        // The cluster admin's choice, not a failed build: nothing to alert on.
-        ctx.note_build(index, false);
-        supersede_running(index, id, &st, ctx).await?;
-        let built = [condition::BUILT];
-        refuse(index, api, ctx, st, &built, "VolumeSourceNotAllowed", "Build", refusal).await?;
-        return Ok(Action::await_change());
     } else {
         let build = match build_step(index, id, &desired, &mut st, ctx, now).await {
             Err(Error::Kube(kube::Error::Api(e))) if e.code == 403 => {
@@ -510,6 +507,7 @@ async fn apply(index: &Index, id: &IndexId, api: &Api<Index>, ctx: &Context) -> 
             }
             build => build?,
         };
+        // A refusal is the cluster admin's choice, not a failed build: nothing to alert on.
         ctx.note_build(index, build == Build::Failed);
         build
     };
@@ -525,7 +523,7 @@ async fn apply(index: &Index, id: &IndexId, api: &Api<Index>, ctx: &Context) -> 
     // Nothing published yet: nothing to register.
     if st.source_hash.is_none() {
         st.phase = match build {
-            Build::Failed => Phase::Failed,
+            Build::Failed | Build::Refused => Phase::Failed,
             Build::Running => Phase::Building,
             Build::UpToDate => Phase::Pending,
         };
@@ -554,7 +552,7 @@ async fn apply(index: &Index, id: &IndexId, api: &Api<Index>, ctx: &Context) -> 
 
     match build {
         Build::Running => st.phase = Phase::Building,
-        Build::Failed => st.phase = Phase::Failed,
+        Build::Failed | Build::Refused => st.phase = Phase::Failed,
         Build::UpToDate => {}
     }
     write_status(api, index, &st).await?;
@@ -671,11 +669,31 @@ async fn build_step(
         }
         return Ok(Build::Running);
     }
+    let refusal = ctx.build.refusal(index);
     if !needs_build {
-        // Back at inputs already built (a failed change reverted): that
-        // build is what is served, so the failure no longer applies.
-        if !status::condition_is(st, condition::BUILT, true) {
-            let revision = st.source_revision.clone().unwrap_or_else(|| desired.to_string());
+        let revision = st.source_revision.clone().unwrap_or_else(|| desired.to_string());
+        if let Some(refusal) = refusal {
+            // Served, so nothing is refused yet: the served build keeps
+            // serving and its status tracking, and Built says in advance
+            // that a change of source would not be built.
+            let message = format!(
+                "the served build already has these inputs ({revision}); a change would not be built: {refusal}"
+            );
+            if st.last_error.as_deref() == Some(refusal.as_str()) {
+                st.last_error = None;
+            }
+            set_condition(
+                &mut st.conditions,
+                condition::BUILT,
+                true,
+                "UpToDate",
+                message,
+                generation,
+                now,
+            );
+        } else if !status::condition_is(st, condition::BUILT, true) {
+            // Back at inputs already built (a failed change reverted): that
+            // build is what is served, so the failure no longer applies.
             set_condition(
                 &mut st.conditions,
                 condition::BUILT,
@@ -744,6 +762,31 @@ async fn build_step(
             ctx.event(index, EventType::Warning, "BuildFailed", "Build", text).await;
         }
         return Ok(Build::Failed);
+    }
+
+    if let Some(refusal) = refusal {
+        // Said in status instead of trying a Job the operator's role refuses.
+        if !built_reports(st, VOLUME_SOURCE_NOT_ALLOWED, "") {
+            ctx.event(
+                index,
+                EventType::Warning,
+                VOLUME_SOURCE_NOT_ALLOWED,
+                "Build",
+                refusal.clone(),
+            )
+            .await;
+        }
+        st.last_error = Some(refusal.clone());
+        set_condition(
+            &mut st.conditions,
+            condition::BUILT,
+            false,
+            VOLUME_SOURCE_NOT_ALLOWED,
+            refusal,
+            generation,
+            now,
+        );
+        return Ok(Build::Refused);
     }
 
     let job = jobs::build_job(index, id.as_str(), &wanted, desired, &ctx.build);
@@ -959,6 +1002,10 @@ fn set_building(st: &mut IndexStatus, generation: Option<i64>, now: Timestamp, j
         );
     }
 }
+
+/// Built's reason while the current inputs need a build the cluster does
+/// not run: a `volume` source outside the build namespace.
+const VOLUME_SOURCE_NOT_ALLOWED: &str = "VolumeSourceNotAllowed";
 
 /// Built's reason while the pod of a running build Job has not started for
 /// [`jobs::BUILD_PENDING_AFTER`].

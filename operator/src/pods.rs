@@ -175,8 +175,8 @@ fn one_line(s: &str) -> String {
     clean(s).split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// `s` without terminal colour codes (the build logs with them when its
-/// output is not a terminal too) and other control characters but newlines.
+/// `s` without terminal colour codes (an older build image logged with them
+/// to a pipe too) and other control characters but newlines.
 fn clean(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars().peekable();

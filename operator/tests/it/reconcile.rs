@@ -1300,6 +1300,16 @@ async fn a_job_whose_creation_was_not_recorded_is_followed() {
     .unwrap();
 }
 
+/// The git build of Index `tokio` still running in the shared build
+/// namespace `trusty-system`, as the API server returns it.
+fn running_shared_git_build() -> Value {
+    json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "tokio-git0000000", "namespace": "trusty-system",
+                     "labels": {"search.trusty.dev/index": "tokio", "search.trusty.dev/index-namespace": NS},
+                     "annotations": {"search.trusty.dev/source-hash": "git-hash"}},
+        "status": {"active": 1}})
+}
+
 /// A source moved from git (built in the shared namespace) to a volume
 /// (built beside its claim): the Job still running in the shared namespace
 /// is found and superseded there, not left to publish the old source.
@@ -1313,11 +1323,7 @@ async fn a_build_left_running_in_another_namespace_is_superseded_there() {
         spec,
         Some(json!({"phase": "Building", "lastBuildJob": "tokio-git0000000"})),
     );
-    let running_git = json!({"apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": "tokio-git0000000", "namespace": "trusty-system",
-                     "labels": {"search.trusty.dev/index": "tokio", "search.trusty.dev/index-namespace": NS},
-                     "annotations": {"search.trusty.dev/source-hash": "git-hash"}},
-        "status": {"active": 1}});
+    let running_git = running_shared_git_build();
     let o = obj.clone();
     run(ctx, verifier, &obj, move |mut api| async move {
         api.expect(Method::GET, &format!("{JOBS}/tokio-git0000000"), |_| status_404("jobs"))
@@ -1353,11 +1359,7 @@ async fn a_volume_source_is_refused_when_builds_run_only_in_the_shared_namespace
         spec,
         Some(json!({"phase": "Building", "lastBuildJob": "tokio-git0000000"})),
     );
-    let running_git = json!({"apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": "tokio-git0000000", "namespace": "trusty-system",
-                     "labels": {"search.trusty.dev/index": "tokio", "search.trusty.dev/index-namespace": NS},
-                     "annotations": {"search.trusty.dev/source-hash": "git-hash"}},
-        "status": {"active": 1}});
+    let running_git = running_shared_git_build();
     let o = obj.clone();
     let written = Arc::new(std::sync::Mutex::new(Value::Null));
     let w = written.clone();
@@ -1385,6 +1387,85 @@ async fn a_volume_source_is_refused_when_builds_run_only_in_the_shared_namespace
     assert_eq!(status["phase"], "Failed");
     assert_eq!(status["lastError"], message);
     assert!(router.calls().is_empty());
+}
+
+/// A volume Index built before volume sources needed allowing, served since,
+/// seen by an operator that does not allow them (an upgrade): nothing needs
+/// building, so it keeps serving and its status keeps tracking the owners;
+/// only a change of source, which would need a Job in its namespace, is
+/// refused, and the build already served goes on serving.
+#[tokio::test]
+async fn a_served_volume_index_keeps_serving_when_volume_sources_are_not_allowed() {
+    let router = FakeRouter::start().await;
+    let (ctx, verifier) = context_building_in(&router.url(), "memory://trusty-reconcile", Some("trusty-system"), false);
+    let spec = json!({"source": {"volume": {"claimName": "code"}}, "replicas": 2});
+    let hash = jobs::source_hash(&serde_json::from_value(spec.clone()).unwrap());
+    let job_name = jobs::job_name("tokio", &hash, 0, "");
+    let served = json!({"phase": "Available", "sourceHash": hash, "lastBuildJob": job_name,
+        "lastBuildTime": "2025-01-02T03:04:05Z", "readyOwners": "1/2", "currentVersion": "v20250101-abc",
+        "conditions": [
+            {"type": "Built", "status": "True", "reason": "BuildSucceeded", "message": "built",
+             "lastTransitionTime": "2025-01-02T03:04:05Z"},
+            {"type": "Published", "status": "True", "reason": "Registered", "message": "",
+             "lastTransitionTime": "2025-01-02T03:04:05Z"}]});
+    let obj = index_obj("tokio", spec, Some(served.clone()));
+    // Only the build namespace is read: the Index's own is not the operator's to read.
+    let shared_job = format!("/apis/batch/v1/namespaces/trusty-system/jobs/{job_name}");
+    let (o, sj) = (obj.clone(), shared_job.clone());
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let w = written.clone();
+    let action = run(ctx, verifier, &obj, move |mut api| async move {
+        api.expect(Method::GET, &sj, |_| status_404("jobs")).await;
+        *w.lock().unwrap() = api.expect_status_apply(NS, "tokio", &o).await;
+        api
+    })
+    .await
+    .expect("an up-to-date volume Index is no refusal");
+    let status = written.lock().unwrap().clone();
+    assert_eq!(status["phase"], "Available", "{status:#}");
+    assert_eq!(status["readyOwners"], "2/2", "owners are tracked: {status:#}");
+    assert_eq!(status["sourceHash"], hash);
+    assert!(status["lastError"].is_null(), "{status:#}");
+    let built = cond(&status, "Built");
+    assert_eq!(built["status"], "True", "{status:#}");
+    let message = built["message"].as_str().unwrap();
+    assert!(message.contains("operator.build.volumeSources=true"), "{message}");
+    assert_eq!(cond(&status, "Available")["status"], "True");
+    assert_eq!(
+        router.call_lines(),
+        vec!["POST /v1/admin/indexes/tokio", "GET /v1/indexes/tokio"]
+    );
+    assert_eq!(action, Action::requeue(REQUEUE_STABLE));
+
+    // A changed source would need a Job: refused, while the served build
+    // keeps serving and being tracked.
+    let router = FakeRouter::start().await;
+    let (ctx, verifier) = context_building_in(&router.url(), "memory://trusty-reconcile", Some("trusty-system"), false);
+    let changed = index_obj(
+        "tokio",
+        json!({"source": {"volume": {"claimName": "other"}}, "replicas": 2}),
+        Some(served),
+    );
+    let o = changed.clone();
+    let w = written.clone();
+    run(ctx, verifier, &changed, move |mut api| async move {
+        api.expect(Method::GET, &shared_job, |_| status_404("jobs")).await;
+        api.expect_event(NS, "VolumeSourceNotAllowed").await;
+        *w.lock().unwrap() = api.expect_status_apply(NS, "tokio", &o).await;
+        api
+    })
+    .await
+    .unwrap();
+    let status = written.lock().unwrap().clone();
+    let built = cond(&status, "Built");
+    assert_eq!(
+        (built["status"].as_str(), built["reason"].as_str()),
+        (Some("False"), Some("VolumeSourceNotAllowed"))
+    );
+    assert_eq!(status["phase"], "Failed", "the new source is not built: {status:#}");
+    assert_eq!(status["sourceHash"], hash, "the served build is still the one recorded");
+    assert_eq!(status["readyOwners"], "2/2");
+    assert_eq!(cond(&status, "Available")["status"], "True");
 }
 
 /// A role that refuses the build Job (403) where the operator was told it
