@@ -76,6 +76,13 @@ impl Upstream {
     fn is_restoring(&self) -> bool {
         matches!(self.error_code().as_deref(), Some("index_loading" | "index_cold"))
     }
+
+    /// The index's vectors were made by another model than the one behind
+    /// this owner's embedder. Unlike a cold copy, waiting for a restore will
+    /// not change that, so this answer is kept over a "loading" one.
+    fn is_model_mismatch(&self) -> bool {
+        self.error_code().as_deref() == Some("embedder_mismatch")
+    }
 }
 
 impl IntoResponse for Upstream {
@@ -354,13 +361,20 @@ impl RouterState {
                     if loading && c.role != Role::Previous {
                         restoring.push(c);
                     }
-                    if kept.is_none() || loading {
-                        kept = up.or(kept);
+                    let replaces = match (&up, &kept) {
+                        (None, _) => false,
+                        (Some(_), None) => true,
+                        (Some(up), Some(kept)) => up.is_model_mismatch() || (loading && !kept.is_model_mismatch()),
+                    };
+                    if replaces {
+                        kept = up;
                     }
                 }
             }
         }
-        if patience == ForwardPatience::Serve {
+        // An owner already answered that the index's model is not its
+        // embedder's: no restore elsewhere is worth the client's wait.
+        if patience == ForwardPatience::Serve && !kept.as_ref().is_some_and(Upstream::is_model_mismatch) {
             // Each wait is bounded by the shard's own load wait; while the
             // restore is still queued or running, wait again as long as another
             // full wait fits in the request's time, rather than hand the client
@@ -392,7 +406,8 @@ impl RouterState {
                         let still_loading = up.is_restoring();
                         // A "loading" answer says when to come back; a busy
                         // shard's answer after it says less.
-                        if still_loading || !kept.as_ref().is_some_and(Upstream::is_restoring) {
+                        if up.is_model_mismatch() || still_loading || !kept.as_ref().is_some_and(Upstream::is_restoring)
+                        {
                             kept = Some(up);
                         }
                         if !still_loading {
@@ -623,9 +638,14 @@ mod tests {
     }
     /// Two owners that both answer `code` (503) and count what they are asked.
     async fn refusing_owners(code: &'static str) -> (RouterState, Arc<parking_lot::Mutex<Vec<String>>>) {
+        owners_answering([code, code]).await
+    }
+
+    /// Two owners, `s0` and `s1`, answering 503 with their code, counting what they are asked.
+    async fn owners_answering(codes: [&'static str; 2]) -> (RouterState, Arc<parking_lot::Mutex<Vec<String>>>) {
         let asked = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let mut members = Vec::new();
-        for name in ["s0", "s1"] {
+        for (name, code) in ["s0", "s1"].into_iter().zip(codes) {
             let asked = asked.clone();
             let app = axum::Router::new().route(
                 "/v1/indexes/repo/search",
@@ -661,6 +681,19 @@ mod tests {
         let up = search(&s).await;
         assert_eq!(up.error_code().as_deref(), Some("request_timeout"));
         assert_eq!(asked.lock().len(), 1, "asked: {:?}", asked.lock());
+    }
+
+    /// One owner's embedder is not the index's model, the other's copy is
+    /// cold: whichever is asked first, the client learns of the mismatch
+    /// (not retryable) rather than "loading", and no restore is waited on.
+    #[tokio::test]
+    async fn a_model_mismatch_is_not_hidden_behind_another_owners_cold_copy() {
+        for codes in [["embedder_mismatch", "index_cold"], ["index_cold", "embedder_mismatch"]] {
+            let (s, asked) = owners_answering(codes).await;
+            let up = search(&s).await;
+            assert_eq!(up.error_code().as_deref(), Some("embedder_mismatch"), "{codes:?}");
+            assert_eq!(asked.lock().len(), 2, "{codes:?} asked: {:?}", asked.lock());
+        }
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 //! answer probes and accept connections.
 
 use super::admission::Priority;
-use super::lazy_load::{Resolver, Wait};
+use super::lazy_load::{ResolveError, Resolver, Wait};
 use super::loaded::LoadedIndex;
 use super::residency::{Slot, SlotState};
 use crate::IndexId;
@@ -145,13 +145,27 @@ async fn run_search(
 }
 
 /// Resolves `id` as patiently as the router's headers ask, ending a wait for
-/// a restore a little before the caller's deadline so that the answer is
-/// `index_loading` (with when to come back), not the shard's request timeout.
+/// a restore a little before the caller's deadline, or the shard's own if
+/// that comes first, so that the answer is `index_loading` (with when to come
+/// back), not the request timeout: the router passes that one on as work
+/// spent, while nothing was done yet. A storage lookup still unanswered by
+/// then is `store_unavailable`, which the router also takes to another owner.
 async fn resolve_for(r: &AppState, id: &IndexId, headers: &HeaderMap) -> Result<Arc<LoadedIndex>, ApiError> {
-    let until = caller_deadline(headers)
+    let caller = caller_deadline(headers)
         .map(|d| tokio::time::Instant::now() + d.saturating_sub((d / 10).min(Duration::from_millis(200))));
-    Ok(r.resolve_until(id, wait_for(Patience::from_headers(headers)), until)
-        .await?)
+    let own = request_deadline().map(|d| d - QUEUE_MARGIN);
+    let until = [caller, own.map(|d| d - QUEUE_MARGIN)].into_iter().flatten().min();
+    let resolve = r.resolve_until(id, wait_for(Patience::from_headers(headers)), until);
+    let resolved = match own {
+        Some(own) => tokio::time::timeout_at(own, resolve).await.unwrap_or_else(|_| {
+            Err(ResolveError::StoreUnavailable {
+                id: id.clone(),
+                message: "storage did not answer before the deadline".into(),
+            })
+        }),
+        None => resolve.await,
+    };
+    Ok(resolved?)
 }
 
 fn wait_for(patience: Patience) -> Wait {
@@ -408,5 +422,40 @@ mod tests {
         let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["error"], "overloaded", "{body}");
+    }
+
+    /// The shard's own deadline comes before the router's while a request
+    /// waits for a restore: the wait did no work, so it answers
+    /// `index_loading` (the router waits or tries elsewhere), not
+    /// `request_timeout` (which the router passes on as work spent).
+    #[tokio::test(start_paused = true)]
+    async fn a_restore_wait_cut_by_the_shards_own_deadline_answers_loading() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("file://{}", dir.path().display())).unwrap();
+        let mut cfg = ShardConfig::local("file:///unused", dir.path().join("cache"), "s0");
+        cfg.load_wait = Duration::from_secs(60);
+        let r = Arc::new(Resolver::new(cfg, store, None));
+        let id = IndexId::new("repo").unwrap();
+        // A restore that is under way and will not finish within the request.
+        r.registry.get_or_insert(&id).lock().state = SlotState::Loading {
+            started: std::time::Instant::now(),
+        };
+        let app = Router::new().route(
+            "/wait",
+            get(move |headers: HeaderMap| async move { resolve_for(&r, &id, &headers).await.map(|_| "hot") }),
+        );
+        let req = axum::http::Request::builder()
+            .uri("/wait")
+            .header(crate::server::params::DEADLINE_HEADER, "30000")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = shed(app, 4, Deadline::CallerMayShorten(Duration::from_secs(2)))
+            .oneshot(req)
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "index_loading", "{body}");
     }
 }
