@@ -85,9 +85,15 @@ impl QueryModel {
             embedder: embedder.filter(|_| info.is_some()),
             dimension: info.map_or(0, |i| i.dimension),
             // A record that cannot be a probe (another count, another
-            // length) is no evidence either way: trusted as if absent.
+            // length, a zero or non-finite vector no model gives) is no
+            // evidence either way: trusted as if absent.
             probe: info.and_then(|i| i.probe.clone()).filter(|p| {
-                p.len() == PROBE_TEXTS.len() && p.iter().all(|v| v.len() == info.map_or(0, |i| i.dimension))
+                p.len() == PROBE_TEXTS.len()
+                    && p.iter().all(|v| {
+                        v.len() == info.map_or(0, |i| i.dimension)
+                            && v.iter().all(|x| x.is_finite())
+                            && v.iter().any(|x| *x != 0.0)
+                    })
             }),
             verdict: Mutex::new(Verdict::Unknown),
             recheck: RECHECK,
@@ -405,6 +411,20 @@ mod tests {
         let shard = Arc::new(Salted::new(2));
         let model = QueryModel::new(&built_by(&Salted::new(1), true), Some(shard));
         assert!(model.embed("q", WAIT).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_recorded_probe_no_model_could_give_is_trusted_as_absent() {
+        let mut zero = built_by(&Salted::new(1), false);
+        let info = zero.embedder.as_mut().unwrap();
+        let probe = info.probe.as_mut().unwrap();
+        probe[0].iter_mut().for_each(|x| *x = 0.0);
+        let mut short = built_by(&Salted::new(1), false);
+        short.embedder.as_mut().unwrap().probe.as_mut().unwrap().pop();
+        for manifest in [zero, short] {
+            let model = QueryModel::new(&manifest, Some(Arc::new(Salted::new(2))));
+            assert!(model.embed("q", WAIT).await.unwrap().is_some());
+        }
     }
 
     #[tokio::test]
