@@ -789,17 +789,20 @@ fn chunk_heap_bytes(c: &Chunk) -> u64 {
 }
 
 /// What [`Engine::memory_bytes`] will report for a version, from its
-/// manifest alone, so a shard can reserve memory before downloading. Each
-/// part is bounded from its file: chunk records take no more in memory than
-/// their JSON text plus a fixed per-chunk cost (the record's slot and its
-/// allocations), the graph's tables with the name and file-ranking tables
-/// built from it about ten times its compact encoding, vectors
+/// manifest alone, so a shard can reserve memory before downloading; it errs
+/// high, since a reservation short of the charge lets a shard overshoot its
+/// budget. Each part is bounded from its file: chunk records take no more in
+/// memory than their JSON text plus a fixed per-chunk cost (the record's slot
+/// and its allocations: its calls and imports are many short strings, each a
+/// slot and an allocation beyond its text), the graph's tables with the name
+/// and file-ranking tables built from it about twelve times its compact
+/// encoding, vectors
 /// `chunks × dimension × 4` (held in memory, or the cap on what lance caches
 /// for an ANN index), BM25 its file size. The soak bench prints this
 /// estimate against the engine's count and the heap an open really takes.
 pub fn estimate_memory(manifest: &Manifest) -> u64 {
-    let chunks = manifest.bytes_under(bundle::CHUNKS_FILE) + manifest.counts.chunks * 448;
-    let graph = manifest.bytes_under(bundle::GRAPH_FILE) * 10;
+    let chunks = manifest.bytes_under(bundle::CHUNKS_FILE) + manifest.counts.chunks * 640;
+    let graph = manifest.bytes_under(bundle::GRAPH_FILE) * 12;
     let vectors = manifest
         .embedder
         .as_ref()
