@@ -414,14 +414,20 @@ mod tests {
             .uri("/work")
             .body(axum::body::Body::empty())
             .unwrap();
-        let resp = shed(app, 4, Deadline::Fixed(Duration::from_secs(5)))
-            .oneshot(req)
-            .await
-            .unwrap();
+        let body = unavailable(app, Deadline::Fixed(Duration::from_secs(5)), req).await;
+        assert_eq!(body["error"], "overloaded", "{body}");
+    }
+
+    /// The 503 body `app` answers `req` with under [`shed`] and `deadline`.
+    async fn unavailable(
+        app: Router,
+        deadline: Deadline,
+        req: axum::http::Request<axum::body::Body>,
+    ) -> serde_json::Value {
+        let resp = shed(app, 4, deadline).oneshot(req).await.unwrap();
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
         let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
-        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(body["error"], "overloaded", "{body}");
+        serde_json::from_slice(&body).unwrap()
     }
 
     /// The shard's own deadline comes before the router's while a request
@@ -449,13 +455,7 @@ mod tests {
             .header(crate::server::params::DEADLINE_HEADER, "30000")
             .body(axum::body::Body::empty())
             .unwrap();
-        let resp = shed(app, 4, Deadline::CallerMayShorten(Duration::from_secs(2)))
-            .oneshot(req)
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
-        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let body = unavailable(app, Deadline::CallerMayShorten(Duration::from_secs(2)), req).await;
         assert_eq!(body["error"], "index_loading", "{body}");
     }
 }
