@@ -12,10 +12,7 @@ pub enum LogFormat {
 /// Installs the global subscriber once; later calls are no-ops so tests can call it freely.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tantivy=warn,lance=warn"));
-    // Colour only for a person at a terminal who has not set NO_COLOR: in a
-    // pod's log (and a build's termination message) escape codes are noise.
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let colour = trusty_core::log_colour(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -25,6 +25,13 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
         .unwrap_or_default()
 }
 
+/// Whether logs written to `stream` may carry colour: only for a person at a
+/// terminal who has not set `NO_COLOR`; in a pod's log (and a build's
+/// termination message) escape codes are noise.
+pub fn log_colour(stream: &impl std::io::IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
