@@ -80,20 +80,18 @@ impl QueryModel {
     /// shard's (or the CLI's) query embedder, if any.
     pub(crate) fn new(manifest: &Manifest, embedder: Option<Arc<dyn Embedder>>) -> QueryModel {
         let info = manifest.embedder.as_ref();
+        let dimension = info.map_or(0, |i| i.dimension);
         let model = QueryModel {
             index_id: manifest.index_id.clone(),
             embedder: embedder.filter(|_| info.is_some()),
-            dimension: info.map_or(0, |i| i.dimension),
+            dimension,
             // A record that cannot be a probe (another count, another
             // length, a zero or non-finite vector no model gives) is no
             // evidence either way: trusted as if absent.
             probe: info.and_then(|i| i.probe.clone()).filter(|p| {
                 p.len() == PROBE_TEXTS.len()
-                    && p.iter().all(|v| {
-                        v.len() == info.map_or(0, |i| i.dimension)
-                            && v.iter().all(|x| x.is_finite())
-                            && v.iter().any(|x| *x != 0.0)
-                    })
+                    && p.iter()
+                        .all(|v| v.len() == dimension && v.iter().all(|x| x.is_finite()) && v.iter().any(|x| *x != 0.0))
             }),
             verdict: Mutex::new(Verdict::Unknown),
             recheck: RECHECK,
