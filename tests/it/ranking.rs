@@ -180,3 +180,84 @@ async fn a_pasted_issue_lifts_the_chunks_of_the_file_it_points_at() {
             .collect::<Vec<_>>()
     );
 }
+
+/// Queries nobody writes on purpose are still queries: 64 KiB of random
+/// identifiers, a 500-frame traceback, nothing but stop words, control
+/// characters. Every mode answers (best effort or empty, never an error),
+/// and the one frame in fifty that names a file of this repository still
+/// puts that file first in file search.
+#[tokio::test]
+async fn hostile_queries_get_an_answer_not_an_error() {
+    let (_dir, engine) = definition_and_caller().await;
+
+    let parts = ["parse", "settings", "reload", "value", "text", "line", "key", "env", "loader", "merge"];
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut identifiers = String::new();
+    while identifiers.len() < 64 * 1024 - 64 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let (a, b) = (parts[(state % 10) as usize], parts[(state / 10 % 10) as usize]);
+        let word = match state / 100 % 3 {
+            0 => format!("{a}_{b}{} ", state % 97),
+            1 => format!("{}{b} ", a.to_uppercase()),
+            _ => format!("{a}.{b}.x{} ", state % 89),
+        };
+        identifiers.push_str(&word);
+    }
+
+    let mut traceback = String::from("Traceback (most recent call last):\n");
+    for i in 0..500 {
+        if i % 50 == 7 {
+            traceback.push_str("  File \"/srv/app/config.py\", line 18, in parse_settings\n");
+        } else {
+            traceback.push_str(&format!(
+                "  File \"/usr/lib/python3.12/site-packages/lib{}/core.py\", line {i}, in step_{}\n",
+                i % 9,
+                i % 13
+            ));
+        }
+        traceback.push_str("    return handler(event)\n");
+    }
+    traceback.push_str("KeyError: 'HOME'\n");
+
+    let stop_words = "the of and to a in is it that for on with as was at by an be this which or from";
+    let junk: String = (0..20_000u32)
+        .map(|i| char::from_u32(i % 31 + 1).unwrap_or(' '))
+        .chain("\u{fffd}\u{200b}\u{feff}".chars())
+        .collect();
+
+    let plans = [
+        (SearchMode::Hybrid, None),
+        (SearchMode::Bm25, None),
+        (SearchMode::Graph, None),
+        (SearchMode::Hybrid, Some(GroupBy::File)),
+        (SearchMode::Bm25, Some(GroupBy::File)),
+    ];
+    for (label, query) in [
+        ("64 KiB of identifiers", identifiers.as_str()),
+        ("500-frame traceback", traceback.as_str()),
+        ("stop words", stop_words),
+        ("control characters", junk.as_str()),
+    ] {
+        for (mode, group_by) in plans {
+            let resp = engine
+                .search(&request(query, mode, group_by))
+                .await
+                .unwrap_or_else(|e| panic!("{label}, {mode:?} {group_by:?}: {e}"));
+            assert!(resp.hits.len() <= 10 && resp.files.len() <= 10, "{label}: top_k holds");
+        }
+    }
+
+    let files = engine
+        .search(&request(&traceback, SearchMode::Hybrid, Some(GroupBy::File)))
+        .await
+        .unwrap()
+        .files;
+    assert_eq!(
+        files.first().map(|f| f.path.as_str()),
+        Some("app/config.py"),
+        "{:?}",
+        files.iter().map(|f| (&f.path, f.score)).collect::<Vec<_>>()
+    );
+}

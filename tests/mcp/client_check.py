@@ -137,6 +137,33 @@ async def run(transport, target, index, symbol, query):
         check(not res.is_error, "file_outline succeeds", text)
         symbols = [s.get("symbol") for s in (res.structured_content or {}).get("symbols", [])]
         check(symbol in symbols, f"file_outline lists {symbol}", text)
+        # File search through both search tools: files ranked once each, with
+        # their best line ranges; the SDK validates them against the output schema.
+        res = await session.call_tool("search", {"index": index, "query": query, "top_k": 5, "group_by": "file"})
+        text = text_of(res)
+        check(not res.is_error, "file search succeeds", text)
+        sc = res.structured_content or {}
+        paths = [f.get("path") for f in sc.get("files", [])]
+        check(where["path"] in paths, f"file search ranks {where['path']}", text)
+        check(len(paths) == len(set(paths)), "file search lists each file once", str(paths))
+        check(not sc.get("hits"), "file search answers files, not chunks", str(sc.get("hits")))
+        best = next(f for f in sc["files"] if f["path"] == where["path"])
+        check(
+            any(c.get("start_line", 0) >= 1 and c.get("end_line", 0) >= c.get("start_line", 0) for c in best.get("chunks", [])),
+            "a ranked file carries its best line ranges",
+            str(best),
+        )
+        check(where["path"] in text and "score" in text, "file search text shows paths and scores", text)
+        res = await session.call_tool("search_all", {"query": query, "group_by": "file"})
+        text = text_of(res)
+        check(not res.is_error, "search_all by file succeeds", text)
+        merged = (res.structured_content or {}).get("files", [])
+        check(
+            any(f.get("index_id") == index and f.get("path") == where["path"] for f in merged),
+            "search_all by file names each file's index",
+            text,
+        )
+
         res = await session.call_tool("read_code", {"index": index, "path": "../etc/passwd"})
         text = text_of(res)
         check(res.is_error and "bad_request" in text, "read_code refuses a path outside the repository", text)
