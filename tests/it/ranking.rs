@@ -190,7 +190,9 @@ async fn a_pasted_issue_lifts_the_chunks_of_the_file_it_points_at() {
 async fn hostile_queries_get_an_answer_not_an_error() {
     let (_dir, engine) = definition_and_caller().await;
 
-    let parts = ["parse", "settings", "reload", "value", "text", "line", "key", "env", "loader", "merge"];
+    let parts = [
+        "parse", "settings", "reload", "value", "text", "line", "key", "env", "loader", "merge",
+    ];
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut identifiers = String::new();
     while identifiers.len() < 64 * 1024 - 64 {
