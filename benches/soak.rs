@@ -7,21 +7,24 @@
 //! - Zipf-distributed single-index hybrid searches from 8 clients,
 //! - a fan-out over 5 random indexes with a 200 ms deadline every 500 ms,
 //! - a fan-out over all indexes every 5 s,
-//! - an admin reload of a random index every 30 s,
+//! - every 30 s an admin reload of a random index, every other time after
+//!   publishing a new version of it (rebuilt from its crate),
 //! - operator-style re-registration (with preload) of every index every 10 s,
 //! - one shard killed with SIGKILL at 30% of the run and restarted 10 s later,
 //! - the embedder hanging from 50% to 60% of the run,
 //! - a fourth shard joining at 70%.
 //!
 //! With `SOAK_FIT=1` the budgets hold every index instead (the working set
-//! fits), to see that restores then follow only those events.
+//! fits), to see that restores then follow only those events (the kill, the
+//! join and the new versions).
 //!
 //! The router runs in this process (`router::server::start_with_members`, the
 //! code the router binary runs), fed the shard list directly so a shard can
 //! join. Prints per-route latency and failures, shard RSS and cache bytes
-//! against the budgets, restores per minute, ejections and the slowest
-//! `/healthz`, as a prober on a thread of its own and as this (loaded)
-//! process's runtime see it.
+//! against the budgets, restores per minute and the most running at once,
+//! when the router stopped sending to each shard, searches around the join,
+//! and the slowest `/healthz`, as a prober on a thread of its own and as this
+//! (loaded) process's runtime see it.
 //!
 //!     cargo bench --profile dev --bench soak
 
@@ -54,6 +57,9 @@ use trusty_search::storage::publish::{PublishOptions, publish};
 use trusty_search::storage::store::Store;
 
 const CLIENTS: usize = 8;
+/// How long after a shard joins its hand-off is looked at, and the equal
+/// window before it it is compared with.
+const HANDOFF_WINDOW: Duration = Duration::from_secs(30);
 
 /// How long a shard took to answer `/healthz`, or `None` when it did not
 /// answer 200 within the client's timeout.
@@ -269,6 +275,10 @@ struct ShardPeaks {
     heap_thread_caches: u64,
     /// What the engines charge against the memory budget.
     counted: u64,
+    /// Restores admitted and running at once, against the admission limit.
+    restores_running: u64,
+    /// Restores waiting for an admission slot.
+    restores_waiting: u64,
 }
 
 /// One sample from a process's `/metrics`; 0 when it cannot be read (a shard
@@ -379,6 +389,29 @@ fn pick_crates(n: usize) -> Vec<PathBuf> {
         .collect();
     let step = (sized.len() / n).max(1);
     sized.into_iter().step_by(step).take(n).map(|(p, _)| p).collect()
+}
+
+/// Builds `krate` again and publishes it as a new version of `id`.
+/// Owned arguments: the build's future is spawned.
+async fn publish_version(
+    krate: PathBuf,
+    id: String,
+    embedder: Option<Arc<dyn trusty_search::embed::Embedder>>,
+    store: Store,
+) -> Result<String, String> {
+    let iid = IndexId::new(id.as_str()).map_err(|e| e.to_string())?;
+    let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let opts = BuildOptions {
+        embedder,
+        ..BuildOptions::default()
+    };
+    let report = build_bundle(&krate, &iid, &work.path().join("b"), opts)
+        .await
+        .map_err(|e| e.to_string())?;
+    publish(&store, &iid, &report.dir, &PublishOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(report.manifest.version)
 }
 
 struct Shards {
@@ -636,9 +669,12 @@ async fn main() {
             }
         }));
     }
-    // Admin reloads and operator-style re-registration.
+    // Admin reloads and operator-style re-registration. Every other reload
+    // follows a new version of its index, published as a build Job would.
+    let published = Arc::new(parking_lot::Mutex::new(Vec::<Duration>::new()));
     {
         let (client, base, ids, log, stop) = (client.clone(), base.clone(), ids.clone(), log.clone(), stop.clone());
+        let (crates, embedder, store, published) = (crates.clone(), embedder.clone(), store.clone(), published.clone());
         tasks.push(tokio::spawn(async move {
             let mut rng = Xorshift(11);
             let mut tick = 0u64;
@@ -653,7 +689,33 @@ async fn main() {
                     timed(&log, started, "register", req, |_| true).await;
                 }
                 if tick.is_multiple_of(3) {
-                    let id = &ids[(rng.next() % ids.len() as u64) as usize];
+                    let i = (rng.next() % ids.len() as u64) as usize;
+                    let id = &ids[i];
+                    if tick.is_multiple_of(6) {
+                        // Bounded: during the embedder outage the build would wait on it.
+                        let build = tokio::spawn(publish_version(
+                            crates[i].clone(),
+                            id.clone(),
+                            embedder.clone(),
+                            store.clone(),
+                        ));
+                        match tokio::time::timeout(Duration::from_secs(20), build).await {
+                            Ok(Ok(Ok(version))) => {
+                                published.lock().push(started.elapsed());
+                                println!("t={:.0}s: published {id} {version}", started.elapsed().as_secs_f64());
+                            }
+                            Ok(Ok(Err(e))) => {
+                                println!("t={:.0}s: {id} not republished: {e}", started.elapsed().as_secs_f64())
+                            }
+                            Ok(Err(e)) => {
+                                println!("t={:.0}s: {id} not republished: {e}", started.elapsed().as_secs_f64())
+                            }
+                            Err(_) => println!(
+                                "t={:.0}s: {id} not republished in 20 s",
+                                started.elapsed().as_secs_f64()
+                            ),
+                        }
+                    }
                     let req = client
                         .post(format!("{base}/v1/admin/indexes/{id}/reload"))
                         .bearer_auth(ADMIN_TOKEN);
@@ -667,6 +729,8 @@ async fn main() {
     let loads_by_minute = Arc::new(parking_lot::Mutex::new(Vec::<f64>::new()));
     // Per shard: its process id (0 while it is down or not yet started) and URL.
     let running = Arc::new(parking_lot::Mutex::new(vec![(0u32, String::new()); 4]));
+    // When the router stopped sending to a shard (ejected it), by shard.
+    let ejected = Arc::new(parking_lot::Mutex::new(Vec::<(usize, Duration)>::new()));
     for i in 0..3 {
         running.lock()[i] = shards.running(i);
     }
@@ -678,6 +742,7 @@ async fn main() {
             dir.path().to_path_buf(),
             loads_by_minute.clone(),
         );
+        let (router_state, ejected) = (router.state.clone(), ejected.clone());
         let health = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()
@@ -689,7 +754,15 @@ async fn main() {
             // kill are not seen).
             let mut last_loads: Vec<(u32, f64)> = vec![(0, 0.0); 4];
             let mut loads_this_minute = 0f64;
+            let mut was_healthy = [true; 4];
             while !stop.load(Ordering::Relaxed) {
+                for (i, was) in was_healthy.iter_mut().enumerate() {
+                    let healthy = router_state.health.is_healthy(&shard_name(i));
+                    if *was && !healthy {
+                        ejected.lock().push((i, started.elapsed()));
+                    }
+                    *was = healthy;
+                }
                 let now = running.lock().clone();
                 for (i, (pid, url)) in now.iter().enumerate() {
                     if *pid == 0 {
@@ -702,6 +775,8 @@ async fn main() {
                     let heap = support::http::sample(&text, "trusty_heap_bytes{state=\"allocated\"}") as u64;
                     let counted = support::http::sample(&text, "trusty_cache_bytes{tier=\"memory\"}") as u64;
                     let cached = support::http::sample(&text, "trusty_heap_bytes{state=\"thread_caches\"}") as u64;
+                    let running_restores = support::http::sample(&text, "trusty_restores{state=\"running\"}") as u64;
+                    let queued_restores = support::http::sample(&text, "trusty_restores{state=\"queued\"}") as u64;
                     {
                         let mut s = samples.lock();
                         let e = s.entry(i).or_default();
@@ -726,6 +801,8 @@ async fn main() {
                         e.heap_allocated = e.heap_allocated.max(heap);
                         e.counted = e.counted.max(counted);
                         e.heap_thread_caches = e.heap_thread_caches.max(cached);
+                        e.restores_running = e.restores_running.max(running_restores);
+                        e.restores_waiting = e.restores_waiting.max(queued_restores);
                     }
                     // An unanswered scrape (a dying shard) says nothing about its count.
                     if !text.is_empty() {
@@ -811,18 +888,38 @@ async fn main() {
         started.elapsed().as_secs_f64(),
         shard_name(victim)
     );
+    let router_counts = || async {
+        (
+            metric(&base, "trusty_router_retries_total").await,
+            metric(&base, "trusty_router_waits_total").await,
+        )
+    };
+    tokio::time::sleep_until((at(0.5) - HANDOFF_WINDOW).into()).await;
+    let quiet_from = (started.elapsed(), router_counts().await);
     tokio::time::sleep_until(at(0.5).into()).await;
+    let quiet_to = router_counts().await;
     let outage = (started.elapsed(), started.elapsed() + run_for.mul_f64(0.1));
     embed.set(Mode::Hang);
     println!("t={:.0}s: embedder hangs", outage.0.as_secs_f64());
     tokio::time::sleep_until(at(0.6).into()).await;
     embed.set(Mode::Up);
     println!("t={:.0}s: embedder back", started.elapsed().as_secs_f64());
+    tokio::time::sleep_until((at(0.7) - HANDOFF_WINDOW).into()).await;
+    let window_before = router_counts().await;
     tokio::time::sleep_until(at(0.7).into()).await;
     shards.start(3).await;
     running.lock()[3] = shards.running(3);
+    let before_join = router_counts().await;
     tx.send_replace((0..4).map(|i| shards.endpoint(i)).collect());
-    println!("t={:.0}s: {} joined", started.elapsed().as_secs_f64(), shard_name(3));
+    let joined_at = started.elapsed();
+    println!("t={:.0}s: {} joined", joined_at.as_secs_f64(), shard_name(3));
+    let handoff_end = (started + joined_at + HANDOFF_WINDOW).min(started + run_for);
+    tokio::time::sleep_until(handoff_end.into()).await;
+    let after_join = router_counts().await;
+    let joiner = (
+        metric(&shards.url(3), "trusty_index_loads_total").await,
+        metric(&shards.url(3), "trusty_indexes{state=\"hot\"}").await,
+    );
     tokio::time::sleep_until((started + run_for).into()).await;
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
@@ -939,10 +1036,79 @@ async fn main() {
     }
     let per_minute = loads_by_minute.lock().clone();
     println!("restores per minute (all shards; the last entry is the partial minute before the stop): {per_minute:?}");
+    let mut versions_by_minute = vec![0usize; per_minute.len()];
+    for at in published.lock().iter() {
+        let m = (at.as_secs() / 60) as usize;
+        versions_by_minute[m.min(per_minute.len().saturating_sub(1))] += 1;
+    }
+    println!("new versions published per minute (each restores on its owners): {versions_by_minute:?}");
+    for (i, peaks) in samples.lock().iter() {
+        println!(
+            "{}: at most {} restores running and {} queued at once (sampled every 250 ms; admission limit 2)",
+            shard_name(*i),
+            peaks.restores_running,
+            peaks.restores_waiting
+        );
+    }
     println!(
         "router ejections: {}",
         metric(&base, "trusty_router_ejections_total").await
     );
+    // An ejection of the killed shard while it was down is the fault's; any
+    // other is the router taking load (shedding, slowness) for failure.
+    let restarted_by = killed_at + Duration::from_secs(10) + HANDOFF_WINDOW;
+    for (i, at) in ejected.lock().iter() {
+        let cause = if *i == victim && *at >= killed_at && *at < restarted_by {
+            "the killed shard"
+        } else {
+            "a running shard (overload?)"
+        };
+        println!(
+            "  {} left the healthy set at t={:.1}s: {cause}",
+            shard_name(*i),
+            at.as_secs_f64()
+        );
+    }
+    println!(
+        "\nsearches around the join: {} joined at t={:.0}s and had restored {} indexes ({} hot) {:.0} s later",
+        shard_name(3),
+        joined_at.as_secs_f64(),
+        joiner.0,
+        joiner.1,
+        HANDOFF_WINDOW.as_secs_f64()
+    );
+    println!("| window | searches | failed | p50 ms | p99 ms | router retries | restore waits |");
+    println!("|---|---|---|---|---|---|---|");
+    let diff = |a: (f64, f64), b: (f64, f64)| (b.0 - a.0, b.1 - a.1);
+    for (label, from, counts) in [
+        (
+            "before the embedder outage (no fault)",
+            quiet_from.0,
+            diff(quiet_from.1, quiet_to),
+        ),
+        (
+            "before the join (after the outage)",
+            joined_at.saturating_sub(HANDOFF_WINDOW),
+            diff(window_before, before_join),
+        ),
+        ("after the join", joined_at, diff(before_join, after_join)),
+    ] {
+        let of: Vec<&Sample> = log
+            .iter()
+            .filter(|s| s.route == "search" && s.at >= from && s.at < from + HANDOFF_WINDOW)
+            .collect();
+        let mut ms: Vec<f64> = of.iter().map(|s| s.ms).collect();
+        ms.sort_by(f64::total_cmp);
+        println!(
+            "| {label} | {} | {} | {:.1} | {:.1} | {} | {} |",
+            of.len(),
+            of.iter().filter(|s| s.error.is_some()).count(),
+            percentile(&ms, 50.0),
+            percentile(&ms, 99.0),
+            counts.0,
+            counts.1
+        );
+    }
     for i in 0..4 {
         let url = shards.url(i);
         println!(

@@ -539,6 +539,20 @@ mod tests {
     use std::collections::HashSet;
     use std::sync::atomic::Ordering;
 
+    /// A build can be spawned: its future is `Send` for any borrow of its
+    /// arguments. A stream closure over borrowed items breaks that, and only
+    /// a caller that spawns it would notice; this does not compile then.
+    #[test]
+    fn the_build_future_can_be_spawned() {
+        fn spawnable<T: Send + 'static>(_: T) {}
+        let (src, id, out) = (
+            PathBuf::from("src"),
+            IndexId::new("spawned").unwrap(),
+            PathBuf::from("out"),
+        );
+        spawnable(async move { build_bundle(&src, &id, &out, BuildOptions::default()).await });
+    }
+
     const A_V1: &str =
         "def parse(text):\n    return text.split()\n\n\ndef render(items):\n    return ' '.join(items)\n";
     const A_V2: &str =

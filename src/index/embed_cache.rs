@@ -273,14 +273,15 @@ impl EmbedCache {
         hashes: &[TextHash],
         vectors: &[Vec<f32>],
     ) -> usize {
-        let new: Vec<(&str, String, Bytes)> = files
+        // Owned items, as in `latest_packs`: the build's future stays `Send`.
+        let new: Vec<(String, String, Bytes)> = files
             .iter()
             .zip(write)
             .filter(|(f, w)| **w && !f.rows.is_empty())
             .map(|(f, _)| f)
             .map(|f| {
                 (
-                    f.path.as_str(),
+                    f.path.clone(),
                     self.pack_name(f),
                     encode_pack(self.dimension, f.rows.clone(), hashes, vectors),
                 )
@@ -293,7 +294,7 @@ impl EmbedCache {
                     tracing::warn!(key, error = %e, "could not write an embedding pack; the next build re-embeds this file");
                     return 0;
                 }
-                let latest = self.latest_key(path);
+                let latest = self.latest_key(&path);
                 if let Err(e) = self.store.put(&latest, Bytes::from(pack)).await {
                     tracing::warn!(key = latest, error = %e, "could not point this path at its new embedding pack");
                 }
@@ -376,10 +377,13 @@ impl EmbedCache {
 
     /// The packs any index of the store last wrote for these paths (those
     /// that have one). A pointer that is unreadable or names no pack is a miss.
+    /// The stream runs over owned paths: a closure taking a borrowed item
+    /// makes the build's future unprovably `Send` (it could not be spawned).
     async fn latest_packs(&self, paths: &[&String]) -> Vec<String> {
+        let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
         futures::stream::iter(paths)
             .map(|path| async move {
-                let key = self.latest_key(path);
+                let key = self.latest_key(&path);
                 let bytes = self.get_optional(&key, "an embedding pack pointer").await?;
                 match std::str::from_utf8(&bytes) {
                     Ok(pack) if is_pack_name(pack) => Some(pack.to_string()),
