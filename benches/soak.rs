@@ -500,7 +500,7 @@ async fn main() {
     .unwrap();
     let t = Instant::now();
     let mut ids = Vec::new();
-    let (mut total_memory, mut total_disk) = (0u64, 0u64);
+    let (mut total_memory, mut total_disk, mut largest_disk) = (0u64, 0u64, 0u64);
     let mut accounting = Accounting::default();
     for (i, krate) in crates.iter().enumerate() {
         let name = krate.file_name().unwrap().to_string_lossy().to_lowercase();
@@ -520,6 +520,7 @@ async fn main() {
         let report = build_bundle(krate, &iid, &work.path().join("b"), opts).await.unwrap();
         total_memory += estimate_memory(&report.manifest);
         total_disk += report.manifest.total_bytes();
+        largest_disk = largest_disk.max(report.manifest.total_bytes());
         accounting.add(&report.dir, &report.manifest).await;
         publish(&store, &iid, &report.dir, &PublishOptions::default())
             .await
@@ -536,12 +537,13 @@ async fn main() {
         (total_memory / 3, total_disk / 2)
     };
     println!(
-        "{} indexes from registry crates built in {:.0} s: {:.1} MB resident (estimated), {:.1} MB on disk; \
-         per-shard budgets: memory {:.1} MB, disk {:.1} MB; replicas 2",
+        "{} indexes from registry crates built in {:.0} s: {:.1} MB resident (estimated), {:.1} MB on disk \
+         (the largest {:.1} MB); per-shard budgets: memory {:.1} MB, disk {:.1} MB; replicas 2",
         ids.len(),
         t.elapsed().as_secs_f64(),
         total_memory as f64 / 1e6,
         total_disk as f64 / 1e6,
+        largest_disk as f64 / 1e6,
         memory_budget as f64 / 1e6,
         disk_budget as f64 / 1e6
     );
@@ -1112,10 +1114,11 @@ async fn main() {
     for i in 0..4 {
         let url = shards.url(i);
         println!(
-            "{}: hot {} | loads {} | refusals full/demand {} | cache memory {:.1} MB of {:.1} MB",
+            "{}: hot {} | loads {} | new versions swapped in {} | refusals full/demand {} | cache memory {:.1} MB of {:.1} MB",
             shard_name(i),
             metric(&url, "trusty_indexes{state=\"hot\"}").await,
             metric(&url, "trusty_index_loads_total").await,
+            metric(&url, "trusty_index_swaps_total").await,
             metric(
                 &url,
                 "trusty_restore_refusals_total{priority=\"demand\",reason=\"full\"}"

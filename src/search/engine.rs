@@ -21,7 +21,7 @@ use crate::embed::Embedder;
 use crate::heap_size;
 use crate::model::{Chunk, Language};
 use crate::search::bm25::Bm25Index;
-use crate::search::files::{ChunkEvidence, FileRankParams, FileTable, definers_first, rank_files};
+use crate::search::files::{Asks, ChunkEvidence, FileRankParams, FileTable, definers_first, rank_files};
 use crate::search::fusion::{FusionMethod, FusionWeights, definitions_first, weighted_convex, weighted_rrf};
 use crate::search::graph::SymbolGraph;
 use crate::search::query::{ParsedQuery, QueryError};
@@ -427,6 +427,14 @@ impl Engine {
             };
             if mode == SearchMode::Hybrid && weights.graph > 0.0 {
                 self.expand_with_graph(&mut fused, &mut reasons, top_k, allow, weights.graph);
+            }
+            if mode == SearchMode::Hybrid && self.file_params.chunk_priors {
+                let asks = Asks::of(&self.bm25.terms(&parsed.read.title));
+                for (id, score) in fused.iter_mut() {
+                    *score *= self.files.chunk_prior(*id, asks, &self.file_params);
+                }
+                // Stable: equal scores keep the fused order.
+                fused.sort_by(|a, b| b.1.total_cmp(&a.1));
             }
             if parsed.read.shape == Shape::Identifier && matches!(mode, SearchMode::Hybrid | SearchMode::Bm25) {
                 let mut defined = self.graph.chunks_for_symbol(text);

@@ -77,6 +77,9 @@ pub struct FileRankParams {
     /// A query that is one identifier asks where it is defined: the files
     /// defining it go first, in ranked order (`definers_first=0` turns it off).
     pub definers_first: bool,
+    /// Hybrid chunk search weighs each chunk by its file's prior too, so a
+    /// test that repeats the query's words does not outrank the code.
+    pub chunk_priors: bool,
 }
 
 impl Default for FileRankParams {
@@ -100,6 +103,7 @@ impl Default for FileRankParams {
             vendor_prior: 0.1,
             asked_prior: 0.5,
             definers_first: true,
+            chunk_priors: true,
         }
     }
 }
@@ -130,9 +134,40 @@ impl FileRankParams {
             "vendor_prior" => self.vendor_prior = number,
             "asked_prior" => self.asked_prior = number,
             "definers_first" => self.definers_first = number != 0.0,
+            "chunk_priors" => self.chunk_priors = number != 0.0,
             other => return Err(format!("unknown file-ranking parameter {other:?}")),
         }
         Ok(())
+    }
+
+    /// The score multiplier of a file in `role` for a query asking `asks`.
+    fn prior(&self, role: FileRole, asks: Asks) -> f32 {
+        match role {
+            FileRole::Test if asks.tests => self.asked_prior,
+            FileRole::Test => self.test_prior,
+            FileRole::Docs if asks.docs => self.asked_prior,
+            FileRole::Docs => self.doc_prior,
+            FileRole::Vendored => self.vendor_prior,
+            FileRole::Source => 1.0,
+        }
+    }
+}
+
+/// Whether a query asks for the files the priors push down, read from its
+/// title's analyzed terms (deeper in an issue, "the tests pass" is incidental).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Asks {
+    tests: bool,
+    docs: bool,
+}
+
+impl Asks {
+    pub(crate) fn of(title_terms: &[String]) -> Asks {
+        let asks = |words: &[&str]| title_terms.iter().any(|t| words.contains(&t.as_str()));
+        Asks {
+            tests: asks(ASKS_FOR_TESTS),
+            docs: asks(ASKS_FOR_DOCS),
+        }
     }
 }
 
@@ -437,6 +472,12 @@ impl FileTable {
         self.chunk_file.get(chunk as usize).copied()
     }
 
+    /// The prior of the file holding `chunk` (1 for an unknown chunk).
+    pub(crate) fn chunk_prior(&self, chunk: u32, asks: Asks, params: &FileRankParams) -> f32 {
+        self.file_of(chunk)
+            .map_or(1.0, |f| params.prior(self.roles[f as usize], asks))
+    }
+
     /// The file whose module path is the longest prefix (of two or more
     /// segments) of the dotted name `a.b.c…`: `a/b/c.py` or `a/b/c/__init__.py`
     /// as a path suffix. One segment (`sphinx`) names a whole package: too broad.
@@ -629,17 +670,9 @@ pub(crate) fn rank_files(
             }
         }
     }
-    let asks = |words: &[&str]| evidence.title_terms.iter().any(|t| words.contains(&t.as_str()));
-    let (wants_tests, wants_docs) = (asks(ASKS_FOR_TESTS), asks(ASKS_FOR_DOCS));
-    for (s, role) in score.iter_mut().zip(&table.roles) {
-        *s *= match role {
-            FileRole::Test if wants_tests => params.asked_prior,
-            FileRole::Test => params.test_prior,
-            FileRole::Docs if wants_docs => params.asked_prior,
-            FileRole::Docs => params.doc_prior,
-            FileRole::Vendored => params.vendor_prior,
-            FileRole::Source => 1.0,
-        };
+    let asks = Asks::of(&evidence.title_terms);
+    for (s, &role) in score.iter_mut().zip(&table.roles) {
+        *s *= params.prior(role, asks);
     }
 
     let mut order: Vec<u32> = (0..n as u32).filter(|&f| score[f as usize] > 0.0).collect();

@@ -263,3 +263,55 @@ async fn hostile_queries_get_an_answer_not_an_error() {
         files.iter().map(|f| (&f.path, f.score)).collect::<Vec<_>>()
     );
 }
+
+/// A test that repeats a query's words more often than the code it tests
+/// ranks below that code in hybrid chunk search: the file priors of file
+/// ranking weigh chunks too. The control, the priors off, ranks the test
+/// first.
+#[tokio::test]
+async fn a_test_that_repeats_the_words_ranks_below_the_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let files: &[(&str, &str)] = &[
+        (
+            "pool/blocking.py",
+            "def spawn_blocking(task):\n    \"\"\"Hand work that would stall the event loop to a worker.\"\"\"\n    return POOL.submit(task)\n",
+        ),
+        (
+            "tests/test_blocking.py",
+            "from pool.blocking import spawn_blocking\n\n\ndef test_blocking_task_on_thread_pool():\n    \
+             # a blocking task on the thread pool, a blocking task on a pool thread\n    \
+             task = blocking_task(thread_pool=True)\n    assert spawn_blocking(task).result() == 'blocking task done'\n",
+        ),
+    ];
+    for (rel, text) in files {
+        let p = src.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    let id = IndexId::new("priors").unwrap();
+    let report = build_bundle(&src, &id, &dir.path().join("bundle"), BuildOptions::default())
+        .await
+        .unwrap();
+    let mut engine = Engine::open(&report.dir, report.manifest.clone(), None).await.unwrap();
+    let first = |resp: trusty_search::api::SearchResponse| {
+        let order: Vec<_> = resp.hits.iter().map(|h| (h.path.clone(), h.score)).collect();
+        format!("{} {order:?}", resp.hits[0].path)
+    };
+
+    let query = "run a blocking task on the thread pool";
+    let hybrid = engine.search(&request(query, SearchMode::Hybrid, None)).await.unwrap();
+    let top = first(hybrid);
+    assert!(top.starts_with("pool/blocking.py "), "{top}");
+
+    engine.set_file_params(FileRankParams {
+        chunk_priors: false,
+        ..FileRankParams::default()
+    });
+    let control = engine.search(&request(query, SearchMode::Hybrid, None)).await.unwrap();
+    let top = first(control);
+    assert!(
+        top.starts_with("tests/test_blocking.py "),
+        "control: on words alone the test should rank first: {top}"
+    );
+}
