@@ -13,9 +13,9 @@ if ! command -v protoc >/dev/null; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq protobuf-compiler >/dev/null
 fi
 # Vectors whenever the MiniLM weights are here (scripts/fetch-minilm.sh), else
-# lexical + graph. The first build embeds every chunk (~10 chunks/s on 2
-# cores); the local store's embedding cache makes later runs embed only what
-# changed. TRUSTY_EMBEDDER=none skips vectors; =http uses TRUSTY_EMBEDDER_URL.
+# lexical + graph. The first build embeds every chunk (~40 chunks/s on 2
+# cores with ONNX Runtime, ~10 with candle); the local store's embedding cache
+# makes later runs embed only what changed. TRUSTY_EMBEDDER=none skips vectors; =http uses TRUSTY_EMBEDDER_URL.
 # An --embedder or --model-dir on the command line decides instead.
 chosen=0
 for a in "$@"; do case "$a" in --embedder|--embedder=*|--model-dir|--model-dir=*) chosen=1 ;; esac; done
