@@ -332,6 +332,24 @@ fn file_role(path: &str, language: Language) -> FileRole {
     }
 }
 
+/// Test code that lives in a source file: Rust's unit tests, in a `tests`
+/// module or marked `#[test]` (`#[tokio::test]`, `#[cfg(test)]`). Other
+/// languages keep their tests in test files, which [`file_role`] knows.
+fn is_inline_test(c: &Chunk) -> bool {
+    if c.language != Language::Rust {
+        return false;
+    }
+    if matches!(c.parent.as_deref(), Some("tests" | "test")) {
+        return true;
+    }
+    // The attributes and comments the chunker attached above the item.
+    c.content
+        .lines()
+        .map(str::trim_start)
+        .take_while(|l| l.starts_with("#[") || l.starts_with("//"))
+        .any(|l| l.starts_with("#[") && (l.contains("test]") || l.contains("cfg(test)")))
+}
+
 /// A minified or version-stamped copy of a library (`jquery.min.js`,
 /// `jquery-3.4.1.js`, `underscore-1.3.1.js`): shipped with the product, not part of it.
 fn is_packaged_library(name: &str) -> bool {
@@ -354,6 +372,8 @@ pub(crate) struct FileTable {
     paths: Vec<String>,
     /// Chunk id → file ordinal.
     chunk_file: Vec<u32>,
+    /// Chunk id → test code inside a source file (see [`is_inline_test`]).
+    inline_test: Vec<bool>,
     /// File ordinal → its first chunk.
     first_chunk: Vec<u32>,
     roles: Vec<FileRole>,
@@ -387,6 +407,7 @@ impl FileTable {
                 next
             });
             t.chunk_file.push(f);
+            t.inline_test.push(is_inline_test(c));
         }
         t.by_path = (0..t.paths.len() as u32).collect();
         t.by_path
@@ -435,6 +456,7 @@ impl FileTable {
         use heap_size::{buffer, string, string_map, strings, table};
         let paths = strings(&self.paths);
         let per_file = buffer(&self.chunk_file)
+            + buffer(&self.inline_test)
             + buffer(&self.first_chunk)
             + buffer(&self.roles)
             + buffer(&self.languages)
@@ -472,10 +494,15 @@ impl FileTable {
         self.chunk_file.get(chunk as usize).copied()
     }
 
-    /// The prior of the file holding `chunk` (1 for an unknown chunk).
+    /// The prior of `chunk`: its file's, or a test's when it is test code
+    /// inside a source file (1 for an unknown chunk).
     pub(crate) fn chunk_prior(&self, chunk: u32, asks: Asks, params: &FileRankParams) -> f32 {
-        self.file_of(chunk)
-            .map_or(1.0, |f| params.prior(self.roles[f as usize], asks))
+        let Some(f) = self.file_of(chunk) else { return 1.0 };
+        let role = match self.roles[f as usize] {
+            FileRole::Source if self.inline_test[chunk as usize] => FileRole::Test,
+            role => role,
+        };
+        params.prior(role, asks)
     }
 
     /// The file whose module path is the longest prefix (of two or more
@@ -720,7 +747,7 @@ mod tests {
     use super::*;
 
     use crate::model::SymbolKind;
-    use crate::test_support::{build_graph, symbol_chunk};
+    use crate::test_support::{build_graph, content_chunk, symbol_chunk};
 
     #[test]
     fn definers_go_first_in_ranked_order() {
@@ -820,6 +847,39 @@ mod tests {
         };
         let ranked = ranked_paths(&t, issue, &hits, &bare);
         assert_eq!(ranked, vec!["tests/test_core.py", "src/pkg/core.py"]);
+    }
+
+    /// Rust unit tests live in source files: the chunks of a `tests` module
+    /// and `#[test]` functions carry the test prior, the code beside them
+    /// does not, and a Python function is never read as one.
+    #[test]
+    fn rust_unit_tests_in_a_source_file_carry_the_test_prior() {
+        let mut chunks = vec![
+            content_chunk(0, "src/pool.rs", Some("spawn_blocking"), "pub fn spawn_blocking() {}"),
+            content_chunk(1, "src/pool.rs", Some("helper"), "fn helper() {}"),
+            content_chunk(
+                2,
+                "src/pool.rs",
+                Some("runs"),
+                "/// Runs.\n#[tokio::test]\nasync fn runs() {}",
+            ),
+            content_chunk(3, "src/pool.rs", Some("gated"), "#[cfg(test)]\nfn gated() {}"),
+            content_chunk(4, "pkg/pool.py", Some("helper"), "def helper(): pass"),
+            content_chunk(5, "src/pool.rs", Some("attested"), "#[derive(Debug)]\nstruct Attested;"),
+        ];
+        chunks[1].parent = Some("tests".into());
+        let t = FileTable::build(&chunks, &build_graph(&chunks), |_| Vec::new());
+        let p = FileRankParams::default();
+        let prior = |id| t.chunk_prior(id, Asks::default(), &p);
+        assert_eq!(
+            (0..6).map(prior).collect::<Vec<_>>(),
+            [1.0, p.test_prior, p.test_prior, p.test_prior, 1.0, 1.0]
+        );
+        let asked = Asks {
+            tests: true,
+            docs: false,
+        };
+        assert_eq!(t.chunk_prior(2, asked, &p), p.asked_prior);
     }
 
     /// A file's language is its chunks', which the text decided: a C++
