@@ -402,6 +402,12 @@ impl Engine {
                     _ => unavailable.push("vector".to_string()),
                 }
             }
+            // What the title asks for, for the chunk priors: an issue's title
+            // terms are already analysed (a title may be the whole 64 KiB).
+            let asks = (mode == SearchMode::Hybrid && self.file_params.chunk_priors).then(|| match &issue {
+                Some(issue) => Asks::of(&issue.title),
+                None => Asks::of(&self.bm25.terms(&parsed.read.title)),
+            });
             let files_hits = match issue {
                 Some(issue) if file_arm => self.file_arm(parsed, issue, &bm25_hits, &vec_hits, allow),
                 _ => Vec::new(),
@@ -428,8 +434,7 @@ impl Engine {
             if mode == SearchMode::Hybrid && weights.graph > 0.0 {
                 self.expand_with_graph(&mut fused, &mut reasons, top_k, allow, weights.graph);
             }
-            if mode == SearchMode::Hybrid && self.file_params.chunk_priors {
-                let asks = Asks::of(&self.bm25.terms(&parsed.read.title));
+            if let Some(asks) = asks {
                 for (id, score) in fused.iter_mut() {
                     *score *= self.files.chunk_prior(*id, asks, &self.file_params);
                 }
