@@ -701,21 +701,17 @@ async fn main() {
                             embedder.clone(),
                             store.clone(),
                         ));
-                        match tokio::time::timeout(Duration::from_secs(20), build).await {
-                            Ok(Ok(Ok(version))) => {
+                        let outcome = match tokio::time::timeout(Duration::from_secs(20), build).await {
+                            Ok(joined) => joined.map_err(|e| e.to_string()).and_then(|r| r),
+                            Err(_) => Err("no answer in 20 s".to_string()),
+                        };
+                        let t = started.elapsed().as_secs_f64();
+                        match outcome {
+                            Ok(version) => {
                                 published.lock().push(started.elapsed());
-                                println!("t={:.0}s: published {id} {version}", started.elapsed().as_secs_f64());
+                                println!("t={t:.0}s: published {id} {version}");
                             }
-                            Ok(Ok(Err(e))) => {
-                                println!("t={:.0}s: {id} not republished: {e}", started.elapsed().as_secs_f64())
-                            }
-                            Ok(Err(e)) => {
-                                println!("t={:.0}s: {id} not republished: {e}", started.elapsed().as_secs_f64())
-                            }
-                            Err(_) => println!(
-                                "t={:.0}s: {id} not republished in 20 s",
-                                started.elapsed().as_secs_f64()
-                            ),
+                            Err(e) => println!("t={t:.0}s: {id} not republished: {e}"),
                         }
                     }
                     let req = client
