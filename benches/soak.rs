@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 use support::cluster::{port_of, shard_name};
 use support::embedder::{self as stub, EmbedStub, Mode};
 use support::process::{ADMIN_TOKEN, Proc, shard_args, spawn};
+use support::rng::Xorshift;
 use support::s3::S3Server;
 use support::shard::shard_env;
 use trusty_search::IndexId;
@@ -135,19 +136,6 @@ struct Sample {
 
 type Log = Arc<parking_lot::Mutex<Vec<Sample>>>;
 
-struct Xorshift(u64);
-impl Xorshift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// Inverse-CDF sampling of ranks 0..n with P(k) ∝ 1/(k+1)^s.
 struct Zipf(Vec<f64>);
 impl Zipf {
@@ -165,7 +153,8 @@ impl Zipf {
         )
     }
     fn sample(&self, rng: &mut Xorshift) -> usize {
-        let u = rng.unit();
+        // Uniform in [0, 1) from the top 53 bits.
+        let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
         self.0.partition_point(|&c| c < u).min(self.0.len() - 1)
     }
 }

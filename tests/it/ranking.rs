@@ -3,6 +3,7 @@
 //! process: the tree is built with the real indexer and opened as a shard
 //! would open it.
 
+use crate::support::rng::Xorshift;
 use std::path::Path;
 use trusty_search::IndexId;
 use trusty_search::api::{GroupBy, SearchMode, SearchRequest};
@@ -193,12 +194,10 @@ async fn hostile_queries_get_an_answer_not_an_error() {
     let parts = [
         "parse", "settings", "reload", "value", "text", "line", "key", "env", "loader", "merge",
     ];
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rng = Xorshift(0x9e37_79b9_7f4a_7c15);
     let mut identifiers = String::new();
     while identifiers.len() < 64 * 1024 - 64 {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
+        let state = rng.next();
         let (a, b) = (parts[(state % 10) as usize], parts[(state / 10 % 10) as usize]);
         let word = match state / 100 % 3 {
             0 => format!("{a}_{b}{} ", state % 97),

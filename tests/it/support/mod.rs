@@ -3,6 +3,7 @@ pub mod embedder;
 pub mod fixtures;
 pub mod http;
 pub mod process;
+pub mod rng;
 pub mod s3;
 pub mod shard;
 pub mod wait;
